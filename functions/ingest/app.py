@@ -1,0 +1,18 @@
+"""Ingest Lambda: Segment-compatible tracking API in front of the usage table."""
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from nudge.api.ingest_api import resolve
+from nudge.api.wiring import services
+from nudge.observability import logger, metrics, tracer
+
+services()  # load settings, tracking plan and clients at cold start: a bad rule file fails here
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return resolve(event, context)

@@ -1,0 +1,1 @@
+"""Nudge: usage-triggered lifecycle messaging. All domain logic lives in this package."""

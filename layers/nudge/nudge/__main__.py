@@ -1,0 +1,5 @@
+import sys
+
+from nudge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,71 @@
+"""Request bodies before routing: size limits and gzip (as SDKs send it), decompressed safely."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from typing import Any
+
+
+class BodyError(Exception):
+    def __init__(self, status: int, field: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+        self.message = message
+
+
+def header(event: dict[str, Any], name: str) -> str | None:
+    headers = event.get("headers") or {}
+    return next((v for k, v in headers.items() if k.lower() == name), None)
+
+
+def normalize(event: dict[str, Any], limit: int) -> dict[str, Any]:
+    """Return an event whose body is plain text of at most `limit` bytes, or raise BodyError.
+
+    A gzip body is inflated with a hard cap, so a small bomb can't grow past the limit in memory.
+    """
+    body = event.get("body")
+    if body is None:
+        return event
+    raw: bytes
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise BodyError(400, "body", "body is marked base64 but is not valid base64") from exc
+    else:
+        raw = body.encode("utf-8")
+    encoding = (header(event, "content-encoding") or "identity").strip().lower()
+    if encoding == "gzip":
+        raw = _gunzip(raw, limit)
+    elif encoding not in ("identity", ""):
+        raise BodyError(
+            415, "content-encoding", f"content-encoding '{encoding}' is not supported; send gzip or none"
+        )
+    if len(raw) > limit:
+        raise BodyError(
+            413, "body", f"body is {len(raw)} bytes; the limit is {limit} bytes: send smaller batches"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BodyError(
+            400, "body", f"body is not UTF-8 (invalid byte at offset {exc.start}); send UTF-8 JSON"
+        ) from exc
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-encoding"}
+    return {**event, "body": text, "isBase64Encoded": False, "headers": headers}
+
+
+def _gunzip(raw: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise BodyError(400, "body", "content-encoding is gzip but the body is not valid gzip") from exc
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BodyError(413, "body", f"body inflates past the limit of {limit} bytes: send smaller batches")
+    if not inflater.eof:
+        raise BodyError(400, "body", "gzip body is truncated")
+    return out

@@ -1,0 +1,200 @@
+"""The Segment-compatible ingest HTTP API (Powertools Event Handler, OpenAPI from these models)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, Field
+
+from nudge import clock
+from nudge.api.auth import KeysUnavailable, Unauthorized
+from nudge.api.body import BodyError, normalize
+from nudge.api.wiring import services
+from nudge.ingest.messages import Batch, Group, Identify, InvalidMessage, Message, Track, describe
+from nudge.ingest.service import Contention, IngestResult, Problem, ingest
+from nudge.observability import logger, metrics
+from nudge.store.errors import StoreUnavailable
+
+API_TITLE = "Nudge ingest API"
+API_VERSION = "1.0.0"
+PUBLIC_PATHS = {"/v1/openapi.json"}
+
+app = APIGatewayHttpResolver(enable_validation=True)
+
+
+class ErrorItem(BaseModel):
+    index: int | None = Field(description="Position of the message in the request (0 for a single message).")
+    field: str = Field(description="The offending field, dotted (e.g. traits.timezone).")
+    message: str = Field(description="What is wrong and how to fix it.")
+
+
+class IngestResponse(BaseModel):
+    success: bool
+    accepted: int = Field(default=0, description="Messages kept (duplicates included: they count once).")
+    errors: list[ErrorItem] = Field(default_factory=list)
+    warnings: list[ErrorItem] = Field(default_factory=list)
+
+
+def _json(status: int, payload: IngestResponse, headers: dict[str, str] | None = None) -> Response[IngestResponse]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=payload,
+        headers=headers,
+    )
+
+
+def _items(problems: list[Problem]) -> list[ErrorItem]:
+    return [ErrorItem(index=p.index, field=p.field, message=p.message) for p in problems]
+
+
+def _run(messages: list[tuple[int, Message]], rejected: list[Problem]) -> Response[IngestResponse]:
+    svc = services()
+    result = IngestResult()
+    if messages:
+        result = ingest(messages, svc.plan, svc.store, clock.now(), svc.limits)
+    errors = sorted([*rejected, *result.errors], key=lambda p: (p.index, p.field))
+    metrics.add_metric(name="EventsAccepted", unit="Count", value=result.accepted)
+    metrics.add_metric(name="EventsRejected", unit="Count", value=len(errors))
+    logger.info(
+        "ingested",
+        extra={
+            "accepted": result.accepted,
+            "rejected": len(errors),
+            "users_written": result.users_written,
+            "accounts_written": result.accounts_written,
+            "conflicts": result.conflicts,
+        },
+    )
+    body = IngestResponse(
+        success=not errors, accepted=result.accepted, errors=_items(errors), warnings=_items(result.warnings)
+    )
+    return _json(400 if errors else 200, body)
+
+
+_RESPONSES: dict[int, OpenAPIResponse] = {
+    200: {"description": "All messages accepted."},
+    400: {"description": "Some or all messages were refused; valid ones in a batch were kept."},
+    401: {"description": "Missing or unknown write key."},
+    413: {"description": "Body (or one message) over the size limit."},
+    503: {"description": "Storage busy or unavailable; retry with backoff."},
+}
+
+
+@app.post("/v1/track", summary="Record what a user did", responses=_RESPONSES, tags=["tracking"])
+def track(message: Annotated[Track, Body()]) -> Response[IngestResponse]:
+    return _run([(0, message)], [])
+
+
+@app.post("/v1/identify", summary="Set a user's traits", responses=_RESPONSES, tags=["tracking"])
+def identify(message: Annotated[Identify, Body()]) -> Response[IngestResponse]:
+    return _run([(0, message)], [])
+
+
+@app.post(
+    "/v1/group",
+    summary="Tie a user to an account and set its traits",
+    responses=_RESPONSES,
+    tags=["tracking"],
+)
+def group(message: Annotated[Group, Body()]) -> Response[IngestResponse]:
+    return _run([(0, message)], [])
+
+
+@app.post("/v1/batch", summary="Send many messages at once", responses=_RESPONSES, tags=["tracking"])
+def batch(request: Annotated[Batch, Body()]) -> Response[IngestResponse]:
+    settings = services().settings
+    if len(request.batch) > settings.max_batch_messages:
+        problem = Problem(
+            0,
+            "batch",
+            f"batch holds {len(request.batch)} messages; the limit is {settings.max_batch_messages}",
+        )
+        return _json(413, IngestResponse(success=False, errors=_items([problem])))
+    raw = app.current_event.json_body.get("batch", [])
+    check_sizes = len(app.current_event.body or "") > settings.max_message_bytes
+    messages: list[tuple[int, Message]] = []
+    rejected: list[Problem] = []
+    for index, entry in enumerate(request.batch):
+        if isinstance(entry, InvalidMessage):
+            rejected.extend(Problem(index, field, message) for field, message in entry.errors)
+        elif check_sizes and len(json.dumps(raw[index]).encode()) > settings.max_message_bytes:
+            rejected.append(
+                Problem(
+                    index, "message", f"message is over the {settings.max_message_bytes}-byte limit; trim it"
+                )
+            )
+        else:
+            messages.append((index, entry))
+    return _run(messages, rejected)
+
+
+@app.get("/v1/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
+def openapi() -> Response[Any]:
+    return Response(200, content_types.APPLICATION_JSON, openapi_json())
+
+
+def openapi_json() -> str:
+    return app.get_openapi_json_schema(title=API_TITLE, version=API_VERSION)
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid(exc: RequestValidationError) -> Response[IngestResponse]:
+    items = []
+    for err in exc.errors():
+        field, message = describe(err)
+        items.append(ErrorItem(index=0, field=field, message=message))
+    return _json(400, IngestResponse(success=False, errors=items))
+
+
+@app.exception_handler(Contention)
+def _contended(exc: Contention) -> Response[IngestResponse]:
+    logger.warning("write contention", extra={"detail": str(exc)})
+    item = ErrorItem(index=None, field="", message="too many concurrent writes for one user; retry shortly")
+    return _json(503, IngestResponse(success=False, errors=[item]), {"Retry-After": "1"})
+
+
+@app.exception_handler(StoreUnavailable)
+def _store_down(exc: StoreUnavailable) -> Response[IngestResponse]:
+    logger.error("store unavailable", extra={"detail": str(exc)})
+    item = ErrorItem(index=None, field="", message="storage is unavailable; retry with backoff")
+    return _json(503, IngestResponse(success=False, errors=[item]), {"Retry-After": "2"})
+
+
+def _early(status: int, field: str, message: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """A response for what is refused before routing (auth, size, encoding), in the same shape."""
+    body = IngestResponse(success=False, errors=[ErrorItem(index=None, field=field, message=message)])
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON, **(headers or {})},
+        "body": body.model_dump_json(),
+        "isBase64Encoded": False,
+    }
+
+
+def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Authenticate, bound and inflate the body, then route. The write key is never logged."""
+    path = event.get("rawPath") or ""
+    if path not in PUBLIC_PATHS:
+        svc = services()
+        try:
+            svc.keys.check(event.get("headers") or {})
+        except Unauthorized as exc:
+            metrics.add_metric(name="Unauthorized", unit="Count", value=1)
+            return _early(401, "authorization", str(exc), {"WWW-Authenticate": 'Basic realm="nudge"'})
+        except KeysUnavailable as exc:
+            logger.error("write keys unavailable", extra={"cause": type(exc.__cause__).__name__})
+            return _early(503, "authorization", str(exc), {"Retry-After": "2"})
+        limit = svc.settings.max_batch_bytes if path.endswith("/batch") else svc.settings.max_message_bytes
+        try:
+            event = normalize(event, limit)
+        except BodyError as exc:
+            return _early(exc.status, exc.field, exc.message)
+    result: dict[str, Any] = app.resolve(event, context)
+    return result

@@ -1,0 +1,31 @@
+"""The `nudge` command. Each area adds its own subcommands through a `register(subparsers)` function."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nudge.local import commands as local_commands
+    from nudge.samples import commands as sample_commands
+
+    parser = argparse.ArgumentParser(prog="nudge", description="Usage-triggered lifecycle messaging.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    local_commands.register(sub)
+    sample_commands.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Command = args.run
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""The pure fold of Segment messages into usage state.
+
+Order-independent and idempotent by construction: counts skip messageIds already seen in the
+dedupe window; first/last are min/max; traits and account membership are last-writer-wins on
+(timestamp, messageId); sessions are kept as merged intervals, so the same events in any order
+give the same sessions; milestones and weekly figures are derived afresh at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from nudge.ingest.messages import Group, Identify, Message, UsageEvent, event_name
+from nudge.ingest.state import (
+    AccountState,
+    EventStats,
+    FeatureStats,
+    RollupDelta,
+    Stamped,
+    UserState,
+    WeekStats,
+)
+from nudge.rules.plan import TrackingPlan
+
+DIGEST_BYTES = 8
+
+
+@dataclass(frozen=True)
+class FoldWindow:
+    """How much history the state keeps; both bounds are judged against `now`."""
+
+    dedupe_days: int = 7
+    weeks_kept: int = 12
+
+
+def digest(key: str) -> bytes:
+    return hashlib.blake2b(key.encode(), digest_size=DIGEST_BYTES).digest()
+
+
+def week_key(day: date) -> str:
+    iso = day.isocalendar()
+    return f"{iso.year}-W{iso.week:02d}"
+
+
+def horizon_start(now: datetime, weeks_kept: int) -> datetime:
+    """Midnight UTC on the Monday that opens the oldest kept ISO week."""
+    today = now.astimezone(UTC).date()
+    monday = today - timedelta(days=today.weekday()) - timedelta(weeks=weeks_kept - 1)
+    return datetime(monday.year, monday.month, monday.day, tzinfo=UTC)
+
+
+class _Seen:
+    """Digests of messageIds by UTC day received; days older than the window are dropped."""
+
+    def __init__(self, stored: dict[int, str], today: int, window_days: int) -> None:
+        self.today = today
+        self.days: dict[int, set[bytes]] = {}
+        for day, blob in stored.items():
+            if day > today - window_days - 1:
+                raw = base64.b64decode(blob)
+                self.days[day] = {raw[i : i + DIGEST_BYTES] for i in range(0, len(raw), DIGEST_BYTES)}
+
+    def add(self, key: bytes) -> bool:
+        """Record a digest; False when it was already seen."""
+        if any(key in keys for keys in self.days.values()):
+            return False
+        self.days.setdefault(self.today, set()).add(key)
+        return True
+
+    def dump(self) -> dict[int, str]:
+        return {
+            day: base64.b64encode(b"".join(sorted(keys))).decode() for day, keys in sorted(self.days.items())
+        }
+
+
+def fold(
+    state: UserState | None,
+    user_id: str,
+    messages: Iterable[Message],
+    plan: TrackingPlan,
+    now: datetime,
+    window: FoldWindow = FoldWindow(),
+) -> UserState:
+    """Return the new state of one user after `messages` (all about that user), received at `now`.
+
+    Every message must carry a timestamp (the ingest service fills a missing one with `now`).
+    """
+    new = state.model_copy(deep=True) if state is not None else UserState(user_id=user_id)
+    seen = _Seen(new.seen, now.astimezone(UTC).toordinal(), window.dedupe_days)
+    horizon = horizon_start(now, window.weeks_kept)
+    gap = int(plan.session_gap.total_seconds())
+    days = set(new.active_days)
+    for message in messages:
+        mid = message.dedupe_key()
+        if not seen.add(digest(mid)):
+            continue
+        at = message.timestamp or now
+        new.first_seen = min(new.first_seen or at, at)
+        new.last_seen = max(new.last_seen or at, at)
+        if isinstance(message, Identify):
+            _set_traits(new.traits, message.traits.model_dump(exclude_unset=True), at, mid)
+        elif isinstance(message, Group):
+            stamped = Stamped(v=message.groupId, at=at, mid=mid)
+            if stamped.newer_than(new.account):
+                new.account = stamped
+        else:
+            _count_event(new, message, at, plan, horizon, gap, days)
+    new.active_days = sorted(d for d in days if d >= horizon.toordinal())
+    horizon_epoch = int(horizon.timestamp())
+    new.sessions = [s for s in new.sessions if s[1] >= horizon_epoch]
+    new.milestones = _milestones(new, plan)
+    new.weeks = _weeks(new)
+    new.seen = seen.dump()
+    return new
+
+
+def _set_traits(traits: dict[str, Stamped], values: dict[str, Any], at: datetime, mid: str) -> None:
+    for key, value in values.items():
+        stamped = Stamped(v=value, at=at, mid=mid)
+        if stamped.newer_than(traits.get(key)):
+            traits[key] = stamped
+
+
+def _count_event(
+    state: UserState,
+    message: UsageEvent,
+    at: datetime,
+    plan: TrackingPlan,
+    horizon: datetime,
+    gap: int,
+    days: set[int],
+) -> None:
+    name = event_name(message)
+    stats = state.events.get(name)
+    if stats is None:
+        state.events[name] = EventStats(count=1, first=at, last=at)
+    else:
+        stats.count += 1
+        stats.first = min(stats.first, at)
+        stats.last = max(stats.last, at)
+    feature = plan.feature_of.get(name)
+    day = at.astimezone(UTC).toordinal()
+    if feature is not None:
+        fstats = state.features.get(feature)
+        if fstats is None:
+            state.features[feature] = FeatureStats(first=at, last=at, count=1, days=[day])
+        else:
+            fstats.count += 1
+            fstats.first = min(fstats.first, at)
+            fstats.last = max(fstats.last, at)
+            index = bisect.bisect_left(fstats.days, day)
+            if index == len(fstats.days) or fstats.days[index] != day:
+                fstats.days.insert(index, day)
+    if name not in plan.meaningful:
+        return
+    state.last_meaningful = max(state.last_meaningful or at, at)
+    if at >= horizon:
+        days.add(day)
+        state.sessions = add_to_sessions(state.sessions, int(at.timestamp()), gap)
+
+
+def add_to_sessions(sessions: list[tuple[int, int]], at: int, gap: int) -> list[tuple[int, int]]:
+    """Insert one event time into sorted, merged session intervals.
+
+    An event within `gap` seconds of a session joins it, and may bridge two sessions into one;
+    so the result depends only on the set of event times, never on their order.
+    """
+    start, end = at, at
+    kept: list[tuple[int, int]] = []
+    for s, e in sessions:
+        if s - gap <= at <= e + gap:
+            start, end = min(start, s), max(end, e)
+        else:
+            kept.append((s, e))
+    bisect.insort(kept, (start, end))
+    return kept
+
+
+def _milestones(state: UserState, plan: TrackingPlan) -> dict[str, datetime]:
+    reached: dict[str, datetime] = {}
+    for name, spec in plan.milestones.items():
+        firsts = [state.events[e].first for e in spec.all if e in state.events]
+        if len(firsts) == len(spec.all):
+            reached[name] = max(firsts)
+    return reached
+
+
+def _weeks(state: UserState) -> dict[str, WeekStats]:
+    weeks: dict[str, WeekStats] = {}
+    for day in state.active_days:
+        weeks.setdefault(week_key(date.fromordinal(day)), WeekStats()).active_days += 1
+    for start, _end in state.sessions:
+        started = datetime.fromtimestamp(start, UTC).date()
+        weeks.setdefault(week_key(started), WeekStats()).sessions += 1
+    return dict(sorted(weeks.items()))
+
+
+def fold_account(state: AccountState | None, account_id: str, groups: Sequence[Group]) -> AccountState:
+    """Account traits from group calls: last writer wins per trait, in any order."""
+    new = state.model_copy(deep=True) if state is not None else AccountState(account_id=account_id)
+    for group in groups:
+        values = group.traits.model_dump(exclude_unset=True)
+        _set_traits(new.traits, values, group.timestamp or _EPOCH, group.dedupe_key())
+    return new
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def rollup_delta(old: UserState | None, new: UserState) -> RollupDelta | None:
+    """What the user's change adds to their account's weekly users, sessions and feature adopters.
+
+    Computed from the old and new state of one versioned write, so it applies exactly once.
+    Weeks that fall out of the user's kept history are not subtracted: the account keeps them.
+    """
+    account = new.account_id
+    if account is None:
+        return None
+    same_account = old is not None and old.account_id == account
+    old_weeks = old.weeks if old is not None and same_account else {}
+    old_features = set(old.features) if old is not None and same_account else set()
+    delta = RollupDelta(account_id=account)
+    for week, stats in new.weeks.items():
+        before = old_weeks.get(week)
+        if stats.active_days and not (before and before.active_days):
+            delta.week_users[week] = 1
+        change = stats.sessions - (before.sessions if before else 0)
+        if change:
+            delta.week_sessions[week] = change
+    for feature in sorted(set(new.features) - old_features):
+        delta.feature_adopters[feature] = 1
+    return None if delta.is_empty() else delta

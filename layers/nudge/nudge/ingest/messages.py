@@ -1,0 +1,227 @@
+"""Segment HTTP tracking API messages (track, identify, group, page, screen) and the batch envelope."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+EMAIL = re.compile(r"^[^@\s<>\"'\r\n]+@[^@\s<>\"'\r\n]+\.[^@\s<>\"'\r\n]+$")
+LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+
+class _Message(BaseModel):
+    """Fields every Segment message shares. Unknown top-level keys are kept, as Segment does."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    userId: Id | None = Field(default=None, description="Your id for the user.")
+    anonymousId: Id | None = Field(default=None, description="A device or session id when no userId.")
+    messageId: Id | None = Field(
+        default=None, description="Dedupe key; a message sent again with the same id counts once."
+    )
+    timestamp: datetime | None = Field(default=None, description="When it happened (ISO 8601).")
+    context: dict[str, Any] = Field(default_factory=dict)
+    integrations: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("userId", "anonymousId", mode="before")
+    @classmethod
+    def _ids_as_text(cls, value: Any) -> Any:
+        # SDKs send numeric ids as numbers; Segment stores them as strings.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    @model_validator(mode="after")
+    def _someone(self) -> _Message:
+        if not self.userId and not self.anonymousId:
+            raise ValueError("a message needs userId or anonymousId")
+        return self
+
+    @property
+    def identity(self) -> str:
+        """The key of the user this message is about."""
+        return self.userId if self.userId else f"anon:{self.anonymousId}"
+
+    def dedupe_key(self) -> str:
+        """messageId, or a hash of the content when the sender gave none (a retry is then the same)."""
+        if self.messageId:
+            return self.messageId
+        body = json.dumps(self.model_dump(mode="json", exclude={"messageId"}), sort_keys=True)
+        return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+
+
+class UserTraits(BaseModel):
+    """Traits Nudge understands; any others are kept as given."""
+
+    model_config = ConfigDict(extra="allow")
+
+    email: str | None = None
+    phone: str | None = None
+    plan: str | None = None
+    timezone: str | None = Field(default=None, description="IANA zone, e.g. Europe/Paris.")
+    locale: str | None = Field(default=None, description="e.g. en-US.")
+    consent: dict[str, bool] | None = Field(
+        default=None, description="Channel or topic -> opted in, e.g. {email: true, sms: false}."
+    )
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 254 or not EMAIL.match(value)):
+            raise ValueError("is not an email address (name@example.com)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("is not an IANA time zone; use a name like America/New_York") from None
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        if value is not None and not LOCALE.match(value):
+            raise ValueError("is not a locale; use a tag like en-US")
+        return value
+
+
+class AccountTraits(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = None
+    plan: str | None = None
+    mrr: float | None = Field(default=None, ge=0, description="Monthly recurring revenue.")
+    seats: int | None = Field(default=None, ge=0)
+    cs_owner: str | None = Field(default=None, description="The customer-success owner.")
+
+
+class Track(_Message):
+    type: Literal["track"] = "track"
+    event: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Page(_Message):
+    """Counted as the event `page_viewed`, as a tracking plan names it."""
+
+    type: Literal["page"] = "page"
+    name: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Screen(_Message):
+    """Counted as the event `screen_viewed`."""
+
+    type: Literal["screen"] = "screen"
+    name: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class Identify(_Message):
+    type: Literal["identify"] = "identify"
+    traits: UserTraits = Field(default_factory=UserTraits)
+
+
+class Group(_Message):
+    type: Literal["group"] = "group"
+    groupId: Id
+    traits: AccountTraits = Field(default_factory=AccountTraits)
+
+    @field_validator("groupId", mode="before")
+    @classmethod
+    def _group_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Message = Annotated[Track | Identify | Group | Page | Screen, Field(discriminator="type")]
+UsageEvent = Track | Page | Screen
+
+
+def event_name(message: UsageEvent) -> str:
+    if isinstance(message, Track):
+        return message.event
+    return "page_viewed" if isinstance(message, Page) else "screen_viewed"
+
+
+class InvalidMessage:
+    """A batch entry that failed validation; the rest of the batch goes on."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+
+
+def _keep_errors(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        return InvalidMessage(field_errors(exc, skip=1 if isinstance(value, dict) else 0))
+
+
+def field_errors(exc: ValidationError, skip: int = 0) -> list[tuple[str, str]]:
+    """(field, message) pairs; `skip` drops the union tag pydantic puts first in each location."""
+    return [describe(err, skip) for err in exc.errors()]
+
+
+TAGS = frozenset({"track", "identify", "group", "page", "screen"})
+
+
+def describe(err: Any, skip: int = 0) -> tuple[str, str]:
+    """One pydantic error as (dotted field, plain message naming the fix)."""
+    kind = err["type"]
+    loc = [p for p in err["loc"][skip:] if p != "body"]
+    if loc and loc[0] in TAGS:
+        loc = loc[1:]
+    field = ".".join(str(p) for p in loc) or "type"
+    message: str = err["msg"]
+    if kind == "union_tag_invalid":
+        return "type", "type must be one of track, identify, group, page, screen"
+    if kind == "union_tag_not_found":
+        return "type", "type is required (track, identify, group, page or screen)"
+    if kind == "json_invalid":
+        return "body", "body is not valid JSON"
+    if kind == "missing":
+        return field, f"{field} is required"
+    if message.startswith("Value error, "):
+        return field, f"{field} {message.removeprefix('Value error, ')}"
+    return field, f"{field}: {message[0].lower()}{message[1:]}"
+
+
+# Each batch entry is validated on its own so one bad message doesn't sink the others. The JSON
+# schema (and the OpenAPI document) still shows the real message shapes.
+LenientMessage = Annotated[Message, WrapValidator(_keep_errors)]
+
+
+class Batch(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    batch: list[LenientMessage] = Field(description="Up to 2,500 messages, 500 KB in all.")
+    context: dict[str, Any] = Field(default_factory=dict, description="Merged into each message's context.")
+    integrations: dict[str, Any] = Field(default_factory=dict)
+    sentAt: datetime | None = None

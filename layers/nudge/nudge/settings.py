@@ -1,0 +1,36 @@
+"""Settings read once from the environment; domain code receives values, never os.environ."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NUDGE_", extra="ignore")
+
+    usage_table: str = "nudge-usage"
+    # SSM SecureString holding the live write keys, comma-separated (rotation: list old and new).
+    write_keys_param: str = "/nudge/dev/write-keys"
+    write_keys_max_age_seconds: int = Field(default=300, ge=0)
+    rules_dir: Path = Path("rules")
+
+    max_message_bytes: int = Field(default=32 * 1024, gt=0)
+    max_batch_bytes: int = Field(default=500 * 1024, gt=0)
+    max_batch_messages: int = Field(default=2500, gt=0)
+    # Clock skew tolerated for timestamps in the future, and how old an event may be.
+    max_future_skew_seconds: int = Field(default=3600, ge=0)
+    retention_days: int = Field(default=180, gt=0)
+
+    dedupe_days: int = Field(default=7, ge=7)
+    weeks_kept: int = Field(default=12, ge=2)
+    rollup_shards: int = Field(default=16, ge=1, le=64)
+    write_attempts: int = Field(default=12, ge=1)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

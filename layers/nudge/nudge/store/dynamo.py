@@ -1,0 +1,204 @@
+"""DynamoDB usage table: users, account traits and sharded account rollups in one table.
+
+Keys:  USER#<id> / STATE               one item per user: version, account, compressed state
+       ACCOUNT#<id> / TRAITS           account traits (last writer wins per trait)
+       ACCOUNT#<id> / WEEK#<week>#<k>  rollup shard k of one ISO week: active users, sessions
+       ACCOUNT#<id> / FEATURES#<k>     rollup shard k: users who adopted each feature
+A user's write and the rollup deltas it implies go in one transaction, so they apply together
+exactly once; shards (by a hash of the user id) spread a hot account over many items.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from nudge.ingest.state import AccountRollup, AccountState, RollupDelta, UserState, WeekRollup
+from nudge.store import codec
+from nudge.store.errors import StateConflict, StoreUnavailable
+from nudge.store.ports import Versioned
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+CONFLICT_CODES = {"ConditionalCheckFailedException", "TransactionConflictException"}
+BATCH_GET_LIMIT = 100
+# Rollup week items outlive the users' own kept history, then expire.
+ROLLUP_WEEKS_KEPT = 26
+
+
+def user_key(user_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"USER#{user_id}"}, "sk": {"S": "STATE"}}
+
+
+def account_key(account_id: str, sort: str = "TRAITS") -> dict[str, Any]:
+    return {"pk": {"S": f"ACCOUNT#{account_id}"}, "sk": {"S": sort}}
+
+
+def shard_of(user_id: str, shards: int) -> int:
+    return zlib.crc32(user_id.encode()) % shards
+
+
+class DynamoUsageStore:
+    def __init__(self, client: DynamoDBClient, table: str, rollup_shards: int = 16) -> None:
+        self.client = client
+        self.table = table
+        self.shards = rollup_shards
+
+    def load_users(self, user_ids: Sequence[str]) -> dict[str, Versioned[UserState]]:
+        found: dict[str, Versioned[UserState]] = {}
+        ids = list(dict.fromkeys(user_ids))
+        for start in range(0, len(ids), BATCH_GET_LIMIT):
+            keys = [user_key(uid) for uid in ids[start : start + BATCH_GET_LIMIT]]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = self._call(self.client.batch_get_item, RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    state = codec.decode(item["state"]["B"], UserState)
+                    found[state.user_id] = Versioned(state, int(item["v"]["N"]))
+                request = dict(response.get("UnprocessedKeys") or {})
+        return found
+
+    def save_user(self, state: UserState, version: int, rollup: RollupDelta | None, now: datetime) -> None:
+        item: dict[str, Any] = {
+            **user_key(state.user_id),
+            "v": {"N": str(version + 1)},
+            "updated_at": {"S": now.isoformat()},
+            "state": {"B": codec.encode(state)},
+        }
+        if state.account_id:
+            item["account_id"] = {"S": state.account_id}
+        put = _versioned_put(self.table, item, version)
+        if rollup is None:
+            self._write(self.client.put_item, **put)
+            return
+        items: list[TransactWriteItemTypeDef] = [{"Put": put}]
+        items.extend(self._rollup_updates(state.user_id, rollup, now))
+        self._write(self.client.transact_write_items, TransactItems=items)
+
+    def _rollup_updates(
+        self, user_id: str, delta: RollupDelta, now: datetime
+    ) -> list[TransactWriteItemTypeDef]:
+        shard = shard_of(user_id, self.shards)
+        updates: list[TransactWriteItemTypeDef] = []
+        expires = int((now + timedelta(weeks=ROLLUP_WEEKS_KEPT)).timestamp())
+        for week in sorted(set(delta.week_users) | set(delta.week_sessions)):
+            updates.append(
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": account_key(delta.account_id, f"WEEK#{week}#{shard:02d}"),
+                        "UpdateExpression": "ADD active_users :u, sessions :s SET expires_at = :e",
+                        "ExpressionAttributeValues": {
+                            ":u": {"N": str(delta.week_users.get(week, 0))},
+                            ":s": {"N": str(delta.week_sessions.get(week, 0))},
+                            ":e": {"N": str(expires)},
+                        },
+                    }
+                }
+            )
+        if delta.feature_adopters:
+            names = {f"#f{i}": f"adopters:{feature}" for i, feature in enumerate(delta.feature_adopters)}
+            values = {f":f{i}": {"N": str(n)} for i, n in enumerate(delta.feature_adopters.values())}
+            updates.append(
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": account_key(delta.account_id, f"FEATURES#{shard:02d}"),
+                        "UpdateExpression": "ADD " + ", ".join(f"{n} :{n[1:]}" for n in names),
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": values,
+                    }
+                }
+            )
+        return updates
+
+    def load_account(self, account_id: str) -> Versioned[AccountState] | None:
+        response = self._call(
+            self.client.get_item, TableName=self.table, Key=account_key(account_id), ConsistentRead=True
+        )
+        item = response.get("Item")
+        if item is None:
+            return None
+        return Versioned(codec.decode(item["state"]["B"], AccountState), int(item["v"]["N"]))
+
+    def save_account(self, state: AccountState, version: int, now: datetime) -> None:
+        item: dict[str, Any] = {
+            **account_key(state.account_id),
+            "v": {"N": str(version + 1)},
+            "updated_at": {"S": now.isoformat()},
+            "state": {"B": codec.encode(state)},
+        }
+        self._write(self.client.put_item, **_versioned_put(self.table, item, version))
+
+    def load_rollup(self, account_id: str) -> AccountRollup:
+        rollup = AccountRollup()
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"ACCOUNT#{account_id}"}},
+        }
+        while True:
+            response = self._call(self.client.query, **kwargs)
+            for item in response.get("Items", []):
+                sort = item["sk"]["S"]
+                if sort.startswith("WEEK#"):
+                    week = rollup.weeks.setdefault(sort.split("#")[1], WeekRollup())
+                    week.active_users += int(item.get("active_users", {}).get("N", "0"))
+                    week.sessions += int(item.get("sessions", {}).get("N", "0"))
+                elif sort.startswith("FEATURES#"):
+                    for name, value in item.items():
+                        if name.startswith("adopters:"):
+                            feature = name.removeprefix("adopters:")
+                            rollup.feature_adopters[feature] = rollup.feature_adopters.get(feature, 0) + int(
+                                value["N"]
+                            )
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        rollup.weeks = dict(sorted(rollup.weeks.items()))
+        return rollup
+
+    def _write(self, call: Any, **kwargs: Any) -> None:
+        try:
+            call(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in CONFLICT_CODES or _cancelled_by_conflict(exc):
+                raise StateConflict(code) from exc
+            raise StoreUnavailable(f"DynamoDB {code or 'error'}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"DynamoDB unreachable: {exc}") from exc
+
+    def _call(self, call: Any, **kwargs: Any) -> Any:
+        try:
+            return call(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise StoreUnavailable(f"DynamoDB {code or 'error'}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"DynamoDB unreachable: {exc}") from exc
+
+
+def _versioned_put(table: str, item: dict[str, Any], version: int) -> Any:
+    if version == 0:
+        return {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+    return {
+        "TableName": table,
+        "Item": item,
+        "ConditionExpression": "v = :expected",
+        "ExpressionAttributeValues": {":expected": {"N": str(version)}},
+    }
+
+
+def _cancelled_by_conflict(exc: ClientError) -> bool:
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    reasons = exc.response.get("CancellationReasons") or []
+    codes = {r.get("Code") for r in reasons}
+    return bool(codes & {"ConditionalCheckFailed", "TransactionConflict"})
