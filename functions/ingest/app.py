@@ -4,6 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from nudge.api.ingest_api import resolve
 from nudge.api.wiring import services
 from nudge.observability import logger, metrics, tracer

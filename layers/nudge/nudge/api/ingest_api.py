@@ -41,7 +41,9 @@ class IngestResponse(BaseModel):
     warnings: list[ErrorItem] = Field(default_factory=list)
 
 
-def _json(status: int, payload: IngestResponse, headers: dict[str, str] | None = None) -> Response[IngestResponse]:
+def _json(
+    status: int, payload: IngestResponse, headers: dict[str, str] | None = None
+) -> Response[IngestResponse]:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,

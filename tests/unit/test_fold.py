@@ -1,0 +1,177 @@
+"""The fold: order independence, idempotence, sessions, milestones, traits, rollup deltas."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nudge.ingest.fold import FoldWindow, add_to_sessions, fold, rollup_delta
+from nudge.ingest.messages import Group, Identify, Message, Track
+from nudge.rules.plan import TrackingPlan, load_plan
+
+PLAN: TrackingPlan = load_plan(Path("rules"))
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+EVENTS = ["signed_up", "setup_completed", "project_created", "teammate_invited", "login", "report_exported"]
+
+
+def track(event: str, at: datetime, mid: str, user: str = "u1") -> Track:
+    return Track(userId=user, event=event, timestamp=at, messageId=mid)
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[Message]:
+    count = draw(st.integers(min_value=1, max_value=40))
+    messages: list[Message] = []
+    for i in range(count):
+        at = NOW - timedelta(minutes=draw(st.integers(min_value=0, max_value=60 * 24 * 60)))
+        kind = draw(st.sampled_from(["track", "track", "track", "identify", "group"]))
+        mid = f"m{i}"
+        if kind == "track":
+            messages.append(track(draw(st.sampled_from(EVENTS)), at, mid))
+        elif kind == "identify":
+            plan = draw(st.sampled_from(["free", "team", "business"]))
+            messages.append(
+                Identify.model_validate(
+                    {"userId": "u1", "traits": {"plan": plan}, "timestamp": at, "messageId": mid}
+                )
+            )
+        else:
+            messages.append(
+                Group(userId="u1", groupId=draw(st.sampled_from(["a1", "a2"])), timestamp=at, messageId=mid)
+            )
+    return messages
+
+
+@settings(max_examples=150, deadline=None)
+@given(histories(), st.randoms(use_true_random=False))
+def test_the_same_events_in_any_order_give_the_same_state(messages: list[Message], rnd) -> None:
+    shuffled = list(messages)
+    rnd.shuffle(shuffled)
+    assert fold(None, "u1", messages, PLAN, NOW) == fold(None, "u1", shuffled, PLAN, NOW)
+
+
+@settings(max_examples=150, deadline=None)
+@given(histories(), st.integers(min_value=0, max_value=39))
+def test_folding_in_two_requests_equals_folding_in_one(messages: list[Message], cut: int) -> None:
+    first, second = messages[:cut], messages[cut:]
+    stepwise = fold(fold(None, "u1", first, PLAN, NOW), "u1", second, PLAN, NOW)
+    assert stepwise == fold(None, "u1", messages, PLAN, NOW)
+
+
+@settings(max_examples=150, deadline=None)
+@given(histories())
+def test_folding_the_same_events_twice_changes_nothing(messages: list[Message]) -> None:
+    once = fold(None, "u1", messages, PLAN, NOW)
+    assert fold(once, "u1", messages, PLAN, NOW) == once
+
+
+def test_a_duplicate_message_id_counts_once_within_the_dedupe_window() -> None:
+    first = fold(None, "u1", [track("login", NOW - timedelta(hours=1), "dup")], PLAN, NOW)
+    six_days_later = NOW + timedelta(days=6)
+    again = fold(first, "u1", [track("login", NOW - timedelta(hours=1), "dup")], PLAN, six_days_later)
+    assert again.event_counts == {"login": 1}
+
+
+def test_the_dedupe_window_ends_after_its_days() -> None:
+    first = fold(
+        None, "u1", [track("login", NOW - timedelta(hours=1), "dup")], PLAN, NOW, FoldWindow(dedupe_days=7)
+    )
+    later = fold(
+        first, "u1", [track("login", NOW - timedelta(hours=1), "dup")], PLAN, NOW + timedelta(days=9)
+    )
+    assert later.event_counts == {"login": 2}
+    assert min(later.seen) >= (NOW + timedelta(days=9)).toordinal() - 8
+
+
+def test_events_within_the_session_gap_form_one_session_and_a_bridge_merges_two() -> None:
+    base = NOW - timedelta(days=1)
+    a = track("project_created", base, "a")
+    b = track("project_created", base + timedelta(minutes=50), "b")
+    two = fold(None, "u1", [a, b], PLAN, NOW)
+    assert len(two.sessions) == 2
+    bridged = fold(two, "u1", [track("report_exported", base + timedelta(minutes=25), "c")], PLAN, NOW)
+    assert len(bridged.sessions) == 1
+    assert bridged.sessions[0] == (int(base.timestamp()), int((base + timedelta(minutes=50)).timestamp()))
+
+
+def test_logins_and_page_views_are_not_meaningful_use() -> None:
+    state = fold(
+        None, "u1", [track("login", NOW - timedelta(hours=2), "l"), track("page_viewed", NOW, "p")], PLAN, NOW
+    )
+    assert state.last_meaningful is None
+    assert state.sessions == []
+    assert state.last_seen == NOW
+
+
+def test_a_milestone_is_reached_at_the_last_of_its_first_occurrences() -> None:
+    t = NOW - timedelta(days=10)
+    msgs = [
+        track("teammate_invited", t + timedelta(days=3), "3"),
+        track("setup_completed", t, "1"),
+        track("project_created", t + timedelta(days=1), "2"),
+        track("project_created", t + timedelta(days=5), "4"),
+    ]
+    state = fold(None, "u1", msgs, PLAN, NOW)
+    assert state.milestones["activated"] == t + timedelta(days=3)
+    assert state.milestones["setup_done"] == t
+    assert state.features["projects"].count == 2
+    assert state.features["projects"].distinct_days == 2
+
+
+def test_the_latest_trait_wins_whatever_the_arrival_order() -> None:
+    old = Identify.model_validate(
+        {"userId": "u1", "traits": {"plan": "free"}, "timestamp": NOW - timedelta(days=2), "messageId": "a"}
+    )
+    new = Identify.model_validate(
+        {"userId": "u1", "traits": {"plan": "team"}, "timestamp": NOW - timedelta(days=1), "messageId": "b"}
+    )
+    state = fold(fold(None, "u1", [new], PLAN, NOW), "u1", [old], PLAN, NOW)
+    assert state.trait_values() == {"plan": "team"}
+
+
+def test_weekly_history_is_bounded_to_the_kept_weeks() -> None:
+    msgs = [track("project_created", NOW - timedelta(weeks=w), f"w{w}") for w in range(30)]
+    state = fold(None, "u1", msgs, PLAN, NOW, FoldWindow(weeks_kept=4))
+    assert len(state.weeks) == 4
+    assert state.events["project_created"].count == 30
+
+
+def test_rollup_delta_counts_a_user_once_per_week_and_feature() -> None:
+    t = NOW - timedelta(hours=5)
+    first = fold(
+        None,
+        "u1",
+        [Group(userId="u1", groupId="a1", timestamp=t, messageId="g"), track("project_created", t, "1")],
+        PLAN,
+        NOW,
+    )
+    delta = rollup_delta(None, first)
+    assert delta is not None
+    assert delta.account_id == "a1"
+    assert sum(delta.week_users.values()) == 1
+    assert delta.feature_adopters == {"projects": 1}
+    later = fold(first, "u1", [track("project_created", t + timedelta(minutes=5), "2")], PLAN, NOW)
+    assert rollup_delta(first, later) is None  # same session, same week, feature already adopted
+
+
+def test_a_user_without_an_account_adds_nothing_to_rollups() -> None:
+    state = fold(None, "u1", [track("project_created", NOW, "1")], PLAN, NOW)
+    assert rollup_delta(None, state) is None
+
+
+@pytest.mark.parametrize(
+    ("existing", "at", "expected"),
+    [
+        ([], 100, [(100, 100)]),
+        ([(0, 10)], 30, [(0, 30)]),
+        ([(0, 10)], 41, [(0, 10), (41, 41)]),
+        ([(0, 10), (50, 60)], 30, [(0, 60)]),
+        ([(0, 10), (100, 110)], 50, [(0, 10), (50, 50), (100, 110)]),
+    ],
+)
+def test_add_to_sessions(existing: list[tuple[int, int]], at: int, expected: list[tuple[int, int]]) -> None:
+    assert add_to_sessions(existing, at, 30) == expected

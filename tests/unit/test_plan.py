@@ -1,0 +1,97 @@
+"""The tracking plan loader: the shipped files load; broken ones are refused with file:line."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from nudge.rules.plan import load_plan
+from nudge.rules.yamlfile import RuleFileError
+
+
+def test_the_shipped_plan_describes_the_sample_product() -> None:
+    plan = load_plan(Path("rules"))
+    assert plan.session_gap == timedelta(minutes=30)
+    assert {"login", "page_viewed"}.isdisjoint(plan.meaningful)
+    assert {"signed_up", "setup_completed", "project_created", "teammate_invited"} <= plan.meaningful
+    assert plan.events["premium_feature_attempted"].premium
+    assert plan.milestones["activated"].all == ["setup_completed", "project_created", "teammate_invited"]
+
+
+@pytest.fixture
+def rules_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "rules"
+    shutil.copytree("rules", target)
+    return target
+
+
+def _replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def _line_of(path: Path, needle: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+def _error(rules: Path) -> str:
+    with pytest.raises(RuleFileError) as caught:
+        load_plan(rules)
+    return str(caught.value)
+
+
+def test_an_unknown_feature_is_named_with_its_line_and_a_suggestion(rules_copy: Path) -> None:
+    plan = rules_copy / "tracking-plan.yaml"
+    _replace(plan, "feature: reporting", "feature: reportng")
+    message = _error(rules_copy)
+    assert f"tracking-plan.yaml:{_line_of(plan, 'feature: reportng')}:" in message
+    assert "did you mean 'reporting'" in message
+
+
+def test_a_milestone_naming_an_unknown_event_is_refused(rules_copy: Path) -> None:
+    milestones = rules_copy / "milestones.yaml"
+    _replace(
+        milestones,
+        "all: [setup_completed, project_created, teammate_invited]",
+        "all: [setup_completed, project_create, teammate_invited]",
+    )
+    message = _error(rules_copy)
+    assert f"milestones.yaml:{_line_of(milestones, 'project_create,')}:" in message
+    assert "did you mean 'project_created'" in message
+
+
+def test_a_yaml_syntax_error_names_the_line(rules_copy: Path) -> None:
+    plan = rules_copy / "tracking-plan.yaml"
+    _replace(plan, "  login:\n", "  login:\n   bad: [unclosed\n")
+    message = _error(rules_copy)
+    assert "tracking-plan.yaml:" in message
+    assert "YAML syntax error" in message
+
+
+def test_a_wrong_type_and_an_unknown_key_are_refused(rules_copy: Path) -> None:
+    plan = rules_copy / "tracking-plan.yaml"
+    _replace(
+        plan,
+        "    meaningful: true\n    feature: setup",
+        "    meaningful: sometimes\n    feature: setup\n    colour: blue",
+    )
+    message = _error(rules_copy)
+    assert f":{_line_of(plan, 'meaningful: sometimes')}: events.setup_completed.meaningful" in message
+    assert f":{_line_of(plan, 'colour: blue')}: events.setup_completed.colour: unknown key" in message
+
+
+def test_a_bad_policy_and_a_bad_duration_are_refused(rules_copy: Path) -> None:
+    plan = rules_copy / "tracking-plan.yaml"
+    _replace(plan, "session_gap: 30m", "session_gap: half an hour")
+    _replace(plan, "unplanned_events: flag", "unplanned_events: ignore")
+    message = _error(rules_copy)
+    assert "is not a duration" in message
+    assert "unplanned_events" in message
+
+
+def test_a_missing_plan_file_is_reported(tmp_path: Path) -> None:
+    assert "cannot read file" in _error(tmp_path)
