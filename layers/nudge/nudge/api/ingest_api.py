@@ -152,6 +152,7 @@ def _invalid(exc: RequestValidationError) -> Response[IngestResponse]:
     for err in exc.errors():
         field, message = describe(err)
         items.append(ErrorItem(index=0, field=field, message=message))
+    metrics.add_metric(name="EventsRejected", unit="Count", value=1)
     return _json(400, IngestResponse(success=False, errors=items))
 
 
@@ -172,6 +173,7 @@ def _store_down(exc: StoreUnavailable) -> Response[IngestResponse]:
 def _early(status: int, field: str, message: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
     """A response for what is refused before routing (auth, size, encoding), in the same shape."""
     body = IngestResponse(success=False, errors=[ErrorItem(index=None, field=field, message=message)])
+    metrics.add_metric(name="RequestsRefused", unit="Count", value=1)
     return {
         "statusCode": status,
         "headers": {"Content-Type": content_types.APPLICATION_JSON, **(headers or {})},
@@ -188,7 +190,6 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         try:
             svc.keys.check(event.get("headers") or {})
         except Unauthorized as exc:
-            metrics.add_metric(name="Unauthorized", unit="Count", value=1)
             return _early(401, "authorization", str(exc), {"WWW-Authenticate": 'Basic realm="nudge"'})
         except KeysUnavailable as exc:
             logger.error("write keys unavailable", extra={"cause": type(exc.__cause__).__name__})

@@ -20,7 +20,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+IDENTITY_MISSING = "identity_missing"
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 EMAIL = re.compile(r"^[^@\s<>\"'\r\n]+@[^@\s<>\"'\r\n]+\.[^@\s<>\"'\r\n]+$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
@@ -56,7 +58,7 @@ class _Message(BaseModel):
     @model_validator(mode="after")
     def _someone(self) -> _Message:
         if not self.userId and not self.anonymousId:
-            raise ValueError("a message needs userId or anonymousId")
+            raise PydanticCustomError(IDENTITY_MISSING, "userId or anonymousId is required: say who did it")
         return self
 
     @property
@@ -198,12 +200,14 @@ def describe(err: Any, skip: int = 0) -> tuple[str, str]:
     loc = [p for p in err["loc"][skip:] if p != "body"]
     if loc and loc[0] in TAGS:
         loc = loc[1:]
-    field = ".".join(str(p) for p in loc) or "type"
+    field = ".".join(str(p) for p in loc) or "body"
     message: str = err["msg"]
     if kind == "union_tag_invalid":
         return "type", "type must be one of track, identify, group, page, screen"
     if kind == "union_tag_not_found":
         return "type", "type is required (track, identify, group, page or screen)"
+    if kind == IDENTITY_MISSING:
+        return "userId", message
     if kind == "json_invalid":
         return "body", "body is not valid JSON"
     if kind == "missing":
