@@ -175,3 +175,13 @@ def test_a_user_without_an_account_adds_nothing_to_rollups() -> None:
 )
 def test_add_to_sessions(existing: list[tuple[int, int]], at: int, expected: list[tuple[int, int]]) -> None:
     assert add_to_sessions(existing, at, 30) == expected
+
+
+def test_a_runaway_sender_loses_the_oldest_days_of_dedupe_not_the_write() -> None:
+    window = FoldWindow(max_seen=5)
+    day1 = fold(None, "u1", [track("login", NOW, f"a{i}") for i in range(4)], PLAN, NOW, window)
+    day2 = fold(
+        day1, "u1", [track("login", NOW, f"b{i}") for i in range(3)], PLAN, NOW + timedelta(days=1), window
+    )
+    assert day2.event_counts == {"login": 7}
+    assert list(day2.seen) == [(NOW + timedelta(days=1)).toordinal()]

@@ -37,6 +37,9 @@ class FoldWindow:
 
     dedupe_days: int = 7
     weeks_kept: int = 12
+    # DynamoDB items stop at 400 KB; 25,000 digests is ~270 KB encoded. A user past that within
+    # the window (a bot, a runaway loop) loses the oldest days of dedupe first, never a write.
+    max_seen: int = 25_000
 
 
 def digest(key: str) -> bytes:
@@ -73,7 +76,12 @@ class _Seen:
         self.days.setdefault(self.today, set()).add(key)
         return True
 
-    def dump(self) -> dict[int, str]:
+    def dump(self, max_seen: int) -> dict[int, str]:
+        total = sum(len(keys) for keys in self.days.values())
+        for day in sorted(self.days):
+            if total <= max_seen or day == self.today:
+                break
+            total -= len(self.days.pop(day))
         return {
             day: base64.b64encode(b"".join(sorted(keys))).decode() for day, keys in sorted(self.days.items())
         }
@@ -116,7 +124,7 @@ def fold(
     new.sessions = [s for s in new.sessions if s[1] >= horizon_epoch]
     new.milestones = _milestones(new, plan)
     new.weeks = _weeks(new)
-    new.seen = seen.dump()
+    new.seen = seen.dump(window.max_seen)
     return new
 
 
