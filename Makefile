@@ -34,5 +34,17 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# sam validate/build run offline with no AWS credentials: they only need a region, and
+# telemetry would try the network.
+SAM_ENV := AWS_DEFAULT_REGION=us-east-1 SAM_CLI_TELEMETRY=0
+
+sam-validate: $(STAMP)
+	$(SAM_ENV) $(BIN)/sam validate --lint
+
+# The python3.11 build workflow looks up `python3.11` on PATH: the venv's comes first.
+# No container: durable_rules compiles here with gcc for python3.11 x86_64.
+sam-build: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(SAM_ENV) $(BIN)/sam build
+
 clean:
 	rm -rf $(VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache

@@ -185,3 +185,13 @@ def test_a_runaway_sender_loses_the_oldest_days_of_dedupe_not_the_write() -> Non
     )
     assert day2.event_counts == {"login": 7}
     assert list(day2.seen) == [(NOW + timedelta(days=1)).toordinal()]
+
+
+def test_daily_counts_answer_how_often_in_the_last_days() -> None:
+    msgs = [track("report_exported", NOW - timedelta(days=d), f"r{d}") for d in (0, 1, 1, 3, 10, 120)]
+    msgs[2] = track("report_exported", NOW - timedelta(days=1, hours=1), "r1b")
+    state = fold(None, "u1", msgs, PLAN, NOW, FoldWindow(weeks_kept=4))
+    stats = state.events["report_exported"]
+    assert stats.count == 6
+    assert stats.count_since((NOW - timedelta(days=6)).toordinal()) == 4
+    assert min(stats.daily) >= (NOW - timedelta(weeks=4)).toordinal()

@@ -119,7 +119,10 @@ def fold(
                 new.account = stamped
         else:
             _count_event(new, message, at, plan, horizon, gap, days)
-    new.active_days = sorted(d for d in days if d >= horizon.toordinal())
+    first_day = horizon.toordinal()
+    new.active_days = sorted(d for d in days if d >= first_day)
+    for stats in new.events.values():
+        stats.daily = {d: n for d, n in sorted(stats.daily.items()) if d >= first_day}
     horizon_epoch = int(horizon.timestamp())
     new.sessions = [s for s in new.sessions if s[1] >= horizon_epoch]
     new.milestones = _milestones(new, plan)
@@ -145,15 +148,17 @@ def _count_event(
     days: set[int],
 ) -> None:
     name = event_name(message)
+    day = at.astimezone(UTC).toordinal()
     stats = state.events.get(name)
     if stats is None:
-        state.events[name] = EventStats(count=1, first=at, last=at)
+        stats = state.events[name] = EventStats(count=1, first=at, last=at)
     else:
         stats.count += 1
         stats.first = min(stats.first, at)
         stats.last = max(stats.last, at)
+    if at >= horizon:
+        stats.daily[day] = stats.daily.get(day, 0) + 1
     feature = plan.feature_of.get(name)
-    day = at.astimezone(UTC).toordinal()
     if feature is not None:
         fstats = state.features.get(feature)
         if fstats is None:

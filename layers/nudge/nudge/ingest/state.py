@@ -16,6 +16,11 @@ class EventStats(_State):
     count: int = 0
     first: datetime
     last: datetime
+    # Occurrences per UTC day (date ordinal) within the kept weeks: "N times in the last 7 days".
+    daily: dict[int, int] = Field(default_factory=dict)
+
+    def count_since(self, day: int) -> int:
+        return sum(n for d, n in self.daily.items() if d >= day)
 
 
 class FeatureStats(_State):

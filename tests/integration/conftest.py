@@ -1,0 +1,52 @@
+"""Fixtures for tests against moto: a fake AWS environment and tables built from template.yaml."""
+
+from __future__ import annotations
+
+import os
+
+# Before any boto3 client exists (Powertools makes some at import): a region, and
+# credentials that can never reach a real account.
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ["AWS_SESSION_TOKEN"] = "testing"
+os.environ.pop("AWS_PROFILE", None)
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from moto import mock_aws
+
+from nudge.local.aws import LockedMotoServer
+from nudge.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def template_path() -> Path:
+    """The template that deploys: tables in tests are built from it, never from a copy."""
+    return REPO / "template.yaml"
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """moto in-process (no server): every boto3 client made inside the test is mocked."""
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def moto_server() -> Iterator[LockedMotoServer]:
+    """A LockedMotoServer on a free port, for tests that need real HTTP and threads."""
+    with LockedMotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def unique_settings() -> Settings:
+    """Settings whose table and parameter names no other test uses."""
+    suffix = uuid.uuid4().hex[:8]
+    return Settings(usage_table=f"usage-{suffix}", write_keys_param=f"/nudge/test-{suffix}/write-keys")
