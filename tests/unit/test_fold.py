@@ -69,6 +69,16 @@ def test_folding_the_same_events_twice_changes_nothing(messages: list[Message]) 
     assert fold(once, "u1", messages, PLAN, NOW) == once
 
 
+@settings(max_examples=100, deadline=None)
+@given(histories(), histories())
+def test_the_fold_never_changes_the_state_it_was_given(first: list[Message], second: list[Message]) -> None:
+    state = fold(None, "u1", first, PLAN, NOW - timedelta(days=3))
+    snapshot = state.model_copy(deep=True)
+    later = [m.model_copy(update={"messageId": f"later-{m.messageId}"}) for m in second]
+    fold(state, "u1", later, PLAN, NOW)
+    assert state == snapshot
+
+
 def test_a_duplicate_message_id_counts_once_within_the_dedupe_window() -> None:
     first = fold(None, "u1", [track("login", NOW - timedelta(hours=1), "dup")], PLAN, NOW)
     six_days_later = NOW + timedelta(days=6)

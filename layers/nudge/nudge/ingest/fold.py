@@ -13,6 +13,7 @@ import bisect
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,8 @@ from nudge.ingest.state import (
 from nudge.rules.plan import TrackingPlan
 
 DIGEST_BYTES = 8
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = _EPOCH.date().toordinal()
 
 
 @dataclass(frozen=True)
@@ -99,11 +102,16 @@ def fold(
 
     Every message must carry a timestamp (the ingest service fills a missing one with `now`).
     """
-    new = state.model_copy(deep=True) if state is not None else UserState(user_id=user_id)
+    # Copy on write: only what this fold changes is copied, so `state` stays untouched and the
+    # fold costs what the messages touch, not what the user has accumulated.
+    if state is None:
+        new = UserState(user_id=user_id)
+    else:
+        new = state.model_copy()
+        new.events, new.features, new.traits = dict(state.events), dict(state.features), dict(state.traits)
     seen = _Seen(new.seen, now.astimezone(UTC).toordinal(), window.dedupe_days)
     horizon = horizon_start(now, window.weeks_kept)
-    gap = int(plan.session_gap.total_seconds())
-    days = set(new.active_days)
+    counter = _Counter(new, plan, horizon)
     for message in messages:
         mid = message.dedupe_key()
         if not seen.add(digest(mid)):
@@ -118,13 +126,15 @@ def fold(
             if stamped.newer_than(new.account):
                 new.account = stamped
         else:
-            _count_event(new, message, at, plan, horizon, gap, days)
+            counter.count(message, at)
     first_day = horizon.toordinal()
-    new.active_days = sorted(d for d in days if d >= first_day)
-    for stats in new.events.values():
-        stats.daily = {d: n for d, n in sorted(stats.daily.items()) if d >= first_day}
+    new.active_days = sorted(d for d in counter.days if d >= first_day)
+    for name, stats in new.events.items():
+        if stats.daily and min(stats.daily) < first_day:
+            daily = {d: n for d, n in stats.daily.items() if d >= first_day}
+            new.events[name] = stats.model_copy(update={"daily": daily})
     horizon_epoch = int(horizon.timestamp())
-    new.sessions = [s for s in new.sessions if s[1] >= horizon_epoch]
+    new.sessions = [s for s in counter.sessions if s[1] >= horizon_epoch]
     new.milestones = _milestones(new, plan)
     new.weeks = _weeks(new)
     new.seen = seen.dump(window.max_seen)
@@ -138,44 +148,67 @@ def _set_traits(traits: dict[str, Stamped], values: dict[str, Any], at: datetime
             traits[key] = stamped
 
 
-def _count_event(
-    state: UserState,
-    message: UsageEvent,
-    at: datetime,
-    plan: TrackingPlan,
-    horizon: datetime,
-    gap: int,
-    days: set[int],
-) -> None:
-    name = event_name(message)
-    day = at.astimezone(UTC).toordinal()
-    stats = state.events.get(name)
-    if stats is None:
-        stats = state.events[name] = EventStats(count=1, first=at, last=at)
-    else:
+class _Counter:
+    """Counts usage events into a state whose events/features dicts are already private copies."""
+
+    def __init__(self, state: UserState, plan: TrackingPlan, horizon: datetime) -> None:
+        self.state = state
+        self.plan = plan
+        self.horizon = horizon
+        self.gap = int(plan.session_gap.total_seconds())
+        self.days = set(state.active_days)
+        self.sessions = list(state.sessions)
+        self.copied_events: set[str] = set()
+        self.copied_features: set[str] = set()
+
+    def count(self, message: UsageEvent, at: datetime) -> None:
+        state = self.state
+        name = event_name(message)
+        day = at.astimezone(UTC).toordinal()
+        recent = at >= self.horizon
+        stats = state.events.get(name)
+        if stats is None:
+            stats = state.events[name] = EventStats(count=0, first=at, last=at)
+            self.copied_events.add(name)
+        elif name not in self.copied_events:
+            stats = state.events[name] = stats.model_copy(update={"daily": dict(stats.daily)})
+            self.copied_events.add(name)
         stats.count += 1
-        stats.first = min(stats.first, at)
-        stats.last = max(stats.last, at)
-    if at >= horizon:
-        stats.daily[day] = stats.daily.get(day, 0) + 1
-    feature = plan.feature_of.get(name)
-    if feature is not None:
-        fstats = state.features.get(feature)
+        if at < stats.first:
+            stats.first = at
+        if at > stats.last:
+            stats.last = at
+        if recent:
+            stats.daily[day] = stats.daily.get(day, 0) + 1
+        feature = self.plan.feature_of.get(name)
+        if feature is not None:
+            self._use_feature(feature, at, day)
+        if name not in self.plan.meaningful:
+            return
+        if state.last_meaningful is None or at > state.last_meaningful:
+            state.last_meaningful = at
+        if recent:
+            self.days.add(day)
+            self.sessions = add_to_sessions(self.sessions, int(at.timestamp()), self.gap)
+
+    def _use_feature(self, feature: str, at: datetime, day: int) -> None:
+        features = self.state.features
+        fstats = features.get(feature)
         if fstats is None:
-            state.features[feature] = FeatureStats(first=at, last=at, count=1, days=[day])
-        else:
-            fstats.count += 1
-            fstats.first = min(fstats.first, at)
-            fstats.last = max(fstats.last, at)
-            index = bisect.bisect_left(fstats.days, day)
-            if index == len(fstats.days) or fstats.days[index] != day:
-                fstats.days.insert(index, day)
-    if name not in plan.meaningful:
-        return
-    state.last_meaningful = max(state.last_meaningful or at, at)
-    if at >= horizon:
-        days.add(day)
-        state.sessions = add_to_sessions(state.sessions, int(at.timestamp()), gap)
+            features[feature] = FeatureStats(first=at, last=at, count=1, days=[day])
+            self.copied_features.add(feature)
+            return
+        if feature not in self.copied_features:
+            fstats = features[feature] = fstats.model_copy(update={"days": list(fstats.days)})
+            self.copied_features.add(feature)
+        fstats.count += 1
+        if at < fstats.first:
+            fstats.first = at
+        if at > fstats.last:
+            fstats.last = at
+        index = bisect.bisect_left(fstats.days, day)
+        if index == len(fstats.days) or fstats.days[index] != day:
+            fstats.days.insert(index, day)
 
 
 def add_to_sessions(sessions: list[tuple[int, int]], at: int, gap: int) -> list[tuple[int, int]]:
@@ -204,13 +237,17 @@ def _milestones(state: UserState, plan: TrackingPlan) -> dict[str, datetime]:
     return reached
 
 
+@lru_cache(maxsize=8192)
+def _week_of_day(day: int) -> str:
+    return week_key(date.fromordinal(day))
+
+
 def _weeks(state: UserState) -> dict[str, WeekStats]:
     weeks: dict[str, WeekStats] = {}
     for day in state.active_days:
-        weeks.setdefault(week_key(date.fromordinal(day)), WeekStats()).active_days += 1
+        weeks.setdefault(_week_of_day(day), WeekStats()).active_days += 1
     for start, _end in state.sessions:
-        started = datetime.fromtimestamp(start, UTC).date()
-        weeks.setdefault(week_key(started), WeekStats()).sessions += 1
+        weeks.setdefault(_week_of_day(start // 86400 + _EPOCH_ORDINAL), WeekStats()).sessions += 1
     return dict(sorted(weeks.items()))
 
 
@@ -221,9 +258,6 @@ def fold_account(state: AccountState | None, account_id: str, groups: Sequence[G
         values = group.traits.model_dump(exclude_unset=True)
         _set_traits(new.traits, values, group.timestamp or _EPOCH, group.dedupe_key())
     return new
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def rollup_delta(old: UserState | None, new: UserState) -> RollupDelta | None:

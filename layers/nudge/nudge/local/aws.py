@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from nudge.local import moto_patches
 from nudge.local.template import table_create_kwargs, tables, ttl_attribute
 from nudge.settings import Settings
 
@@ -144,6 +145,8 @@ class LockedMotoServer:
     def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("LockedMotoServer is already started")
+        # Requests run one at a time (below), so transactions can skip moto's per-item table copy.
+        moto_patches.install()
         app = _SerializedApp(DomainDispatcherApplication(create_backend_app))
         # Threaded: slow or idle keep-alive connections don't block other clients;
         # the lock, not the server, decides that requests run one at a time.

@@ -1,0 +1,1 @@
+"""Benchmarks behind the figures in BENCHMARKS.md; run them with `make bench`."""
