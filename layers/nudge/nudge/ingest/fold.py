@@ -13,8 +13,8 @@ import bisect
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from nudge.ingest.messages import Group, Identify, Message, UsageEvent, event_name
