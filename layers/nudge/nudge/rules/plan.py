@@ -30,6 +30,31 @@ class EventSpec(_Strict):
     premium: bool = Field(default=False, description="A premium (paid-plan) action.")
 
 
+class TraitsSpec(_Strict):
+    user: dict[str, str] = Field(default_factory=dict, description="Custom user traits -> description.")
+    account: dict[str, str] = Field(default_factory=dict, description="Custom account traits -> description.")
+
+
+# Traits Nudge knows without being told (Segment's reserved traits and what Nudge itself reads).
+BUILTIN_USER_TRAITS = frozenset(
+    {
+        "email",
+        "phone",
+        "plan",
+        "timezone",
+        "locale",
+        "consent",
+        "name",
+        "first_name",
+        "last_name",
+        "created_at",
+    }
+)
+BUILTIN_ACCOUNT_TRAITS = frozenset(
+    {"name", "plan", "mrr", "seats", "cs_owner", "industry", "employees", "created_at"}
+)
+
+
 class TrackingPlanFile(_Strict):
     session_gap: Duration = Field(
         default=timedelta(minutes=30), description="A pause longer than this starts a new session."
@@ -39,6 +64,7 @@ class TrackingPlanFile(_Strict):
     )
     features: dict[str, str] = Field(default_factory=dict, description="Feature name -> description.")
     events: dict[str, EventSpec]
+    traits: TraitsSpec = Field(default_factory=TraitsSpec, description="Custom traits rules may use.")
 
     @field_validator("session_gap")
     @classmethod
@@ -65,6 +91,15 @@ class TrackingPlan(_Strict):
     features: dict[str, str]
     events: dict[str, EventSpec]
     milestones: dict[str, MilestoneSpec] = Field(default_factory=dict)
+    traits: TraitsSpec = Field(default_factory=TraitsSpec)
+
+    @property
+    def user_traits(self) -> frozenset[str]:
+        return BUILTIN_USER_TRAITS | frozenset(self.traits.user)
+
+    @property
+    def account_traits(self) -> frozenset[str]:
+        return BUILTIN_ACCOUNT_TRAITS | frozenset(self.traits.account)
 
     @cached_property
     def meaningful(self) -> frozenset[str]:
@@ -131,6 +166,7 @@ def load_plan(rules_dir: Path) -> TrackingPlan:
         features=plan_file.features,
         events=plan_file.events,
         milestones=milestones,
+        traits=plan_file.traits,
     )
 
 

@@ -1,0 +1,806 @@
+"""The marketer's condition language: parsed from YAML into a small tree of tests on named facts.
+
+    when:
+      all:
+        - segment: not_activated
+        - milestone: setup_done
+        - not: {milestone: first_project}
+        - days_since: {event: setup_completed, at_least: 2}
+        - count: {event: project_created, within: 7d, at_least: 3}
+        - feature: {name: reporting, is: habitual}
+        - trait: {name: plan, in: [free, team]}
+        - account: {trait: mrr, at_least: 2000}
+        - score: {band: high}
+        - weeks_below: {metric: sessions, threshold: 2, weeks: 2}
+        - trend: {metric: sessions, direction: down, by_at_least: 50}
+        - did: {event: signed_up, but_not: setup_completed, within: 3d}
+
+Each leaf becomes one or more `Test(fact, op, value)`; a `Fact` knows how to compute its value
+from a user's state and `now`, and when that value could next change with no new event (for the
+sweep). The tree compiles to durable_rules (nudge.rules.engine) and also evaluates in Python for
+`nudge rules explain`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from nudge.ingest.state import UserState
+from nudge.rules import features as F
+from nudge.rules.durations import Duration
+from nudge.rules.yamlfile import Loc, RuleProblem, YamlDoc, did_you_mean
+
+Op = Literal["eq", "neq", "gte", "lte", "gt", "lt"]
+Value = float | int | str
+NEGATE: dict[Op, Op] = {"eq": "neq", "neq": "eq", "gte": "lt", "lt": "gte", "lte": "gt", "gt": "lte"}
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a fact may be computed from, at one instant."""
+
+    user: UserState
+    now: datetime
+    account: F.AccountFacts | None = None
+    segment: str = ""
+    score: float = 0.0
+    band: str = ""
+    account_score: float = 0.0
+    account_band: str = ""
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A named value of a user at an instant; `changes_at` says when it could next change by time alone."""
+
+    key: str
+    describe: str
+    compute: Callable[[Context], Value]
+    changes_at: Callable[[Context, Op, Value], datetime | None] = field(default=lambda ctx, op, value: None)
+
+
+@dataclass(frozen=True)
+class Test:
+    fact: Fact
+    op: Op
+    value: Value
+
+    def holds(self, ctx: Context) -> bool:
+        return compare(self.fact.compute(ctx), self.op, self.value)
+
+
+@dataclass(frozen=True)
+class All:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Node
+
+
+Node = Test | All | AnyOf | Not
+
+
+def compare(actual: Value, op: Op, expected: Value) -> bool:
+    if op == "eq":
+        return actual == expected
+    if op == "neq":
+        return actual != expected
+    if isinstance(actual, str) or isinstance(expected, str):
+        return False
+    if op == "gte":
+        return actual >= expected
+    if op == "lte":
+        return actual <= expected
+    if op == "gt":
+        return actual > expected
+    return actual < expected
+
+
+def holds(node: Node, ctx: Context) -> bool:
+    if isinstance(node, Test):
+        return node.holds(ctx)
+    if isinstance(node, All):
+        return all(holds(n, ctx) for n in node.items)
+    if isinstance(node, AnyOf):
+        return any(holds(n, ctx) for n in node.items)
+    return not holds(node.item, ctx)
+
+
+def tests_in(node: Node) -> list[Test]:
+    if isinstance(node, Test):
+        return [node]
+    if isinstance(node, Not):
+        return tests_in(node.item)
+    return [t for n in node.items for t in tests_in(n)]
+
+
+def next_change(node: Node, ctx: Context) -> datetime | None:
+    """The earliest future instant at which a test of this condition could flip with no new event."""
+    times = [t.fact.changes_at(ctx, t.op, t.value) for t in tests_in(node)]
+    future = [t for t in times if t is not None and t > ctx.now]
+    return min(future) if future else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Names a condition may refer to
+
+
+@dataclass(frozen=True)
+class Catalog:
+    events: frozenset[str]
+    features: frozenset[str]
+    milestones: frozenset[str]
+    segments: tuple[str, ...]
+    user_traits: frozenset[str]
+    account_traits: frozenset[str]
+    allow_segment: bool = True
+    allow_score: bool = True
+
+
+# ---------------------------------------------------------------------------------------------
+# Facts
+
+
+def _key(*parts: object) -> str:
+    return "__".join(re.sub(r"[^a-z0-9_]", "_", str(p).lower()) for p in parts)
+
+
+def _crossing(ctx: Context, last: datetime | None, op: Op, value: Value) -> datetime | None:
+    """When a days-since value that grows from `last` crosses `value` (days)."""
+    if last is None or isinstance(value, str) or value >= F.NEVER:
+        return None
+    at = last + timedelta(days=float(value))
+    return at + timedelta(seconds=1) if op in ("gt", "lte") else at
+
+
+def days_without_fact(event: str) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return round(F.days_without(ctx.user, event, ctx.now), 4)
+
+    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+        if event == "any":
+            last = ctx.user.last_meaningful
+        else:
+            stats = ctx.user.events.get(event)
+            last = stats.last if stats else None
+        return _crossing(ctx, last or F.signed_up_at(ctx.user), op, value)
+
+    return Fact(_key("days_without", event), f"days without {event}", compute, changes_at)
+
+
+def days_since_fact(event: str) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return round(F.days_since_event(ctx.user, event, ctx.now), 4)
+
+    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+        stats = ctx.user.events.get(event)
+        last = ctx.user.last_meaningful if event == "any" else (stats.last if stats else None)
+        return _crossing(ctx, last, op, value)
+
+    return Fact(_key("days_since", event), f"days since last {event}", compute, changes_at)
+
+
+def milestone_days_fact(milestone: str) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return round(F.days_since_milestone(ctx.user, milestone, ctx.now), 4)
+
+    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+        return _crossing(ctx, ctx.user.milestones.get(milestone), op, value)
+
+    return Fact(_key("milestone_days", milestone), f"days since milestone {milestone}", compute, changes_at)
+
+
+def age_fact() -> Fact:
+    def compute(ctx: Context) -> Value:
+        return round(F.age_days(ctx.user, ctx.now), 4)
+
+    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+        return _crossing(ctx, F.signed_up_at(ctx.user), op, value)
+
+    return Fact("age_days", "days since signup", compute, changes_at)
+
+
+def _at_midnight(ctx: Context, op: Op, value: Value) -> datetime | None:
+    return F.next_midnight(ctx.now)
+
+
+def _at_week_start(ctx: Context, op: Op, value: Value) -> datetime | None:
+    return F.next_week_start(ctx.now)
+
+
+def count_fact(event: str, days: int) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return F.count_within(ctx.user, event, days, ctx.now)
+
+    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+        # The count only falls as days leave the window: re-check when the oldest counted day does.
+        return F.next_midnight(ctx.now) if F.count_within(ctx.user, event, days, ctx.now) else None
+
+    return Fact(_key("count", event, f"{days}d"), f"{event} in the last {days} days", compute, changes_at)
+
+
+def active_days_fact(days: int) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return F.active_days_within(ctx.user, days, ctx.now)
+
+    return Fact(
+        _key("active_days", f"{days}d"), f"active days in the last {days} days", compute, _at_midnight
+    )
+
+
+def feature_fact(feature: str) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return F.feature_status(ctx.user, feature, ctx.now)
+
+    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+        return F.next_midnight(ctx.now) if feature in ctx.user.features else None
+
+    return Fact(_key("feature", feature), f"status of feature {feature}", compute, changes_at)
+
+
+def weeks_below_fact(metric: F.Metric, threshold: int) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return F.weeks_below(ctx.user, metric, threshold, ctx.now)
+
+    return Fact(
+        _key("weeks_below", metric, threshold),
+        f"complete weeks in a row with fewer than {threshold} {metric.replace('_', ' ')}",
+        compute,
+        _at_week_start,
+    )
+
+
+def trend_fact(metric: F.Metric) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return F.trend_percent(ctx.user, metric, ctx.now)
+
+    return Fact(_key("trend", metric), f"week-over-week change of {metric} (%)", compute, _at_week_start)
+
+
+def frequency_fact() -> Fact:
+    def compute(ctx: Context) -> Value:
+        return F.frequency_band(ctx.user, ctx.now)
+
+    return Fact("frequency", "frequency band (light/medium/heavy)", compute, _at_week_start)
+
+
+def did_not_fact(did: str, not_: str, within: timedelta) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return 1 if F.did_but_not_within(ctx.user, did, not_, within, ctx.now) else 0
+
+    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+        stats = ctx.user.events.get(did)
+        return stats.first + within if stats else None
+
+    hours = int(within.total_seconds() // 3600)
+    return Fact(
+        _key("did", did, "not", not_, f"{hours}h"),
+        f"did {did} but not {not_} within {within}",
+        compute,
+        changes_at,
+    )
+
+
+def _trait_value(traits: dict[str, Any], name: str) -> Value:
+    value = traits.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return value
+    return str(value)
+
+
+MISSING_NUMBER = -(10**9)  # a missing or non-numeric trait (plain int: durable_rules rejects 1e18 notation)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            return float(value) if isinstance(value, str) and value.strip() else MISSING_NUMBER
+        except ValueError:
+            return MISSING_NUMBER
+    return float(value)
+
+
+def trait_number_fact(name: str, account: bool = False) -> Fact:
+    """A trait as a number: durable_rules must never compare a number with a string."""
+
+    def compute(ctx: Context) -> Value:
+        traits: dict[str, Any] = dict(ctx.account.traits) if account and ctx.account else {}
+        if not account:
+            traits = ctx.user.trait_values()
+        return _number(traits.get(name))
+
+    prefix = "account_trait_number" if account else "trait_number"
+    return Fact(_key(prefix, name), f"{'account ' if account else ''}trait {name} (number)", compute)
+
+
+def trait_fact(name: str) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return _trait_value(ctx.user.trait_values(), name)
+
+    return Fact(_key("trait", name), f"trait {name}", compute)
+
+
+def account_trait_fact(name: str) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return _trait_value(dict(ctx.account.traits) if ctx.account else {}, name)
+
+    return Fact(_key("account_trait", name), f"account trait {name}", compute)
+
+
+def account_metric_fact(metric: str) -> Fact:
+    def compute(ctx: Context) -> Value:
+        if metric == "score":
+            return ctx.account_score
+        if ctx.account is None:
+            return 0
+        if metric == "active_users_trend":
+            return ctx.account.active_users_trend(ctx.now)
+        return ctx.account.active_users(F.complete_weeks(ctx.now, 1)[0])
+
+    return Fact(_key("account", metric), f"account {metric.replace('_', ' ')}", compute, _at_week_start)
+
+
+SEGMENT_FACT = Fact("segment", "lifecycle segment", lambda ctx: ctx.segment)
+SCORE_FACT = Fact("score", "user score", lambda ctx: ctx.score)
+BAND_FACT = Fact("band", "user score band", lambda ctx: ctx.band)
+ACCOUNT_BAND_FACT = Fact("account_band", "account score band", lambda ctx: ctx.account_band)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bounds(_Spec):
+    at_least: float | None = None
+    at_most: float | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> Bounds:
+        if self.at_least is None and self.at_most is None:
+            raise ValueError("give at_least, at_most or both")
+        if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
+            raise ValueError(
+                f"impossible window: at_least {self.at_least:g} is above at_most {self.at_most:g}"
+            )
+        if (self.at_least or 0) < 0 or (self.at_most or 0) < 0:
+            raise ValueError("bounds cannot be negative")
+        return self
+
+
+class DaysSinceSpec(Bounds):
+    event: str | None = None
+    milestone: str | None = None
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> DaysSinceSpec:
+        if (self.event is None) == (self.milestone is None):
+            raise ValueError("name exactly one of event or milestone")
+        return self
+
+
+class CountSpec(Bounds):
+    event: str
+    within: Duration
+
+
+class ActiveDaysSpec(Bounds):
+    within: Duration
+
+
+class FeatureSpec(_Spec):
+    name: str
+    is_: Literal["never", "tried", "habitual"] | list[Literal["never", "tried", "habitual"]]
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def __init__(self, **data: Any) -> None:
+        if "is" in data:
+            data["is_"] = data.pop("is")
+        super().__init__(**data)
+
+
+class ValueSpec(_Spec):
+    equals: str | float | bool | None = None
+    in_: list[str | float] | None = None
+    not_equals: str | float | bool | None = None
+    at_least: float | None = None
+    at_most: float | None = None
+    exists: bool | None = None
+
+    def __init__(self, **data: Any) -> None:
+        if "in" in data:
+            data["in_"] = data.pop("in")
+        super().__init__(**data)
+
+    @model_validator(mode="after")
+    def _something(self) -> ValueSpec:
+        given = [
+            k
+            for k in ("equals", "in_", "not_equals", "at_least", "at_most", "exists")
+            if getattr(self, k) is not None
+        ]
+        if not given:
+            raise ValueError("say what to compare: equals, in, not_equals, at_least, at_most or exists")
+        if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
+            raise ValueError(
+                f"impossible window: at_least {self.at_least:g} is above at_most {self.at_most:g}"
+            )
+        return self
+
+
+class TraitSpec(ValueSpec):
+    name: str
+
+
+class AccountSpec(ValueSpec):
+    trait: str | None = None
+    metric: Literal["active_users", "active_users_trend", "score"] | None = None
+    band: str | list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> AccountSpec:
+        if sum(x is not None for x in (self.trait, self.metric, self.band)) != 1:
+            raise ValueError("name exactly one of trait, metric or band")
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _band_needs_no_comparison(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "band" in data and len(data) == 1:
+            return {**data, "exists": True}
+        return data
+
+
+class ScoreSpec(_Spec):
+    band: str | list[str] | None = None
+    at_least: float | None = None
+    at_most: float | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ScoreSpec:
+        if self.band is None and self.at_least is None and self.at_most is None:
+            raise ValueError("give band, at_least or at_most")
+        return self
+
+
+class WeeksBelowSpec(_Spec):
+    metric: Literal["sessions", "active_days"]
+    threshold: int
+    weeks: int
+
+    @model_validator(mode="after")
+    def _sane(self) -> WeeksBelowSpec:
+        if self.threshold < 1:
+            raise ValueError("threshold must be at least 1 (nothing is below 0)")
+        if not 1 <= self.weeks <= 12:
+            raise ValueError("weeks must be between 1 and 12 (the weeks of history kept)")
+        return self
+
+
+class TrendSpec(_Spec):
+    metric: Literal["sessions", "active_days"]
+    direction: Literal["down", "up"]
+    by_at_least: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _percent(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("by_at_least"), str):
+            return {**data, "by_at_least": data["by_at_least"].strip().rstrip("%")}
+        return data
+
+    @model_validator(mode="after")
+    def _sane(self) -> TrendSpec:
+        if not 0 < self.by_at_least <= (100 if self.direction == "down" else 10_000):
+            raise ValueError("by_at_least is a percentage: above 0, and at most 100 for down")
+        return self
+
+
+class DidSpec(_Spec):
+    event: str
+    but_not: str
+    within: Duration
+
+
+LEAVES = (
+    "segment",
+    "milestone",
+    "days_since",
+    "count",
+    "active_days",
+    "feature",
+    "trait",
+    "account",
+    "score",
+    "weeks_below",
+    "trend",
+    "did",
+    "age",
+    "frequency",
+)
+COMBINATORS = ("all", "any", "not")
+
+
+class Parser:
+    """Turn YAML condition data into a Node, collecting problems with file:line."""
+
+    def __init__(self, doc: YamlDoc, catalog: Catalog, problems: list[RuleProblem]) -> None:
+        self.doc = doc
+        self.catalog = catalog
+        self.problems = problems
+
+    def fail(self, loc: Loc, message: str) -> None:
+        self.problems.append(self.doc.problem(loc, message))
+
+    def parse(self, data: Any, loc: Loc) -> Node | None:
+        if not isinstance(data, dict) or len(data) != 1:
+            self.fail(
+                loc,
+                "a condition is one key such as all:, any:, not:, segment:, days_since: ...; "
+                "put several under all: or any:",
+            )
+            return None
+        ((kind, body),) = data.items()
+        here = (*loc, kind)
+        if kind in ("all", "any"):
+            if not isinstance(body, list) or not body:
+                self.fail(here, f"{kind}: takes a list of conditions")
+                return None
+            items = [self.parse(item, (*here, i)) for i, item in enumerate(body)]
+            if any(item is None for item in items):
+                return None
+            nodes = tuple(i for i in items if i is not None)
+            return All(nodes) if kind == "all" else AnyOf(nodes)
+        if kind == "not":
+            inner = self.parse(body, here)
+            return Not(inner) if inner is not None else None
+        method = getattr(self, f"_{kind}", None)
+        if kind not in LEAVES or method is None:
+            self.fail(here, f"unknown condition '{kind}'{did_you_mean(str(kind), (*LEAVES, *COMBINATORS))}")
+            return None
+        node: Node | None = method(body, here)
+        return node
+
+    def spec(self, model: type[_Spec], body: Any, loc: Loc) -> Any:
+        if not isinstance(body, dict):
+            self.fail(loc, f"{loc[-1]}: expects a mapping, e.g. {_EXAMPLES.get(str(loc[-1]), '{...}')}")
+            return None
+        try:
+            return model(**body)
+        except ValidationError as exc:
+            for err in exc.errors():
+                path = tuple(p for p in err["loc"] if isinstance(p, str | int))
+                path = tuple("is" if p == "is_" else "in" if p == "in_" else p for p in path)
+                message = str(err["msg"]).removeprefix("Value error, ")
+                if err["type"] == "extra_forbidden":
+                    message = f"unknown key '{path[-1]}'; remove it or check its spelling"
+                elif err["type"] == "missing":
+                    message = f"'{path[-1]}' is required"
+                self.fail((*loc, *path), f"{loc[-1]}: {message}")
+            return None
+        except TypeError as exc:  # unexpected keyword in the aliasing constructors
+            self.fail(loc, f"{loc[-1]}: {exc}")
+            return None
+
+    def name(
+        self,
+        kind: str,
+        value: Any,
+        known: frozenset[str] | tuple[str, ...],
+        loc: Loc,
+        extra: Sequence[str] = (),
+    ) -> bool:
+        if not isinstance(value, str):
+            self.fail(loc, f"{kind} name must be text")
+            return False
+        if value in known or value in extra:
+            return True
+        hint = did_you_mean(value, (*known, *extra))
+        self.fail(loc, f"unknown {kind} '{value}'{hint}")
+        return False
+
+    def bounds(self, fact: Fact, spec: Bounds | ValueSpec) -> Node:
+        tests: list[Node] = []
+        if spec.at_least is not None:
+            tests.append(Test(fact, "gte", spec.at_least))
+        if spec.at_most is not None:
+            tests.append(Test(fact, "lte", spec.at_most))
+        return tests[0] if len(tests) == 1 else All(tuple(tests))
+
+    def one_of(self, fact: Fact, values: Sequence[Value]) -> Node:
+        tests = tuple(Test(fact, "eq", v) for v in values)
+        return tests[0] if len(tests) == 1 else AnyOf(tests)
+
+    def _segment(self, body: Any, loc: Loc) -> Node | None:
+        if not self.catalog.allow_segment:
+            self.fail(loc, "segments cannot depend on segments; use the conditions themselves")
+            return None
+        names = body if isinstance(body, list) else [body]
+        ok = all(
+            self.name("segment", n, self.catalog.segments, (*loc, i) if isinstance(body, list) else loc)
+            for i, n in enumerate(names)
+        )
+        return self.one_of(SEGMENT_FACT, names) if ok else None
+
+    def _milestone(self, body: Any, loc: Loc) -> Node | None:
+        if not self.name("milestone", body, self.catalog.milestones, loc):
+            return None
+        return Test(milestone_days_fact(body), "lt", F.NEVER)
+
+    def _days_since(self, body: Any, loc: Loc) -> Node | None:
+        spec = self.spec(DaysSinceSpec, body, loc)
+        if spec is None:
+            return None
+        if spec.milestone is not None:
+            if not self.name("milestone", spec.milestone, self.catalog.milestones, (*loc, "milestone")):
+                return None
+            return self.bounds(milestone_days_fact(spec.milestone), spec)
+        if not self.name("event", spec.event, self.catalog.events, (*loc, "event"), extra=("any",)):
+            return None
+        nodes: list[Node] = []
+        if spec.at_least is not None:  # "has not done X in N days": never matches users younger than N
+            nodes.append(Test(days_without_fact(spec.event), "gte", spec.at_least))
+        if spec.at_most is not None:  # "did X in the last N days": never done does not match
+            nodes.append(Test(days_since_fact(spec.event), "lte", spec.at_most))
+        return nodes[0] if len(nodes) == 1 else All(tuple(nodes))
+
+    def _window_days(self, within: timedelta, loc: Loc) -> int | None:
+        days = within.total_seconds() / 86400
+        if days != int(days) or not 1 <= days <= 84:
+            self.fail(loc, "within must be whole days between 1d and 12w (the history kept), e.g. 7d")
+            return None
+        return int(days)
+
+    def _count(self, body: Any, loc: Loc) -> Node | None:
+        spec = self.spec(CountSpec, body, loc)
+        if spec is None or not self.name("event", spec.event, self.catalog.events, (*loc, "event")):
+            return None
+        days = self._window_days(spec.within, (*loc, "within"))
+        return self.bounds(count_fact(spec.event, days), spec) if days else None
+
+    def _active_days(self, body: Any, loc: Loc) -> Node | None:
+        spec = self.spec(ActiveDaysSpec, body, loc)
+        if spec is None:
+            return None
+        days = self._window_days(spec.within, (*loc, "within"))
+        return self.bounds(active_days_fact(days), spec) if days else None
+
+    def _feature(self, body: Any, loc: Loc) -> Node | None:
+        spec = self.spec(FeatureSpec, body, loc)
+        if spec is None or not self.name("feature", spec.name, self.catalog.features, (*loc, "name")):
+            return None
+        statuses = spec.is_ if isinstance(spec.is_, list) else [spec.is_]
+        return self.one_of(feature_fact(spec.name), statuses)
+
+    def _compare(self, fact: Fact, spec: ValueSpec, number: Fact | None = None) -> Node:
+        nodes: list[Node] = []
+        if spec.exists is not None:
+            nodes.append(Test(fact, "neq" if spec.exists else "eq", ""))
+        if spec.equals is not None:
+            nodes.append(Test(fact, "eq", _scalar(spec.equals)))
+        if spec.not_equals is not None:
+            nodes.append(Test(fact, "neq", _scalar(spec.not_equals)))
+        if spec.in_ is not None:
+            nodes.append(self.one_of(fact, [_scalar(v) for v in spec.in_]))
+        if spec.at_least is not None or spec.at_most is not None:
+            numeric = number or fact
+            if number is not None:  # a missing trait is below every at_least and must fail at_most too
+                nodes.append(Test(numeric, "gt", MISSING_NUMBER))
+            nodes.append(self.bounds(numeric, spec))
+        return nodes[0] if len(nodes) == 1 else All(tuple(nodes))
+
+    def _trait(self, body: Any, loc: Loc) -> Node | None:
+        spec = self.spec(TraitSpec, body, loc)
+        if spec is None or not self.name("trait", spec.name, self.catalog.user_traits, (*loc, "name")):
+            return None
+        return self._compare(trait_fact(spec.name), spec, trait_number_fact(spec.name))
+
+    def _account(self, body: Any, loc: Loc) -> Node | None:
+        spec = self.spec(AccountSpec, body, loc)
+        if spec is None:
+            return None
+        if spec.band is not None:
+            bands = spec.band if isinstance(spec.band, list) else [spec.band]
+            return self.one_of(ACCOUNT_BAND_FACT, bands)
+        if spec.metric is not None:
+            return self._compare(account_metric_fact(spec.metric), spec)
+        if not self.name("account trait", spec.trait, self.catalog.account_traits, (*loc, "trait")):
+            return None
+        trait = str(spec.trait)
+        return self._compare(account_trait_fact(trait), spec, trait_number_fact(trait, account=True))
+
+    def _score(self, body: Any, loc: Loc) -> Node | None:
+        if not self.catalog.allow_score:
+            self.fail(loc, "scoring signals cannot depend on the score itself")
+            return None
+        spec = self.spec(ScoreSpec, body, loc)
+        if spec is None:
+            return None
+        nodes: list[Node] = []
+        if spec.band is not None:
+            nodes.append(self.one_of(BAND_FACT, spec.band if isinstance(spec.band, list) else [spec.band]))
+        if spec.at_least is not None:
+            nodes.append(Test(SCORE_FACT, "gte", spec.at_least))
+        if spec.at_most is not None:
+            nodes.append(Test(SCORE_FACT, "lte", spec.at_most))
+        return nodes[0] if len(nodes) == 1 else All(tuple(nodes))
+
+    def _weeks_below(self, body: Any, loc: Loc) -> Node | None:
+        spec = self.spec(WeeksBelowSpec, body, loc)
+        return Test(weeks_below_fact(spec.metric, spec.threshold), "gte", spec.weeks) if spec else None
+
+    def _trend(self, body: Any, loc: Loc) -> Node | None:
+        spec = self.spec(TrendSpec, body, loc)
+        if spec is None:
+            return None
+        if spec.direction == "down":
+            return Test(trend_fact(spec.metric), "lte", -spec.by_at_least)
+        return Test(trend_fact(spec.metric), "gte", spec.by_at_least)
+
+    def _did(self, body: Any, loc: Loc) -> Node | None:
+        spec = self.spec(DidSpec, body, loc)
+        if spec is None:
+            return None
+        ok = self.name("event", spec.event, self.catalog.events, (*loc, "event"))
+        ok = self.name("event", spec.but_not, self.catalog.events, (*loc, "but_not")) and ok
+        if ok and spec.event == spec.but_not:
+            self.fail(loc, "did: event and but_not are the same event; name two different events")
+            return None
+        return Test(did_not_fact(spec.event, spec.but_not, spec.within), "eq", 1) if ok else None
+
+    def _age(self, body: Any, loc: Loc) -> Node | None:
+        spec = self.spec(Bounds, body, loc)
+        return self.bounds(age_fact(), spec) if spec else None
+
+    def _frequency(self, body: Any, loc: Loc) -> Node | None:
+        values = body if isinstance(body, list) else [body]
+        for i, v in enumerate(values):
+            if v not in ("light", "medium", "heavy"):
+                self.fail(
+                    (*loc, i) if isinstance(body, list) else loc,
+                    f"frequency is light, medium or heavy, not {v!r}",
+                )
+                return None
+        return self.one_of(frequency_fact(), values)
+
+
+def _scalar(value: str | float | bool) -> Value:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+_EXAMPLES = {
+    "days_since": "{event: project_created, at_least: 14}",
+    "count": "{event: report_exported, within: 7d, at_least: 3}",
+    "feature": "{name: reporting, is: habitual}",
+    "trait": "{name: plan, equals: free}",
+    "account": "{trait: mrr, at_least: 2000}",
+    "score": "{band: high}",
+    "weeks_below": "{metric: sessions, threshold: 2, weeks: 2}",
+    "trend": "{metric: sessions, direction: down, by_at_least: 50}",
+    "did": "{event: signed_up, but_not: setup_completed, within: 3d}",
+    "age": "{at_least: 7}",
+    "active_days": "{within: 7d, at_least: 3}",
+}

@@ -1,0 +1,317 @@
+"""All of rules/ loaded, checked against each other, and compiled: what Lambdas, CLI and local stack use.
+
+Files: tracking-plan.yaml, milestones.yaml (nudge.rules.plan), segments.yaml, scoring.yaml,
+triggers.yaml and templates/*.yaml. Every problem in every file is collected and reported as
+file:line: message, so `nudge rules lint` shows them all at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+from pydantic import BaseModel, ConfigDict, Field
+
+from nudge.rules.conditions import Catalog, Node, Parser
+from nudge.rules.durations import Duration
+from nudge.rules.engine import CompiledRule, Ruleset
+from nudge.rules.plan import NAME_PATTERN, TrackingPlan, load_plan
+from nudge.rules.yamlfile import RuleFileError, RuleProblem, YamlDoc, did_you_mean, load_yaml, validate
+
+SEGMENTS_FILE = "segments.yaml"
+SCORING_FILE = "scoring.yaml"
+TRIGGERS_FILE = "triggers.yaml"
+TEMPLATES_DIR = "templates"
+
+Kind = Literal["onboarding", "rescue", "upgrade", "escalation"]
+Action = Literal["email", "push", "sms", "escalate"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SegmentSpec(_Strict):
+    id: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    when: Any = Field(
+        default=None, description="Condition; leave out on the last segment to catch everyone else."
+    )
+
+
+class SegmentsFile(_Strict):
+    segments: list[SegmentSpec] = Field(
+        min_length=1, description="Ordered: a user is in the first that matches."
+    )
+
+
+class SignalSpec(_Strict):
+    id: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    when: Any
+    points: float
+
+
+class Bands(_Strict):
+    high: float
+    mid: float
+
+
+class ScoreSpec(_Strict):
+    signals: list[SignalSpec] = Field(min_length=1)
+    bands: Bands
+
+
+class ScoringFile(_Strict):
+    user: ScoreSpec
+    account: ScoreSpec
+
+
+class TriggerSpec(_Strict):
+    id: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    kind: Kind
+    when: Any
+    action: Action
+    template: str
+    priority: int = Field(default=50, ge=1, le=100, description="Higher wins when several fire together.")
+    cooldown: Duration = Field(default=timedelta(days=7), description="Not again for this long after firing.")
+    once: bool = Field(default=False, description="At most once per user, ever (no re-entry).")
+    escalate_when: Any = Field(default=None, description="Also escalate to customer success when this holds.")
+
+
+class TriggersFile(_Strict):
+    triggers: list[TriggerSpec]
+
+
+class TemplateFile(_Strict):
+    subject: str = ""
+    text: str
+    html: str = ""
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: str
+    description: str
+    condition: Node | None  # None: everyone (the catch-all)
+
+
+@dataclass(frozen=True)
+class Signal:
+    id: str
+    points: float
+    condition: Node
+
+
+@dataclass(frozen=True)
+class Score:
+    signals: list[Signal]
+    bands: Bands
+    ruleset: Ruleset
+
+    def band(self, score: float) -> str:
+        return "high" if score >= self.bands.high else "mid" if score >= self.bands.mid else "low"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    spec: TriggerSpec
+    condition: Node
+    escalate_when: Node | None
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    plan: TrackingPlan
+    segments: list[Segment]
+    user_score: Score
+    account_score: Score
+    triggers: list[Trigger]
+    templates: dict[str, TemplateFile]
+    segment_rules: Ruleset
+    trigger_rules: Ruleset
+    escalation_rules: Ruleset
+    files: list[str] = field(default_factory=list)
+
+
+def _display(rules_dir: Path, name: str) -> str:
+    path = rules_dir / name
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _load(
+    rules_dir: Path, name: str, model: type[BaseModel], problems: list[RuleProblem]
+) -> tuple[YamlDoc, Any] | None:
+    try:
+        doc = load_yaml(rules_dir / name, _display(rules_dir, name))
+        return doc, validate(doc, model)
+    except RuleFileError as exc:
+        problems.extend(exc.problems)
+        return None
+
+
+def _duplicates(doc: YamlDoc, section: str, ids: list[str], problems: list[RuleProblem]) -> None:
+    seen: set[str] = set()
+    for index, ident in enumerate(ids):
+        if ident in seen:
+            problems.append(
+                doc.problem((section, index, "id"), f"duplicate id '{ident}'; ids must be unique")
+            )
+        seen.add(ident)
+
+
+def load_templates(rules_dir: Path, problems: list[RuleProblem]) -> dict[str, TemplateFile]:
+    templates: dict[str, TemplateFile] = {}
+    env = jinja2.Environment(autoescape=True)
+    for path in sorted((rules_dir / TEMPLATES_DIR).glob("*.yaml")):
+        name = f"{TEMPLATES_DIR}/{path.name}"
+        loaded = _load(rules_dir, name, TemplateFile, problems)
+        if loaded is None:
+            continue
+        doc, template = loaded
+        for part in ("subject", "text", "html"):
+            try:
+                env.parse(getattr(template, part))
+            except jinja2.TemplateSyntaxError as exc:
+                line = (
+                    doc.line_of((part,))
+                    + max(0, (exc.lineno or 1) - 1)
+                    + (1 if "\n" in getattr(template, part) else 0)
+                )
+                problems.append(RuleProblem(doc.file, line, f"{part}: template error: {exc.message}"))
+        templates[path.stem] = template
+    return templates
+
+
+def load_rules(rules_dir: Path) -> RuleSet:
+    """Load, check and compile every rule file; raise RuleFileError listing every problem."""
+    problems: list[RuleProblem] = []
+    try:
+        plan = load_plan(rules_dir)
+    except RuleFileError as exc:
+        problems.extend(exc.problems)
+        plan = None
+    templates = load_templates(rules_dir, problems)
+    seg = _load(rules_dir, SEGMENTS_FILE, SegmentsFile, problems)
+    sco = _load(rules_dir, SCORING_FILE, ScoringFile, problems)
+    trg = _load(rules_dir, TRIGGERS_FILE, TriggersFile, problems)
+    if plan is None or seg is None or sco is None or trg is None:
+        raise RuleFileError(problems or [RuleProblem(str(rules_dir), 1, "rules could not be loaded")])
+
+    seg_doc, seg_file = seg
+    segment_ids = tuple(s.id for s in seg_file.segments)
+    base = Catalog(
+        events=frozenset(plan.events),
+        features=frozenset(plan.features),
+        milestones=frozenset(plan.milestones),
+        segments=segment_ids,
+        user_traits=plan.user_traits,
+        account_traits=plan.account_traits,
+    )
+
+    _duplicates(seg_doc, "segments", list(segment_ids), problems)
+    seg_parser = Parser(seg_doc, _replace(base, allow_segment=False), problems)
+    segments: list[Segment] = []
+    for index, spec in enumerate(seg_file.segments):
+        if spec.when is None:
+            if index != len(seg_file.segments) - 1:
+                problems.append(
+                    seg_doc.problem(
+                        ("segments", index, "id"),
+                        f"segment '{spec.id}' has no when: only the last "
+                        "segment may catch everyone; add a condition or move it last",
+                    )
+                )
+            segments.append(Segment(spec.id, spec.description, None))
+            continue
+        node = seg_parser.parse(spec.when, ("segments", index, "when"))
+        if node is not None:
+            segments.append(Segment(spec.id, spec.description, node))
+
+    sco_doc, sco_file = sco
+    scores: dict[str, Score] = {}
+    for subject in ("user", "account"):
+        spec_score = getattr(sco_file, subject)
+        _duplicates(sco_doc, subject, [s.id for s in spec_score.signals], problems)
+        parser = Parser(sco_doc, _replace(base, allow_segment=False, allow_score=False), problems)
+        signals = []
+        for index, signal in enumerate(spec_score.signals):
+            node = parser.parse(signal.when, (subject, "signals", index, "when"))
+            if node is not None:
+                signals.append(Signal(signal.id, signal.points, node))
+        if spec_score.bands.mid > spec_score.bands.high:
+            problems.append(sco_doc.problem((subject, "bands", "mid"), "bands: mid must not be above high"))
+        rules = [CompiledRule(s.id, s.condition) for s in signals]
+        scores[subject] = Score(
+            signals, spec_score.bands, Ruleset(f"score_{subject}", rules) if not problems else _empty()
+        )
+
+    trg_doc, trg_file = trg
+    _duplicates(trg_doc, "triggers", [t.id for t in trg_file.triggers], problems)
+    trg_parser = Parser(trg_doc, base, problems)
+    triggers: list[Trigger] = []
+    for index, spec in enumerate(trg_file.triggers):
+        node = trg_parser.parse(spec.when, ("triggers", index, "when"))
+        escalate = (
+            trg_parser.parse(spec.escalate_when, ("triggers", index, "escalate_when"))
+            if spec.escalate_when is not None
+            else None
+        )
+        if spec.template not in templates:
+            problems.append(
+                trg_doc.problem(
+                    ("triggers", index, "template"),
+                    f"unknown template '{spec.template}'{did_you_mean(spec.template, templates)}; "
+                    f"add {TEMPLATES_DIR}/{spec.template}.yaml",
+                )
+            )
+        if spec.kind == "escalation" and spec.action != "escalate":
+            problems.append(
+                trg_doc.problem(("triggers", index, "action"), "an escalation trigger's action is escalate")
+            )
+        if spec.cooldown < timedelta(hours=1):
+            problems.append(trg_doc.problem(("triggers", index, "cooldown"), "cooldown must be at least 1h"))
+        if node is not None:
+            triggers.append(Trigger(spec, node, escalate))
+
+    if problems:
+        raise RuleFileError(problems)
+    return RuleSet(
+        plan=plan,
+        segments=segments,
+        user_score=scores["user"],
+        account_score=scores["account"],
+        triggers=triggers,
+        templates=templates,
+        segment_rules=Ruleset("segments", [CompiledRule(s.id, s.condition) for s in segments if s.condition]),
+        trigger_rules=Ruleset("triggers", [CompiledRule(t.id, t.condition) for t in triggers]),
+        escalation_rules=Ruleset(
+            "escalations",
+            [CompiledRule(t.id, t.escalate_when) for t in triggers if t.escalate_when is not None],
+        ),
+        files=[
+            _display(rules_dir, n)
+            for n in ("tracking-plan.yaml", "milestones.yaml", SEGMENTS_FILE, SCORING_FILE, TRIGGERS_FILE)
+        ],
+    )
+
+
+def _replace(catalog: Catalog, **changes: Any) -> Catalog:
+    from dataclasses import replace
+
+    return replace(catalog, **changes)
+
+
+def _empty() -> Ruleset:
+    return Ruleset("empty", [])
