@@ -15,7 +15,7 @@
         - trend: {metric: sessions, direction: down, by_at_least: 50}
         - did: {event: signed_up, but_not: setup_completed, within: 3d}
 
-Each leaf becomes one or more `Test(fact, op, value)`; a `Fact` knows how to compute its value
+Each leaf becomes one or more `Check(fact, op, value)`; a `Fact` knows how to compute its value
 from a user's state and `now`, and when that value could next change with no new event (for the
 sweep). The tree compiles to durable_rules (nudge.rules.engine) and also evaluates in Python for
 `nudge rules explain`.
@@ -66,7 +66,7 @@ class Fact:
 
 
 @dataclass(frozen=True)
-class Test:
+class Check:
     fact: Fact
     op: Op
     value: Value
@@ -90,7 +90,7 @@ class Not:
     item: Node
 
 
-Node = Test | All | AnyOf | Not
+Node = Check | All | AnyOf | Not
 
 
 def compare(actual: Value, op: Op, expected: Value) -> bool:
@@ -110,7 +110,7 @@ def compare(actual: Value, op: Op, expected: Value) -> bool:
 
 
 def holds(node: Node, ctx: Context) -> bool:
-    if isinstance(node, Test):
+    if isinstance(node, Check):
         return node.holds(ctx)
     if isinstance(node, All):
         return all(holds(n, ctx) for n in node.items)
@@ -119,17 +119,28 @@ def holds(node: Node, ctx: Context) -> bool:
     return not holds(node.item, ctx)
 
 
-def tests_in(node: Node) -> list[Test]:
-    if isinstance(node, Test):
+def holds_in(node: Node, facts: dict[str, Value]) -> bool:
+    """The same condition judged on precomputed facts (what durable_rules sees)."""
+    if isinstance(node, Check):
+        return compare(facts[node.fact.key], node.op, node.value)
+    if isinstance(node, All):
+        return all(holds_in(n, facts) for n in node.items)
+    if isinstance(node, AnyOf):
+        return any(holds_in(n, facts) for n in node.items)
+    return not holds_in(node.item, facts)
+
+
+def checks_in(node: Node) -> list[Check]:
+    if isinstance(node, Check):
         return [node]
     if isinstance(node, Not):
-        return tests_in(node.item)
-    return [t for n in node.items for t in tests_in(n)]
+        return checks_in(node.item)
+    return [t for n in node.items for t in checks_in(n)]
 
 
 def next_change(node: Node, ctx: Context) -> datetime | None:
     """The earliest future instant at which a test of this condition could flip with no new event."""
-    times = [t.fact.changes_at(ctx, t.op, t.value) for t in tests_in(node)]
+    times = [t.fact.changes_at(ctx, t.op, t.value) for t in checks_in(node)]
     future = [t for t in times if t is not None and t > ctx.now]
     return min(future) if future else None
 
@@ -623,13 +634,13 @@ class Parser:
     def bounds(self, fact: Fact, spec: Bounds | ValueSpec) -> Node:
         tests: list[Node] = []
         if spec.at_least is not None:
-            tests.append(Test(fact, "gte", spec.at_least))
+            tests.append(Check(fact, "gte", spec.at_least))
         if spec.at_most is not None:
-            tests.append(Test(fact, "lte", spec.at_most))
+            tests.append(Check(fact, "lte", spec.at_most))
         return tests[0] if len(tests) == 1 else All(tuple(tests))
 
     def one_of(self, fact: Fact, values: Sequence[Value]) -> Node:
-        tests = tuple(Test(fact, "eq", v) for v in values)
+        tests = tuple(Check(fact, "eq", v) for v in values)
         return tests[0] if len(tests) == 1 else AnyOf(tests)
 
     def _segment(self, body: Any, loc: Loc) -> Node | None:
@@ -646,7 +657,7 @@ class Parser:
     def _milestone(self, body: Any, loc: Loc) -> Node | None:
         if not self.name("milestone", body, self.catalog.milestones, loc):
             return None
-        return Test(milestone_days_fact(body), "lt", F.NEVER)
+        return Check(milestone_days_fact(body), "lt", F.NEVER)
 
     def _days_since(self, body: Any, loc: Loc) -> Node | None:
         spec = self.spec(DaysSinceSpec, body, loc)
@@ -660,9 +671,9 @@ class Parser:
             return None
         nodes: list[Node] = []
         if spec.at_least is not None:  # "has not done X in N days": never matches users younger than N
-            nodes.append(Test(days_without_fact(spec.event), "gte", spec.at_least))
+            nodes.append(Check(days_without_fact(spec.event), "gte", spec.at_least))
         if spec.at_most is not None:  # "did X in the last N days": never done does not match
-            nodes.append(Test(days_since_fact(spec.event), "lte", spec.at_most))
+            nodes.append(Check(days_since_fact(spec.event), "lte", spec.at_most))
         return nodes[0] if len(nodes) == 1 else All(tuple(nodes))
 
     def _window_days(self, within: timedelta, loc: Loc) -> int | None:
@@ -696,17 +707,17 @@ class Parser:
     def _compare(self, fact: Fact, spec: ValueSpec, number: Fact | None = None) -> Node:
         nodes: list[Node] = []
         if spec.exists is not None:
-            nodes.append(Test(fact, "neq" if spec.exists else "eq", ""))
+            nodes.append(Check(fact, "neq" if spec.exists else "eq", ""))
         if spec.equals is not None:
-            nodes.append(Test(fact, "eq", _scalar(spec.equals)))
+            nodes.append(Check(fact, "eq", _scalar(spec.equals)))
         if spec.not_equals is not None:
-            nodes.append(Test(fact, "neq", _scalar(spec.not_equals)))
+            nodes.append(Check(fact, "neq", _scalar(spec.not_equals)))
         if spec.in_ is not None:
             nodes.append(self.one_of(fact, [_scalar(v) for v in spec.in_]))
         if spec.at_least is not None or spec.at_most is not None:
             numeric = number or fact
             if number is not None:  # a missing trait is below every at_least and must fail at_most too
-                nodes.append(Test(numeric, "gt", MISSING_NUMBER))
+                nodes.append(Check(numeric, "gt", MISSING_NUMBER))
             nodes.append(self.bounds(numeric, spec))
         return nodes[0] if len(nodes) == 1 else All(tuple(nodes))
 
@@ -741,22 +752,22 @@ class Parser:
         if spec.band is not None:
             nodes.append(self.one_of(BAND_FACT, spec.band if isinstance(spec.band, list) else [spec.band]))
         if spec.at_least is not None:
-            nodes.append(Test(SCORE_FACT, "gte", spec.at_least))
+            nodes.append(Check(SCORE_FACT, "gte", spec.at_least))
         if spec.at_most is not None:
-            nodes.append(Test(SCORE_FACT, "lte", spec.at_most))
+            nodes.append(Check(SCORE_FACT, "lte", spec.at_most))
         return nodes[0] if len(nodes) == 1 else All(tuple(nodes))
 
     def _weeks_below(self, body: Any, loc: Loc) -> Node | None:
         spec = self.spec(WeeksBelowSpec, body, loc)
-        return Test(weeks_below_fact(spec.metric, spec.threshold), "gte", spec.weeks) if spec else None
+        return Check(weeks_below_fact(spec.metric, spec.threshold), "gte", spec.weeks) if spec else None
 
     def _trend(self, body: Any, loc: Loc) -> Node | None:
         spec = self.spec(TrendSpec, body, loc)
         if spec is None:
             return None
         if spec.direction == "down":
-            return Test(trend_fact(spec.metric), "lte", -spec.by_at_least)
-        return Test(trend_fact(spec.metric), "gte", spec.by_at_least)
+            return Check(trend_fact(spec.metric), "lte", -spec.by_at_least)
+        return Check(trend_fact(spec.metric), "gte", spec.by_at_least)
 
     def _did(self, body: Any, loc: Loc) -> Node | None:
         spec = self.spec(DidSpec, body, loc)
@@ -767,7 +778,7 @@ class Parser:
         if ok and spec.event == spec.but_not:
             self.fail(loc, "did: event and but_not are the same event; name two different events")
             return None
-        return Test(did_not_fact(spec.event, spec.but_not, spec.within), "eq", 1) if ok else None
+        return Check(did_not_fact(spec.event, spec.but_not, spec.within), "eq", 1) if ok else None
 
     def _age(self, body: Any, loc: Loc) -> Node | None:
         spec = self.spec(Bounds, body, loc)

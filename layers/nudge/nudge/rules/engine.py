@@ -22,14 +22,14 @@ from typing import Any
 
 from durable.engine import Host, MessageNotHandledException
 
-from nudge.rules.conditions import NEGATE, All, Node, Not, Test, Value
+from nudge.rules.conditions import NEGATE, All, Check, Node, Not, Value
 
 ALWAYS = "nudge_evaluated"
 
 
 def to_durable(node: Node, negate: bool = False) -> dict[str, Any]:
     """A condition as a durable_rules expression; `not` is pushed down to the tests (De Morgan)."""
-    if isinstance(node, Test):
+    if isinstance(node, Check):
         op = NEGATE[node.op] if negate else node.op
         value: Any = node.value
         if op == "eq":

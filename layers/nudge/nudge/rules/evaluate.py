@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from nudge.ingest.state import UserState
-from nudge.rules.conditions import Context, Fact, Node, Value, next_change, tests_in
+from nudge.rules.conditions import Context, Fact, Node, Value, checks_in, next_change
 from nudge.rules.features import AccountFacts
 from nudge.rules.ruleset import RuleSet, Trigger
 
@@ -80,7 +80,7 @@ def rules_facts(rules: RuleSet) -> list[Fact]:
     if cached is None:
         facts: dict[str, Fact] = {}
         for node in all_conditions(rules):
-            for test in tests_in(node):
+            for test in checks_in(node):
                 facts.setdefault(test.fact.key, test.fact)
         cached = _facts_cache[id(rules)] = list(facts.values())
     return cached
@@ -198,9 +198,9 @@ def _decide(
     account_id = user.account_id
     escalation = action == "escalate"
     subject = f"account:{account_id}" if escalation and account_id else f"user:{user.user_id}"
-    used = {t.fact.key: t.fact for t in tests_in(trigger.condition)}
+    used = {t.fact.key: t.fact for t in checks_in(trigger.condition)}
     if escalation and trigger.escalate_when is not None:
-        used.update({t.fact.key: t.fact for t in tests_in(trigger.escalate_when)})
+        used.update({t.fact.key: t.fact for t in checks_in(trigger.escalate_when)})
     shown: dict[str, Value] = {fact.describe: facts[key] for key, fact in used.items() if key in facts}
     reason = trigger.spec.description or trigger.id
     return Decision(
@@ -253,7 +253,7 @@ def _explain_node(kind: str, name: str, node: Node | None, ctx: Context, chosen:
             "expected": t.value,
             "holds": t.holds(ctx),
         }
-        for t in (tests_in(node) if node is not None else [])
+        for t in (checks_in(node) if node is not None else [])
     ]
     return {
         "kind": kind,
