@@ -15,9 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from nudge.ingest.state import UserState
-from nudge.rules.conditions import Context, Fact, Node, Value, checks_in, next_change
+from nudge.rules.conditions import Check, Context, Fact, Node, Value, checks_in
 from nudge.rules.features import AccountFacts
-from nudge.rules.ruleset import RuleSet, Trigger
+from nudge.rules.ruleset import ESCALATE, RuleSet, Trigger
 
 HISTORY_KEPT = 20
 
@@ -87,6 +87,19 @@ def rules_facts(rules: RuleSet) -> list[Fact]:
 
 
 _facts_cache: dict[int, list[Fact]] = {}
+_checks_cache: dict[int, list[Check]] = {}
+
+
+def rules_checks(rules: RuleSet) -> list[Check]:
+    """Every distinct (fact, op, value) test in the rules: what could flip with time alone."""
+    cached = _checks_cache.get(id(rules))
+    if cached is None:
+        unique: dict[tuple[str, str, Value], Check] = {}
+        for node in all_conditions(rules):
+            for check in checks_in(node):
+                unique.setdefault((check.fact.key, check.op, check.value), check)
+        cached = _checks_cache[id(rules)] = list(unique.values())
+    return cached
 
 
 def all_conditions(rules: RuleSet) -> list[Node]:
@@ -98,10 +111,6 @@ def all_conditions(rules: RuleSet) -> list[Node]:
     return nodes
 
 
-def _score(signals_fired: list[str], points: dict[str, float]) -> float:
-    return sum(points[s] for s in signals_fired)
-
-
 def evaluate(
     rules: RuleSet,
     user: UserState,
@@ -111,12 +120,9 @@ def evaluate(
 ) -> Evaluation:
     ctx = Context(user=user, now=now, account=account)
     facts = facts_for(rules, ctx)
-    user_points = {s.id: s.points for s in rules.user_score.signals}
-    score = _score(rules.user_score.ruleset.matches(facts), user_points)
-    account_score = 0.0
-    if account is not None:
-        account_points = {s.id: s.points for s in rules.account_score.signals}
-        account_score = _score(rules.account_score.ruleset.matches(facts), account_points)
+    signals = rules.score_rules.matches(facts)
+    score = rules.user_score.points(signals)
+    account_score = rules.account_score.points(signals) if account is not None else 0.0
     band = rules.user_score.band(score)
     account_band = rules.account_score.band(account_score) if account is not None else ""
     facts.update(score=score, band=band, account_score=account_score, account_band=account_band)
@@ -137,8 +143,9 @@ def evaluate(
     )
 
     state, entered, exited = _transition(previous, segment, now)
-    fired = rules.trigger_rules.matches(facts)
-    escalations = set(rules.escalation_rules.matches(facts))
+    matched_triggers = rules.trigger_rules.matches(facts)
+    fired = [name for name in matched_triggers if not name.startswith(ESCALATE)]
+    escalations = {name.removeprefix(ESCALATE) for name in matched_triggers if name.startswith(ESCALATE)}
     by_id = {t.id: t for t in rules.triggers}
     decisions: list[Decision] = []
     for rule_id in fired:
@@ -148,7 +155,8 @@ def evaluate(
             decisions.append(_decide(trigger, "escalate", user, account, facts, now))
     decisions.sort(key=lambda d: (-d.priority, d.rule, d.action))
 
-    checks = [c for n in all_conditions(rules) if (c := next_change(n, ctx)) is not None]
+    checks = [c for check in rules_checks(rules) if (c := check.fact.changes_at(ctx, check.op, check.value))]
+    future = [c for c in checks if c > now]
     return Evaluation(
         segment=segment,
         segments=state,
@@ -160,7 +168,7 @@ def evaluate(
         account_band=account_band,
         fired=fired,
         decisions=decisions,
-        next_check_at=min(checks) if checks else None,
+        next_check_at=min(future) if future else None,
         facts=facts,
     )
 

@@ -25,6 +25,7 @@ SEGMENTS_FILE = "segments.yaml"
 SCORING_FILE = "scoring.yaml"
 TRIGGERS_FILE = "triggers.yaml"
 TEMPLATES_DIR = "templates"
+ESCALATE = "escalate__"
 
 Kind = Literal["onboarding", "rescue", "upgrade", "escalation"]
 Action = Literal["email", "push", "sms", "escalate"]
@@ -109,9 +110,14 @@ class Signal:
 
 @dataclass(frozen=True)
 class Score:
+    subject: str
     signals: list[Signal]
     bands: Bands
-    ruleset: Ruleset
+
+    def points(self, fired: list[str]) -> float:
+        """The score from the names fired in the scoring ruleset (signals are named subject:id)."""
+        by_name = {f"{self.subject}__{s.id}": s.points for s in self.signals}
+        return sum(by_name.get(name, 0.0) for name in fired)
 
     def band(self, score: float) -> str:
         return "high" if score >= self.bands.high else "mid" if score >= self.bands.mid else "low"
@@ -136,9 +142,11 @@ class RuleSet:
     account_score: Score
     triggers: list[Trigger]
     templates: dict[str, TemplateFile]
+    # Three durable_rules passes per evaluation: scores, then segments (may use scores), then
+    # triggers and escalations (may use segment and scores). Escalations are named escalate__<id>.
+    score_rules: Ruleset
     segment_rules: Ruleset
     trigger_rules: Ruleset
-    escalation_rules: Ruleset
     files: list[str] = field(default_factory=list)
 
 
@@ -252,10 +260,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
                 signals.append(Signal(signal.id, signal.points, node))
         if spec_score.bands.mid > spec_score.bands.high:
             problems.append(sco_doc.problem((subject, "bands", "mid"), "bands: mid must not be above high"))
-        rules = [CompiledRule(s.id, s.condition) for s in signals]
-        scores[subject] = Score(
-            signals, spec_score.bands, Ruleset(f"score_{subject}", rules) if not problems else _empty()
-        )
+        scores[subject] = Score(subject, signals, spec_score.bands)
 
     trg_doc, trg_file = trg
     _duplicates(trg_doc, "triggers", [t.id for t in trg_file.triggers], problems)
@@ -294,11 +299,23 @@ def load_rules(rules_dir: Path) -> RuleSet:
         account_score=scores["account"],
         triggers=triggers,
         templates=templates,
+        score_rules=Ruleset(
+            "scores",
+            [
+                CompiledRule(f"{sc.subject}__{sig.id}", sig.condition)
+                for sc in scores.values()
+                for sig in sc.signals
+            ],
+        ),
         segment_rules=Ruleset("segments", [CompiledRule(s.id, s.condition) for s in segments if s.condition]),
-        trigger_rules=Ruleset("triggers", [CompiledRule(t.id, t.condition) for t in triggers]),
-        escalation_rules=Ruleset(
-            "escalations",
-            [CompiledRule(t.id, t.escalate_when) for t in triggers if t.escalate_when is not None],
+        trigger_rules=Ruleset(
+            "triggers",
+            [CompiledRule(t.id, t.condition) for t in triggers]
+            + [
+                CompiledRule(ESCALATE + t.id, t.escalate_when)
+                for t in triggers
+                if t.escalate_when is not None
+            ],
         ),
         files=[
             _display(rules_dir, n)
@@ -311,7 +328,3 @@ def _replace(catalog: Catalog, **changes: Any) -> Catalog:
     from dataclasses import replace
 
     return replace(catalog, **changes)
-
-
-def _empty() -> Ruleset:
-    return Ruleset("empty", [])
