@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import zlib
+from itertools import accumulate
 from typing import Any
+
+# JSON deeper than this is refused before parsing. Deeper bodies crash json.loads (RecursionError,
+# ~1,000 levels), json.dumps and pydantic (~200), and a deep trait once stored would make the
+# user's state unreadable for good. Real properties, traits and context nest a few levels.
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 class BodyError(Exception):
@@ -54,6 +64,14 @@ def normalize(event: dict[str, Any], limit: int) -> dict[str, Any]:
         raise BodyError(
             400, "body", f"body is not UTF-8 (invalid byte at offset {exc.start}); send UTF-8 JSON"
         ) from exc
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise BodyError(
+            400,
+            "body",
+            f"JSON nests {depth} levels deep; the limit is {MAX_JSON_DEPTH}: "
+            "flatten properties, traits or context",
+        )
     headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-encoding"}
     return {**event, "body": text, "isBase64Encoded": False, "headers": headers}
 
@@ -69,3 +87,9 @@ def _gunzip(raw: bytes, limit: int) -> bytes:
     if not inflater.eof:
         raise BodyError(400, "body", "gzip body is truncated")
     return out
+
+
+def json_depth(text: str) -> int:
+    """How deep objects and arrays nest in `text`, without parsing it (brackets in strings skipped)."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(_DEPTH_STEP[c] for c in brackets), default=0)

@@ -6,23 +6,26 @@ but never loads it (moto is not a layer dependency).
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from botocore.exceptions import ClientError
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from nudge.local import moto_patches
-from nudge.local.template import table_create_kwargs, tables, ttl_attribute
+from nudge.local.template import TemplateError, load_template, table_create_kwargs, tables, ttl_attribute
 from nudge.settings import Settings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
     from mypy_boto3_ssm.client import SSMClient
 
 
@@ -85,6 +88,68 @@ def _create_table(dynamodb: DynamoDBClient, template_path: Path, logical_id: str
         TableName=table_name,
         TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute},
     )
+
+
+QUEUE_TYPE = "AWS::SQS::Queue"
+# CloudFormation queue properties that are SQS attributes of the same name and meaning.
+_QUEUE_ATTRIBUTES: tuple[QueueAttributeNameType, ...] = (
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+    "SqsManagedSseEnabled",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+)
+
+
+def create_queues(sqs: SQSClient, template_path: Path, prefix: str) -> dict[str, str]:
+    """Create every SQS queue of the template; return template logical id -> queue URL.
+
+    Names are ``<prefix>-<LogicalId>`` (``.fifo`` kept for FIFO queues). Attributes come
+    from the queue's own Properties, a RedrivePolicy's ``!GetAtt Dlq.Arn`` pointing at the
+    queue created for ``Dlq``, so local queues redrive like deployed ones. Idempotent.
+    """
+    resources: dict[str, Any] = load_template(template_path)["Resources"]
+    declared = {lid: r.get("Properties") or {} for lid, r in resources.items() if r.get("Type") == QUEUE_TYPE}
+    urls: dict[str, str] = {}
+    arns: dict[str, str] = {}
+
+    def create(logical_id: str, seen: tuple[str, ...] = ()) -> None:
+        if logical_id in urls:
+            return
+        if logical_id in seen:
+            raise TemplateError(f"{template_path}: queues redrive in a cycle: {' -> '.join(seen)}")
+        properties = declared[logical_id]
+        attributes: dict[QueueAttributeNameType, str] = {
+            name: str(properties[name]).lower()
+            if isinstance(properties[name], bool)
+            else str(properties[name])
+            for name in _QUEUE_ATTRIBUTES
+            if name in properties
+        }
+        redrive = properties.get("RedrivePolicy")
+        if redrive is not None:
+            target = redrive.get("deadLetterTargetArn")
+            dlq = target.get("Fn::GetAtt", [None])[0] if isinstance(target, dict) else None
+            if dlq not in declared:
+                raise TemplateError(f"{template_path}: {logical_id} redrives to {target!r}, not a queue here")
+            create(dlq, (*seen, logical_id))
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": arns[dlq], "maxReceiveCount": int(redrive["maxReceiveCount"])}
+            )
+        fifo = attributes.get("FifoQueue") == "true"
+        name = f"{prefix}-{logical_id}" + (".fifo" if fifo else "")
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        urls[logical_id] = url
+        arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+
+    for logical_id in declared:
+        create(logical_id)
+    return urls
 
 
 class _SerializedApp:
@@ -185,4 +250,4 @@ class LockedMotoServer:
         self.stop()
 
 
-__all__ = ["LockedMotoServer", "create_usage_resources", "table_names"]
+__all__ = ["LockedMotoServer", "create_queues", "create_usage_resources", "table_names"]

@@ -1,0 +1,433 @@
+"""The local HTTP front door: what API Gateway (HTTP API, payload v2.0) does, on 127.0.0.1.
+
+Each request becomes a real-shaped v2.0 event for the function its route names in
+template.yaml, and the function's answer goes back as HTTP. Local-only routes read the
+stack's state:
+
+  GET  /_local/users/{id}      a user's usage state (traits, account, counts, milestones, ...)
+  GET  /_local/accounts/{id}   an account's traits and usage rollup
+  GET  /_local/clock           the simulated time
+  POST /_local/clock           {"now": ISO8601} moves the simulated clock forward
+
+Request paths and bodies are never logged: user ids may be emails, bodies carry traits and
+the Authorization header carries the write key. The access log has method, route and status.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from nudge.ingest.state import UserState
+from nudge.local.stack import ACCOUNT_ID, ClockError, HandlerFailed, LocalStack, Route
+
+# API Gateway refuses payloads over 10 MB; the ingest API's own limit is far lower (500 KB a
+# batch). This cap only keeps a runaway client from making the local server buffer it all.
+MAX_BODY_BYTES = 5 * 1024 * 1024
+API_ID = "nudgelocal"
+# Idle keep-alive connections are closed after this long, so they don't hold threads forever.
+IDLE_TIMEOUT_SECONDS = 30
+# Headers that describe one hop, not the message: never passed on in either direction.
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+)
+
+access_log = logging.getLogger("nudge.local.http")
+
+
+class BadRequest(Exception):
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class LocalApiServer:
+    """ThreadingHTTPServer serving a LocalStack. ``port=0`` takes a free port."""
+
+    def __init__(
+        self, stack: LocalStack, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True
+    ) -> None:
+        self.stack = stack
+        self.quiet = quiet
+        self._httpd = _Server((host, port), _RequestHandler)
+        self._httpd.api = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        return str(self._httpd.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Self:
+        """Serve on a background thread."""
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name=f"nudge-local-http-{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on this thread until interrupted (KeyboardInterrupt propagates)."""
+        self._httpd.serve_forever()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _Server(ThreadingHTTPServer):
+    # One thread per connection; 16+ clients connecting at once must not overflow the backlog.
+    request_queue_size = 128
+    daemon_threads = True
+    allow_reuse_address = True
+    api: LocalApiServer
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    # HTTP/1.1: connections stay open between requests (SDKs and requests.Session reuse them).
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT_SECONDS
+    server: _Server
+    server_version = "nudge-local"
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    # -- dispatch
+
+    def _dispatch(self) -> None:
+        started = time.monotonic()
+        api = self.server.api
+        split = urlsplit(self.path)
+        path, query = split.path or "/", split.query
+        route_label = f"{self.command} -"
+        self._status: int | None = None  # one handler serves every request of a connection
+        try:
+            body = self._read_body()
+            if path.startswith("/_local/") or path == "/_local":
+                route_label = f"{self.command} /_local"
+                status, payload = _local(api.stack, self.command, path, body)
+                self._send_json(status, payload)
+            else:
+                found = api.stack.match(self.command, path)
+                if found is None:
+                    # API Gateway's own answer for a route it doesn't have.
+                    self._send_json(HTTPStatus.NOT_FOUND, {"message": "Not Found"})
+                else:
+                    route, params = found
+                    route_label = route.key
+                    event = self._event(route, params, path, query, body)
+                    self._send_lambda_result(api.stack.invoke(route, event), event)
+        except BadRequest as exc:
+            self.close_connection = True
+            self._send_json(exc.status, {"message": exc.message}, close=True)
+        except HandlerFailed:
+            self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"message": "Internal Server Error"})
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+            return
+        except Exception:
+            # A bug in the local server itself: say so, and leave the trace on stderr.
+            access_log.exception("local server error on %s", route_label)
+            self._send_json(
+                HTTPStatus.INTERNAL_SERVER_ERROR, {"message": "Internal Server Error"}, close=True
+            )
+        finally:
+            if not api.quiet:
+                elapsed = (time.monotonic() - started) * 1000
+                print(
+                    f"{route_label} -> {self._status or '-'} ({elapsed:.0f} ms)",
+                    file=sys.stderr,
+                )
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked()
+        raw_length = self.headers.get("Content-Length")
+        if raw_length is None:
+            return b""
+        try:
+            length = int(raw_length)
+            if length < 0:
+                raise ValueError(raw_length)
+        except ValueError:
+            raise BadRequest(HTTPStatus.BAD_REQUEST, "Content-Length is not a number") from None
+        if length > MAX_BODY_BYTES:
+            # Refused unread; the connection then can't be reused (the body is still on it).
+            raise BadRequest(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"body of {length} bytes is over the {MAX_BODY_BYTES}-byte limit",
+            )
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise ConnectionError("the client closed the connection mid-body")
+        return body
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise BadRequest(HTTPStatus.BAD_REQUEST, "malformed chunked body") from None
+            if size == 0:
+                # Trailers, if any, end with an empty line.
+                while self.rfile.readline(1024).strip():
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise BadRequest(
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body is over the {MAX_BODY_BYTES}-byte limit"
+                )
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(8)  # the CRLF after each chunk
+
+    # -- the API Gateway event
+
+    def _event(
+        self, route: Route, params: dict[str, str], path: str, query: str, body: bytes
+    ) -> dict[str, Any]:
+        headers: dict[str, str] = {}
+        cookies: list[str] = []
+        for name, value in self.headers.items():
+            lower = name.lower()
+            if lower in HOP_BY_HOP or (lower == "content-length" and not body):
+                continue
+            if lower == "cookie":
+                cookies.extend(c.strip() for c in value.split(";") if c.strip())
+                continue
+            # API Gateway joins repeated headers with commas.
+            headers[lower] = f"{headers[lower]},{value}" if lower in headers else value
+        now = self.server.api.stack.clock.now()
+        request_id = base64.b64encode(os.urandom(10)).decode()
+        http_context = {
+            "method": self.command,
+            "path": path,
+            "protocol": self.request_version,
+            "sourceIp": self.client_address[0],
+            "userAgent": headers.get("user-agent", ""),
+        }
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": route.key,
+            "rawPath": path,
+            "rawQueryString": query,
+            "headers": headers,
+            "requestContext": {
+                "accountId": ACCOUNT_ID,
+                "apiId": API_ID,
+                "domainName": headers.get("host", f"{self.server.api.host}:{self.server.api.port}"),
+                "domainPrefix": API_ID,
+                "http": http_context,
+                "requestId": request_id,
+                "routeKey": route.key,
+                "stage": "$default",
+                "time": now.astimezone(UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "timeEpoch": int(now.timestamp() * 1000),
+            },
+            "isBase64Encoded": False,
+        }
+        if cookies:
+            event["cookies"] = cookies
+        if query:
+            params_q: dict[str, str] = {}
+            for key, value in parse_qsl(query, keep_blank_values=True):
+                params_q[key] = f"{params_q[key]},{value}" if key in params_q else value
+            event["queryStringParameters"] = params_q
+        if params:
+            event["pathParameters"] = {key: unquote(value) for key, value in params.items()}
+        if body:
+            event["body"], event["isBase64Encoded"] = _event_body(body, headers)
+        return event
+
+    # -- responses
+
+    def _send_lambda_result(self, result: dict[str, Any], event: dict[str, Any]) -> None:
+        status = int(result.get("statusCode", 200))
+        body_value = result.get("body")
+        payload: bytes
+        if body_value is None:
+            payload = b""
+        elif result.get("isBase64Encoded"):
+            try:
+                payload = base64.b64decode(body_value)
+            except (binascii.Error, ValueError):
+                # API Gateway fails the integration when the function's base64 is broken.
+                self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"message": "Internal Server Error"})
+                return
+        else:
+            payload = str(body_value).encode("utf-8")
+        headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
+        self._status = status
+        self.send_response(status)
+        for name, value in headers.items():
+            if name.lower() in HOP_BY_HOP or name.lower() == "content-length":
+                continue
+            self.send_header(name, value)
+        for cookie in result.get("cookies") or []:
+            self.send_header("Set-Cookie", str(cookie))
+        self.send_header("apigw-requestid", str(event["requestContext"]["requestId"]))
+        self._end(payload)
+
+    def _send_json(self, status: int, payload: Any, *, close: bool = False) -> None:
+        data = json.dumps(payload, default=str).encode("utf-8")
+        self._status = int(status)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self._end(data)
+
+    def _end(self, payload: bytes) -> None:
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD" and payload:
+            self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # BaseHTTPRequestHandler logs the request line (path included): _dispatch logs instead.
+        pass
+
+
+def _event_body(body: bytes, headers: dict[str, str]) -> tuple[str, bool]:
+    """API Gateway passes text bodies as they are and base64-encodes the others."""
+    if headers.get("content-encoding", "").strip().lower() == "gzip":
+        return base64.b64encode(body).decode("ascii"), True
+    try:
+        return body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), True
+
+
+# ---------------------------------------------------------------------------- local-only routes
+
+
+def _local(stack: LocalStack, method: str, path: str, body: bytes) -> tuple[int, Any]:
+    parts = [unquote(p) for p in path.split("/")[2:]]
+    if method in ("GET", "HEAD") and len(parts) == 2 and parts[0] == "users" and parts[1]:
+        return _user(stack, parts[1])
+    if method in ("GET", "HEAD") and len(parts) == 2 and parts[0] == "accounts" and parts[1]:
+        return _account(stack, parts[1])
+    if parts == ["clock"] and method in ("GET", "HEAD"):
+        return HTTPStatus.OK, {"now": stack.clock.now().isoformat()}
+    if parts == ["clock"] and method == "POST":
+        return _move_clock(stack, body)
+    return HTTPStatus.NOT_FOUND, {"message": f"no local route {method} {path}"}
+
+
+def user_document(state: UserState, version: int) -> dict[str, Any]:
+    """What GET /_local/users/{id} answers: the usage state in plain JSON terms."""
+    dumped = state.model_dump(mode="json")
+    return {
+        "user_id": state.user_id,
+        "version": version,
+        "account_id": state.account_id,
+        "traits": state.trait_values(),
+        "event_counts": state.event_counts,
+        "milestones": dumped["milestones"],
+        # The rules engine comes later; the fields are here so clients can rely on the shape.
+        "segments": [],
+        "segment_history": [],
+        "first_seen": dumped["first_seen"],
+        "last_seen": dumped["last_seen"],
+        "last_meaningful": dumped["last_meaningful"],
+        "features": {
+            name: {
+                "first": f["first"],
+                "last": f["last"],
+                "count": f["count"],
+                "distinct_days": len(f["days"]),
+            }
+            for name, f in dumped["features"].items()
+        },
+        "weeks": dumped["weeks"],
+    }
+
+
+def _user(stack: LocalStack, user_id: str) -> tuple[int, Any]:
+    found = stack.store.load_users([user_id]).get(user_id)
+    if found is None:
+        return HTTPStatus.NOT_FOUND, {"message": "no such user", "user_id": user_id}
+    return HTTPStatus.OK, user_document(found.value, found.version)
+
+
+def _account(stack: LocalStack, account_id: str) -> tuple[int, Any]:
+    stored = stack.store.load_account(account_id)
+    rollup = stack.store.load_rollup(account_id)
+    if stored is None and not rollup.weeks and not rollup.feature_adopters:
+        return HTTPStatus.NOT_FOUND, {"message": "no such account", "account_id": account_id}
+    return HTTPStatus.OK, {
+        "account_id": account_id,
+        "version": stored.version if stored else 0,
+        "traits": stored.value.trait_values() if stored else {},
+        "rollup": rollup.model_dump(mode="json"),
+    }
+
+
+def _move_clock(stack: LocalStack, body: bytes) -> tuple[int, Any]:
+    try:
+        requested = json.loads(body or b"{}").get("now")
+        when = datetime.fromisoformat(str(requested))
+    except (ValueError, AttributeError, TypeError):
+        return HTTPStatus.BAD_REQUEST, {"message": 'send {"now": "<ISO 8601 time with timezone>"}'}
+    try:
+        now = stack.clock.advance_to(when)
+    except ClockError as exc:
+        return HTTPStatus.CONFLICT, {"message": str(exc)}
+    return HTTPStatus.OK, {"now": now.isoformat()}
