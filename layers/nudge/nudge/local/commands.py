@@ -92,9 +92,11 @@ def run_serve(args: argparse.Namespace) -> int:
         server = LocalApiServer(stack, args.host, args.port, quiet=args.quiet)
         keys_from = f"${WRITE_KEYS_ENV}" if os.environ.get(WRITE_KEYS_ENV, "").strip() else "the default"
         print(f"Nudge local API on {server.base_url}")
-        # The key is printed on purpose: it is local-only, and the user needs it for their SDK.
-        # It is never logged.
-        print(f"Write key ({keys_from}): {stack.write_keys[0]}", end="")
+        # The documented default key is printed: the user needs it for their SDK. A key the user
+        # chose (possibly a real one) is shown masked; none is ever logged.
+        first = stack.write_keys[0]
+        shown = first if first == DEFAULT_WRITE_KEY else f"{first[:4]}…{'*' * 4}"
+        print(f"Write key ({keys_from}): {shown}", end="")
         print(f"  (+{len(stack.write_keys) - 1} more)" if len(stack.write_keys) > 1 else "")
         print(f"Rules: {stack.rules_dir}   Simulated now: {stack.clock.now().isoformat()}")
         print(f"Try: curl {server.base_url}/_local/users/<user id>    Ctrl-C stops.", flush=True)
