@@ -30,6 +30,20 @@ class Settings(BaseSettings):
     rollup_shards: int = Field(default=16, ge=1, le=64)
     write_attempts: int = Field(default=12, ge=1)
 
+    # Evaluate and sweep (nudge.rules.service).
+    decision_queue_url: str = ""
+    # The sparse GSI of users with a re-check scheduled, and how many shards each day's bucket
+    # has. Writers and the sweep must agree on due_shards: lowering it strands the users in the
+    # higher shards, so change it only with a migration.
+    due_index: str = "due"
+    due_shards: int = Field(default=16, ge=1, le=256)
+    evaluate_attempts: int = Field(default=5, ge=1)
+    sweep_page_size: int = Field(default=100, ge=1, le=100)
+    # Where the first sweep (no watermark yet) starts looking for checks due.
+    sweep_lookback_days: int = Field(default=7, ge=1)
+    sweep_retry_seconds: int = Field(default=3600, ge=60)
+    sweep_margin_seconds: float = Field(default=30.0, ge=0)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

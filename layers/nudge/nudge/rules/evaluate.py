@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -157,6 +157,9 @@ def evaluate(
 
     checks = [c for check in rules_checks(rules) if (c := check.fact.changes_at(ctx, check.op, check.value))]
     future = [c for c in checks if c > now]
+    # A trigger that fired decides again (a new decision_id) when its cooldown window ends, even
+    # with no new event: that instant is a re-check too.
+    future += [end for rule_id in fired if (end := window_end(by_id[rule_id], now)) is not None]
     return Evaluation(
         segment=segment,
         segments=state,
@@ -193,6 +196,14 @@ def decision_id(rule: str, subject: str, trigger: Trigger, now: datetime) -> str
     else:
         window = str(math.floor(now.timestamp() / trigger.spec.cooldown.total_seconds()))
     return hashlib.sha256(f"{rule}|{subject}|{window}".encode()).hexdigest()[:32]
+
+
+def window_end(trigger: Trigger, now: datetime) -> datetime | None:
+    """When the eligibility window of `decision_id` that holds `now` ends (None for `once`)."""
+    if trigger.spec.once:
+        return None
+    seconds = trigger.spec.cooldown.total_seconds()
+    return datetime.fromtimestamp((math.floor(now.timestamp() / seconds) + 1) * seconds, tz=UTC)
 
 
 def _decide(

@@ -1,0 +1,56 @@
+"""Evaluate Lambda: the usage table's stream -> each changed user's segments, next check, decisions."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nudge import clock
+from nudge.observability import logger, metrics, tracer
+from nudge.rules.service import AccountFactsCache, evaluate_user, user_from_stream, wire
+
+# Rules, settings and clients at cold start: a bad rule file fails here, every problem logged.
+service = wire()
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    # One account cache per batch: users of one account share its traits and rollup reads.
+    accounts = AccountFactsCache(service.ports.usage)
+
+    def record_handler(record: DynamoDBRecord) -> None:
+        stream = record.dynamodb
+        # FilterCriteria already keeps out everything but users' STATE items; this guards the
+        # local stack's pump and any event source configured without the filter.
+        try:
+            change = user_from_stream(stream.keys, stream.new_image) if stream is not None else None
+            if change is None:
+                return
+            evaluate_user(
+                change.value,
+                service.rules,
+                service.ports,
+                clock.now(),
+                state_version=change.version,
+                accounts=accounts,
+                attempts=service.attempts,
+            )
+        except Exception:
+            # Reported to Lambda as this record's failure (retry, bisect, then the on-failure
+            # queue). Exception messages here never carry state or traits, only keys.
+            logger.exception(
+                "record failed", extra={"sequence_number": stream.sequence_number if stream else None}
+            )
+            raise
+
+    try:
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    finally:
+        service.metrics.flush()

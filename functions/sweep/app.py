@@ -1,0 +1,30 @@
+"""Sweep Lambda (EventBridge schedule): evaluate the users whose time-based re-check is due."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nudge import clock
+from nudge.observability import logger, metrics, tracer
+from nudge.rules.service import sweep, wire
+
+# Rules, settings and clients at cold start: a bad rule file fails here, every problem logged.
+service = wire()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The schedule's event carries nothing the sweep needs: it works from the watermark and now.
+    try:
+        result = sweep(
+            service.rules,
+            service.ports,
+            clock.now(),
+            options=service.options,
+            time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+        )
+    finally:
+        service.metrics.flush()
+    return result.summary()
