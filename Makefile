@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo serve bench lint typecheck unit sam-validate sam-build rules-lint clean
+.PHONY: test demo serve bench lint typecheck unit rules sam-validate sam-build rules-lint clean
 
 $(STAMP): pyproject.toml layers/nudge/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck unit sam-validate sam-build
+test: lint typecheck unit rules sam-validate sam-build
+
+# The marketer's checks on the shipped rules: every file valid, every rule test passing.
+rules: $(STAMP)
+	$(BIN)/nudge rules lint rules
+	$(BIN)/nudge rules test rules
 
 demo: $(STAMP)
 	$(BIN)/nudge demo

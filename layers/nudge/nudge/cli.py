@@ -11,12 +11,14 @@ Command = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     from nudge.local import commands as local_commands
+    from nudge.rules import commands as rules_commands
     from nudge.samples import commands as sample_commands
 
     parser = argparse.ArgumentParser(prog="nudge", description="Usage-triggered lifecycle messaging.")
     sub = parser.add_subparsers(dest="command", required=True)
     local_commands.register(sub)
     sample_commands.register(sub)
+    rules_commands.register(sub)
     return parser
 
 

@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from nudge.ingest.state import UserState
 from nudge.rules import features as F
-from nudge.rules.durations import Duration
-from nudge.rules.yamlfile import Loc, RuleProblem, YamlDoc, did_you_mean
+from nudge.rules.durations import Duration, format_duration
+from nudge.rules.yamlfile import Loc, RuleProblem, YamlDoc, did_you_mean, plain_error
 
 Op = Literal["eq", "neq", "gte", "lte", "gt", "lt"]
 Value = float | int | str
@@ -189,7 +189,7 @@ def days_without_fact(event: str) -> Fact:
             last = stats.last if stats else None
         return _crossing(ctx, last or F.signed_up_at(ctx.user), op, value)
 
-    return Fact(_key("days_without", event), f"days without {event}", compute, changes_at)
+    return Fact(_key("days_without", event), f"days without {_event_words(event)}", compute, changes_at)
 
 
 def days_since_fact(event: str) -> Fact:
@@ -201,7 +201,11 @@ def days_since_fact(event: str) -> Fact:
         last = ctx.user.last_meaningful if event == "any" else (stats.last if stats else None)
         return _crossing(ctx, last, op, value)
 
-    return Fact(_key("days_since", event), f"days since last {event}", compute, changes_at)
+    return Fact(_key("days_since", event), f"days since last {_event_words(event)}", compute, changes_at)
+
+
+def _event_words(event: str) -> str:
+    return "meaningful event (any)" if event == "any" else event
 
 
 def milestone_days_fact(milestone: str) -> Fact:
@@ -299,7 +303,7 @@ def did_not_fact(did: str, not_: str, within: timedelta) -> Fact:
     hours = int(within.total_seconds() // 3600)
     return Fact(
         _key("did", did, "not", not_, f"{hours}h"),
-        f"did {did} but not {not_} within {within}",
+        f"did {did} but not {not_} within {format_duration(within)}",
         compute,
         changes_at,
     )
@@ -600,14 +604,24 @@ class Parser:
         try:
             return model(**body)
         except ValidationError as exc:
+            said: set[str | int] = set()
             for err in exc.errors():
-                path = tuple(p for p in err["loc"] if isinstance(p, str | int))
-                path = tuple("is" if p == "is_" else "in" if p == "in_" else p for p in path)
-                message = str(err["msg"]).removeprefix("Value error, ")
+                # Only the key matters: deeper parts are pydantic's union members (literal[...]),
+                # and a value that fits no member of a union would otherwise be reported per member.
+                path = tuple(p for p in err["loc"] if isinstance(p, str | int))[:1]
+                path = tuple(_SPELLED.get(p, p) if isinstance(p, str) else p for p in path)
+                if path and path[0] in said:
+                    continue
+                said.update(path)
+                message = plain_error(err)
                 if err["type"] == "extra_forbidden":
-                    message = f"unknown key '{path[-1]}'; remove it or check its spelling"
+                    keys = [_SPELLED.get(k, k) for k in model.model_fields]
+                    hint = did_you_mean(str(path[-1]), keys)
+                    message = f"unknown key '{path[-1]}'{hint or '; remove it or check its spelling'}"
                 elif err["type"] == "missing":
                     message = f"'{path[-1]}' is required"
+                elif path:
+                    message = f"{path[-1]}: {message}"
                 self.fail((*loc, *path), f"{loc[-1]}: {message}")
             return None
         except TypeError as exc:  # unexpected keyword in the aliasing constructors
@@ -731,9 +745,12 @@ class Parser:
         spec = self.spec(AccountSpec, body, loc)
         if spec is None:
             return None
+        if (spec.band is not None or spec.metric == "score") and not self.catalog.allow_score:
+            self.fail(loc, "scoring signals cannot depend on a score; use the account's traits or metrics")
+            return None
         if spec.band is not None:
-            bands = spec.band if isinstance(spec.band, list) else [spec.band]
-            return self.one_of(ACCOUNT_BAND_FACT, bands)
+            bands = self.bands(spec.band, (*loc, "band"))
+            return self.one_of(ACCOUNT_BAND_FACT, bands) if bands else None
         if spec.metric is not None:
             return self._compare(account_metric_fact(spec.metric), spec)
         if not self.name("account trait", spec.trait, self.catalog.account_traits, (*loc, "trait")):
@@ -750,12 +767,21 @@ class Parser:
             return None
         nodes: list[Node] = []
         if spec.band is not None:
-            nodes.append(self.one_of(BAND_FACT, spec.band if isinstance(spec.band, list) else [spec.band]))
+            bands = self.bands(spec.band, (*loc, "band"))
+            if not bands:
+                return None
+            nodes.append(self.one_of(BAND_FACT, bands))
         if spec.at_least is not None:
             nodes.append(Check(SCORE_FACT, "gte", spec.at_least))
         if spec.at_most is not None:
             nodes.append(Check(SCORE_FACT, "lte", spec.at_most))
         return nodes[0] if len(nodes) == 1 else All(tuple(nodes))
+
+    def bands(self, value: str | list[str], loc: Loc) -> list[Value] | None:
+        """Band names are fixed words: a typo would otherwise never match, silently."""
+        names = value if isinstance(value, list) else [value]
+        ok = all(self.name("band", n, ("high", "mid", "low"), loc) for n in names)
+        return list(names) if ok and names else None
 
     def _weeks_below(self, body: Any, loc: Loc) -> Node | None:
         spec = self.spec(WeeksBelowSpec, body, loc)
@@ -794,6 +820,10 @@ class Parser:
                 )
                 return None
         return self.one_of(frequency_fact(), values)
+
+
+# The spec models spell `is` and `in` (Python keywords) with an underscore.
+_SPELLED = {"is_": "is", "in_": "in"}
 
 
 def _scalar(value: str | float | bool) -> Value:

@@ -139,7 +139,7 @@ def load_plan(rules_dir: Path) -> TrackingPlan:
                 plan_doc.problem(
                     ("events", name, "feature"),
                     f"event '{name}' names unknown feature '{spec.feature}'"
-                    f"{did_you_mean(spec.feature, plan_file.features)}; list it under features:",
+                    + (did_you_mean(spec.feature, plan_file.features) or "; list it under features:"),
                 )
             )
     milestones: dict[str, MilestoneSpec] = {}

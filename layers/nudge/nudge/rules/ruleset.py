@@ -179,6 +179,22 @@ def _duplicates(doc: YamlDoc, section: str, ids: list[str], problems: list[RuleP
         seen.add(ident)
 
 
+def _check_template(env: jinja2.Environment, source: str) -> None:
+    """Parse a template and check its filters and tests exist.
+
+    Jinja only notices an unknown filter when it renders the branch that uses it: at send time,
+    in a Lambda. A marketer's `| upcase` must be refused at lint, like any other typo.
+    """
+    tree = env.parse(source)
+    for node in tree.find_all((jinja2.nodes.Filter, jinja2.nodes.Test)):
+        known = env.filters if isinstance(node, jinja2.nodes.Filter) else env.tests
+        if node.name not in known:
+            kind = "filter" if isinstance(node, jinja2.nodes.Filter) else "test"
+            raise jinja2.TemplateSyntaxError(
+                f"no {kind} named '{node.name}'{did_you_mean(node.name, known)}", node.lineno
+            )
+
+
 def load_templates(rules_dir: Path, problems: list[RuleProblem]) -> dict[str, TemplateFile]:
     templates: dict[str, TemplateFile] = {}
     env = jinja2.Environment(autoescape=True)
@@ -190,7 +206,7 @@ def load_templates(rules_dir: Path, problems: list[RuleProblem]) -> dict[str, Te
         doc, template = loaded
         for part in ("subject", "text", "html"):
             try:
-                env.parse(getattr(template, part))
+                _check_template(env, getattr(template, part))
             except jinja2.TemplateSyntaxError as exc:
                 line = (
                     doc.line_of((part,))
@@ -277,8 +293,12 @@ def load_rules(rules_dir: Path) -> RuleSet:
             problems.append(
                 trg_doc.problem(
                     ("triggers", index, "template"),
-                    f"unknown template '{spec.template}'{did_you_mean(spec.template, templates)}; "
-                    f"add {TEMPLATES_DIR}/{spec.template}.yaml",
+                    f"unknown template '{spec.template}'"
+                    + (
+                        f"{hint} (or add {TEMPLATES_DIR}/{spec.template}.yaml)"
+                        if (hint := did_you_mean(spec.template, templates))
+                        else f"; add {TEMPLATES_DIR}/{spec.template}.yaml"
+                    ),
                 )
             )
         if spec.kind == "escalation" and spec.action != "escalate":

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -51,22 +53,33 @@ class YamlDoc:
         return RuleProblem(self.file, self.line_of(loc), message)
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
+def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], duplicates: list[tuple[int, str]]) -> None:
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             child = (*loc, key.value)
+            if child in lines and isinstance(key, yaml.ScalarNode):
+                # PyYAML keeps the last of two equal keys without a word: a marketer's copy-paste
+                # of an event or a milestone would silently replace the first.
+                duplicates.append(
+                    (key.start_mark.line + 1, f"duplicate key '{key.value}' (also on line {lines[child]})")
+                )
+                continue  # its own keys would all repeat the first one's: one problem is enough
             lines[child] = key.start_mark.line + 1
-            _walk(value, child, lines)
+            _walk(value, child, lines, duplicates)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, (*loc, index), lines)
+            _walk(item, (*loc, index), lines, duplicates)
 
 
 def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
     name = display or str(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise RuleFileError(
+            [RuleProblem(name, 1, "cannot read file: it does not exist; the rules need it")]
+        ) from exc
     except OSError as exc:
         raise RuleFileError([RuleProblem(name, 1, f"cannot read file: {exc.strerror}")]) from exc
     except UnicodeDecodeError as exc:
@@ -77,16 +90,39 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        what = exc.problem or exc.context or "invalid YAML"
+        what = _yaml_words(exc.problem or exc.context or "invalid YAML")
+        # The problem is often found lines after its cause (an unclosed { or [): name where the
+        # construct that went wrong started, too.
+        start = exc.context_mark.line + 1 if exc.context_mark and exc.context else line
+        where = f"; {exc.context} on line {start}" if start != line else ""
         raise RuleFileError(
-            [RuleProblem(name, line, f"YAML syntax error: {what} (check indentation and quoting)")]
+            [RuleProblem(name, line, f"YAML syntax error: {what}{where} (check indentation and quoting)")]
         ) from exc
     except yaml.YAMLError as exc:
         raise RuleFileError([RuleProblem(name, 1, f"YAML error: {exc}")]) from exc
     lines: dict[Loc, int] = {}
+    duplicates: list[tuple[int, str]] = []
     if node is not None:
-        _walk(node, (), lines)
+        _walk(node, (), lines, duplicates)
+    if duplicates:
+        raise RuleFileError([RuleProblem(name, line, message) for line, message in duplicates])
     return YamlDoc(name, data, lines)
+
+
+# PyYAML's words for the syntax errors marketers make most, and what they mean.
+_YAML_PROBLEMS = {
+    "expected <block end>, but found": "this line's indentation does not match the lines above it",
+    "mapping values are not allowed here": "unexpected ':' (quote text holding ': ', or fix the indentation)",
+    "found character '\\t' that cannot start any token": "a tab; indent with spaces",
+    "could not find expected ':'": "a key without ':' after it, or a line indented too far",
+}
+
+
+def _yaml_words(problem: str) -> str:
+    for words, meaning in _YAML_PROBLEMS.items():
+        if problem.startswith(words):
+            return f"{meaning} [{problem}]"
+    return problem
 
 
 def validate(doc: YamlDoc, model: type[M]) -> M:
@@ -100,18 +136,85 @@ def validate(doc: YamlDoc, model: type[M]) -> M:
         for err in exc.errors():
             loc: Loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
             where = ".".join(str(p) for p in loc) or "top level"
-            problems.append(doc.problem(loc, f"{where}: {_plain(err)}"))
+            message = plain_error(err)
+            if err["type"] == "extra_forbidden" and loc:
+                hint = did_you_mean(str(loc[-1]), _keys_at(model, loc[:-1]))
+                message = f"unknown key{hint}" if hint else message
+            problems.append(doc.problem(loc, f"{where}: {message}"))
         raise RuleFileError(problems) from exc
 
 
-def _plain(err: Any) -> str:
-    kind = err["type"]
+def plain_error(err: Any) -> str:
+    """One pydantic error in a marketer's words, with the value that was given."""
+    kind: str = err["type"]
+    given = _given(err.get("input"))
+    ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         return "unknown key; remove it or check its spelling"
     if kind == "missing":
         return "required key is missing"
-    message: str = err["msg"]
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"expected a whole number, got {given}"
+    if kind in ("float_parsing", "float_type"):
+        return f"expected a number, got {given}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"expected true or false, got {given}"
+    if kind == "string_type":
+        return f"expected text, got {given}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected keys and values (key: value), got {given}"
+    if kind == "list_type":
+        return f"expected a list (- item lines or [a, b]), got {given}"
+    if kind == "literal_error":
+        options = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        hint = did_you_mean(err["input"], options) if isinstance(err.get("input"), str) else ""
+        return f"expected {ctx.get('expected')}, got {given}{hint}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}, got {given}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le')}, got {given}"
+    if kind == "too_short":
+        return "must not be empty"
+    if kind == "string_pattern_mismatch":
+        return f"{given} is not a valid name; use lower_snake_case (letters, digits, underscores)"
+    message: str = str(err["msg"]).removeprefix("Value error, ")
     return message[0].lower() + message[1:] if message else kind
+
+
+def _given(value: Any) -> str:
+    if isinstance(value, dict):
+        return "keys and values"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _keys_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The keys a model accepts at `loc` (through nested models, lists and dicts), for suggestions."""
+    current: Any = model
+    for part in loc:
+        current = _optional_of(current)
+        if get_origin(current) in (list, dict):
+            current = get_args(current)[-1]  # `part` is a list index or a dict key: go to the item
+        elif _is_model(current) and isinstance(part, str) and part in current.model_fields:
+            current = current.model_fields[part].annotation
+        else:
+            return []
+    current = _optional_of(current)
+    return list(current.model_fields) if _is_model(current) else []
+
+
+def _optional_of(annotation: Any) -> Any:
+    """X from `X | None`."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return args[0] if get_origin(annotation) in (Union, UnionType) and len(args) == 1 else annotation
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
