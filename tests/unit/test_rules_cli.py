@@ -390,7 +390,8 @@ def test_backtest_replays_day_by_day_and_counts_each_decision_once(history: Path
     assert result.users == 40
     assert sum(result.final_sizes().values()) == 40  # every user is in exactly one segment
     assert len(result.weeks) >= 4
-    assert result.evaluations >= 40 * 28 // 2  # changed users and due re-checks, not only days with events
+    # changed users and due re-checks: more than one per user, far fewer than every user every day
+    assert 40 < result.evaluations < 40 * 28 // 2
     # A fire is counted once, and the same rule fires for the same user again only after its cooldown
     keys = [(f.rule, f.user, f.at) for f in result.fires]
     assert len(keys) == len(set(keys))

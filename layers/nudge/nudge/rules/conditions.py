@@ -228,10 +228,6 @@ def age_fact() -> Fact:
     return Fact("age_days", "days since signup", compute, changes_at)
 
 
-def _at_midnight(ctx: Context, op: Op, value: Value) -> datetime | None:
-    return F.next_midnight(ctx.now)
-
-
 def _at_week_start(ctx: Context, op: Op, value: Value) -> datetime | None:
     return F.next_week_start(ctx.now)
 
@@ -241,8 +237,9 @@ def count_fact(event: str, days: int) -> Fact:
         return F.count_within(ctx.user, event, days, ctx.now)
 
     def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
-        # The count only falls as days leave the window: re-check when the oldest counted day does.
-        return F.next_midnight(ctx.now) if F.count_within(ctx.user, event, days, ctx.now) else None
+        # With no new event the count only falls, when its oldest counted day leaves the window.
+        stats = ctx.user.events.get(event)
+        return F.window_exit(list(stats.daily), days, ctx.now) if stats else None
 
     return Fact(_key("count", event, f"{days}d"), f"{event} in the last {days} days", compute, changes_at)
 
@@ -251,9 +248,10 @@ def active_days_fact(days: int) -> Fact:
     def compute(ctx: Context) -> Value:
         return F.active_days_within(ctx.user, days, ctx.now)
 
-    return Fact(
-        _key("active_days", f"{days}d"), f"active days in the last {days} days", compute, _at_midnight
-    )
+    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+        return F.window_exit(ctx.user.active_days, days, ctx.now)
+
+    return Fact(_key("active_days", f"{days}d"), f"active days in the last {days} days", compute, changes_at)
 
 
 def feature_fact(feature: str) -> Fact:
@@ -261,7 +259,12 @@ def feature_fact(feature: str) -> Fact:
         return F.feature_status(ctx.user, feature, ctx.now)
 
     def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
-        return F.next_midnight(ctx.now) if feature in ctx.user.features else None
+        # Only "habitual" can lapse with time alone (to "tried"): when fewer than HABIT_DAYS_28D
+        # of its days remain in the last 28.
+        stats = ctx.user.features.get(feature)
+        if stats is None or F.feature_status(ctx.user, feature, ctx.now) != "habitual":
+            return None
+        return F.window_exit(stats.days, 28, ctx.now, keep=F.HABIT_DAYS_28D)
 
     return Fact(_key("feature", feature), f"status of feature {feature}", compute, changes_at)
 

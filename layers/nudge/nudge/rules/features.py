@@ -150,6 +150,22 @@ def did_but_not_within(state: UserState, did: str, not_: str, within: timedelta,
     return other is None or other.first > deadline
 
 
+def window_exit(days_used: list[int], window: int, now: datetime, keep: int | None = None) -> datetime | None:
+    """When a count over the last `window` UTC days next falls, with no new event.
+
+    `days_used` are date ordinals; a day leaves the window at midnight. With `keep`, when the
+    number of distinct days falls below `keep` (the keep-th most recent day leaves); without it,
+    the next time the count falls at all (the oldest counted day leaves).
+    """
+    first_day = (now.astimezone(UTC).date() - timedelta(days=window - 1)).toordinal()
+    recent = sorted((d for d in days_used if d >= first_day), reverse=True)
+    if not recent or (keep is not None and len(recent) < keep):
+        return None
+    leaving = recent[-1] if keep is None else recent[keep - 1]
+    leaves = date.fromordinal(leaving + window)
+    return datetime(leaves.year, leaves.month, leaves.day, tzinfo=UTC)
+
+
 def next_week_start(now: datetime) -> datetime:
     next_monday = monday(now.astimezone(UTC).date()) + timedelta(weeks=1)
     return datetime(next_monday.year, next_monday.month, next_monday.day, tzinfo=UTC)
