@@ -1,4 +1,5 @@
-"""`make bench` (python -m bench): ingest CPU per core and DynamoDB cost per event, in one run."""
+"""`make bench` (python -m bench): ingest CPU per core and DynamoDB cost per event, rule
+evaluations per core against hand-written predicates, and the sweep's reads against users due."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import pstats
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pydantic
 
+from bench import rules as rules_bench
 from bench import sample
+from bench import sweep as sweep_bench
 from bench.ingest import (
     DynamoRun,
     Throughput,
@@ -25,8 +28,10 @@ from bench.ingest import (
     validate_and_fold,
 )
 from nudge.rules.plan import TrackingPlan, load_plan
+from nudge.rules.ruleset import RuleSet, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
+SECTIONS = ("ingest", "rules", "sweep")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,13 +41,35 @@ def main(argv: list[str] | None = None) -> int:
         "--dynamo-events", type=int, default=20_000, help="sample messages for the DynamoDB benchmark"
     )
     parser.add_argument("--repeats", type=int, default=3, help="CPU timings: best of this many runs")
-    parser.add_argument("--profile", action="store_true", help="also profile validate+fold (cProfile)")
+    parser.add_argument(
+        "--rule-repeats", type=int, default=5, help="rule evaluation timings: best of this many runs"
+    )
+    parser.add_argument(
+        "--sweep-users", type=int, default=100_000, help="users in the table for the sweep benchmark"
+    )
+    parser.add_argument(
+        "--sweep-small", type=int, default=10_000, help="the smaller table, to show reads do not follow it"
+    )
+    parser.add_argument("--sweep-due", type=float, default=1.0, help="percent of the users due")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (default: all)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile validate+fold and evaluate (cProfile)"
+    )
     args = parser.parse_args(argv)
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    if not only <= set(SECTIONS):
+        parser.error(f"--only: unknown section(s) {', '.join(sorted(only - set(SECTIONS)))}")
 
     started = time.perf_counter()
     print(_machine(sys.argv[1:] if argv is None else argv))
     plan = load_plan(ROOT / "rules")
-    messages = sample.sample_messages(max(args.events, args.dynamo_events))
+    # Rules and sweep need the whole history; ingest takes its first messages.
+    whole = bool(only & {"rules", "sweep"})
+    messages = sample.sample_messages(sys.maxsize if whole else max(args.events, args.dynamo_events))
     cpu_bodies = sample.batches(messages[: args.events])
     dynamo_bodies = sample.batches(messages[: args.dynamo_events])
     now = fixed_now(cpu_bodies)
@@ -52,21 +79,42 @@ def main(argv: list[str] | None = None) -> int:
         f"{sample.BATCH_SIZE} messages (JSON strings)"
     )
 
-    print(
-        f"\n1-2. Validate + fold: first {sum(b.messages for b in cpu_bodies):,} messages, "
-        f"{len(cpu_bodies)} bodies; one process, one thread; best of {args.repeats}; "
-        f"now = {now:%Y-%m-%d %H:%M}Z"
-    )
-    print(_cpu_table(throughput(cpu_bodies, plan, now, args.repeats)))
+    if "ingest" in only:
+        print(
+            f"\n1-2. Validate + fold: first {sum(b.messages for b in cpu_bodies):,} messages, "
+            f"{len(cpu_bodies)} bodies; one process, one thread; best of {args.repeats}; "
+            f"now = {now:%Y-%m-%d %H:%M}Z"
+        )
+        print(_cpu_table(throughput(cpu_bodies, plan, now, args.repeats)))
 
-    print(
-        f"\n3. DynamoDB: the ingest service on DynamoUsageStore (moto), first "
-        f"{sum(b.messages for b in dynamo_bodies):,} messages in {len(dynamo_bodies)} requests, "
-        "each posted twice"
-    )
-    print(_dynamo_report(dynamo_writes(dynamo_bodies, plan)))
+        print(
+            f"\n3. DynamoDB: the ingest service on DynamoUsageStore (moto), first "
+            f"{sum(b.messages for b in dynamo_bodies):,} messages in {len(dynamo_bodies)} requests, "
+            "each posted twice"
+        )
+        print(_dynamo_report(dynamo_writes(dynamo_bodies, plan)))
 
-    if args.profile:
+    if whole:
+        rules = load_rules(ROOT / "rules")
+        end = sample.START + timedelta(days=sample.DAYS)
+        population = rules_bench.population(messages, rules, end)
+        if "rules" in only:
+            print(
+                f"\n4. Rules: evaluate() with the shipped rule set (rules/), one process, one thread; "
+                f"best of {args.rule_repeats}"
+            )
+            print(_rules_report(rules, population, args.rule_repeats))
+        if "sweep" in only:
+            sizes = _sweep_sizes(args.sweep_users, args.sweep_small, args.sweep_due)
+            print(
+                f"\n5. Sweep: items read against users due; nudge.rules.service.sweep on the `due` "
+                f"index (moto), {args.sweep_due:g}% of the users due"
+            )
+            print(_sweep_report(sweep_bench.sweep_reads(rules, population, sizes)))
+        if args.profile and "rules" in only:
+            rules_bench.profile(rules, population)
+
+    if args.profile and "ingest" in only:
         _profile(cpu_bodies, plan, now)
     print(f"\nTotal bench time: {time.perf_counter() - started:.0f} s")
     return 0
@@ -76,7 +124,7 @@ def _machine(args: list[str]) -> str:
     command = " ".join(["python -m bench", *args])
     return "\n".join(
         [
-            "Nudge ingest benchmark",
+            "Nudge benchmarks: ingest, rules, sweep",
             f"  command : make bench   ({command})",
             f"  date    : {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
             f"  machine : {_cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, "
@@ -173,6 +221,152 @@ def _dynamo_report(run: DynamoRun) -> str:
             f"{twice.seconds:.1f} s (posted twice)",
         ]
     )
+
+
+def _rules_report(rules: RuleSet, pop: rules_bench.Population, repeats: int) -> str:
+    agreement = rules_bench.check_agreement(rules, pop)
+    timings = rules_bench.throughput(rules, pop, repeats)
+    ours = next(t for t in timings if t.name == rules_bench.OURS)
+    baseline = next(t for t in timings if t.name == rules_bench.BASELINE)
+    rows = [("step (one core)", "users", "CPU s", "evaluations/s", "us each", "time / baseline")]
+    for t in (baseline, ours):
+        rows.append(
+            (
+                t.name,
+                f"{t.evaluations:,}",
+                f"{t.seconds:.3f}",
+                f"{t.per_second:,.0f}",
+                f"{t.micros:.0f}",
+                f"{t.seconds / baseline.seconds:.2f}x",
+            )
+        )
+    stages = rules_bench.stages(rules, pop, repeats)
+    parts = [("where evaluate()'s time goes (each stage alone)", "us each", "of evaluate", "/ baseline")]
+    for t in stages:
+        parts.append((t.name, f"{t.micros:.0f}", f"{t.seconds / ours.seconds:.0%}", ""))
+    rest = ours.seconds - sum(t.seconds for t in stages)
+    parts.append(
+        (
+            "the rest, by difference (contexts, scores, transition, decisions)",
+            f"{rest / ours.evaluations * 1e6:.0f}",
+            f"{rest / ours.seconds:.0%}",
+            "",
+        )
+    )
+    matching = sum(t.seconds for t in stages[:4])
+    parts.append(
+        (
+            "matching alone: facts + the three durable_rules passes",
+            f"{matching / ours.evaluations * 1e6:.0f}",
+            f"{matching / ours.seconds:.0%}",
+            f"{matching / baseline.seconds:.2f}x",
+        )
+    )
+    segments = ", ".join(f"{name} {n:,}" for name, n in agreement.segments.items())
+    fired = ", ".join(f"{name} {n:,}" for name, n in agreement.fired.items())
+    return "\n".join(
+        [
+            f"  users: the {len(pop.users):,} sample users, all {pop.messages:,} messages ingested (in "
+            f"memory) at {pop.now:%Y-%m-%d %H:%M}Z; {pop.with_account:,} with an account "
+            f"({len(pop.account_states)} accounts: traits from group calls, rollup from ingest)",
+            f"  segments: {segments}",
+            f"  fired: {fired}; escalations {agreement.escalated:,}",
+            f"  agreement: hand-written predicates = evaluate() (segment, scores, bands, fired, "
+            f"escalations) on all {agreement.users:,} users",
+            "",
+            _table(rows),
+            "",
+            _table(parts),
+        ]
+    )
+
+
+def _sweep_sizes(users: int, small: int, percent: float) -> list[sweep_bench.Size]:
+    due = max(1, round(users * percent / 100))
+    sizes = [sweep_bench.Size(users, due)]
+    if small < users:
+        sizes += [
+            sweep_bench.Size(small, min(due, small)),
+            sweep_bench.Size(small, max(1, round(small * percent / 100))),
+        ]
+    return list(dict.fromkeys(sizes))
+
+
+def _sweep_report(runs: list[sweep_bench.SweepRun]) -> str:
+    rows = [
+        (
+            "users in table",
+            "users due",
+            "index queries",
+            "index items read",
+            "/ users due",
+            "all items read",
+            "per user due",
+            "read requests",
+            "RCU",
+            "RCU per due",
+            "WCU",
+        )
+    ]
+    for run in runs:
+        reads, due = run.reads, run.size.due
+        rows.append(
+            (
+                f"{run.size.users:,}",
+                f"{due:,}",
+                f"{run.index_queries}",
+                f"{run.index_items:,}",
+                f"{run.index_items / due:.2f}x",
+                f"{reads.total_items:,}",
+                f"{reads.total_items / due:.2f}",
+                f"{reads.total_requests:,}",
+                f"{reads.total_units:,.0f}",
+                f"{reads.total_units / due:.2f}",
+                f"{run.tally.write_units:,}",
+            )
+        )
+    largest = runs[0]
+    sources = [("items read by source, largest table", "items", "per user due", "requests", "RCU")]
+    for source in sweep_bench.SOURCES:
+        items = largest.reads.items[source]
+        sources.append(
+            (
+                source,
+                f"{items:,}",
+                f"{items / largest.size.due:.2f}",
+                f"{largest.reads.requests[source]:,}",
+                f"{largest.reads.units[source]:,.1f}",
+            )
+        )
+    r = largest.result
+    times = "; ".join(
+        f"{run.size.users:,} users: setup {run.setup_seconds:.0f} s, sweep {run.sweep_seconds:.0f} s"
+        for run in runs
+    )
+    return "\n".join(
+        [
+            f"  table: UsageTable from template.yaml; every user has a SEGMENTS item with a re-check "
+            f"scheduled (all are in the sparse index); the due ones fell due in the "
+            f"{sweep_bench.SWEEP_EVERY.seconds // 60} min since the previous run, the others over the "
+            f"next {sweep_bench.FUTURE.days} days",
+            f"  due users: sample users (usage state, account traits and rollup, the record of their "
+            f"evaluation at {largest.now - sweep_bench.SWEEP_AT:%Y-%m-%d %H:%M}Z); sweep at "
+            f"{largest.now:%Y-%m-%d %H:%M}Z from the watermark {r.started_from:%Y-%m-%d %H:%M}Z",
+            "",
+            _table(rows),
+            "",
+            _table(sources),
+            f"  largest table: {r.due:,} due, {r.evaluated:,} evaluated, {r.skipped} skipped, "
+            f"{r.failed} failed, {largest.published} decisions published; writes: "
+            + ", ".join(f"{op} {n:,}" for op, n in sorted(largest.tally.requests.items()) if op in _WRITES),
+            "  RCU: ceil(size / 4 KB) per item (BatchGetItem, GetItem; strongly consistent) or per "
+            "Query response; the index is eventually consistent (half). WCU: bench.units.Meter",
+            f"  moto wall time, for information: {times}",
+        ]
+    )
+
+
+_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
 
 
 def _ratio(measured: float, floor: float) -> str:

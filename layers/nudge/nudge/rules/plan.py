@@ -10,7 +10,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nudge.rules.durations import Duration
-from nudge.rules.yamlfile import RuleFileError, RuleProblem, YamlDoc, did_you_mean, load_yaml, validate
+from nudge.rules.yamlfile import (
+    RuleFileError,
+    RuleProblem,
+    YamlDoc,
+    did_you_mean,
+    display_path,
+    load_yaml,
+    validate,
+)
 
 PLAN_FILE = "tracking-plan.yaml"
 MILESTONES_FILE = "milestones.yaml"
@@ -128,7 +136,7 @@ def _check_names(doc: YamlDoc, section: str, names: list[str], problems: list[Ru
 
 def load_plan(rules_dir: Path) -> TrackingPlan:
     """Load and cross-check the tracking plan and milestones; raise RuleFileError naming file:line."""
-    plan_doc = load_yaml(rules_dir / PLAN_FILE, _display(rules_dir, PLAN_FILE))
+    plan_doc = load_yaml(rules_dir / PLAN_FILE, display_path(rules_dir, PLAN_FILE))
     plan_file = validate(plan_doc, TrackingPlanFile)
     problems: list[RuleProblem] = []
     _check_names(plan_doc, "events", list(plan_file.events), problems)
@@ -145,7 +153,7 @@ def load_plan(rules_dir: Path) -> TrackingPlan:
     milestones: dict[str, MilestoneSpec] = {}
     milestones_path = rules_dir / MILESTONES_FILE
     if milestones_path.exists():
-        ms_doc = load_yaml(milestones_path, _display(rules_dir, MILESTONES_FILE))
+        ms_doc = load_yaml(milestones_path, display_path(rules_dir, MILESTONES_FILE))
         milestones = validate(ms_doc, MilestonesFile).milestones
         _check_names(ms_doc, "milestones", list(milestones), problems)
         for name, ms in milestones.items():
@@ -168,11 +176,3 @@ def load_plan(rules_dir: Path) -> TrackingPlan:
         milestones=milestones,
         traits=plan_file.traits,
     )
-
-
-def _display(rules_dir: Path, name: str) -> str:
-    path = rules_dir / name
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

@@ -19,7 +19,15 @@ from nudge.rules.conditions import Catalog, Node, Parser
 from nudge.rules.durations import Duration
 from nudge.rules.engine import CompiledRule, Ruleset
 from nudge.rules.plan import NAME_PATTERN, TrackingPlan, load_plan
-from nudge.rules.yamlfile import RuleFileError, RuleProblem, YamlDoc, did_you_mean, load_yaml, validate
+from nudge.rules.yamlfile import (
+    RuleFileError,
+    RuleProblem,
+    YamlDoc,
+    did_you_mean,
+    display_path,
+    load_yaml,
+    validate,
+)
 
 SEGMENTS_FILE = "segments.yaml"
 SCORING_FILE = "scoring.yaml"
@@ -150,19 +158,11 @@ class RuleSet:
     files: list[str] = field(default_factory=list)
 
 
-def _display(rules_dir: Path, name: str) -> str:
-    path = rules_dir / name
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def _load(
     rules_dir: Path, name: str, model: type[BaseModel], problems: list[RuleProblem]
 ) -> tuple[YamlDoc, Any] | None:
     try:
-        doc = load_yaml(rules_dir / name, _display(rules_dir, name))
+        doc = load_yaml(rules_dir / name, display_path(rules_dir, name))
         return doc, validate(doc, model)
     except RuleFileError as exc:
         problems.extend(exc.problems)
@@ -338,7 +338,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
             ],
         ),
         files=[
-            _display(rules_dir, n)
+            display_path(rules_dir, n)
             for n in ("tracking-plan.yaml", "milestones.yaml", SEGMENTS_FILE, SCORING_FILE, TRIGGERS_FILE)
         ],
     )

@@ -220,3 +220,12 @@ def _is_model(annotation: Any) -> bool:
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" — did you mean '{close[0]}'?" if close else ""
+
+
+def display_path(rules_dir: Path, name: str) -> str:
+    """A rule file's path as the marketer sees it: relative to where they ran the command."""
+    path = rules_dir / name
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -15,18 +15,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from nudge.ingest.state import AccountRollup, AccountState, RollupDelta, UserState, WeekRollup
-from nudge.store import codec
-from nudge.store.errors import StateConflict, StoreUnavailable
+from nudge.store import calls, codec
 from nudge.store.ports import Versioned
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-CONFLICT_CODES = {"ConditionalCheckFailedException", "TransactionConflictException"}
 BATCH_GET_LIMIT = 100
 # Rollup week items outlive the users' own kept history, then expire.
 ROLLUP_WEEKS_KEPT = 26
@@ -57,7 +53,7 @@ class DynamoUsageStore:
             keys = [user_key(uid) for uid in ids[start : start + BATCH_GET_LIMIT]]
             request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
             while request:
-                response = self._call(self.client.batch_get_item, RequestItems=request)
+                response = calls.read(self.client.batch_get_item, RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table, []):
                     state = codec.decode(item["state"]["B"], UserState)
                     found[state.user_id] = Versioned(state, int(item["v"]["N"]))
@@ -73,13 +69,13 @@ class DynamoUsageStore:
         }
         if state.account_id:
             item["account_id"] = {"S": state.account_id}
-        put = _versioned_put(self.table, item, version)
+        put = calls.versioned_put(self.table, item, version)
         if rollup is None:
-            self._write(self.client.put_item, **put)
+            calls.write(self.client.put_item, **put)
             return
-        items: list[TransactWriteItemTypeDef] = [{"Put": put}]
+        items: list[TransactWriteItemTypeDef] = [{"Put": put}]  # type: ignore[typeddict-item]
         items.extend(self._rollup_updates(state.user_id, rollup, now))
-        self._write(self.client.transact_write_items, TransactItems=items)
+        calls.write(self.client.transact_write_items, TransactItems=items)
 
     def _rollup_updates(
         self, user_id: str, delta: RollupDelta, now: datetime
@@ -119,7 +115,7 @@ class DynamoUsageStore:
         return updates
 
     def load_account(self, account_id: str) -> Versioned[AccountState] | None:
-        response = self._call(
+        response = calls.read(
             self.client.get_item, TableName=self.table, Key=account_key(account_id), ConsistentRead=True
         )
         item = response.get("Item")
@@ -134,7 +130,7 @@ class DynamoUsageStore:
             "updated_at": {"S": now.isoformat()},
             "state": {"B": codec.encode(state)},
         }
-        self._write(self.client.put_item, **_versioned_put(self.table, item, version))
+        calls.write(self.client.put_item, **calls.versioned_put(self.table, item, version))
 
     def load_rollup(self, account_id: str) -> AccountRollup:
         rollup = AccountRollup()
@@ -144,7 +140,7 @@ class DynamoUsageStore:
             "ExpressionAttributeValues": {":pk": {"S": f"ACCOUNT#{account_id}"}},
         }
         while True:
-            response = self._call(self.client.query, **kwargs)
+            response = calls.read(self.client.query, **kwargs)
             for item in response.get("Items", []):
                 sort = item["sk"]["S"]
                 if sort.startswith("WEEK#"):
@@ -163,42 +159,3 @@ class DynamoUsageStore:
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         rollup.weeks = dict(sorted(rollup.weeks.items()))
         return rollup
-
-    def _write(self, call: Any, **kwargs: Any) -> None:
-        try:
-            call(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in CONFLICT_CODES or _cancelled_by_conflict(exc):
-                raise StateConflict(code) from exc
-            raise StoreUnavailable(f"DynamoDB {code or 'error'}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailable(f"DynamoDB unreachable: {exc}") from exc
-
-    def _call(self, call: Any, **kwargs: Any) -> Any:
-        try:
-            return call(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            raise StoreUnavailable(f"DynamoDB {code or 'error'}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailable(f"DynamoDB unreachable: {exc}") from exc
-
-
-def _versioned_put(table: str, item: dict[str, Any], version: int) -> Any:
-    if version == 0:
-        return {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
-    return {
-        "TableName": table,
-        "Item": item,
-        "ConditionExpression": "v = :expected",
-        "ExpressionAttributeValues": {":expected": {"N": str(version)}},
-    }
-
-
-def _cancelled_by_conflict(exc: ClientError) -> bool:
-    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        return False
-    reasons = exc.response.get("CancellationReasons") or []
-    codes = {r.get("Code") for r in reasons}
-    return bool(codes & {"ConditionalCheckFailed", "TransactionConflict"})

@@ -29,13 +29,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field
 
 from nudge.rules.evaluate import SegmentState
-from nudge.store import codec
-from nudge.store.dynamo import BATCH_GET_LIMIT, CONFLICT_CODES, shard_of
-from nudge.store.errors import StateConflict, StoreUnavailable
+from nudge.store import calls, codec
+from nudge.store.dynamo import BATCH_GET_LIMIT, shard_of
+from nudge.store.errors import StateConflict
 from nudge.store.ports import Versioned
 
 if TYPE_CHECKING:
@@ -134,7 +133,7 @@ class DynamoSegmentStore:
             request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
             attempt = 0
             while request:
-                response = self._call(self.client.batch_get_item, RequestItems=request)
+                response = calls.read(self.client.batch_get_item, RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table, []):
                     user_id = item["pk"]["S"].removeprefix("USER#")
                     found[user_id] = Versioned(_record_of(item), int(item["v"]["N"]))
@@ -158,18 +157,12 @@ class DynamoSegmentStore:
         if check is not None:
             item["due_bucket"] = {"S": bucket(check, shard_of(user_id, self.shards))}
             item["due_at"] = {"N": str(int(check.timestamp()))}
-        put: dict[str, Any] = {"TableName": self.table, "Item": item}
-        if version == 0:
-            put["ConditionExpression"] = "attribute_not_exists(pk)"
-        else:
-            put["ConditionExpression"] = "v = :expected"
-            put["ExpressionAttributeValues"] = {":expected": {"N": str(version)}}
-        self._write(self.client.put_item, **put)
+        calls.write(self.client.put_item, **calls.versioned_put(self.table, item, version))
 
     def defer(self, user_id: str, at: datetime) -> None:
         check = due_time(at)
         assert check is not None
-        self._write(
+        calls.write(
             self.client.update_item,
             TableName=self.table,
             Key=segments_key(user_id),
@@ -211,7 +204,7 @@ class DynamoSegmentStore:
                 "Limit": page_size,
             }
             while True:
-                response = self._call(self.client.query, **kwargs)
+                response = calls.read(self.client.query, **kwargs)
                 for item in response.get("Items", []):
                     yield item["pk"]["S"].removeprefix("USER#")
                 if "LastEvaluatedKey" not in response:
@@ -219,7 +212,7 @@ class DynamoSegmentStore:
                 kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def load_watermark(self) -> Versioned[datetime] | None:
-        response = self._call(
+        response = calls.read(
             self.client.get_item, TableName=self.table, Key=WATERMARK_KEY, ConsistentRead=True
         )
         item = response.get("Item")
@@ -236,33 +229,7 @@ class DynamoSegmentStore:
             "through_iso": {"S": through.isoformat()},
             "updated_at": {"S": now.isoformat()},
         }
-        put: dict[str, Any] = {"TableName": self.table, "Item": item}
-        if version == 0:
-            put["ConditionExpression"] = "attribute_not_exists(pk)"
-        else:
-            put["ConditionExpression"] = "v = :expected"
-            put["ExpressionAttributeValues"] = {":expected": {"N": str(version)}}
-        self._write(self.client.put_item, **put)
-
-    def _write(self, call: Any, **kwargs: Any) -> None:
-        try:
-            call(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in CONFLICT_CODES:
-                raise StateConflict(code) from exc
-            raise StoreUnavailable(f"DynamoDB {code or 'error'}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailable(f"DynamoDB unreachable: {exc}") from exc
-
-    def _call(self, call: Any, **kwargs: Any) -> Any:
-        try:
-            return call(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            raise StoreUnavailable(f"DynamoDB {code or 'error'}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailable(f"DynamoDB unreachable: {exc}") from exc
+        calls.write(self.client.put_item, **calls.versioned_put(self.table, item, version))
 
 
 def _record_of(item: dict[str, Any]) -> SegmentRecord:
