@@ -63,6 +63,9 @@ class Fact:
     describe: str
     compute: Callable[[Context], Value]
     changes_at: Callable[[Context, Op, Value], datetime | None] = field(default=lambda ctx, op, value: None)
+    # False when `changes_at` ignores the threshold (a week closing, a day leaving a window):
+    # then one answer serves every check of the fact.
+    by_threshold: bool = True
 
 
 @dataclass(frozen=True)
@@ -241,7 +244,13 @@ def count_fact(event: str, days: int) -> Fact:
         stats = ctx.user.events.get(event)
         return F.window_exit(list(stats.daily), days, ctx.now) if stats else None
 
-    return Fact(_key("count", event, f"{days}d"), f"{event} in the last {days} days", compute, changes_at)
+    return Fact(
+        _key("count", event, f"{days}d"),
+        f"{event} in the last {days} days",
+        compute,
+        changes_at,
+        by_threshold=False,
+    )
 
 
 def active_days_fact(days: int) -> Fact:
@@ -251,7 +260,13 @@ def active_days_fact(days: int) -> Fact:
     def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
         return F.window_exit(ctx.user.active_days, days, ctx.now)
 
-    return Fact(_key("active_days", f"{days}d"), f"active days in the last {days} days", compute, changes_at)
+    return Fact(
+        _key("active_days", f"{days}d"),
+        f"active days in the last {days} days",
+        compute,
+        changes_at,
+        by_threshold=False,
+    )
 
 
 def feature_fact(feature: str) -> Fact:
@@ -266,7 +281,9 @@ def feature_fact(feature: str) -> Fact:
             return None
         return F.window_exit(stats.days, 28, ctx.now, keep=F.HABIT_DAYS_28D)
 
-    return Fact(_key("feature", feature), f"status of feature {feature}", compute, changes_at)
+    return Fact(
+        _key("feature", feature), f"status of feature {feature}", compute, changes_at, by_threshold=False
+    )
 
 
 def weeks_below_fact(metric: F.Metric, threshold: int) -> Fact:
@@ -278,6 +295,7 @@ def weeks_below_fact(metric: F.Metric, threshold: int) -> Fact:
         f"complete weeks in a row with fewer than {threshold} {metric.replace('_', ' ')}",
         compute,
         _at_week_start,
+        by_threshold=False,
     )
 
 
@@ -285,14 +303,22 @@ def trend_fact(metric: F.Metric) -> Fact:
     def compute(ctx: Context) -> Value:
         return F.trend_percent(ctx.user, metric, ctx.now)
 
-    return Fact(_key("trend", metric), f"week-over-week change of {metric} (%)", compute, _at_week_start)
+    return Fact(
+        _key("trend", metric),
+        f"week-over-week change of {metric} (%)",
+        compute,
+        _at_week_start,
+        by_threshold=False,
+    )
 
 
 def frequency_fact() -> Fact:
     def compute(ctx: Context) -> Value:
         return F.frequency_band(ctx.user, ctx.now)
 
-    return Fact("frequency", "frequency band (light/medium/heavy)", compute, _at_week_start)
+    return Fact(
+        "frequency", "frequency band (light/medium/heavy)", compute, _at_week_start, by_threshold=False
+    )
 
 
 def did_not_fact(did: str, not_: str, within: timedelta) -> Fact:
@@ -309,6 +335,7 @@ def did_not_fact(did: str, not_: str, within: timedelta) -> Fact:
         f"did {did} but not {not_} within {format_duration(within)}",
         compute,
         changes_at,
+        by_threshold=False,
     )
 
 
@@ -372,10 +399,18 @@ def account_metric_fact(metric: str) -> Fact:
             return ctx.account.active_users_trend(ctx.now)
         return ctx.account.active_users(F.complete_weeks(ctx.now, 1)[0])
 
-    return Fact(_key("account", metric), f"account {metric.replace('_', ' ')}", compute, _at_week_start)
+    return Fact(
+        _key("account", metric),
+        f"account {metric.replace('_', ' ')}",
+        compute,
+        _at_week_start,
+        by_threshold=False,
+    )
 
 
 SEGMENT_FACT = Fact("segment", "lifecycle segment", lambda ctx: ctx.segment)
+# Facts known only after the scoring pass.
+SCORE_FACT_KEYS = frozenset({"score", "band", "account_band", _key("account", "score")})
 SCORE_FACT = Fact("score", "user score", lambda ctx: ctx.score)
 BAND_FACT = Fact("band", "user score band", lambda ctx: ctx.band)
 ACCOUNT_BAND_FACT = Fact("account_band", "account score band", lambda ctx: ctx.account_band)

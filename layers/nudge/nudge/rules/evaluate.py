@@ -102,6 +102,22 @@ def rules_checks(rules: RuleSet) -> list[Check]:
     return cached
 
 
+def _next_changes(rules: RuleSet, ctx: Context) -> list[datetime]:
+    """When each time-dependent check could flip; a fact whose change ignores the threshold is asked once."""
+    times: list[datetime] = []
+    asked: set[str] = set()
+    for check in rules_checks(rules):
+        fact = check.fact
+        if not fact.by_threshold:
+            if fact.key in asked:
+                continue
+            asked.add(fact.key)
+        at = fact.changes_at(ctx, check.op, check.value)
+        if at is not None:
+            times.append(at)
+    return times
+
+
 def all_conditions(rules: RuleSet) -> list[Node]:
     nodes: list[Node] = [s.condition for s in rules.segments if s.condition is not None]
     nodes += [s.condition for s in rules.user_score.signals]
@@ -120,16 +136,21 @@ def evaluate(
 ) -> Evaluation:
     ctx = Context(user=user, now=now, account=account)
     facts = facts_for(rules, ctx)
-    signals = rules.score_rules.matches(facts)
+    first_pass = rules.score_rules.matches(facts)
+    signals = (
+        [n for n in first_pass if n not in rules.segment_ids] if rules.segments_with_scores else first_pass
+    )
     score = rules.user_score.points(signals)
     account_score = rules.account_score.points(signals) if account is not None else 0.0
     band = rules.user_score.band(score)
     account_band = rules.account_score.band(account_score) if account is not None else ""
     facts.update(score=score, band=band, account_score=account_score, account_band=account_band)
 
-    matched = rules.segment_rules.matches(facts)
-    catch_all = next((s.id for s in rules.segments if s.condition is None), None)
-    segment = matched[0] if matched else catch_all
+    if rules.segments_with_scores:
+        matched = [n for n in first_pass if n in rules.segment_ids]
+    else:
+        matched = rules.segment_rules.matches(facts)
+    segment = matched[0] if matched else rules.catch_all
     facts["segment"] = segment or ""
     ctx = Context(
         user=user,
@@ -146,7 +167,7 @@ def evaluate(
     matched_triggers = rules.trigger_rules.matches(facts)
     fired = [name for name in matched_triggers if not name.startswith(ESCALATE)]
     escalations = {name.removeprefix(ESCALATE) for name in matched_triggers if name.startswith(ESCALATE)}
-    by_id = {t.id: t for t in rules.triggers}
+    by_id = rules.trigger_by_id
     decisions: list[Decision] = []
     for rule_id in fired:
         trigger = by_id[rule_id]
@@ -155,8 +176,7 @@ def evaluate(
             decisions.append(_decide(trigger, "escalate", user, account, facts, now))
     decisions.sort(key=lambda d: (-d.priority, d.rule, d.action))
 
-    checks = [c for check in rules_checks(rules) if (c := check.fact.changes_at(ctx, check.op, check.value))]
-    future = [c for c in checks if c > now]
+    future = [c for c in _next_changes(rules, ctx) if c > now]
     # A trigger that fired decides again (a new decision_id) when its cooldown window ends, even
     # with no new event: that instant is a re-check too.
     future += [end for rule_id in fired if (end := window_end(by_id[rule_id], now)) is not None]

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 import jinja2
 from pydantic import BaseModel, ConfigDict, Field
 
-from nudge.rules.conditions import Catalog, Node, Parser
+from nudge.rules.conditions import SCORE_FACT_KEYS, Catalog, Node, Parser, checks_in
 from nudge.rules.durations import Duration
 from nudge.rules.engine import CompiledRule, Ruleset
 from nudge.rules.plan import NAME_PATTERN, TrackingPlan, load_plan
@@ -122,9 +123,13 @@ class Score:
     signals: list[Signal]
     bands: Bands
 
+    @cached_property
+    def _points_by_name(self) -> dict[str, float]:
+        return {f"{self.subject}__{s.id}": s.points for s in self.signals}
+
     def points(self, fired: list[str]) -> float:
-        """The score from the names fired in the scoring ruleset (signals are named subject:id)."""
-        by_name = {f"{self.subject}__{s.id}": s.points for s in self.signals}
+        """The score from the names fired in the scoring ruleset (signals are named subject__id)."""
+        by_name = self._points_by_name
         return sum(by_name.get(name, 0.0) for name in fired)
 
     def band(self, score: float) -> str:
@@ -155,6 +160,22 @@ class RuleSet:
     score_rules: Ruleset
     segment_rules: Ruleset
     trigger_rules: Ruleset
+    # When no segment reads a score or band, segments are matched in the scores' pass (one
+    # durable_rules call fewer) and segment_rules is empty.
+    segments_with_scores: bool = False
+
+    @cached_property
+    def trigger_by_id(self) -> dict[str, Trigger]:
+        return {t.id: t for t in self.triggers}
+
+    @cached_property
+    def segment_ids(self) -> frozenset[str]:
+        return frozenset(s.id for s in self.segments)
+
+    @cached_property
+    def catch_all(self) -> str | None:
+        return next((s.id for s in self.segments if s.condition is None), None)
+
     files: list[str] = field(default_factory=list)
 
 
@@ -312,6 +333,15 @@ def load_rules(rules_dir: Path) -> RuleSet:
 
     if problems:
         raise RuleFileError(problems)
+    score_rules = [
+        CompiledRule(f"{score.subject}__{signal.id}", signal.condition)
+        for score in scores.values()
+        for signal in score.signals
+    ]
+    segment_rules = [CompiledRule(s.id, s.condition) for s in segments if s.condition]
+    merged = not any(
+        check.fact.key in SCORE_FACT_KEYS for rule in segment_rules for check in checks_in(rule.condition)
+    )
     return RuleSet(
         plan=plan,
         segments=segments,
@@ -319,15 +349,9 @@ def load_rules(rules_dir: Path) -> RuleSet:
         account_score=scores["account"],
         triggers=triggers,
         templates=templates,
-        score_rules=Ruleset(
-            "scores",
-            [
-                CompiledRule(f"{sc.subject}__{sig.id}", sig.condition)
-                for sc in scores.values()
-                for sig in sc.signals
-            ],
-        ),
-        segment_rules=Ruleset("segments", [CompiledRule(s.id, s.condition) for s in segments if s.condition]),
+        score_rules=Ruleset("scores", score_rules + (segment_rules if merged else [])),
+        segment_rules=Ruleset("segments", [] if merged else segment_rules),
+        segments_with_scores=merged,
         trigger_rules=Ruleset(
             "triggers",
             [CompiledRule(t.id, t.condition) for t in triggers]
