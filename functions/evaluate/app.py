@@ -21,7 +21,7 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     # One account cache per batch: users of one account share its traits and rollup reads.
-    accounts = AccountFactsCache(service.ports.usage)
+    accounts = AccountFactsCache(service.ports.usage, service.rules.reads_account_usage)
 
     def record_handler(record: DynamoDBRecord) -> None:
         stream = record.dynamodb

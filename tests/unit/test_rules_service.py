@@ -305,6 +305,11 @@ def test_account_facts_are_read_once_per_batch() -> None:
     for user in ("a", "b", "c"):
         world.evaluate(user, NOW, accounts=cache)
     assert world.usage.account_reads == 1
+    # The shipped rules read account traits only, so the sweep and stream skip the rollup.
+    assert not RULES.reads_account_usage
+    lean = AccountFactsCache(world.usage, with_rollup=RULES.reads_account_usage)
+    assert lean.get("acme") is not None
+    assert world.usage.account_reads == 1
 
 
 def test_the_next_check_includes_the_end_of_a_fired_rules_cooldown_window() -> None:

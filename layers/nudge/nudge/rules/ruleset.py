@@ -173,6 +173,13 @@ class RuleSet:
         return frozenset(s.id for s in self.segments)
 
     @cached_property
+    def reads_account_usage(self) -> bool:
+        """Whether any rule reads the account's rollup (active users, their trend)."""
+        from nudge.rules.evaluate import rules_facts
+
+        return any(fact.key.startswith("account__active_users") for fact in rules_facts(self))
+
+    @cached_property
     def catch_all(self) -> str | None:
         return next((s.id for s in self.segments if s.condition is None), None)
 

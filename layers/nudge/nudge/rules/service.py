@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from nudge.ingest.state import UserState
+from nudge.ingest.state import AccountRollup, UserState
 from nudge.observability import logger
 from nudge.rules.evaluate import Decision, evaluate
 from nudge.rules.features import AccountFacts
@@ -202,8 +202,11 @@ class RulesPorts:
 class AccountFactsCache:
     """Account traits and rollup, read once per account per batch (many users share an account)."""
 
-    def __init__(self, usage: UsageStore) -> None:
+    def __init__(self, usage: UsageStore, with_rollup: bool = True) -> None:
         self.usage = usage
+        # The rollup (weekly active users per shard) is the largest read; skip it when no rule
+        # reads account usage (RuleSet.reads_account_usage).
+        self.with_rollup = with_rollup
         self._facts: dict[str, AccountFacts] = {}
 
     def get(self, account_id: str | None) -> AccountFacts | None:
@@ -213,7 +216,8 @@ class AccountFactsCache:
         if facts is None:
             account = self.usage.load_account(account_id)
             traits: dict[str, object] = dict(account.value.trait_values()) if account else {}
-            facts = self._facts[account_id] = AccountFacts(traits, self.usage.load_rollup(account_id))
+            rollup = self.usage.load_rollup(account_id) if self.with_rollup else AccountRollup()
+            facts = self._facts[account_id] = AccountFacts(traits, rollup)
         return facts
 
 
@@ -261,7 +265,7 @@ def evaluate_user(
     previous: the user's SegmentRecord if already loaded (the sweep batch-loads them); else loaded.
     accounts: share one cache across a batch; a fresh one is used otherwise.
     """
-    accounts = accounts or AccountFactsCache(ports.usage)
+    accounts = accounts or AccountFactsCache(ports.usage, rules.reads_account_usage)
     account = accounts.get(user.account_id)
     current = previous if previous is not None else ports.segments.load([user.user_id])[user.user_id]
     conflicts = 0
@@ -430,7 +434,7 @@ def sweep(
     mark = ports.segments.load_watermark()
     since = mark.value if mark is not None else now - options.lookback
     result = SweepResult(started_from=bucket_start(since), watermark=bucket_start(since))
-    accounts = AccountFactsCache(ports.usage)
+    accounts = AccountFactsCache(ports.usage, rules.reads_account_usage)
     resume: datetime | None = None  # earliest bucket that may still hold unhandled users
 
     for page in ports.segments.due(since, now, options.page_size):
