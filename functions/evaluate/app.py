@@ -1,4 +1,5 @@
-"""Evaluate Lambda: the usage table's stream -> each changed user's segments, next check, decisions."""
+"""Evaluate Lambda: the usage table's stream -> each changed user's segments, next check, decisions;
+an account whose traits changed -> the same for each of its users."""
 
 from typing import Any
 
@@ -9,7 +10,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
 from nudge.observability import logger, metrics, tracer
-from nudge.rules.service import AccountFactsCache, evaluate_user, user_from_stream, wire
+from nudge.rules.service import (
+    AccountFactsCache,
+    account_from_stream,
+    evaluate_account,
+    evaluate_user,
+    user_from_stream,
+    wire,
+)
 
 # Rules, settings and clients at cold start: a bad rule file fails here, every problem logged.
 service = wire()
@@ -25,10 +33,26 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
 
     def record_handler(record: DynamoDBRecord) -> None:
         stream = record.dynamodb
-        # FilterCriteria already keeps out everything but users' STATE items; this guards the
-        # local stack's pump and any event source configured without the filter.
+        # FilterCriteria already keeps out everything but users' STATE and accounts' TRAITS
+        # items; this guards the local stack's pump and any event source configured without it.
         try:
-            change = user_from_stream(stream.keys, stream.new_image) if stream is not None else None
+            if stream is None:
+                return
+            account = account_from_stream(stream.keys, stream.new_image, stream.old_image)
+            if account is not None:
+                # Users of this account later in the batch see the new traits too: the cache
+                # entry is dropped and read again.
+                evaluate_account(
+                    account.account_id,
+                    service.rules,
+                    service.ports,
+                    clock.now(),
+                    accounts=accounts,
+                    limit=service.settings.account_fanout_limit,
+                    attempts=service.attempts,
+                )
+                return
+            change = user_from_stream(stream.keys, stream.new_image)
             if change is None:
                 return
             evaluate_user(

@@ -20,7 +20,7 @@ import pytest
 from moto.events.models import EventPattern
 
 from nudge import clock
-from nudge.ingest.messages import Identify, Message, Track
+from nudge.ingest.messages import Group, Identify, Message, Track
 from nudge.ingest.service import ingest
 from nudge.local.aws import create_queues, create_usage_resources
 from nudge.local.template import load_template
@@ -332,6 +332,88 @@ def test_the_sample_stream_event_is_what_the_handler_expects(stack: Stack) -> No
     assert [r["eventName"] for r in event["Records"]] == ["MODIFY"]
     assert stack.evaluate.handler(event, Context()) == {"batchItemFailures": []}
     assert "user-42" in stack.scan_segments()
+
+
+# ---------------------------------------------------------------------------- account changes
+
+
+def declining_in(user: str, account: str, mrr: int) -> list[Message]:
+    """Activated 60 days ago, daily projects for 40 days, then one report a week: declining."""
+    start = NOW - 60 * DAY
+    events = [("signed_up", start), ("setup_completed", start), ("teammate_invited", start + DAY)]
+    events += [("project_created", start + (1 + i) * DAY) for i in range(40)]
+    events += [("report_exported", NOW - 12 * DAY), ("report_exported", NOW - 5 * DAY)]
+    messages: list[Message] = [
+        Track(userId=user, event=name, timestamp=at, messageId=f"{user}-{name}-{at.isoformat()}")
+        for name, at in events
+    ]
+    group = Group(userId=user, groupId=account, traits={"mrr": mrr}, timestamp=start, messageId=f"{user}-g")
+    return [*messages, group]
+
+
+def matches_filter(template_path: Path, record: dict[str, Any]) -> bool:
+    """Whether the evaluate event source's FilterCriteria (any of its patterns) passes `record`."""
+    events = load_template(template_path)["Resources"]["EvaluateFunction"]["Properties"]["Events"]
+    filters = events["UsageChanges"]["Properties"]["FilterCriteria"]["Filters"]
+    return any(EventPattern.load(f["Pattern"]).matches_event(cast(Any, record)) for f in filters)
+
+
+def test_an_account_trait_change_evaluates_the_accounts_users(stack: Stack, template_path: Path) -> None:
+    # Given two declining users of a small account and one of another, all evaluated
+    stack.ingest([*declining_in("dee", "acme", 100), *declining_in("eli", "acme", 100)], NOW)
+    stack.ingest(declining_in("ole", "other-co", 100), NOW)
+    assert all(r == {"batchItemFailures": []} for r in stack.evaluate_stream())
+    assert sorted((d["user"], d["rule"]) for d in stack.decisions()) == [
+        ("dee", "rescue_declining"),
+        ("eli", "rescue_declining"),
+        ("ole", "rescue_declining"),
+    ]
+    # When the account's mrr rises (a group call from the CRM sync) and the stream delivers its
+    # TRAITS record alone
+    stack.ingest(
+        [Group(userId="crm", groupId="acme", traits={"mrr": 5000}, timestamp=NOW, messageId="crm-1")],
+        NOW,
+    )
+    records = stack.stream.read()
+    traits = [r for r in records if key_of(r) == ("ACCOUNT#acme", "TRAITS")]
+    assert [r["eventName"] for r in traits] == ["MODIFY"]
+    # (the event source's filter lets it through)
+    assert matches_filter(template_path, traits[0])
+    stack.at(NOW + HOUR)
+    assert stack.evaluate.handler({"Records": traits}, Context()) == {"batchItemFailures": []}
+    # Then the account's users are escalated with the new traits; the other account's user is not
+    # evaluated. The crm user is in acme too (a new user: nothing fires yet).
+    assert sorted((d["user"], d["rule"], d["action"]) for d in stack.decisions()) == [
+        ("dee", "at_risk_account", "escalate"),
+        ("dee", "rescue_declining", "escalate"),
+        ("eli", "at_risk_account", "escalate"),
+        ("eli", "rescue_declining", "escalate"),
+    ]
+    # And a redelivery, or a trait value set again unchanged, evaluates nobody
+    stack.stream.read()
+    assert stack.evaluate.handler({"Records": traits}, Context()) == {"batchItemFailures": []}
+    stack.ingest(
+        [Group(userId="crm", groupId="acme", traits={"mrr": 5000}, timestamp=NOW + HOUR, messageId="crm-2")],
+        NOW + HOUR,
+    )
+    again = [r for r in stack.stream.read() if key_of(r) == ("ACCOUNT#acme", "TRAITS")]
+    assert len(again) == 1
+    assert stack.evaluate.handler({"Records": again}, Context()) == {"batchItemFailures": []}
+    assert stack.decisions() == []
+    assert stack.stream.read() == []
+
+
+def test_the_filter_passes_account_traits_and_still_rejects_segments_and_rollups(
+    stack: Stack, template_path: Path
+) -> None:
+    stack.ingest(declining_in("dee", "acme", 100), NOW)
+    records = stack.stream.read()
+    stack.evaluate.handler({"Records": records}, Context())
+    own = stack.stream.read()
+    assert {key_of(r) for r in own} == {("USER#dee", "SEGMENTS")}
+    passed = {key_of(r) for r in records + own if matches_filter(template_path, r)}
+    assert passed == {("USER#dee", "STATE"), ("ACCOUNT#acme", "TRAITS")}
+    assert any(key_of(r)[1].startswith("WEEK#") for r in records)  # rollups were there, rejected
 
 
 # ---------------------------------------------------------------------------- sweep

@@ -12,10 +12,13 @@ import pytest
 
 from nudge.ingest.messages import Group, Identify, Message, Track
 from nudge.ingest.service import ingest
-from nudge.ingest.state import UserState
+from nudge.ingest.state import Stamped, UserState
 from nudge.rules.evaluate import evaluate
 from nudge.rules.ruleset import RuleSet, load_rules
 from nudge.rules.service import (
+    AccountChange,
+    AccountEvaluationFailed,
+    AccountFactsCache,
     EvaluationContention,
     MemoryDecisionPublisher,
     PublishFailed,
@@ -25,6 +28,8 @@ from nudge.rules.service import (
     SweepResult,
     UndecodableRecord,
     UserOutcome,
+    account_from_stream,
+    evaluate_account,
     evaluate_user,
     sweep,
     user_from_stream,
@@ -287,8 +292,6 @@ def test_a_stream_record_older_than_the_state_already_evaluated_is_skipped() -> 
 
 
 def test_account_facts_are_read_once_per_batch() -> None:
-    from nudge.rules.service import AccountFactsCache
-
     class CountingUsage(MemoryUsageStore):
         account_reads = 0
 
@@ -473,3 +476,101 @@ def test_the_sqs_publisher_batches_by_ten_and_retries_only_the_failed_entries() 
     entry = client.calls[0][0]
     assert entry["MessageAttributes"]["decision_id"]["StringValue"] == decision.decision_id
     assert '"decision_id"' in entry["MessageBody"]
+
+
+# ---------------------------------------------------------------------------- account changes
+
+
+def declining_in(world: World, user: str, account: str, mrr: int) -> None:
+    """Activated 60 days ago, daily projects for 40 days, then a report a week: declining."""
+    start = NOW - 60 * DAY
+    events = [("signed_up", start), ("setup_completed", start), ("teammate_invited", start + DAY)]
+    events += [("project_created", start + (1 + i) * DAY) for i in range(40)]
+    events += [("report_exported", NOW - 12 * DAY), ("report_exported", NOW - 5 * DAY)]
+    messages: list[Message] = [
+        Track(userId=user, event=name, timestamp=at, messageId=f"{user}-{name}-{at.isoformat()}")
+        for name, at in events
+    ]
+    messages.append(
+        Group(userId=user, groupId=account, traits={"mrr": mrr}, timestamp=start, messageId=f"{user}-g")
+    )
+    result = ingest(list(enumerate(messages)), RULES.plan, world.usage, NOW)
+    assert not result.errors, result.errors
+
+
+def set_traits(world: World, account: str, **traits: object) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write new trait values for the account as a group call would; the stream record's images."""
+    old = world.usage.accounts[account]
+    stamped = {k: Stamped(v=v, at=NOW, mid=f"crm-{k}") for k, v in traits.items()}
+    new = old.value.model_copy(update={"traits": {**old.value.traits, **stamped}})
+    world.usage.save_account(new, old.version, NOW)
+    return (
+        {"v": old.version + 1, "state": base64.b64encode(codec.encode(new)).decode()},
+        {"v": old.version, "state": codec.encode(old.value)},
+    )
+
+
+ACME_TRAITS = {"pk": "ACCOUNT#acme", "sk": "TRAITS"}
+
+
+def test_an_account_turning_high_value_escalates_its_declining_user() -> None:
+    # Given a declining user of a small account, evaluated: rescued, but not escalated
+    world = World()
+    declining_in(world, "dee", "acme", mrr=100)
+    declining_in(world, "ole", "other-co", mrr=100)
+    first = world.evaluate("dee", NOW)
+    assert first.segment == "declining"
+    assert {d.rule for d in first.published} == {"rescue_declining"}
+    cache = AccountFactsCache(world.usage, RULES.reads_account_usage)
+    assert cache.get("acme") is not None  # the batch read the old traits already
+    # When the account's mrr rises to 5000 (band high) and its TRAITS record is delivered
+    new_image, old_image = set_traits(world, "acme", mrr=5000)
+    change = account_from_stream(ACME_TRAITS, new_image, old_image)
+    assert change == AccountChange("acme", frozenset({"mrr"}))
+    outcome = evaluate_account(change.account_id, RULES, world.ports, NOW + HOUR, accounts=cache)
+    # Then the account's users (only them) are evaluated with the new traits, and the declining
+    # user is escalated to customer success (at_risk_account, and rescue_declining's escalation)
+    assert (outcome.users, outcome.truncated, outcome.failed) == (1, False, ())
+    assert [(o.user_id, sorted((d.rule, d.action) for d in o.published)) for o in outcome.outcomes] == [
+        ("dee", [("at_risk_account", "escalate"), ("rescue_declining", "escalate")])
+    ]
+    assert [d.user for d in world.publisher.published if d.rule == "at_risk_account"] == ["dee"]
+    assert "ole" not in world.segments.records
+
+
+def test_unchanged_trait_values_evaluate_nobody() -> None:
+    world = World()
+    declining_in(world, "dee", "acme", mrr=100)
+    # A newer stamp of the same value (a group call repeating the CRM's numbers)
+    new_image, old_image = set_traits(world, "acme", mrr=100)
+    assert account_from_stream(ACME_TRAITS, new_image, old_image) is None
+    # A new account (INSERT, no old image) with traits is a change; other account items are not
+    assert account_from_stream(ACME_TRAITS, new_image, None) == AccountChange("acme", frozenset({"mrr"}))
+    assert account_from_stream({"pk": "ACCOUNT#acme", "sk": "WEEK#2026-W48#00"}, new_image, None) is None
+    assert account_from_stream({"pk": "USER#dee", "sk": "STATE"}, new_image, None) is None
+    with pytest.raises(UndecodableRecord, match="ACCOUNT#acme: traits cannot be decoded"):
+        account_from_stream(ACME_TRAITS, {"v": 2, "state": b"not zlib"}, old_image)
+
+
+def test_the_fan_out_is_bounded_and_a_failing_user_fails_the_record_after_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    world = World()
+    for user in ("u1", "u2", "u3"):
+        declining_in(world, user, "acme", mrr=5000)
+    assert world.usage.users_of_account("acme") == ["u1", "u2", "u3"]
+    # More users than the limit: the first ones are evaluated, the cut is logged with the account
+    outcome = evaluate_account("acme", RULES, world.ports, NOW, limit=2)
+    assert (outcome.users, outcome.truncated) == (2, True)
+    assert [o.user_id for o in outcome.outcomes] == ["u1", "u2"]
+    warning = next(r for r in caplog.records if "too many users" in r.getMessage())
+    assert warning.__dict__["account_id"] == "acme"
+    # A user whose evaluation fails does not stop the others; the record is then reported
+    world.segments.records.pop("u1")
+    world.segments.records.pop("u2")
+    world.publisher.fail = True
+    with pytest.raises(AccountEvaluationFailed, match="acme: 3 of 3 users"):
+        evaluate_account("acme", RULES, world.ports, NOW)
+    world.publisher.fail = False
+    retried = evaluate_account("acme", RULES, world.ports, NOW)
+    assert [o.user_id for o in retried.outcomes] == ["u1", "u2", "u3"]

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     due_index: str = "due"
     due_shards: int = Field(default=16, ge=1, le=256)
     evaluate_attempts: int = Field(default=5, ge=1)
+    # The sparse GSI of users by account (account_id -> USER#<id>), and how many users one change
+    # to an account's traits re-evaluates at most; the rest get their usual re-checks.
+    account_index: str = "by_account"
+    account_fanout_limit: int = Field(default=5000, ge=1)
     sweep_page_size: int = Field(default=100, ge=1, le=100)
     # Where the first sweep (no watermark yet) starts looking for checks due.
     sweep_lookback_days: int = Field(default=7, ge=1)

@@ -17,6 +17,9 @@ Order and retries, and why:
 - A stream record older than the state the record was last written from (the sweep already read
   a newer one) is skipped: it must not move the user back to a segment they already left.
 
+`evaluate_account` re-evaluates the users of an account whose trait values changed (a stream
+record of its TRAITS item), found through the sparse `by_account` index, up to a fan-out limit.
+
 `sweep` reads the users due from the sparse `due` index, bucket (UTC day) by bucket, from the
 watermark through now, evaluates each, and moves the watermark.
 """
@@ -37,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from nudge.ingest.state import AccountRollup, UserState
+from nudge.ingest.state import AccountRollup, AccountState, UserState
 from nudge.observability import logger
 from nudge.rules.evaluate import Decision, evaluate
 from nudge.rules.features import AccountFacts
@@ -220,6 +223,10 @@ class AccountFactsCache:
             facts = self._facts[account_id] = AccountFacts(traits, rollup)
         return facts
 
+    def forget(self, account_id: str) -> None:
+        """Drop what was read of the account: its traits changed, the next `get` reads them again."""
+        self._facts.pop(account_id, None)
+
 
 # ------------------------------------------------------------------------------------ evaluate
 
@@ -367,6 +374,120 @@ def user_from_stream(keys: Mapping[str, Any], image: Mapping[str, Any]) -> Versi
         # key are enough to find the item.
         raise UndecodableRecord(f"{pk}: state cannot be decoded ({type(exc).__name__})") from None
     return Versioned(state, version)
+
+
+class AccountEvaluationFailed(Exception):
+    """Some users of an account whose traits changed could not be evaluated; retry the record."""
+
+
+@dataclass(frozen=True)
+class AccountChange:
+    """An account whose trait values changed, from a stream record's Old and New images."""
+
+    account_id: str
+    changed: frozenset[str]
+
+
+def account_from_stream(
+    keys: Mapping[str, Any], new_image: Mapping[str, Any] | None, old_image: Mapping[str, Any] | None
+) -> AccountChange | None:
+    """The account whose traits a stream record changed, or None: not an account's TRAITS item, or
+    the trait values are the same in both images (a newer stamp of an unchanged value)."""
+    pk, sk = str(keys.get("pk", "")), str(keys.get("sk", ""))
+    if sk != "TRAITS" or not pk.startswith("ACCOUNT#") or not new_image:
+        return None
+    new = _account_traits(pk, new_image)
+    old = _account_traits(pk, old_image) if old_image else {}
+    changed = frozenset(k for k in new.keys() | old.keys() if new.get(k, _ABSENT) != old.get(k, _ABSENT))
+    if not changed:
+        return None
+    return AccountChange(pk.removeprefix("ACCOUNT#"), changed)
+
+
+_ABSENT = object()
+
+
+def _account_traits(pk: str, image: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        blob = image["state"]
+        raw = base64.b64decode(blob, validate=True) if isinstance(blob, str) else bytes(blob)
+        return codec.decode(raw, AccountState).trait_values()
+    except (KeyError, TypeError, ValueError, zlib.error, binascii.Error) as exc:
+        raise UndecodableRecord(f"{pk}: traits cannot be decoded ({type(exc).__name__})") from None
+
+
+@dataclass(frozen=True)
+class AccountOutcome:
+    account_id: str
+    users: int
+    # True when the account has more users than the fan-out limit: the rest were not evaluated.
+    truncated: bool
+    outcomes: tuple[UserOutcome, ...]
+    failed: tuple[str, ...]
+
+
+def evaluate_account(
+    account_id: str,
+    rules: RuleSet,
+    ports: RulesPorts,
+    now: datetime,
+    *,
+    accounts: AccountFactsCache | None = None,
+    limit: int = 5000,
+    page_size: int = 100,
+    attempts: int = 5,
+) -> AccountOutcome:
+    """Evaluate every user of an account whose traits changed (at most `limit` of them).
+
+    The account's users come from the by_account index, their states from `load_users`, a page at
+    a time; all share `accounts`, whose entry for this account is dropped first so every user sees
+    the new traits. A user that fails does not stop the others; AccountEvaluationFailed at the end
+    reports the record for a retry, which publishes nothing twice (same decision ids, records saved).
+    """
+    accounts = accounts or AccountFactsCache(ports.usage, rules.reads_account_usage)
+    accounts.forget(account_id)
+    user_ids = ports.usage.users_of_account(account_id, limit + 1)
+    truncated = len(user_ids) > limit
+    if truncated:
+        user_ids = user_ids[:limit]
+        logger.warning(
+            "account traits changed: too many users to re-evaluate now; the rest wait for their re-checks",
+            extra={"account_id": account_id, "users_more_than": limit, "evaluated": limit},
+        )
+    outcomes: list[UserOutcome] = []
+    failed: list[str] = []
+    for start in range(0, len(user_ids), page_size):
+        page = user_ids[start : start + page_size]
+        users = ports.usage.load_users(page)
+        for user_id in page:
+            loaded = users.get(user_id)
+            # Erased, or moved to another account since the index was read.
+            if loaded is None or loaded.value.account_id != account_id:
+                continue
+            try:
+                outcomes.append(
+                    evaluate_user(
+                        loaded.value,
+                        rules,
+                        ports,
+                        now,
+                        state_version=loaded.version,
+                        accounts=accounts,
+                        attempts=attempts,
+                    )
+                )
+            except Exception:
+                failed.append(user_id)
+                logger.exception(
+                    "account traits changed: a user's evaluation failed",
+                    extra={"account_id": account_id, "user_id": user_id},
+                )
+    result = AccountOutcome(account_id, len(user_ids), truncated, tuple(outcomes), tuple(failed))
+    if failed:
+        raise AccountEvaluationFailed(
+            f"account {account_id}: {len(failed)} of {len(user_ids)} users could not be evaluated"
+        )
+    return result
 
 
 # ------------------------------------------------------------------------------------ sweep
@@ -555,7 +676,9 @@ def wire() -> RulesService:
     dynamodb = boto3.client("dynamodb")
     observed = PowertoolsEvaluationMetrics(metrics)
     ports = RulesPorts(
-        usage=DynamoUsageStore(dynamodb, settings.usage_table, settings.rollup_shards),
+        usage=DynamoUsageStore(
+            dynamodb, settings.usage_table, settings.rollup_shards, account_index=settings.account_index
+        ),
         segments=DynamoSegmentStore(
             dynamodb, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
         ),

@@ -4,6 +4,7 @@ Keys:  USER#<id> / STATE               one item per user: version, account, comp
        ACCOUNT#<id> / TRAITS           account traits (last writer wins per trait)
        ACCOUNT#<id> / WEEK#<week>#<k>  rollup shard k of one ISO week: active users, sessions
        ACCOUNT#<id> / FEATURES#<k>     rollup shard k: users who adopted each feature
+Index by_account (sparse, keys only): account_id -> the USER#<id> STATE items that carry it.
 A user's write and the rollup deltas it implies go in one transaction, so they apply together
 exactly once; shards (by a hash of the user id) spread a hot account over many items.
 """
@@ -41,10 +42,18 @@ def shard_of(user_id: str, shards: int) -> int:
 
 
 class DynamoUsageStore:
-    def __init__(self, client: DynamoDBClient, table: str, rollup_shards: int = 16) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        rollup_shards: int = 16,
+        *,
+        account_index: str = "by_account",
+    ) -> None:
         self.client = client
         self.table = table
         self.shards = rollup_shards
+        self.account_index = account_index
 
     def load_users(self, user_ids: Sequence[str]) -> dict[str, Versioned[UserState]]:
         found: dict[str, Versioned[UserState]] = {}
@@ -159,3 +168,23 @@ class DynamoUsageStore:
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         rollup.weeks = dict(sorted(rollup.weeks.items()))
         return rollup
+
+    def users_of_account(self, account_id: str, limit: int | None = None) -> list[str]:
+        """One Query of the sparse by_account index, page by page (eventually consistent: a user
+        who joined the account a moment ago may be missing, and is evaluated by their own change)."""
+        users: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": self.account_index,
+            "KeyConditionExpression": "account_id = :a",
+            "ExpressionAttributeValues": {":a": {"S": account_id}},
+        }
+        while limit is None or len(users) < limit:
+            if limit is not None:
+                kwargs["Limit"] = min(1000, limit - len(users))
+            response = calls.read(self.client.query, **kwargs)
+            users += [item["pk"]["S"].removeprefix("USER#") for item in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return users if limit is None else users[:limit]

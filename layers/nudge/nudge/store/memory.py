@@ -57,3 +57,8 @@ class MemoryUsageStore:
     def load_rollup(self, account_id: str) -> AccountRollup:
         with self._lock:
             return self.rollups.get(account_id, AccountRollup()).model_copy(deep=True)
+
+    def users_of_account(self, account_id: str, limit: int | None = None) -> list[str]:
+        with self._lock:
+            found = sorted(uid for uid, user in self.users.items() if user.value.account_id == account_id)
+        return found if limit is None else found[:limit]
