@@ -77,8 +77,9 @@ def test_the_official_segment_sdk_delivers_identify_group_and_track(api: Api, ui
     assert user["account_id"] == account
     assert user["event_counts"] == {"setup_completed": 1, "project_created": 2}
     assert set(user["milestones"]) == {"setup_done", "first_project"}
-    assert user["segments"] == []
-    assert user["segment_history"] == []
+    # ...and the evaluator has placed them: set up with a project, but no teammate invited yet
+    assert user["segments"] == ["not_activated"]
+    assert [(t["from"], t["to"]) for t in user["segment_history"]] == [(None, "not_activated")]
     assert api.account(account)["traits"]["name"] == "Acme"
 
 

@@ -27,10 +27,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="Run the local stack and its HTTP API until Ctrl-C.",
         description=(
             "Start the embedded local stack (an in-process moto server standing in for AWS, tables "
-            "from template.yaml, the real ingest handler, a simulated clock starting at the real time) "
-            "and serve the Segment-compatible API on HOST:PORT. Point a Segment or RudderStack SDK at "
-            "the printed URL. Local-only routes: GET /_local/users/{id}, GET /_local/accounts/{id}, "
-            'GET /_local/clock, POST /_local/clock {"now": ISO8601}. ' + KEYS_HELP
+            "and queues from template.yaml, the real ingest, evaluate and sweep handlers, a simulated "
+            "clock starting at the real time) and serve the Segment-compatible API on HOST:PORT. "
+            "Point a Segment or RudderStack SDK at the printed URL. As Lambda and EventBridge would, "
+            "the stack feeds the usage table's stream to the evaluate function and runs the sweep on "
+            "its schedule, every second. Local-only routes: GET /_local/users/{id} (usage state, "
+            "segment and segment history), GET /_local/accounts/{id}, GET /_local/decisions[?user=ID], "
+            'GET /_local/clock, POST /_local/clock {"now": ISO8601} (moves the clock forward and runs '
+            "everything due on the way before answering). " + KEYS_HELP
         ),
     )
     serve.add_argument(
@@ -60,8 +64,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Start the local stack, generate the sample product's usage history from the simulated "
             "clock's now, replay it day by day over HTTP (gzip /v1/batch requests from concurrent "
-            "senders, the clock moved to each day's end), then print a summary read back from the "
-            "usage table. Exits non-zero if the replay or the duplicate check failed."
+            "senders, the clock moved to each day's end, then the day's usage changes evaluated and "
+            "the sweep run), then print summaries read back from the table: usage, lifecycle segment "
+            "sizes week by week, the most frequent transitions, decisions by rule. Exits non-zero if "
+            "the replay or the duplicate check failed, a stream batch was given up, or a lifecycle "
+            "segment is empty at the end."
         ),
     )
     demo.add_argument("--users", type=_positive, default=1000, help="users (default 1000)")
@@ -100,6 +107,8 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"  (+{len(stack.write_keys) - 1} more)" if len(stack.write_keys) > 1 else "")
         print(f"Rules: {stack.rules_dir}   Simulated now: {stack.clock.now().isoformat()}")
         print(f"Try: curl {server.base_url}/_local/users/<user id>    Ctrl-C stops.", flush=True)
+        # Stream records and sweeps are handled on their own from now on, as in AWS.
+        stack.start_background()
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -1,11 +1,20 @@
 """`nudge demo`: replay the sample product's history through the local stack, over HTTP.
 
-The local stack starts (moto, tables from template.yaml, the real ingest handler in worker
-"containers"), the sample generator plans N days of usage starting at the simulated clock's
-now, and the replay goes a day at a time: the clock moves to the end of the day, then the
-day's messages go to POST /v1/batch as SDKs send them (gzip, a few hundred per request,
-several senders at once, retrying on 503). A summary table ends it, read back from the
-usage table itself rather than from what was sent.
+The local stack starts (moto, tables and queues from template.yaml, the real ingest, evaluate
+and sweep handlers in worker "containers"), the sample generator plans N days of usage starting
+at the simulated clock's now, and the replay goes a day at a time: the clock moves to the end of
+the day, the day's messages go to POST /v1/batch as SDKs send them (gzip, a few hundred per
+request, several senders at once, retrying on 503), then what is due runs: the stream pump
+feeds the day's usage changes to the evaluate function, and the sweep re-checks the users whose
+time-based conditions came due (dormant after 30 days, a week closing).
+
+The sweep runs after the day's messages, not when the clock moves: they all happened before the
+end of the day, and a sweep at the end of the day that had not seen them would call a user
+dormant on the very day they came back.
+
+Summary tables end it, read back from the table itself rather than from what was sent: usage,
+lifecycle segment sizes at the end of each ISO week, the most frequent transitions, and the
+decisions put on the decision queue, by rule.
 """
 
 from __future__ import annotations
@@ -18,7 +27,8 @@ import random
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,9 +43,11 @@ from rich.table import Table
 from nudge.ingest.fold import week_key
 from nudge.ingest.state import UserState
 from nudge.local.http import LocalApiServer
+from nudge.local.pumps import PumpStats, TappedMessage
 from nudge.local.stack import LocalStack
 from nudge.samples.generator import SampleHistory, build_history
 from nudge.store import codec
+from nudge.store.segments import SegmentRecord
 
 DAY = timedelta(days=1)
 BATCH_MIN, BATCH_MAX = 100, 300
@@ -43,6 +55,8 @@ SENDERS = 4
 # Two handler processes: with moto and the HTTP server in this process, that keeps two cores busy.
 CONTAINERS = 2
 MAX_ATTEMPTS = 8
+# How often the stream is pumped while a day's messages are posted.
+PUMP_INTERVAL_SECONDS = 0.2
 
 
 @dataclass
@@ -168,6 +182,42 @@ def census(stack: LocalStack, week: str) -> Census:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def segment_ids(rules_dir: Path) -> list[str]:
+    """The lifecycle segments of the rule set, in their order (read, not compiled)."""
+    from nudge.rules.ruleset import SEGMENTS_FILE, SegmentsFile
+    from nudge.rules.yamlfile import load_yaml, validate
+
+    return [segment.id for segment in validate(load_yaml(rules_dir / SEGMENTS_FILE), SegmentsFile).segments]
+
+
+def segment_records(stack: LocalStack, user_ids: Iterable[str]) -> list[SegmentRecord]:
+    """The evaluator's records of these users (BatchGetItem by key: a scan of the table would read
+    the rollups too, tens of thousands of items by the end of the replay)."""
+    found = stack.segments.load(list(user_ids))
+    return [record.value for record in found.values() if record.version]
+
+
+def segment_sizes(records: Iterable[SegmentRecord]) -> Counter[str]:
+    return Counter(record.segments.segment for record in records if record.segments.segment)
+
+
+@dataclass
+class WeekSample:
+    week: str  # the ISO week that just ended (or "now" for the last, partial one)
+    sizes: Counter[str]
+
+
+@dataclass
+class Evaluation:
+    """What the stream pump and the sweep did during the replay."""
+
+    seconds: float = 0.0
+    stream: PumpStats = field(default_factory=PumpStats)
+    sweeps: int = 0
+    swept_users: int = 0
+    samples: list[WeekSample] = field(default_factory=list)
+
+
 def run_demo(
     *,
     users: int = 1000,
@@ -183,7 +233,7 @@ def run_demo(
     # The handlers' own logs and metrics (what CloudWatch would get) go to a file, not over the
     # progress bar.
     logs = Path(tempfile.mkdtemp(prefix="nudge-demo-")) / "functions.log"
-    with console.status("Starting the local stack (moto, tables from template.yaml, ingest handler)..."):
+    with console.status("Starting the local stack (moto, tables and queues from template.yaml, handlers)..."):
         stack = LocalStack(containers=containers, log_level="WARNING", function_logs=logs).start()
     try:
         with LocalApiServer(stack) as server:
@@ -217,6 +267,8 @@ def _replay(
     replay_began = time.monotonic()
     sent = 0
     last_batch: list[dict[str, Any]] = []
+    evaluation = Evaluation()
+    week = week_key(start.date())
 
     def send(batch: list[dict[str, Any]]) -> None:
         status, body, retries = sender.post(batch)
@@ -231,6 +283,9 @@ def _replay(
         TimeElapsedColumn(),
         console=console,
     )
+    # The stream is pumped while the senders post, as Lambda polls it while ingest writes; the
+    # sweep runs once the day's messages are in (see the module docstring).
+    stack.start_background(PUMP_INTERVAL_SECONDS, schedules=False)
     with progress, ThreadPoolExecutor(max_workers=senders, thread_name_prefix="demo-sender") as pool:
         task = progress.add_task("replay", total=days, when="", sent=0, rate=0.0)
         for day, messages in _days(history.messages(), start):
@@ -240,6 +295,12 @@ def _replay(
             list(pool.map(send, batches))
             sent += len(messages)
             last_batch = batches[-1]
+            _run_due(stack, evaluation)
+            if week_key(end_of_day.date()) != week:
+                # The first day past a week's end: its closing re-checks (declining) have run.
+                sizes = segment_sizes(segment_records(stack, history.users))
+                evaluation.samples.append(WeekSample(week, sizes))
+                week = week_key(end_of_day.date())
             elapsed = time.monotonic() - replay_began
             progress.update(
                 task,
@@ -249,6 +310,7 @@ def _replay(
                 rate=sent / elapsed if elapsed else 0.0,
             )
         progress.update(task, completed=days)
+    stack.stop_background()
     replay_seconds = time.monotonic() - replay_began
 
     # The same batch again: every messageId was seen, so nothing may change.
@@ -258,13 +320,47 @@ def _replay(
     after = stack.store.load_users(ids)
     unchanged = before == after
 
+    _run_due(stack, evaluation)
+
     now = stack.clock.now()
     counted = census(stack, week_key(now.date()))
+    histories = segment_records(stack, history.users)
+    sizes = segment_sizes(histories)
+    evaluation.samples.append(WeekSample("now", sizes))
+    segments = segment_ids(stack.rules_dir)
+    decisions = stack.decisions()
     total_seconds = time.monotonic() - began
     resent = Resent(len(last_batch), status, body, unchanged)
-    _summary(console, history, counted, stats, sent, resent, now, replay_seconds, total_seconds)
-    ok = unchanged and status == 200 and stats.failed_requests == 0 and counted.users == len(history.users)
+    _summary(console, history, counted, stats, sent, resent, now, replay_seconds, total_seconds, evaluation)
+    _segments_summary(console, segments, evaluation.samples, histories)
+    _transitions_summary(console, histories)
+    _decisions_summary(console, decisions)
+    empty = [segment for segment in segments if not sizes.get(segment)]
+    if empty:
+        console.print(f"[red]Empty lifecycle segments at the end: {', '.join(empty)}[/red]")
+    ok = (
+        unchanged
+        and status == 200
+        and stats.failed_requests == 0
+        and counted.users == len(history.users)
+        and evaluation.stream.failed_batches == 0
+        and not empty
+    )
     return 0 if ok else 1
+
+
+def _run_due(stack: LocalStack, evaluation: Evaluation) -> None:
+    """The day's usage changes through the evaluate function, then the sweep if it is due."""
+    began = time.monotonic()
+    before = [pump.stats.invocations for pump in stack.pumps]
+    runs = stack.run_due()
+    evaluation.seconds += time.monotonic() - began
+    evaluation.sweeps += len(runs)
+    evaluation.swept_users += sum(int((run.result or {}).get("evaluated", 0)) for run in runs)
+    del before
+    evaluation.stream = PumpStats()
+    for pump in stack.pumps:
+        evaluation.stream.add(pump.stats)
 
 
 @dataclass(frozen=True)
@@ -287,6 +383,7 @@ def _summary(
     now: datetime,
     replay_seconds: float,
     total_seconds: float,
+    evaluation: Evaluation,
 ) -> None:
     table = Table(title=f"Nudge demo - simulated now {now:%Y-%m-%d %H:%M} UTC", show_lines=False)
     table.add_column("", style="bold")
@@ -309,7 +406,94 @@ def _summary(
         f"{resent.messages:,}",
         f"last batch posted again: {verdict} (HTTP {resent.status}, state identical)",
     )
+    stream = evaluation.stream
+    table.add_row(
+        "usage changes evaluated",
+        f"{stream.delivered:,}",
+        f"stream records to the evaluate function in {stream.invocations:,} batches; "
+        f"{stream.filtered_out:,} others filtered out",
+    )
+    table.add_row(
+        "sweeps",
+        f"{evaluation.sweeps:,}",
+        f"{evaluation.swept_users:,} users re-checked without a new event (dormant, weeks closing)",
+    )
+    failed_note = f"{stream.retries} retries, {stream.bisections} bisections"
+    table.add_row("stream batches given up", f"{stream.failed_batches:,}", failed_note)
     table.add_row("replay time", f"{replay_seconds:,.1f} s", f"{total_seconds:,.1f} s with start-up")
+    table.add_row(
+        "evaluation time",
+        f"{evaluation.seconds:,.1f} s",
+        "of the replay: stream pump + evaluate, sweep (moto, 2 containers)",
+    )
     rate = sent / replay_seconds if replay_seconds else 0.0
-    table.add_row("throughput", f"{rate:,.0f} events/s", "HTTP -> handler -> DynamoDB (moto)")
+    table.add_row("throughput", f"{rate:,.0f} events/s", "HTTP -> handler -> DynamoDB (moto) -> evaluate")
+    console.print(table)
+
+
+def _segments_summary(
+    console: Console,
+    segments: Sequence[str],
+    samples: Sequence[WeekSample],
+    histories: Sequence[SegmentRecord],
+) -> None:
+    """Segment sizes at the end of each ISO week, and the transitions made during it."""
+    per_week: Counter[str] = Counter(
+        week_key(t.at.date()) for record in histories for t in record.segments.history if t.from_ is not None
+    )
+    table = Table(title="Lifecycle segments at the end of each ISO week (users)")
+    table.add_column("week", style="bold")
+    for segment in segments:
+        table.add_column(segment.replace("_", " "), justify="right")
+    table.add_column("transitions", justify="right")
+    for sample in samples:
+        cells = [
+            f"{sample.sizes.get(segment, 0):,}" if sample.sizes.get(segment) else "-" for segment in segments
+        ]
+        moved = per_week.get(sample.week, 0) if sample.week != "now" else 0
+        style = "bold" if sample.week == "now" else None
+        table.add_row(sample.week, *cells, f"{moved:,}" if sample.week != "now" else "", style=style)
+    console.print(table)
+
+
+def _transitions_summary(console: Console, histories: Sequence[SegmentRecord], top: int = 12) -> None:
+    counted: Counter[tuple[str, str]] = Counter(
+        (t.from_ or "(first evaluation)", t.to) for record in histories for t in record.segments.history
+    )
+    table = Table(title=f"Top segment transitions (of {sum(counted.values()):,})")
+    table.add_column("from")
+    table.add_column("to")
+    table.add_column("users", justify="right")
+    for (before, after), count in counted.most_common(top):
+        table.add_row(before.replace("_", " "), after.replace("_", " "), f"{count:,}")
+    console.print(table)
+
+
+def _decisions_summary(console: Console, decisions: Sequence[TappedMessage]) -> None:
+    """Decisions by rule. A decision_id is one decision: an account-level escalation is sent by
+    each of the account's users the rule fired for, with the same id (the consumer dedupes)."""
+    bodies: list[Mapping[str, Any]] = [m.body for m in decisions if isinstance(m.body, dict)]
+    ids: dict[tuple[str, str, str], set[str]] = {}
+    users: dict[tuple[str, str, str], set[str]] = {}
+    messages: Counter[tuple[str, str, str]] = Counter()
+    for body in bodies:
+        key = (str(body.get("rule")), str(body.get("action")), str(body.get("channel")))
+        ids.setdefault(key, set()).add(str(body.get("decision_id")))
+        users.setdefault(key, set()).add(str(body.get("user")))
+        messages[key] += 1
+    unique = len({str(body.get("decision_id")) for body in bodies})
+    table = Table(
+        title=f"Decisions on the decision queue, by rule ({unique:,} decisions, {len(bodies):,} messages)"
+    )
+    table.add_column("rule")
+    table.add_column("action")
+    table.add_column("channel")
+    table.add_column("decisions", justify="right")
+    table.add_column("messages", justify="right")
+    table.add_column("users", justify="right")
+    for key in sorted(ids, key=lambda k: (-len(ids[k]), k)):
+        rule, action, channel = key
+        table.add_row(
+            rule, action, channel, f"{len(ids[key]):,}", f"{messages[key]:,}", f"{len(users[key]):,}"
+        )
     console.print(table)

@@ -4,10 +4,16 @@ Each request becomes a real-shaped v2.0 event for the function its route names i
 template.yaml, and the function's answer goes back as HTTP. Local-only routes read the
 stack's state:
 
-  GET  /_local/users/{id}      a user's usage state (traits, account, counts, milestones, ...)
+  GET  /_local/users/{id}      a user's usage state (traits, account, counts, milestones, ...),
+                               lifecycle segment and segment history
   GET  /_local/accounts/{id}   an account's traits and usage rollup
+  GET  /_local/decisions       decisions put on the decision queue so far (?user=ID: one user's)
   GET  /_local/clock           the simulated time
-  POST /_local/clock           {"now": ISO8601} moves the simulated clock forward
+  POST /_local/clock           {"now": ISO8601} moves the simulated clock forward and runs
+                               everything due on the way (sweeps, the stream) before answering
+
+The local routes that read state first let the stream settle (LocalStack.settle): what a client
+posted has been evaluated by the time it looks, where in AWS it would take a second or so.
 
 Request paths and bodies are never logged: user ids may be emails, bodies carry traits and
 the Authorization header carries the write key. The access log has method, route and status.
@@ -32,6 +38,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from nudge.ingest.state import UserState
 from nudge.local.stack import ACCOUNT_ID, ClockError, HandlerFailed, LocalStack, Route
+from nudge.store.ports import Versioned
+from nudge.store.segments import SegmentRecord
 
 # API Gateway refuses payloads over 10 MB; the ingest API's own limit is far lower (500 KB a
 # batch). This cap only keeps a runaway client from making the local server buffer it all.
@@ -158,7 +166,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body = self._read_body()
             if path.startswith("/_local/") or path == "/_local":
                 route_label = f"{self.command} /_local"
-                status, payload = _local(api.stack, self.command, path, body)
+                status, payload = _local(api.stack, self.command, path, query, body)
                 self._send_json(status, payload)
             else:
                 found = api.stack.match(self.command, path)
@@ -358,22 +366,30 @@ def _event_body(body: bytes, headers: dict[str, str]) -> tuple[str, bool]:
 # ---------------------------------------------------------------------------- local-only routes
 
 
-def _local(stack: LocalStack, method: str, path: str, body: bytes) -> tuple[int, Any]:
+def _local(stack: LocalStack, method: str, path: str, query: str, body: bytes) -> tuple[int, Any]:
     parts = [unquote(p) for p in path.split("/")[2:]]
-    if method in ("GET", "HEAD") and len(parts) == 2 and parts[0] == "users" and parts[1]:
+    reading = method in ("GET", "HEAD")
+    if reading and len(parts) == 2 and parts[0] == "users" and parts[1]:
         return _user(stack, parts[1])
-    if method in ("GET", "HEAD") and len(parts) == 2 and parts[0] == "accounts" and parts[1]:
+    if reading and len(parts) == 2 and parts[0] == "accounts" and parts[1]:
         return _account(stack, parts[1])
-    if parts == ["clock"] and method in ("GET", "HEAD"):
+    if reading and parts == ["decisions"]:
+        return _decisions(stack, dict(parse_qsl(query)))
+    if parts == ["clock"] and reading:
         return HTTPStatus.OK, {"now": stack.clock.now().isoformat()}
     if parts == ["clock"] and method == "POST":
         return _move_clock(stack, body)
     return HTTPStatus.NOT_FOUND, {"message": f"no local route {method} {path}"}
 
 
-def user_document(state: UserState, version: int) -> dict[str, Any]:
-    """What GET /_local/users/{id} answers: the usage state in plain JSON terms."""
+def user_document(
+    state: UserState, version: int, record: Versioned[SegmentRecord] | None = None
+) -> dict[str, Any]:
+    """What GET /_local/users/{id} answers: the usage state in plain JSON terms, and the
+    evaluator's record of the user (lifecycle segment, transitions, next re-check)."""
     dumped = state.model_dump(mode="json")
+    segments = record.value.segments if record is not None else None
+    check = record.value.next_check_at if record is not None else None
     return {
         "user_id": state.user_id,
         "version": version,
@@ -381,9 +397,15 @@ def user_document(state: UserState, version: int) -> dict[str, Any]:
         "traits": state.trait_values(),
         "event_counts": state.event_counts,
         "milestones": dumped["milestones"],
-        # The rules engine comes later; the fields are here so clients can rely on the shape.
-        "segments": [],
-        "segment_history": [],
+        # The lifecycle segment is the one segment a user is in (the first that matches).
+        "segments": [segments.segment] if segments is not None and segments.segment else [],
+        "segment_since": segments.since.isoformat() if segments is not None and segments.since else None,
+        # Oldest first, bounded by the evaluator (the latest transitions are kept).
+        "segment_history": [
+            {"from": t.from_, "to": t.to, "at": t.at.isoformat()}
+            for t in (segments.history if segments is not None else [])
+        ],
+        "next_check_at": check.isoformat() if check is not None else None,
         "first_seen": dumped["first_seen"],
         "last_seen": dumped["last_seen"],
         "last_meaningful": dumped["last_meaningful"],
@@ -401,10 +423,13 @@ def user_document(state: UserState, version: int) -> dict[str, Any]:
 
 
 def _user(stack: LocalStack, user_id: str) -> tuple[int, Any]:
+    stack.settle()
     found = stack.store.load_users([user_id]).get(user_id)
     if found is None:
         return HTTPStatus.NOT_FOUND, {"message": "no such user", "user_id": user_id}
-    return HTTPStatus.OK, user_document(found.value, found.version)
+    record = stack.segments.load([user_id])[user_id]
+    # Version 0: never evaluated (no segment record yet).
+    return HTTPStatus.OK, user_document(found.value, found.version, record if record.version else None)
 
 
 def _account(stack: LocalStack, account_id: str) -> tuple[int, Any]:
@@ -420,14 +445,27 @@ def _account(stack: LocalStack, account_id: str) -> tuple[int, Any]:
     }
 
 
+def _decisions(stack: LocalStack, query: dict[str, str]) -> tuple[int, Any]:
+    stack.settle()
+    user = query.get("user")
+    decisions = [
+        {**m.body, "queued_at": m.queued_at.isoformat(), "message_id": m.message_id}
+        for m in stack.decisions()
+        if isinstance(m.body, dict) and (user is None or m.body.get("user") == user)
+    ]
+    return HTTPStatus.OK, {"count": len(decisions), "decisions": decisions}
+
+
 def _move_clock(stack: LocalStack, body: bytes) -> tuple[int, Any]:
     try:
         requested = json.loads(body or b"{}").get("now")
         when = datetime.fromisoformat(str(requested))
     except (ValueError, AttributeError, TypeError):
         return HTTPStatus.BAD_REQUEST, {"message": 'send {"now": "<ISO 8601 time with timezone>"}'}
+    runs = sum(len(s.runs) for s in stack.schedules)
     try:
-        now = stack.clock.advance_to(when)
+        now = stack.advance_clock(when)
     except ClockError as exc:
         return HTTPStatus.CONFLICT, {"message": str(exc)}
-    return HTTPStatus.OK, {"now": now.isoformat()}
+    # The answer comes once everything due on the way has run and the stream is quiet.
+    return HTTPStatus.OK, {"now": now.isoformat(), "sweeps": sum(len(s.runs) for s in stack.schedules) - runs}

@@ -24,6 +24,7 @@ and Metrics keeps one metric set per process. So, like Lambda:
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import multiprocessing.connection
@@ -36,7 +37,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -47,11 +48,23 @@ from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
+    import boto3
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
+    from mypy_boto3_sqs.client import SQSClient
 
     from nudge.local.aws import LockedMotoServer
+    from nudge.local.pumps import (
+        PumpStats,
+        QueueTap,
+        ScheduledFunction,
+        ScheduledRun,
+        StreamPump,
+        TappedMessage,
+    )
     from nudge.settings import Settings
     from nudge.store.dynamo import DynamoUsageStore
+    from nudge.store.segments import DynamoSegmentStore
 
 DEFAULT_WRITE_KEY = "nudge-local-write-key"
 WRITE_KEYS_ENV = "NUDGE_WRITE_KEYS"
@@ -61,6 +74,21 @@ ACCOUNT_ID = "123456789012"
 WRITE_KEYS_PARAM = "/nudge/local/write-keys"
 USAGE_TABLE = "nudge-local-usage"
 DEFAULT_TIMEOUT_SECONDS = 3
+# Local queues are named <prefix>-<LogicalId>.
+QUEUE_PREFIX = "nudge-local"
+# Decisions go here; its consumers (the action functions) come later, so the stack reads and keeps
+# them (GET /_local/decisions). A queue listed here is drained by the stack: remove it once a
+# function of the template consumes it.
+DECISION_QUEUE = "DecisionQueue"
+TAPPED_QUEUES = (DECISION_QUEUE,)
+# Template parameters the local stack sets rather than taking their Default, as
+# `sam deploy --parameter-overrides` would. DueShards: the due index spreads a day's re-checks
+# over 16 partitions in DynamoDB, but moto has no partitions and answers each index Query by
+# reading the whole table, so the sweep's 16 queries per day cost 16 table reads for nothing.
+LOCAL_PARAMETERS = {"DueShards": "1"}
+# advance_clock moves the clock at most this far at a time (or a schedule's rate, if longer).
+CATCH_UP_STEP = timedelta(days=1)
+MAX_SETTLE_PASSES = 50
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -170,6 +198,43 @@ def _route_pattern(path: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
+# Event types whose functions the local stack runs: API routes, the stream pump, the schedule.
+LOCAL_EVENT_TYPES = frozenset({"HttpApi", "DynamoDB", "Schedule"})
+
+
+def _function_code(
+    template_path: Path, logical_id: str, props: Mapping[str, Any], globals_fn: Mapping[str, Any]
+) -> FunctionCode:
+    code_uri, handler = props.get("CodeUri"), props.get("Handler")
+    if not isinstance(code_uri, str) or not isinstance(handler, str) or "." not in handler:
+        raise ValueError(f"{template_path}: {logical_id} needs a literal CodeUri and Handler to run locally")
+    module, _, attribute = handler.rpartition(".")
+    return FunctionCode(
+        logical_id=logical_id,
+        code_dir=(template_path.parent / code_uri).resolve(),
+        module=module,
+        attribute=attribute,
+        timeout_seconds=int(props.get("Timeout") or globals_fn.get("Timeout") or DEFAULT_TIMEOUT_SECONDS),
+        memory_mb=int(props.get("MemorySize") or globals_fn.get("MemorySize") or 128),
+    )
+
+
+def functions_from_template(template_path: Path) -> dict[str, FunctionCode]:
+    """Every function the local stack runs: those with an API route, a stream or a schedule."""
+    from nudge.local.template import load_template
+
+    template = load_template(template_path)
+    globals_fn = (template.get("Globals") or {}).get("Function") or {}
+    functions: dict[str, FunctionCode] = {}
+    for logical_id, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = resource.get("Properties") or {}
+        if any(e.get("Type") in LOCAL_EVENT_TYPES for e in (props.get("Events") or {}).values()):
+            functions[logical_id] = _function_code(template_path, logical_id, props, globals_fn)
+    return functions
+
+
 def api_from_template(template_path: Path) -> tuple[list[Route], dict[str, FunctionCode]]:
     """Routes and functions from the template's HttpApi events, so the local server can't drift
     from what API Gateway serves: a route added to template.yaml is served locally too."""
@@ -186,20 +251,7 @@ def api_from_template(template_path: Path) -> tuple[list[Route], dict[str, Funct
         events = [e for e in (props.get("Events") or {}).values() if e.get("Type") == "HttpApi"]
         if not events:
             continue
-        code_uri, handler = props.get("CodeUri"), props.get("Handler")
-        if not isinstance(code_uri, str) or not isinstance(handler, str) or "." not in handler:
-            raise ValueError(
-                f"{template_path}: {logical_id} needs a literal CodeUri and Handler to run locally"
-            )
-        module, _, attribute = handler.rpartition(".")
-        functions[logical_id] = FunctionCode(
-            logical_id=logical_id,
-            code_dir=(template_path.parent / code_uri).resolve(),
-            module=module,
-            attribute=attribute,
-            timeout_seconds=int(props.get("Timeout") or globals_fn.get("Timeout") or DEFAULT_TIMEOUT_SECONDS),
-            memory_mb=int(props.get("MemorySize") or globals_fn.get("MemorySize") or 128),
-        )
+        functions[logical_id] = _function_code(template_path, logical_id, props, globals_fn)
         for event in events:
             eprops = event.get("Properties") or {}
             method = str(eprops.get("Method", "ANY")).upper()
@@ -208,6 +260,56 @@ def api_from_template(template_path: Path) -> tuple[list[Route], dict[str, Funct
     # Most specific first: a literal path beats a parameter, as API Gateway picks them.
     routes.sort(key=lambda r: (r.path.count("{"), -len(r.path), r.method == "ANY"))
     return routes, functions
+
+
+def function_environment(
+    template_path: Path, functions: Sequence[str], refs: Mapping[str, str], fixed: Mapping[str, object]
+) -> dict[str, str]:
+    """The variables the template gives `functions` (Globals, then each function's own) that the
+    stack does not set itself (`fixed`), with `!Ref` resolved through `refs` (logical id -> local
+    value) or a parameter's Default. Values the stack can't resolve (`!Sub` of a stage name) are
+    left out: the stack sets those itself.
+
+    Local containers serve every function, so they share one environment: two functions wanting
+    different values for one variable is an error here rather than a silent pick.
+    """
+    from nudge.local.template import load_template
+
+    template = load_template(template_path)
+    parameters = template.get("Parameters") or {}
+    globals_vars = (((template.get("Globals") or {}).get("Function") or {}).get("Environment") or {}).get(
+        "Variables"
+    ) or {}
+
+    def resolve(value: object) -> str | None:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            name = str(value["Ref"])
+            if name in refs:
+                return refs[name]
+            default = (parameters.get(name) or {}).get("Default")
+            return None if default is None else str(default)
+        return None
+
+    resolved: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for logical_id in functions:
+        props = template["Resources"][logical_id].get("Properties") or {}
+        variables = {**globals_vars, **((props.get("Environment") or {}).get("Variables") or {})}
+        for name, raw in variables.items():
+            if name in fixed:
+                continue
+            value = resolve(raw)
+            if value is None:
+                continue
+            if name in resolved and resolved[name] != value:
+                raise ValueError(
+                    f"{template_path}: {owner[name]} and {logical_id} set {name} differently; local "
+                    "containers share one environment"
+                )
+            resolved[name], owner[name] = value, logical_id
+    return resolved
 
 
 def load_handler(code: FunctionCode) -> Handler:
@@ -395,6 +497,171 @@ def _container_invoke(function_id: str, event: dict[str, Any], now: datetime) ->
 # ---------------------------------------------------------------------------- the stack
 
 
+# ---------------------------------------------------------------------------- moto's costs
+
+
+_moto_patch = threading.Lock()
+
+
+def speed_up_moto() -> None:
+    """Make moto's reads cost what DynamoDB's do, so the evaluator's reads don't dominate a replay.
+
+    Measured on the 90-day demo, before: a Query on one account's rollup (about 200 small items)
+    took 26 ms in moto, a GetRecords of 1,000 stream records 150 ms, and the evaluator and the
+    sweep made 14,000 of those: most of the replay was moto. Two causes, both fixed here without
+    changing what moto answers:
+
+    * Query listed and sorted the whole table to keep one partition (O(table log table)), then
+      deep-copied what it kept. A table Query now starts from moto's own dict of the partition,
+      an index Query from the table's items unsorted (moto sorts what matched anyway), and the
+      copy is skipped: what follows (projections, filters, the response) only reads the items.
+    * moto 5 serializes responses by walking the botocore shape of every attribute value. An
+      AttributeValue (DynamoDB's and its stream's) is already in its wire form but for binary
+      values, so it is now written out directly, base64 as the shape walk does it.
+    * moto's server lists its own package directory (a listdir and 200 isdir calls) on every
+      request to match the Host header against service names; the list is now read once.
+
+    Key conditions, filters, paging, projections and errors are still moto's own code. The query
+    patch swaps per-call state, which is safe because the local server runs one request at a
+    time (LockedMotoServer). Idempotent.
+    """
+    with _moto_patch:
+        _patch_query()
+        _patch_attribute_value_serializer()
+        _cache_moto_modules()
+
+
+def _patch_query() -> None:
+    import copy
+
+    from moto.dynamodb.models import table as table_module
+    from moto.dynamodb.models.table import Table
+
+    if getattr(Table.query, "_nudge_local", False):
+        return
+    original = Table.query
+
+    class _NoDeepCopy:
+        """Stands for the `copy` module inside Table.query: the results list is copied, not the items."""
+
+        @staticmethod
+        def deepcopy(value: Any) -> Any:
+            return list(value) if isinstance(value, list) else copy.deepcopy(value)
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        # index_name is the 8th positional parameter of Table.query (moto 5.x), or a keyword.
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        candidates: list[Any]
+        if index_name is None and hash_key is not None:
+            # .get: moto keeps a defaultdict, and indexing it would create the partition.
+            partition = self.items.get(hash_key)
+            if partition is None:
+                candidates = []
+            elif self.range_key_attr:
+                candidates = list(partition.values())
+            else:
+                candidates = [partition]
+        else:
+            candidates = [
+                item
+                for hash_set in self.items.values()
+                for item in (hash_set.values() if self.range_key_attr else (hash_set,))
+            ]
+        # An instance attribute shadows the method for this one call.
+        self.all_items = lambda: candidates
+        table_module.copy = _NoDeepCopy  # type: ignore[attr-defined,assignment]
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            table_module.copy = copy  # type: ignore[attr-defined]
+            del self.all_items
+
+    query._nudge_local = True  # type: ignore[attr-defined]
+    query.__wrapped__ = original  # type: ignore[attr-defined]
+    Table.query = query  # type: ignore[method-assign]
+
+
+def _patch_attribute_value_serializer() -> None:
+    from moto.core.serialize import BaseJSONSerializer
+
+    if getattr(BaseJSONSerializer._serialize_type_structure, "_nudge_local", False):
+        return
+    original = BaseJSONSerializer._serialize_type_structure
+
+    def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if key and shape.name == "AttributeValue":
+            wire = _attribute_value_wire(value)
+            if wire is not None:
+                # What _default_serialize does with the structure the shape walk would build.
+                serialized[self.get_serialized_name(shape, key)] = wire
+                return
+        original(self, serialized, value, shape, key)
+
+    serialize_structure._nudge_local = True  # type: ignore[attr-defined]
+    serialize_structure.__wrapped__ = original  # type: ignore[attr-defined]
+    BaseJSONSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
+
+
+def _cache_moto_modules() -> None:
+    from moto import backends
+
+    if getattr(backends.list_of_moto_modules, "_nudge_local", False):
+        return
+    original = backends.list_of_moto_modules
+    modules = tuple(original())
+
+    def list_of_moto_modules() -> Iterator[str]:
+        return iter(modules)
+
+    list_of_moto_modules._nudge_local = True  # type: ignore[attr-defined]
+    list_of_moto_modules.__wrapped__ = original  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = list_of_moto_modules
+
+
+def _b64(value: str | bytes) -> str:
+    # As moto's ResponseSerializer._base64: text is encoded first.
+    raw = value.encode("utf-8") if isinstance(value, str) else value
+    return base64.b64encode(raw).strip().decode("utf-8")
+
+
+def _attribute_value_wire(value: Any) -> dict[str, Any] | None:
+    """An AttributeValue in its JSON wire form, as moto's shape walk writes it; None when it is not
+    a plain one (then the shape walk does it)."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    ((kind, inner),) = value.items()
+    if inner is None:
+        return None
+    if kind in ("S", "N"):
+        # The shape walk's string rule: str() of anything but an empty list or dict.
+        return {kind: inner if inner in ([], {}) else str(inner)}
+    if kind == "B" and isinstance(inner, str | bytes):
+        return {kind: _b64(inner)}
+    if kind in ("BOOL", "NULL"):
+        return {kind: inner}
+    if kind in ("SS", "NS") and isinstance(inner, list):
+        return {kind: [str(v) for v in inner]}
+    if kind == "BS" and isinstance(inner, list):
+        return {kind: [_b64(v) for v in inner]}
+    if kind == "M" and isinstance(inner, dict):
+        members: dict[str, Any] = {}
+        for name, member in inner.items():
+            wired = _attribute_value_wire(member)
+            if wired is None:
+                return None
+            members[name] = wired
+        return {kind: members}
+    if kind == "L" and isinstance(inner, list):
+        items: list[Any] = []
+        for member in inner:
+            wired = _attribute_value_wire(member)
+            if wired is None:
+                return None
+            items.append(wired)
+        return {kind: items}
+    return None
+
+
 def find_root(start: Path | None = None) -> Path:
     """The project directory: the nearest one holding template.yaml, from `start` (or the current
     directory) upwards, else the checkout this package was installed from."""
@@ -424,11 +691,22 @@ def _patched_environ(values: Mapping[str, str | None]) -> Iterator[None]:
                 os.environ[name] = old
 
 
+class SettleError(RuntimeError):
+    """The stream never went quiet: a function's own writes keep invoking it."""
+
+
 class LocalStack:
     """moto + resources from template.yaml + simulated clock + the real handlers.
 
     Use as a context manager, or start()/stop(). Environment variables it sets for boto3,
     Powertools and nudge.settings are restored by stop().
+
+    What Lambda and EventBridge would do on their own, the stack does when asked
+    (``nudge.local.pumps``): ``settle()`` pumps the table's stream into the evaluate function
+    until nothing is left; ``run_due()`` also runs the sweep when a firing of its schedule fell
+    since the last run; ``advance_clock(t)`` moves the simulated clock and runs what became due.
+    ``start_background()`` (``nudge serve``) calls ``run_due()`` every second, as the real
+    services would poll and fire on their own.
     """
 
     def __init__(
@@ -454,12 +732,23 @@ class LocalStack:
         if function_logs is not None and containers < 1:
             raise ValueError("function_logs needs containers >= 1: in-process handlers share this stdout")
         self.function_logs = function_logs
-        self.routes, self.functions = api_from_template(self.template_path)
+        self.routes, _ = api_from_template(self.template_path)
+        self.functions = functions_from_template(self.template_path)
+        self.queue_urls: dict[str, str] = {}
         self._moto: LockedMotoServer | None = None
         self._runner: _Containers | None = None
         self._env: ExitStack | None = None
         self._store: DynamoUsageStore | None = None
+        self._segments: DynamoSegmentStore | None = None
         self._settings: Settings | None = None
+        self._pumps: list[StreamPump] = []
+        self._schedules: list[ScheduledFunction] = []
+        self._taps: dict[str, QueueTap] = {}
+        # One driver at a time: an HTTP request moving the clock, the background loop, the demo.
+        # Re-entrant: advance_clock runs run_due, which runs settle.
+        self._drive = threading.RLock()
+        self._background: threading.Thread | None = None
+        self._background_stop = threading.Event()
 
     # -- lifecycle
 
@@ -469,30 +758,46 @@ class LocalStack:
 
         from nudge import clock
         from nudge.api.wiring import services
-        from nudge.local.aws import LockedMotoServer, create_usage_resources
+        from nudge.local.aws import LockedMotoServer, create_queues, create_usage_resources, table_names
+        from nudge.rules.service import wire
         from nudge.settings import Settings, get_settings
         from nudge.store.dynamo import DynamoUsageStore
+        from nudge.store.segments import DynamoSegmentStore
 
         if self._moto is not None:
             raise RuntimeError("the local stack is already started")
+        speed_up_moto()
         moto = LockedMotoServer()
         moto.start()
         self._moto = moto
         try:
             self._env = ExitStack()
-            self._env.enter_context(_patched_environ(self._environment(moto.endpoint_url)))
-            settings = Settings()
+            fixed = self._environment(moto.endpoint_url)
+            self._env.enter_context(_patched_environ(fixed))
             session = boto3.session.Session()
             dynamodb: DynamoDBClient = session.client("dynamodb")
+            sqs: SQSClient = session.client("sqs")
             create_usage_resources(
-                dynamodb, session.client("ssm"), self.template_path, settings, self.write_keys
+                dynamodb, session.client("ssm"), self.template_path, Settings(), self.write_keys
             )
+            self.queue_urls = create_queues(sqs, self.template_path, QUEUE_PREFIX)
+            # What the template gives the functions (the decision queue's URL, the due index's
+            # shards), resolved to the local resources: set before the containers copy the env.
+            refs = {**self.queue_urls, **table_names(Settings()), **LOCAL_PARAMETERS}
+            self._env.enter_context(
+                _patched_environ(function_environment(self.template_path, list(self.functions), refs, fixed))
+            )
+            settings = Settings()
             self._settings = settings
             self._store = DynamoUsageStore(dynamodb, settings.usage_table, settings.rollup_shards)
+            self._segments = DynamoSegmentStore(
+                dynamodb, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
+            )
             clock.install(self.clock.now)
             # Anything built from the old environment (settings, clients, cached keys) goes.
             get_settings.cache_clear()
             services.cache_clear()
+            wire.cache_clear()
             parameters.clear_caches()  # type: ignore[no-untyped-call]
             if self.containers > 0:
                 self._runner = _WorkerProcesses(
@@ -500,16 +805,83 @@ class LocalStack:
                 )
             else:
                 self._runner = _InProcess(self.functions)
+            self._wire_sources(session, dynamodb, sqs, settings)
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _wire_sources(
+        self, session: boto3.session.Session, dynamodb: DynamoDBClient, sqs: SQSClient, settings: Settings
+    ) -> None:
+        """The template's stream and schedule events, and taps on the queues nothing consumes yet."""
+        from nudge.local.aws import table_names
+        from nudge.local.pumps import (
+            QueueTap,
+            ScheduledFunction,
+            StreamPump,
+            schedule_sources,
+            stream_sources,
+        )
+        from nudge.local.template import TemplateError, load_template
+
+        template = load_template(self.template_path)
+        tables = table_names(settings)
+        streams: DynamoDBStreamsClient = session.client("dynamodbstreams")
+
+        def queue(logical_id: str | None, where: str) -> str | None:
+            if logical_id is None:
+                return None
+            if logical_id not in self.queue_urls:
+                raise TemplateError(f"{self.template_path}: {where} sends to {logical_id}, not a queue here")
+            return self.queue_urls[logical_id]
+
+        for source in stream_sources(template):
+            arn = dynamodb.describe_table(TableName=tables[source.table])["Table"].get("LatestStreamArn")
+            if not arn:
+                raise TemplateError(
+                    f"{self.template_path}: {source.table} has no stream for {source.function}"
+                )
+            pump = StreamPump(
+                source,
+                stream_arn=arn,
+                streams=streams,
+                sqs=sqs,
+                failure_queue_url=queue(source.on_failure_queue, f"{source.function}.{source.event}"),
+                invoke=self.invoke_function,
+                now=self.clock.now,
+                lanes=max(1, self.containers),
+            )
+            pump.start()
+            self._pumps.append(pump)
+        anchor = self.clock.now()
+        for schedule in schedule_sources(template):
+            self._schedules.append(
+                ScheduledFunction(
+                    schedule,
+                    invoke=self.invoke_function,
+                    sqs=sqs,
+                    failure_queue_url=queue(
+                        schedule.on_failure_queue, f"{schedule.function}.EventInvokeConfig"
+                    ),
+                    anchor=anchor,
+                )
+            )
+        for logical_id in TAPPED_QUEUES:
+            if logical_id in self.queue_urls:
+                self._taps[logical_id] = QueueTap(sqs, self.queue_urls[logical_id], self.clock.now)
+
     def stop(self) -> None:
         from nudge import clock
         from nudge.api.wiring import services
+        from nudge.rules.service import wire
         from nudge.settings import get_settings
 
+        self.stop_background()
+        pumps, self._pumps = self._pumps, []
+        for pump in pumps:
+            pump.close()
+        self._schedules, self._taps = [], {}
         runner, self._runner = self._runner, None
         if runner is not None:
             runner.close()
@@ -522,7 +894,9 @@ class LocalStack:
         clock.install(lambda: datetime.now(UTC))
         get_settings.cache_clear()
         services.cache_clear()
+        wire.cache_clear()
         self._store = None
+        self._segments = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -548,7 +922,8 @@ class LocalStack:
             "AWS_SECURITY_TOKEN": None,
             "AWS_PROFILE": None,
             "POWERTOOLS_TRACE_DISABLED": "1",
-            "POWERTOOLS_SERVICE_NAME": "ingest",
+            # One name for every function: local containers serve them all from one process.
+            "POWERTOOLS_SERVICE_NAME": "nudge-local",
             "POWERTOOLS_METRICS_NAMESPACE": "Nudge",
             # Not POWERTOOLS_METRICS_DISABLED: Powertools 3.x then never clears its metric set,
             # which grows with every request and is printed anyway each 100 values. The EMF
@@ -579,6 +954,13 @@ class LocalStack:
         return self._store
 
     @property
+    def segments(self) -> DynamoSegmentStore:
+        """Where the evaluator keeps each user's segment record (read-only here)."""
+        if self._segments is None:
+            raise RuntimeError("the local stack is not started")
+        return self._segments
+
+    @property
     def settings(self) -> Settings:
         if self._settings is None:
             raise RuntimeError("the local stack is not started")
@@ -594,6 +976,132 @@ class LocalStack:
 
     def invoke(self, route: Route, event: dict[str, Any]) -> dict[str, Any]:
         """Run the route's function on an API Gateway event; HandlerFailed if it raised."""
+        return self.invoke_function(route.function, event)
+
+    def invoke_function(self, logical_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Run a function of the template on `event` at the simulated now; HandlerFailed if it raised."""
         if self._runner is None:
             raise RuntimeError("the local stack is not started")
-        return self._runner.invoke(self.functions[route.function], event, self.clock.now())
+        return self._runner.invoke(self.functions[logical_id], event, self.clock.now())
+
+    # -- what Lambda and EventBridge would do on their own
+
+    @property
+    def pumps(self) -> Sequence[StreamPump]:
+        return tuple(self._pumps)
+
+    @property
+    def schedules(self) -> Sequence[ScheduledFunction]:
+        return tuple(self._schedules)
+
+    @property
+    def catch_up_step(self) -> timedelta:
+        """How far advance_clock moves the clock at a time: a day, or a schedule's rate if longer."""
+        return max([CATCH_UP_STEP, *(s.source.rate for s in self._schedules)])
+
+    def settle(self) -> PumpStats:
+        """Pump every stream until a pass invokes nothing, then drain the tapped queues.
+
+        The evaluator's own writes (segment records) land on the stream too, but its filter keeps
+        them away from it, so this takes two passes: the records, then the filtered-out writes.
+        """
+        from nudge.local.pumps import PumpStats
+
+        with self._drive:
+            total = PumpStats()
+            for _ in range(MAX_SETTLE_PASSES):
+                invoked = 0
+                for pump in self._pumps:
+                    stats = pump.pump()
+                    total.add(stats)
+                    invoked += stats.invocations
+                if not invoked:
+                    for tap in self._taps.values():
+                        tap.drain()
+                    return total
+            raise SettleError(
+                f"the stream still had work after {MAX_SETTLE_PASSES} passes: a function's own writes "
+                "keep invoking it (check its FilterCriteria)"
+            )
+
+    def run_due(self) -> list[ScheduledRun]:
+        """Run each schedule once if a firing fell since its last run, and settle the stream.
+
+        The scheduled runs go on while the stream is pumped, as the sweep and the stream
+        evaluator run side by side in AWS (the records they both touch are versioned: the
+        loser re-reads); then the stream is settled again for what the runs wrote.
+        """
+        with self._drive:
+            now = self.clock.now()
+            due = [schedule for schedule in self._schedules if schedule.due(now)]
+            if not due:
+                self.settle()
+                return []
+            with ThreadPoolExecutor(max_workers=len(due), thread_name_prefix="schedule") as pool:
+                running = [pool.submit(schedule.run, now) for schedule in due]
+                self.settle()
+                runs = [future.result() for future in running]
+            self.settle()
+            return runs
+
+    def advance_clock(self, when: datetime) -> datetime:
+        """Move the simulated clock to `when` and run everything due on the way.
+
+        What was written before the move is evaluated first, at the time it happened. Then the
+        clock moves at most `catch_up_step` (a day) at a time, running the sweep and the stream
+        after each step: EventBridge would fire the sweep every 15 minutes through a month, but a
+        day keeps time-based transitions in order (declining before dormant) and dated to within
+        a day, for a month's jump in seconds. The last step lands on `when` exactly.
+        """
+        _require_aware(when)
+        with self._drive:
+            now = self.clock.now()
+            if when < now:
+                self.clock.advance_to(when)  # raises ClockError, saying why
+            self.settle()
+            step = self.catch_up_step
+            at = now + step
+            while at < when:
+                self.clock.advance_to(at)
+                self.run_due()
+                at += step
+            moved = self.clock.advance_to(when)
+            self.run_due()
+            return moved
+
+    def decisions(self) -> list[TappedMessage]:
+        """Decisions read from the decision queue so far, in the order they were read."""
+        with self._drive:
+            tap = self._taps.get(DECISION_QUEUE)
+            if tap is None:
+                return []
+            tap.drain()
+            return list(tap.messages())
+
+    def start_background(self, interval_seconds: float = 1.0, *, schedules: bool = True) -> None:
+        """Run what is due every `interval_seconds` on a thread, as Lambda and EventBridge would
+        on their own (the clock runs at real speed under `nudge serve`): run_due(), or only
+        settle() when `schedules` is false (the demo runs the sweep itself). Stopped by
+        stop_background() or stop()."""
+        if self._background is not None:
+            return
+        self._background_stop.clear()
+        step = self.run_due if schedules else self.settle
+
+        def loop() -> None:
+            while not self._background_stop.wait(interval_seconds):
+                try:
+                    step()
+                except Exception:
+                    # A failing handler is already retried and dead-lettered by the pumps; this
+                    # is the stack itself failing: say so, and keep serving.
+                    traceback.print_exc(file=sys.stderr)
+
+        self._background = threading.Thread(target=loop, name="nudge-local-due", daemon=True)
+        self._background.start()
+
+    def stop_background(self) -> None:
+        thread, self._background = self._background, None
+        if thread is not None:
+            self._background_stop.set()
+            thread.join()
