@@ -20,6 +20,7 @@ decisions put on the decision queue, by rule.
 from __future__ import annotations
 
 import base64
+import gc
 import gzip
 import http.client
 import json
@@ -296,6 +297,11 @@ def _replay(
             sent += len(messages)
             last_batch = batches[-1]
             _run_due(stack, evaluation)
+            # moto keeps every item and stream record in this process, and the heap only grows:
+            # each full garbage collection walked all of it again (a tenth of the replay's CPU).
+            # What exists at the end of a day is frozen out of collection; the process ends with
+            # the demo, so nothing frozen is kept for long.
+            gc.freeze()
             if week_key(end_of_day.date()) != week:
                 # The first day past a week's end: its closing re-checks (declining) have run.
                 sizes = segment_sizes(segment_records(stack, history.users))

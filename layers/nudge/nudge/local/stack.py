@@ -494,9 +494,6 @@ def _container_invoke(function_id: str, event: dict[str, Any], now: datetime) ->
         return False, str(exc)
 
 
-# ---------------------------------------------------------------------------- the stack
-
-
 # ---------------------------------------------------------------------------- moto's costs
 
 
@@ -520,6 +517,9 @@ def speed_up_moto() -> None:
       values, so it is now written out directly, base64 as the shape walk does it.
     * moto's server lists its own package directory (a listdir and 200 isdir calls) on every
       request to match the Host header against service names; the list is now read once.
+    * Every response body goes through a regex (with a look-behind) that puts the request id in
+      XML bodies: 60 ms on a GetRecords of 1,000 records. It now runs only on bodies that have a
+      <RequestId> element to fill.
 
     Key conditions, filters, paging, projections and errors are still moto's own code. The query
     patch swaps per-call state, which is safe because the local server runs one request at a
@@ -529,6 +529,7 @@ def speed_up_moto() -> None:
         _patch_query()
         _patch_attribute_value_serializer()
         _cache_moto_modules()
+        _skip_xml_request_id_on_json()
 
 
 def _patch_query() -> None:
@@ -618,6 +619,27 @@ def _cache_moto_modules() -> None:
     backends.list_of_moto_modules = list_of_moto_modules
 
 
+def _skip_xml_request_id_on_json() -> None:
+    from moto.core.responses import BaseResponse
+
+    current = BaseResponse.__dict__["_enrich_response"]
+    if getattr(current, "_nudge_local", False):
+        return
+    original = current.__func__
+
+    def enrich_response(headers: dict[str, str], body: Any) -> tuple[dict[str, str], Any]:
+        # The regex can only change a text body holding the element (on bytes it raises, and
+        # the original ignores that).
+        if isinstance(body, str) and "<RequestId>" in body:
+            return original(headers, body)  # type: ignore[no-any-return]
+        # Everything else the original does: the status as text and the request id header.
+        return original(headers, "")[0], body
+
+    enrich_response._nudge_local = True  # type: ignore[attr-defined]
+    enrich_response.__wrapped__ = original  # type: ignore[attr-defined]
+    BaseResponse._enrich_response = staticmethod(enrich_response)  # type: ignore[method-assign]
+
+
 def _b64(value: str | bytes) -> str:
     # As moto's ResponseSerializer._base64: text is encoded first.
     raw = value.encode("utf-8") if isinstance(value, str) else value
@@ -660,6 +682,9 @@ def _attribute_value_wire(value: Any) -> dict[str, Any] | None:
             items.append(wired)
         return {kind: items}
     return None
+
+
+# ---------------------------------------------------------------------------- the stack
 
 
 def find_root(start: Path | None = None) -> Path:
