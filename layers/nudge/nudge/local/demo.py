@@ -37,6 +37,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -447,11 +448,18 @@ def _segments_summary(
     per_week: Counter[str] = Counter(
         week_key(t.at.date()) for record in histories for t in record.segments.history if t.from_ is not None
     )
-    table = Table(title="Lifecycle segments at the end of each ISO week (users)")
-    table.add_column("week", style="bold")
+    # Fits 80 columns (a pipe, CI): no inner rules, two-line headers, and the week is never cut.
+    table = Table(
+        title="Lifecycle segments at the end of each ISO week (users)",
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    table.add_column("ISO week", style="bold", no_wrap=True, min_width=8)
     for segment in segments:
-        table.add_column(segment.replace("_", " "), justify="right")
-    table.add_column("transitions", justify="right")
+        words = segment.split("_")
+        table.add_column("\n".join(words), justify="right", min_width=max(map(len, words)))
+    table.add_column("trans-\nitions", justify="right")
     for sample in samples:
         cells = [
             f"{sample.sizes.get(segment, 0):,}" if sample.sizes.get(segment) else "-" for segment in segments

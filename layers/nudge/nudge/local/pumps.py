@@ -19,7 +19,9 @@ classes stand in for them, configured from template.yaml so they can't drift fro
   functions come later) and keeps what it read, so the local API can show it.
 
 Nothing here runs on its own; ``nudge.local.stack.LocalStack`` decides when (after each request
-it is asked to settle, after each clock move) and says why there.
+it is asked to settle, after each clock move) and says why there. So the event source's
+``MaximumBatchingWindowInSeconds`` is not waited out: a pump delivers what the stream holds when
+it is called, in batches of up to ``BatchSize``.
 """
 
 from __future__ import annotations
@@ -576,10 +578,11 @@ class ScheduledRun:
 class ScheduledFunction:
     """An EventBridge rate rule and the async invocations it makes.
 
-    A rate rule fires every `rate` from when it was created (`anchor`). ``due(now)`` tells
-    whether a firing fell since the last run; the stack then runs it once, at `now`: after a
-    jump of the clock the missed firings are not replayed one by one (the stack moves the
-    clock in steps small enough for that; see LocalStack.advance_clock).
+    A rate rule fires every `rate` from when it was created (`anchor`). ``claim(now)`` tells
+    whether a firing fell since the last run and, if so, takes it (two callers never both run
+    it); the stack then runs it once, at `now`: after a jump of the clock the missed firings are
+    not replayed one by one (the stack moves the clock in steps small enough for that; see
+    LocalStack.advance_clock).
     """
 
     def __init__(
@@ -598,12 +601,21 @@ class ScheduledFunction:
         self._anchor = anchor
         self.last_run = anchor
         self.runs: list[ScheduledRun] = []
+        self._lock = threading.Lock()
 
     def _firing(self, at: datetime) -> int:
         return (at - self._anchor) // self.source.rate
 
     def due(self, now: datetime) -> bool:
         return self.source.enabled and self._firing(now) > self._firing(self.last_run)
+
+    def claim(self, now: datetime) -> bool:
+        """Take the firing due at `now`, if any: True means the caller must run(now)."""
+        with self._lock:
+            if not self.due(now):
+                return False
+            self.last_run = now
+            return True
 
     def run(self, now: datetime) -> ScheduledRun:
         event = scheduled_event(self.source, now)
@@ -620,8 +632,9 @@ class ScheduledFunction:
         return self._ran(ScheduledRun(now, None, attempts))
 
     def _ran(self, run: ScheduledRun) -> ScheduledRun:
-        self.last_run = run.at
-        self.runs.append(run)
+        with self._lock:
+            self.last_run = max(self.last_run, run.at)
+            self.runs.append(run)
         return run
 
     def _give_up(self, event: dict[str, Any], attempts: int, error: str, now: datetime) -> None:

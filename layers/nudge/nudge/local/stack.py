@@ -1052,22 +1052,25 @@ class LocalStack:
     def run_due(self) -> list[ScheduledRun]:
         """Run each schedule once if a firing fell since its last run, and settle the stream.
 
-        The scheduled runs go on while the stream is pumped, as the sweep and the stream
-        evaluator run side by side in AWS (the records they both touch are versioned: the
-        loser re-reads); then the stream is settled again for what the runs wrote.
+        The scheduled runs start at once, even while another driver (the background loop) is
+        still pumping, and go on while the stream is pumped: the sweep and the stream evaluator
+        run side by side in AWS too (the records they both touch are versioned: the loser
+        re-reads). Then the stream is settled again for what the runs wrote.
         """
+        now = self.clock.now()
+        due = [schedule for schedule in self._schedules if schedule.claim(now)]
+        if not due:
+            with self._drive:
+                self.settle()
+            return []
+        with ThreadPoolExecutor(max_workers=len(due), thread_name_prefix="schedule") as pool:
+            running = [pool.submit(schedule.run, now) for schedule in due]
+            with self._drive:
+                self.settle()
+            runs = [future.result() for future in running]
         with self._drive:
-            now = self.clock.now()
-            due = [schedule for schedule in self._schedules if schedule.due(now)]
-            if not due:
-                self.settle()
-                return []
-            with ThreadPoolExecutor(max_workers=len(due), thread_name_prefix="schedule") as pool:
-                running = [pool.submit(schedule.run, now) for schedule in due]
-                self.settle()
-                runs = [future.result() for future in running]
             self.settle()
-            return runs
+        return runs
 
     def advance_clock(self, when: datetime) -> datetime:
         """Move the simulated clock to `when` and run everything due on the way.
