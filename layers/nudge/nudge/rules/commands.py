@@ -60,7 +60,7 @@ from nudge.rules.ruleset import (
     TriggersFile,
     load_rules,
 )
-from nudge.rules.yamlfile import RuleFileError, RuleProblem, YamlDoc, did_you_mean, load_yaml, validate
+from nudge.rules.yamlfile import Loc, RuleFileError, RuleProblem, YamlDoc, did_you_mean, load_yaml, validate
 from nudge.samples.ndjson import NdjsonError, read_ndjson
 from nudge.store.memory import MemoryUsageStore
 
@@ -508,13 +508,7 @@ def _case_messages(
             )
     except ValidationError as exc:
         ok = False
-        for err in exc.errors():
-            field_loc = tuple(p for p in err["loc"] if isinstance(p, str | int))[1:]
-            problems.append(
-                doc.problem(
-                    (*loc, "traits", *field_loc), f"trait {'.'.join(map(str, field_loc))}: {err['msg']}"
-                )
-            )
+        problems.extend(_trait_problems(doc, exc, (*loc, "traits"), "trait"))
     if case.account is not None:
         try:
             messages.append(
@@ -530,14 +524,7 @@ def _case_messages(
             )
         except ValidationError as exc:
             ok = False
-            for err in exc.errors():
-                field_loc = tuple(p for p in err["loc"] if isinstance(p, str | int))[1:]
-                problems.append(
-                    doc.problem(
-                        (*loc, "account", "traits", *field_loc),
-                        f"account trait {'.'.join(map(str, field_loc))}: {err['msg']}",
-                    )
-                )
+            problems.extend(_trait_problems(doc, exc, (*loc, "account", "traits"), "account trait"))
     return messages if ok else None
 
 
@@ -1596,3 +1583,14 @@ def run_schema(args: argparse.Namespace) -> int:
     for name in schemas:
         print(f"wrote {out / name}")
     return 0
+
+
+def _trait_problems(doc: YamlDoc, exc: ValidationError, where: Loc, label: str) -> list[RuleProblem]:
+    """A case's invalid traits as file:line problems (the model's own field comes first in loc)."""
+    problems = []
+    for err in exc.errors():
+        field_loc = tuple(p for p in err["loc"] if isinstance(p, str | int))[1:]
+        problems.append(
+            doc.problem((*where, *field_loc), f"{label} {'.'.join(map(str, field_loc))}: {err['msg']}")
+        )
+    return problems
