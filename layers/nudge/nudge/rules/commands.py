@@ -39,6 +39,7 @@ from pydantic import (
     model_validator,
 )
 
+from nudge.guardrails.policy import GUARDRAILS_FILE, GuardrailsFile
 from nudge.ingest.messages import Group, Identify, Message, Track
 from nudge.ingest.service import IngestLimits, ingest
 from nudge.ingest.state import UserState
@@ -1321,6 +1322,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     SEGMENTS_FILE: (SegmentsFile, "Nudge lifecycle segments: a user is in the first that matches"),
     SCORING_FILE: (ScoringFile, "Nudge scoring: weighted signals, score bands for users and accounts"),
     TRIGGERS_FILE: (TriggersFile, "Nudge triggers: when to send which message (or escalate)"),
+    GUARDRAILS_FILE: (GuardrailsFile, "Nudge guardrails: caps, quiet hours, consent, holdouts, sender"),
     "template.yaml": (TemplateFile, "Nudge message template (Jinja2, autoescaped)"),
     "tests.yaml": (CasesFile, "Nudge rule tests: given events, expect segments and rules"),
 }

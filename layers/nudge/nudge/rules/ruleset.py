@@ -16,6 +16,7 @@ from typing import Any, Literal
 import jinja2
 from pydantic import BaseModel, ConfigDict, Field
 
+from nudge.guardrails.policy import GUARDRAILS_FILE, Guardrails, load_guardrails
 from nudge.rules.conditions import SCORE_FACT_KEYS, Catalog, Node, Parser, checks_in
 from nudge.rules.durations import Duration
 from nudge.rules.engine import CompiledRule, Ruleset
@@ -91,6 +92,23 @@ class TriggerSpec(_Strict):
     cooldown: Duration = Field(default=timedelta(days=7), description="Not again for this long after firing.")
     once: bool = Field(default=False, description="At most once per user, ever (no re-entry).")
     escalate_when: Any = Field(default=None, description="Also escalate to customer success when this holds.")
+    # Guardrail choices per rule (nudge.guardrails).
+    journey: str | None = Field(
+        default=None, pattern=NAME_PATTERN, description="Caps per journey (guardrails.yaml); default: kind."
+    )
+    topic: str | None = Field(
+        default=None, pattern=NAME_PATTERN, description="What a user can unsubscribe from; default: kind."
+    )
+    transactional: bool = Field(
+        default=False, description="Exempt from marketing consent, caps, holdouts and quiet hours."
+    )
+    holdout: float = Field(
+        default=0.0, ge=0, le=100, description="Percent of eligible users held out, for lift."
+    )
+    quiet_hours: Literal["defer", "drop"] | None = Field(
+        default=None,
+        description="In the user's quiet hours: defer to their end, or drop (default: guardrails.yaml).",
+    )
 
 
 class TriggersFile(_Strict):
@@ -160,6 +178,7 @@ class RuleSet:
     score_rules: Ruleset
     segment_rules: Ruleset
     trigger_rules: Ruleset
+    guardrails: Guardrails
     # When no segment reads a score or band, segments are matched in the scores' pass (one
     # durable_rules call fewer) and segment_rules is empty.
     segments_with_scores: bool = False
@@ -338,7 +357,9 @@ def load_rules(rules_dir: Path) -> RuleSet:
         if node is not None:
             triggers.append(Trigger(spec, node, escalate))
 
-    if problems:
+    journeys = {t.journey or t.kind for t in trg_file.triggers}
+    guardrails = load_guardrails(rules_dir, journeys, problems)
+    if problems or guardrails is None:
         raise RuleFileError(problems)
     score_rules = [
         CompiledRule(f"{score.subject}__{signal.id}", signal.condition)
@@ -359,6 +380,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
         score_rules=Ruleset("scores", score_rules + (segment_rules if merged else [])),
         segment_rules=Ruleset("segments", [] if merged else segment_rules),
         segments_with_scores=merged,
+        guardrails=guardrails,
         trigger_rules=Ruleset(
             "triggers",
             [CompiledRule(t.id, t.condition) for t in triggers]
@@ -370,7 +392,14 @@ def load_rules(rules_dir: Path) -> RuleSet:
         ),
         files=[
             display_path(rules_dir, n)
-            for n in ("tracking-plan.yaml", "milestones.yaml", SEGMENTS_FILE, SCORING_FILE, TRIGGERS_FILE)
+            for n in (
+                "tracking-plan.yaml",
+                "milestones.yaml",
+                SEGMENTS_FILE,
+                SCORING_FILE,
+                TRIGGERS_FILE,
+                GUARDRAILS_FILE,
+            )
         ],
     )
 

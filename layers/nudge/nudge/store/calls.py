@@ -36,6 +36,19 @@ def write(call: Callable[..., Any], **kwargs: Any) -> None:
         raise StoreUnavailable(f"DynamoDB unreachable: {exc}") from exc
 
 
+def conditional(call: Callable[..., Any], **kwargs: Any) -> Any | None:
+    """A conditional write whose failed condition is an answer, not an error: None when it failed."""
+    try:
+        return call(**kwargs)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ConditionalCheckFailedException":
+            return None
+        raise StoreUnavailable(f"DynamoDB {code or 'error'}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise StoreUnavailable(f"DynamoDB unreachable: {exc}") from exc
+
+
 def versioned_put(table: str, item: dict[str, Any], version: int) -> dict[str, Any]:
     """PutItem arguments that succeed only if the stored version is still `version` (0: absent)."""
     if version == 0:

@@ -1,0 +1,291 @@
+"""The ledger on DynamoDB (the ledger table: pk, sk, TTL on expires_at).
+
+    USER#<id>    / DELIVERY          v, rec (zlib JSON: recent sends, last send per rule), unsub (SS)
+    USER#<id>    / DECISION#<id>     a message decision: outcome, reason, status, rule, channel, ...
+    ACCOUNT#<id> / DECISION#<id>     an escalation decision (one per account, whichever user raised it)
+    ACCOUNT#<id> / ESCALATION        v, the open (or handled) escalation
+
+Unsubscribes are a string set ADDed outside the version: a user's click must never wait for, or
+be lost to, a dispatch in flight; dispatch's versioned update leaves `unsub` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from nudge.guardrails.verdicts import DeliveryRecord
+from nudge.ledger.entries import Commit, Escalation, LedgerEntry, Outcome, Status, UserLedger
+from nudge.rules.evaluate import Decision
+from nudge.store import calls, codec
+from nudge.store.dynamo import BATCH_GET_LIMIT
+from nudge.store.ports import Versioned
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+DELIVERY = "DELIVERY"
+ESCALATION = "ESCALATION"
+DECISION = "DECISION#"
+
+
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def entry_item(entry: LedgerEntry, retention: timedelta) -> dict[str, Any]:
+    d = entry.decision
+    item: dict[str, Any] = {
+        **_key(entry.subject, DECISION + entry.decision_id),
+        "outcome": {"S": entry.outcome},
+        "reason": {"S": entry.reason},
+        "status": {"S": entry.status},
+        "rule": {"S": d.rule},
+        "channel": {"S": d.channel},
+        "kind": {"S": d.kind},
+        "user_id": {"S": d.user},
+        "decided_at": {"S": d.decided_at.isoformat()},
+        "recorded_at": {"S": entry.recorded_at.isoformat()},
+        "updated_at": {"S": entry.updated_at.isoformat()},
+        "decision": {"S": d.model_dump_json()},
+        "expires_at": {"N": str(int((entry.recorded_at + retention).timestamp()))},
+    }
+    if d.account:
+        item["account_id"] = {"S": d.account}
+    if entry.deliver_at is not None:
+        item["deliver_at"] = {"S": entry.deliver_at.isoformat()}
+    if entry.provider_id:
+        item["provider_id"] = {"S": entry.provider_id}
+    return item
+
+
+def entry_of(item: dict[str, Any]) -> LedgerEntry:
+    deliver_at = item.get("deliver_at", {}).get("S")
+    return LedgerEntry(
+        decision=Decision.model_validate_json(item["decision"]["S"]),
+        outcome=item["outcome"]["S"],
+        reason=item.get("reason", {}).get("S", ""),
+        status=item.get("status", {}).get("S", ""),
+        deliver_at=datetime.fromisoformat(deliver_at) if deliver_at else None,
+        recorded_at=datetime.fromisoformat(item["recorded_at"]["S"]),
+        updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
+        provider_id=item.get("provider_id", {}).get("S", ""),
+    )
+
+
+class DynamoLedger:
+    def __init__(
+        self, client: DynamoDBClient, table: str, retention: timedelta = timedelta(days=400)
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.retention = retention
+
+    def load(self, user_id: str, account_id: str | None, keys: Sequence[tuple[str, str]]) -> UserLedger:
+        wanted = [_key(f"USER#{user_id}", DELIVERY)]
+        if account_id:
+            wanted.append(_key(f"ACCOUNT#{account_id}", ESCALATION))
+        wanted += [_key(subject, DECISION + decision_id) for subject, decision_id in dict.fromkeys(keys)]
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(wanted), BATCH_GET_LIMIT):
+            request: dict[str, Any] = {
+                self.table: {"Keys": wanted[start : start + BATCH_GET_LIMIT], "ConsistentRead": True}
+            }
+            while request:
+                response = calls.read(self.client.batch_get_item, RequestItems=request)
+                items += response.get("Responses", {}).get(self.table, [])
+                request = dict(response.get("UnprocessedKeys") or {})
+        record: Versioned[DeliveryRecord] = Versioned(DeliveryRecord(), 0)
+        escalation: Versioned[Escalation] | None = None
+        entries: dict[str, LedgerEntry] = {}
+        for item in items:
+            sk = item["sk"]["S"]
+            if sk == DELIVERY:
+                value = codec.decode(item["rec"]["B"], DeliveryRecord) if "rec" in item else DeliveryRecord()
+                value.unsubscribed = set(item.get("unsub", {}).get("SS", []))
+                record = Versioned(value, int(item.get("v", {}).get("N", "0")))
+            elif sk == ESCALATION:
+                escalation = Versioned(Escalation.model_validate_json(item["esc"]["S"]), int(item["v"]["N"]))
+            else:
+                entries[sk.removeprefix(DECISION)] = entry_of(item)
+        return UserLedger(record=record, entries=entries, escalation=escalation)
+
+    def commit(self, commit: Commit, now: datetime) -> None:
+        ops: list[dict[str, Any]] = []
+        if commit.record is not None:
+            stored = commit.record.model_copy(update={"unsubscribed": set()})
+            condition = "attribute_not_exists(v)" if commit.record_version == 0 else "v = :old"
+            values: dict[str, Any] = {
+                ":new": {"N": str(commit.record_version + 1)},
+                ":rec": {"B": codec.encode(stored)},
+            }
+            if commit.record_version:
+                values[":old"] = {"N": str(commit.record_version)}
+            ops.append(
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": _key(f"USER#{commit.user_id}", DELIVERY),
+                        "UpdateExpression": "SET v = :new, rec = :rec",
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeValues": values,
+                    }
+                }
+            )
+        for entry in commit.entries:
+            put: dict[str, Any] = {"TableName": self.table, "Item": entry_item(entry, self.retention)}
+            if entry.decision_id in commit.replacing:
+                put["ConditionExpression"] = "outcome = :deferred"
+                put["ExpressionAttributeValues"] = {":deferred": {"S": "deferred"}}
+            else:
+                put["ConditionExpression"] = "attribute_not_exists(pk)"
+            ops.append({"Put": put})
+        if commit.escalation is not None:
+            account, escalation, version = commit.escalation
+            item = {
+                **_key(f"ACCOUNT#{account}", ESCALATION),
+                "v": {"N": str(version + 1)},
+                "status": {"S": "handled" if escalation.handled_at else "open"},
+                "esc": {"S": escalation.model_dump_json()},
+            }
+            put = {"TableName": self.table, "Item": item}
+            if version == 0:
+                put["ConditionExpression"] = "attribute_not_exists(pk)"
+            else:
+                put["ConditionExpression"] = "v = :old"
+                put["ExpressionAttributeValues"] = {":old": {"N": str(version)}}
+            ops.append({"Put": put})
+        if not ops:
+            return
+        if len(ops) == 1:
+            only = ops[0]
+            kind, args = next(iter(only.items()))
+            call = self.client.put_item if kind == "Put" else self.client.update_item
+            calls.write(call, **args)
+            return
+        calls.write(self.client.transact_write_items, TransactItems=ops)
+
+    def get(self, subject: str, decision_id: str) -> LedgerEntry | None:
+        response = calls.read(
+            self.client.get_item,
+            TableName=self.table,
+            Key=_key(subject, DECISION + decision_id),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return entry_of(item) if item else None
+
+    def move(
+        self,
+        subject: str,
+        decision_id: str,
+        expected: Iterable[Status],
+        status: Status,
+        now: datetime,
+        *,
+        outcome: Outcome | None = None,
+        reason: str | None = None,
+        provider_id: str | None = None,
+    ) -> LedgerEntry | None:
+        allowed = sorted(set(expected))
+        names = {"#status": "status"}
+        values: dict[str, Any] = {":status": {"S": status}, ":now": {"S": now.isoformat()}}
+        sets = ["#status = :status", "updated_at = :now"]
+        for name, value in (("outcome", outcome), ("reason", reason), ("provider_id", provider_id)):
+            if value is not None:
+                names[f"#{name}"] = name
+                values[f":{name}"] = {"S": value}
+                sets.append(f"#{name} = :{name}")
+        for index, state in enumerate(allowed):
+            values[f":e{index}"] = {"S": state}
+        condition = f"#status IN ({', '.join(f':e{i}' for i in range(len(allowed)))})"
+        response = calls.conditional(
+            self.client.update_item,
+            TableName=self.table,
+            Key=_key(subject, DECISION + decision_id),
+            UpdateExpression="SET " + ", ".join(sets),
+            ConditionExpression=f"attribute_exists(pk) AND {condition}",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        )
+        if response is None:
+            return None
+        return entry_of(response["Attributes"])
+
+    def entries_of(self, user_id: str) -> list[LedgerEntry]:
+        items = self._query(f"USER#{user_id}", DECISION)
+        return sorted((entry_of(i) for i in items), key=lambda e: (e.recorded_at, e.decision_id))
+
+    def unsubscribe(self, user_id: str, scope: str, now: datetime) -> None:
+        calls.write(
+            self.client.update_item,
+            TableName=self.table,
+            Key=_key(f"USER#{user_id}", DELIVERY),
+            UpdateExpression="ADD unsub :scope SET unsubscribed_at = :now",
+            ExpressionAttributeValues={":scope": {"SS": [scope]}, ":now": {"S": now.isoformat()}},
+        )
+
+    def handle_escalation(self, account_id: str, by: str, now: datetime) -> bool:
+        from nudge.store.errors import StateConflict
+
+        response = calls.read(
+            self.client.get_item,
+            TableName=self.table,
+            Key=_key(f"ACCOUNT#{account_id}", ESCALATION),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        if not item:
+            return False
+        escalation = Escalation.model_validate_json(item["esc"]["S"])
+        if escalation.handled_at is not None:
+            return False
+        handled = escalation.model_copy(update={"handled_at": now, "handled_by": by})
+        try:
+            calls.write(
+                self.client.put_item,
+                TableName=self.table,
+                Item={
+                    **_key(f"ACCOUNT#{account_id}", ESCALATION),
+                    "v": {"N": str(int(item["v"]["N"]) + 1)},
+                    "status": {"S": "handled"},
+                    "esc": {"S": handled.model_dump_json()},
+                },
+                ConditionExpression="v = :old",
+                ExpressionAttributeValues={":old": item["v"]},
+            )
+        except StateConflict:
+            return self.handle_escalation(account_id, by, now)
+        return True
+
+    def erase_user(self, user_id: str) -> int:
+        items = self._query(f"USER#{user_id}", "")
+        for start in range(0, len(items), 25):
+            request: dict[str, Any] = {
+                self.table: [
+                    {"DeleteRequest": {"Key": _key(i["pk"]["S"], i["sk"]["S"])}}
+                    for i in items[start : start + 25]
+                ]
+            }
+            while request:
+                response = calls.read(self.client.batch_write_item, RequestItems=request)
+                request = dict(response.get("UnprocessedItems") or {})
+        return len(items)
+
+    def _query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
+        args: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)" if prefix else "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": pk}, **({":prefix": {"S": prefix}} if prefix else {})},
+            "ConsistentRead": True,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            response = calls.read(self.client.query, **args)
+            items += response.get("Items", [])
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return items
+            args["ExclusiveStartKey"] = last
