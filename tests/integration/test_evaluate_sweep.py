@@ -185,8 +185,9 @@ class Stack:
                 return found
             for message in messages:
                 body = json.loads(message["Body"])
-                assert message["MessageAttributes"]["decision_id"]["StringValue"] == body["decision_id"]
-                found.append(body)
+                ids = [d["decision_id"] for d in body["decisions"]]
+                assert message["MessageAttributes"]["decision_ids"]["StringValue"] == ",".join(ids)
+                found.extend(body["decisions"])
                 sqs.delete_message(
                     QueueUrl=self.queues["DecisionQueue"], ReceiptHandle=message["ReceiptHandle"]
                 )

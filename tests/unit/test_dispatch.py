@@ -11,8 +11,8 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
+from nudge.dispatch.messages import DecisionBatch
 from nudge.dispatch.service import (
-    DecisionBatch,
     DispatchPorts,
     MemoryRechecks,
     MemoryRouter,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nudge.dispatch.messages import DecisionBatch
 from nudge.ingest.messages import Group, Identify, Message, Track
 from nudge.ingest.service import ingest
 from nudge.ingest.state import Stamped, UserState
@@ -23,6 +23,7 @@ from nudge.rules.service import (
     MemoryDecisionPublisher,
     PublishFailed,
     RulesPorts,
+    SegmentRechecks,
     SqsDecisionPublisher,
     SweepOptions,
     SweepResult,
@@ -386,10 +387,10 @@ def test_a_user_whose_evaluation_fails_is_deferred_and_does_not_hold_the_waterma
     started_sweeping(world, NOW - 35 * DAY)
 
     class Poisoned(MemoryDecisionPublisher):
-        def publish(self, decisions: Sequence[Any]) -> None:
-            if any(d.user == "u1" for d in decisions):
+        def publish(self, batch: DecisionBatch) -> None:
+            if batch.user == "u1":
                 raise PublishFailed("poison")
-            super().publish(decisions)
+            super().publish(batch)
 
     world.ports = RulesPorts(world.usage, world.segments, Poisoned(), world.metrics)
     result = sweep(RULES, world.ports, NOW, options=SweepOptions(retry_after=2 * HOUR))
@@ -452,30 +453,42 @@ def test_an_undecodable_state_is_a_poison_record_whose_error_quotes_no_values() 
 
 
 class FlakySqs:
-    """send_message_batch that fails some entries the first time, as SQS may."""
+    """send_message that is throttled the first time, as SQS may be."""
 
-    def __init__(self) -> None:
-        self.calls: list[list[dict[str, Any]]] = []
+    def __init__(self, code: str = "ThrottlingException") -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.code = code
 
-    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
-        self.calls.append(Entries)
+    def send_message(self, **kwargs: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        self.calls.append(kwargs)
         if len(self.calls) == 1:
-            return {"Successful": [], "Failed": [{"Id": Entries[0]["Id"], "SenderFault": False, "Code": "x"}]}
-        return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
+            raise ClientError({"Error": {"Code": self.code, "Message": "slow down"}}, "SendMessage")
+        return {"MessageId": "m1"}
 
 
-def test_the_sqs_publisher_batches_by_ten_and_retries_only_the_failed_entries() -> None:
-    world = World()
+def one_batch(world: World) -> DecisionBatch:
     signed_up_without_setup(world, "u1", NOW - 2 * DAY)
-    decision = evaluate(RULES, world.user("u1"), None, None, NOW).decisions[0]
+    decisions = evaluate(RULES, world.user("u1"), None, None, NOW).decisions
+    return DecisionBatch(user="u1", decided_at=NOW, decisions=decisions)
+
+
+def test_the_sqs_publisher_sends_one_message_per_evaluation_and_retries_throttling() -> None:
+    batch = one_batch(World())
     client = FlakySqs()
-    publisher = SqsDecisionPublisher(client, "https://sqs/q")  # type: ignore[arg-type]
-    publisher.publish([decision] * 12)
-    sizes = [len(call) for call in client.calls]
-    assert sizes == [10, 1, 2]
-    entry = client.calls[0][0]
-    assert entry["MessageAttributes"]["decision_id"]["StringValue"] == decision.decision_id
-    assert '"decision_id"' in entry["MessageBody"]
+    SqsDecisionPublisher(client, "https://sqs/q").publish(batch)  # type: ignore[arg-type]
+    assert len(client.calls) == 2
+    sent = client.calls[1]
+    assert DecisionBatch.model_validate_json(sent["MessageBody"]) == batch
+    assert sent["MessageAttributes"]["decision_ids"]["StringValue"] == batch.decisions[0].decision_id
+
+
+def test_the_sqs_publisher_does_not_retry_a_refusal() -> None:
+    client = FlakySqs("InvalidMessageContents")
+    with pytest.raises(PublishFailed, match="InvalidMessageContents"):
+        SqsDecisionPublisher(client, "https://sqs/q").publish(one_batch(World()))  # type: ignore[arg-type]
+    assert len(client.calls) == 1
 
 
 # ---------------------------------------------------------------------------- account changes
@@ -574,3 +587,41 @@ def test_the_fan_out_is_bounded_and_a_failing_user_fails_the_record_after_the_ot
     world.publisher.fail = False
     retried = evaluate_account("acme", RULES, world.ports, NOW)
     assert [o.user_id for o in retried.outcomes] == ["u1", "u2", "u3"]
+
+
+# ---------------------------------------------------------------------------- deferred sends
+
+
+def test_a_deferred_send_wakes_the_user_and_returns_under_its_id_while_the_rule_holds() -> None:
+    # Given a user whose finish_setup email was decided, then deferred by dispatch for 10 hours
+    world = World()
+    signed_up_without_setup(world, "u1", NOW - 2 * DAY)
+    world.evaluate("u1", NOW)
+    decision = world.publisher.published[0]
+    until = NOW + 10 * HOUR
+    SegmentRechecks(world.segments).defer("u1", decision, until, NOW)
+    SegmentRechecks(world.segments).defer("u1", decision, until, NOW)  # redelivered: no change
+    assert world.record("u1").next_check_at == until
+    # When the sweep evaluates the user then, and the rule still holds
+    world.evaluate("u1", until)
+    # Then the same decision goes back to dispatch, marked as returning, and the deferral is gone
+    back = world.publisher.batches[-1]
+    assert [d.decision_id for d in back.decisions] == [decision.decision_id]
+    assert back.returning == [decision.decision_id]
+    assert back.lapsed == []
+    assert world.record("u1").deferred == {}
+
+
+def test_a_deferred_send_whose_rule_no_longer_holds_is_reported_lapsed() -> None:
+    world = World()
+    signed_up_without_setup(world, "u1", NOW - 2 * DAY)
+    world.evaluate("u1", NOW)
+    decision = world.publisher.published[0]
+    SegmentRechecks(world.segments).defer("u1", decision, NOW + 10 * HOUR, NOW)
+    # The user activates (setup, a project, a teammate) before the deferral ends
+    steps = ("setup_completed", "project_created", "teammate_invited")
+    world.track("u1", *((step, NOW + (i + 1) * HOUR) for i, step in enumerate(steps)))
+    world.evaluate("u1", NOW + 10 * HOUR)
+    back = world.publisher.batches[-1]
+    assert back.lapsed == [decision.decision_id]
+    assert back.decisions == []

@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from pydantic import BaseModel, Field
-
+from nudge.dispatch.messages import DecisionBatch, Delivery
 from nudge.guardrails.verdicts import Verdict, guard, guard_escalation
 from nudge.ledger.entries import Commit, Escalation, LedgerEntry, subject_of
 from nudge.ledger.store import Ledger
@@ -33,31 +32,6 @@ from nudge.rules.evaluate import Decision
 from nudge.rules.ruleset import RuleSet
 from nudge.store.errors import StateConflict
 from nudge.store.ports import UsageStore
-
-
-class DecisionBatch(BaseModel):
-    """What the evaluator publishes per evaluation: the decisions taken together (the guardrails
-    send at most one message of them), and the fate of deferrals that came due."""
-
-    user: str
-    account: str | None = None
-    decided_at: datetime
-    decisions: list[Decision] = Field(default_factory=list)
-    # Deferred decisions (by id) whose rule still holds: judged again, as new.
-    returning: list[str] = Field(default_factory=list)
-    # Deferred decisions whose rule no longer holds: cancelled, never sent.
-    lapsed: list[str] = Field(default_factory=list)
-
-
-class Delivery(BaseModel):
-    """What a channel queue carries: a ledger entry to send (the action function reads the rest)."""
-
-    subject: str
-    decision_id: str
-    channel: str
-    rule: str
-    user: str
-    account: str | None = None
 
 
 class RouteFailed(Exception):
@@ -69,7 +43,7 @@ class DeliveryRouter(Protocol):
 
 
 class Rechecks(Protocol):
-    def defer(self, user_id: str, decision: Decision, until: datetime) -> None:
+    def defer(self, user_id: str, decision: Decision, until: datetime, now: datetime) -> None:
         """Have the sweep re-check `decision`'s rule for the user at `until` (idempotent)."""
         ...
 
@@ -215,7 +189,7 @@ def dispatch(
         result.cancelled = [e.decision_id for e in cancelled]
         duplicates = [view.entries[d.decision_id] for d in batch.decisions if d.decision_id not in fresh_ids]
         result.duplicates = [e.decision_id for e in duplicates]
-        _follow_up(entries, duplicates, ports, result)
+        _follow_up(entries, duplicates, ports, result, now)
         return result
     raise DispatchContention(f"user {batch.user}: ledger kept changing over {attempts} attempts")
 
@@ -225,6 +199,7 @@ def _follow_up(
     duplicates: Sequence[LedgerEntry],
     ports: DispatchPorts,
     result: DispatchResult,
+    now: datetime,
 ) -> None:
     """Route what is to be sent, schedule what is deferred; for a redelivered batch, again what its
     first delivery may not have got to (both are idempotent downstream)."""
@@ -235,7 +210,7 @@ def _follow_up(
         result.routed = len(sends)
     for entry in every:
         if entry.outcome == "deferred" and entry.deliver_at is not None:
-            ports.rechecks.defer(entry.decision.user, entry.decision, entry.deliver_at)
+            ports.rechecks.defer(entry.decision.user, entry.decision, entry.deliver_at, now)
 
 
 class MemoryRouter:
@@ -255,5 +230,5 @@ class MemoryRechecks:
     def __init__(self) -> None:
         self.deferred: dict[tuple[str, str], datetime] = {}
 
-    def defer(self, user_id: str, decision: Decision, until: datetime) -> None:
+    def defer(self, user_id: str, decision: Decision, until: datetime, now: datetime) -> None:
         self.deferred[(user_id, decision.decision_id)] = until

@@ -25,6 +25,7 @@ and Metrics keeps one metric set per process. So, like Lambda:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import importlib.util
 import json
 import multiprocessing.connection
@@ -1098,13 +1099,18 @@ class LocalStack:
             return moved
 
     def decisions(self) -> list[TappedMessage]:
-        """Decisions read from the decision queue so far, in the order they were read."""
+        """Decisions read from the decision queue so far, in the order they were read: one entry per
+        decision (a message carries one evaluation's batch of them)."""
         with self._drive:
             tap = self._taps.get(DECISION_QUEUE)
             if tap is None:
                 return []
             tap.drain()
-            return list(tap.messages())
+            return [
+                dataclasses.replace(message, body=decision)
+                for message in tap.messages()
+                for decision in (message.body.get("decisions", []) if isinstance(message.body, dict) else [])
+            ]
 
     def start_background(self, interval_seconds: float = 1.0, *, schedules: bool = True) -> None:
         """Run what is due every `interval_seconds` on a thread, as Lambda and EventBridge would

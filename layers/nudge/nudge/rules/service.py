@@ -31,7 +31,7 @@ import binascii
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from nudge.dispatch.messages import DecisionBatch
 from nudge.ingest.state import AccountRollup, AccountState, UserState
 from nudge.observability import logger
 from nudge.rules.evaluate import Decision, evaluate
@@ -50,14 +51,15 @@ from nudge.settings import Settings, get_settings
 from nudge.store import codec
 from nudge.store.errors import StateConflict
 from nudge.store.ports import UsageStore, Versioned
-from nudge.store.segments import SegmentRecord, SegmentStore, bucket_start, due_time
+from nudge.store.segments import DeferredSend, SegmentRecord, SegmentStore, bucket_start, due_time
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Metrics
     from mypy_boto3_sqs.client import SQSClient
-    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
 
-SQS_BATCH_LIMIT = 10
+# SQS errors worth another try: the queue is busy, not wrong.
+RETRYABLE_SQS = {"ThrottlingException", "RequestThrottled", "ServiceUnavailable", "InternalError"}
 
 
 # ------------------------------------------------------------------------------------ ports
@@ -68,66 +70,58 @@ class PublishFailed(Exception):
 
 
 class DecisionPublisher(Protocol):
-    def publish(self, decisions: Sequence[Decision]) -> None:
-        """Put every decision on the decision queue, or raise PublishFailed."""
+    def publish(self, batch: DecisionBatch) -> None:
+        """Put one evaluation's decisions on the decision queue, or raise PublishFailed."""
         ...
 
 
 class SqsDecisionPublisher:
-    """SendMessageBatch to the decision queue: the decision's JSON as body, its id as an attribute
-    (so a consumer or an operator can dedupe or look it up without parsing the body)."""
+    """SendMessage to the decision queue: one message per evaluation (the guardrails send at most
+    one message of the decisions taken together), its user and decision ids as attributes (so an
+    operator can find one without parsing bodies)."""
 
     def __init__(self, client: SQSClient, queue_url: str, attempts: int = 3) -> None:
         self.client = client
         self.queue_url = queue_url
         self.attempts = attempts
 
-    def publish(self, decisions: Sequence[Decision]) -> None:
-        entries: list[SendMessageBatchRequestEntryTypeDef] = [
-            {
-                "Id": str(index),
-                "MessageBody": decision.model_dump_json(),
-                "MessageAttributes": {
-                    "decision_id": {"DataType": "String", "StringValue": decision.decision_id},
-                    "rule": {"DataType": "String", "StringValue": decision.rule},
-                    "action": {"DataType": "String", "StringValue": decision.action},
-                },
-            }
-            for index, decision in enumerate(decisions)
-        ]
-        for start in range(0, len(entries), SQS_BATCH_LIMIT):
-            self._send(entries[start : start + SQS_BATCH_LIMIT])
-
-    def _send(self, entries: list[SendMessageBatchRequestEntryTypeDef]) -> None:
+    def publish(self, batch: DecisionBatch) -> None:
+        ids = [d.decision_id for d in batch.decisions] + batch.lapsed
+        attributes: dict[str, MessageAttributeValueTypeDef] = {
+            "user": {"DataType": "String", "StringValue": batch.user},
+            "decision_ids": {"DataType": "String", "StringValue": ",".join(ids) or "-"},
+        }
         for attempt in range(self.attempts):
             try:
-                response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            except (ClientError, BotoCoreError) as exc:
-                raise PublishFailed(f"SQS SendMessageBatch failed: {exc}") from exc
-            failed = response.get("Failed", [])
-            if not failed:
+                self.client.send_message(
+                    QueueUrl=self.queue_url, MessageBody=batch.model_dump_json(), MessageAttributes=attributes
+                )
                 return
-            if any(f.get("SenderFault") for f in failed):
-                # A malformed entry fails the same way every time: no point retrying.
-                codes = sorted({f.get("Code", "") for f in failed})
-                raise PublishFailed(f"SQS refused {len(failed)} decisions: {', '.join(codes)}")
-            retry = {f["Id"] for f in failed}
-            entries = [e for e in entries if e["Id"] in retry]
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code not in RETRYABLE_SQS:
+                    raise PublishFailed(f"SQS SendMessage failed: {code or exc}") from exc
+            except BotoCoreError as exc:
+                raise PublishFailed(f"SQS SendMessage failed: {exc}") from exc
             time.sleep(min(1.0, 0.05 * 2**attempt))
-        raise PublishFailed(f"{len(entries)} decisions still failing after {self.attempts} attempts")
+        raise PublishFailed(f"decision batch still throttled after {self.attempts} attempts")
 
 
 class MemoryDecisionPublisher:
     """The fake: what was published, in order; `fail` makes the next publish raise."""
 
     def __init__(self) -> None:
-        self.published: list[Decision] = []
+        self.batches: list[DecisionBatch] = []
         self.fail = False
 
-    def publish(self, decisions: Sequence[Decision]) -> None:
+    @property
+    def published(self) -> list[Decision]:
+        return [d for batch in self.batches for d in batch.decisions]
+
+    def publish(self, batch: DecisionBatch) -> None:
         if self.fail:
             raise PublishFailed("decision queue unavailable (fake)")
-        self.published.extend(decisions)
+        self.batches.append(batch)
 
 
 class EvaluationMetrics(Protocol):
@@ -294,15 +288,41 @@ def evaluate_user(
             return outcome
 
         evaluation = evaluate(rules, user, account, record.segments if current.version else None, now)
-        fresh = [d for d in evaluation.decisions if record.decided.get(decision_key(d)) != d.decision_id]
+        decided = {decision_key(d): d for d in evaluation.decisions}
+        # Deferrals that came due: the rule still holds -> the deferred decision goes back to
+        # dispatch under its own id (judged again); it does not -> dispatch cancels it.
+        due = {k: v for k, v in record.deferred.items() if v.until <= now}
+        returning = [
+            decided[k].model_copy(update={"decision_id": v.decision_id})
+            for k, v in due.items()
+            if k in decided
+        ]
+        lapsed = [v.decision_id for k, v in due.items() if k not in decided]
+        fresh = [
+            d for k, d in decided.items() if record.decided.get(k) != d.decision_id and k not in due
+        ] + returning
+        waiting = {k: v for k, v in record.deferred.items() if k not in due}
+        checks = [
+            c for c in (evaluation.next_check_at, *(v.until for v in waiting.values())) if c is not None
+        ]
         updated = SegmentRecord(
             segments=evaluation.segments,
-            decided={**record.decided, **{decision_key(d): d.decision_id for d in evaluation.decisions}},
+            decided={**record.decided, **{k: d.decision_id for k, d in decided.items()}},
             state_version=max(record.state_version, state_version or 0),
-            next_check_at=due_time(evaluation.next_check_at),
+            deferred=waiting,
+            next_check_at=due_time(min(checks)) if checks else None,
         )
-        if fresh:
-            ports.publisher.publish(fresh)
+        if fresh or lapsed:
+            ports.publisher.publish(
+                DecisionBatch(
+                    user=user.user_id,
+                    account=user.account_id,
+                    decided_at=now,
+                    decisions=fresh,
+                    returning=[d.decision_id for d in returning],
+                    lapsed=lapsed,
+                )
+            )
         # The state version alone is no reason to write (it moves with every usage change).
         if updated.model_copy(update={"state_version": record.state_version}) == record:
             outcome = UserOutcome(
@@ -348,6 +368,34 @@ def evaluate_user(
 
 
 # ------------------------------------------------------------------------------------ stream
+
+
+class SegmentRechecks:
+    """Dispatch's deferrals, kept in the user's segment record: the sweep already wakes the user at
+    `next_check_at`, so a deferred send rides on it (no second schedule, no second index)."""
+
+    def __init__(self, segments: SegmentStore, attempts: int = 8) -> None:
+        self.segments = segments
+        self.attempts = attempts
+
+    def defer(self, user_id: str, decision: Decision, until: datetime, now: datetime) -> None:
+        key = decision_key(decision)
+        wanted = DeferredSend(decision_id=decision.decision_id, until=until)
+        for attempt in range(self.attempts):
+            current = self.segments.load([user_id])[user_id]
+            record = current.value
+            if record.deferred.get(key) == wanted:
+                return  # a redelivered batch: already scheduled
+            checks = [c for c in (record.next_check_at, until) if c is not None]
+            updated = record.model_copy(
+                update={"deferred": {**record.deferred, key: wanted}, "next_check_at": due_time(min(checks))}
+            )
+            try:
+                self.segments.save(user_id, updated, current.version, now)
+                return
+            except StateConflict:
+                time.sleep(min(0.5, 0.01 * 2**attempt))
+        raise EvaluationContention(f"user {user_id}: could not schedule a deferred send")
 
 
 class UndecodableRecord(ValueError):

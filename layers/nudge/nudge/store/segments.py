@@ -46,6 +46,11 @@ BUCKET = timedelta(days=1)
 WATERMARK_KEY: dict[str, Any] = {"pk": {"S": "SWEEP"}, "sk": {"S": "WATERMARK"}}
 
 
+class DeferredSend(BaseModel):
+    decision_id: str
+    until: datetime
+
+
 class SegmentRecord(BaseModel):
     """A user's evaluator-side state: lifecycle segment and history, decisions already published,
     the usage-state version last evaluated, and the next time-based re-check."""
@@ -58,6 +63,9 @@ class SegmentRecord(BaseModel):
     # Version of USER#<id>/STATE this record was last written from: a stream record older than
     # that (the sweep already evaluated a newer state) must not move the user backwards.
     state_version: int = 0
+    # "rule:action" -> a decision deferred by the guardrails (quiet hours): at `until` the evaluator
+    # re-checks the rule and sends the decision back to dispatch if it still holds, else cancels it.
+    deferred: dict[str, DeferredSend] = Field(default_factory=dict)
     # Stored as due_at, not in the blob: it is the GSI's sort key. Whole seconds (see due_time).
     next_check_at: datetime | None = Field(default=None, exclude=True)
 
