@@ -48,6 +48,24 @@ class Settings(BaseSettings):
     sweep_retry_seconds: int = Field(default=3600, ge=60)
     sweep_margin_seconds: float = Field(default=30.0, ge=0)
 
+    # Guardrails and actions (nudge.dispatch).
+    ledger_table: str = "nudge-ledger"
+    ledger_retention_days: int = Field(default=400, ge=30)
+    email_queue_url: str = ""
+    notify_queue_url: str = ""
+    escalation_queue_url: str = ""
+    # Where customer success works escalations (FIFO), and the topic that tells them one arrived.
+    cs_queue_url: str = ""
+    cs_topic_arn: str = ""
+    # SNS platform application that device tokens (the push_token trait) are registered with.
+    push_application_arn: str = ""
+    ses_configuration_set: str = ""
+    # SSM SecureString with the unsubscribe-link signing secrets, comma-separated (first signs).
+    unsubscribe_secret_param: str = "/nudge/dev/unsubscribe-secret"
+    # The public URL of GET/POST /v1/unsubscribe, as links in messages show it.
+    unsubscribe_url: str = ""
+    dispatch_attempts: int = Field(default=8, ge=1)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

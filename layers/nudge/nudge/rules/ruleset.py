@@ -92,6 +92,9 @@ class TriggerSpec(_Strict):
     cooldown: Duration = Field(default=timedelta(days=7), description="Not again for this long after firing.")
     once: bool = Field(default=False, description="At most once per user, ever (no re-entry).")
     escalate_when: Any = Field(default=None, description="Also escalate to customer success when this holds.")
+    next_step: str = Field(
+        default="", description="For an escalation: what customer success should do next (in the case)."
+    )
     # Guardrail choices per rule (nudge.guardrails).
     journey: str | None = Field(
         default=None, pattern=NAME_PATTERN, description="Caps per journey (guardrails.yaml); default: kind."

@@ -1,0 +1,127 @@
+"""Signed unsubscribe tokens: what the link in an email's footer and List-Unsubscribe carries.
+
+Format: v1.<payload>.<signature>, both URL-safe base64 without padding. The payload is the
+compact JSON array [user_id, scope, issued_at_unix_seconds]; the signature is HMAC-SHA256 over
+"v1.<payload>" with the first secret. Several secrets are accepted on reading, so a secret can
+be rotated without breaking the links already in people's inboxes: put the new one first, keep
+the old one until its links have expired.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+VERSION = "v1"
+DEFAULT_MAX_AGE = timedelta(days=365)
+MIN_SECRET_BYTES = 16
+# Real tokens are ~100 chars; refuse absurd input before doing any work on it.
+MAX_TOKEN_CHARS = 2048
+
+_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True)
+class UnsubscribeClaim:
+    user_id: str
+    scope: str  # a channel or topic: "email", "email:marketing", "sms"
+    issued_at: datetime
+
+
+class TokenError(Exception):
+    """The token cannot be honoured. Messages never quote the token or a secret."""
+
+
+class TokenInvalid(TokenError):
+    """Malformed, or not signed by any of our secrets (tampered, or made by someone else)."""
+
+
+class TokenExpired(TokenError):
+    """Genuine but older than the maximum age. `.claim` says whose it was."""
+
+    def __init__(self, claim: UnsubscribeClaim) -> None:
+        self.claim = claim
+        super().__init__("unsubscribe token expired")
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    if not _B64URL.match(text):
+        raise TokenInvalid("unsubscribe token is malformed")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise TokenInvalid("unsubscribe token is malformed") from exc
+    # Base64's last character has spare bits: several spellings decode to the same bytes.
+    # Accept only the one we write, so each claim has exactly one valid token.
+    if _b64encode(data) != text:
+        raise TokenInvalid("unsubscribe token is malformed")
+    return data
+
+
+def _secrets(secret: bytes | Sequence[bytes]) -> list[bytes]:
+    # bytes is itself a Sequence (of ints): test for it first.
+    secrets = [secret] if isinstance(secret, bytes) else list(secret)
+    if not secrets or any(len(s) < MIN_SECRET_BYTES for s in secrets):
+        raise ValueError(f"unsubscribe secrets must be at least {MIN_SECRET_BYTES} bytes each")
+    return secrets
+
+
+def _sign(secret: bytes, signed: str) -> bytes:
+    return hmac.new(secret, signed.encode("ascii"), hashlib.sha256).digest()
+
+
+def make_token(secret: bytes | Sequence[bytes], user_id: str, scope: str, issued_at: datetime) -> str:
+    """A token for `user_id` leaving `scope`, signed with `secret` (or the first of several)."""
+    if not user_id or not scope:
+        raise ValueError("user_id and scope must not be empty")
+    if issued_at.tzinfo is None:
+        raise ValueError("issued_at must be timezone-aware")
+    body = json.dumps([user_id, scope, int(issued_at.timestamp())], separators=(",", ":"))
+    signed = f"{VERSION}.{_b64encode(body.encode('utf-8'))}"
+    return f"{signed}.{_b64encode(_sign(_secrets(secret)[0], signed))}"
+
+
+def read_token(
+    secret: bytes | Sequence[bytes], token: str, now: datetime, max_age: timedelta = DEFAULT_MAX_AGE
+) -> UnsubscribeClaim:
+    """The claim in `token` if one of `secret` signed it; TokenInvalid or TokenExpired if not."""
+    secrets = _secrets(secret)
+    if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
+        raise TokenInvalid("unsubscribe token is malformed")
+    version, payload, signature = token.split(".")
+    if version != VERSION:
+        raise TokenInvalid("unsubscribe token has an unknown version")
+    given = _b64decode(signature)
+    signed = f"{version}.{payload}"
+    # compare_digest against every secret (no early exit on a match), so timing says nothing.
+    matches = [hmac.compare_digest(_sign(s, signed), given) for s in secrets]
+    if not any(matches):
+        raise TokenInvalid("unsubscribe token signature does not match")
+    try:
+        fields = json.loads(_b64decode(payload))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise TokenInvalid("unsubscribe token is malformed") from exc
+    match fields:
+        case [str(user_id), str(scope), int(seconds)] if user_id and scope:
+            pass
+        case _:
+            raise TokenInvalid("unsubscribe token is malformed")
+    try:
+        issued_at = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise TokenInvalid("unsubscribe token is malformed") from exc
+    claim = UnsubscribeClaim(user_id, scope, issued_at)
+    if now - issued_at > max_age:
+        raise TokenExpired(claim)
+    return claim
