@@ -33,6 +33,7 @@ def table_names(settings: Settings) -> dict[str, str]:
     """Template logical id -> table name. Add a line here when template.yaml adds a table."""
     return {
         "UsageTable": settings.usage_table,
+        "LedgerTable": settings.ledger_table,
     }
 
 

@@ -31,6 +31,7 @@ import json
 import multiprocessing.connection
 import os
 import re
+import secrets
 import signal
 import sys
 import threading
@@ -74,6 +75,9 @@ REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 WRITE_KEYS_PARAM = "/nudge/local/write-keys"
 USAGE_TABLE = "nudge-local-usage"
+LEDGER_TABLE = "nudge-local-ledger"
+UNSUBSCRIBE_SECRET_PARAM = "/nudge/local/unsubscribe-secret"  # noqa: S105 - a parameter name
+DEFAULT_API_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT_SECONDS = 3
 # Local queues are named <prefix>-<LogicalId>.
 QUEUE_PREFIX = "nudge-local"
@@ -745,8 +749,10 @@ class LocalStack:
         containers: int = 0,
         log_level: str = "INFO",
         function_logs: Path | None = None,
+        api_url: str = DEFAULT_API_URL,
     ) -> None:
         self.root = (root or find_root()).resolve()
+        self.api_url = api_url.rstrip("/")
         self.template_path = self.root / "template.yaml"
         self.rules_dir = (rules_dir or self.root / "rules").resolve()
         self.write_keys = list(write_keys) if write_keys is not None else write_keys_from_env()
@@ -805,6 +811,13 @@ class LocalStack:
             sqs: SQSClient = session.client("sqs")
             create_usage_resources(
                 dynamodb, session.client("ssm"), self.template_path, Settings(), self.write_keys
+            )
+            # A fresh signing secret per stack: local unsubscribe links are only good while it runs.
+            session.client("ssm").put_parameter(
+                Name=UNSUBSCRIBE_SECRET_PARAM,
+                Value=secrets.token_urlsafe(32),
+                Type="SecureString",
+                Overwrite=True,
             )
             self.queue_urls = create_queues(sqs, self.template_path, QUEUE_PREFIX)
             # What the template gives the functions (the decision queue's URL, the due index's
@@ -957,6 +970,10 @@ class LocalStack:
             "POWERTOOLS_METRICS_DISABLED": None,
             "POWERTOOLS_LOG_LEVEL": self.log_level,
             "NUDGE_USAGE_TABLE": USAGE_TABLE,
+            "NUDGE_LEDGER_TABLE": LEDGER_TABLE,
+            "NUDGE_UNSUBSCRIBE_SECRET_PARAM": UNSUBSCRIBE_SECRET_PARAM,
+            # Links in local messages point at the local API (`nudge serve`'s address).
+            "NUDGE_UNSUBSCRIBE_URL": f"{self.api_url}/v1/unsubscribe",
             "NUDGE_WRITE_KEYS_PARAM": WRITE_KEYS_PARAM,
             "NUDGE_RULES_DIR": str(self.rules_dir),
         }

@@ -1,0 +1,19 @@
+"""Escalate Lambda: the escalation queue -> a case on the CS FIFO queue + an SNS notice, once per decision."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nudge.dispatch.handler import DeliveryHandler
+from nudge.observability import logger, metrics, tracer
+
+# Rules, clients and the unsubscribe secret at cold start: a bad rule file fails here.
+deliveries = DeliveryHandler("escalate")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return deliveries.handle(event, context)

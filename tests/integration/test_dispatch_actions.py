@@ -1,0 +1,257 @@
+"""The real dispatch, email and escalate handlers against moto: tables and queues from template.yaml,
+SQS events in the shape Lambda delivers them, every message delivered twice."""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.ses.models import ses_backends
+
+from nudge import clock
+from nudge.dispatch.messages import DecisionBatch
+from nudge.ingest.messages import Group, Identify, Message, Track
+from nudge.ingest.service import ingest
+from nudge.ledger.dynamo import DynamoLedger
+from nudge.local.aws import create_queues, create_usage_resources
+from nudge.rules.evaluate import Decision
+from nudge.rules.plan import load_plan
+from nudge.settings import Settings, get_settings
+from nudge.store.dynamo import DynamoUsageStore
+
+REPO = Path(__file__).resolve().parents[2]
+PLAN = load_plan(REPO / "rules")
+NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)  # noon in New York: outside quiet hours
+REGION = "us-east-1"
+
+
+class Context:
+    function_name = "dispatch"
+    memory_limit_in_mb = 512
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:dispatch"
+    aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    queues: dict[str, str]
+    dispatch: ModuleType
+    email: ModuleType
+    escalate: ModuleType
+    ledger: DynamoLedger
+
+    def take(self, queue: str) -> dict[str, Any]:
+        """Everything on `queue` as one Lambda SQS event (and the messages leave the queue)."""
+        sqs = boto3.client("sqs")
+        records: list[dict[str, Any]] = []
+        while True:
+            got = sqs.receive_message(QueueUrl=self.queues[queue], MaxNumberOfMessages=10).get("Messages", [])
+            if not got:
+                return {"Records": records}
+            for m in got:
+                records.append(
+                    {
+                        "messageId": m["MessageId"],
+                        "receiptHandle": m["ReceiptHandle"],
+                        "body": m["Body"],
+                        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0"},
+                        "messageAttributes": {},
+                        "md5OfBody": m["MD5OfBody"],
+                        "eventSource": "aws:sqs",
+                        "eventSourceARN": f"arn:aws:sqs:{REGION}:{DEFAULT_ACCOUNT_ID}:{queue}",
+                        "awsRegion": REGION,
+                    }
+                )
+                sqs.delete_message(QueueUrl=self.queues[queue], ReceiptHandle=m["ReceiptHandle"])
+
+    def publish(self, batch: DecisionBatch) -> None:
+        boto3.client("sqs").send_message(
+            QueueUrl=self.queues["DecisionQueue"], MessageBody=batch.model_dump_json()
+        )
+
+
+def twice(event: dict[str, Any]) -> dict[str, Any]:
+    """At-least-once delivery at its worst: every record twice in one batch."""
+    return {"Records": [r for r in event["Records"] for _ in range(2)]}
+
+
+@pytest.fixture
+def pipeline(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(
+        usage_table=f"usage-{suffix}",
+        ledger_table=f"ledger-{suffix}",
+        write_keys_param=f"/nudge/it-{suffix}/write-keys",
+        unsubscribe_secret_param=f"/nudge/it-{suffix}/unsubscribe-secret",
+    )
+    create_usage_resources(boto3.client("dynamodb"), boto3.client("ssm"), template_path, settings, ["wk"])
+    queues = create_queues(boto3.client("sqs"), template_path, f"it-{suffix}")
+    boto3.client("ssm").put_parameter(
+        Name=settings.unsubscribe_secret_param, Value="s" * 32, Type="SecureString", Overwrite=True
+    )
+    boto3.client("ses").verify_email_identity(EmailAddress="hello@acme.example")
+    topic = boto3.client("sns").create_topic(Name=f"cs-{suffix}")["TopicArn"]
+    env = {
+        "NUDGE_USAGE_TABLE": settings.usage_table,
+        "NUDGE_LEDGER_TABLE": settings.ledger_table,
+        "NUDGE_RULES_DIR": str(REPO / "rules"),
+        "NUDGE_EMAIL_QUEUE_URL": queues["EmailQueue"],
+        "NUDGE_NOTIFY_QUEUE_URL": queues["NotifyQueue"],
+        "NUDGE_ESCALATION_QUEUE_URL": queues["EscalationQueue"],
+        "NUDGE_CS_QUEUE_URL": queues["CsQueue"],
+        "NUDGE_CS_TOPIC_ARN": topic,
+        "NUDGE_UNSUBSCRIBE_SECRET_PARAM": settings.unsubscribe_secret_param,
+        "NUDGE_UNSUBSCRIBE_URL": "https://api.example/v1/unsubscribe",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    real_clock = clock._source
+    clock.install(lambda: NOW)
+    try:
+        yield Pipeline(
+            settings=settings,
+            queues=queues,
+            dispatch=_load(REPO / "functions/dispatch/app.py", f"dispatch_app_{suffix}"),
+            email=_load(REPO / "functions/email/app.py", f"email_app_{suffix}"),
+            escalate=_load(REPO / "functions/escalate/app.py", f"escalate_app_{suffix}"),
+            ledger=DynamoLedger(boto3.client("dynamodb"), settings.ledger_table),
+        )
+    finally:
+        clock.install(real_clock)
+        get_settings.cache_clear()
+
+
+def a_user(settings: Settings, user: str, account: str) -> None:
+    messages: list[Message] = [
+        Track(userId=user, event="signed_up", timestamp=NOW, messageId=f"{user}-s"),
+        Identify(
+            userId=user,
+            traits={"email": f"{user}@example.com", "first_name": "Ada", "timezone": "America/New_York"},
+            timestamp=NOW,
+            messageId=f"{user}-i",
+        ),
+        Group(
+            userId=user,
+            groupId=account,
+            traits={"name": "Initech", "mrr": 9000, "seats": 40, "cs_owner": "Sam"},
+            timestamp=NOW,
+            messageId=f"{user}-g",
+        ),
+    ]
+    store = DynamoUsageStore(boto3.client("dynamodb"), settings.usage_table, settings.rollup_shards)
+    assert not ingest(list(enumerate(messages)), PLAN, store, NOW).errors
+
+
+def decision(rule: str, action: str, channel: str, user: str, decision_id: str, template: str) -> Decision:
+    return Decision(
+        decision_id=decision_id,
+        user=user,
+        account="acct-1",
+        rule=rule,
+        kind="escalation" if action == "escalate" else "onboarding",
+        action=action,
+        channel=channel,
+        template=template,
+        priority=90 if action == "escalate" else 60,
+        reason="test",
+        facts={"days since signup": 2},
+        decided_at=NOW,
+    )
+
+
+def sent_emails() -> list[Any]:
+    return list(ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages)
+
+
+def test_a_decision_delivered_twice_through_dispatch_and_email_is_sent_once(pipeline: Pipeline) -> None:
+    # Given a user, and one evaluation's finish_setup email on the decision queue
+    a_user(pipeline.settings, "ada", "acct-1")
+    pipeline.publish(
+        DecisionBatch(
+            user="ada",
+            account="acct-1",
+            decided_at=NOW,
+            decisions=[decision("finish_setup", "email", "email", "ada", "d-email-1", "finish_setup")],
+        )
+    )
+    before = len(sent_emails())
+    # When dispatch gets the batch twice, and the email function gets every delivery twice
+    answer = pipeline.dispatch.handler(twice(pipeline.take("DecisionQueue")), Context())
+    assert answer == {"batchItemFailures": []}
+    deliveries = pipeline.take("EmailQueue")
+    assert len(deliveries["Records"]) == 2  # routed by both copies: the email function dedupes
+    assert pipeline.email.handler(twice(deliveries), Context()) == {"batchItemFailures": []}
+    # Then exactly one email left SES, to the user, with a one-click unsubscribe header
+    sent = sent_emails()[before:]
+    assert len(sent) == 1
+    raw = sent[0].raw_data
+    assert "ada@example.com" in sent[0].destinations[0]
+    assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in raw
+    assert "https://api.example/v1/unsubscribe?token=" in raw
+    entry = pipeline.ledger.get("USER#ada", "d-email-1")
+    assert entry is not None
+    assert (entry.outcome, entry.status) == ("send", "sent")
+    assert entry.provider_id
+
+
+def test_an_escalation_raised_by_two_users_opens_one_case_and_holds_back_marketing(
+    pipeline: Pipeline,
+) -> None:
+    # Given two users of one account whose evaluations both escalate it (same decision id), and a
+    # marketing email decided with the first
+    a_user(pipeline.settings, "ann", "acct-1")
+    a_user(pipeline.settings, "bob", "acct-1")
+    esc = "d-esc-acct-1"
+    for user in ("ann", "bob"):
+        pipeline.publish(
+            DecisionBatch(
+                user=user,
+                account="acct-1",
+                decided_at=NOW,
+                decisions=[
+                    decision("at_risk_account", "escalate", "cs", user, esc, "cs_escalation"),
+                    decision("finish_setup", "email", "email", user, f"d-mail-{user}", "finish_setup"),
+                ],
+            )
+        )
+    # When dispatch and the escalate function each get everything twice
+    assert pipeline.dispatch.handler(twice(pipeline.take("DecisionQueue")), Context()) == {
+        "batchItemFailures": []
+    }
+    assert pipeline.escalate.handler(twice(pipeline.take("EscalationQueue")), Context()) == {
+        "batchItemFailures": []
+    }
+    # Then CS has one case, with the account's context, and no marketing email was routed
+    cases = boto3.client("sqs").receive_message(QueueUrl=pipeline.queues["CsQueue"], MaxNumberOfMessages=10)
+    bodies = [m["Body"] for m in cases.get("Messages", [])]
+    assert len(bodies) == 1
+    assert '"account_name":"Initech"' in bodies[0]
+    assert '"cs_owner":"Sam"' in bodies[0]
+    assert pipeline.take("EmailQueue")["Records"] == []
+    for user in ("ann", "bob"):
+        entry = pipeline.ledger.get(f"USER#{user}", f"d-mail-{user}")
+        assert entry is not None
+        assert (entry.outcome, entry.reason) == ("suppressed", "account_escalated")
