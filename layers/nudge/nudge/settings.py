@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     push_application_arn: str = ""
     ses_configuration_set: str = ""
     # SSM SecureString with the unsubscribe-link signing secrets, comma-separated (first signs).
-    unsubscribe_secret_param: str = "/nudge/dev/unsubscribe-secret"
+    unsubscribe_secret_param: str = "/nudge/dev/unsubscribe-secret"  # noqa: S105 - a parameter name
     # The public URL of GET/POST /v1/unsubscribe, as links in messages show it.
     unsubscribe_url: str = ""
     dispatch_attempts: int = Field(default=8, ge=1)
