@@ -3,7 +3,9 @@ SQS events in the shape Lambda delivers them, every message delivered twice."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,17 +21,21 @@ from moto.ses.models import ses_backends
 
 from nudge import clock
 from nudge.dispatch.messages import DecisionBatch
+from nudge.dispatch.service import DispatchPorts, DispatchResult, MemoryRechecks, MemoryRouter, dispatch
+from nudge.guardrails.policy import Guardrails, GuardrailsFile
 from nudge.ingest.messages import Group, Identify, Message, Track
 from nudge.ingest.service import ingest
 from nudge.ledger.dynamo import DynamoLedger
-from nudge.local.aws import create_queues, create_usage_resources
+from nudge.local.aws import LockedMotoServer, create_queues, create_usage_resources
 from nudge.rules.evaluate import Decision
 from nudge.rules.plan import load_plan
+from nudge.rules.ruleset import load_rules
 from nudge.settings import Settings, get_settings
 from nudge.store.dynamo import DynamoUsageStore
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN = load_plan(REPO / "rules")
+RULES = load_rules(REPO / "rules")
 NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)  # noon in New York: outside quiet hours
 REGION = "us-east-1"
 
@@ -186,7 +192,9 @@ def sent_emails() -> list[Any]:
     return list(ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages)
 
 
-def test_a_decision_delivered_twice_through_dispatch_and_email_is_sent_once(pipeline: Pipeline) -> None:
+def test_a_decision_delivered_twice_through_dispatch_and_email_is_sent_once(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     # Given a user, and one evaluation's finish_setup email on the decision queue
     a_user(pipeline.settings, "ada", "acct-1")
     pipeline.publish(
@@ -197,6 +205,7 @@ def test_a_decision_delivered_twice_through_dispatch_and_email_is_sent_once(pipe
             decisions=[decision("finish_setup", "email", "email", "ada", "d-email-1", "finish_setup")],
         )
     )
+    caplog.set_level("INFO")
     before = len(sent_emails())
     # When dispatch gets the batch twice, and the email function gets every delivery twice
     answer = pipeline.dispatch.handler(twice(pipeline.take("DecisionQueue")), Context())
@@ -215,6 +224,11 @@ def test_a_decision_delivered_twice_through_dispatch_and_email_is_sent_once(pipe
     assert entry is not None
     assert (entry.outcome, entry.status) == ("send", "sent")
     assert entry.provider_id
+    # ...and the functions' logs (what CloudWatch would keep) never held the address
+    printed = capsys.readouterr()
+    logged = caplog.text + printed.out + printed.err + repr([r.__dict__ for r in caplog.records])
+    assert "d-email-1" in logged
+    assert "ada@example.com" not in logged
 
 
 def test_an_escalation_raised_by_two_users_opens_one_case_and_holds_back_marketing(
@@ -255,3 +269,72 @@ def test_an_escalation_raised_by_two_users_opens_one_case_and_holds_back_marketi
         entry = pipeline.ledger.get(f"USER#{user}", f"d-mail-{user}")
         assert entry is not None
         assert (entry.outcome, entry.reason) == ("suppressed", "account_escalated")
+
+
+def test_eight_concurrent_dispatches_for_one_user_on_dynamodb_never_break_a_cap(
+    moto_server: LockedMotoServer, template_path: Path
+) -> None:
+    # Given the ledger and usage tables on a moto server (real HTTP, real threads), a user, and at
+    # most 2 messages a day
+    endpoint = moto_server.endpoint_url
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(
+        usage_table=f"usage-{suffix}", ledger_table=f"ledger-{suffix}", write_keys_param="/x/k"
+    )
+    client = boto3.client("dynamodb", endpoint_url=endpoint)
+    create_usage_resources(
+        client, boto3.client("ssm", endpoint_url=endpoint), template_path, settings, ["wk"]
+    )
+    usage = DynamoUsageStore(client, settings.usage_table, settings.rollup_shards)
+    identify = Identify(
+        userId="ada", traits={"email": "ada@example.com", "timezone": "UTC"}, timestamp=NOW, messageId="i"
+    )
+    assert not ingest([(0, identify)], PLAN, usage, NOW).errors
+    spec = GuardrailsFile.model_validate(
+        {"sender": {"email_from": "hello@acme.example"}, "caps": {"all": [{"max": 2, "per": "day"}]}}
+    )
+    rules = dataclasses.replace(RULES, guardrails=Guardrails(spec, "guardrails.yaml"))
+    names = [t.id for t in rules.triggers if t.spec.action == "email"]
+    router = MemoryRouter()
+    results: list[DispatchResult] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def one(n: int) -> None:
+        # Each thread its own clients, as each Lambda container has.
+        ports = DispatchPorts(
+            ledger=DynamoLedger(boto3.client("dynamodb", endpoint_url=endpoint), settings.ledger_table),
+            usage=DynamoUsageStore(boto3.client("dynamodb", endpoint_url=endpoint), settings.usage_table, 16),
+            router=router,
+            rechecks=MemoryRechecks(),
+        )
+        rule = names[n % len(names)]
+        batch = DecisionBatch(
+            user="ada",
+            decided_at=NOW,
+            decisions=[
+                decision(rule, "email", "email", "ada", f"d-{n}", rules.trigger_by_id[rule].spec.template)
+            ],
+        )
+        start.wait()
+        try:
+            results.append(dispatch(batch, rules, ports, NOW))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    # When 8 evaluations' batches are dispatched at the same moment
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+
+    # Then exactly 2 were sent, each of the others says why not, and the ledger agrees
+    assert not errors
+    verdicts = [v for r in results for v in r.verdicts]
+    assert len(verdicts) == 8
+    assert sorted(v.outcome for v in verdicts).count("send") == 2
+    assert {v.reason for v in verdicts if v.outcome != "send"} <= {"cap_all_day", "cooldown"}
+    assert len(router.routed) == 2
+    ledger = DynamoLedger(client, settings.ledger_table)
+    assert [e.outcome for e in ledger.entries_of("ada")].count("send") == 2

@@ -62,6 +62,9 @@ class SesV2Client(Protocol):
     def send_email(self, **kwargs: Any) -> Mapping[str, Any]: ...
 
 
+LOOPBACK_PREFIXES = ("http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/")
+
+
 def _set(message: EmailMessage, header: str, value: str) -> None:
     try:
         message[header] = value
@@ -93,7 +96,9 @@ def build_mime(email: Email) -> bytes:
     targets = []
     if email.unsubscribe_url:
         url = email.unsubscribe_url
-        if not url.startswith("https://") or _BRACKET_UNSAFE.search(url) or len(url) > MAX_UNSUBSCRIBE_CHARS:
+        # RFC 8058 wants https; plain http is allowed for a loopback host only (the local stack).
+        secure = url.startswith("https://") or url.startswith(LOOPBACK_PREFIXES)
+        if not secure or _BRACKET_UNSAFE.search(url) or len(url) > MAX_UNSUBSCRIBE_CHARS:
             raise SendRejected("InvalidUnsubscribeUrl", "one-click unsubscribe needs a plain https URL")
         targets.append(f"<{url}>")
     if email.unsubscribe_mailto:

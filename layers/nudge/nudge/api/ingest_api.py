@@ -10,11 +10,14 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, Field
 
 from nudge import clock
+from nudge.api import privacy_api
 from nudge.api.auth import KeysUnavailable, Unauthorized
 from nudge.api.body import BodyError, normalize
+from nudge.api.privacy_api import UNSUBSCRIBE_PATH, refused
+from nudge.api.privacy_api import router as privacy_router
+from nudge.api.shapes import ErrorItem, IngestResponse
 from nudge.api.wiring import services
 from nudge.ingest.messages import Batch, Group, Identify, InvalidMessage, Message, Track, describe
 from nudge.ingest.service import Contention, IngestResult, Problem, ingest
@@ -23,22 +26,11 @@ from nudge.store.errors import StoreUnavailable
 
 API_TITLE = "Nudge ingest API"
 API_VERSION = "1.0.0"
-PUBLIC_PATHS = {"/v1/openapi.json"}
+# No write key: the OpenAPI document, and unsubscribe links (their signed token is the credential).
+PUBLIC_PATHS = {"/v1/openapi.json", UNSUBSCRIBE_PATH}
 
 app = APIGatewayHttpResolver(enable_validation=True)
-
-
-class ErrorItem(BaseModel):
-    index: int | None = Field(description="Position of the message in the request (0 for a single message).")
-    field: str = Field(description="The offending field, dotted (e.g. traits.timezone).")
-    message: str = Field(description="What is wrong and how to fix it.")
-
-
-class IngestResponse(BaseModel):
-    success: bool
-    accepted: int = Field(default=0, description="Messages kept (duplicates included: they count once).")
-    errors: list[ErrorItem] = Field(default_factory=list)
-    warnings: list[ErrorItem] = Field(default_factory=list)
+app.include_router(privacy_router)
 
 
 def _json(
@@ -147,11 +139,16 @@ def openapi_json() -> str:
 
 
 @app.exception_handler(RequestValidationError)
-def _invalid(exc: RequestValidationError) -> Response[IngestResponse]:
+def _invalid(exc: RequestValidationError) -> Response[Any]:
     items = []
     for err in exc.errors():
         field, message = describe(err)
         items.append(ErrorItem(index=0, field=field, message=message))
+    if app.current_event.path == UNSUBSCRIBE_PATH:
+        # Someone holding a cut-short link: a page that says what to do, not a field list.
+        if any(i.field.rpartition(".")[2] == "token" for i in items):
+            return refused(400, "token", privacy_api.INVALID_LINK, "This link isn't valid")
+        return refused(400, items[0].field, items[0].message, "This link isn't valid")
     metrics.add_metric(name="EventsRejected", unit="Count", value=1)
     return _json(400, IngestResponse(success=False, errors=items))
 
@@ -185,8 +182,8 @@ def _early(status: int, field: str, message: str, headers: dict[str, str] | None
 def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Authenticate, bound and inflate the body, then route. The write key is never logged."""
     path = event.get("rawPath") or ""
+    svc = services()
     if path not in PUBLIC_PATHS:
-        svc = services()
         try:
             svc.keys.check(event.get("headers") or {})
         except Unauthorized as exc:
@@ -194,10 +191,11 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         except KeysUnavailable as exc:
             logger.error("write keys unavailable", extra={"cause": type(exc.__cause__).__name__})
             return _early(503, "authorization", str(exc), {"Retry-After": "2"})
-        limit = svc.settings.max_batch_bytes if path.endswith("/batch") else svc.settings.max_message_bytes
-        try:
-            event = normalize(event, limit)
-        except BodyError as exc:
-            return _early(exc.status, exc.field, exc.message)
+    # Public routes are bounded too: a one-click POST body is a few bytes.
+    limit = svc.settings.max_batch_bytes if path.endswith("/batch") else svc.settings.max_message_bytes
+    try:
+        event = normalize(event, limit)
+    except BodyError as exc:
+        return _early(exc.status, exc.field, exc.message)
     result: dict[str, Any] = app.resolve(event, context)
     return result

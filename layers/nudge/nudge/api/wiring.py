@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
 
 import boto3
@@ -11,10 +13,19 @@ from aws_lambda_powertools.utilities import parameters
 from nudge.api.auth import WriteKeys
 from nudge.ingest.fold import FoldWindow
 from nudge.ingest.service import IngestLimits
+from nudge.ledger.dynamo import DynamoLedger
+from nudge.ledger.store import Ledger
+from nudge.privacy.dynamo import DynamoAccountLedger
+from nudge.privacy.erasure import AccountLedger
+from nudge.privacy.unsubscribe import parse_secrets
 from nudge.rules.plan import TrackingPlan, load_plan
 from nudge.settings import Settings, get_settings
 from nudge.store.dynamo import DynamoUsageStore
 from nudge.store.ports import UsageStore
+from nudge.store.segments import DynamoSegmentStore, SegmentStore
+
+# How long the unsubscribe secrets are cached: a rotation reaches every container within it.
+UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -24,11 +35,14 @@ class Services:
     store: UsageStore
     keys: WriteKeys
     limits: IngestLimits
+    # Unsubscribe links and erasure (nudge.privacy).
+    segments: SegmentStore
+    ledger: Ledger
+    accounts: AccountLedger
+    unsubscribe_secrets: Callable[[], tuple[bytes, ...]]
 
 
 def limits_from(settings: Settings) -> IngestLimits:
-    from datetime import timedelta
-
     return IngestLimits(
         max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
         retention=timedelta(days=settings.retention_days),
@@ -50,10 +64,22 @@ def services() -> Services:
         value = parameters.get_parameter(name, decrypt=True, max_age=max_age)
         return str(value)
 
+    def fetch_unsubscribe_secrets() -> tuple[bytes, ...]:
+        value = parameters.get_parameter(
+            settings.unsubscribe_secret_param, decrypt=True, max_age=UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS
+        )
+        return parse_secrets(str(value))
+
     return Services(
         settings=settings,
         plan=plan,
         store=DynamoUsageStore(client, settings.usage_table, settings.rollup_shards),
         keys=WriteKeys(fetch_keys),
         limits=limits_from(settings),
+        segments=DynamoSegmentStore(
+            client, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
+        ),
+        ledger=DynamoLedger(client, settings.ledger_table, timedelta(days=settings.ledger_retention_days)),
+        accounts=DynamoAccountLedger(client, settings.ledger_table),
+        unsubscribe_secrets=fetch_unsubscribe_secrets,
     )

@@ -275,3 +275,18 @@ def guard_escalation(decision: Decision, open_escalation: bool) -> Verdict:
     if open_escalation:
         return Verdict(decision, "suppressed", "escalation_open")
     return Verdict(decision, "send", "")
+
+
+def cap_breaches(sends: Sequence[Sent], guardrails: Guardrails, zone: ZoneInfo) -> list[str]:
+    """An audit, after the fact: every cap one user's sends broke, as "<reason> at <time>".
+
+    The guardrails never let this happen; the demo and tests run it over the whole ledger to show
+    it (a cap counted at each send, over the sends up to and including it)."""
+    breaches: list[str] = []
+    ordered = sorted(sends, key=lambda sent: sent.at)
+    for index, sent in enumerate(ordered):
+        before = DeliveryRecord(sends=ordered[:index])
+        reason = full_cap(before, sent.channel, sent.journey, guardrails, zone, sent.at)
+        if reason:
+            breaches.append(f"{reason} at {sent.at.isoformat()}")
+    return breaches

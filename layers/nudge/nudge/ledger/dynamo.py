@@ -274,6 +274,23 @@ class DynamoLedger:
                 request = dict(response.get("UnprocessedItems") or {})
         return len(items)
 
+    def scan_entries(self) -> list[LedgerEntry]:
+        """Every decision entry, users' and accounts' (a Scan: for reports and the local stack,
+        never on a hot path)."""
+        args: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":prefix": {"S": DECISION}},
+        }
+        entries: list[LedgerEntry] = []
+        while True:
+            response = calls.read(self.client.scan, **args)
+            entries += [entry_of(item) for item in response.get("Items", [])]
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return sorted(entries, key=lambda e: (e.recorded_at, e.decision_id))
+            args["ExclusiveStartKey"] = last
+
     def _query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
         args: dict[str, Any] = {
             "TableName": self.table,

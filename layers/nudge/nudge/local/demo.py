@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,7 +45,7 @@ from rich.table import Table
 from nudge.ingest.fold import week_key
 from nudge.ingest.state import UserState
 from nudge.local.http import LocalApiServer
-from nudge.local.pumps import PumpStats, TappedMessage
+from nudge.local.pumps import PumpStats
 from nudge.local.stack import LocalStack
 from nudge.samples.generator import SampleHistory, build_history
 from nudge.store import codec
@@ -335,13 +335,12 @@ def _replay(
     sizes = segment_sizes(histories)
     evaluation.samples.append(WeekSample("now", sizes))
     segments = segment_ids(stack.rules_dir)
-    decisions = stack.decisions()
     total_seconds = time.monotonic() - began
     resent = Resent(len(last_batch), status, body, unchanged)
     _summary(console, history, counted, stats, sent, resent, now, replay_seconds, total_seconds, evaluation)
     _segments_summary(console, segments, evaluation.samples, histories)
     _transitions_summary(console, histories)
-    _decisions_summary(console, decisions)
+    breaches = _decisions_summary(console, stack)
     empty = [segment for segment in segments if not sizes.get(segment)]
     if empty:
         console.print(f"[red]Empty lifecycle segments at the end: {', '.join(empty)}[/red]")
@@ -352,6 +351,7 @@ def _replay(
         and counted.users == len(history.users)
         and evaluation.stream.failed_batches == 0
         and not empty
+        and breaches == 0
     )
     return 0 if ok else 1
 
@@ -483,31 +483,78 @@ def _transitions_summary(console: Console, histories: Sequence[SegmentRecord], t
     console.print(table)
 
 
-def _decisions_summary(console: Console, decisions: Sequence[TappedMessage]) -> None:
-    """Decisions by rule. A decision_id is one decision: an account-level escalation is sent by
-    each of the account's users the rule fired for, with the same id (the consumer dedupes)."""
-    bodies: list[Mapping[str, Any]] = [m.body for m in decisions if isinstance(m.body, dict)]
-    ids: dict[tuple[str, str, str], set[str]] = {}
-    users: dict[tuple[str, str, str], set[str]] = {}
-    messages: Counter[tuple[str, str, str]] = Counter()
-    for body in bodies:
-        key = (str(body.get("rule")), str(body.get("action")), str(body.get("channel")))
-        ids.setdefault(key, set()).add(str(body.get("decision_id")))
-        users.setdefault(key, set()).add(str(body.get("user")))
-        messages[key] += 1
-    unique = len({str(body.get("decision_id")) for body in bodies})
-    table = Table(
-        title=f"Decisions on the decision queue, by rule ({unique:,} decisions, {len(bodies):,} messages)"
+def _decisions_summary(console: Console, stack: LocalStack) -> int:
+    """What the guardrails did with every decision (the ledger), what was sent, and an audit that
+    no user's sends broke a cap. Returns the number of cap breaches (0 is the only good answer)."""
+    from nudge.guardrails.verdicts import Sent, cap_breaches, choices, user_zone
+    from nudge.rules.ruleset import load_rules
+
+    entries = stack.decisions()
+    rules = load_rules(stack.rules_dir)
+    by_rule: dict[str, Counter[str]] = {}
+    reasons: Counter[str] = Counter()
+    for entry in entries:
+        counts = by_rule.setdefault(entry.decision.rule, Counter())
+        counts["decisions"] += 1
+        outcome = entry.status if entry.outcome == "send" else entry.outcome
+        counts[outcome] += 1
+        if entry.outcome in ("suppressed", "cancelled") or (
+            entry.outcome == "send" and entry.status != "sent"
+        ):
+            reasons[f"{entry.outcome}: {entry.reason or entry.status}"] += 1
+    table = Table(title=f"Decisions through the guardrails, by rule ({len(entries):,} decisions)")
+    # Short headers: the demo's terminal may be 80 columns wide.
+    headers = {
+        "rule": "rule",
+        "decisions": "all",
+        "sent": "sent",
+        "suppressed": "supp.",
+        "deferred": "defer.",
+    }
+    headers |= {"cancelled": "canc.", "held_out": "held", "other": "other"}
+    for key, header in headers.items():
+        table.add_column(header, justify="left" if key == "rule" else "right", no_wrap=key == "rule")
+    for rule, c in sorted(by_rule.items(), key=lambda item: -item[1]["decisions"]):
+        shown = ("sent", "suppressed", "deferred", "cancelled", "held_out")
+        other = c["decisions"] - sum(c[k] for k in shown)
+        table.add_row(rule, f"{c['decisions']:,}", *(f"{c[k]:,}" for k in shown), f"{other:,}")
+    table.caption = (
+        "supp. = suppressed, canc. = cancelled (deferred, then the rule stopped holding), held = held out"
     )
-    table.add_column("rule")
-    table.add_column("action")
-    table.add_column("channel")
-    table.add_column("decisions", justify="right")
-    table.add_column("messages", justify="right")
-    table.add_column("users", justify="right")
-    for key in sorted(ids, key=lambda k: (-len(ids[k]), k)):
-        rule, action, channel = key
-        table.add_row(
-            rule, action, channel, f"{len(ids[key]):,}", f"{messages[key]:,}", f"{len(users[key]):,}"
-        )
     console.print(table)
+    why = Table(title="Not sent, by reason")
+    why.add_column("outcome: reason")
+    why.add_column("decisions", justify="right")
+    for reason, count in reasons.most_common():
+        why.add_row(reason, f"{count:,}")
+    console.print(why)
+
+    sent = stack.outbox()
+    channels = Counter(m["channel"] for m in sent)
+    cases = stack.escalations()
+    per_channel = ", ".join(f"{n:,} {c}" for c, n in sorted(channels.items())) or "none"
+    console.print(f"Sent: {len(sent):,} messages ({per_channel}); {len(cases):,} CS escalations.")
+    fallback = (
+        rules.guardrails.spec.quiet_hours.fallback_timezone if rules.guardrails.spec.quiet_hours else "UTC"
+    )
+    sends: dict[str, list[Sent]] = {}
+    for entry in entries:
+        if entry.outcome == "send" and entry.status in ("sent", "sending", "unknown", "queued"):
+            d = entry.decision
+            journey = choices(rules.trigger_by_id[d.rule].spec, rules.guardrails).journey
+            sends.setdefault(d.user, []).append(
+                Sent(at=entry.recorded_at, channel=d.channel, rule=d.rule, journey=journey)
+            )
+    users = stack.store.load_users(sorted(sends)) if sends else {}
+    breaches = 0
+    for user_id, user_sends in sends.items():
+        traits = users[user_id].value.trait_values() if user_id in users else {}
+        found = cap_breaches(
+            [s for s in user_sends if s.channel != "cs"], rules.guardrails, user_zone(traits, fallback)
+        )
+        breaches += len(found)
+        for breach in found[:3]:
+            console.print(f"[red]cap broken for {user_id}: {breach}[/red]")
+    if not breaches:
+        console.print(f"Caps audit: no user's sends break any cap ({len(sends):,} users messaged).")
+    return breaches

@@ -7,7 +7,9 @@ stack's state:
   GET  /_local/users/{id}      a user's usage state (traits, account, counts, milestones, ...),
                                lifecycle segment and segment history
   GET  /_local/accounts/{id}   an account's traits and usage rollup
-  GET  /_local/decisions       decisions put on the decision queue so far (?user=ID: one user's)
+  GET  /_local/decisions       every decision dispatched so far and its outcome (?user=ID: one user's)
+  GET  /_local/outbox          messages sent (email, push, SMS): recipient, rule, subject, body, html
+  GET  /_local/escalations     cases put on the customer-success queue
   GET  /_local/clock           the simulated time
   POST /_local/clock           {"now": ISO8601} moves the simulated clock forward and runs
                                everything due on the way (sweeps, the stream) before answering
@@ -37,6 +39,7 @@ from typing import Any, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from nudge.ingest.state import UserState
+from nudge.ledger.entries import LedgerEntry
 from nudge.local.stack import ACCOUNT_ID, ClockError, HandlerFailed, LocalStack, Route
 from nudge.store.ports import Versioned
 from nudge.store.segments import SegmentRecord
@@ -375,6 +378,19 @@ def _local(stack: LocalStack, method: str, path: str, query: str, body: bytes) -
         return _account(stack, parts[1])
     if reading and parts == ["decisions"]:
         return _decisions(stack, dict(parse_qsl(query)))
+    if reading and parts == ["outbox"]:
+        stack.settle()
+        user = dict(parse_qsl(query)).get("user")
+        sent = [m for m in stack.outbox() if user is None or m["user_id"] == user]
+        return HTTPStatus.OK, {"count": len(sent), "messages": sent}
+    if reading and parts == ["escalations"]:
+        stack.settle()
+        cases = [
+            {**m.body, "queued_at": m.queued_at.isoformat()}
+            for m in stack.escalations()
+            if isinstance(m.body, dict)
+        ]
+        return HTTPStatus.OK, {"count": len(cases), "escalations": cases}
     if parts == ["clock"] and reading:
         return HTTPStatus.OK, {"now": stack.clock.now().isoformat()}
     if parts == ["clock"] and method == "POST":
@@ -429,7 +445,9 @@ def _user(stack: LocalStack, user_id: str) -> tuple[int, Any]:
         return HTTPStatus.NOT_FOUND, {"message": "no such user", "user_id": user_id}
     record = stack.segments.load([user_id])[user_id]
     # Version 0: never evaluated (no segment record yet).
-    return HTTPStatus.OK, user_document(found.value, found.version, record if record.version else None)
+    document = user_document(found.value, found.version, record if record.version else None)
+    document["ledger"] = [ledger_document(e) for e in stack.ledger.entries_of(user_id)]
+    return HTTPStatus.OK, document
 
 
 def _account(stack: LocalStack, account_id: str) -> tuple[int, Any]:
@@ -445,14 +463,23 @@ def _account(stack: LocalStack, account_id: str) -> tuple[int, Any]:
     }
 
 
+def ledger_document(entry: LedgerEntry) -> dict[str, Any]:
+    """A ledger entry as the local API shows it: the decision, then what became of it."""
+    return {
+        **entry.decision.model_dump(mode="json"),
+        "outcome": entry.outcome,
+        "outcome_reason": entry.reason,
+        "status": entry.status,
+        "deliver_at": entry.deliver_at.isoformat() if entry.deliver_at else None,
+        "recorded_at": entry.recorded_at.isoformat(),
+        "updated_at": entry.updated_at.isoformat(),
+    }
+
+
 def _decisions(stack: LocalStack, query: dict[str, str]) -> tuple[int, Any]:
     stack.settle()
     user = query.get("user")
-    decisions = [
-        {**m.body, "queued_at": m.queued_at.isoformat(), "message_id": m.message_id}
-        for m in stack.decisions()
-        if isinstance(m.body, dict) and (user is None or m.body.get("user") == user)
-    ]
+    decisions = [ledger_document(e) for e in stack.decisions() if user is None or e.decision.user == user]
     return HTTPStatus.OK, {"count": len(decisions), "decisions": decisions}
 
 

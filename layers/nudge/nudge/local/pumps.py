@@ -64,6 +64,9 @@ LOCAL_MAX_RETRIES = 3
 DEFAULT_ASYNC_RETRIES = 2
 GET_RECORDS_LIMIT = 1000  # the most GetRecords returns at once
 SQS_RECEIVE_LIMIT = 10
+# A queue pump stops after this many rounds in a row in which every message failed; the messages
+# stay on the queue for the next pump (a queue with a DLQ moves them there long before).
+MAX_STALLED_ROUNDS = 25
 # Between retries of a failed batch: Lambda backs off too, and a transient failure (contention
 # on a user's record) usually clears in that time. Capped: the local stack waits for it.
 RETRY_BACKOFF_SECONDS = 0.05
@@ -659,6 +662,170 @@ class ScheduledFunction:
             "responsePayload": {"errorMessage": error, "errorType": "HandlerFailed"},
         }
         self._sqs.send_message(QueueUrl=self._failure_queue_url, MessageBody=json.dumps(message))
+
+
+# ---------------------------------------------------------------------------- queues
+
+
+@dataclass(frozen=True)
+class QueueSource:
+    """A function's `Type: SQS` event, with Lambda's defaults filled in."""
+
+    function: str
+    event: str
+    queue: str  # logical id of the queue
+    batch_size: int
+    report_item_failures: bool
+
+
+def queue_sources(template: Mapping[str, Any]) -> list[QueueSource]:
+    sources: list[QueueSource] = []
+    for function, name, props, _ in _events(template, "SQS"):
+        where = f"{function}.Events.{name}"
+        sources.append(
+            QueueSource(
+                function=function,
+                event=name,
+                queue=_get_att(props.get("Queue"), "Arn", where),
+                batch_size=int(props.get("BatchSize", SQS_RECEIVE_LIMIT)),
+                report_item_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+            )
+        )
+    return sources
+
+
+def sqs_record(message: Mapping[str, Any], queue_arn: str) -> dict[str, Any]:
+    """A ReceiveMessage message (boto3 shape) as Lambda puts it in an SQS event's Records list."""
+    attributes = {str(k): str(v) for k, v in (message.get("Attributes") or {}).items()}
+    message_attributes = {
+        name: {
+            "stringValue": value.get("StringValue"),
+            "binaryValue": None,
+            "stringListValues": [],
+            "binaryListValues": [],
+            "dataType": value.get("DataType", "String"),
+        }
+        for name, value in (message.get("MessageAttributes") or {}).items()
+    }
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message.get("Body", ""),
+        "attributes": attributes,
+        "messageAttributes": message_attributes,
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": REGION,
+    }
+
+
+class QueuePump:
+    """Lambda's SQS event source mapping for one queue -> one function.
+
+    Receives up to BatchSize messages per invocation, as many batches at once as there are lanes
+    (handler containers), and deletes what the handler did not report failed. A failed message is
+    made visible again at once (Lambda would wait out the visibility timeout; the local stack does
+    not wait), so it is received again; the queue's RedrivePolicy (moto applies it on receive)
+    moves a message that keeps failing to its DLQ after maxReceiveCount receives, as in AWS.
+    """
+
+    def __init__(
+        self,
+        source: QueueSource,
+        *,
+        queue_url: str,
+        queue_arn: str,
+        sqs: SQSClient,
+        invoke: Invoker,
+        lanes: int = 1,
+    ) -> None:
+        self.source = source
+        self.queue_url = queue_url
+        self.queue_arn = queue_arn
+        self._sqs = sqs
+        self._invoke = invoke
+        self._lanes = max(1, lanes)
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(
+            max_workers=self._lanes, thread_name_prefix=f"queue-{source.function}"
+        )
+        self.stats = PumpStats()
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def pump(self) -> PumpStats:
+        """Deliver what the queue holds until it is empty; return what this call did."""
+        with self._lock:
+            began = time.monotonic()
+            stats = PumpStats()
+            stalled = 0  # rounds in a row where every message failed (bounded: a queue without DLQ)
+            while stalled < MAX_STALLED_ROUNDS:
+                batches = [b for b in (self._receive() for _ in range(self._lanes)) if b]
+                if not batches:
+                    break
+                received = sum(len(b) for b in batches)
+                stats.read += received
+                failed_now = 0
+                for failed in self._pool.map(self._deliver, batches):
+                    stats.invocations += 1
+                    stats.delivered += 1
+                    failed_now += failed
+                stats.failed_records += failed_now
+                stalled = stalled + 1 if failed_now == received else 0
+            stats.seconds = time.monotonic() - began
+            self.stats.add(stats)
+            return stats
+
+    def _receive(self) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        while len(messages) < self.source.batch_size:
+            response = self._sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(SQS_RECEIVE_LIMIT, self.source.batch_size - len(messages)),
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                WaitTimeSeconds=0,
+            )
+            got = response.get("Messages", [])
+            if not got:
+                break
+            messages.extend(dict(m) for m in got)
+        return messages
+
+    def _deliver(self, messages: list[dict[str, Any]]) -> int:
+        """Invoke on one batch; delete what succeeded, release the rest; how many failed."""
+        records = [sqs_record(m, self.queue_arn) for m in messages]
+        try:
+            response = self._invoke(self.source.function, {"Records": records})
+            failures = response.get("batchItemFailures") if isinstance(response, dict) else None
+            failed_ids = {str((f or {}).get("itemIdentifier") or "") for f in failures or []}
+            if not self.source.report_item_failures:
+                failed_ids = set()
+            if failed_ids - {m["MessageId"] for m in messages}:
+                # Lambda's rule: an unknown itemIdentifier fails the whole batch.
+                failed_ids = {m["MessageId"] for m in messages}
+        except HandlerFailed:
+            failed_ids = {m["MessageId"] for m in messages}
+        done = [m for m in messages if m["MessageId"] not in failed_ids]
+        for start in range(0, len(done), SQS_RECEIVE_LIMIT):
+            self._sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(done[start : start + SQS_RECEIVE_LIMIT])
+                ],
+            )
+        for m in messages:
+            if m["MessageId"] in failed_ids:
+                self._sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+                )
+        return len(failed_ids)
 
 
 # ---------------------------------------------------------------------------- queue tap

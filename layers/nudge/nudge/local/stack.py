@@ -25,7 +25,6 @@ and Metrics keeps one metric set per process. So, like Lambda:
 from __future__ import annotations
 
 import base64
-import dataclasses
 import importlib.util
 import json
 import multiprocessing.connection
@@ -55,9 +54,12 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
     from mypy_boto3_sqs.client import SQSClient
 
+    from nudge.ledger.dynamo import DynamoLedger
+    from nudge.ledger.entries import LedgerEntry
     from nudge.local.aws import LockedMotoServer
     from nudge.local.pumps import (
         PumpStats,
+        QueuePump,
         QueueTap,
         ScheduledFunction,
         ScheduledRun,
@@ -81,11 +83,10 @@ DEFAULT_API_URL = "http://127.0.0.1:8080"
 DEFAULT_TIMEOUT_SECONDS = 3
 # Local queues are named <prefix>-<LogicalId>.
 QUEUE_PREFIX = "nudge-local"
-# Decisions go here; its consumers (the action functions) come later, so the stack reads and keeps
-# them (GET /_local/decisions). A queue listed here is drained by the stack: remove it once a
-# function of the template consumes it.
-DECISION_QUEUE = "DecisionQueue"
-TAPPED_QUEUES = (DECISION_QUEUE,)
+# Customer success reads escalations from this queue; locally nobody does, so the stack drains and
+# keeps them (GET /_local/escalations). A queue listed here is read by the stack, not a function.
+CS_QUEUE = "CsQueue"
+TAPPED_QUEUES = (CS_QUEUE,)
 # Template parameters the local stack sets rather than taking their Default, as
 # `sam deploy --parameter-overrides` would. DueShards: the due index spreads a day's re-checks
 # over 16 partitions in DynamoDB, but moto has no partitions and answers each index Query by
@@ -204,7 +205,7 @@ def _route_pattern(path: str) -> re.Pattern[str]:
 
 
 # Event types whose functions the local stack runs: API routes, the stream pump, the schedule.
-LOCAL_EVENT_TYPES = frozenset({"HttpApi", "DynamoDB", "Schedule"})
+LOCAL_EVENT_TYPES = frozenset({"HttpApi", "DynamoDB", "Schedule", "SQS"})
 
 
 def _function_code(
@@ -692,6 +693,19 @@ def _attribute_value_wire(value: Any) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------------- the stack
 
 
+def _guardrails_sender(rules_dir: Path) -> str:
+    """sender.email_from of rules/guardrails.yaml, read plainly (the functions validate the file)."""
+    import yaml
+
+    path = rules_dir / "guardrails.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return ""
+    sender = (data.get("sender") or {}) if isinstance(data, dict) else {}
+    return str(sender.get("email_from") or "") if isinstance(sender, dict) else ""
+
+
 def find_root(start: Path | None = None) -> Path:
     """The project directory: the nearest one holding template.yaml, from `start` (or the current
     directory) upwards, else the checkout this package was installed from."""
@@ -774,6 +788,7 @@ class LocalStack:
         self._segments: DynamoSegmentStore | None = None
         self._settings: Settings | None = None
         self._pumps: list[StreamPump] = []
+        self._queue_pumps: list[QueuePump] = []
         self._schedules: list[ScheduledFunction] = []
         self._taps: dict[str, QueueTap] = {}
         # One driver at a time: an HTTP request moving the clock, the background loop, the demo.
@@ -820,9 +835,15 @@ class LocalStack:
                 Overwrite=True,
             )
             self.queue_urls = create_queues(sqs, self.template_path, QUEUE_PREFIX)
-            # What the template gives the functions (the decision queue's URL, the due index's
-            # shards), resolved to the local resources: set before the containers copy the env.
-            refs = {**self.queue_urls, **table_names(Settings()), **LOCAL_PARAMETERS}
+            # What the template gives the functions (queue URLs, the due index's shards, the CS
+            # topic, the push application), resolved to the local resources: set before the
+            # containers copy the env.
+            refs = {
+                **self.queue_urls,
+                **table_names(Settings()),
+                **LOCAL_PARAMETERS,
+                **self._messaging_resources(session),
+            }
             self._env.enter_context(
                 _patched_environ(function_environment(self.template_path, list(self.functions), refs, fixed))
             )
@@ -850,15 +871,38 @@ class LocalStack:
             raise
         return self
 
+    def _messaging_resources(self, session: boto3.session.Session) -> dict[str, str]:
+        """What the template takes from outside (the SES sender identity, a push platform
+        application) or declares beyond tables and queues (the CS topic), made in moto."""
+        from email.utils import parseaddr
+
+        from nudge.local.template import load_template
+
+        sender = parseaddr(_guardrails_sender(self.rules_dir))[1]
+        if sender:
+            # SES refuses to send from an unverified identity, in moto as in AWS.
+            session.client("ses").verify_email_identity(EmailAddress=sender)
+        sns = session.client("sns")
+        application = sns.create_platform_application(
+            Name="nudge-local-push", Platform="GCM", Attributes={"PlatformCredential": "local"}
+        )["PlatformApplicationArn"]
+        refs = {"PushApplicationArn": application}
+        for logical_id, resource in load_template(self.template_path)["Resources"].items():
+            if resource.get("Type") == "AWS::SNS::Topic":
+                refs[logical_id] = sns.create_topic(Name=f"{QUEUE_PREFIX}-{logical_id}")["TopicArn"]
+        return refs
+
     def _wire_sources(
         self, session: boto3.session.Session, dynamodb: DynamoDBClient, sqs: SQSClient, settings: Settings
     ) -> None:
         """The template's stream and schedule events, and taps on the queues nothing consumes yet."""
         from nudge.local.aws import table_names
         from nudge.local.pumps import (
+            QueuePump,
             QueueTap,
             ScheduledFunction,
             StreamPump,
+            queue_sources,
             schedule_sources,
             stream_sources,
         )
@@ -906,6 +950,22 @@ class LocalStack:
                     anchor=anchor,
                 )
             )
+        for queue_source in queue_sources(template):
+            url = queue(queue_source.queue, f"{queue_source.function}.{queue_source.event}")
+            assert url is not None
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+            self._queue_pumps.append(
+                QueuePump(
+                    queue_source,
+                    queue_url=url,
+                    queue_arn=arn,
+                    sqs=sqs,
+                    invoke=self.invoke_function,
+                    lanes=max(1, self.containers),
+                )
+            )
         for logical_id in TAPPED_QUEUES:
             if logical_id in self.queue_urls:
                 self._taps[logical_id] = QueueTap(sqs, self.queue_urls[logical_id], self.clock.now)
@@ -920,6 +980,9 @@ class LocalStack:
         pumps, self._pumps = self._pumps, []
         for pump in pumps:
             pump.close()
+        queue_pumps, self._queue_pumps = self._queue_pumps, []
+        for queue_pump in queue_pumps:
+            queue_pump.close()
         self._schedules, self._taps = [], {}
         runner, self._runner = self._runner, None
         if runner is not None:
@@ -1034,6 +1097,10 @@ class LocalStack:
         return tuple(self._pumps)
 
     @property
+    def queue_pumps(self) -> Sequence[QueuePump]:
+        return tuple(self._queue_pumps)
+
+    @property
     def schedules(self) -> Sequence[ScheduledFunction]:
         return tuple(self._schedules)
 
@@ -1058,6 +1125,10 @@ class LocalStack:
                     stats = pump.pump()
                     total.add(stats)
                     invoked += stats.invocations
+                # Then the queues the functions consume (decisions -> dispatch -> channels):
+                # their work may write to the stream again (a deferral), hence the same loop.
+                for queue_pump in self._queue_pumps:
+                    invoked += queue_pump.pump().invocations
                 if not invoked:
                     for tap in self._taps.values():
                         tap.drain()
@@ -1115,19 +1186,34 @@ class LocalStack:
             self.run_due()
             return moved
 
-    def decisions(self) -> list[TappedMessage]:
-        """Decisions read from the decision queue so far, in the order they were read: one entry per
-        decision (a message carries one evaluation's batch of them)."""
+    @property
+    def ledger(self) -> DynamoLedger:
+        from nudge.ledger.dynamo import DynamoLedger
+
+        if self._store is None:
+            raise RuntimeError("the local stack is not started")
+        return DynamoLedger(self._store.client, LEDGER_TABLE)
+
+    def decisions(self) -> list[LedgerEntry]:
+        """Every decision dispatched so far with what became of it (the ledger), oldest first."""
         with self._drive:
-            tap = self._taps.get(DECISION_QUEUE)
+            return self.ledger.scan_entries()
+
+    def outbox(self) -> list[dict[str, Any]]:
+        """Messages sent to users (email, push, SMS), oldest first: GET /_local/outbox."""
+        from nudge.local.outbox import outbox
+
+        with self._drive:
+            return outbox(self.ledger.scan_entries())
+
+    def escalations(self) -> list[TappedMessage]:
+        """Cases put on the customer-success queue, in the order they were read."""
+        with self._drive:
+            tap = self._taps.get(CS_QUEUE)
             if tap is None:
                 return []
             tap.drain()
-            return [
-                dataclasses.replace(message, body=decision)
-                for message in tap.messages()
-                for decision in (message.body.get("decisions", []) if isinstance(message.body, dict) else [])
-            ]
+            return list(tap.messages())
 
     def start_background(self, interval_seconds: float = 1.0, *, schedules: bool = True) -> None:
         """Run what is due every `interval_seconds` on a thread, as Lambda and EventBridge would

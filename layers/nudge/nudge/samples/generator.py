@@ -18,6 +18,7 @@ Weeks below are ISO weeks in UTC, as the usage state counts them (nudge.ingest.f
 from __future__ import annotations
 
 import bisect
+import hashlib
 import random
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -915,6 +916,9 @@ class _Planner:
         }
         if user.phone:
             traits["phone"] = user.phone
+        # The mobile app's device token (what it registers for push); derived, not drawn from the
+        # generator's random stream, so every other part of the history stays as it was.
+        traits["push_token"] = hashlib.sha256(f"device|{user.email}".encode()).hexdigest()
         return traits
 
 

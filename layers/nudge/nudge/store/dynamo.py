@@ -11,6 +11,7 @@ exactly once; shards (by a hash of the user id) spread a hot account over many i
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from nudge.ingest.state import AccountRollup, AccountState, RollupDelta, UserState, WeekRollup
 from nudge.store import calls, codec
+from nudge.store.errors import StoreUnavailable
 from nudge.store.ports import Versioned
 
 if TYPE_CHECKING:
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 BATCH_GET_LIMIT = 100
+BATCH_WRITE_LIMIT = 25
+# A BatchWriteItem's unprocessed items (throttling) are retried this many times, with backoff,
+# before the caller is told the store is unavailable (the whole request may then be retried).
+BATCH_WRITE_ATTEMPTS = 8
 # Rollup week items outlive the users' own kept history, then expire.
 ROLLUP_WEEKS_KEPT = 26
 
@@ -39,6 +45,43 @@ def account_key(account_id: str, sort: str = "TRAITS") -> dict[str, Any]:
 
 def shard_of(user_id: str, shards: int) -> int:
     return zlib.crc32(user_id.encode()) % shards
+
+
+def partition_keys(client: DynamoDBClient, table: str, pk: str) -> list[dict[str, Any]]:
+    """The keys of every item under `pk` (strongly consistent, all pages)."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": pk}},
+        "ProjectionExpression": "pk, sk",
+        "ConsistentRead": True,
+    }
+    keys: list[dict[str, Any]] = []
+    while True:
+        response = calls.read(client.query, **kwargs)
+        keys += [{"pk": item["pk"], "sk": item["sk"]} for item in response.get("Items", [])]
+        if "LastEvaluatedKey" not in response:
+            return keys
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def delete_keys(client: DynamoDBClient, table: str, keys: Sequence[dict[str, Any]]) -> int:
+    """Delete `keys` with BatchWriteItem, 25 at a time, retrying unprocessed items with backoff;
+    StoreUnavailable if some are still refused after BATCH_WRITE_ATTEMPTS. Deleting a missing key
+    is not an error, so a retried erasure is safe."""
+    for start in range(0, len(keys), BATCH_WRITE_LIMIT):
+        request: dict[str, Any] = {
+            table: [{"DeleteRequest": {"Key": key}} for key in keys[start : start + BATCH_WRITE_LIMIT]]
+        }
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            response = calls.read(client.batch_write_item, RequestItems=request)
+            request = dict(response.get("UnprocessedItems") or {})
+            if not request:
+                break
+            time.sleep(min(1.0, 0.02 * 2**attempt))
+        else:
+            raise StoreUnavailable(f"DynamoDB left {len(request.get(table, []))} deletes unprocessed")
+    return len(keys)
 
 
 class DynamoUsageStore:
@@ -188,3 +231,9 @@ class DynamoUsageStore:
                 break
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return users if limit is None else users[:limit]
+
+    def erase_user(self, user_id: str) -> int:
+        """Delete every item under USER#<id> (state, segment record, anything added later); how many.
+        The user's account rollups hold counts only and stay."""
+        keys = partition_keys(self.client, self.table, f"USER#{user_id}")
+        return delete_keys(self.client, self.table, keys)

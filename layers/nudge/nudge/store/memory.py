@@ -62,3 +62,7 @@ class MemoryUsageStore:
         with self._lock:
             found = sorted(uid for uid, user in self.users.items() if user.value.account_id == account_id)
         return found if limit is None else found[:limit]
+
+    def erase_user(self, user_id: str) -> int:
+        with self._lock:
+            return 1 if self.users.pop(user_id, None) is not None else 0

@@ -36,3 +36,7 @@ class UsageStore(Protocol):
     def users_of_account(self, account_id: str, limit: int | None = None) -> list[str]:
         """The ids of the users whose state names `account_id`, sorted; at most `limit` of them."""
         ...
+
+    def erase_user(self, user_id: str) -> int:
+        """Delete everything stored under the user (erasure); how many items. Idempotent."""
+        ...

@@ -123,6 +123,10 @@ class SegmentStore(Protocol):
         """Versioned like a record: a concurrent sweep's watermark is not overwritten blindly."""
         ...
 
+    def erase(self, user_id: str) -> int:
+        """Delete the user's record (erasure): it leaves the due index with it; how many (0 or 1)."""
+        ...
+
 
 class DynamoSegmentStore:
     def __init__(
@@ -239,6 +243,12 @@ class DynamoSegmentStore:
         }
         calls.write(self.client.put_item, **calls.versioned_put(self.table, item, version))
 
+    def erase(self, user_id: str) -> int:
+        response = calls.read(
+            self.client.delete_item, TableName=self.table, Key=segments_key(user_id), ReturnValues="ALL_OLD"
+        )
+        return 1 if response.get("Attributes") else 0
+
 
 def _record_of(item: dict[str, Any]) -> SegmentRecord:
     record = codec.decode(item["seg"]["B"], SegmentRecord) if "seg" in item else SegmentRecord()
@@ -310,6 +320,10 @@ class MemorySegmentStore:
             if (self.watermark.version if self.watermark else 0) != version:
                 raise StateConflict("watermark")
             self.watermark = Versioned(through, version + 1)
+
+    def erase(self, user_id: str) -> int:
+        with self._lock:
+            return 1 if self.records.pop(user_id, None) is not None else 0
 
 
 def _copy(record: Versioned[SegmentRecord]) -> Versioned[SegmentRecord]:

@@ -1,0 +1,116 @@
+"""The whole pipeline on the local stack: events -> evaluate -> dispatch (guardrails, ledger) ->
+the email and notify functions -> moto's SES and SNS, seen through GET /_local/outbox."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.e2e.conftest import Api
+
+pytestmark = pytest.mark.e2e
+
+
+def message(api: Api, user: str, kind: str, **fields: Any) -> dict[str, Any]:
+    when = api.stack.clock.now() - timedelta(minutes=1)
+    return {
+        "type": kind,
+        "userId": user,
+        "messageId": str(uuid.uuid4()),
+        "timestamp": when.isoformat(),
+        **fields,
+    }
+
+
+def signed_up_with_traits(api: Api, user: str, **traits: Any) -> list[dict[str, Any]]:
+    batch = [
+        message(
+            api,
+            user,
+            "identify",
+            traits={
+                "email": f"{user}@example.com",
+                "first_name": "Ada",
+                "timezone": "UTC",
+                "consent": {"email": True},
+                **traits,
+            },
+        ),
+        message(api, user, "track", event="signed_up"),
+    ]
+    response = api.post("/v1/batch", {"batch": batch})
+    assert response.status_code == 200, response.text
+    return batch
+
+
+def move_clock(api: Api, delta: timedelta) -> None:
+    when = api.stack.clock.now() + delta
+    response = api.session.post(f"{api.base_url}/_local/clock", json={"now": when.isoformat()}, timeout=600)
+    assert response.status_code == 200, response.text
+
+
+def outbox(api: Api, user: str) -> list[dict[str, Any]]:
+    response = api.session.get(f"{api.base_url}/_local/outbox", params={"user": user}, timeout=60)
+    assert response.status_code == 200, response.text
+    sent: list[dict[str, Any]] = response.json()["messages"]
+    return sent
+
+
+def test_a_stalled_signup_gets_one_finish_setup_email_and_its_ledger_says_so(api: Api, uid: str) -> None:
+    # Given a user who signed up and did nothing else
+    batch = signed_up_with_traits(api, uid)
+    # When a day and a half passes (the rule waits a day), and the same batch is posted again
+    move_clock(api, timedelta(hours=36))
+    assert api.post("/v1/batch", {"batch": batch}).status_code == 200
+    move_clock(api, timedelta(hours=1))
+    # Then exactly one email went out, rendered from the template, with a working unsubscribe link
+    sent = outbox(api, uid)
+    assert [(m["rule"], m["channel"], m["to"]) for m in sent] == [
+        ("finish_setup", "email", f"{uid}@example.com")
+    ]
+    assert "Ada" in sent[0]["subject"]
+    assert "https://app.acme.example/setup" in sent[0]["body"]
+    assert "/v1/unsubscribe?token=" in sent[0]["headers"]["List-Unsubscribe"]
+    # ...and the user's ledger holds the decision, sent
+    ledger = api.user(uid)["ledger"]
+    assert [(e["rule"], e["outcome"], e["status"]) for e in ledger] == [("finish_setup", "send", "sent")]
+
+
+def test_a_user_who_said_no_to_email_gets_nothing_and_the_ledger_says_why(api: Api, uid: str) -> None:
+    # Given a user who said no to email
+    signed_up_with_traits(api, uid, consent={"email": False})
+    # When the finish_setup rule fires
+    move_clock(api, timedelta(hours=36))
+    # Then nothing is sent, and the ledger records why
+    assert outbox(api, uid) == []
+    ledger = api.user(uid)["ledger"]
+    assert [(e["rule"], e["outcome"], e["outcome_reason"]) for e in ledger] == [
+        ("finish_setup", "suppressed", "no_consent")
+    ]
+
+
+def test_every_stream_record_and_queue_message_delivered_twice_sends_nothing_twice(
+    api: Api, uid: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given every event source of the stack delivering each record twice in its batch
+    def doubled(invoke: Any) -> Any:
+        def twice(function: str, event: dict[str, Any]) -> dict[str, Any]:
+            result: dict[str, Any] = invoke(
+                function, {**event, "Records": [r for r in event["Records"] for _ in (0, 1)]}
+            )
+            return result
+
+        return twice
+
+    for pump in [*api.stack.pumps, *api.stack.queue_pumps]:
+        monkeypatch.setattr(pump, "_invoke", doubled(pump._invoke))
+    # When a stalled signup's finish_setup rule fires
+    signed_up_with_traits(api, uid)
+    move_clock(api, timedelta(hours=36))
+    # Then one decision, one email
+    assert [m["rule"] for m in outbox(api, uid)] == ["finish_setup"]
+    assert len(api.user(uid)["ledger"]) == 1

@@ -1,0 +1,316 @@
+"""Unsubscribe links and erasure through the real ingest handler on API Gateway v2 events, against
+moto with both tables built from template.yaml."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from nudge.actions.unsubscribe import make_token
+from nudge.api import wiring
+from nudge.ledger.entries import Commit, Escalation, LedgerEntry
+from nudge.local.aws import create_usage_resources
+from nudge.privacy.erasure import ERASED
+from nudge.rules.evaluate import Decision
+from nudge.settings import Settings, get_settings
+from nudge.store.segments import DynamoSegmentStore, SegmentRecord
+
+KEY = "wk-privacy-it"
+SECRET = "privacy-integration-secret-0123456789"
+USAGE_TABLE = "usage-privacy-it"
+LEDGER_TABLE = "ledger-privacy-it"
+ACCOUNT = "acct-privacy-it"
+
+
+class Context:
+    function_name = "ingest"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ingest"
+    aws_request_id = "req-privacy"
+
+
+@pytest.fixture(scope="module")
+def handler() -> Iterator[ModuleType]:
+    with pytest.MonkeyPatch.context() as env, mock_aws():
+        env.setenv("NUDGE_USAGE_TABLE", USAGE_TABLE)
+        env.setenv("NUDGE_LEDGER_TABLE", LEDGER_TABLE)
+        env.setenv("NUDGE_WRITE_KEYS_PARAM", "/nudge/it-privacy/write-keys")
+        env.setenv("NUDGE_UNSUBSCRIBE_SECRET_PARAM", "/nudge/it-privacy/unsubscribe-secret")
+        get_settings.cache_clear()
+        wiring.services.cache_clear()
+        settings = Settings()
+        create_usage_resources(
+            boto3.client("dynamodb"), boto3.client("ssm"), Path("template.yaml"), settings, [KEY]
+        )
+        # As the operator stores it: the signing secret first, a retired one after it.
+        boto3.client("ssm").put_parameter(
+            Name=settings.unsubscribe_secret_param,
+            Value=f"{SECRET},retired-secret-kept-for-old-links",
+            Type="SecureString",
+        )
+        spec = importlib.util.spec_from_file_location("ingest_app_privacy_it", "functions/ingest/app.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+        get_settings.cache_clear()
+        wiring.services.cache_clear()
+
+
+def event(
+    method: str,
+    path: str,
+    query: dict[str, str] | None = None,
+    *,
+    key: str | None = None,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    path_parameters: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    all_headers = {"content-type": "application/json", **(headers or {})}
+    if key is not None:
+        all_headers["authorization"] = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    evt: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": urlencode(query or {}),
+        "headers": all_headers,
+        "requestContext": {
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1"},
+            "requestId": "r",
+            "stage": "$default",
+        },
+        "isBase64Encoded": False,
+    }
+    if query:
+        evt["queryStringParameters"] = query
+    if path_parameters:
+        evt["pathParameters"] = path_parameters
+    if body is not None:
+        evt["body"] = body if isinstance(body, str) else json.dumps(body)
+    return evt
+
+
+def call(handler: ModuleType, evt: dict[str, Any]) -> tuple[int, dict[str, str], str]:
+    response = handler.handler(evt, Context())
+    return response["statusCode"], response.get("headers") or {}, response.get("body") or ""
+
+
+def uid() -> str:
+    return f"it-{uuid.uuid4().hex[:8]}"
+
+
+def token(user: str, scope: str = "email:onboarding", at: datetime | None = None) -> str:
+    return make_token(SECRET.encode(), user, scope, at or datetime.now(UTC))
+
+
+def items(table: str, pk: str) -> list[dict[str, Any]]:
+    response = boto3.client("dynamodb").query(
+        TableName=table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": pk}},
+        ConsistentRead=True,
+    )
+    found: list[dict[str, Any]] = response["Items"]
+    return found
+
+
+def unsubscribed(user: str) -> set[str]:
+    delivery = [i for i in items(LEDGER_TABLE, f"USER#{user}") if i["sk"]["S"] == "DELIVERY"]
+    return set(delivery[0]["unsub"]["SS"]) if delivery else set()
+
+
+def decision(decision_id: str, user: str, *, escalate: bool = False) -> Decision:
+    return Decision(
+        decision_id=decision_id,
+        user=user,
+        account=ACCOUNT,
+        rule="rescue_account" if escalate else "finish_setup",
+        kind="escalation" if escalate else "onboarding",
+        action="escalate" if escalate else "email",
+        channel="cs" if escalate else "email",
+        template="t",
+        priority=1,
+        reason="test",
+        facts={},
+        decided_at=datetime.now(UTC),
+    )
+
+
+def seed_user(handler: ModuleType, user: str) -> None:
+    """A user as the pipeline leaves them: usage state and segment record, a message decision in
+    the ledger, an unsubscribe (the DELIVERY item)."""
+    now = datetime.now(UTC)
+    for path, body in (
+        ("/v1/identify", {"userId": user, "traits": {"email": f"{user.partition('@')[0]}@acme.example"}}),
+        ("/v1/group", {"userId": user, "groupId": ACCOUNT, "traits": {"name": "Acme"}}),
+        ("/v1/track", {"userId": user, "event": "project_created"}),
+    ):
+        assert call(handler, event("POST", path, key=KEY, body=body))[0] == 200
+    services = wiring.services()
+    segments = DynamoSegmentStore(boto3.client("dynamodb"), USAGE_TABLE)
+    segments.save(user, SegmentRecord(next_check_at=now + timedelta(days=1)), 0, now)
+    entry = LedgerEntry(
+        decision=decision(f"d-{user}", user), outcome="send", status="sent", recorded_at=now, updated_at=now
+    )
+    services.ledger.commit(Commit(user, None, 0, (entry,), frozenset()), now)
+    services.ledger.unsubscribe(user, "sms", now)
+
+
+def test_a_valid_link_unsubscribes_the_user_from_its_scope(handler: ModuleType) -> None:
+    user = uid()
+
+    status, headers, page = call(handler, event("GET", "/v1/unsubscribe", {"token": token(user)}))
+
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/html")
+    assert "unsubscribed from onboarding emails" in page
+    assert unsubscribed(user) == {"email:onboarding"}
+
+
+def test_a_tampered_link_is_400_and_unsubscribes_nobody(handler: ModuleType) -> None:
+    user = uid()
+    forged = make_token(b"someone-elses-secret-0123456789", user, "email:onboarding", datetime.now(UTC))
+
+    status, _, page = call(handler, event("GET", "/v1/unsubscribe", {"token": forged}))
+
+    assert status == 400
+    assert "incomplete or has been changed" in page
+    assert unsubscribed(user) == set()
+
+
+def test_an_expired_link_is_410_gone(handler: ModuleType) -> None:
+    user = uid()
+    old = token(user, at=datetime.now(UTC) - timedelta(days=400))
+
+    status, _, page = call(handler, event("GET", "/v1/unsubscribe", {"token": old}))
+
+    assert status == 410
+    assert "expired" in page
+    assert unsubscribed(user) == set()
+
+
+def test_one_click_post_unsubscribes_and_twice_is_fine(handler: ModuleType) -> None:
+    user = uid()
+    one_click = event(
+        "POST",
+        "/v1/unsubscribe",
+        {"token": token(user, "email:upgrade")},
+        body="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+
+    first = call(handler, one_click)
+    second = call(handler, one_click)
+
+    assert first[0] == second[0] == 200
+    assert (
+        json.loads(first[2])
+        == json.loads(second[2])
+        == {
+            "success": True,
+            "scope": "email:upgrade",
+            "errors": [],
+        }
+    )
+    assert unsubscribed(user) == {"email:upgrade"}
+
+
+def test_all_leaves_the_tokens_whole_channel(handler: ModuleType) -> None:
+    user = uid()
+
+    status, _, body = call(handler, event("POST", "/v1/unsubscribe", {"token": token(user), "all": "1"}))
+
+    assert (status, json.loads(body)["scope"]) == (200, "email")
+    assert unsubscribed(user) == {"email"}
+
+
+def test_delete_needs_the_write_key(handler: ModuleType) -> None:
+    user = uid()
+    seed_user(handler, user)
+
+    status, _, body = call(handler, event("DELETE", f"/v1/users/{user}", path_parameters={"userId": user}))
+
+    assert status == 401
+    assert json.loads(body)["errors"][0]["field"] == "authorization"
+    assert len(items(USAGE_TABLE, f"USER#{user}")) == 2
+
+
+def test_delete_erases_that_user_only_and_a_second_delete_answers_zeros(handler: ModuleType) -> None:
+    # Given two users of one account, with state, segment record, ledger entry and unsubscribes,
+    # and an open escalation the first raised for the account
+    gone, kept = uid(), uid()
+    seed_user(handler, gone)
+    seed_user(handler, kept)
+    now = datetime.now(UTC)
+    esc = decision(f"esc-{uuid.uuid4().hex[:8]}", gone, escalate=True)  # ids are hashes, not names
+    escalation = Escalation(decision_id=esc.decision_id, rule=esc.rule, user=gone, opened_at=now)
+    entry = LedgerEntry(decision=esc, outcome="send", status="queued", recorded_at=now, updated_at=now)
+    wiring.services().ledger.commit(
+        Commit(gone, None, 0, (entry,), frozenset(), (ACCOUNT, escalation, 0)), now
+    )
+    assert len(items(USAGE_TABLE, f"USER#{gone}")) == 2  # STATE, SEGMENTS
+    assert len(items(LEDGER_TABLE, f"USER#{gone}")) == 2  # DELIVERY, DECISION#
+
+    # When the first is erased
+    erase = event("DELETE", f"/v1/users/{gone}", key=KEY, path_parameters={"userId": gone})
+    status, _, body = call(handler, erase)
+
+    # Then all their items are gone
+    assert status == 200
+    assert json.loads(body) == {"success": True, "deleted": {"usage": 2, "ledger": 2}, "anonymized": 2}
+    assert items(USAGE_TABLE, f"USER#{gone}") == []
+    assert items(LEDGER_TABLE, f"USER#{gone}") == []
+    # the open escalation stays for CS, naming nobody
+    account = {i["sk"]["S"]: i for i in items(LEDGER_TABLE, f"ACCOUNT#{ACCOUNT}")}
+    kept_decision = account[f"DECISION#{esc.decision_id}"]
+    assert kept_decision["user_id"]["S"] == ERASED
+    assert json.loads(kept_decision["decision"]["S"])["user"] == ERASED
+    assert json.loads(account["ESCALATION"]["esc"]["S"])["user"] == ERASED
+    assert gone not in json.dumps(account)
+    # the other user's items are untouched, and the account's rollups (counts) stay
+    assert len(items(USAGE_TABLE, f"USER#{kept}")) == 2
+    assert len(items(LEDGER_TABLE, f"USER#{kept}")) == 2
+    assert unsubscribed(kept) == {"sms"}
+    assert any(i["sk"]["S"].startswith("WEEK#") for i in items(USAGE_TABLE, f"ACCOUNT#{ACCOUNT}"))
+    members = wiring.services().store.users_of_account(ACCOUNT)
+    assert gone not in members
+    assert kept in members
+
+    # And a second erasure finds nothing left
+    status, _, body = call(handler, erase)
+    assert (status, json.loads(body)["deleted"]) == (200, {"usage": 0, "ledger": 0})
+
+
+def test_an_encoded_user_id_is_erased_by_its_decoded_name(handler: ModuleType) -> None:
+    # API Gateway decodes path parameters; the local server passes them decoded too
+    user = f"{uid()}@acme.example"
+    seed_user(handler, user)
+    path = f"/v1/users/{quote(user)}"
+
+    status, _, body = call(handler, event("DELETE", path, key=KEY, path_parameters={"userId": user}))
+
+    assert (status, json.loads(body)["deleted"]["usage"]) == (200, 2)
+    assert items(USAGE_TABLE, f"USER#{user}") == []
+
+
+def test_the_openapi_document_lists_the_new_routes(handler: ModuleType) -> None:
+    status, _, body = call(handler, event("GET", "/v1/openapi.json"))
+
+    assert status == 200
+    paths = json.loads(body)["paths"]
+    assert {"/v1/unsubscribe", "/v1/users/{userId}"} <= set(paths)

@@ -1,0 +1,477 @@
+"""Unsubscribe links and erasure: the use cases on in-memory fakes, then the API's routes (the real
+resolver, with its collaborators replaced by the same fakes)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from nudge import clock
+from nudge.actions.unsubscribe import TokenExpired, TokenInvalid, make_token
+from nudge.api import ingest_api, privacy_api, wiring
+from nudge.api.auth import WriteKeys
+from nudge.ingest.state import Stamped, UserState
+from nudge.ledger.entries import Commit, Escalation, LedgerEntry
+from nudge.ledger.store import MemoryLedger
+from nudge.privacy.erasure import ERASED, erase_user
+from nudge.privacy.memory import MemoryAccountLedger
+from nudge.privacy.unsubscribe import SecretsUnavailable, unsubscribe
+from nudge.rules.evaluate import Decision
+from nudge.rules.plan import load_plan
+from nudge.settings import Settings
+from nudge.store.memory import MemoryUsageStore
+from nudge.store.segments import MemorySegmentStore, SegmentRecord
+
+REPO = Path(__file__).resolve().parents[2]
+NOW = datetime(2025, 3, 12, 10, 0, tzinfo=UTC)
+SECRET = b"s" * 32
+OLD_SECRET = b"o" * 32
+KEY = "wk-unit"
+
+
+def uid() -> str:
+    return f"u-{uuid.uuid4().hex[:8]}"
+
+
+def decision(
+    decision_id: str, user: str, account: str | None = "acct-1", *, escalate: bool = False
+) -> Decision:
+    return Decision(
+        decision_id=decision_id,
+        user=user,
+        account=account,
+        rule="rescue_account" if escalate else "finish_setup",
+        kind="escalation" if escalate else "onboarding",
+        action="escalate" if escalate else "email",
+        channel="cs" if escalate else "email",
+        template="t",
+        priority=1,
+        reason="test",
+        facts={"days_inactive": 12},
+        decided_at=NOW,
+    )
+
+
+def entry(d: Decision) -> LedgerEntry:
+    return LedgerEntry(decision=d, outcome="send", status="queued", recorded_at=NOW, updated_at=NOW)
+
+
+def state(user_id: str, account: str | None = "acct-1") -> UserState:
+    member = Stamped(v=account, at=NOW, mid="m1") if account else None
+    traits = {"email": Stamped(v=f"{user_id}@acme.example", at=NOW, mid="m1")}
+    return UserState(user_id=user_id, first_seen=NOW, account=member, traits=traits)
+
+
+@dataclass
+class World:
+    usage: MemoryUsageStore
+    segments: MemorySegmentStore
+    ledger: MemoryLedger
+    accounts: MemoryAccountLedger
+
+    def erase(self, user_id: str) -> Any:
+        return erase_user(
+            user_id, usage=self.usage, segments=self.segments, ledger=self.ledger, accounts=self.accounts
+        )
+
+    def add_user(self, user_id: str, account: str | None = "acct-1") -> None:
+        self.usage.save_user(state(user_id, account), 0, None, NOW)
+        self.segments.save(user_id, SegmentRecord(next_check_at=NOW + timedelta(days=1)), 0, NOW)
+        self.ledger.commit(
+            Commit(user_id, None, 0, (entry(decision(f"d-{user_id}", user_id, account)),), frozenset()), NOW
+        )
+        self.ledger.unsubscribe(user_id, "sms", NOW)
+
+    def escalate(self, d: Decision, *, handled: bool = False) -> None:
+        assert d.account is not None
+        escalation = Escalation(decision_id=d.decision_id, rule=d.rule, user=d.user, opened_at=NOW)
+        version = self.ledger.escalations[d.account].version if d.account in self.ledger.escalations else 0
+        self.ledger.commit(
+            Commit(d.user, None, 0, (entry(d),), frozenset(), (d.account, escalation, version)), NOW
+        )
+        if handled:
+            assert self.ledger.handle_escalation(d.account, "agent", NOW)
+
+
+def world() -> World:
+    ledger = MemoryLedger()
+    return World(MemoryUsageStore(), MemorySegmentStore(), ledger, MemoryAccountLedger(ledger))
+
+
+# ------------------------------------------------------------------------------ erasure use case
+
+
+def test_erasure_deletes_the_users_usage_and_ledger_items_and_nobody_elses() -> None:
+    # Given two users of one account, each with state, segment record, ledger entry and unsubscribe
+    w = world()
+    gone, kept = uid(), uid()
+    w.add_user(gone)
+    w.add_user(kept)
+
+    # When the first is erased
+    erased = w.erase(gone)
+
+    # Then everything of theirs is gone (state + segment record; entry + delivery record) ...
+    assert (erased.usage, erased.ledger, erased.anonymized) == (2, 2, 0)
+    assert gone not in w.usage.users
+    assert gone not in w.segments.records
+    assert w.ledger.entries_of(gone) == []
+    assert gone not in w.ledger.unsubscribed
+    # ... and the other user's stay whole
+    assert kept in w.usage.users
+    assert kept in w.segments.records
+    assert len(w.ledger.entries_of(kept)) == 1
+    assert w.ledger.unsubscribed[kept] == {"sms"}
+
+
+def test_erasing_twice_or_erasing_a_stranger_deletes_nothing_more() -> None:
+    w = world()
+    user = uid()
+    w.add_user(user)
+    w.erase(user)
+
+    assert w.erase(user) == w.erase(uid())
+    assert (w.erase(user).usage, w.erase(user).ledger, w.erase(user).anonymized) == (0, 0, 0)
+
+
+def test_the_open_escalation_they_raised_is_kept_with_the_user_replaced() -> None:
+    # Given an account escalation raised by the user, open, and an older one of theirs handled
+    w = world()
+    user, other = uid(), uid()
+    w.add_user(user)
+    w.add_user(other)
+    w.escalate(decision("esc-old", user, escalate=True), handled=True)
+    w.escalate(decision("esc-other", other, escalate=True), handled=True)
+    w.escalate(decision("esc-open", user, escalate=True))
+
+    # When the user is erased
+    erased = w.erase(user)
+
+    # Then the open escalation's decision stays, naming nobody; the handled one of theirs goes
+    assert erased.anonymized == 2  # the decision and the escalation record
+    assert erased.ledger == 3  # their entry, their delivery record, the handled escalation decision
+    kept = w.ledger.get("ACCOUNT#acct-1", "esc-open")
+    assert kept is not None
+    assert kept.decision.user == ERASED
+    assert kept.status == "queued"  # the escalate function can still deliver the case
+    assert w.ledger.get("ACCOUNT#acct-1", "esc-old") is None
+    escalation = w.accounts.escalation("acct-1")
+    assert escalation is not None
+    assert (escalation.decision_id, escalation.user) == ("esc-open", ERASED)
+    # and another user's escalation decision is not touched
+    other_decision = w.ledger.get("ACCOUNT#acct-1", "esc-other")
+    assert other_decision is not None
+    assert other_decision.decision.user == other
+
+
+def test_escalations_are_found_through_ledger_entries_when_the_state_is_gone() -> None:
+    # Given a user whose usage state is already gone (an erasure that failed half-way)
+    w = world()
+    user = uid()
+    w.add_user(user, account="acct-2")
+    w.escalate(decision("esc-2", user, account="acct-2", escalate=True), handled=True)
+    w.usage.users.pop(user)
+
+    # When erased again, the account is known from their own ledger entry
+    w.erase(user)
+
+    assert w.ledger.get("ACCOUNT#acct-2", "esc-2") is None
+
+
+# ------------------------------------------------------------------------- unsubscribe use case
+
+
+def test_a_token_unsubscribes_from_its_topic_or_its_whole_channel() -> None:
+    ledger = MemoryLedger()
+    user = uid()
+    token = make_token(SECRET, user, "email:onboarding", NOW)
+
+    assert unsubscribe(
+        token, whole_channel=False, secrets=lambda: [SECRET], ledger=ledger, now=NOW
+    ).scope == ("email:onboarding")
+    assert unsubscribe(token, whole_channel=True, secrets=lambda: [SECRET], ledger=ledger, now=NOW).scope == (
+        "email"
+    )
+    assert ledger.unsubscribed[user] == {"email:onboarding", "email"}
+
+
+def test_a_token_signed_with_a_rotated_out_secret_still_works_while_listed() -> None:
+    ledger = MemoryLedger()
+    token = make_token(OLD_SECRET, "u1", "email:tips", NOW)
+
+    done = unsubscribe(
+        token, whole_channel=False, secrets=lambda: [SECRET, OLD_SECRET], ledger=ledger, now=NOW
+    )
+
+    assert done.scope == "email:tips"
+
+
+@pytest.mark.parametrize(
+    ("token", "error"),
+    [
+        (make_token(SECRET, "u1", "email:tips", NOW)[:-2] + "AA", TokenInvalid),
+        (make_token(b"x" * 32, "u1", "email:tips", NOW), TokenInvalid),
+        ("not-a-token", TokenInvalid),
+        (make_token(SECRET, "u1", "email:tips", NOW - timedelta(days=400)), TokenExpired),
+    ],
+)
+def test_a_bad_or_old_token_unsubscribes_nobody(token: str, error: type[Exception]) -> None:
+    ledger = MemoryLedger()
+
+    with pytest.raises(error):
+        unsubscribe(token, whole_channel=False, secrets=lambda: [SECRET], ledger=ledger, now=NOW)
+
+    assert ledger.unsubscribed == {}
+
+
+def test_a_missing_or_short_secret_is_a_server_problem_not_a_bad_link() -> None:
+    token = make_token(SECRET, "u1", "email:tips", NOW)
+    for secrets in ([], [b"short"]):
+        with pytest.raises(SecretsUnavailable):
+            unsubscribe(
+                token, whole_channel=False, secrets=lambda s=secrets: s, ledger=MemoryLedger(), now=NOW
+            )
+
+
+# ------------------------------------------------------------------------------------- the API
+
+
+class Context:
+    function_name = "ingest"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ingest"
+    aws_request_id = "req-unit"
+
+
+@dataclass
+class Api:
+    world: World
+    secrets: list[bytes]
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None = None,
+        *,
+        key: str | None = None,
+        body: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], str]:
+        all_headers = dict(headers or {})
+        if key is not None:
+            all_headers["authorization"] = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": f"{method} {path}",
+            "rawPath": path,
+            "rawQueryString": urlencode(query or {}),
+            "headers": all_headers,
+            "requestContext": {
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1"},
+                "requestId": "r",
+                "stage": "$default",
+            },
+            "isBase64Encoded": False,
+        }
+        if query:
+            event["queryStringParameters"] = query
+        if body is not None:
+            event["body"] = body
+        response = ingest_api.resolve(event, Context())  # type: ignore[arg-type]
+        return response["statusCode"], response.get("headers") or {}, response.get("body") or ""
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    w = world()
+    secrets = [SECRET]
+
+    def fetch_secrets() -> tuple[bytes, ...]:
+        if not secrets:
+            raise TimeoutError("ssm")
+        return tuple(secrets)
+
+    svc = wiring.Services(
+        settings=Settings(),
+        plan=load_plan(REPO / "rules"),
+        store=w.usage,
+        keys=WriteKeys(lambda: KEY),
+        limits=wiring.limits_from(Settings()),
+        segments=w.segments,
+        ledger=w.ledger,
+        accounts=w.accounts,
+        unsubscribe_secrets=fetch_secrets,
+    )
+    monkeypatch.setattr(ingest_api, "services", lambda: svc)
+    monkeypatch.setattr(privacy_api, "services", lambda: svc)
+    clock.install(lambda: NOW)
+    yield Api(w, secrets)
+    clock.install(lambda: datetime.now(UTC))
+
+
+def token(user: str, scope: str = "email:onboarding", at: datetime = NOW) -> str:
+    return make_token(SECRET, user, scope, at)
+
+
+def test_the_link_unsubscribes_and_answers_a_page_without_a_write_key(api: Api) -> None:
+    user = uid()
+
+    status, headers, page = api.call("GET", "/v1/unsubscribe", {"token": token(user)})
+
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/html")
+    assert "You&#x27;re unsubscribed from onboarding emails" in page
+    assert api.world.ledger.unsubscribed[user] == {"email:onboarding"}
+    # A way to leave all email: a form POSTing back with all=1, relative to the page's own URL
+    assert 'method="post"' in page
+    assert "all=1" in page
+    assert "Unsubscribe from all emails" in page
+    assert "<script" not in page
+    assert "http" not in page.split("<body>")[1]  # no external asset or link
+    assert headers["Cache-Control"] == "no-store"
+
+
+def test_clicking_twice_is_fine(api: Api) -> None:
+    user = uid()
+    link = {"token": token(user)}
+
+    assert api.call("GET", "/v1/unsubscribe", link)[0] == 200
+    assert api.call("GET", "/v1/unsubscribe", link)[0] == 200
+
+    assert api.world.ledger.unsubscribed[user] == {"email:onboarding"}
+
+
+def test_the_page_escapes_what_the_token_carries(api: Api) -> None:
+    status, _, page = api.call("GET", "/v1/unsubscribe", {"token": token(uid(), "email:<b>x</b>")})
+
+    assert status == 200
+    assert "<b>" not in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page
+
+
+def test_one_click_post_answers_json(api: Api) -> None:
+    user = uid()
+
+    status, headers, body = api.call(
+        "POST",
+        "/v1/unsubscribe",
+        {"token": token(user)},
+        body="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"success": True, "scope": "email:onboarding", "errors": []}
+    assert api.world.ledger.unsubscribed[user] == {"email:onboarding"}
+
+
+def test_the_pages_all_email_button_leaves_the_whole_channel(api: Api) -> None:
+    # A browser submitting the page's form: Accept text/html, all=1
+    user = uid()
+
+    status, headers, page = api.call(
+        "POST",
+        "/v1/unsubscribe",
+        {"token": token(user), "all": "1"},
+        body="List-Unsubscribe=One-Click",
+        headers={"content-type": "application/x-www-form-urlencoded", "accept": "text/html,*/*;q=0.8"},
+    )
+
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/html")
+    assert "unsubscribed from all emails" in page
+    assert "<form" not in page  # nothing wider to offer
+    assert api.world.ledger.unsubscribed[user] == {"email"}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_tampered_token_is_400_with_a_clear_message(api: Api, method: str) -> None:
+    user = uid()
+    forged = token(user).replace(".", ".x", 1)
+
+    status, _, body = api.call(method, "/v1/unsubscribe", {"token": forged})
+
+    assert status == 400
+    assert "incomplete or has been changed" in (
+        body if method == "GET" else json.loads(body)["errors"][0]["message"]
+    )
+    assert api.world.ledger.unsubscribed == {}
+
+
+def test_an_expired_link_is_410_and_says_how_else_to_unsubscribe(api: Api) -> None:
+    status, headers, page = api.call(
+        "GET", "/v1/unsubscribe", {"token": token(uid(), at=NOW - timedelta(days=400))}
+    )
+
+    assert status == 410
+    assert headers["Content-Type"].startswith("text/html")
+    assert "expired" in page
+    assert "account settings" in page
+    assert "reply to the email" in page
+    assert api.world.ledger.unsubscribed == {}
+
+
+def test_a_link_without_its_token_gets_a_page_not_a_field_list(api: Api) -> None:
+    status, headers, page = api.call("GET", "/v1/unsubscribe")
+
+    assert status == 400
+    assert headers["Content-Type"].startswith("text/html")
+    assert "incomplete or has been changed" in page
+
+
+def test_an_unreadable_secret_is_503_not_a_bad_link(api: Api) -> None:
+    api.secrets.clear()
+
+    status, headers, body = api.call("POST", "/v1/unsubscribe", {"token": token(uid())})
+
+    assert status == 503
+    assert headers["Retry-After"] == "30"
+    assert json.loads(body)["success"] is False
+
+
+def test_delete_needs_the_write_key(api: Api) -> None:
+    user = uid()
+    api.world.add_user(user)
+
+    assert api.call("DELETE", f"/v1/users/{user}")[0] == 401
+    assert api.call("DELETE", f"/v1/users/{user}", key="wrong")[0] == 401
+    assert user in api.world.usage.users
+
+
+def test_delete_erases_the_user_and_a_second_delete_answers_zeros(api: Api) -> None:
+    user = uid()
+    api.world.add_user(user)
+
+    first = api.call("DELETE", f"/v1/users/{user}", key=KEY)
+    second = api.call("DELETE", f"/v1/users/{user}", key=KEY)
+
+    assert (first[0], json.loads(first[2])) == (
+        200,
+        {"success": True, "deleted": {"usage": 2, "ledger": 2}, "anonymized": 0},
+    )
+    assert (second[0], json.loads(second[2])["deleted"]) == (200, {"usage": 0, "ledger": 0})
+    assert user not in api.world.usage.users
+
+
+def test_the_openapi_document_shows_the_privacy_routes(api: Api) -> None:
+    status, _, body = api.call("GET", "/v1/openapi.json")
+
+    assert status == 200
+    paths = json.loads(body)["paths"]
+    assert set(paths["/v1/unsubscribe"]) == {"get", "post"}
+    assert "delete" in paths["/v1/users/{userId}"]
+    params = {p["name"]: p for p in paths["/v1/unsubscribe"]["get"]["parameters"]}
+    assert params["token"]["required"] is True
+    assert params["all"]["required"] is False
+    assert {"400", "410"} <= set(paths["/v1/unsubscribe"]["get"]["responses"])
