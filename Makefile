@@ -50,6 +50,7 @@ sam-validate: $(STAMP)
 # No container: durable_rules compiles here with gcc for python3.11 x86_64.
 sam-build: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(SAM_ENV) $(BIN)/sam build
+	$(BIN)/python .ci/check_layer_imports.py .aws-sam/build
 
 clean:
 	rm -rf $(VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache

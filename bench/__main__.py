@@ -1,5 +1,6 @@
 """`make bench` (python -m bench): ingest CPU per core and DynamoDB cost per event, rule
-evaluations per core against hand-written predicates, and the sweep's reads against users due."""
+evaluations per core against hand-written predicates, the sweep's reads against users due, and
+dispatch: decisions per second per core through the guardrails, DynamoDB requests per decision."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pydantic
 
+from bench import dispatch as dispatch_bench
 from bench import rules as rules_bench
 from bench import sample
 from bench import sweep as sweep_bench
@@ -31,7 +33,7 @@ from nudge.rules.plan import TrackingPlan, load_plan
 from nudge.rules.ruleset import RuleSet, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("ingest", "rules", "sweep")
+SECTIONS = ("ingest", "rules", "sweep", "dispatch")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,12 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sweep-due", type=float, default=1.0, help="percent of the users due")
     parser.add_argument(
+        "--dispatch-users", type=int, default=sample.USERS, help="sample users for the dispatch benchmark"
+    )
+    parser.add_argument(
+        "--dispatch-rounds",
+        type=int,
+        default=dispatch_bench.ROUNDS,
+        help="dispatch benchmark: evaluation rounds, 25 h apart, over the history's last month",
+    )
+    parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
         help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (default: all)",
     )
     parser.add_argument(
-        "--profile", action="store_true", help="also profile validate+fold and evaluate (cProfile)"
+        "--profile", action="store_true", help="also profile validate+fold, evaluate and dispatch (cProfile)"
     )
     args = parser.parse_args(argv)
     only = {name.strip() for name in args.only.split(",") if name.strip()}
@@ -67,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(_machine(sys.argv[1:] if argv is None else argv))
     plan = load_plan(ROOT / "rules")
-    # Rules and sweep need the whole history; ingest takes its first messages.
-    whole = bool(only & {"rules", "sweep"})
+    # Rules, sweep and dispatch need the whole history; ingest takes its first messages.
+    whole = bool(only & {"rules", "sweep", "dispatch"})
     messages = sample.sample_messages(sys.maxsize if whole else max(args.events, args.dynamo_events))
     cpu_bodies = sample.batches(messages[: args.events])
     dynamo_bodies = sample.batches(messages[: args.dynamo_events])
@@ -97,22 +108,32 @@ def main(argv: list[str] | None = None) -> int:
     if whole:
         rules = load_rules(ROOT / "rules")
         end = sample.START + timedelta(days=sample.DAYS)
-        population = rules_bench.population(messages, rules, end)
-        if "rules" in only:
+        if only & {"rules", "sweep"}:
+            population = rules_bench.population(messages, rules, end)
+            if "rules" in only:
+                print(
+                    f"\n4. Rules: evaluate() with the shipped rule set (rules/), one process, one thread; "
+                    f"best of {args.rule_repeats}"
+                )
+                print(_rules_report(rules, population, args.rule_repeats))
+            if "sweep" in only:
+                sizes = _sweep_sizes(args.sweep_users, args.sweep_small, args.sweep_due)
+                print(
+                    f"\n5. Sweep: items read against users due; nudge.rules.service.sweep on the `due` "
+                    f"index (moto), {args.sweep_due:g}% of the users due"
+                )
+                print(_sweep_report(sweep_bench.sweep_reads(rules, population, sizes)))
+            if args.profile and "rules" in only:
+                rules_bench.profile(rules, population)
+        if "dispatch" in only:
+            work = dispatch_bench.workload(messages, rules, end, args.dispatch_users, args.dispatch_rounds)
             print(
-                f"\n4. Rules: evaluate() with the shipped rule set (rules/), one process, one thread; "
-                f"best of {args.rule_repeats}"
+                f"\n6. Dispatch: nudge.dispatch.service.dispatch over the decision batches the rules "
+                f"published; one process, one thread; best of {args.repeats}"
             )
-            print(_rules_report(rules, population, args.rule_repeats))
-        if "sweep" in only:
-            sizes = _sweep_sizes(args.sweep_users, args.sweep_small, args.sweep_due)
-            print(
-                f"\n5. Sweep: items read against users due; nudge.rules.service.sweep on the `due` "
-                f"index (moto), {args.sweep_due:g}% of the users due"
-            )
-            print(_sweep_report(sweep_bench.sweep_reads(rules, population, sizes)))
-        if args.profile and "rules" in only:
-            rules_bench.profile(rules, population)
+            print(_dispatch_report(work, rules, args.repeats))
+            if args.profile:
+                dispatch_bench.profile(work, rules)
 
     if args.profile and "ingest" in only:
         _profile(cpu_bodies, plan, now)
@@ -124,7 +145,7 @@ def _machine(args: list[str]) -> str:
     command = " ".join(["python -m bench", *args])
     return "\n".join(
         [
-            "Nudge benchmarks: ingest, rules, sweep",
+            "Nudge benchmarks: ingest, rules, sweep, dispatch",
             f"  command : make bench   ({command})",
             f"  date    : {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
             f"  machine : {_cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, "
@@ -362,6 +383,162 @@ def _sweep_report(runs: list[sweep_bench.SweepRun]) -> str:
             "  RCU: ceil(size / 4 KB) per item (BatchGetItem, GetItem; strongly consistent) or per "
             "Query response; the index is eventually consistent (half). WCU: bench.units.Meter",
             f"  moto wall time, for information: {times}",
+        ]
+    )
+
+
+def _dispatch_report(work: dispatch_bench.Workload, rules: RuleSet, repeats: int) -> str:
+    batches, decisions = work.batches, work.decisions
+    rounds = work.rounds
+    results = dispatch_bench.replay(work, rules)
+    dispatch_bench.check_replay(work, results, "replay")
+    m = dispatch_bench.mix(results)
+    sizes = [len(b.decisions) for b in batches]
+    returning = sum(len(b.returning) for b in batches)
+    lapsed = sum(len(b.lapsed) for b in batches)
+    verdicts = sorted(set(m.messages) | set(m.escalations), key=lambda k: (k.split(":")[0] != "send", k))
+    outcome_rows = [("verdict (outcome: reason)", "messages", "escalations")]
+    outcome_rows += [(k, f"{m.messages[k]:,}", f"{m.escalations[k]:,}") for k in verdicts]
+    outcome_rows += [
+        ("cancelled: no_longer_holds (lapsed deferrals)", f"{m.cancelled:,}", ""),
+        ("duplicate: already in the ledger (not judged)", f"{m.duplicates:,}", ""),
+    ]
+
+    timings, guard_calls = dispatch_bench.throughput(work, rules, repeats)
+    whole, alone = timings
+    cpu = [("step (one core)", "CPU s", "batches/s", "decisions/s", "us per batch", "of dispatch")]
+    for name, seconds in (
+        (whole.name, whole.seconds),
+        (f"{alone.name}, the {guard_calls:,} calls dispatch made", alone.seconds),
+        ("the rest, by difference (loads, ledger, entries, routing)", whole.seconds - alone.seconds),
+    ):
+        cpu.append(
+            (
+                name,
+                f"{seconds:.3f}",
+                f"{len(batches) / seconds:,.0f}",
+                f"{decisions / seconds:,.0f}",
+                f"{seconds / len(batches) * 1e6:.0f}",
+                f"{seconds / whole.seconds:.0%}",
+            )
+        )
+
+    run = dispatch_bench.dynamo_requests(work, rules)
+    first, again = run.first, run.again
+    ledger, usage = dispatch_bench.LEDGER_TABLE, dispatch_bench.USAGE_TABLE
+    n = len(batches)
+    reads = ("BatchGetItem", "GetItem", "Query")
+    ledger_reads = first.of(ledger, reads)
+    ledger_writes = first.of(ledger) - ledger_reads
+    usage_reads = first.of(usage)
+    floor_reads = dispatch_bench.FLOOR_READS * n
+    floor_writes = dispatch_bench.FLOOR_WRITES * run.claiming
+    floor = floor_reads + floor_writes
+    total = ledger_reads + ledger_writes + usage_reads
+    again_ledger_reads = again.of(ledger, reads)
+    again_writes = again.of(ledger) - again_ledger_reads + again.of(usage) - again.of(usage, reads)
+    dynamo = [
+        ("per decision batch", "measured", "floor", "ratio"),
+        (
+            "ledger reads (BatchGetItem)",
+            f"{ledger_reads / n:.2f}",
+            f"{floor_reads / n:.2f}",
+            _ratio(ledger_reads, floor_reads),
+        ),
+        (
+            "ledger writes (PutItem, TransactWriteItems)",
+            f"{ledger_writes / n:.2f}",
+            f"{floor_writes / n:.2f}",
+            _ratio(ledger_writes, floor_writes),
+        ),
+        (
+            "ledger requests",
+            f"{(ledger_reads + ledger_writes) / n:.2f}",
+            f"{floor / n:.2f}",
+            _ratio(ledger_reads + ledger_writes, floor),
+        ),
+        ("usage-table read, the user's traits (BatchGetItem)", f"{usage_reads / n:.2f}", "", ""),
+        ("all requests", f"{total / n:.2f}", f"{floor / n:.2f}", _ratio(total, floor)),
+        (
+            "all requests, per decision",
+            f"{total / decisions:.2f}",
+            f"{floor / decisions:.2f}",
+            _ratio(total, floor),
+        ),
+        ("write units (WCU)", f"{first.tally.write_units / n:.2f}", "", ""),
+        (
+            "read units (RCU): ledger / usage table",
+            f"{first.read_units[ledger] / n:.2f} / {first.read_units[usage] / n:.2f}",
+            "",
+            "",
+        ),
+        (
+            "redelivered: ledger reads / usage reads",
+            f"{again_ledger_reads / n:.2f} / {again.of(usage, reads) / n:.2f}",
+            f"{floor_reads / n:.2f}",
+            _ratio(again_ledger_reads, floor_reads),
+        ),
+        (
+            "redelivered: write requests / WCU",
+            f"{again_writes / n:.3f} / {again.tally.write_units / n:.3f}",
+            "0",
+            "",
+        ),
+    ]
+    t = first.tally
+    kinds = [
+        ("write units by ledger item kind (first delivery)", "items", "in txn", "WCU", "mean B", "max B")
+    ]
+    for kind in sorted(t.items, key=lambda k: -t.units[k]):
+        kinds.append(
+            (
+                kind,
+                f"{t.items[kind]:,}",
+                f"{t.transaction_items[kind]:,}",
+                f"{t.units[kind]:,}",
+                f"{t.item_bytes[kind] / t.items[kind]:,.0f}",
+                f"{t.largest[kind]:,}",
+            )
+        )
+    names = {ledger: "ledger", usage: "usage table"}
+    ops = ", ".join(f"{names[table]} {op} {count:,}" for (table, op), count in sorted(first.requests.items()))
+    again_ops = ", ".join(
+        f"{names[table]} {op} {count:,}" for (table, op), count in sorted(again.requests.items())
+    )
+    judged = run.judged_again
+    hours = dispatch_bench.EVERY.total_seconds() / 3600
+    return "\n".join(
+        [
+            f"  batches: the first {work.users:,} sample users ({work.messages:,} messages, ingested in "
+            f"memory round by round); {len(rounds)} rounds {hours:.0f} h apart, "
+            f"{rounds[0].at:%Y-%m-%d %H:%M}Z to {rounds[-1].at:%Y-%m-%d %H:%M}Z; {work.evaluations:,} "
+            f"evaluate_user calls published {n:,} batches, {decisions:,} decisions ({decisions / n:.2f} per "
+            f"batch, at most {max(sizes)}); returning {returning}, lapsed {lapsed}",
+            "  every replay (each batch at its decided_at, the usage state of its round) decides what the "
+            "generation's dispatch decided: checked",
+            "",
+            _table(outcome_rows),
+            f"  routed {m.routed:,} deliveries (MemoryRouter); {decisions - m.duplicates:,} decisions judged",
+            "",
+            _table(cpu),
+            "",
+            _table(dynamo),
+            f"  floor: per batch, 1 read (delivery record + the batch's entries, one BatchGetItem), and 1 "
+            f"write (one transaction: claims + record) for the {run.claiming:,} of {n:,} batches with "
+            f"anything to claim; the other {n - run.claiming:,} hold only decisions already in the ledger",
+            f"  against a flat floor of 2 requests per batch ({2 * n:,}): ledger requests "
+            f"{_ratio(ledger_reads + ledger_writes, 2 * n)}, all requests {_ratio(total, 2 * n)}",
+            f"  requests, first delivery: {ops}",
+            f"  requests, redelivered at once: {again_ops}",
+            f"  judged again on redelivery: {sum(judged.messages.values())} decisions "
+            f"({', '.join(f'{k} {v}' for k, v in judged.messages.items()) or 'none'}): a returning deferral "
+            "deferred again is still `deferred` in the ledger",
+            "",
+            _table(kinds),
+            "  WCU = ceil(item size / 1 KB) per item (larger of before and after), x2 inside "
+            "TransactWriteItems; RCU = ceil(size / 4 KB) per item, 1 per key not found",
+            f"  tables: {run.table_source}; {run.setup_puts:,} usage states put before their round (not "
+            f"counted); moto time {first.seconds:.1f} s (first), {again.seconds:.1f} s (redelivered)",
         ]
     )
 

@@ -74,7 +74,8 @@ def decision(rule: str, user: str = "u1", at: datetime = NOON, decision_id: str 
 
 
 def batch(*decisions: Decision, user: str = "u1", **extra: Any) -> DecisionBatch:
-    return DecisionBatch(user=user, account="a1", decided_at=NOON, decisions=list(decisions), **extra)
+    decided_at = extra.pop("decided_at", NOON)
+    return DecisionBatch(user=user, account="a1", decided_at=decided_at, decisions=list(decisions), **extra)
 
 
 def routed(ports: DispatchPorts) -> list[str]:
@@ -194,12 +195,16 @@ def test_a_deferred_decision_is_scheduled_then_judged_again_when_it_returns() ->
     assert until == datetime(2025, 3, 5, 13, 0, tzinfo=UTC)
     # When the sweep finds the rule still holds at 08:00, the decision returns under its id
     back = dispatch(
-        batch(d.model_copy(update={"decided_at": until}), returning=[d.decision_id]), rules, ports, until
+        batch(d.model_copy(update={"decided_at": until}), returning=[d.decision_id], decided_at=until),
+        rules,
+        ports,
+        until,
     )
     assert [v.outcome for v in back.verdicts] == ["send"]
     assert routed(ports) == [d.decision_id]
     # and a second return of it is a duplicate
-    assert dispatch(batch(d, returning=[d.decision_id]), rules, ports, until).duplicates == [d.decision_id]
+    again = batch(d, returning=[d.decision_id], decided_at=until)
+    assert dispatch(again, rules, ports, until + timedelta(minutes=1)).duplicates == [d.decision_id]
 
 
 def test_a_deferred_decision_whose_rule_lapsed_is_cancelled_not_sent() -> None:
@@ -208,7 +213,8 @@ def test_a_deferred_decision_whose_rule_lapsed_is_cancelled_not_sent() -> None:
     night = datetime(2025, 3, 5, 3, 0, tzinfo=UTC)
     d = decision("rescue_declining", at=night)
     dispatch(batch(d), rules, ports, night)
-    result = dispatch(batch(lapsed=[d.decision_id]), rules, ports, night + timedelta(hours=10))
+    later = night + timedelta(hours=10)
+    result = dispatch(batch(lapsed=[d.decision_id], decided_at=later), rules, ports, later)
     assert result.cancelled == [d.decision_id]
     assert routed(ports) == []
     entry = ports.ledger.get("USER#u1", d.decision_id)

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from nudge.dispatch.messages import DecisionBatch, Delivery
 from nudge.guardrails.verdicts import Verdict, guard, guard_escalation
@@ -109,25 +109,42 @@ def dispatch(
 ) -> DispatchResult:
     """Judge, record and route one evaluation's decisions; safe to run twice for one batch."""
     result = DispatchResult()
-    users = ports.usage.load_users([batch.user])
-    if batch.user not in users:
-        # Erased (or never ingested): nothing may be sent, and nothing about them written back.
-        logger.info("dispatch: user has no state; nothing sent", extra={"user_id": batch.user})
-        return result
-    traits = users[batch.user].value.trait_values()
+    traits: dict[str, Any] | None = None
     guardrails = rules.guardrails
     keys = [(subject_of(d), d.decision_id) for d in batch.decisions]
     keys += [(f"USER#{batch.user}", decision_id) for decision_id in batch.lapsed]
 
     for attempt in range(attempts):
         view = ports.ledger.load(batch.user, batch.account, keys)
+        # A deferral comes back once: an entry rewritten at or after this batch was decided is this
+        # batch's own earlier delivery (deferred again, say), not a deferral still waiting for it.
         returning = {
-            i for i in batch.returning if (e := view.entries.get(i)) is not None and e.outcome == "deferred"
+            i
+            for i in batch.returning
+            if (e := view.entries.get(i)) is not None
+            and e.outcome == "deferred"
+            and e.recorded_at < batch.decided_at
         }
         fresh = [
             d for d in batch.decisions if d.decision_id not in view.entries or d.decision_id in returning
         ]
         fresh_ids = {d.decision_id for d in fresh}
+        lapsing = [
+            i for i in batch.lapsed if (e := view.entries.get(i)) is not None and e.outcome == "deferred"
+        ]
+        if not fresh and not lapsing:
+            # All seen before (a redelivery, or an account escalation another user raised first):
+            # nothing to judge, so no traits to read and nothing to write.
+            result.duplicates = [d.decision_id for d in batch.decisions]
+            _follow_up([], [view.entries[d.decision_id] for d in batch.decisions], ports, result, now)
+            return result
+        if traits is None:
+            users = ports.usage.load_users([batch.user])
+            if batch.user not in users:
+                # Erased (or never ingested): nothing may be sent, nothing about them written back.
+                logger.info("dispatch: user has no state; nothing sent", extra={"user_id": batch.user})
+                return result
+            traits = users[batch.user].value.trait_values()
         escalations = [d for d in fresh if d.action == "escalate"]
         messages = [d for d in fresh if d.action != "escalate"]
 
@@ -155,8 +172,8 @@ def dispatch(
                     "updated_at": now,
                 }
             )
-            for i in batch.lapsed
-            if (e := view.entries.get(i)) is not None and e.outcome == "deferred" and i not in fresh_ids
+            for i in lapsing
+            if i not in fresh_ids
         ]
         changed = (
             record.sends != view.record.value.sends or record.last_by_rule != view.record.value.last_by_rule

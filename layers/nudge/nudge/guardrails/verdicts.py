@@ -27,6 +27,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -96,11 +97,21 @@ def choices(spec: TriggerSpec, guardrails: Guardrails) -> RuleChoices:
 def user_zone(traits: Mapping[str, Any], fallback: str) -> ZoneInfo:
     name = traits.get("timezone")
     if isinstance(name, str) and name:
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass  # a product app sent something that is not an IANA name: use the fallback
-    return ZoneInfo(fallback)
+        zone = _zone(name)
+        if zone is not None:
+            return zone
+    zone = _zone(fallback)
+    assert zone is not None  # guardrails.yaml's fallback is checked at load
+    return zone
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo | None:
+    """ZoneInfo keeps only 8 zones strongly cached; users span many more, each a file read."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None  # a product app sent something that is not an IANA name: use the fallback
 
 
 def in_group(salt: str, key: str, percent: float) -> bool:

@@ -41,7 +41,7 @@ Value = float | int | str
 NEGATE: dict[Op, Op] = {"eq": "neq", "neq": "eq", "gte": "lt", "lt": "gte", "lte": "gt", "gt": "lte"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Context:
     """Everything a fact may be computed from, at one instant."""
 
@@ -53,6 +53,61 @@ class Context:
     band: str = ""
     account_score: float = 0.0
     account_band: str = ""
+    # What several facts of this user at this instant share (the signup time, days since an
+    # event, a feature's status; by id, the user's datetimes less EPOCH), computed once by the
+    # first fact that needs it. Only values of user, now and account, so `scored` hands it on.
+    memo: dict[str | int, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
+    # What facts derive from `now` alone (today, the complete weeks): one per instant.
+    clock: F.Clock = field(init=False, compare=False, repr=False)
+
+    def __init__(
+        self,
+        user: UserState,
+        now: datetime,
+        account: F.AccountFacts | None = None,
+        segment: str = "",
+        score: float = 0.0,
+        band: str = "",
+        account_score: float = 0.0,
+        account_band: str = "",
+        memo: dict[str | int, Any] | None = None,
+    ) -> None:
+        # Written to __dict__ at once: a frozen dataclass's own __init__ sets each field through
+        # object.__setattr__, and a context is made twice per evaluation.
+        self.__dict__.update(
+            user=user,
+            now=now,
+            account=account,
+            segment=segment,
+            score=score,
+            band=band,
+            account_score=account_score,
+            account_band=account_band,
+            memo={} if memo is None else memo,
+            clock=F.clock_at(now),
+        )
+
+    def since_epoch(self, at: datetime) -> timedelta:
+        """at - EPOCH, once per datetime (held in the memo, so its id stays its own): every
+        comparison and difference of instants is then of plain timedeltas, exact and fast, where
+        one of a datetime whose tzinfo is pydantic's with `now` is slow."""
+        entry: tuple[datetime, timedelta] | None = self.memo.get(id(at))
+        if entry is None:
+            entry = self.memo[id(at)] = (at, at - F.EPOCH)
+        return entry[1]
+
+    def scored(
+        self, segment: str, score: float, band: str, account_score: float, account_band: str
+    ) -> Context:
+        """This context once the scores and segment are known (same user and instant, same memo)."""
+        return Context(
+            self.user, self.now, self.account, segment, score, band, account_score, account_band, self.memo
+        )
+
+
+def no_change(ctx: Context, op: Op, value: Value) -> datetime | None:
+    """The value of a fact that time alone never changes (a trait, the segment, a score)."""
+    return None
 
 
 @dataclass(frozen=True)
@@ -62,10 +117,34 @@ class Fact:
     key: str
     describe: str
     compute: Callable[[Context], Value]
-    changes_at: Callable[[Context, Op, Value], datetime | None] = field(default=lambda ctx, op, value: None)
+    changes_at: Callable[[Context, Op, Value], datetime | None] = no_change
     # False when `changes_at` ignores the threshold (a week closing, a day leaving a window):
     # then one answer serves every check of the fact.
     by_threshold: bool = True
+    # Set for a fact that changes a fixed time after an instant of the user's (days since an
+    # event crossing a threshold, a deadline passing): that instant, and the time after it for
+    # a test (None: that test never flips). changes_at is then anchor + after; the sweep's
+    # re-check reads them directly, one subtraction per fact whatever its number of tests.
+    anchor: Callable[[Context], datetime | None] | None = None
+    after: Callable[[Op, Value], timedelta | None] | None = None
+
+
+def _anchored(
+    key: str,
+    describe: str,
+    compute: Callable[[Context], Value],
+    anchor: Callable[[Context], datetime | None],
+    after: Callable[[Op, Value], timedelta | None],
+    by_threshold: bool = True,
+) -> Fact:
+    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+        at = anchor(ctx)
+        if at is None:
+            return None
+        wait = after(op, value)
+        return at + wait if wait is not None else None
+
+    return Fact(key, describe, compute, changes_at, by_threshold, anchor, after)
 
 
 @dataclass(frozen=True)
@@ -172,39 +251,89 @@ def _key(*parts: object) -> str:
     return "__".join(re.sub(r"[^a-z0-9_]", "_", str(p).lower()) for p in parts)
 
 
-def _crossing(ctx: Context, last: datetime | None, op: Op, value: Value) -> datetime | None:
-    """When a days-since value that grows from `last` crosses `value` (days)."""
-    if last is None or isinstance(value, str) or value >= F.NEVER:
+def _crossing(op: Op, value: Value) -> timedelta | None:
+    """How long after its start a days-since value crosses `value` (days)."""
+    if isinstance(value, str) or value >= F.NEVER:
         return None
-    at = last + timedelta(days=float(value))
-    return at + timedelta(seconds=1) if op in ("gt", "lte") else at
+    key = (op in ("gt", "lte"), value)
+    wait = _CROSSINGS.get(key)
+    if wait is None:
+        wait = timedelta(days=float(value))
+        wait = _CROSSINGS[key] = wait + timedelta(seconds=1) if key[0] else wait
+    return wait
+
+
+# The crossings of a rule set's thresholds: a few, asked for every user.
+_CROSSINGS: dict[tuple[bool, float | int], timedelta] = {}
+
+
+def _signed_up(ctx: Context) -> datetime | None:
+    memo = ctx.memo
+    if "signed_up" not in memo:
+        memo["signed_up"] = F.signed_up_at(ctx.user)
+    at: datetime | None = memo["signed_up"]
+    return at
+
+
+def _signed_up_since(ctx: Context) -> timedelta | None:
+    """signed_up_at - EPOCH."""
+    signed_up = _signed_up(ctx)
+    return ctx.since_epoch(signed_up) if signed_up is not None else None
+
+
+def _age(ctx: Context) -> float:
+    """F.age_days, unrounded."""
+    started = _signed_up_since(ctx)
+    return max(0.0, (ctx.clock.since - started).total_seconds() / 86400) if started is not None else 0.0
+
+
+def _last(ctx: Context, event: str) -> datetime | None:
+    if event == "any":
+        return ctx.user.last_meaningful
+    stats = ctx.user.events.get(event)
+    return stats.last if stats else None
+
+
+def _days_since(ctx: Context, event: str, key: str) -> float:
+    """F.days_since_event, unrounded; `key` names it in the memo (days_since and days_without share it)."""
+    memo = ctx.memo
+    since: float | None = memo.get(key)
+    if since is None:
+        last = _last(ctx, event)
+        # F.days_between(last, now): now - last is the same timedelta, from the times since EPOCH.
+        since = memo[key] = (
+            (ctx.clock.since - ctx.since_epoch(last)).total_seconds() / 86400 if last else float(F.NEVER)
+        )
+    return since
 
 
 def days_without_fact(event: str) -> Fact:
+    memo_key = f"since:{event}"
+
     def compute(ctx: Context) -> Value:
-        return round(F.days_without(ctx.user, event, ctx.now), 4)
+        since = _days_since(ctx, event, memo_key)  # F.days_without
+        return round(since if since < F.NEVER else _age(ctx), 4)
 
-    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
-        if event == "any":
-            last = ctx.user.last_meaningful
-        else:
-            stats = ctx.user.events.get(event)
-            last = stats.last if stats else None
-        return _crossing(ctx, last or F.signed_up_at(ctx.user), op, value)
+    def anchor(ctx: Context) -> datetime | None:
+        return _last(ctx, event) or _signed_up(ctx)
 
-    return Fact(_key("days_without", event), f"days without {_event_words(event)}", compute, changes_at)
+    return _anchored(
+        _key("days_without", event), f"days without {_event_words(event)}", compute, anchor, _crossing
+    )
 
 
 def days_since_fact(event: str) -> Fact:
+    memo_key = f"since:{event}"
+
     def compute(ctx: Context) -> Value:
-        return round(F.days_since_event(ctx.user, event, ctx.now), 4)
+        return round(_days_since(ctx, event, memo_key), 4)
 
-    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
-        stats = ctx.user.events.get(event)
-        last = ctx.user.last_meaningful if event == "any" else (stats.last if stats else None)
-        return _crossing(ctx, last, op, value)
+    def anchor(ctx: Context) -> datetime | None:
+        return _last(ctx, event)
 
-    return Fact(_key("days_since", event), f"days since last {_event_words(event)}", compute, changes_at)
+    return _anchored(
+        _key("days_since", event), f"days since last {_event_words(event)}", compute, anchor, _crossing
+    )
 
 
 def _event_words(event: str) -> str:
@@ -213,36 +342,38 @@ def _event_words(event: str) -> str:
 
 def milestone_days_fact(milestone: str) -> Fact:
     def compute(ctx: Context) -> Value:
-        return round(F.days_since_milestone(ctx.user, milestone, ctx.now), 4)
+        at = ctx.user.milestones.get(milestone)  # F.days_since_milestone, as in _days_since
+        return round(
+            (ctx.clock.since - ctx.since_epoch(at)).total_seconds() / 86400 if at else float(F.NEVER), 4
+        )
 
-    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
-        return _crossing(ctx, ctx.user.milestones.get(milestone), op, value)
+    def anchor(ctx: Context) -> datetime | None:
+        return ctx.user.milestones.get(milestone)
 
-    return Fact(_key("milestone_days", milestone), f"days since milestone {milestone}", compute, changes_at)
+    return _anchored(
+        _key("milestone_days", milestone), f"days since milestone {milestone}", compute, anchor, _crossing
+    )
 
 
 def age_fact() -> Fact:
     def compute(ctx: Context) -> Value:
-        return round(F.age_days(ctx.user, ctx.now), 4)
+        return round(_age(ctx), 4)
 
-    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
-        return _crossing(ctx, F.signed_up_at(ctx.user), op, value)
-
-    return Fact("age_days", "days since signup", compute, changes_at)
+    return _anchored("age_days", "days since signup", compute, _signed_up, _crossing)
 
 
 def _at_week_start(ctx: Context, op: Op, value: Value) -> datetime | None:
-    return F.next_week_start(ctx.now)
+    return ctx.clock.next_week
 
 
 def count_fact(event: str, days: int) -> Fact:
     def compute(ctx: Context) -> Value:
-        return F.count_within(ctx.user, event, days, ctx.now)
+        return F.count_within_at(ctx.user, event, days, ctx.clock)
 
     def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
         # With no new event the count only falls, when its oldest counted day leaves the window.
         stats = ctx.user.events.get(event)
-        return F.window_exit(list(stats.daily), days, ctx.now) if stats else None
+        return F.window_exit_at(stats.daily, days, ctx.clock) if stats else None
 
     return Fact(
         _key("count", event, f"{days}d"),
@@ -255,10 +386,10 @@ def count_fact(event: str, days: int) -> Fact:
 
 def active_days_fact(days: int) -> Fact:
     def compute(ctx: Context) -> Value:
-        return F.active_days_within(ctx.user, days, ctx.now)
+        return F.active_days_within_at(ctx.user, days, ctx.clock)
 
     def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
-        return F.window_exit(ctx.user.active_days, days, ctx.now)
+        return F.window_exit_at(ctx.user.active_days, days, ctx.clock)
 
     return Fact(
         _key("active_days", f"{days}d"),
@@ -270,16 +401,29 @@ def active_days_fact(days: int) -> Fact:
 
 
 def feature_fact(feature: str) -> Fact:
+    memo_key = f"feature:{feature}"
+
     def compute(ctx: Context) -> Value:
-        return F.feature_status(ctx.user, feature, ctx.now)
+        memo = ctx.memo
+        status: str | None = memo.get(memo_key)
+        if status is None:  # F.feature_status, with the clock's today
+            stats = ctx.user.features.get(feature)
+            if stats is None:
+                status = "never"
+            else:
+                first_day = ctx.clock.today - 27
+                recent = sum(1 for d in stats.days if d >= first_day)
+                status = "habitual" if recent >= F.HABIT_DAYS_28D else "tried"
+            memo[memo_key] = status
+        return status
 
     def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
         # Only "habitual" can lapse with time alone (to "tried"): when fewer than HABIT_DAYS_28D
         # of its days remain in the last 28.
         stats = ctx.user.features.get(feature)
-        if stats is None or F.feature_status(ctx.user, feature, ctx.now) != "habitual":
+        if stats is None or compute(ctx) != "habitual":
             return None
-        return F.window_exit(stats.days, 28, ctx.now, keep=F.HABIT_DAYS_28D)
+        return F.window_exit_at(stats.days, 28, ctx.clock, keep=F.HABIT_DAYS_28D)
 
     return Fact(
         _key("feature", feature), f"status of feature {feature}", compute, changes_at, by_threshold=False
@@ -288,7 +432,7 @@ def feature_fact(feature: str) -> Fact:
 
 def weeks_below_fact(metric: F.Metric, threshold: int) -> Fact:
     def compute(ctx: Context) -> Value:
-        return F.weeks_below(ctx.user, metric, threshold, ctx.now)
+        return F.weeks_below_at(ctx.user, metric, threshold, ctx.clock, _signed_up_since(ctx))
 
     return Fact(
         _key("weeks_below", metric, threshold),
@@ -301,7 +445,7 @@ def weeks_below_fact(metric: F.Metric, threshold: int) -> Fact:
 
 def trend_fact(metric: F.Metric) -> Fact:
     def compute(ctx: Context) -> Value:
-        return F.trend_percent(ctx.user, metric, ctx.now)
+        return F.trend_percent_at(ctx.user, metric, ctx.clock)
 
     return Fact(
         _key("trend", metric),
@@ -314,7 +458,7 @@ def trend_fact(metric: F.Metric) -> Fact:
 
 def frequency_fact() -> Fact:
     def compute(ctx: Context) -> Value:
-        return F.frequency_band(ctx.user, ctx.now)
+        return F.frequency_band_at(ctx.user, ctx.clock)
 
     return Fact(
         "frequency", "frequency band (light/medium/heavy)", compute, _at_week_start, by_threshold=False
@@ -323,24 +467,37 @@ def frequency_fact() -> Fact:
 
 def did_not_fact(did: str, not_: str, within: timedelta) -> Fact:
     def compute(ctx: Context) -> Value:
-        return 1 if F.did_but_not_within(ctx.user, did, not_, within, ctx.now) else 0
+        # F.did_but_not_within, on times since EPOCH (an event's first time is shared by the
+        # did facts that chain on it, and by age when it is signed_up).
+        events = ctx.user.events
+        first = events.get(did)
+        if first is None:
+            return 0
+        deadline = ctx.since_epoch(first.first) + within
+        if ctx.clock.since < deadline:
+            return 0
+        other = events.get(not_)
+        return 1 if other is None or ctx.since_epoch(other.first) > deadline else 0
 
-    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+    def anchor(ctx: Context) -> datetime | None:
         stats = ctx.user.events.get(did)
-        return stats.first + within if stats else None
+        return stats.first if stats else None
+
+    def after(op: Op, value: Value) -> timedelta:
+        return within
 
     hours = int(within.total_seconds() // 3600)
-    return Fact(
+    return _anchored(
         _key("did", did, "not", not_, f"{hours}h"),
         f"did {did} but not {not_} within {format_duration(within)}",
         compute,
-        changes_at,
+        anchor,
+        after,
         by_threshold=False,
     )
 
 
-def _trait_value(traits: dict[str, Any], name: str) -> Value:
-    value = traits.get(name)
+def _trait_value(value: Any) -> Value:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -362,14 +519,19 @@ def _number(value: Any) -> float:
     return float(value)
 
 
+def _user_trait(ctx: Context, name: str) -> Any:
+    """ctx.user.trait_values().get(name), without copying every trait."""
+    stamped = ctx.user.traits.get(name)
+    return stamped.v if stamped is not None else None
+
+
 def trait_number_fact(name: str, account: bool = False) -> Fact:
     """A trait as a number: durable_rules must never compare a number with a string."""
 
     def compute(ctx: Context) -> Value:
-        traits: dict[str, Any] = dict(ctx.account.traits) if account and ctx.account else {}
-        if not account:
-            traits = ctx.user.trait_values()
-        return _number(traits.get(name))
+        if account:
+            return _number(ctx.account.traits.get(name) if ctx.account else None)
+        return _number(_user_trait(ctx, name))
 
     prefix = "account_trait_number" if account else "trait_number"
     return Fact(_key(prefix, name), f"{'account ' if account else ''}trait {name} (number)", compute)
@@ -377,14 +539,14 @@ def trait_number_fact(name: str, account: bool = False) -> Fact:
 
 def trait_fact(name: str) -> Fact:
     def compute(ctx: Context) -> Value:
-        return _trait_value(ctx.user.trait_values(), name)
+        return _trait_value(_user_trait(ctx, name))
 
     return Fact(_key("trait", name), f"trait {name}", compute)
 
 
 def account_trait_fact(name: str) -> Fact:
     def compute(ctx: Context) -> Value:
-        return _trait_value(dict(ctx.account.traits) if ctx.account else {}, name)
+        return _trait_value(ctx.account.traits.get(name) if ctx.account else None)
 
     return Fact(_key("account_trait", name), f"account trait {name}", compute)
 
@@ -396,8 +558,8 @@ def account_metric_fact(metric: str) -> Fact:
         if ctx.account is None:
             return 0
         if metric == "active_users_trend":
-            return ctx.account.active_users_trend(ctx.now)
-        return ctx.account.active_users(F.complete_weeks(ctx.now, 1)[0])
+            return ctx.account.active_users_trend_at(ctx.clock)
+        return ctx.account.active_users(ctx.clock.weeks[0])
 
     return Fact(
         _key("account", metric),

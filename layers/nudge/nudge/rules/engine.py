@@ -1,11 +1,14 @@
 """The one module that talks to durable_rules.
 
 Conditions compile once, at load, into durable_rules rulesets; evaluation asserts one fact (the
-facts the ruleset's conditions read) under a fresh session id, collects the names of the rules
-that fired (in priority order), and deletes the session. What durable_rules does not do well is
-kept out of it: no timers (time is the sweep's job), no actions at all (an exception in one is
-swallowed), no `$nex` (it hangs the engine here): every fact is always present, with sentinel
-values, and a number is never compared with a string (durable_rules then answers true).
+facts the ruleset's conditions read, as JSON by orjson) in the ruleset's one session, collects
+the names of the rules that fired (in priority order), and retracts the fact, which leaves the
+session as it was for the next evaluation (cheaper than deleting the session and making a new
+one each time). A session an error leaves in doubt is deleted, and the ruleset moves to a new
+one. What durable_rules does not do well is kept out of it: no timers (time is the sweep's job),
+no actions at all (an exception in one is swallowed), no `$nex` (it hangs the engine here):
+every fact is always present, with sentinel values, and a number is never compared with a string
+(durable_rules then answers true).
 
 The rulesets live in durable_rules' engine (`durable_rules_engine`, the compiled core that
 `durable.engine.Host` wraps), driven directly: assert the fact, then take the rules that fired
@@ -16,7 +19,8 @@ could take one of ours): on the sample users that made the three passes of an ev
 five times slower (`make bench`, section 4).
 
 Every ruleset carries one rule that always fires: `delete_state` on a session whose fact matched
-nothing crashes the process (segfault in durable_rules 2.0.28), so every session must match.
+nothing crashes the process (segfault in durable_rules 2.0.28), so every session must match (and
+assert_fact answers 1, not handled, for a fact that matches nothing).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import durable_rules_engine
+import orjson
 
 from nudge.rules.conditions import NEGATE, All, Check, Node, Not, Value, checks_in
 
@@ -75,16 +80,24 @@ class Ruleset:
         self.label = label
         self.rules = list(rules)
         self.name = f"{label}_{next(_names)}"  # one engine ruleset per compiled group
+        # In the engine a rule is named by its position, all names of one width ("r07"; ALWAYS
+        # last): the rule an action is for is then read off a fixed slice of its message.
+        width = len(str(len(self.rules)))
+        engine_names = [f"r{index:0{width}d}" for index in range(len(self.rules) + 1)]
         self.definition: dict[str, Any] = {
-            rule.name: {"all": [{"m": to_durable(rule.condition)}], "pri": index + 1}
+            engine_names[index]: {"all": [{"m": to_durable(rule.condition)}], "pri": index + 1}
             for index, rule in enumerate(self.rules)
         }
-        self.definition[ALWAYS] = {"all": [{"m": {ALWAYS: 1}}], "pri": len(self.rules) + 1}
+        self.definition[engine_names[-1]] = {"all": [{"m": {ALWAYS: 1}}], "pri": len(self.rules) + 1}
         # Only what the conditions read is asserted: the rest of a user's facts would be
         # serialized and parsed for nothing.
         self.keys = sorted({check.fact.key for rule in self.rules for check in checks_in(rule.condition)})
-        self._order = {rule.name: i for i, rule in enumerate(self.rules)}
+        self._names = [rule.name for rule in self.rules]
+        self._order = {name: i for i, name in enumerate(engine_names)}
+        self._always = len(self.rules)
+        self._end = 2 + len(engine_names[0])  # an action message is {"<engine name>":{"m":{...}}}
         self._handle: int | None = None
+        self._sid = str(next(_sids))  # this ruleset's one session: a fact at a time, retracted after
         if self.rules:
             self._handle = durable_rules_engine.create_ruleset(
                 self.name, json.dumps(self.definition, ensure_ascii=False)
@@ -92,32 +105,66 @@ class Ruleset:
 
     def matches(self, facts: Mapping[str, Value]) -> list[str]:
         """Names of the rules whose condition holds for `facts`, in file order."""
-        if self._handle is None:
+        handle = self._handle
+        if handle is None:
             return []
         fact: dict[str, Any] = {key: facts[key] for key in self.keys}
-        fired: list[str] = []
+        order, end = self._order, self._end
+        fired: list[int] = []
         with _lock:
-            sid = str(next(_sids))
-            fact["sid"], fact[ALWAYS] = sid, 1
-            code, state = durable_rules_engine.assert_fact(self._handle, json.dumps(fact, ensure_ascii=False))
-            if code != _HANDLED:  # cannot happen: ALWAYS matches and every sid is fresh
+            sid = self._sid
+            fact["sid"] = sid
+            fact[ALWAYS] = 1
+            encoded = _encode(fact)
+            code, state = durable_rules_engine.assert_fact(handle, encoded)
+            if code != _HANDLED:  # cannot happen: ALWAYS matches and the session holds no fact
+                self._sid = str(next(_sids))  # whatever is left in that session, start afresh
                 raise RuntimeError(f"durable_rules did not handle the fact in {self.label} (code {code})")
+            done = False
             try:
-                action = durable_rules_engine.start_action_for_state(self._handle, state)
+                action = durable_rules_engine.start_action_for_state(handle, state)
                 message: str | None = action[1] if action else None
                 while message:
-                    fired.append(self._rule_of(message))
-                    message = durable_rules_engine.complete_and_start_action(self._handle, state)
+                    index = order.get(message[2:end])
+                    fired.append(self._index_of(message) if index is None else index)
+                    message = durable_rules_engine.complete_and_start_action(handle, state)
+                done = True
             finally:
-                durable_rules_engine.delete_state(self._handle, sid)
-        if ALWAYS not in fired:
+                if done:
+                    # Every action taken: the session is as before once the fact is retracted,
+                    # and is used again (cheaper than deleting it and making a new one).
+                    durable_rules_engine.retract_fact(handle, encoded)
+                else:
+                    # Actions may be left pending: drop the session (ALWAYS matched, so deleting
+                    # is safe) and use a new one from now on.
+                    durable_rules_engine.delete_state(handle, sid)
+                    self._sid = str(next(_sids))
+        fired.sort()
+        if not fired or fired[-1] != self._always:
             raise RuntimeError(f"durable_rules matched nothing in {self.label}, not even {ALWAYS}")
-        return sorted({name for name in fired if name != ALWAYS}, key=self._order.__getitem__)
+        names = self._names
+        return [names[index] for index in dict.fromkeys(fired[:-1])]
 
-    def _rule_of(self, message: str) -> str:
-        """The rule an action message is for: `{"<rule>":{"m":{...}}}`. Rule names are plain
-        identifiers, so the name is read without parsing the fact that follows it."""
-        name = message[2 : message.find('"', 2)] if message.startswith('{"') else ""
-        if name in self._order or name == ALWAYS:
-            return name
-        return str(next(iter(json.loads(message))))
+    def _index_of(self, message: str) -> int:
+        """The rule of an action message whose name the fast path did not read."""
+        return self._order[str(next(iter(json.loads(message))))]
+
+
+_json_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _encode(fact: dict[str, Any]) -> str:
+    """The fact as JSON, by orjson (a tenth of json.dumps' time on a user's facts).
+
+    orjson writes no number json would not, except: null for a float that is not finite (json
+    writes Infinity, which durable_rules refuses, where null would silently match nothing) and
+    an error for an int past 64 bits. Both take the json path, so durable_rules sees what it
+    always saw. (No fact is ever None, so null only comes from such a float, or from a string.)
+    """
+    try:
+        encoded = orjson.dumps(fact)
+    except TypeError:
+        return _json_encode(fact)
+    if b"null" in encoded:
+        return _json_encode(fact)
+    return encoded.decode()

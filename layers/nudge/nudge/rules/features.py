@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
@@ -192,3 +193,130 @@ class AccountFacts:
         if before == 0:
             return 100.0 if last > 0 else 0.0
         return round((last - before) * 100.0 / before, 1)
+
+    def active_users_trend_at(self, clock: Clock) -> float:
+        last, before = self.active_users(clock.weeks[0]), self.active_users(clock.weeks[1])
+        if before == 0:
+            return 100.0 if last > 0 else 0.0
+        return round((last - before) * 100.0 / before, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The same features at one instant, for the rule engine: what derives from `now` alone (today,
+# the complete weeks, their keys) is computed once per instant, not once per feature and user.
+# Each `*_at` function returns exactly what its namesake above returns for `clock.now`.
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+WEEKS_KEPT = 12  # weeks_below's limit: the weeks of history kept
+
+
+@dataclass(frozen=True)
+class Clock:
+    """What every feature derives from `now` alone."""
+
+    now: datetime
+    today: int  # UTC date ordinal
+    weeks: tuple[str, ...]  # the last WEEKS_KEPT complete ISO weeks, newest first
+    # Their Mondays (midnight UTC) as time since EPOCH: exact, and compared much faster than
+    # datetimes whose tzinfo is not `datetime.UTC` (as pydantic parses them).
+    week_starts: tuple[timedelta, ...]
+    next_week: datetime  # next_week_start(now)
+    since: timedelta  # now - EPOCH
+    # Midnight UTC of a date ordinal, as window_exit_at has made them (windows end at midnight).
+    midnights: dict[int, datetime] = field(default_factory=dict, compare=False, repr=False)
+
+
+def clock_at(now: datetime) -> Clock:
+    """The clock of `now`; the last one is kept, since a sweep evaluates its users at one instant."""
+    global _last_clock
+    last = _last_clock
+    if last is not None and last.now == now:
+        return last
+    this_monday = monday(now.astimezone(UTC).date())
+    mondays = [this_monday - timedelta(weeks=i) for i in range(1, WEEKS_KEPT + 1)]
+    clock = Clock(
+        now=now,
+        today=now.astimezone(UTC).date().toordinal(),
+        weeks=tuple(week_key(day) for day in mondays),
+        week_starts=tuple(datetime(d.year, d.month, d.day, tzinfo=UTC) - EPOCH for d in mondays),
+        next_week=next_week_start(now),
+        since=now - EPOCH,
+    )
+    _last_clock = clock
+    return clock
+
+
+_last_clock: Clock | None = None
+
+
+def count_within_at(state: UserState, event: str, days: int, clock: Clock) -> int:
+    stats = state.events.get(event)
+    return stats.count_since(clock.today - days + 1) if stats is not None else 0
+
+
+def active_days_within_at(state: UserState, days: int, clock: Clock) -> int:
+    first_day = clock.today - days + 1
+    return sum(1 for d in state.active_days if d >= first_day)
+
+
+def week_metric_at(state: UserState, index: int, metric: Metric, clock: Clock) -> int:
+    """`metric` in the index-th complete week before now (0 = the last one)."""
+    stats = state.weeks.get(clock.weeks[index])
+    if stats is None:
+        return 0
+    return stats.sessions if metric == "sessions" else stats.active_days
+
+
+def weeks_below_at(
+    state: UserState, metric: Metric, threshold: int, clock: Clock, started: timedelta | None
+) -> int:
+    """weeks_below with the default limit (WEEKS_KEPT); `started` is signed_up_at(state) - EPOCH."""
+    if started is None:
+        return 0
+    run = 0
+    get = state.weeks.get
+    sessions = metric == "sessions"
+    for key, week_start in zip(clock.weeks, clock.week_starts, strict=True):
+        if week_start < started:
+            break
+        stats = get(key)
+        if stats is not None and (stats.sessions if sessions else stats.active_days) >= threshold:
+            break
+        run += 1
+    return run
+
+
+def trend_percent_at(state: UserState, metric: Metric, clock: Clock) -> float:
+    last, before = week_metric_at(state, 0, metric, clock), week_metric_at(state, 1, metric, clock)
+    if before == 0:
+        return 100.0 if last > 0 else 0.0
+    return round((last - before) * 100.0 / before, 1)
+
+
+def frequency_band_at(state: UserState, clock: Clock) -> FrequencyBand:
+    weeks = state.weeks
+    total = 0
+    for key in clock.weeks[:4]:
+        stats = weeks.get(key)
+        if stats is not None:
+            total += stats.sessions
+    mean = total / 4
+    if mean >= HEAVY_SESSIONS:
+        return "heavy"
+    return "medium" if mean >= MEDIUM_SESSIONS else "light"
+
+
+def window_exit_at(
+    days_used: Iterable[int], window: int, clock: Clock, keep: int | None = None
+) -> datetime | None:
+    """window_exit at `clock.now`."""
+    first_day = clock.today - window + 1
+    recent = sorted([d for d in days_used if d >= first_day], reverse=True)
+    if not recent or (keep is not None and len(recent) < keep):
+        return None
+    leaving = (recent[-1] if keep is None else recent[keep - 1]) + window
+    at = clock.midnights.get(leaving)
+    if at is None:
+        leaves = date.fromordinal(leaving)
+        at = clock.midnights[leaving] = datetime(leaves.year, leaves.month, leaves.day, tzinfo=UTC)
+    return at

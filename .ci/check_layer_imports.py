@@ -1,0 +1,69 @@
+"""Import every module the Lambdas can load, from what `sam build` put in the layer, and nothing else.
+
+The Lambda runtime has the standard library and boto3 (with botocore, s3transfer, jmespath,
+dateutil, urllib3, six); everything else must come from the NudgeLayer. A dependency the code
+imports but layers/nudge/requirements.txt does not list passes every test run in .venv and fails
+in AWS at the first cold start: this catches it at `make test`.
+
+Run with the interpreter the runtime has (python3.11), after `sam build`:
+    python .ci/check_layer_imports.py .aws-sam/build
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pkgutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+# What the python3.11 runtime ships besides the standard library.
+RUNTIME = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+# Modules that only the CLI and the local stack use: never loaded by a Lambda.
+NOT_IN_LAMBDAS = ("nudge.local", "nudge.cli", "nudge.__main__", "nudge.rules.commands", "nudge.samples")
+
+
+def main(build: Path) -> int:
+    layer = build / "NudgeLayer" / "python"
+    if not layer.is_dir():
+        print(f"{layer}: missing; run `sam build` first", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as runtime:
+        for name in RUNTIME:
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.origin is None:
+                print(f"{name}: not installed here, cannot stand in for the runtime's", file=sys.stderr)
+                return 1
+            source = Path(spec.origin)
+            source = source.parent if source.name == "__init__.py" else source
+            os.symlink(source, Path(runtime) / source.name)
+        modules = [
+            m.name
+            for m in pkgutil.walk_packages([str(layer / "nudge")], prefix="nudge.")
+            if not m.name.startswith(NOT_IN_LAMBDAS)
+        ]
+        # -S: no site-packages (neither the venv's nor the system's): only the layer and the
+        # runtime's boto3 are on the path, as in Lambda.
+        code = (
+            "import importlib, sys\n"
+            f"sys.path[:0] = {[str(layer), runtime]!r}\n"
+            "for name in sys.argv[1:]:\n"
+            "    importlib.import_module(name)\n"
+        )
+        env = {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1"}
+        result = subprocess.run(  # noqa: S603 - our own interpreter and module names
+            [sys.executable, "-S", "-c", code, *modules], env=env, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            print(f"a module fails to import from the layer alone:\n{result.stderr}", file=sys.stderr)
+            print("add what it needs to layers/nudge/requirements.txt", file=sys.stderr)
+            return 1
+        print(f"{len(modules)} nudge modules import from the layer alone (+ the runtime's boto3)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1] if len(sys.argv) > 1 else ".aws-sam/build")))

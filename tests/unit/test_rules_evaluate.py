@@ -1,0 +1,323 @@
+"""evaluate()'s fast paths give exactly what the plain definitions give: each fact against its
+feature in nudge.rules.features, the re-check time against the earliest change of every test,
+and the durable_rules adapter across many users in one session."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from nudge.ingest.messages import Batch, InvalidMessage, Message
+from nudge.ingest.service import IngestLimits, ingest
+from nudge.ingest.state import UserState
+from nudge.rules import conditions as C
+from nudge.rules import features as F
+from nudge.rules.conditions import Context, Value, holds_in
+from nudge.rules.engine import CompiledRule, Ruleset, _encode
+from nudge.rules.evaluate import evaluate, facts_for, next_check, rules_checks, window_end
+from nudge.rules.features import AccountFacts
+from nudge.rules.ruleset import ESCALATE, RuleSet, load_rules
+from nudge.samples.generator import generate
+from nudge.store.memory import MemoryUsageStore
+
+RULES: RuleSet = load_rules(Path("rules"))
+START = datetime(2025, 1, 6, tzinfo=UTC)
+END = START + timedelta(days=70)
+# Instants around the end of the history: midnight, mid-week, before it, and well after it.
+INSTANTS = [
+    END,
+    END + timedelta(days=1, hours=5, minutes=17, seconds=3, microseconds=123),
+    END + timedelta(days=9, hours=13),
+    END - timedelta(days=2, microseconds=-500),
+    END + timedelta(days=45),
+]
+
+Population = list[tuple[UserState, AccountFacts | None]]
+
+
+@pytest.fixture(scope="module")
+def population() -> Population:
+    """A small sample history (nudge.samples.generator) folded by the ingest service."""
+    raw = list(generate(users=80, accounts=10, days=70, seed=11, start=START))
+    batch = Batch.model_validate({"batch": raw})
+    messages: list[Message] = [m for m in batch.batch if not isinstance(m, InvalidMessage)]
+    store = MemoryUsageStore()
+    ingest(list(enumerate(messages)), RULES.plan, store, END, IngestLimits(), sleep=lambda _s: None)
+    accounts = {
+        account_id: AccountFacts(dict(stored.value.trait_values()), store.load_rollup(account_id))
+        for account_id, stored in store.accounts.items()
+    }
+    users = [store.users[uid].value for uid in sorted(store.users)]
+    return [(u, accounts.get(u.account_id) if u.account_id else None) for u in users]
+
+
+Reference = Callable[[UserState, AccountFacts | None, datetime], Value]
+
+
+# The plain definitions, from nudge.rules.features.
+def _days_without(event: str, u: UserState, a: AccountFacts | None, now: datetime) -> Value:
+    return round(F.days_without(u, event, now), 4)
+
+
+def _days_since(event: str, u: UserState, a: AccountFacts | None, now: datetime) -> Value:
+    return round(F.days_since_event(u, event, now), 4)
+
+
+def _milestone(milestone: str, u: UserState, a: AccountFacts | None, now: datetime) -> Value:
+    return round(F.days_since_milestone(u, milestone, now), 4)
+
+
+def _age(u: UserState, a: AccountFacts | None, now: datetime) -> Value:
+    return round(F.age_days(u, now), 4)
+
+
+def _count(event: str, days: int, u: UserState, a: AccountFacts | None, now: datetime) -> Value:
+    return F.count_within(u, event, days, now)
+
+
+def _active_days(days: int, u: UserState, a: AccountFacts | None, now: datetime) -> Value:
+    return F.active_days_within(u, days, now)
+
+
+def _feature(feature: str, u: UserState, a: AccountFacts | None, now: datetime) -> Value:
+    return F.feature_status(u, feature, now)
+
+
+def _weeks_below(
+    metric: F.Metric, threshold: int, u: UserState, a: AccountFacts | None, now: datetime
+) -> Value:
+    return F.weeks_below(u, metric, threshold, now)
+
+
+def _trend(metric: F.Metric, u: UserState, a: AccountFacts | None, now: datetime) -> Value:
+    return F.trend_percent(u, metric, now)
+
+
+def _frequency(u: UserState, a: AccountFacts | None, now: datetime) -> Value:
+    return F.frequency_band(u, now)
+
+
+def _did(
+    did: str, not_: str, within: timedelta, u: UserState, a: AccountFacts | None, now: datetime
+) -> Value:
+    return 1 if F.did_but_not_within(u, did, not_, within, now) else 0
+
+
+def _active_users(u: UserState, a: AccountFacts | None, now: datetime) -> Value:
+    return a.active_users(F.complete_weeks(now, 1)[0]) if a else 0
+
+
+def _active_users_trend(u: UserState, a: AccountFacts | None, now: datetime) -> Value:
+    return a.active_users_trend(now) if a else 0
+
+
+def _references() -> list[tuple[C.Fact, Reference]]:
+    """Facts of every kind, each with its plain definition."""
+    pairs: list[tuple[C.Fact, Reference]] = []
+    for event in ("any", "signed_up", "project_created", "report_exported"):
+        pairs.append((C.days_without_fact(event), partial(_days_without, event)))
+        pairs.append((C.days_since_fact(event), partial(_days_since, event)))
+    for milestone in ("activated", "setup_done", "first_project"):
+        pairs.append((C.milestone_days_fact(milestone), partial(_milestone, milestone)))
+    pairs.append((C.age_fact(), _age))
+    for event, days in (("premium_feature_attempted", 28), ("premium_feature_attempted", 14), ("login", 7)):
+        pairs.append((C.count_fact(event, days), partial(_count, event, days)))
+    for days in (7, 28):
+        pairs.append((C.active_days_fact(days), partial(_active_days, days)))
+    for feature in ("automation", "reporting", "integrations", "premium"):
+        pairs.append((C.feature_fact(feature), partial(_feature, feature)))
+    weekly: list[tuple[F.Metric, int]] = [("sessions", 2), ("sessions", 5), ("active_days", 1)]
+    for metric, threshold in weekly:
+        pairs.append((C.weeks_below_fact(metric, threshold), partial(_weeks_below, metric, threshold)))
+    metrics: list[F.Metric] = ["sessions", "active_days"]
+    for metric in metrics:
+        pairs.append((C.trend_fact(metric), partial(_trend, metric)))
+    pairs.append((C.frequency_fact(), _frequency))
+    for did, not_, within in (
+        ("signed_up", "setup_completed", timedelta(days=1)),
+        ("setup_completed", "project_created", timedelta(days=1)),
+        ("project_created", "teammate_invited", timedelta(days=2)),
+    ):
+        pairs.append((C.did_not_fact(did, not_, within), partial(_did, did, not_, within)))
+    pairs.append((C.account_metric_fact("active_users"), _active_users))
+    pairs.append((C.account_metric_fact("active_users_trend"), _active_users_trend))
+    return pairs
+
+
+REFERENCES = _references()
+
+
+def _same(actual: object, expected: object) -> bool:
+    """Equal, and of the same type (0 is not 0.0 to durable_rules' JSON)."""
+    return actual == expected and type(actual) is type(expected)
+
+
+@pytest.mark.parametrize("now", INSTANTS)
+def test_every_fact_is_its_plain_feature_alone_or_sharing_a_context(
+    population: Population, now: datetime
+) -> None:
+    for user, account in population:
+        shared = Context(user=user, now=now, account=account)
+        for fact, reference in REFERENCES:
+            expected = reference(user, account, now)
+            alone = fact.compute(Context(user=user, now=now, account=account))
+            assert _same(alone, expected), (fact.key, user.user_id, alone, expected)
+            together = fact.compute(shared)
+            assert _same(together, expected), (fact.key, user.user_id, together, expected)
+
+
+def test_anchored_facts_change_at_their_plain_instant(population: Population) -> None:
+    """days since X crosses N at X + N days (one second later for gt and lte)."""
+    day, second = timedelta(days=1), timedelta(seconds=1)
+    for user, account in population:
+        ctx = Context(user=user, now=END, account=account)
+        last = user.last_meaningful
+        assert C.days_since_fact("any").changes_at(ctx, "lte", 7.0) == (
+            last + 7 * day + second if last else None
+        )
+        assert C.days_since_fact("any").changes_at(ctx, "gte", 7) == (last + 7 * day if last else None)
+        signup = F.signed_up_at(user)
+        assert C.age_fact().changes_at(ctx, "lte", 14.0) == (signup + 14 * day + second if signup else None)
+        start = last or signup
+        assert C.days_without_fact("any").changes_at(ctx, "gte", 30.0) == (
+            start + 30 * day if start else None
+        )
+        assert C.milestone_days_fact("activated").changes_at(ctx, "lt", F.NEVER) is None
+        first = user.events.get("signed_up")
+        did = C.did_not_fact("signed_up", "setup_completed", day)
+        assert did.changes_at(ctx, "eq", 1) == (first.first + day if first else None)
+
+
+def _naive_next_check(rules: RuleSet, ctx: Context, fired: list[str]) -> datetime | None:
+    """The earliest future change of every test, or end of a fired trigger's cooldown: all asked."""
+    times = [at for check in rules_checks(rules) if (at := check.fact.changes_at(ctx, check.op, check.value))]
+    future = [at for at in times if at > ctx.now]
+    future += [end for rule in fired if (end := window_end(rules.trigger_by_id[rule], ctx.now)) is not None]
+    return min(future) if future else None
+
+
+@pytest.mark.parametrize("now", INSTANTS)
+def test_next_check_is_the_earliest_change_of_every_test(population: Population, now: datetime) -> None:
+    for user, account in population:
+        evaluation = evaluate(RULES, user, account, None, now)
+        ctx = Context(
+            user=user,
+            now=now,
+            account=account,
+            segment=evaluation.segment or "",
+            score=evaluation.score,
+            band=evaluation.band,
+            account_score=evaluation.account_score,
+            account_band=evaluation.account_band,
+        )
+        expected = _naive_next_check(RULES, ctx, evaluation.fired)
+        # The very object min() would pick: equal instants may differ in tzinfo.
+        assert repr(evaluation.next_check_at) == repr(expected), user.user_id
+        assert repr(next_check(RULES, ctx, evaluation.fired)) == repr(expected)
+
+
+@pytest.mark.parametrize("now", INSTANTS)
+def test_evaluate_decides_what_the_conditions_say_on_its_facts(population: Population, now: datetime) -> None:
+    """Many users through the same durable_rules sessions: each sees only its own fact."""
+    for user, account in population:
+        evaluation = evaluate(RULES, user, account, None, now)
+        facts = evaluation.facts
+        before = facts_for(RULES, Context(user=user, now=now, account=account))
+        known_later = C.SCORE_FACT_KEYS | {"segment"}  # set by evaluate after the first pass
+        assert {k: v for k, v in before.items() if k not in known_later}.items() <= facts.items()
+        segment = next(
+            (s.id for s in RULES.segments if s.condition is None or holds_in(s.condition, facts)), None
+        )
+        assert evaluation.segment == segment
+        assert evaluation.fired == [t.id for t in RULES.triggers if holds_in(t.condition, facts)]
+        escalated = {d.rule for d in evaluation.decisions if d.action == "escalate"}
+        for trigger in RULES.triggers:
+            if trigger.escalate_when is not None and trigger.id in evaluation.fired:
+                assert (trigger.id in escalated) == holds_in(trigger.escalate_when, facts)
+
+
+def test_a_context_shares_its_memo_only_with_its_scored_self() -> None:
+    user = UserState(user_id="u")
+    ctx = Context(user=user, now=END)
+    ctx.memo["x"] = 1
+    scored = ctx.scored("dormant", 10.0, "low", 0.0, "")
+    assert scored.memo is ctx.memo
+    assert scored.segment == "dormant"
+    assert scored.clock is ctx.clock
+    other = replace(ctx, now=END + timedelta(days=1))
+    assert other.memo == {}
+    assert other.clock.today == ctx.clock.today + 1
+    assert ctx == Context(user=user, now=END)  # the memo is not part of a context's value
+
+
+def test_the_clock_of_an_instant_is_its_weeks_and_day() -> None:
+    for now in INSTANTS:
+        clock = F.clock_at(now)
+        assert clock is F.clock_at(now)
+        assert list(clock.weeks) == F.complete_weeks(now, F.WEEKS_KEPT)
+        assert clock.today == now.date().toordinal()
+        assert clock.next_week == F.next_week_start(now)
+        assert clock.since == now - F.EPOCH
+
+
+def test_window_exit_at_is_window_exit() -> None:
+    for now in INSTANTS:
+        clock = F.clock_at(now)
+        today = clock.today
+        for days in (
+            [],
+            [today],
+            [today - 3, today - 10, today - 27, today - 40],
+            list(range(today - 30, today + 1)),
+        ):
+            for window, keep in ((7, None), (28, None), (28, 3), (14, 2)):
+                assert F.window_exit_at(days, window, clock, keep) == F.window_exit(days, window, now, keep)
+
+
+# -- the durable_rules adapter --------------------------------------------------------------------
+
+
+def test_facts_are_encoded_as_json_would_and_json_is_kept_where_orjson_differs() -> None:
+    fact: dict[str, object] = {"a": 1.5, "b": 0, "c": "plan \u00e9", "d": -(10**9), "sid": "3"}
+    assert json.loads(_encode(fact)) == fact
+    assert _encode({"x": float("inf")}) == json.dumps({"x": float("inf")})  # durable_rules refuses both
+    assert _encode({"x": 2**70}) == json.dumps({"x": 2**70})
+
+
+def test_a_refused_fact_leaves_the_ruleset_usable() -> None:
+    fact = C.Fact("n", "n", lambda ctx: 0)
+    rules = Ruleset("refused", [CompiledRule("big", C.Check(fact, "gte", 5))])
+    assert rules.matches({"n": 7}) == ["big"]
+    with pytest.raises(Exception, match="assert"):
+        rules.matches({"n": float("inf")})  # Infinity is not JSON to durable_rules
+    assert rules.matches({"n": 7}) == ["big"]
+    assert rules.matches({"n": 1}) == []
+
+
+def test_escalations_are_named_apart_from_their_trigger() -> None:
+    names = [rule.name for rule in RULES.trigger_rules.rules]
+    assert all(name.startswith(ESCALATE) or name in RULES.trigger_by_id for name in names)
+
+
+def test_weeks_below_counts_the_week_a_user_signed_up_at_its_very_start() -> None:
+    """Signed up exactly at a week's start (as parsed by pydantic), or a microsecond either side."""
+    now = datetime(2025, 3, 19, 15, 0, tzinfo=UTC)  # a Wednesday
+    monday = "2025-03-03T00:00:00"
+    for signup in (f"{monday}Z", f"{monday}.000001Z", "2025-03-02T23:59:59.999999Z", f"{monday}+00:00"):
+        user = UserState.model_validate(
+            {
+                "user_id": "u",
+                "events": {"signed_up": {"count": 1, "first": signup, "last": signup}},
+                "weeks": {"2025-W10": {"sessions": 1}, "2025-W11": {"sessions": 0}},
+            }
+        )
+        for threshold in (2, 1):
+            fact = C.weeks_below_fact("sessions", threshold)
+            expected = F.weeks_below(user, "sessions", threshold, now)
+            assert fact.compute(Context(user=user, now=now)) == expected, (signup, threshold)
