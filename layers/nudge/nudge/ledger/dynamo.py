@@ -19,7 +19,7 @@ from nudge.guardrails.verdicts import DeliveryRecord
 from nudge.ledger.entries import Commit, Escalation, LedgerEntry, Outcome, Status, UserLedger
 from nudge.rules.evaluate import Decision
 from nudge.store import calls, codec
-from nudge.store.dynamo import BATCH_GET_LIMIT
+from nudge.store.dynamo import BATCH_GET_LIMIT, delete_keys
 from nudge.store.ports import Versioned
 
 if TYPE_CHECKING:
@@ -262,17 +262,7 @@ class DynamoLedger:
 
     def erase_user(self, user_id: str) -> int:
         items = self._query(f"USER#{user_id}", "")
-        for start in range(0, len(items), 25):
-            request: dict[str, Any] = {
-                self.table: [
-                    {"DeleteRequest": {"Key": _key(i["pk"]["S"], i["sk"]["S"])}}
-                    for i in items[start : start + 25]
-                ]
-            }
-            while request:
-                response = calls.read(self.client.batch_write_item, RequestItems=request)
-                request = dict(response.get("UnprocessedItems") or {})
-        return len(items)
+        return delete_keys(self.client, self.table, [_key(i["pk"]["S"], i["sk"]["S"]) for i in items])
 
     def scan_entries(self) -> list[LedgerEntry]:
         """Every decision entry, users' and accounts' (a Scan: for reports and the local stack,
