@@ -8,6 +8,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from shipped import RULES
+
+from nudge.guardrails.verdicts import in_group
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Api
@@ -24,6 +27,18 @@ def message(api: Api, user: str, kind: str, **fields: Any) -> dict[str, Any]:
         "timestamp": when.isoformat(),
         **fields,
     }
+
+
+def unheld(base: str, rule: str = "finish_setup") -> str:
+    """A user id that neither the control group nor `rule`'s holdout holds out (ids hash into them)."""
+    salt = RULES.guardrails.spec.holdout.salt
+    percent = RULES.guardrails.spec.holdout.control_group
+    rule_percent = RULES.trigger_by_id[rule].spec.holdout
+    for n in range(100):
+        user = f"{base}-{n}"
+        if not in_group(salt, user, percent) and not in_group(salt, f"{rule}|{user}", rule_percent):
+            return user
+    raise AssertionError("no id outside the holdouts in 100 tries")
 
 
 def signed_up_with_traits(api: Api, user: str, **traits: Any) -> list[dict[str, Any]]:
@@ -61,7 +76,8 @@ def outbox(api: Api, user: str) -> list[dict[str, Any]]:
 
 
 def test_a_stalled_signup_gets_one_finish_setup_email_and_its_ledger_says_so(api: Api, uid: str) -> None:
-    # Given a user who signed up and did nothing else
+    # Given a user who signed up and did nothing else (and is not held out of the rule)
+    uid = unheld(uid)
     batch = signed_up_with_traits(api, uid)
     # When a day and a half passes (the rule waits a day), and the same batch is posted again
     move_clock(api, timedelta(hours=36))
@@ -97,6 +113,8 @@ def test_every_stream_record_and_queue_message_delivered_twice_sends_nothing_twi
     api: Api, uid: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given every event source of the stack delivering each record twice in its batch
+    uid = unheld(uid)
+
     def doubled(invoke: Any) -> Any:
         def twice(function: str, event: dict[str, Any]) -> dict[str, Any]:
             result: dict[str, Any] = invoke(

@@ -11,11 +11,11 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from itertools import count
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from shipped import UNHELD
 
 from nudge.actions.email import MemoryEmailSender, build_mime
 from nudge.actions.errors import SendFailed, SendRejected, SendThrottled
@@ -29,11 +29,11 @@ from nudge.ingest.state import AccountState, Stamped, UserState
 from nudge.ledger.entries import LedgerEntry
 from nudge.ledger.store import MemoryLedger
 from nudge.rules.evaluate import Decision
-from nudge.rules.ruleset import RuleSet, load_rules
+from nudge.rules.ruleset import RuleSet
 from nudge.store.memory import MemoryUsageStore
 from nudge.store.ports import Versioned
 
-RULES = load_rules(Path(__file__).resolve().parents[2] / "rules")
+RULES = UNHELD  # no holdouts: these tests are about what else happens to a decision
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # 12:00 in New York: no quiet hours
 LATER = NOON + timedelta(seconds=30)  # when the action function picks the delivery up
 SECRET = bytes(range(32))

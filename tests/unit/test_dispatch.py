@@ -8,8 +8,9 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import count
-from pathlib import Path
 from typing import Any
+
+from shipped import UNHELD
 
 from nudge.dispatch.messages import DecisionBatch
 from nudge.dispatch.service import (
@@ -24,11 +25,11 @@ from nudge.ingest.state import Stamped, UserState
 from nudge.ledger.entries import UserLedger
 from nudge.ledger.store import MemoryLedger
 from nudge.rules.evaluate import Decision
-from nudge.rules.ruleset import RuleSet, load_rules
+from nudge.rules.ruleset import RuleSet
 from nudge.store.memory import MemoryUsageStore
 from nudge.store.ports import Versioned
 
-RULES = load_rules(Path(__file__).resolve().parents[2] / "rules")
+RULES = UNHELD  # no holdouts: these tests are about what else happens to a decision
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # 12:00 in New York
 _ids = count()
 

@@ -5,20 +5,20 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from itertools import count
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shipped import UNHELD
 
 from nudge.guardrails.policy import Guardrails, GuardrailsFile
 from nudge.guardrails.verdicts import DeliveryRecord, guard, guard_escalation, in_group, quiet_until
 from nudge.rules.evaluate import Decision
-from nudge.rules.ruleset import RuleSet, load_rules
+from nudge.rules.ruleset import RuleSet
 
-RULES = load_rules(Path(__file__).resolve().parents[2] / "rules")
+RULES = UNHELD  # no holdouts: these tests are about what else happens to a decision
 # A Tuesday, 15:00 in New York (20:00Z): outside quiet hours there.
 NOON = datetime(2025, 3, 4, 20, 0, tzinfo=UTC)
 _ids = count()

@@ -2,8 +2,8 @@
 
 The local stack starts (moto, tables and queues from template.yaml, the real ingest, evaluate
 and sweep handlers in worker "containers"), the sample generator plans N days of usage starting
-at the simulated clock's now, and the replay goes a day at a time: the clock moves to the end of
-the day, the day's messages go to POST /v1/batch as SDKs send them (gzip, a few hundred per
+at the simulated clock's now, and the replay goes half a day at a time: the clock moves to the end
+of the half day, its messages go to POST /v1/batch as SDKs send them (gzip, a few hundred per
 request, several senders at once, retrying on 503), then what is due runs: the stream pump
 feeds the day's usage changes to the evaluate function, and the sweep re-checks the users whose
 time-based conditions came due (dormant after 30 days, a week closing).
@@ -52,6 +52,12 @@ from nudge.store import codec
 from nudge.store.segments import SegmentRecord
 
 DAY = timedelta(days=1)
+# The replay moves the clock half a day at a time, sweeping after each half: decisions are then
+# judged at two times of day 12 hours apart, and as quiet hours last less than 12 hours, a push
+# deferred for the night finds one of them outside the user's quiet hours (EventBridge sweeps
+# every 15 minutes in AWS; a sweep a day at one fixed time would find some zones always asleep).
+STEP = timedelta(hours=12)
+STEPS_PER_DAY = 2
 BATCH_MIN, BATCH_MAX = 100, 300
 SENDERS = 4
 # Two handler processes: with moto and the HTTP server in this process, that keeps two cores busy.
@@ -145,12 +151,18 @@ def _batches(messages: Sequence[dict[str, Any]], rng: random.Random) -> Iterator
         start += size
 
 
-def _days(messages: Iterable[dict[str, Any]], start: datetime) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    def day_of(message: dict[str, Any]) -> int:
-        return (datetime.fromisoformat(message["timestamp"]) - start) // DAY
+def _steps(
+    messages: Iterable[dict[str, Any]], start: datetime, count: int
+) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """The messages in each STEP after `start`, every one of `count` steps (empty ones too: the
+    sweep must run for them)."""
 
-    for day, group in groupby(messages, key=day_of):
-        yield day, list(group)
+    def step_of(message: dict[str, Any]) -> int:
+        return (datetime.fromisoformat(message["timestamp"]) - start) // STEP
+
+    groups = {step: list(group) for step, group in groupby(messages, key=step_of)}
+    for step in range(count):
+        yield step, groups.get(step, [])
 
 
 @dataclass
@@ -290,13 +302,13 @@ def _replay(
     stack.start_background(PUMP_INTERVAL_SECONDS, schedules=False)
     with progress, ThreadPoolExecutor(max_workers=senders, thread_name_prefix="demo-sender") as pool:
         task = progress.add_task("replay", total=days, when="", sent=0, rate=0.0)
-        for day, messages in _days(history.messages(), start):
-            end_of_day = start + (day + 1) * DAY
+        for step, messages in _steps(history.messages(), start, days * STEPS_PER_DAY):
+            end_of_day = start + (step + 1) * STEP
             stack.clock.advance_to(end_of_day)
             batches = list(_batches(messages, rng))
             list(pool.map(send, batches))
             sent += len(messages)
-            last_batch = batches[-1]
+            last_batch = batches[-1] if batches else last_batch
             _run_due(stack, evaluation)
             # moto keeps every item and stream record in this process, and the heap only grows:
             # each full garbage collection walked all of it again (a tenth of the replay's CPU).
@@ -311,7 +323,7 @@ def _replay(
             elapsed = time.monotonic() - replay_began
             progress.update(
                 task,
-                completed=day + 1,
+                completed=(step + 1) / STEPS_PER_DAY,
                 when=f"{end_of_day:%Y-%m-%d}",
                 sent=sent,
                 rate=sent / elapsed if elapsed else 0.0,

@@ -7,6 +7,7 @@ file:line: message, so `nudge rules lint` shows them all at once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -81,6 +82,18 @@ class ScoringFile(_Strict):
     account: ScoreSpec
 
 
+class GoalSpec(_Strict):
+    """What a rule's message aims at, for lift: one of event, milestone or account_trait, reached
+    within `within` of the decision."""
+
+    event: str | None = Field(
+        default=None, description="An event of the tracking plan, or any (any meaningful one)."
+    )
+    milestone: str | None = None
+    account_trait: str | None = Field(default=None, description="The account's trait set anew, e.g. plan.")
+    within: Duration
+
+
 class TriggerSpec(_Strict):
     id: str = Field(pattern=NAME_PATTERN)
     description: str = ""
@@ -92,6 +105,9 @@ class TriggerSpec(_Strict):
     cooldown: Duration = Field(default=timedelta(days=7), description="Not again for this long after firing.")
     once: bool = Field(default=False, description="At most once per user, ever (no re-entry).")
     escalate_when: Any = Field(default=None, description="Also escalate to customer success when this holds.")
+    goal: GoalSpec | None = Field(
+        default=None, description="What the message aims at (for lift against the holdout)."
+    )
     next_step: str = Field(
         default="", description="For an escalation: what customer success should do next (in the case)."
     )
@@ -355,6 +371,8 @@ def load_rules(rules_dir: Path) -> RuleSet:
             problems.append(
                 trg_doc.problem(("triggers", index, "action"), "an escalation trigger's action is escalate")
             )
+        if spec.goal is not None:
+            problems.extend(_goal_problems(trg_doc, ("triggers", index, "goal"), spec.goal, plan))
         if spec.cooldown < timedelta(hours=1):
             problems.append(trg_doc.problem(("triggers", index, "cooldown"), "cooldown must be at least 1h"))
         if node is not None:
@@ -405,6 +423,25 @@ def load_rules(rules_dir: Path) -> RuleSet:
             )
         ],
     )
+
+
+def _goal_problems(
+    doc: YamlDoc, loc: tuple[str | int, ...], goal: GoalSpec, plan: TrackingPlan
+) -> list[RuleProblem]:
+    named = [k for k in ("event", "milestone", "account_trait") if getattr(goal, k) is not None]
+    if len(named) != 1:
+        return [doc.problem(loc, "a goal names exactly one of event, milestone or account_trait")]
+    kind = named[0]
+    value = str(getattr(goal, kind))
+    known: dict[str, Iterable[str]] = {
+        "event": [*plan.events, "any"],
+        "milestone": plan.milestones,
+        "account_trait": plan.account_traits,
+    }
+    if value in known[kind]:
+        return []
+    word = kind.replace("_", " ")
+    return [doc.problem((*loc, kind), f"unknown {word} '{value}'{did_you_mean(value, known[kind])}")]
 
 
 def _replace(catalog: Catalog, **changes: Any) -> Catalog:
