@@ -20,7 +20,9 @@ RULES = load_rules(ROOT / "rules")
 def without_holdouts(rules: RuleSet) -> RuleSet:
     holdout = rules.guardrails.spec.holdout.model_copy(update={"control_group": 0.0})
     spec = rules.guardrails.spec.model_copy(update={"holdout": holdout})
-    triggers = [dataclasses.replace(t, spec=t.spec.model_copy(update={"holdout": 0.0})) for t in rules.triggers]
+    triggers = [
+        dataclasses.replace(t, spec=t.spec.model_copy(update={"holdout": 0.0})) for t in rules.triggers
+    ]
     return dataclasses.replace(rules, triggers=triggers, guardrails=Guardrails(spec, rules.guardrails.file))
 
 
