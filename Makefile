@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo serve bench lint typecheck unit rules sam-validate sam-build rules-lint clean
+.PHONY: test demo serve bench lint typecheck unit browser rules sam-validate sam-build rules-lint clean
 
 $(STAMP): pyproject.toml layers/nudge/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy layers/nudge/nudge functions
 
-unit: $(STAMP)
-	$(BIN)/pytest
+unit: $(STAMP) browser
+	NUDGE_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
+
+# The report test opens the HTML report in headless Chromium: Debian's package, installed here
+# when missing (playwright drives it; it downloads no browser of its own).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }; } || \
+	  { echo "Chromium is needed for the report test: apt-get install chromium, or make CHROMIUM=/path/to/chromium"; exit 1; }
+	@test -x $(CHROMIUM) && echo "chromium: $(CHROMIUM)"
 
 test: lint typecheck unit rules sam-validate sam-build
 

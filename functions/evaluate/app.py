@@ -18,6 +18,7 @@ from nudge.rules.service import (
     user_from_stream,
     wire,
 )
+from nudge.store.dynamo import CORRELATION_ATTRIBUTE
 
 # Rules, settings and clients at cold start: a bad rule file fails here, every problem logged.
 service = wire()
@@ -33,6 +34,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
 
     def record_handler(record: DynamoDBRecord) -> None:
         stream = record.dynamodb
+        # The request that wrote this state (ingest API request id), if any: this record's log
+        # lines and the decisions it publishes carry it. Never a previous record's.
+        correlation_id = str(stream.new_image.get(CORRELATION_ATTRIBUTE) or "") if stream else ""
+        logger.set_correlation_id(correlation_id or None)
         # FilterCriteria already keeps out everything but users' STATE and accounts' TRAITS
         # items; this guards the local stack's pump and any event source configured without it.
         try:
@@ -63,6 +68,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
                 state_version=change.version,
                 accounts=accounts,
                 attempts=service.attempts,
+                correlation_id=correlation_id,
             )
         except Exception:
             # Reported to Lambda as this record's failure (retry, bisect, then the on-failure
@@ -78,3 +84,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
         )
     finally:
         service.metrics.flush()
+        logger.set_correlation_id(None)

@@ -17,6 +17,9 @@ service = wire()
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The schedule's event carries nothing the sweep needs: it works from the watermark and now.
+    # The run's id is its correlation id: its log lines, and the decisions it publishes (so
+    # dispatch's and the sends' lines too), carry it.
+    logger.set_correlation_id(context.aws_request_id)
     try:
         result = sweep(
             service.rules,
@@ -24,7 +27,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             clock.now(),
             options=service.options,
             time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+            correlation_id=context.aws_request_id,
         )
     finally:
         service.metrics.flush()
+        logger.set_correlation_id(None)
     return result.summary()

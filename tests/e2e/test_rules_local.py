@@ -119,8 +119,11 @@ def test_an_activated_user_becomes_dormant_when_the_clock_moves_31_days(api: Api
     assert timedelta(days=30) <= dormant_at - active_at <= timedelta(days=31, minutes=5)
     assert datetime.fromisoformat(user["segment_since"]) == dormant_at
     # ...and the rescue rule decided to write to them, dated on the simulated clock
+    # (once per cooldown window: the rule's 30-day window may turn within the last day, and the
+    # decision of the new window then meets the guardrails again, as a new decision)
     rescue = [d for d in decisions(api, uid) if d["rule"] == "rescue_dormant"]
-    assert len(rescue) == 1
+    assert 1 <= len(rescue) <= 2
+    assert len({d["decision_id"] for d in rescue}) == len(rescue)
     assert rescue[0]["action"] == "email"
     assert datetime.fromisoformat(rescue[0]["decided_at"]) == dormant_at
 

@@ -10,6 +10,8 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from nudge.cs import commands as cs_commands
+    from nudge.insight import commands as report_commands
     from nudge.local import commands as local_commands
     from nudge.rules import commands as rules_commands
     from nudge.samples import commands as sample_commands
@@ -19,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     local_commands.register(sub)
     sample_commands.register(sub)
     rules_commands.register(sub)
+    cs_commands.register(sub)
+    report_commands.register(sub)
     return parser
 
 

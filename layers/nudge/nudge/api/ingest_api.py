@@ -52,7 +52,10 @@ def _run(messages: list[tuple[int, Message]], rejected: list[Problem]) -> Respon
     svc = services()
     result = IngestResult()
     if messages:
-        result = ingest(messages, svc.plan, svc.store, clock.now(), svc.limits)
+        # The request id the handler made this invocation's correlation id: kept on each user's
+        # state written, so evaluate, dispatch and the send log under it too.
+        correlation_id = logger.get_correlation_id() or ""
+        result = ingest(messages, svc.plan, svc.store, clock.now(), svc.limits, correlation_id=correlation_id)
     errors = sorted([*rejected, *result.errors], key=lambda p: (p.index, p.field))
     metrics.add_metric(name="EventsAccepted", unit="Count", value=result.accepted)
     metrics.add_metric(name="EventsRejected", unit="Count", value=len(errors))

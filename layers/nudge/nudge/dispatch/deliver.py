@@ -90,6 +90,9 @@ def deliver(delivery: Delivery, rules: RuleSet, ports: DeliverPorts, now: dateti
         # Erased with its user, or never committed (should not happen: routing follows the commit).
         logger.warning("deliver: no ledger entry; nothing sent", extra={"decision_id": delivery.decision_id})
         return Delivered("gone")
+    if entry.decision.correlation_id:
+        # The request (or sweep run) behind the decision: what follows logs under it.
+        logger.set_correlation_id(entry.decision.correlation_id)
     if entry.status != "queued":
         if entry.status == "sending":
             # Claimed by another delivery that has not finished: still running, or crashed between

@@ -1,11 +1,18 @@
 """What the three action functions share: an SQS batch of deliveries -> `deliver` each, reporting
-the ones to retry (throttled, or failed before the claim) as partial batch failures."""
+the ones to retry (throttled, or failed before the claim) as partial batch failures.
+
+Metrics, summed per invocation: `Deliveries` handled (by function), `Sends` and `SendFailures` by
+`channel` (email, push, sms, cs; failures are refusals and outcomes unknown), `Suppressed` by
+`reason` (found at send time: opted_out, no_address, user_erased), and `SendOutcomeUnknown` with no
+dimension (one alarm for every channel).
+Each delivery's log line carries the correlation id of the request behind its decision.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -15,25 +22,31 @@ from nudge import clock
 from nudge.dispatch.deliver import deliver
 from nudge.dispatch.messages import Delivery
 from nudge.dispatch.wiring import wire_deliver
-from nudge.observability import logger, metrics
+from nudge.observability import MetricCounts, logger, metrics
 
 
 class DeliveryHandler:
     def __init__(self, channel: str) -> None:
         self.service = wire_deliver(channel)
         self.processor = BatchProcessor(event_type=EventType.SQS)
+        self.counts = MetricCounts(metrics)
 
     def record(self, record: SQSRecord) -> None:
         delivery = Delivery.model_validate_json(record.body)
+        metrics.add_metric(name="Deliveries", unit=MetricUnit.Count, value=1)
+        # `deliver` sets the correlation id of the decision's request once it reads the entry.
+        logger.set_correlation_id(None)
         done = deliver(delivery, self.service.rules, self.service.ports, clock.now())
-        metrics.add_metric(name=f"Deliveries_{done.result}", unit=MetricUnit.Count, value=1)
+        if done.result == "sent":
+            self.counts.add("Sends", "channel", delivery.channel)
+        elif done.result in ("failed", "unknown"):
+            self.counts.add("SendFailures", "channel", delivery.channel)
+        elif done.result == "suppressed":
+            self.counts.add("Suppressed", "reason", done.reason or "unspecified")
         if done.result == "unknown":
-            # Alarmed (one alarm for every channel, so no service dimension): a send that may or
-            # may not have happened is never retried.
-            with single_metric(
-                name="SendOutcomeUnknown", unit=MetricUnit.Count, value=1, namespace=metrics.namespace
-            ):
-                pass
+            # Alarmed (one alarm for every channel, so no dimension): a send that may or may not
+            # have happened is never retried.
+            self.counts.add("SendOutcomeUnknown")
         logger.info(
             "delivery",
             extra={
@@ -46,6 +59,10 @@ class DeliveryHandler:
         )
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-        return process_partial_response(
-            event=event, record_handler=self.record, processor=self.processor, context=context
-        )
+        try:
+            return process_partial_response(
+                event=event, record_handler=self.record, processor=self.processor, context=context
+            )
+        finally:
+            self.counts.flush()
+            logger.set_correlation_id(None)

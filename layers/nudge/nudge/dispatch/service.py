@@ -27,7 +27,7 @@ from nudge.dispatch.messages import DecisionBatch, Delivery
 from nudge.guardrails.verdicts import Verdict, guard, guard_escalation
 from nudge.ledger.entries import Commit, Escalation, LedgerEntry, subject_of
 from nudge.ledger.store import Ledger
-from nudge.observability import logger
+from nudge.observability import MetricCounts, logger
 from nudge.rules.evaluate import Decision
 from nudge.rules.ruleset import RuleSet
 from nudge.store.errors import StateConflict
@@ -78,6 +78,23 @@ class DispatchResult:
         counts["duplicate"] += len(self.duplicates)
         counts["cancelled"] += len(self.cancelled)
         return counts
+
+
+def correlation_of(batch: DecisionBatch) -> str:
+    """The request (or sweep run) behind a batch: its decisions come from one evaluation and carry
+    the same; a batch of lapsed deferrals alone carries none."""
+    return next((d.correlation_id for d in batch.decisions if d.correlation_id), "")
+
+
+def count_outcomes(result: DispatchResult, counts: MetricCounts) -> None:
+    """`Decisions` by `outcome` (send, suppressed, deferred, held_out, duplicate, cancelled) and
+    `Suppressed` by `reason`, added to the invocation's counts."""
+    for verdict in result.verdicts:
+        counts.add("Decisions", "outcome", verdict.outcome)
+        if verdict.outcome == "suppressed":
+            counts.add("Suppressed", "reason", verdict.reason or "unspecified")
+    counts.add("Decisions", "outcome", "duplicate", len(result.duplicates))
+    counts.add("Decisions", "outcome", "cancelled", len(result.cancelled))
 
 
 def delivery_of(entry: LedgerEntry) -> Delivery:

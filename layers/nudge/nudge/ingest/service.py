@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
 
 from nudge.ingest.fold import FoldWindow, fold, fold_account, rollup_delta
 from nudge.ingest.messages import Group, Message, Page, Screen, Track, event_name
+from nudge.ingest.state import RollupDelta, UserState
 from nudge.rules.plan import TrackingPlan
 from nudge.store.errors import StateConflict
 from nudge.store.ports import UsageStore
+
+SaveUser = Callable[[UserState, int, RollupDelta | None, datetime], None]
 
 
 @dataclass(frozen=True)
@@ -100,11 +106,14 @@ def ingest(
     now: datetime,
     limits: IngestLimits = IngestLimits(),
     sleep: Callable[[float], None] = time.sleep,
+    correlation_id: str = "",
 ) -> IngestResult:
     """Fold valid messages into usage state: one versioned write per user touched (plus one per
     account whose traits change), retried with jittered backoff when another writer got there first.
 
     `messages` carry their index in the request, so problems name the message they are about.
+    `correlation_id` (the API request's id) is kept on each user's state written, where the store
+    has room for it (DynamoDB), so the evaluator's logs and decisions carry it on.
     """
     result = IngestResult()
     by_user: dict[str, list[Message]] = defaultdict(list)
@@ -127,7 +136,8 @@ def ingest(
             groups[message.groupId].append(message)
         result.accepted += 1
     if by_user:
-        result.users_written, conflicts = _write_users(by_user, plan, store, now, limits, sleep)
+        save = _saver(store, correlation_id)
+        result.users_written, conflicts = _write_users(by_user, plan, store, save, now, limits, sleep)
         result.conflicts += conflicts
     for account_id, account_groups in groups.items():
         written, conflicts = _write_account(account_id, account_groups, store, now, limits, sleep)
@@ -136,10 +146,20 @@ def ingest(
     return result
 
 
+def _saver(store: UsageStore, correlation_id: str) -> SaveUser:
+    """`store.save_user`, tagging the write with `correlation_id` where the store takes one (the
+    in-memory fake and test doubles have nowhere to keep it, and are called as before)."""
+    save: Any = store.save_user
+    if correlation_id and "correlation_id" in inspect.signature(save).parameters:
+        return partial(save, correlation_id=correlation_id)
+    return store.save_user
+
+
 def _write_users(
     by_user: dict[str, list[Message]],
     plan: TrackingPlan,
     store: UsageStore,
+    save: SaveUser,
     now: datetime,
     limits: IngestLimits,
     sleep: Callable[[float], None],
@@ -156,7 +176,7 @@ def _write_users(
             if new == old:
                 continue  # every message was a duplicate: nothing to write
             try:
-                store.save_user(new, stored.version if stored else 0, rollup_delta(old, new), now)
+                save(new, stored.version if stored else 0, rollup_delta(old, new), now)
                 written += 1
             except StateConflict:
                 conflicts += 1

@@ -264,14 +264,18 @@ class DynamoLedger:
         items = self._query(f"USER#{user_id}", "")
         return delete_keys(self.client, self.table, [_key(i["pk"]["S"], i["sk"]["S"]) for i in items])
 
-    def scan_entries(self) -> list[LedgerEntry]:
+    def scan_entries(self, updated_after: datetime | None = None) -> list[LedgerEntry]:
         """Every decision entry, users' and accounts' (a Scan: for reports and the local stack,
-        never on a hot path)."""
+        never on a hot path); only those updated after `updated_after` if given."""
         args: dict[str, Any] = {
             "TableName": self.table,
             "FilterExpression": "begins_with(sk, :prefix)",
             "ExpressionAttributeValues": {":prefix": {"S": DECISION}},
         }
+        if updated_after is not None:
+            # ISO 8601 in UTC with the same offset everywhere: strings compare as times.
+            args["FilterExpression"] += " AND updated_at > :after"
+            args["ExpressionAttributeValues"][":after"] = {"S": updated_after.isoformat()}
         entries: list[LedgerEntry] = []
         while True:
             response = calls.read(self.client.scan, **args)
@@ -296,3 +300,84 @@ class DynamoLedger:
             if not last:
                 return items
             args["ExclusiveStartKey"] = last
+
+    # -- customer success (nudge.cs): the escalations themselves, and the note left on handling
+
+    @staticmethod
+    def _stored_escalation(item: dict[str, Any]) -> tuple[str, Versioned[Escalation], str]:
+        return (
+            item["pk"]["S"].removeprefix("ACCOUNT#"),
+            Versioned(Escalation.model_validate_json(item["esc"]["S"]), int(item["v"]["N"])),
+            item.get("note", {}).get("S", ""),
+        )
+
+    def escalation_of(self, account_id: str) -> tuple[Versioned[Escalation], str] | None:
+        """The account's escalation (open or handled) and the note left when it was handled."""
+        response = calls.read(
+            self.client.get_item,
+            TableName=self.table,
+            Key=_key(f"ACCOUNT#{account_id}", ESCALATION),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        if not item:
+            return None
+        _, stored, note = self._stored_escalation(item)
+        return stored, note
+
+    def list_escalations(self) -> list[tuple[str, Escalation, str]]:
+        """Every account's escalation, open or handled: (account id, escalation, handling note).
+
+        A Scan filtered to the ESCALATION items: it reads the whole table (decisions included),
+        so it is for the CS view and the local stack, never for a hot path."""
+        args: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "sk = :sk",
+            "ExpressionAttributeValues": {":sk": {"S": ESCALATION}},
+            "ProjectionExpression": "pk, v, esc, note",
+        }
+        found: list[tuple[str, Escalation, str]] = []
+        while True:
+            response = calls.read(self.client.scan, **args)
+            for item in response.get("Items", []):
+                account, stored, note = self._stored_escalation(item)
+                found.append((account, stored.value, note))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return sorted(found, key=lambda f: f[0])
+            args["ExclusiveStartKey"] = last
+
+    def handle_escalation_noted(
+        self, account_id: str, decision_id: str, by: str, note: str, now: datetime, *, attempts: int = 5
+    ) -> Escalation | None:
+        """Mark the account's escalation `decision_id` handled by `by`, keeping `note` with it (a
+        version-checked update). The handled escalation; None when that is not the account's
+        escalation or it was handled already."""
+        for _ in range(attempts):
+            found = self.escalation_of(account_id)
+            if found is None:
+                return None
+            stored, _ = found
+            if stored.value.decision_id != decision_id or stored.value.handled_at is not None:
+                return None
+            handled = stored.value.model_copy(update={"handled_at": now, "handled_by": by})
+            response = calls.conditional(
+                self.client.update_item,
+                TableName=self.table,
+                Key=_key(f"ACCOUNT#{account_id}", ESCALATION),
+                UpdateExpression="SET v = :new, #status = :handled, esc = :esc, note = :note",
+                ConditionExpression="v = :old",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":old": {"N": str(stored.version)},
+                    ":new": {"N": str(stored.version + 1)},
+                    ":handled": {"S": "handled"},
+                    ":esc": {"S": handled.model_dump_json()},
+                    ":note": {"S": note},
+                },
+            )
+            if response is not None:
+                return handled
+        from nudge.store.errors import StateConflict
+
+        raise StateConflict(f"escalation of {account_id} kept changing")

@@ -162,3 +162,41 @@ class MemoryLedger:
             self.records.pop(user_id, None)
             self.unsubscribed.pop(user_id, None)
             return count
+
+    # -- customer success (nudge.cs): the escalations themselves, and the note left on handling
+
+    @property
+    def escalation_notes(self) -> dict[tuple[str, str], str]:
+        """Handling notes by (account id, escalation decision id), made on first use."""
+        notes: dict[tuple[str, str], str] = self.__dict__.setdefault("_escalation_notes", {})
+        return notes
+
+    def escalation_of(self, account_id: str) -> tuple[Versioned[Escalation], str] | None:
+        """The account's escalation (open or handled) and the note left when it was handled."""
+        with self.lock:
+            current = self.escalations.get(account_id)
+            if current is None:
+                return None
+            return current, self.escalation_notes.get((account_id, current.value.decision_id), "")
+
+    def list_escalations(self) -> list[tuple[str, Escalation, str]]:
+        """Every account's escalation, open or handled: (account id, escalation, handling note)."""
+        with self.lock:
+            return [
+                (account, stored.value, self.escalation_notes.get((account, stored.value.decision_id), ""))
+                for account, stored in sorted(self.escalations.items())
+            ]
+
+    def handle_escalation_noted(
+        self, account_id: str, decision_id: str, by: str, note: str, now: datetime
+    ) -> Escalation | None:
+        """Mark the account's escalation `decision_id` handled by `by`, keeping `note` with it. The
+        handled escalation; None when that is not the account's escalation or it was handled."""
+        with self.lock:
+            current = self.escalations.get(account_id)
+            if current is None or current.value.decision_id != decision_id or current.value.handled_at:
+                return None
+            handled = current.value.model_copy(update={"handled_at": now, "handled_by": by})
+            self.escalations[account_id] = Versioned(handled, current.version + 1)
+            self.escalation_notes[(account_id, decision_id)] = note
+            return handled

@@ -44,10 +44,13 @@ from rich.table import Table
 
 from nudge.ingest.fold import week_key
 from nudge.ingest.state import UserState
+from nudge.insight.html import render
+from nudge.insight.lift import LiftRow
 from nudge.local.http import LocalApiServer
 from nudge.local.pumps import PumpStats
 from nudge.local.stack import LocalStack
 from nudge.samples.generator import SampleHistory, build_history
+from nudge.samples.responses import respond
 from nudge.store import codec
 from nudge.store.segments import SegmentRecord
 
@@ -252,10 +255,34 @@ def run_demo(
     try:
         with LocalApiServer(stack) as server:
             code = _replay(stack, server, users, accounts, days, seed, senders, console, began)
+            report = logs.parent / "report.html"
+            with console.status("Writing the report (segments, transitions, funnel, messages, lift)..."):
+                data = stack.report_data()
+                report.write_text(render(data), encoding="utf-8")
+            _lift_summary(console, data.lift)
     finally:
         stack.stop()
     console.print(f"Function logs and metrics (what CloudWatch would hold): {logs}")
+    console.print(f"[bold]Report:[/bold] {report}")
     return code
+
+
+def _lift_summary(console: Console, rows: Sequence[LiftRow]) -> None:
+    """Each rule's lift against its held-out users (the report has the chart)."""
+    table = Table(title="Lift: the rule's goal, sent against held out (95% CI)")
+    for column in ("rule", "goal", "sent", "held out", "diff.", "verdict"):
+        table.add_column(column, justify="right" if column in ("sent", "held out", "diff.") else "left")
+    for row in rows:
+        sent = f"{row.treated_reached}/{row.treated}"
+        held = f"{row.control_reached}/{row.control}"
+        interval = row.interval
+        diff = (
+            f"{row.difference:+.0%} [{interval[0]:+.0%}, {interval[1]:+.0%}]"
+            if row.difference is not None and interval is not None and not row.warning
+            else "-"
+        )
+        table.add_row(row.rule, row.goal, sent, held, diff, row.warning or row.verdict)
+    console.print(table)
 
 
 def _replay(
@@ -283,6 +310,9 @@ def _replay(
     last_batch: list[dict[str, Any]] = []
     evaluation = Evaluation()
     week = week_key(start.date())
+    answers: list[dict[str, Any]] = []  # users' answers to messages, not yet posted
+    answered = 0
+    checked = start
 
     def send(batch: list[dict[str, Any]]) -> None:
         status, body, retries = sender.post(batch)
@@ -302,14 +332,24 @@ def _replay(
     stack.start_background(PUMP_INTERVAL_SECONDS, schedules=False)
     with progress, ThreadPoolExecutor(max_workers=senders, thread_name_prefix="demo-sender") as pool:
         task = progress.add_task("replay", total=days, when="", sent=0, rate=0.0)
-        for step, messages in _steps(history.messages(), start, days * STEPS_PER_DAY):
+        for step, planned in _steps(history.messages(), start, days * STEPS_PER_DAY):
             end_of_day = start + (step + 1) * STEP
             stack.clock.advance_to(end_of_day)
+            # The users' answers to messages sent earlier go in with the planned usage they fall in.
+            due = [m for m in answers if datetime.fromisoformat(m["timestamp"]) < end_of_day]
+            answers = [m for m in answers if datetime.fromisoformat(m["timestamp"]) >= end_of_day]
+            messages = sorted(planned + due, key=lambda m: datetime.fromisoformat(m["timestamp"]))
+            answered += len(due)
             batches = list(_batches(messages, rng))
             list(pool.map(send, batches))
             sent += len(messages)
             last_batch = batches[-1] if batches else last_batch
             _run_due(stack, evaluation)
+            for entry in stack.ledger.scan_entries(updated_after=checked):
+                d = entry.decision
+                if entry.status == "sent" and d.channel != "cs":
+                    answers += respond(d.decision_id, d.rule, d.user, d.account, entry.updated_at)
+            checked = stack.clock.now()
             # moto keeps every item and stream record in this process, and the heap only grows:
             # each full garbage collection walked all of it again (a tenth of the replay's CPU).
             # What exists at the end of a day is frozen out of collection; the process ends with
@@ -353,6 +393,10 @@ def _replay(
     _segments_summary(console, segments, evaluation.samples, histories)
     _transitions_summary(console, histories)
     breaches = _decisions_summary(console, stack)
+    console.print(
+        f"The sample's users answered {answered:,} messages with usage (nudge.samples.responses: "
+        "some rules work, some do not; held-out users get no message to answer)."
+    )
     empty = [segment for segment in segments if not sizes.get(segment)]
     if empty:
         console.print(f"[red]Empty lifecycle segments at the end: {', '.join(empty)}[/red]")

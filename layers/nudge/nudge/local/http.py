@@ -10,6 +10,13 @@ stack's state:
   GET  /_local/decisions       every decision dispatched so far and its outcome (?user=ID: one user's)
   GET  /_local/outbox          messages sent (email, push, SMS): recipient, rule, subject, body, html
   GET  /_local/escalations     cases put on the customer-success queue
+  GET  /_local/report          the `nudge report` HTML, from the stack's tables
+  GET  /_local/escalations/open
+                               the open escalations as `nudge escalations --json` shows them
+                               (?all=1: the handled and expired ones too)
+  POST /_local/escalations/{account_id}/handled
+                               {"by": NAME, "note": TEXT} marks the account's open escalation
+                               handled (404 when it has none), as `nudge escalations handle`
   GET  /_local/clock           the simulated time
   POST /_local/clock           {"now": ISO8601} moves the simulated clock forward and runs
                                everything due on the way (sweeps, the stream) before answering
@@ -25,17 +32,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from nudge.ingest.state import UserState
@@ -43,6 +53,9 @@ from nudge.ledger.entries import LedgerEntry
 from nudge.local.stack import ACCOUNT_ID, ClockError, HandlerFailed, LocalStack, Route
 from nudge.store.ports import Versioned
 from nudge.store.segments import SegmentRecord
+
+if TYPE_CHECKING:
+    from nudge.rules.ruleset import RuleSet
 
 # API Gateway refuses payloads over 10 MB; the ingest API's own limit is far lower (500 KB a
 # batch). This cap only keeps a runaway client from making the local server buffer it all.
@@ -336,10 +349,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._end(payload)
 
     def _send_json(self, status: int, payload: Any, *, close: bool = False) -> None:
-        data = json.dumps(payload, default=str).encode("utf-8")
+        html = isinstance(payload, RawHtml)
+        data = payload.text.encode("utf-8") if html else json.dumps(payload, default=str).encode("utf-8")
         self._status = int(status)
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "text/html; charset=utf-8" if html else "application/json")
         if close:
             self.send_header("Connection", "close")
             self.close_connection = True
@@ -369,6 +383,13 @@ def _event_body(body: bytes, headers: dict[str, str]) -> tuple[str, bool]:
 # ---------------------------------------------------------------------------- local-only routes
 
 
+@dataclass(frozen=True)
+class RawHtml:
+    """A local route's answer that is a page, not JSON."""
+
+    text: str
+
+
 def _local(stack: LocalStack, method: str, path: str, query: str, body: bytes) -> tuple[int, Any]:
     parts = [unquote(p) for p in path.split("/")[2:]]
     reading = method in ("GET", "HEAD")
@@ -378,6 +399,8 @@ def _local(stack: LocalStack, method: str, path: str, query: str, body: bytes) -
         return _account(stack, parts[1])
     if reading and parts == ["decisions"]:
         return _decisions(stack, dict(parse_qsl(query)))
+    if reading and parts == ["report"]:
+        return HTTPStatus.OK, RawHtml(stack.report_html())
     if reading and parts == ["outbox"]:
         stack.settle()
         user = dict(parse_qsl(query)).get("user")
@@ -391,6 +414,16 @@ def _local(stack: LocalStack, method: str, path: str, query: str, body: bytes) -
             if isinstance(m.body, dict)
         ]
         return HTTPStatus.OK, {"count": len(cases), "escalations": cases}
+    if reading and parts == ["escalations", "open"]:
+        return _open_escalations(stack, dict(parse_qsl(query)))
+    if (
+        method == "POST"
+        and len(parts) == 3
+        and parts[0] == "escalations"
+        and parts[1]
+        and parts[2] == "handled"
+    ):
+        return _handle_escalation(stack, parts[1], body)
     if parts == ["clock"] and reading:
         return HTTPStatus.OK, {"now": stack.clock.now().isoformat()}
     if parts == ["clock"] and method == "POST":
@@ -496,3 +529,48 @@ def _move_clock(stack: LocalStack, body: bytes) -> tuple[int, Any]:
         return HTTPStatus.CONFLICT, {"message": str(exc)}
     # The answer comes once everything due on the way has run and the stream is quiet.
     return HTTPStatus.OK, {"now": now.isoformat(), "sweeps": sum(len(s.runs) for s in stack.schedules) - runs}
+
+
+@functools.lru_cache(maxsize=4)
+def _rules(rules_dir: Path) -> RuleSet:
+    # Loaded once per directory, as the functions' wiring loads them once per container (each
+    # load compiles new durable_rules rulesets, which are never freed).
+    from nudge.rules.ruleset import load_rules
+
+    return load_rules(rules_dir)
+
+
+def _open_escalations(stack: LocalStack, query: dict[str, str]) -> tuple[int, Any]:
+    """The CS view (nudge.cs) on the stack's tables, at the simulated now."""
+    from nudge.cs.repository import CaseRepository
+    from nudge.cs.service import open_escalations
+
+    stack.settle()
+    rules = _rules(stack.rules_dir)
+    include_closed = query.get("all", "").lower() in ("1", "true", "yes")
+    view = open_escalations(
+        CaseRepository(stack.ledger, stack.store), rules, stack.clock.now(), include_closed=include_closed
+    )
+    return HTTPStatus.OK, view.model_dump(mode="json")
+
+
+def _handle_escalation(stack: LocalStack, account_id: str, body: bytes) -> tuple[int, Any]:
+    from nudge.cs.repository import CaseRepository
+    from nudge.cs.service import NoOpenEscalation, handle_escalation
+
+    try:
+        request = json.loads(body or b"{}")
+        by, note = request.get("by"), request.get("note") or ""
+        if not isinstance(by, str) or not by.strip() or not isinstance(note, str):
+            raise ValueError(by)
+    except (ValueError, AttributeError):
+        return HTTPStatus.BAD_REQUEST, {"message": 'send {"by": "<who handled it>", "note": "<optional>"}'}
+    stack.settle()
+    rules = _rules(stack.rules_dir)
+    try:
+        handled = handle_escalation(
+            CaseRepository(stack.ledger, stack.store), rules, account_id, by, note, stack.clock.now()
+        )
+    except NoOpenEscalation as exc:
+        return HTTPStatus.NOT_FOUND, {"message": str(exc), "account_id": account_id}
+    return HTTPStatus.OK, handled.model_dump(mode="json")

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodbstreams.client import DynamoDBStreamsClient
     from mypy_boto3_sqs.client import SQSClient
 
+    from nudge.insight.model import ReportData
     from nudge.ledger.dynamo import DynamoLedger
     from nudge.ledger.entries import LedgerEntry
     from nudge.local.aws import LockedMotoServer
@@ -1205,6 +1206,22 @@ class LocalStack:
 
         with self._drive:
             return outbox(self.ledger.scan_entries())
+
+    def report_data(self) -> ReportData:
+        """What `nudge report` shows, from the stack's tables, at the simulated now."""
+        from nudge.insight.report import build, snapshot_from_tables
+        from nudge.rules.ruleset import load_rules
+
+        with self._drive:
+            self.settle()
+            store = self.store
+            snapshot = snapshot_from_tables(store.client, store.table, LEDGER_TABLE)
+            return build(load_rules(self.rules_dir), snapshot, self.clock.now(), "the local stack")
+
+    def report_html(self) -> str:
+        from nudge.insight.html import render
+
+        return render(self.report_data())
 
     def escalations(self) -> list[TappedMessage]:
         """Cases put on the customer-success queue, in the order they were read."""

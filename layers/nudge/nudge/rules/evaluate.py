@@ -55,6 +55,10 @@ class Decision(BaseModel):
     reason: str
     facts: dict[str, Value]
     decided_at: datetime
+    # The request (or sweep run) that led to the decision, for following it through the logs:
+    # the ingest API's request id, carried on to dispatch and the action functions. Not part of
+    # the decision's identity (decision_id) and empty when nothing set it.
+    correlation_id: str = ""
 
 
 @dataclass(frozen=True, init=False)

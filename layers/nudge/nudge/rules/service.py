@@ -258,6 +258,7 @@ def evaluate_user(
     previous: Versioned[SegmentRecord] | None = None,
     accounts: AccountFactsCache | None = None,
     attempts: int = 5,
+    correlation_id: str = "",
 ) -> UserOutcome:
     """Evaluate one user's usage state at `now`; record segments and next check; publish decisions.
 
@@ -265,6 +266,8 @@ def evaluate_user(
       None skips the staleness check (callers that evaluate what they just read, like a CLI).
     previous: the user's SegmentRecord if already loaded (the sweep batch-loads them); else loaded.
     accounts: share one cache across a batch; a fresh one is used otherwise.
+    correlation_id: the request (ingest API request id) or sweep run that led here; put on the
+      decisions published, so dispatch and the action functions log under it too.
     """
     accounts = accounts or AccountFactsCache(ports.usage, rules.reads_account_usage)
     account = accounts.get(user.account_id)
@@ -288,7 +291,10 @@ def evaluate_user(
             return outcome
 
         evaluation = evaluate(rules, user, account, record.segments if current.version else None, now)
-        decided = {decision_key(d): d for d in evaluation.decisions}
+        decided = {
+            decision_key(d): d.model_copy(update={"correlation_id": correlation_id}) if correlation_id else d
+            for d in evaluation.decisions
+        }
         # Deferrals that came due: the rule still holds -> the deferred decision goes back to
         # dispatch under its own id (judged again); it does not -> dispatch cancels it.
         due = {k: v for k, v in record.deferred.items() if v.until <= now}
@@ -322,6 +328,15 @@ def evaluate_user(
                     returning=[d.decision_id for d in returning],
                     lapsed=lapsed,
                 )
+            )
+            logger.info(
+                "decisions published",
+                extra={
+                    "user_id": user.user_id,
+                    "decision_ids": [d.decision_id for d in fresh],
+                    "rules": [d.rule for d in fresh],
+                    "lapsed": lapsed,
+                },
             )
         # The state version alone is no reason to write (it moves with every usage change).
         if updated.model_copy(update={"state_version": record.state_version}) == record:
@@ -591,13 +606,15 @@ def sweep(
     *,
     options: SweepOptions | None = None,
     time_left: Callable[[], float] | None = None,
+    correlation_id: str = "",
 ) -> SweepResult:
     """Evaluate every user whose re-check is due at `now`, then move the watermark.
 
     Reads: one index query per bucket (UTC day) and shard since the watermark (usually one day),
     then per page of due users one BatchGetItem of their states and one of their records: they
     grow with the users due, never with the table. time_left() (seconds) lets a Lambda stop
-    before its timeout; the next run resumes from the bucket it stopped in.
+    before its timeout; the next run resumes from the bucket it stopped in. correlation_id (the
+    run's id) goes on the decisions it publishes.
     """
     options = options or SweepOptions()
     mark = ports.segments.load_watermark()
@@ -637,6 +654,7 @@ def sweep(
                     previous=record,
                     accounts=accounts,
                     attempts=options.attempts,
+                    correlation_id=correlation_id,
                 )
             except Exception:
                 result.failed += 1

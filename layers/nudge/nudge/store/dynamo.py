@@ -1,6 +1,7 @@
 """DynamoDB usage table: users, account traits and sharded account rollups in one table.
 
-Keys:  USER#<id> / STATE               one item per user: version, account, compressed state
+Keys:  USER#<id> / STATE               one item per user: version, account, compressed state,
+                                       `corr`: the request that last wrote it (for the logs)
        ACCOUNT#<id> / TRAITS           account traits (last writer wins per trait)
        ACCOUNT#<id> / WEEK#<week>#<k>  rollup shard k of one ISO week: active users, sessions
        ACCOUNT#<id> / FEATURES#<k>     rollup shard k: users who adopted each feature
@@ -33,6 +34,9 @@ BATCH_WRITE_LIMIT = 25
 BATCH_WRITE_ATTEMPTS = 8
 # Rollup week items outlive the users' own kept history, then expire.
 ROLLUP_WEEKS_KEPT = 26
+# On a user's STATE item: the id of the request that last wrote it (the ingest API's request id),
+# which the evaluator reads from the stream image and logs and decides under.
+CORRELATION_ATTRIBUTE = "corr"
 
 
 def user_key(user_id: str) -> dict[str, Any]:
@@ -112,7 +116,14 @@ class DynamoUsageStore:
                 request = dict(response.get("UnprocessedKeys") or {})
         return found
 
-    def save_user(self, state: UserState, version: int, rollup: RollupDelta | None, now: datetime) -> None:
+    def save_user(
+        self,
+        state: UserState,
+        version: int,
+        rollup: RollupDelta | None,
+        now: datetime,
+        correlation_id: str = "",
+    ) -> None:
         item: dict[str, Any] = {
             **user_key(state.user_id),
             "v": {"N": str(version + 1)},
@@ -121,6 +132,8 @@ class DynamoUsageStore:
         }
         if state.account_id:
             item["account_id"] = {"S": state.account_id}
+        if correlation_id:
+            item[CORRELATION_ATTRIBUTE] = {"S": correlation_id}
         put = calls.versioned_put(self.table, item, version)
         if rollup is None:
             calls.write(self.client.put_item, **put)

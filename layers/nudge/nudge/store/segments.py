@@ -148,7 +148,7 @@ class DynamoSegmentStore:
                 response = calls.read(self.client.batch_get_item, RequestItems=request)
                 for item in response.get("Responses", {}).get(self.table, []):
                     user_id = item["pk"]["S"].removeprefix("USER#")
-                    found[user_id] = Versioned(_record_of(item), int(item["v"]["N"]))
+                    found[user_id] = Versioned(record_of(item), int(item["v"]["N"]))
                 request = dict(response.get("UnprocessedKeys") or {})
                 if request:
                     # Unprocessed keys mean throttling: back off before asking again.
@@ -250,7 +250,7 @@ class DynamoSegmentStore:
         return 1 if response.get("Attributes") else 0
 
 
-def _record_of(item: dict[str, Any]) -> SegmentRecord:
+def record_of(item: dict[str, Any]) -> SegmentRecord:
     record = codec.decode(item["seg"]["B"], SegmentRecord) if "seg" in item else SegmentRecord()
     if "due_at" in item:
         record.next_check_at = datetime.fromtimestamp(int(item["due_at"]["N"]), tz=UTC)

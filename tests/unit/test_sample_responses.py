@@ -1,0 +1,42 @@
+"""The sample users' answers to messages: deterministic, per the model's shares, after the message."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from nudge.samples.responses import MODEL, respond
+
+SENT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def answers(rule: str, n: int = 2000) -> list[list[dict[str, object]]]:
+    return [respond(f"d-{rule}-{i}", rule, f"u{i}", "acct", SENT) for i in range(n)]
+
+
+def test_answers_are_deterministic_per_decision() -> None:
+    assert answers("finish_setup", 50) == answers("finish_setup", 50)
+
+
+def test_the_share_who_answer_follows_the_model_and_dormant_rescue_never_works() -> None:
+    for rule, model in MODEL.items():
+        share = sum(1 for a in answers(rule) if a) / 2000
+        assert abs(share - model.share) < 0.04, rule
+    assert all(a == [] for a in answers("rescue_dormant"))
+
+
+def test_an_answer_is_the_rules_events_in_its_window_after_the_message() -> None:
+    got = next(a for a in answers("finish_setup") if a)
+    assert [m["event"] for m in got] == ["login", "setup_completed"]
+    times = [datetime.fromisoformat(str(m["timestamp"])) for m in got]
+    low, high = MODEL["finish_setup"].after
+    assert SENT + low <= times[0] <= SENT + high + timedelta(minutes=10)
+    assert times == sorted(times)
+    assert len({m["messageId"] for m in got}) == len(got)
+
+
+def test_an_upgrade_answer_sets_the_accounts_plan() -> None:
+    got = next(a for a in answers("upgrade_power_user") if a)
+    group = got[-1]
+    assert group["type"] == "group"
+    assert group["groupId"] == "acct"
+    assert group["traits"] == {"plan": "business"}
