@@ -108,7 +108,14 @@ class ConflictOnce(MemoryUsageStore):
         super().__init__()
         self.raced: set[str] = set()
 
-    def save_user(self, state: UserState, version: int, rollup: RollupDelta | None, now: datetime) -> None:
+    def save_user(
+        self,
+        state: UserState,
+        version: int,
+        rollup: RollupDelta | None,
+        now: datetime,
+        correlation_id: str = "",
+    ) -> None:
         if state.user_id not in self.raced:
             self.raced.add(state.user_id)
             other = UserState(user_id=state.user_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import random
 import time
 from collections import defaultdict
@@ -10,7 +9,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
 from nudge.ingest.fold import FoldWindow, fold, fold_account, rollup_delta
 from nudge.ingest.messages import Group, Message, Page, Screen, Track, event_name
@@ -136,7 +134,7 @@ def ingest(
             groups[message.groupId].append(message)
         result.accepted += 1
     if by_user:
-        save = _saver(store, correlation_id)
+        save = partial(store.save_user, correlation_id=correlation_id)
         result.users_written, conflicts = _write_users(by_user, plan, store, save, now, limits, sleep)
         result.conflicts += conflicts
     for account_id, account_groups in groups.items():
@@ -144,15 +142,6 @@ def ingest(
         result.accounts_written += written
         result.conflicts += conflicts
     return result
-
-
-def _saver(store: UsageStore, correlation_id: str) -> SaveUser:
-    """`store.save_user`, tagging the write with `correlation_id` where the store takes one (the
-    in-memory fake and test doubles have nowhere to keep it, and are called as before)."""
-    save: Any = store.save_user
-    if correlation_id and "correlation_id" in inspect.signature(save).parameters:
-        return partial(save, correlation_id=correlation_id)
-    return store.save_user
 
 
 def _write_users(

@@ -23,7 +23,14 @@ class MemoryUsageStore:
         with self._lock:
             return {uid: self.users[uid] for uid in user_ids if uid in self.users}
 
-    def save_user(self, state: UserState, version: int, rollup: RollupDelta | None, now: datetime) -> None:
+    def save_user(
+        self,
+        state: UserState,
+        version: int,
+        rollup: RollupDelta | None,
+        now: datetime,
+        correlation_id: str = "",
+    ) -> None:
         with self._lock:
             current = self.users.get(state.user_id)
             if (current.version if current else 0) != version:

@@ -23,8 +23,17 @@ class Versioned(Generic[T]):
 class UsageStore(Protocol):
     def load_users(self, user_ids: Sequence[str]) -> dict[str, Versioned[UserState]]: ...
 
-    def save_user(self, state: UserState, version: int, rollup: RollupDelta | None, now: datetime) -> None:
-        """Write `state` as version+1 if the stored version is still `version`; else StateConflict."""
+    def save_user(
+        self,
+        state: UserState,
+        version: int,
+        rollup: RollupDelta | None,
+        now: datetime,
+        correlation_id: str = "",
+    ) -> None:
+        """Write `state` as version+1 if the stored version is still `version`; else StateConflict.
+
+        `correlation_id` (the API request's id) goes with the write, for the evaluator's logs."""
         ...
 
     def load_account(self, account_id: str) -> Versioned[AccountState] | None: ...
