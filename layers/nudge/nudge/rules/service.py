@@ -146,8 +146,10 @@ class PowertoolsEvaluationMetrics:
     one line per segment and kind per invocation rather than one per user."""
 
     def __init__(self, metrics: Metrics) -> None:
+        from nudge.observability import MetricCounts
+
         self.metrics = metrics
-        self.transitions: Counter[tuple[str, str]] = Counter()
+        self.transitions = MetricCounts(metrics)
         self.counts: Counter[str] = Counter()
 
     def outcome(self, outcome: UserOutcome) -> None:
@@ -157,9 +159,9 @@ class PowertoolsEvaluationMetrics:
         if not outcome.evaluated:
             self.counts["StaleRecordsSkipped"] += 1
         if outcome.entered:
-            self.transitions[("SegmentEntered", outcome.entered)] += 1
+            self.transitions.add("SegmentEntered", "segment", outcome.entered)
         if outcome.exited:
-            self.transitions[("SegmentExited", outcome.exited)] += 1
+            self.transitions.add("SegmentExited", "segment", outcome.exited)
 
     def swept(self, result: SweepResult) -> None:
         self.counts["SweepUsersDue"] += result.due
@@ -168,23 +170,14 @@ class PowertoolsEvaluationMetrics:
         self.counts["SweepCompleted"] += int(result.complete)
 
     def flush(self) -> None:
-        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+        from aws_lambda_powertools.metrics import MetricUnit
 
-        for (name, segment), count in sorted(self.transitions.items()):
-            with single_metric(
-                name=name,
-                unit=MetricUnit.Count,
-                value=count,
-                namespace=self.metrics.namespace,
-                default_dimensions=self.metrics.default_dimensions,
-            ) as metric:
-                metric.add_dimension(name="segment", value=segment)
+        self.transitions.flush()
         # Always one data point, even for a batch of records that were all ignored: a metric
         # that goes missing is harder to alarm on than a zero.
         self.counts.setdefault("Evaluations", 0)
         for name, count in sorted(self.counts.items()):
             self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
-        self.transitions.clear()
         self.counts.clear()
 
 
