@@ -268,20 +268,23 @@ def run_demo(
 
 
 def _lift_summary(console: Console, rows: Sequence[LiftRow]) -> None:
-    """Each rule's lift against its held-out users (the report has the chart)."""
-    table = Table(title="Lift: the rule's goal, sent against held out (95% CI)")
-    for column in ("rule", "goal", "sent", "held out", "diff.", "verdict"):
-        table.add_column(column, justify="right" if column in ("sent", "held out", "diff.") else "left")
+    """Each rule's lift against its held-out users (goals, charts and warnings are in the report)."""
+    table = Table(title="Lift: users reaching the rule's goal, sent vs held out")
+    for column in ("rule", "sent", "held out", "diff. [95% CI]", "verdict"):
+        table.add_column(column, justify="left" if column in ("rule", "verdict") else "right")
     for row in rows:
-        sent = f"{row.treated_reached}/{row.treated}"
-        held = f"{row.control_reached}/{row.control}"
-        interval = row.interval
-        diff = (
-            f"{row.difference:+.0%} [{interval[0]:+.0%}, {interval[1]:+.0%}]"
-            if row.difference is not None and interval is not None and not row.warning
-            else "-"
+        interval, difference = row.interval, row.difference
+        diff = "-"
+        if difference is not None and interval is not None and not row.warning:
+            diff = f"{difference:+.0%} [{interval[0]:+.0%}, {interval[1]:+.0%}]"
+        verdict = "too few to say" if row.warning else row.verdict
+        table.add_row(
+            row.rule,
+            f"{row.treated_reached}/{row.treated}",
+            f"{row.control_reached}/{row.control}",
+            diff,
+            verdict,
         )
-        table.add_row(row.rule, row.goal, sent, held, diff, row.warning or row.verdict)
     console.print(table)
 
 
