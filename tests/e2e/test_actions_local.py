@@ -132,3 +132,27 @@ def test_every_stream_record_and_queue_message_delivered_twice_sends_nothing_twi
     # Then one decision, one email
     assert [m["rule"] for m in outbox(api, uid)] == ["finish_setup"]
     assert len(api.user(uid)["ledger"]) == 1
+
+
+def test_a_poison_decision_message_ends_in_the_dlq_and_the_rest_still_flow(api: Api, uid: str) -> None:
+    import boto3
+
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=api.stack.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    # Given a message on the decision queue that is not a decision batch at all
+    sqs.send_message(QueueUrl=api.stack.queue_urls["DecisionQueue"], MessageBody='{"not": "a batch"}')
+    # ...and a real decision on its way for a stalled signup
+    uid = unheld(uid)
+    signed_up_with_traits(api, uid)
+    # When the stack runs what is due
+    move_clock(api, timedelta(hours=36))
+    # Then the poison message was retried up to the queue's maxReceiveCount, then moved to its DLQ,
+    dead = sqs.receive_message(QueueUrl=api.stack.queue_urls["DecisionDLQ"], MaxNumberOfMessages=10)
+    assert [m["Body"] for m in dead.get("Messages", [])] == ['{"not": "a batch"}']
+    # and the real decision went through
+    assert [m["rule"] for m in outbox(api, uid)] == ["finish_setup"]

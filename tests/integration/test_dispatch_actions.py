@@ -338,3 +338,36 @@ def test_eight_concurrent_dispatches_for_one_user_on_dynamodb_never_break_a_cap(
     assert len(router.routed) == 2
     ledger = DynamoLedger(client, settings.ledger_table)
     assert [e.outcome for e in ledger.entries_of("ada")].count("send") == 2
+
+
+def test_dispatch_refuses_to_start_on_a_bad_guardrails_file(
+    aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import re
+    import shutil
+
+    from nudge.rules.yamlfile import RuleFileError
+
+    # Given rules whose guardrails.yaml caps a channel that does not exist
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", rules)
+    guardrails = rules / "guardrails.yaml"
+    guardrails.write_text(guardrails.read_text().replace("  sms:\n", "  smss:\n", 1))
+    for name, value in {
+        "NUDGE_RULES_DIR": str(rules),
+        "NUDGE_EMAIL_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/e",
+        "NUDGE_NOTIFY_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/n",
+        "NUDGE_ESCALATION_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/x",
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    # When the dispatch function loads (a cold start)
+    try:
+        with pytest.raises(RuleFileError):
+            _load(REPO / "functions/dispatch/app.py", "dispatch_app_bad_rules")
+    finally:
+        get_settings.cache_clear()
+    # Then it refuses to start, and the log names the file, the line and the problem
+    logged = next(r for r in caplog.records if "rule files are invalid" in r.getMessage())
+    problems: list[str] = logged.__dict__["problems"]
+    assert any(re.search(r"guardrails\.yaml:\d+: .*smss", p) for p in problems), problems

@@ -425,3 +425,29 @@ def test_a_user_erased_after_dispatch_is_sent_nothing() -> None:
     assert w.email.sent == []
     entry = entry_of(w, delivery)
     assert (entry.outcome, entry.reason, entry.status) == ("suppressed", "user_erased", "")
+
+
+class CrashAfterSendLedger(MemoryLedger):
+    """The function dies between the send and marking it sent: that one write never happens."""
+
+    def move(
+        self, subject: str, decision_id: str, expected: Any, status: Any, now: datetime, **kw: Any
+    ) -> Any:
+        if status == "sent":
+            raise RuntimeError("the function died before marking the send")
+        return super().move(subject, decision_id, expected, status, now, **kw)
+
+
+def test_a_crash_between_send_and_mark_sent_is_never_resent() -> None:
+    # Given a send that went out, whose function then died before recording it
+    w = world("crash-after-send")
+    w = dataclasses.replace(w, ledger=CrashAfterSendLedger())
+    delivery = routed(w, decision("finish_setup", "crash-after-send"))
+    with pytest.raises(RuntimeError):
+        deliver(delivery, RULES, w.deliver_ports, LATER)
+    assert len(w.email.sent) == 1
+    # When the queue redelivers it
+    again = deliver(delivery, RULES, w.deliver_ports, LATER + timedelta(minutes=5))
+    # Then it is not sent again: the entry is still claimed (`sending`), which an operator sees
+    assert (again.result, again.reason) == ("duplicate", "sending")
+    assert len(w.email.sent) == 1
