@@ -1,6 +1,8 @@
 """`make bench` (python -m bench): ingest CPU per core and DynamoDB cost per event, rule
 evaluations per core against hand-written predicates, the sweep's reads against users due, and
-dispatch: decisions per second per core through the guardrails, DynamoDB requests per decision."""
+dispatch: decisions per second per core through the guardrails, DynamoDB requests per decision;
+cold start (import and init of each function against a minimal Powertools handler, package sizes)
+and dollars per million events."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import os
 import platform
 import pstats
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -17,6 +20,8 @@ from pathlib import Path
 
 import pydantic
 
+from bench import coldstart as coldstart_bench
+from bench import cost as cost_bench
 from bench import dispatch as dispatch_bench
 from bench import rules as rules_bench
 from bench import sample
@@ -33,7 +38,7 @@ from nudge.rules.plan import TrackingPlan, load_plan
 from nudge.rules.ruleset import RuleSet, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("ingest", "rules", "sweep", "dispatch")
+SECTIONS = ("ingest", "rules", "sweep", "dispatch", "coldstart", "cost", "load")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +68,16 @@ def main(argv: list[str] | None = None) -> int:
         help="dispatch benchmark: evaluation rounds, 25 h apart, over the history's last month",
     )
     parser.add_argument(
+        "--coldstart-runs", type=int, default=5, help="cold start: fresh processes per function (median)"
+    )
+    parser.add_argument(
+        "--cost-events", type=int, default=10_000, help="sample messages for the cost per million events"
+    )
+    parser.add_argument("--load-clients", type=int, default=16, help="load: concurrent clients")
+    parser.add_argument("--load-requests", type=int, default=50, help="load: /v1/batch requests per client")
+    parser.add_argument("--load-users", type=int, default=2_000, help="load: distinct users")
+    parser.add_argument("--load-accounts", type=int, default=5, help="load: hot accounts")
+    parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
         help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (default: all)",
@@ -80,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = load_plan(ROOT / "rules")
     # Rules, sweep and dispatch need the whole history; ingest takes its first messages.
     whole = bool(only & {"rules", "sweep", "dispatch"})
-    messages = sample.sample_messages(sys.maxsize if whole else max(args.events, args.dynamo_events))
+    messages = sample.sample_messages(
+        sys.maxsize if whole else max(args.events, args.dynamo_events, args.cost_events)
+    )
     cpu_bodies = sample.batches(messages[: args.events])
     dynamo_bodies = sample.batches(messages[: args.dynamo_events])
     now = fixed_now(cpu_bodies)
@@ -135,6 +152,32 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile:
                 dispatch_bench.profile(work, rules)
 
+    if "coldstart" in only:
+        print(
+            f"\n7. Cold start: import + init of each function's app.py in a fresh process (template "
+            f"environment, AWS on a local moto server), median of {args.coldstart_runs}; package sizes"
+        )
+        print(_coldstart_report(coldstart_bench.measure(args.coldstart_runs), coldstart_bench.sizes()))
+
+    if "cost" in only:
+        rules = load_rules(ROOT / "rules")
+        cost_bodies = sample.batches(messages[: args.cost_events])
+        print(
+            f"\n8. Cost per million events, sends excluded: first "
+            f"{sum(b.messages for b in cost_bodies):,} messages in {len(cost_bodies)} requests; requests "
+            "counted on moto, CPU of the pure work in memory"
+        )
+        cpu = cost_bench.cpu_pass(cost_bodies, rules)
+        print(_cost_report(cost_bench.requests_pass(cost_bodies, rules), cpu))
+
+    if "load" in only:
+        print(
+            f"\n9. Load: {args.load_clients} concurrent clients x {args.load_requests} /v1/batch requests "
+            f"(50 tracks + 2 group calls each) for {args.load_users:,} users and {args.load_accounts} hot "
+            "accounts, over loopback to LocalStack + LocalApiServer (moto, 3 containers)"
+        )
+        print(_load_report(args.load_clients, args.load_requests, args.load_users, args.load_accounts))
+
     if args.profile and "ingest" in only:
         _profile(cpu_bodies, plan, now)
     print(f"\nTotal bench time: {time.perf_counter() - started:.0f} s")
@@ -145,7 +188,7 @@ def _machine(args: list[str]) -> str:
     command = " ".join(["python -m bench", *args])
     return "\n".join(
         [
-            "Nudge benchmarks: ingest, rules, sweep, dispatch",
+            "Nudge benchmarks: ingest, rules, sweep, dispatch, cold start, cost",
             f"  command : make bench   ({command})",
             f"  date    : {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
             f"  machine : {_cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, "
@@ -154,6 +197,23 @@ def _machine(args: list[str]) -> str:
             f"pydantic {pydantic.VERSION}",
         ]
     )
+
+
+def _load_report(clients: int, per_client: int, users: int, accounts: int) -> str:
+    from bench import load as load_bench
+    from nudge.local.http import LocalApiServer
+    from nudge.local.stack import LocalStack
+
+    key = "bench-load-key"
+    with tempfile.TemporaryDirectory(prefix="nudge-load-") as logs:
+        # The functions' logs and metrics go to a file, not into this report.
+        stack = LocalStack(
+            write_keys=[key], containers=3, log_level="WARNING", function_logs=Path(logs) / "functions.log"
+        )
+        with stack, LocalApiServer(stack) as api:
+            result = load_bench.run_load(api.base_url, key, clients, per_client, users, accounts, seed=6)
+            result = load_bench.verify(api.base_url, result)
+    return "\n".join(load_bench.summary(result))
 
 
 def _load() -> str:
@@ -539,6 +599,90 @@ def _dispatch_report(work: dispatch_bench.Workload, rules: RuleSet, repeats: int
             "TransactWriteItems; RCU = ceil(size / 4 KB) per item, 1 per key not found",
             f"  tables: {run.table_source}; {run.setup_puts:,} usage states put before their round (not "
             f"counted); moto time {first.seconds:.1f} s (first), {again.seconds:.1f} s (redelivered)",
+        ]
+    )
+
+
+def _coldstart_report(
+    timings: list[coldstart_bench.Timing], built: tuple[list[coldstart_bench.Size], datetime] | None
+) -> str:
+    baseline = next(t for t in timings if t.name == coldstart_bench.BASELINE)
+    sizes = {s.logical_id: s for s in built[0]} if built else {}
+    rows = [("function", "import+init ms", "min-max ms", "/ baseline", "modules", "package MB", "of 250 MB")]
+    for t in timings:
+        size = sizes.get(t.name)
+        rows.append(
+            (
+                "minimal Powertools handler (baseline)" if t is baseline else t.name,
+                f"{t.median_ms:.0f}",
+                f"{min(t.runs) * 1000:.0f}-{max(t.runs) * 1000:.0f}",
+                f"{t.median_ms / baseline.median_ms:.2f}x",
+                f"{t.modules:,}",
+                f"{size.total / coldstart_bench.MB:.1f}" if size else "",
+                f"{size.total / coldstart_bench.LAMBDA_LIMIT_BYTES:.1%}" if size else "",
+            )
+        )
+    lines = [_table(rows)]
+    if built:
+        first = built[0][0]
+        layers = ", ".join(f"{name} {n / coldstart_bench.MB:.2f} MB" for name, n in first.layer_bytes.items())
+        lines.append(
+            f"  package = the function's directory in .aws-sam/build + its layers ({layers}); unzipped "
+            f"bytes; build of {built[1]:%Y-%m-%d %H:%M} UTC"
+        )
+    else:
+        lines.append("  package sizes: no .aws-sam/build (run `make sam-build`)")
+    lines.append(
+        "  baseline: Logger + Metrics + one boto3 client (dynamodb) at import; the functions run with "
+        "LAMBDA_TASK_ROOT set, so Powertools' Tracer is on as in Lambda; modules = len(sys.modules) after"
+    )
+    return "\n".join(lines)
+
+
+def _cost_report(run: cost_bench.Run, cpu: cost_bench.Cpu) -> str:
+    lines = cost_bench.price(run, cpu)
+    total = sum(line.dollars_per_million for line in lines)
+    rows = [("component", "per 1,000 events", "$ per million events", "share")]
+    for line in lines:
+        rows.append(
+            (
+                line.component,
+                line.per_thousand,
+                f"{line.dollars_per_million:.4f}",
+                f"{line.dollars_per_million / total:.0%}",
+            )
+        )
+    rows.append(("total", "", f"{total:.3f}", "100%"))
+    groups: dict[str, float] = {}
+    for line in lines:
+        group = line.component.split(":")[0].split(" ")[0]
+        groups[group] = groups.get(group, 0.0) + line.dollars_per_million
+    per_k = 1_000 / run.events
+    s = run.stages
+    return "\n".join(
+        [
+            _table(rows),
+            "  by service: " + ", ".join(f"{name} ${dollars:.3f}" for name, dollars in groups.items()),
+            f"  pipeline per 1,000 events: {run.bodies * per_k:.0f} ingest requests; "
+            f"{run.stream_records * per_k:.1f} stream records after the filter "
+            f"({run.account_changes * per_k:.1f} account trait changes); "
+            f"{run.users_evaluated * per_k:.1f} user evaluations; {run.batches * per_k:.1f} decision batches "
+            f"({run.decisions * per_k:.1f} decisions); {run.routed * per_k:.1f} deliveries routed",
+            "  AWS requests per invocation: "
+            + ", ".join(
+                f"{name} {stage.aws_requests / max(stage.invocations, 1):.1f}" for name, stage in s.items()
+            ),
+            f"  CPU of the pure work (in memory): ingest {cpu.ingest_seconds / cpu.bodies * 1000:.1f} ms per "
+            f"request; evaluate {cpu.evaluate_seconds / max(cpu.users, 1) * 1e6:.0f} us per user; dispatch "
+            f"{cpu.dispatch_seconds / max(cpu.batches, 1) * 1e6:.0f} us per batch",
+            "  DynamoDB requests per 1,000 events: "
+            + "; ".join(
+                f"{name} "
+                + ", ".join(f"{op} {n * per_k:.1f}" for op, n in sorted(stage.tally.requests.items()))
+                for name, stage in s.items()
+            ),
+            *(f"  assumption: {text}" for text in cost_bench.ASSUMPTIONS),
+            f"  moto wall time, for information: {run.seconds:.0f} s",
         ]
     )
 

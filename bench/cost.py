@@ -1,0 +1,478 @@
+"""What the pipeline costs per million events, sends excluded: ingest API and function, the
+stream evaluator, the decision queue, dispatch and the channel queues it fills.
+
+Two passes over the same SDK-sized /v1/batch bodies (bench.sample):
+
+- **Requests** (moto, `mock_aws`): the real services on the real adapters, wired as the functions
+  wire them. Each body is ingested (`ingest` on DynamoUsageStore); the usage table's stream
+  records since the previous body (moto's DynamoDB Streams, filtered as the template's
+  FilterCriteria filter) are evaluated as the evaluate function does (`account_from_stream`,
+  `evaluate_account`, `user_from_stream`, `evaluate_user`; one AccountFactsCache per body) with
+  SqsDecisionPublisher on the decision queue; each published batch is then dispatched at once
+  (`dispatch` on DynamoLedger, DynamoUsageStore, SegmentRechecks and SqsDeliveryRouter onto the
+  channel queues). DynamoDB requests and units by stage come from `bench.units.Meter`, SQS
+  requests from a hook on the SQS client; index writes from a shadow of each item's index keys.
+- **CPU** (in memory, one thread, `time.process_time`): the same bodies through the same
+  services on the in-memory ports: parse + validate + ingest per body, `evaluate_user` per user
+  a body touched, `dispatch` per published batch. That is the work a function does besides
+  waiting for AWS.
+
+The dollars are computed from those counts with the public us-east-1 prices below and the
+assumptions in ASSUMPTIONS.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.dispatch import LedgerMeter, Phase
+from bench.ingest import _create_table, _fake_aws_env, _no_table_backup_per_transaction, item_kind
+from bench.sample import Body
+from bench.sweep import _quiet
+from bench.units import Tally
+from nudge.dispatch.messages import DecisionBatch
+from nudge.dispatch.service import DispatchPorts, MemoryRouter, dispatch
+from nudge.ingest.messages import Batch, InvalidMessage
+from nudge.ingest.service import ingest
+from nudge.ledger.store import MemoryLedger
+from nudge.rules.ruleset import RuleSet
+from nudge.rules.service import (
+    AccountFactsCache,
+    MemoryDecisionPublisher,
+    RulesPorts,
+    SegmentRechecks,
+    account_from_stream,
+    evaluate_account,
+    evaluate_user,
+    user_from_stream,
+)
+from nudge.store.memory import MemoryUsageStore
+from nudge.store.segments import MemorySegmentStore
+
+ROOT = Path(__file__).resolve().parent.parent
+USAGE_TABLE = "nudge-usage-bench"  # bench.ingest creates the usage table under this name
+LEDGER_TABLE = "nudge-ledger-bench"
+
+# Public us-east-1 prices (on-demand, x86), dollars.
+PRICE_HTTP_API_REQUEST = 1.00 / 1e6
+PRICE_LAMBDA_REQUEST = 0.20 / 1e6
+PRICE_LAMBDA_GB_SECOND = 0.0000166667
+PRICE_DYNAMO_WRITE_UNIT = 0.625 / 1e6  # per write request unit
+PRICE_DYNAMO_READ_UNIT = 0.125 / 1e6  # per read request unit
+PRICE_SQS_REQUEST = 0.40 / 1e6  # standard queue, per request (64 KB chunk)
+
+# Assumptions (stated in BENCHMARKS.md section 8).
+MEMORY_GB = 512 / 1024  # the template's MemorySize
+ROUND_TRIP_SECONDS = 0.010  # billed wall time per AWS request a function makes, one after another
+INVOCATION_OVERHEAD_SECONDS = 0.005  # handler decorators, Powertools logging and metrics flush
+SQS_BATCH_SIZE = 10  # the dispatch event source's BatchSize
+STREAM_BATCH_SIZE = 100  # the evaluate event source's BatchSize
+
+ASSUMPTIONS = [
+    "prices: public us-east-1 on-demand: HTTP API $1.00/M requests; Lambda $0.20/M requests and "
+    "$0.0000166667 per GB-s (x86); DynamoDB $0.625/M write and $0.125/M read request units; "
+    "SQS standard $0.40/M requests",
+    f"Lambda memory {MEMORY_GB * 1024:.0f} MB (template MemorySize); billed duration = CPU of the "
+    f"pure work (measured) + {INVOCATION_OVERHEAD_SECONDS * 1000:.0f} ms per invocation + "
+    f"{ROUND_TRIP_SECONDS * 1000:.0f} ms per AWS request the function makes (made one after another)",
+    "ingest: one HTTP API request and one ingest invocation per body of 100 messages",
+    f"evaluate: the stream records one ingest request writes reach the evaluator together: one "
+    f"invocation per body per {STREAM_BATCH_SIZE} records (low traffic; busier streams batch more)",
+    f"dispatch: the batches one evaluate invocation publishes arrive together: one invocation per "
+    f"{SQS_BATCH_SIZE} of them",
+    "SQS: every message is sent, received and deleted by its own request (no batching of receives "
+    "and deletes: the dearest case); the sends are counted as made",
+    "DynamoDB Streams reads by Lambda are free; index writes: 1 WRU per index entry put or "
+    "removed (2 when its key moves), entries under 1 KB",
+    "not counted: the sends (email/notify/escalate functions, SES, SNS), the sweep (a fixed "
+    "cost per run, not per event), idle queue polling, storage, PITR, CloudWatch Logs and "
+    "metrics, X-Ray traces, data transfer, free tiers",
+]
+
+
+# -- counting --------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    name: str
+    invocations: int = 0
+    tally: Tally = field(default_factory=Tally)
+    sqs: Counter[str] = field(default_factory=Counter)  # requests by operation
+    index_writes: int = 0
+    cpu: float = 0.0  # seconds of pure work (the in-memory pass)
+    units: int = 0  # users evaluated, batches dispatched, bodies ingested
+
+    @property
+    def aws_requests(self) -> int:
+        return sum(self.tally.requests.values()) + sum(self.sqs.values())
+
+
+INDEX_KEYS = {"due": ("due_bucket", "due_at"), "by_account": ("account_id",)}
+
+
+class Counters:
+    """Meters the DynamoDB and SQS clients into the current stage."""
+
+    def __init__(self) -> None:
+        # bench.dispatch's meter prices the ledger's updates (SET of any type) too.
+        self.meter = LedgerMeter(kind_of=item_kind)
+        self.stage = Stage("setup")
+        self.index_shadow: dict[tuple[str, str], dict[str, tuple[Any, ...]]] = {}
+
+    def into(self, stage: Stage) -> None:
+        self.stage = stage
+        self.meter.count_into(Phase(stage.name, tally=stage.tally))
+
+    def attach(self, dynamodb: Any, sqs: Any) -> None:
+        self.meter.attach(dynamodb)
+        dynamodb.meta.events.register("provide-client-params.dynamodb.*", self._index_writes)
+        sqs.meta.events.register("provide-client-params.sqs.*", self._sqs)
+
+    def _sqs(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.stage.sqs[model.name] += 1
+        if model.name == "SendMessageBatch":
+            self.stage.sqs["messages in SendMessageBatch"] += len(params["Entries"]) - 1
+
+    def _index_writes(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        """1 WRU per index entry added or removed, 2 when its key moves (puts of whole items)."""
+        items = []
+        if model.name == "PutItem":
+            items.append(params["Item"])
+        elif model.name == "TransactWriteItems":
+            items += [entry["Put"]["Item"] for entry in params["TransactItems"] if "Put" in entry]
+        for item in items:
+            key = (item["pk"]["S"], item["sk"]["S"])
+            before = self.index_shadow.setdefault(key, {})
+            for index, names in INDEX_KEYS.items():
+                new = (
+                    tuple(json.dumps(item.get(n), sort_keys=True) for n in names)
+                    if names[0] in item
+                    else None
+                )
+                old = before.get(index)
+                if new != old:
+                    self.stage.index_writes += 2 if (new and old) else 1
+                before[index] = new  # type: ignore[assignment]
+
+
+# -- the request pass (moto) -----------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    bodies: int
+    events: int
+    stages: dict[str, Stage]
+    stream_records: int  # after the template's filter
+    evaluate_invocations: int
+    users_evaluated: int
+    account_changes: int
+    batches: int
+    decisions: int
+    routed: int
+    seconds: float
+
+
+def requests_pass(bodies: list[Body], rules: RuleSet) -> Run:
+    import boto3
+    from boto3.dynamodb.types import TypeDeserializer
+    from moto import mock_aws
+
+    from nudge.dispatch.wiring import SqsDeliveryRouter
+    from nudge.ledger.dynamo import DynamoLedger
+    from nudge.local.aws import create_usage_resources
+    from nudge.rules.service import SqsDecisionPublisher
+    from nudge.settings import Settings
+    from nudge.store.dynamo import DynamoUsageStore
+    from nudge.store.segments import DynamoSegmentStore
+
+    stages = {name: Stage(name) for name in ("ingest", "evaluate", "dispatch")}
+    started = time.perf_counter()
+    deserialize = TypeDeserializer().deserialize
+    stream_records = evaluate_invocations = users = account_changes = 0
+    all_batches: list[DecisionBatch] = []
+    routed = 0
+    with _fake_aws_env(), mock_aws(), _no_table_backup_per_transaction(), _quiet():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        ssm = boto3.client("ssm", region_name="us-east-1")
+        streams = boto3.client("dynamodbstreams", region_name="us-east-1")
+        _create_table(dynamodb)
+        settings = Settings(usage_table=USAGE_TABLE, ledger_table=LEDGER_TABLE)
+        create_usage_resources(dynamodb, ssm, ROOT / "template.yaml", settings, ["bench-write-key"])
+        queues = {
+            name: sqs.create_queue(QueueName=f"bench-{name}")["QueueUrl"]
+            for name in ("decisions", "email", "notify", "escalation")
+        }
+        counters = Counters()
+        counters.attach(dynamodb, sqs)
+        usage = DynamoUsageStore(
+            dynamodb, USAGE_TABLE, settings.rollup_shards, account_index=settings.account_index
+        )
+        segments = DynamoSegmentStore(
+            dynamodb, USAGE_TABLE, index=settings.due_index, due_shards=settings.due_shards
+        )
+        published: list[DecisionBatch] = []
+
+        class Recording(SqsDecisionPublisher):
+            def publish(self, batch: DecisionBatch) -> None:
+                super().publish(batch)
+                published.append(batch)
+
+        rules_ports = RulesPorts(usage, segments, Recording(sqs, queues["decisions"]))
+        router = SqsDeliveryRouter(
+            sqs,
+            {
+                "email": queues["email"],
+                "push": queues["notify"],
+                "sms": queues["notify"],
+                "cs": queues["escalation"],
+            },
+        )
+        ledger = DynamoLedger(dynamodb, LEDGER_TABLE, timedelta(days=settings.ledger_retention_days))
+        dispatch_ports = DispatchPorts(ledger, usage, router, SegmentRechecks(segments))
+        arn = dynamodb.describe_table(TableName=USAGE_TABLE)["Table"]["LatestStreamArn"]
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+        for body in bodies:
+            counters.into(stages["ingest"])
+            stages["ingest"].invocations += 1
+            batch = Batch.model_validate(json.loads(body.json))
+            messages = [(i, m) for i, m in enumerate(batch.batch) if not isinstance(m, InvalidMessage)]
+            result = ingest(messages, rules.plan, usage, body.received)
+            if result.errors:
+                raise RuntimeError(f"sample messages refused: {result.errors[:3]}")
+
+            got: dict[str, Any] = dict(streams.get_records(ShardIterator=iterator))
+            iterator = got["NextShardIterator"]
+            records: list[dict[str, Any]] = [r for r in got["Records"] if _passes_filter(r)]
+            stream_records += len(records)
+            counters.into(stages["evaluate"])
+            if records:
+                evaluate_invocations += -(-len(records) // STREAM_BATCH_SIZE)
+            accounts = AccountFactsCache(usage, rules.reads_account_usage)
+            published.clear()
+            for record in records:
+                ddb = record["dynamodb"]
+                keys = {k: deserialize(v) for k, v in ddb["Keys"].items()}
+                new = {k: deserialize(v) for k, v in ddb.get("NewImage", {}).items()}
+                old = {k: deserialize(v) for k, v in ddb.get("OldImage", {}).items()}
+                account = account_from_stream(keys, new, old or None)
+                if account is not None:
+                    account_changes += 1
+                    outcome = evaluate_account(
+                        account.account_id, rules, rules_ports, body.received, accounts=accounts
+                    )
+                    users += len(outcome.outcomes)
+                    continue
+                change = user_from_stream(keys, new)
+                if change is None:
+                    continue
+                users += 1
+                evaluate_user(
+                    change.value,
+                    rules,
+                    rules_ports,
+                    body.received,
+                    state_version=change.version,
+                    accounts=accounts,
+                )
+            counters.into(stages["dispatch"])
+            if published:
+                stages["dispatch"].invocations += -(-len(published) // SQS_BATCH_SIZE)
+            for decision_batch in list(published):
+                all_batches.append(decision_batch)
+                routed += dispatch(decision_batch, rules, dispatch_ports, decision_batch.decided_at).routed
+        stages["evaluate"].invocations = evaluate_invocations
+        for stage in stages.values():
+            if stage.tally.failed_requests:
+                raise RuntimeError(f"{stage.tally.failed_requests} DynamoDB requests failed ({stage.name})")
+    return Run(
+        bodies=len(bodies),
+        events=sum(b.messages for b in bodies),
+        stages=stages,
+        stream_records=stream_records,
+        evaluate_invocations=evaluate_invocations,
+        users_evaluated=users,
+        account_changes=account_changes,
+        batches=len(all_batches),
+        decisions=sum(len(b.decisions) for b in all_batches),
+        routed=routed,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _passes_filter(record: dict[str, Any]) -> bool:
+    """The evaluate event source's FilterCriteria: INSERT/MODIFY of USER#/STATE or ACCOUNT#/TRAITS."""
+    if record["eventName"] not in ("INSERT", "MODIFY"):
+        return False
+    keys = record["dynamodb"]["Keys"]
+    pk, sk = keys["pk"]["S"], keys["sk"]["S"]
+    return bool((pk.startswith("USER#") and sk == "STATE") or (pk.startswith("ACCOUNT#") and sk == "TRAITS"))
+
+
+# -- the CPU pass (in memory) ----------------------------------------------------------------
+
+
+@dataclass
+class Cpu:
+    ingest_seconds: float
+    bodies: int
+    evaluate_seconds: float
+    users: int
+    dispatch_seconds: float
+    batches: int
+
+
+def cpu_pass(bodies: list[Body], rules: RuleSet) -> Cpu:
+    """CPU time of the pure work per body, per user evaluation and per dispatched batch."""
+    store = MemoryUsageStore()
+    segments = MemorySegmentStore()
+    publisher = MemoryDecisionPublisher()
+    rules_ports = RulesPorts(store, segments, publisher)
+    dispatch_ports = DispatchPorts(MemoryLedger(), store, MemoryRouter(), SegmentRechecks(segments))
+    spent: defaultdict[str, float] = defaultdict(float)
+    users = batches = 0
+    clock = time.process_time
+    with _quiet():
+        for body in bodies:
+            t = clock()
+            batch = Batch.model_validate(json.loads(body.json))
+            messages = [(i, m) for i, m in enumerate(batch.batch) if not isinstance(m, InvalidMessage)]
+            ingest(messages, rules.plan, store, body.received)
+            spent["ingest"] += clock() - t
+            touched = list(dict.fromkeys(m.identity for _, m in messages))
+            before = len(publisher.batches)
+            t = clock()
+            accounts = AccountFactsCache(store, rules.reads_account_usage)
+            for user_id in touched:
+                state = store.users[user_id]
+                evaluate_user(
+                    state.value,
+                    rules,
+                    rules_ports,
+                    body.received,
+                    state_version=state.version,
+                    accounts=accounts,
+                )
+            spent["evaluate"] += clock() - t
+            users += len(touched)
+            new = publisher.batches[before:]
+            t = clock()
+            for decision_batch in new:
+                dispatch(decision_batch, rules, dispatch_ports, decision_batch.decided_at)
+            spent["dispatch"] += clock() - t
+            batches += len(new)
+    return Cpu(spent["ingest"], len(bodies), spent["evaluate"], users, spent["dispatch"], batches)
+
+
+# -- dollars ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Line:
+    component: str
+    per_thousand: str  # what is counted, per 1,000 events
+    dollars_per_million: float
+
+
+def price(run: Run, cpu: Cpu) -> list[Line]:
+    per_k = 1_000 / run.events
+    m = 1_000  # per million events = per thousand x 1,000
+    s = run.stages
+    cpu_per = {
+        "ingest": cpu.ingest_seconds / cpu.bodies,
+        "evaluate": cpu.evaluate_seconds / max(cpu.users, 1),
+        "dispatch": cpu.dispatch_seconds / max(cpu.batches, 1),
+    }
+    work = {
+        "ingest": cpu_per["ingest"] * run.bodies,
+        "evaluate": cpu_per["evaluate"] * run.users_evaluated,
+        "dispatch": cpu_per["dispatch"] * run.batches,
+    }
+    lines = [
+        Line(
+            "HTTP API requests",
+            f"{run.bodies * per_k:.1f} requests",
+            run.bodies * per_k * m * PRICE_HTTP_API_REQUEST,
+        )
+    ]
+    for name in ("ingest", "evaluate", "dispatch"):
+        stage = s[name]
+        seconds = (
+            work[name]
+            + stage.invocations * INVOCATION_OVERHEAD_SECONDS
+            + stage.aws_requests * ROUND_TRIP_SECONDS
+        )
+        lines.append(
+            Line(
+                f"Lambda {name}: requests",
+                f"{stage.invocations * per_k:.2f} invocations",
+                stage.invocations * per_k * m * PRICE_LAMBDA_REQUEST,
+            )
+        )
+        lines.append(
+            Line(
+                f"Lambda {name}: duration",
+                f"{seconds * per_k * 1000:,.0f} ms ({work[name] * per_k * 1000:,.0f} CPU + "
+                f"{stage.aws_requests * per_k:.1f} AWS requests)",
+                seconds * per_k * m * MEMORY_GB * PRICE_LAMBDA_GB_SECOND,
+            )
+        )
+    for name in ("ingest", "evaluate", "dispatch"):
+        t = s[name].tally
+        wru = t.write_units + s[name].index_writes
+        lines.append(
+            Line(
+                f"DynamoDB {name}: writes",
+                f"{wru * per_k:.1f} WRU ({t.write_units * per_k:.1f} table + "
+                f"{s[name].index_writes * per_k:.1f} index)",
+                wru * per_k * m * PRICE_DYNAMO_WRITE_UNIT,
+            )
+        )
+        lines.append(
+            Line(
+                f"DynamoDB {name}: reads",
+                f"{t.read_units * per_k:.1f} RRU",
+                t.read_units * per_k * m * PRICE_DYNAMO_READ_UNIT,
+            )
+        )
+    decision_messages = (
+        s["evaluate"].sqs["SendMessage"]
+        + s["evaluate"].sqs["SendMessageBatch"]
+        + s["evaluate"].sqs["messages in SendMessageBatch"]
+    )
+    decision_requests = (
+        s["evaluate"].sqs["SendMessage"] + s["evaluate"].sqs["SendMessageBatch"] + 2 * decision_messages
+    )
+    lines.append(
+        Line(
+            "SQS decision queue",
+            f"{decision_requests * per_k:.1f} requests ({decision_messages * per_k:.1f} messages)",
+            decision_requests * per_k * m * PRICE_SQS_REQUEST,
+        )
+    )
+    channel_sends = s["dispatch"].sqs["SendMessage"] + s["dispatch"].sqs["SendMessageBatch"]
+    channel_messages = (
+        s["dispatch"].sqs["SendMessage"]
+        + s["dispatch"].sqs["SendMessageBatch"]
+        + s["dispatch"].sqs["messages in SendMessageBatch"]
+    )
+    channel_requests = channel_sends + 2 * channel_messages
+    lines.append(
+        Line(
+            "SQS channel queues",
+            f"{channel_requests * per_k:.1f} requests ({channel_messages * per_k:.1f} messages)",
+            channel_requests * per_k * m * PRICE_SQS_REQUEST,
+        )
+    )
+    return lines
