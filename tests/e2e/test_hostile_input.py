@@ -181,20 +181,15 @@ def test_odd_unicode_in_ids_traits_and_properties_never_5xx(api: Api, uid: str, 
         _never_5xx(api, path, body)
 
 
-# Known bug: a string trait holding a lone surrogate passes validation, then the store's
-# model_dump_json raises PydanticSerializationError ("surrogates not allowed"): a 500.
-_SURROGATE_IN_TRAIT = pytest.mark.xfail(strict=True, reason="known bug: a lone surrogate in a trait -> 500")
-
-
 @pytest.mark.parametrize(
     "case",
     [
         pytest.param(0, id="track-userId"),
         pytest.param(1, id="track-event"),
         pytest.param(2, id="track-property"),
-        pytest.param(3, id="identify-trait", marks=_SURROGATE_IN_TRAIT),
+        pytest.param(3, id="identify-trait"),
         pytest.param(4, id="group-groupId"),
-        pytest.param(5, id="group-trait", marks=_SURROGATE_IN_TRAIT),
+        pytest.param(5, id="group-trait"),
     ],
 )
 def test_a_lone_surrogate_never_5xx(api: Api, uid: str, case: int) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -74,10 +74,36 @@ class _Message(BaseModel):
         return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
 
 
-class UserTraits(BaseModel):
-    """Traits Nudge understands; any others are kept as given."""
+def _unicode_text(value: Any) -> None:
+    """JSON may escape a lone surrogate (\\ud800), which is no Unicode text: it could never be
+    stored or put in a message. Refused here, with the field, rather than failing at the write."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "holds text that is not valid Unicode (a lone surrogate); send UTF-8 text"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _unicode_text(key)
+            _unicode_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _unicode_text(item)
 
+
+class _Traits(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="after")
+    def _text(self) -> Self:
+        _unicode_text(self.model_dump())
+        return self
+
+
+class UserTraits(_Traits):
+    """Traits Nudge understands; any others are kept as given."""
 
     email: str | None = None
     phone: str | None = None
@@ -114,9 +140,7 @@ class UserTraits(BaseModel):
         return value
 
 
-class AccountTraits(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
+class AccountTraits(_Traits):
     name: str | None = None
     plan: str | None = None
     mrr: float | None = Field(default=None, ge=0, description="Monthly recurring revenue.")
