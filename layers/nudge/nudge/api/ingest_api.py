@@ -182,6 +182,9 @@ def _early(status: int, field: str, message: str, headers: dict[str, str] | None
     }
 
 
+FORM_TYPES = ("multipart/", "application/x-www-form-urlencoded")
+
+
 def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Authenticate, bound and inflate the body, then route. The write key is never logged."""
     path = event.get("rawPath") or ""
@@ -194,6 +197,15 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         except KeysUnavailable as exc:
             logger.error("write keys unavailable", extra={"cause": type(exc.__cause__).__name__})
             return _early(503, "authorization", str(exc), {"Retry-After": "2"})
+        # The Segment routes take JSON. A form body would be parsed by the validation layer before
+        # any route runs, and a malformed one (multipart without a boundary) fail there as a 500.
+        content_type = next(
+            (str(v) for k, v in (event.get("headers") or {}).items() if k.lower() == "content-type"), ""
+        )
+        if content_type.lower().startswith(FORM_TYPES):
+            return _early(
+                415, "content-type", f"{content_type.split(';')[0]} is not accepted; send application/json"
+            )
     # Public routes are bounded too: a one-click POST body is a few bytes.
     limit = svc.settings.max_batch_bytes if path.endswith("/batch") else svc.settings.max_message_bytes
     try:

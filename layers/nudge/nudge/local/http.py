@@ -169,6 +169,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._dispatch()
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, QUERY, ...) is routed like the rest: API Gateway answers a
+        # method no route has with 404 JSON, where http.server would answer 501.
+        if name.startswith("do_") and name[3:].isupper():
+            return self._dispatch
+        raise AttributeError(name)
+
     # -- dispatch
 
     def _dispatch(self) -> None:
