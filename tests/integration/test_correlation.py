@@ -237,6 +237,7 @@ def test_one_request_id_follows_an_event_from_the_api_to_the_email_it_led_to(wor
                 "userId": user,
                 "traits": {
                     "email": f"{user}@example.com",
+                    "phone": "+15555550123",
                     "first_name": "Ada",
                     "timezone": "America/New_York",
                 },
@@ -276,6 +277,11 @@ def test_one_request_id_follows_an_event_from_the_api_to_the_email_it_led_to(wor
         "email",
         "sent",
     )
-    # ...while no line holds the address, and lines after the flow carry no stale id
-    assert f"{user}@example.com" not in world.logs.getvalue()
+    # ...while no line holds the address, the phone number or the write key (every function's log
+    # output at INFO, from request to send), and lines after the flow carry no stale id
+    logged = world.logs.getvalue()
+    assert traced
+    assert f"{user}@example.com" not in logged
+    assert "5555550123" not in logged
+    assert WRITE_KEY not in logged
     assert logger.get_correlation_id() is None
