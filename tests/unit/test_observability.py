@@ -288,6 +288,43 @@ def test_the_email_handler_counts_sends_and_failures_by_channel(
     assert len(sender.sent) == 1
 
 
+def test_a_delivery_found_claimed_by_a_crashed_function_raises_the_unknown_outcome_alarm(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a routed email whose entry a function claimed, then died (before or after sending)
+    usage, ledger, router = MemoryUsageStore(), MemoryLedger(), MemoryRouter()
+    a_user(usage, "obs-crashed")
+    dispatch(
+        DecisionBatch(
+            user="obs-crashed", decided_at=NOON, decisions=[email_decision("obs-crashed", "obs-c")]
+        ),
+        UNHELD,
+        DispatchPorts(ledger=ledger, usage=usage, router=router, rechecks=MemoryRechecks()),
+        NOON,
+    )
+    [delivery] = router.routed
+    assert ledger.move(delivery.subject, delivery.decision_id, ["queued"], "sending", NOON) is not None
+    sender = MemoryEmailSender()
+    ports = DeliverPorts(
+        ledger=ledger,
+        usage=usage,
+        channels=Channels(email=sender),
+        unsubscribe_secrets=(b"s" * 32,),
+        unsubscribe_url="https://api.example/v1/unsubscribe",
+    )
+    monkeypatch.setattr(
+        delivery_handler, "wire_deliver", lambda channel: DeliverService(Settings(), UNHELD, ports)
+    )
+    app = load(REPO / "functions/email/app.py")
+    capsys.readouterr()
+    # When the queue redelivers it
+    assert app.handler(sqs_event([delivery.model_dump_json()]), Context()) == {"batchItemFailures": []}
+    # Then nothing is sent, and the alarm's metric counts it
+    assert sender.sent == []
+    [unknown] = lines_of(emf(capsys.readouterr().out), "SendOutcomeUnknown")
+    assert total(unknown, "SendOutcomeUnknown") == 1.0
+
+
 # ---------------------------------------------------------------------------- template
 
 

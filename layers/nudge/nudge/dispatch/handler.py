@@ -43,9 +43,11 @@ class DeliveryHandler:
             self.counts.add("SendFailures", "channel", delivery.channel)
         elif done.result == "suppressed":
             self.counts.add("Suppressed", "reason", done.reason or "unspecified")
-        if done.result == "unknown":
+        if done.result == "unknown" or (done.result == "duplicate" and done.reason == "sending"):
             # Alarmed (one alarm for every channel, so no dimension): a send that may or may not
-            # have happened is never retried.
+            # have happened is never retried. A redelivery that finds its entry still `sending`
+            # means the function that claimed it died between the claim and marking it sent (the
+            # queue's visibility timeout is 6x the function's): the same unknown.
             self.counts.add("SendOutcomeUnknown")
         logger.info(
             "delivery",
