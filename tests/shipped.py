@@ -8,7 +8,9 @@ holdout cannot turn a send into `held_out` (the holdout tests set their own perc
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 from nudge.guardrails.policy import Guardrails
 from nudge.rules.ruleset import RuleSet, load_rules
@@ -27,3 +29,14 @@ def without_holdouts(rules: RuleSet) -> RuleSet:
 
 
 UNHELD = without_holdouts(RULES)
+
+
+def load_handler(path: Path, name: str) -> ModuleType:
+    """A function's app.py imported afresh under `name`, as a new Lambda container would: its
+    module-level wiring runs again with the environment the test set."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

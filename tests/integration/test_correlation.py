@@ -5,7 +5,6 @@ the way carries the API request's id as its correlation id."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import logging
@@ -21,7 +20,7 @@ import boto3
 import pytest
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
-from shipped import RULES
+from shipped import RULES, load_handler
 
 from nudge import clock
 from nudge.api import wiring
@@ -48,12 +47,7 @@ class Context:
 
 
 def _load(path: Path, suffix: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"{path.parent.name}_app_{suffix}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_handler(path, f"{path.parent.name}_app_{suffix}")
 
 
 def _lambda_value(value: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,6 @@ SQS events in the shape Lambda delivers them, every message delivered twice."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import boto3
 import pytest
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
-from shipped import UNHELD
+from shipped import UNHELD, load_handler
 
 from nudge import clock
 from nudge.dispatch.messages import DecisionBatch
@@ -51,12 +50,7 @@ class Context:
 
 
 def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_handler(path, name)
 
 
 @dataclass

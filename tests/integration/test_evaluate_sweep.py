@@ -4,7 +4,6 @@ events built from moto's own stream records in the shape Lambda delivers them.""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import re
 import uuid
@@ -18,6 +17,7 @@ from typing import Any, cast
 import boto3
 import pytest
 from moto.events.models import EventPattern
+from shipped import load_handler
 
 from nudge import clock
 from nudge.ingest.messages import Group, Identify, Message, Track
@@ -204,12 +204,7 @@ class Stack:
 
 
 def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_handler(path, name)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ ports), and the dashboard and alarms in template.yaml that read them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import uuid
@@ -14,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from shipped import UNHELD
+from shipped import UNHELD, load_handler
 
 import nudge.dispatch.handler as delivery_handler
 import nudge.dispatch.wiring as dispatch_wiring
@@ -106,12 +105,7 @@ def sqs_event(bodies: list[str]) -> dict[str, Any]:
 
 
 def load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"{path.parent.name}_app_{uuid.uuid4().hex[:8]}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_handler(path, f"{path.parent.name}_app_{uuid.uuid4().hex[:8]}")
 
 
 def a_user(usage: MemoryUsageStore, user: str, **traits: Any) -> None:
