@@ -80,8 +80,3 @@ def install() -> None:
     """Idempotent; only for a moto that serializes requests (conditions and writes must not interleave)."""
     with _installed:
         DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-
-
-def uninstall() -> None:
-    with _installed:
-        DynamoDBBackend.transact_write_items = _ORIGINAL  # type: ignore[method-assign]

@@ -140,9 +140,6 @@ class SimulatedClock:
             self._anchor = time.monotonic()
             return self._base
 
-    def advance_by(self, delta: timedelta) -> datetime:
-        return self.advance_to(self.now() + delta)
-
 
 def _require_aware(when: datetime) -> None:
     if when.tzinfo is None or when.utcoffset() is None:

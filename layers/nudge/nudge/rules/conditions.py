@@ -220,13 +220,6 @@ def checks_in(node: Node) -> list[Check]:
     return [t for n in node.items for t in checks_in(n)]
 
 
-def next_change(node: Node, ctx: Context) -> datetime | None:
-    """The earliest future instant at which a test of this condition could flip with no new event."""
-    times = [t.fact.changes_at(ctx, t.op, t.value) for t in checks_in(node)]
-    future = [t for t in times if t is not None and t > ctx.now]
-    return min(future) if future else None
-
-
 # ---------------------------------------------------------------------------------------------
 # Names a condition may refer to
 

@@ -12,7 +12,6 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -383,48 +382,3 @@ def _decide(
         facts=shown,
         decided_at=now,
     )
-
-
-def explain(
-    rules: RuleSet, user: UserState, account: AccountFacts | None, now: datetime
-) -> list[dict[str, Any]]:
-    """Why the user is or is not in each segment and rule: each test with its value."""
-    evaluation = evaluate(rules, user, account, None, now)
-    ctx = Context(
-        user=user,
-        now=now,
-        account=account,
-        segment=evaluation.segment or "",
-        score=evaluation.score,
-        band=evaluation.band,
-        account_score=evaluation.account_score,
-        account_band=evaluation.account_band,
-    )
-    lines: list[dict[str, Any]] = []
-    for seg in rules.segments:
-        lines.append(_explain_node("segment", seg.id, seg.condition, ctx, seg.id == evaluation.segment))
-    for trig in rules.triggers:
-        lines.append(_explain_node("trigger", trig.id, trig.condition, ctx, trig.id in evaluation.fired))
-    return lines
-
-
-def _explain_node(kind: str, name: str, node: Node | None, ctx: Context, chosen: bool) -> dict[str, Any]:
-    from nudge.rules.conditions import holds
-
-    tests = [
-        {
-            "fact": t.fact.describe,
-            "value": t.fact.compute(ctx),
-            "op": t.op,
-            "expected": t.value,
-            "holds": t.holds(ctx),
-        }
-        for t in (checks_in(node) if node is not None else [])
-    ]
-    return {
-        "kind": kind,
-        "name": name,
-        "holds": holds(node, ctx) if node is not None else True,
-        "chosen": chosen,
-        "tests": tests,
-    }

@@ -134,11 +134,6 @@ def frequency_band(state: UserState, now: datetime) -> FrequencyBand:
     return "medium" if mean >= MEDIUM_SESSIONS else "light"
 
 
-def time_to_activation_days(state: UserState, milestone: str = "activated") -> float | None:
-    start, reached = signed_up_at(state), state.milestones.get(milestone)
-    return round(days_between(start, reached), 2) if start and reached else None
-
-
 def did_but_not_within(state: UserState, did: str, not_: str, within: timedelta, now: datetime) -> bool:
     """True once `within` has passed since the user first did `did` without doing `not_` by then."""
     first = state.events.get(did)
@@ -170,11 +165,6 @@ def window_exit(days_used: list[int], window: int, now: datetime, keep: int | No
 def next_week_start(now: datetime) -> datetime:
     next_monday = monday(now.astimezone(UTC).date()) + timedelta(weeks=1)
     return datetime(next_monday.year, next_monday.month, next_monday.day, tzinfo=UTC)
-
-
-def next_midnight(now: datetime) -> datetime:
-    tomorrow = now.astimezone(UTC).date() + DAY
-    return datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
