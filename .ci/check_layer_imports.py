@@ -1,4 +1,5 @@
-"""Import every module the Lambdas can load, from what `sam build` put in the layer, and nothing else.
+"""Import every module the Lambdas can load, from what `sam build` put in the layer, and nothing else;
+and check that the layer holds no nudge/tools (CLI, local stack, demo: never run by a Lambda).
 
 The Lambda runtime has the standard library and boto3 (with botocore, s3transfer, jmespath,
 dateutil, urllib3, six); everything else must come from the NudgeLayer. A dependency the code
@@ -22,8 +23,8 @@ from pathlib import Path
 
 # What the python3.11 runtime ships besides the standard library.
 RUNTIME = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
-# Modules that only the CLI and the local stack use: never loaded by a Lambda.
-NOT_IN_LAMBDAS = ("nudge.local", "nudge.cli", "nudge.__main__", "nudge.rules.commands", "nudge.samples")
+# The CLI, local stack, demo, samples and report rendering: never loaded by a Lambda, never shipped.
+TOOLS = "nudge/tools"
 
 
 def main(build: Path) -> int:
@@ -40,11 +41,10 @@ def main(build: Path) -> int:
             source = Path(spec.origin)
             source = source.parent if source.name == "__init__.py" else source
             os.symlink(source, Path(runtime) / source.name)
-        modules = [
-            m.name
-            for m in pkgutil.walk_packages([str(layer / "nudge")], prefix="nudge.")
-            if not m.name.startswith(NOT_IN_LAMBDAS)
-        ]
+        if (layer / TOOLS).exists():
+            print(f"{layer / TOOLS}: the tools are in the Lambda layer; layers/nudge/Makefile leaves them out")
+            return 1
+        modules = [m.name for m in pkgutil.walk_packages([str(layer / "nudge")], prefix="nudge.")]
         # -S: no site-packages (neither the venv's nor the system's): only the layer and the
         # runtime's boto3 are on the path, as in Lambda.
         code = (

@@ -34,8 +34,8 @@ from bench.ingest import (
     throughput,
     validate_and_fold,
 )
-from nudge.rules.plan import TrackingPlan, load_plan
-from nudge.rules.ruleset import RuleSet, load_rules
+from nudge.rulebook.plan import TrackingPlan, load_plan
+from nudge.rulebook.ruleset import RuleSet, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ("ingest", "rules", "sweep", "dispatch", "coldstart", "cost", "load")
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     dynamo_bodies = sample.batches(messages[: args.dynamo_events])
     now = fixed_now(cpu_bodies)
     print(
-        f"  sample  : nudge.samples.generator users={sample.USERS} accounts={sample.ACCOUNTS} "
+        f"  sample  : nudge.tools.samples.generator users={sample.USERS} accounts={sample.ACCOUNTS} "
         f"days={sample.DAYS} seed={sample.SEED} start={sample.START:%Y-%m-%d}, in /v1/batch bodies of "
         f"{sample.BATCH_SIZE} messages (JSON strings)"
     )
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             if "sweep" in only:
                 sizes = _sweep_sizes(args.sweep_users, args.sweep_small, args.sweep_due)
                 print(
-                    f"\n5. Sweep: items read against users due; nudge.rules.service.sweep on the `due` "
+                    f"\n5. Sweep: items read against users due; nudge.services.evaluate.sweep on the `due` "
                     f"index (moto), {args.sweep_due:g}% of the users due"
                 )
                 print(_sweep_report(sweep_bench.sweep_reads(rules, population, sizes)))
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         if "dispatch" in only:
             work = dispatch_bench.workload(messages, rules, end, args.dispatch_users, args.dispatch_rounds)
             print(
-                f"\n6. Dispatch: nudge.dispatch.service.dispatch over the decision batches the rules "
+                f"\n6. Dispatch: nudge.services.dispatch.dispatch over the decision batches the rules "
                 f"published; one process, one thread; best of {args.repeats}"
             )
             print(_dispatch_report(work, rules, args.repeats))
@@ -201,8 +201,8 @@ def _machine(args: list[str]) -> str:
 
 def _load_report(clients: int, per_client: int, users: int, accounts: int) -> str:
     from bench import load as load_bench
-    from nudge.local.http import LocalApiServer
-    from nudge.local.stack import LocalStack
+    from nudge.tools.local.http import LocalApiServer
+    from nudge.tools.local.stack import LocalStack
 
     key = "bench-load-key"
     with tempfile.TemporaryDirectory(prefix="nudge-load-") as logs:

@@ -5,7 +5,7 @@ Each measurement is one new interpreter that records `time.perf_counter()` just 
 executes `functions/<name>/app.py` and just after, with the environment template.yaml gives the
 function (Globals and its own variables; references resolved to local stand-ins). The handlers
 call their wiring at import: settings, rule files, boto3 clients and, for email and notify, an SSM
-parameter. AWS is a moto server in the parent process (`nudge.local.aws.LockedMotoServer`),
+parameter. AWS is a moto server in the parent process (`nudge.tools.local.aws.LockedMotoServer`),
 reached through AWS_ENDPOINT_URL, so nothing AWS-related is imported before the clock starts.
 
 LAMBDA_TASK_ROOT is set as Lambda sets it, so Powertools' Tracer is on (it patches botocore for
@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from nudge.local.template import load_template
+from nudge.tools.local.template import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / ".aws-sam" / "build"
@@ -179,7 +179,7 @@ def measure(repeats: int = 5) -> list[Timing]:
     """Import time of each function and of the baseline: `repeats` fresh processes each, round-robin."""
     import boto3
 
-    from nudge.local.aws import LockedMotoServer
+    from nudge.tools.local.aws import LockedMotoServer
 
     with LockedMotoServer() as server, tempfile.TemporaryDirectory() as tmp:
         endpoint = server.endpoint_url

@@ -36,13 +36,14 @@ from bench.ingest import _create_table, _fake_aws_env, _no_table_backup_per_tran
 from bench.sample import Body
 from bench.sweep import _quiet
 from bench.units import Tally
-from nudge.dispatch.messages import DecisionBatch
-from nudge.dispatch.service import DispatchPorts, MemoryRouter, dispatch
-from nudge.ingest.messages import Batch, InvalidMessage
-from nudge.ingest.service import ingest
-from nudge.ledger.store import MemoryLedger
-from nudge.rules.ruleset import RuleSet
-from nudge.rules.service import (
+from nudge.adapters.dynamo.segments import MemorySegmentStore
+from nudge.adapters.ledger_memory import MemoryLedger
+from nudge.adapters.memory import MemoryUsageStore
+from nudge.model.messages import Batch, InvalidMessage
+from nudge.model.queue import DecisionBatch
+from nudge.rulebook.ruleset import RuleSet
+from nudge.services.dispatch import DispatchPorts, MemoryRouter, dispatch
+from nudge.services.evaluate import (
     AccountFactsCache,
     MemoryDecisionPublisher,
     RulesPorts,
@@ -52,8 +53,7 @@ from nudge.rules.service import (
     evaluate_user,
     user_from_stream,
 )
-from nudge.store.memory import MemoryUsageStore
-from nudge.store.segments import MemorySegmentStore
+from nudge.services.ingest import ingest
 
 ROOT = Path(__file__).resolve().parent.parent
 USAGE_TABLE = "nudge-usage-bench"  # bench.ingest creates the usage table under this name
@@ -185,13 +185,13 @@ def requests_pass(bodies: list[Body], rules: RuleSet) -> Run:
     from boto3.dynamodb.types import TypeDeserializer
     from moto import mock_aws
 
-    from nudge.dispatch.wiring import SqsDeliveryRouter
-    from nudge.ledger.dynamo import DynamoLedger
-    from nudge.local.aws import create_usage_resources
-    from nudge.rules.service import SqsDecisionPublisher
+    from nudge.adapters.dynamo.ledger import DynamoLedger
+    from nudge.adapters.dynamo.segments import DynamoSegmentStore
+    from nudge.adapters.dynamo.usage import DynamoUsageStore
+    from nudge.bootstrap_dispatch import SqsDeliveryRouter
+    from nudge.services.evaluate import SqsDecisionPublisher
     from nudge.settings import Settings
-    from nudge.store.dynamo import DynamoUsageStore
-    from nudge.store.segments import DynamoSegmentStore
+    from nudge.tools.local.aws import create_usage_resources
 
     stages = {name: Stage(name) for name in ("ingest", "evaluate", "dispatch")}
     started = time.perf_counter()

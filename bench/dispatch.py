@@ -28,25 +28,25 @@ from unittest import mock
 from bench.ingest import _fake_aws_env, _no_table_backup_per_transaction
 from bench.sweep import _quiet
 from bench.units import Meter, Tally, _clauses, _key_id, item_size, read_units, value_size
-from nudge.dispatch import service as dispatch_service
-from nudge.dispatch.messages import DecisionBatch
-from nudge.dispatch.service import DispatchPorts, DispatchResult, MemoryRechecks, MemoryRouter, dispatch
-from nudge.guardrails.verdicts import guard
-from nudge.ingest.messages import Batch, InvalidMessage, Message
-from nudge.ingest.service import IngestLimits, ingest
-from nudge.ingest.state import UserState
-from nudge.ledger.store import MemoryLedger
-from nudge.rules.ruleset import RuleSet
-from nudge.rules.service import (
+from nudge.adapters.dynamo.segments import MemorySegmentStore
+from nudge.adapters.ledger_memory import MemoryLedger
+from nudge.adapters.memory import MemoryUsageStore
+from nudge.domain.verdicts import guard
+from nudge.model.messages import Batch, InvalidMessage, Message
+from nudge.model.queue import DecisionBatch
+from nudge.model.state import UserState
+from nudge.ports import Versioned
+from nudge.rulebook.ruleset import RuleSet
+from nudge.services import dispatch as dispatch_service
+from nudge.services.dispatch import DispatchPorts, DispatchResult, MemoryRechecks, MemoryRouter, dispatch
+from nudge.services.evaluate import (
     AccountFactsCache,
     MemoryDecisionPublisher,
     RulesPorts,
     SegmentRechecks,
     evaluate_user,
 )
-from nudge.store.memory import MemoryUsageStore
-from nudge.store.ports import Versioned
-from nudge.store.segments import MemorySegmentStore
+from nudge.services.ingest import IngestLimits, ingest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Rounds of evaluation: 30, 25 hours apart, the first 31 days before the end of the history, so
@@ -180,7 +180,7 @@ def guard_calls(work: Workload, rules: RuleSet) -> list[GuardArgs]:
     """The arguments dispatch passes to `guard` (decisions, delivery record as loaded, traits,
     escalation flag, rules, guardrails, now), recorded over one replay."""
     calls: list[GuardArgs] = []
-    real = guard  # what nudge.dispatch.service calls
+    real = guard  # what nudge.services.dispatch calls
 
     def recording(*args: Any) -> Any:
         calls.append(args)
@@ -331,7 +331,7 @@ class LedgerMeter(Meter):
 
 
 def item_kind(key: dict[str, Any]) -> str:
-    """The kind of a ledger item, from its key (see nudge.ledger.dynamo)."""
+    """The kind of a ledger item, from its key (see nudge.adapters.dynamo.ledger)."""
     pk, sk = key["pk"]["S"], key["sk"]["S"]
     if sk == "DELIVERY":
         return "delivery record (user)"
@@ -361,10 +361,10 @@ def dynamo_requests(work: Workload, rules: RuleSet) -> DynamoRun:
     import boto3
     from moto import mock_aws
 
-    from nudge.ledger.dynamo import DynamoLedger
-    from nudge.local.aws import create_usage_resources
+    from nudge.adapters.dynamo.ledger import DynamoLedger
+    from nudge.adapters.dynamo.usage import DynamoUsageStore
     from nudge.settings import Settings
-    from nudge.store.dynamo import DynamoUsageStore
+    from nudge.tools.local.aws import create_usage_resources
 
     first, again, setup = Phase("first delivery"), Phase("redelivered"), Phase("setup")
     setup_puts = 0
@@ -413,7 +413,7 @@ def dynamo_requests(work: Workload, rules: RuleSet) -> DynamoRun:
         first,
         again,
         setup_puts,
-        "LedgerTable and UsageTable from template.yaml (nudge.local.aws.create_usage_resources)",
+        "LedgerTable and UsageTable from template.yaml (nudge.tools.local.aws.create_usage_resources)",
         mix(again_judged),
         claiming,
     )

@@ -21,11 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bench.sample import Body
 from bench.units import Meter, Tally
-from nudge.ingest.fold import FoldWindow, fold
-from nudge.ingest.messages import Batch, InvalidMessage, Message
-from nudge.ingest.service import ingest
-from nudge.ingest.state import UserState
-from nudge.rules.plan import TrackingPlan
+from nudge.domain.fold import FoldWindow, fold
+from nudge.model.messages import Batch, InvalidMessage, Message
+from nudge.model.state import UserState
+from nudge.rulebook.plan import TrackingPlan
+from nudge.services.ingest import ingest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -217,7 +217,7 @@ def dynamo_writes(bodies: list[Body], plan: TrackingPlan) -> DynamoRun:
     import boto3
     from moto import mock_aws
 
-    from nudge.store.dynamo import DynamoUsageStore
+    from nudge.adapters.dynamo.usage import DynamoUsageStore
 
     with _fake_aws_env(), mock_aws(), _no_table_backup_per_transaction():
         client = boto3.client("dynamodb", region_name="us-east-1")
@@ -243,7 +243,7 @@ def dynamo_writes(bodies: list[Body], plan: TrackingPlan) -> DynamoRun:
 
 
 def item_kind(key: dict[str, Any]) -> str:
-    """The kind of a usage-table item, from its key (see nudge.store.dynamo)."""
+    """The kind of a usage-table item, from its key (see nudge.adapters.dynamo.usage)."""
     pk, sk = key["pk"]["S"], key["sk"]["S"]
     if pk.startswith("USER#"):
         return "user state"
@@ -292,10 +292,10 @@ def _no_table_backup_per_transaction() -> Iterator[None]:
 
 def _create_table(client: Any) -> str:
     """The usage table exactly as template.yaml declares it (keys, billing, stream)."""
-    from nudge.local.template import table_create_kwargs
+    from nudge.tools.local.template import table_create_kwargs
 
     client.create_table(**table_create_kwargs(ROOT / "template.yaml", TEMPLATE_TABLE, TABLE))
-    return f"{TEMPLATE_TABLE} from template.yaml (nudge.local.template.table_create_kwargs)"
+    return f"{TEMPLATE_TABLE} from template.yaml (nudge.tools.local.template.table_create_kwargs)"
 
 
 @contextmanager

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from nudge.ingest.messages import Batch, InvalidMessage, Message
-from nudge.ingest.service import IngestLimits, ingest
-from nudge.ingest.state import AccountState, UserState
-from nudge.rules import features as F
-from nudge.rules.conditions import Context, Value
-from nudge.rules.evaluate import Evaluation, SegmentState, evaluate, facts_for, next_check
-from nudge.rules.features import AccountFacts
-from nudge.rules.ruleset import RuleSet
-from nudge.store.memory import MemoryUsageStore
+from nudge.adapters.memory import MemoryUsageStore
+from nudge.conditions import features as F
+from nudge.conditions.features import AccountFacts
+from nudge.conditions.tree import Context, Value
+from nudge.domain.evaluate import Evaluation, SegmentState, evaluate, facts_for, next_check
+from nudge.model.messages import Batch, InvalidMessage, Message
+from nudge.model.state import AccountState, UserState
+from nudge.rulebook.ruleset import RuleSet
+from nudge.services.ingest import IngestLimits, ingest
 
 # -- the population: every sample user, folded at the end of the history ---------------------
 
@@ -96,7 +96,7 @@ def verdict_of(evaluation: Evaluation, rules: RuleSet) -> Verdict:
 
 # -- the baseline: the shipped rules (rules/*.yaml) written by hand ---------------------------
 #
-# Straight Python against nudge.rules.features: compute every feature the rules need, then plain
+# Straight Python against nudge.conditions.features: compute every feature the rules need, then plain
 # `if`s. Same segments in the same order, same signals and points, same triggers; it builds no
 # decisions and schedules no re-check (those are extra work `evaluate` does, shown apart below).
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-# The sample history the benchmarks replay (nudge.samples.generator).
+# The sample history the benchmarks replay (nudge.tools.samples.generator).
 USERS = 1_000
 ACCOUNTS = 100
 DAYS = 90
@@ -32,7 +32,7 @@ class Body:
 
 def sample_messages(limit: int) -> list[dict[str, Any]]:
     """The first `limit` messages of the sample history, in time order."""
-    from nudge.samples.generator import generate
+    from nudge.tools.samples.generator import generate
 
     stream: Iterable[dict[str, Any]] = generate(
         users=USERS, accounts=ACCOUNTS, days=DAYS, seed=SEED, start=START

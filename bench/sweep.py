@@ -1,6 +1,6 @@
 """What the sweep reads: items read against users due, on moto.
 
-The sweep is the real one (`nudge.rules.service.sweep`) over the real repositories: the sparse
+The sweep is the real one (`nudge.services.evaluate.sweep`) over the real repositories: the sparse
 `due` index of `DynamoSegmentStore` and the usage states of `DynamoUsageStore`, on the usage
 table built from template.yaml. The table holds one SEGMENTS item per user, every one with a
 re-check scheduled (the whole table is in the index: the worst case for a sweep that must read
@@ -22,11 +22,12 @@ from typing import Any, cast
 from bench.ingest import TABLE, _create_table, _fake_aws_env, _no_table_backup_per_transaction
 from bench.rules import Population
 from bench.units import Meter, Tally, item_size, read_units
-from nudge.ingest.fold import rollup_delta
-from nudge.ingest.state import UserState
-from nudge.rules.evaluate import SegmentState, evaluate
-from nudge.rules.ruleset import RuleSet
-from nudge.rules.service import (
+from nudge.adapters.dynamo.segments import DynamoSegmentStore, SegmentRecord, bucket_start
+from nudge.domain.evaluate import SegmentState, evaluate
+from nudge.domain.fold import rollup_delta
+from nudge.model.state import UserState
+from nudge.rulebook.ruleset import RuleSet
+from nudge.services.evaluate import (
     MemoryDecisionPublisher,
     RulesPorts,
     SweepOptions,
@@ -34,7 +35,6 @@ from nudge.rules.service import (
     decision_key,
     sweep,
 )
-from nudge.store.segments import DynamoSegmentStore, SegmentRecord, bucket_start
 
 BATCH_WRITE_LIMIT = 25
 # The sweep runs every 15 minutes (template.yaml); this run starts 12 h 07 min after the end of
@@ -179,7 +179,7 @@ def _one(rules: RuleSet, pop: Population, size: Size) -> SweepRun:
     import boto3
     from moto import mock_aws
 
-    from nudge.store.dynamo import DynamoUsageStore
+    from nudge.adapters.dynamo.usage import DynamoUsageStore
 
     if size.due > size.users:
         raise ValueError("more users due than users")

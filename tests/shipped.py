@@ -12,8 +12,8 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from nudge.guardrails.policy import Guardrails
-from nudge.rules.ruleset import RuleSet, load_rules
+from nudge.rulebook.guardrails import Guardrails
+from nudge.rulebook.ruleset import RuleSet, load_rules
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = load_rules(ROOT / "rules")

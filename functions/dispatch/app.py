@@ -9,10 +9,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
-from nudge.dispatch.messages import DecisionBatch
-from nudge.dispatch.service import correlation_of, count_outcomes, dispatch
-from nudge.dispatch.wiring import wire_dispatch
+from nudge.bootstrap_dispatch import wire_dispatch
+from nudge.model.queue import DecisionBatch
 from nudge.observability import MetricCounts, logger, metrics, tracer
+from nudge.services.dispatch import correlation_of, count_outcomes, dispatch
 
 # Rules, settings and clients at cold start: a bad rule file fails here, every problem logged.
 service = wire_dispatch()

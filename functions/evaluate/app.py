@@ -9,8 +9,9 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
+from nudge.adapters.dynamo.usage import CORRELATION_ATTRIBUTE
 from nudge.observability import logger, metrics, tracer
-from nudge.rules.service import (
+from nudge.services.evaluate import (
     AccountFactsCache,
     account_from_stream,
     evaluate_account,
@@ -18,7 +19,6 @@ from nudge.rules.service import (
     user_from_stream,
     wire,
 )
-from nudge.store.dynamo import CORRELATION_ATTRIBUTE
 
 # Rules, settings and clients at cold start: a bad rule file fails here, every problem logged.
 service = wire()

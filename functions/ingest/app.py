@@ -5,8 +5,8 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from nudge.api.ingest_api import resolve
-from nudge.api.wiring import services
+from nudge.bootstrap_api import services
+from nudge.entrypoints.http.ingest_api import resolve
 from nudge.observability import logger, metrics, tracer
 
 services()  # load settings, tracking plan and clients at cold start: a bad rule file fails here

@@ -6,7 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
 from nudge.observability import logger, metrics, tracer
-from nudge.rules.service import sweep, wire
+from nudge.services.evaluate import sweep, wire
 
 # Rules, settings and clients at cold start: a bad rule file fails here, every problem logged.
 service = wire()

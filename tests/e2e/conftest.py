@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from nudge.local.http import LocalApiServer
-from nudge.local.stack import LocalStack
+from nudge.tools.local.http import LocalApiServer
+from nudge.tools.local.stack import LocalStack
 
 WRITE_KEY = "e2e-write-key"
 OTHER_KEY = "e2e-rotated-key"

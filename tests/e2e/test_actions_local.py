@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from shipped import RULES
 
-from nudge.guardrails.verdicts import in_group
+from nudge.domain.verdicts import in_group
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Api

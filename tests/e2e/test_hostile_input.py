@@ -24,8 +24,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from nudge.api.body import MAX_JSON_DEPTH
-from nudge.api.ingest_api import openapi_json
+from nudge.entrypoints.http.body import MAX_JSON_DEPTH
+from nudge.entrypoints.http.ingest_api import openapi_json
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Api

@@ -1,7 +1,7 @@
 """The local stack's rules path: the stream pump, the sweep on the simulated clock, the decision tap.
 
 The real evaluate and sweep handlers run in the stack's containers; these tests drive them the way
-Lambda and EventBridge would (nudge.local.pumps) and look at the results over HTTP.
+Lambda and EventBridge would (nudge.tools.local.pumps) and look at the results over HTTP.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from nudge.local.pumps import StreamPump
-from nudge.local.stack import HandlerFailed
+from nudge.tools.local.pumps import StreamPump
+from nudge.tools.local.stack import HandlerFailed
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient

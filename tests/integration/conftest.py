@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from moto import mock_aws
 
-from nudge.local.aws import LockedMotoServer
 from nudge.settings import Settings
+from nudge.tools.local.aws import LockedMotoServer
 
 REPO = Path(__file__).resolve().parents[2]
 

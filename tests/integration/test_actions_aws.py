@@ -27,9 +27,7 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from moto.sns.models import sns_backends
 
-from nudge.actions.email import Email, MemoryEmailSender, SesEmailSender, build_mime, ses_tags
-from nudge.actions.errors import RecipientOptedOut, SendFailed, SendRejected, SendThrottled
-from nudge.actions.escalation import (
+from nudge.adapters.cs_desk import (
     FIFO_DEDUPE_WINDOW,
     EscalationCase,
     MemoryEscalationDesk,
@@ -37,8 +35,10 @@ from nudge.actions.escalation import (
     WeekUsage,
     dedupe_id,
 )
-from nudge.actions.notify import MemoryNotifier, Push, Sms, SnsNotifier, push_message
-from nudge.actions.retry import Backoff
+from nudge.adapters.retry import Backoff
+from nudge.adapters.ses import Email, MemoryEmailSender, SesEmailSender, build_mime, ses_tags
+from nudge.adapters.sns import MemoryNotifier, Push, Sms, SnsNotifier, push_message
+from nudge.model.errors import RecipientOptedOut, SendFailed, SendRejected, SendThrottled
 
 REGION = "us-east-1"
 SENDER = "Nudge <hello@mail.example.com>"

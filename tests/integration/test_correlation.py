@@ -22,13 +22,13 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from shipped import RULES, load_handler
 
+from nudge import bootstrap_api as wiring
 from nudge import clock
-from nudge.api import wiring
-from nudge.guardrails.verdicts import in_group
-from nudge.local.aws import create_queues, create_usage_resources
+from nudge.domain.verdicts import in_group
 from nudge.observability import logger
-from nudge.rules import service as rules_service
+from nudge.services import evaluate as rules_service
 from nudge.settings import Settings, get_settings
+from nudge.tools.local.aws import create_queues, create_usage_resources
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)  # noon in New York

@@ -17,19 +17,19 @@ import pytest
 from shipped import UNHELD
 
 from nudge import clock
-from nudge.cli import main
-from nudge.dispatch.messages import DecisionBatch
-from nudge.dispatch.service import DispatchPorts, DispatchResult, MemoryRechecks, MemoryRouter, dispatch
-from nudge.ingest.messages import Group, Identify, Message, Track
-from nudge.ingest.service import ingest
-from nudge.ledger.dynamo import DynamoLedger
-from nudge.local.aws import create_usage_resources
-from nudge.local.http import LocalApiServer
-from nudge.local.stack import LocalStack, SimulatedClock
-from nudge.rules.evaluate import Decision
-from nudge.rules.plan import load_plan
+from nudge.adapters.dynamo.ledger import DynamoLedger
+from nudge.adapters.dynamo.usage import DynamoUsageStore
+from nudge.domain.evaluate import Decision
+from nudge.model.messages import Group, Identify, Message, Track
+from nudge.model.queue import DecisionBatch
+from nudge.rulebook.plan import load_plan
+from nudge.services.dispatch import DispatchPorts, DispatchResult, MemoryRechecks, MemoryRouter, dispatch
+from nudge.services.ingest import ingest
 from nudge.settings import Settings, get_settings
-from nudge.store.dynamo import DynamoUsageStore
+from nudge.tools.cli import main
+from nudge.tools.local.aws import create_usage_resources
+from nudge.tools.local.http import LocalApiServer
+from nudge.tools.local.stack import LocalStack, SimulatedClock
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN = load_plan(REPO / "rules")

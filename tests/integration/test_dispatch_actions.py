@@ -20,17 +20,17 @@ from moto.ses.models import ses_backends
 from shipped import UNHELD, load_handler
 
 from nudge import clock
-from nudge.dispatch.messages import DecisionBatch
-from nudge.dispatch.service import DispatchPorts, DispatchResult, MemoryRechecks, MemoryRouter, dispatch
-from nudge.guardrails.policy import Guardrails, GuardrailsFile
-from nudge.ingest.messages import Group, Identify, Message, Track
-from nudge.ingest.service import ingest
-from nudge.ledger.dynamo import DynamoLedger
-from nudge.local.aws import LockedMotoServer, create_queues, create_usage_resources
-from nudge.rules.evaluate import Decision
-from nudge.rules.plan import load_plan
+from nudge.adapters.dynamo.ledger import DynamoLedger
+from nudge.adapters.dynamo.usage import DynamoUsageStore
+from nudge.domain.evaluate import Decision
+from nudge.model.messages import Group, Identify, Message, Track
+from nudge.model.queue import DecisionBatch
+from nudge.rulebook.guardrails import Guardrails, GuardrailsFile
+from nudge.rulebook.plan import load_plan
+from nudge.services.dispatch import DispatchPorts, DispatchResult, MemoryRechecks, MemoryRouter, dispatch
+from nudge.services.ingest import ingest
 from nudge.settings import Settings, get_settings
-from nudge.store.dynamo import DynamoUsageStore
+from nudge.tools.local.aws import LockedMotoServer, create_queues, create_usage_resources
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN = load_plan(REPO / "rules")
@@ -340,7 +340,7 @@ def test_dispatch_refuses_to_start_on_a_bad_guardrails_file(
     import re
     import shutil
 
-    from nudge.rules.yamlfile import RuleFileError
+    from nudge.rulebook.yamlfile import RuleFileError
 
     # Given rules whose guardrails.yaml caps a channel that does not exist
     rules = tmp_path / "rules"

@@ -20,14 +20,14 @@ from moto.events.models import EventPattern
 from shipped import load_handler
 
 from nudge import clock
-from nudge.ingest.messages import Group, Identify, Message, Track
-from nudge.ingest.service import ingest
-from nudge.local.aws import create_queues, create_usage_resources
-from nudge.local.template import load_template
-from nudge.rules import service as rules_service
-from nudge.rules.plan import load_plan
+from nudge.adapters.dynamo.usage import DynamoUsageStore
+from nudge.model.messages import Group, Identify, Message, Track
+from nudge.rulebook.plan import load_plan
+from nudge.services import evaluate as rules_service
+from nudge.services.ingest import ingest
 from nudge.settings import Settings, get_settings
-from nudge.store.dynamo import DynamoUsageStore
+from nudge.tools.local.aws import create_queues, create_usage_resources
+from nudge.tools.local.template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN = load_plan(REPO / "rules")
@@ -459,7 +459,7 @@ def test_a_bad_rule_file_fails_the_cold_start_naming_file_and_line(
 ) -> None:
     import shutil
 
-    from nudge.rules.yamlfile import RuleFileError
+    from nudge.rulebook.yamlfile import RuleFileError
 
     rules = tmp_path / "rules"
     shutil.copytree(REPO / "rules", rules)

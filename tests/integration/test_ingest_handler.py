@@ -16,9 +16,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from nudge.api import wiring
-from nudge.local.aws import create_usage_resources
+from nudge import bootstrap_api as wiring
 from nudge.settings import Settings, get_settings
+from nudge.tools.local.aws import create_usage_resources
 
 KEY = "wk-integration"
 NOW = datetime.now(UTC)

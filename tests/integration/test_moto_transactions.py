@@ -8,8 +8,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from nudge.local.aws import LockedMotoServer
-from nudge.local.template import table_create_kwargs
+from nudge.tools.local.aws import LockedMotoServer
+from nudge.tools.local.template import table_create_kwargs
 
 
 def test_a_failed_condition_applies_no_item_of_the_transaction(

@@ -13,9 +13,15 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from nudge.local.aws import LockedMotoServer, create_usage_resources, table_names
-from nudge.local.template import TemplateError, load_template, table_create_kwargs, tables, ttl_attribute
 from nudge.settings import Settings
+from nudge.tools.local.aws import LockedMotoServer, create_usage_resources, table_names
+from nudge.tools.local.template import (
+    TemplateError,
+    load_template,
+    table_create_kwargs,
+    tables,
+    ttl_attribute,
+)
 
 KEYS = ["wk-current", "wk-next"]
 

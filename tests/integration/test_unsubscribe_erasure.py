@@ -18,14 +18,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from nudge.actions.unsubscribe import make_token
-from nudge.api import wiring
-from nudge.ledger.entries import Commit, Escalation, LedgerEntry
-from nudge.local.aws import create_usage_resources
-from nudge.privacy.erasure import ERASED
-from nudge.rules.evaluate import Decision
+from nudge import bootstrap_api as wiring
+from nudge.adapters.dynamo.segments import DynamoSegmentStore, SegmentRecord
+from nudge.domain.evaluate import Decision
+from nudge.domain.tokens import make_token
+from nudge.model.ledger import Commit, Escalation, LedgerEntry
+from nudge.services.erasure import ERASED
 from nudge.settings import Settings, get_settings
-from nudge.store.segments import DynamoSegmentStore, SegmentRecord
+from nudge.tools.local.aws import create_usage_resources
 
 KEY = "wk-privacy-it"
 SECRET = "privacy-integration-secret-0123456789"

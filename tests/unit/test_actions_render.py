@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from nudge.actions.render import (
+from nudge.domain.render import (
     SUBJECT_MAX_CHARS,
     TRAIT_MAX_CHARS,
     RenderError,
     render,
 )
-from nudge.rules.ruleset import TemplateFile, load_templates
-from nudge.rules.yamlfile import RuleProblem
+from nudge.rulebook.ruleset import TemplateFile, load_templates
+from nudge.rulebook.yamlfile import RuleProblem
 
 REPO = Path(__file__).resolve().parents[2]
 

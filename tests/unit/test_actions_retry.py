@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 
-from nudge.actions.errors import SendError, SendFailed, SendRejected, SendThrottled
-from nudge.actions.retry import THROTTLING_CODES, Backoff, call_with_backoff
+from nudge.adapters.retry import THROTTLING_CODES, Backoff, call_with_backoff
+from nudge.model.errors import SendError, SendFailed, SendRejected, SendThrottled
 
 
 def client_error(code: str, status: int = 400, message: str = "nope") -> ClientError:

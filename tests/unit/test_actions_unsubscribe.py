@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nudge.actions.unsubscribe import (
+from nudge.domain.tokens import (
     DEFAULT_MAX_AGE,
     TokenExpired,
     TokenInvalid,

@@ -17,21 +17,21 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from shipped import UNHELD
 
-from nudge.actions.email import MemoryEmailSender, build_mime
-from nudge.actions.errors import SendFailed, SendRejected, SendThrottled
-from nudge.actions.escalation import MemoryEscalationDesk
-from nudge.actions.notify import MemoryNotifier
-from nudge.actions.unsubscribe import read_token
-from nudge.dispatch.deliver import Channels, DeliverPorts, DeliveryRetry, PushEndpoints, deliver
-from nudge.dispatch.messages import DecisionBatch, Delivery
-from nudge.dispatch.service import DispatchPorts, MemoryRechecks, MemoryRouter, dispatch
-from nudge.ingest.state import AccountState, Stamped, UserState
-from nudge.ledger.entries import LedgerEntry
-from nudge.ledger.store import MemoryLedger
-from nudge.rules.evaluate import Decision
-from nudge.rules.ruleset import RuleSet
-from nudge.store.memory import MemoryUsageStore
-from nudge.store.ports import Versioned
+from nudge.adapters.cs_desk import MemoryEscalationDesk
+from nudge.adapters.ledger_memory import MemoryLedger
+from nudge.adapters.memory import MemoryUsageStore
+from nudge.adapters.ses import MemoryEmailSender, build_mime
+from nudge.adapters.sns import MemoryNotifier
+from nudge.domain.evaluate import Decision
+from nudge.domain.tokens import read_token
+from nudge.model.errors import SendFailed, SendRejected, SendThrottled
+from nudge.model.ledger import LedgerEntry
+from nudge.model.queue import DecisionBatch, Delivery
+from nudge.model.state import AccountState, Stamped, UserState
+from nudge.ports import Versioned
+from nudge.rulebook.ruleset import RuleSet
+from nudge.services.deliver import Channels, DeliverPorts, DeliveryRetry, PushEndpoints, deliver
+from nudge.services.dispatch import DispatchPorts, MemoryRechecks, MemoryRouter, dispatch
 
 RULES = UNHELD  # no holdouts: these tests are about what else happens to a decision
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # 12:00 in New York: no quiet hours

@@ -12,22 +12,22 @@ from typing import Any
 
 from shipped import UNHELD
 
-from nudge.dispatch.messages import DecisionBatch
-from nudge.dispatch.service import (
+from nudge.adapters.ledger_memory import MemoryLedger
+from nudge.adapters.memory import MemoryUsageStore
+from nudge.domain.evaluate import Decision
+from nudge.model.ledger import UserLedger
+from nudge.model.queue import DecisionBatch
+from nudge.model.state import Stamped, UserState
+from nudge.ports import Versioned
+from nudge.rulebook.guardrails import Guardrails, GuardrailsFile
+from nudge.rulebook.ruleset import RuleSet
+from nudge.services.dispatch import (
     DispatchPorts,
     MemoryRechecks,
     MemoryRouter,
     RouteFailed,
     dispatch,
 )
-from nudge.guardrails.policy import Guardrails, GuardrailsFile
-from nudge.ingest.state import Stamped, UserState
-from nudge.ledger.entries import UserLedger
-from nudge.ledger.store import MemoryLedger
-from nudge.rules.evaluate import Decision
-from nudge.rules.ruleset import RuleSet
-from nudge.store.memory import MemoryUsageStore
-from nudge.store.ports import Versioned
 
 RULES = UNHELD  # no holdouts: these tests are about what else happens to a decision
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # 12:00 in New York

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from nudge.ingest.fold import fold
-from nudge.ingest.messages import Track
-from nudge.rules import features as F
-from nudge.rules.conditions import Context, count_fact, feature_fact
-from nudge.rules.plan import load_plan
+from nudge.conditions import features as F
+from nudge.conditions.tree import Context, count_fact, feature_fact
+from nudge.domain.fold import fold
+from nudge.model.messages import Track
+from nudge.rulebook.plan import load_plan
 
 PLAN = load_plan(Path("rules"))
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

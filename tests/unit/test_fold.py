@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudge.ingest.fold import FoldWindow, add_to_sessions, fold, rollup_delta
-from nudge.ingest.messages import Group, Identify, Message, Track
-from nudge.rules.plan import TrackingPlan, load_plan
+from nudge.domain.fold import FoldWindow, add_to_sessions, fold, rollup_delta
+from nudge.model.messages import Group, Identify, Message, Track
+from nudge.rulebook.plan import TrackingPlan, load_plan
 
 PLAN: TrackingPlan = load_plan(Path("rules"))
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shipped import UNHELD
 
-from nudge.guardrails.policy import Guardrails, GuardrailsFile
-from nudge.guardrails.verdicts import DeliveryRecord, guard, guard_escalation, in_group, quiet_until
-from nudge.rules.evaluate import Decision
-from nudge.rules.ruleset import RuleSet
+from nudge.domain.evaluate import Decision
+from nudge.domain.verdicts import DeliveryRecord, guard, guard_escalation, in_group, quiet_until
+from nudge.rulebook.guardrails import Guardrails, GuardrailsFile
+from nudge.rulebook.ruleset import RuleSet
 
 RULES = UNHELD  # no holdouts: these tests are about what else happens to a decision
 # A Tuesday, 15:00 in New York (20:00Z): outside quiet hours there.

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from nudge.ingest.messages import Group, Identify, Message, Track
-from nudge.ingest.service import IngestLimits, ingest
-from nudge.ingest.state import AccountState, RollupDelta, UserState
-from nudge.rules.plan import load_plan
-from nudge.store.errors import StateConflict
-from nudge.store.memory import MemoryUsageStore
+from nudge.adapters.memory import MemoryUsageStore
+from nudge.model.errors import StateConflict
+from nudge.model.messages import Group, Identify, Message, Track
+from nudge.model.state import AccountState, RollupDelta, UserState
+from nudge.rulebook.plan import load_plan
+from nudge.services.ingest import IngestLimits, ingest
 
 PLAN = load_plan(Path("rules"))
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from nudge.ingest.state import AccountState, EventStats, Stamped, UserState
-from nudge.insight.lift import LiftRow, exposures, lift
-from nudge.ledger.entries import LedgerEntry
-from nudge.rules.evaluate import Decision
-from nudge.rules.ruleset import GoalSpec, RuleSet, load_rules
+from nudge.domain.evaluate import Decision
+from nudge.domain.lift import LiftRow, exposures, lift
+from nudge.model.ledger import LedgerEntry
+from nudge.model.state import AccountState, EventStats, Stamped, UserState
+from nudge.rulebook.ruleset import GoalSpec, RuleSet, load_rules
 
 RULES = load_rules(Path(__file__).resolve().parents[2] / "rules")
 T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)

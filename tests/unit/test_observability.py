@@ -15,22 +15,22 @@ from typing import Any
 import pytest
 from shipped import UNHELD, load_handler
 
-import nudge.dispatch.handler as delivery_handler
-import nudge.dispatch.wiring as dispatch_wiring
-from nudge.actions.email import MemoryEmailSender
-from nudge.actions.errors import SendFailed, SendRejected
-from nudge.dispatch.deliver import Channels, DeliverPorts
-from nudge.dispatch.messages import DecisionBatch, Delivery
-from nudge.dispatch.service import DispatchPorts, MemoryRechecks, MemoryRouter, dispatch
-from nudge.dispatch.wiring import DeliverService, DispatchService
-from nudge.ingest.state import Stamped, UserState
-from nudge.ledger.store import MemoryLedger
-from nudge.local.template import load_template
+import nudge.bootstrap_dispatch as dispatch_wiring
+import nudge.entrypoints.queues as delivery_handler
+from nudge.adapters.ledger_memory import MemoryLedger
+from nudge.adapters.memory import MemoryUsageStore
+from nudge.adapters.ses import MemoryEmailSender
+from nudge.bootstrap_dispatch import DeliverService, DispatchService
+from nudge.domain.evaluate import Decision
+from nudge.model.errors import SendFailed, SendRejected
+from nudge.model.queue import DecisionBatch, Delivery
+from nudge.model.state import Stamped, UserState
 from nudge.observability import MetricCounts, metrics
-from nudge.rules.evaluate import Decision
+from nudge.ports import Versioned
+from nudge.services.deliver import Channels, DeliverPorts
+from nudge.services.dispatch import DispatchPorts, MemoryRechecks, MemoryRouter, dispatch
 from nudge.settings import Settings
-from nudge.store.memory import MemoryUsageStore
-from nudge.store.ports import Versioned
+from nudge.tools.local.template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # 12:00 in New York: no quiet hours

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nudge.rules.plan import load_plan
-from nudge.rules.yamlfile import RuleFileError
+from nudge.rulebook.plan import load_plan
+from nudge.rulebook.yamlfile import RuleFileError
 
 
 def test_the_shipped_plan_describes_the_sample_product() -> None:

@@ -15,21 +15,22 @@ from urllib.parse import urlencode
 
 import pytest
 
+from nudge import bootstrap_api as wiring
 from nudge import clock
-from nudge.actions.unsubscribe import TokenExpired, TokenInvalid, make_token
-from nudge.api import ingest_api, privacy_api, wiring
-from nudge.api.auth import WriteKeys
-from nudge.ingest.state import Stamped, UserState
-from nudge.ledger.entries import Commit, Escalation, LedgerEntry
-from nudge.ledger.store import MemoryLedger
-from nudge.privacy.erasure import ERASED, erase_user
-from nudge.privacy.memory import MemoryAccountLedger
-from nudge.privacy.unsubscribe import SecretsUnavailable, unsubscribe
-from nudge.rules.evaluate import Decision
-from nudge.rules.plan import load_plan
+from nudge.adapters.accounts_memory import MemoryAccountLedger
+from nudge.adapters.dynamo.segments import MemorySegmentStore, SegmentRecord
+from nudge.adapters.ledger_memory import MemoryLedger
+from nudge.adapters.memory import MemoryUsageStore
+from nudge.domain.evaluate import Decision
+from nudge.domain.tokens import TokenExpired, TokenInvalid, make_token
+from nudge.entrypoints.http import ingest_api, privacy_api
+from nudge.entrypoints.http.auth import WriteKeys
+from nudge.model.ledger import Commit, Escalation, LedgerEntry
+from nudge.model.state import Stamped, UserState
+from nudge.rulebook.plan import load_plan
+from nudge.services.erasure import ERASED, erase_user
+from nudge.services.unsubscribe import SecretsUnavailable, unsubscribe
 from nudge.settings import Settings
-from nudge.store.memory import MemoryUsageStore
-from nudge.store.segments import MemorySegmentStore, SegmentRecord
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 3, 12, 10, 0, tzinfo=UTC)

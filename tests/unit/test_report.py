@@ -7,11 +7,11 @@ from typing import Any
 
 from shipped import RULES
 
-from nudge.ingest.state import AccountState, EventStats, FeatureStats, Stamped, UserState, WeekStats
-from nudge.insight.report import Snapshot, build, segment_at
-from nudge.ledger.entries import LedgerEntry
-from nudge.rules.evaluate import Decision, SegmentState, Transition
-from nudge.store.segments import SegmentRecord
+from nudge.adapters.dynamo.segments import SegmentRecord
+from nudge.domain.evaluate import Decision, SegmentState, Transition
+from nudge.domain.report import Snapshot, build, segment_at
+from nudge.model.ledger import LedgerEntry
+from nudge.model.state import AccountState, EventStats, FeatureStats, Stamped, UserState, WeekStats
 
 MON = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday: ISO week 2025-W10
 DAY = timedelta(days=1)

@@ -8,9 +8,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from nudge.insight.html import render
-from nudge.insight.lift import LiftRow
-from nudge.insight.model import EscalationBucket, FunnelStep, QualityRow, ReportData, RuleMessages
+from nudge.domain.lift import LiftRow
+from nudge.domain.report_model import EscalationBucket, FunnelStep, QualityRow, ReportData, RuleMessages
+from nudge.tools.report.html import render
 
 SECTION_IDS = [
     "summary",

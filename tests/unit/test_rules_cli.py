@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from nudge.cli import main
-from nudge.rules import commands
-from nudge.rules.commands import LoadedCase, backtest, load_cases, resolve_when, rule_schemas, run_case
-from nudge.rules.conditions import LEAVES
-from nudge.rules.ruleset import load_rules
-from nudge.samples.generator import build_history
-from nudge.samples.ndjson import write_ndjson
+from nudge.conditions.tree import LEAVES
+from nudge.rulebook.ruleset import load_rules
+from nudge.tools.cli import main
+from nudge.tools.rules import commands
+from nudge.tools.rules.commands import LoadedCase, backtest, load_cases, resolve_when, rule_schemas, run_case
+from nudge.tools.samples.generator import build_history
+from nudge.tools.samples.ndjson import write_ndjson
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "rules"
@@ -379,8 +379,8 @@ def test_explain_a_bad_events_file_names_its_line(
 
 
 def test_backtest_replays_day_by_day_and_counts_each_decision_once(history: Path) -> None:
-    from nudge.rules.commands import _parse_messages
-    from nudge.samples.ndjson import read_ndjson
+    from nudge.tools.rules.commands import _parse_messages
+    from nudge.tools.samples.ndjson import read_ndjson
 
     rules = load_rules(SHIPPED)
     messages, skipped = _parse_messages(read_ndjson(history), str(history))

@@ -7,10 +7,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nudge.rules.conditions import AnyOf, Check, Fact, Not, Value, checks_in, holds_in
-from nudge.rules.engine import CompiledRule, Ruleset, to_durable
-from nudge.rules.evaluate import all_conditions
-from nudge.rules.ruleset import RuleSet, load_rules
+from nudge.conditions.tree import AnyOf, Check, Fact, Not, Value, checks_in, holds_in
+from nudge.domain.engine import CompiledRule, Ruleset, to_durable
+from nudge.domain.evaluate import all_conditions
+from nudge.rulebook.ruleset import RuleSet, load_rules
 
 RULES: RuleSet = load_rules(Path("rules"))
 NAMED = [(s.id, s.condition) for s in RULES.segments if s.condition is not None] + [

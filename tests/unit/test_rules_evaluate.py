@@ -1,5 +1,5 @@
 """evaluate()'s fast paths give exactly what the plain definitions give: each fact against its
-feature in nudge.rules.features, the re-check time against the earliest change of every test,
+feature in nudge.conditions.features, the re-check time against the earliest change of every test,
 and the durable_rules adapter across many users in one session."""
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from nudge.ingest.messages import Batch, InvalidMessage, Message
-from nudge.ingest.service import IngestLimits, ingest
-from nudge.ingest.state import UserState
-from nudge.rules import conditions as C
-from nudge.rules import features as F
-from nudge.rules.conditions import Context, Value, holds_in
-from nudge.rules.engine import CompiledRule, Ruleset, _encode
-from nudge.rules.evaluate import evaluate, facts_for, next_check, rules_checks, window_end
-from nudge.rules.features import AccountFacts
-from nudge.rules.ruleset import ESCALATE, RuleSet, load_rules
-from nudge.samples.generator import generate
-from nudge.store.memory import MemoryUsageStore
+from nudge.adapters.memory import MemoryUsageStore
+from nudge.conditions import features as F
+from nudge.conditions import tree as C
+from nudge.conditions.features import AccountFacts
+from nudge.conditions.tree import Context, Value, holds_in
+from nudge.domain.engine import CompiledRule, Ruleset, _encode
+from nudge.domain.evaluate import evaluate, facts_for, next_check, rules_checks, window_end
+from nudge.model.messages import Batch, InvalidMessage, Message
+from nudge.model.state import UserState
+from nudge.rulebook.ruleset import ESCALATE, RuleSet, load_rules
+from nudge.services.ingest import IngestLimits, ingest
+from nudge.tools.samples.generator import generate
 
 RULES: RuleSet = load_rules(Path("rules"))
 START = datetime(2025, 1, 6, tzinfo=UTC)
@@ -43,7 +43,7 @@ Population = list[tuple[UserState, AccountFacts | None]]
 
 @pytest.fixture(scope="module")
 def population() -> Population:
-    """A small sample history (nudge.samples.generator) folded by the ingest service."""
+    """A small sample history (nudge.tools.samples.generator) folded by the ingest service."""
     raw = list(generate(users=80, accounts=10, days=70, seed=11, start=START))
     batch = Batch.model_validate({"batch": raw})
     messages: list[Message] = [m for m in batch.batch if not isinstance(m, InvalidMessage)]
@@ -60,7 +60,7 @@ def population() -> Population:
 Reference = Callable[[UserState, AccountFacts | None, datetime], Value]
 
 
-# The plain definitions, from nudge.rules.features.
+# The plain definitions, from nudge.conditions.features.
 def _days_without(event: str, u: UserState, a: AccountFacts | None, now: datetime) -> Value:
     return round(F.days_without(u, event, now), 4)
 

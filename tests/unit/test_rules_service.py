@@ -9,13 +9,16 @@ from typing import Any
 
 import pytest
 
-from nudge.dispatch.messages import DecisionBatch
-from nudge.ingest.messages import Group, Identify, Message, Track
-from nudge.ingest.service import ingest
-from nudge.ingest.state import Stamped, UserState
-from nudge.rules.evaluate import evaluate
-from nudge.rules.ruleset import RuleSet, load_rules
-from nudge.rules.service import (
+from nudge.adapters.dynamo import codec
+from nudge.adapters.dynamo.segments import MemorySegmentStore, SegmentRecord, bucket_start, due_time
+from nudge.adapters.memory import MemoryUsageStore
+from nudge.domain.evaluate import evaluate
+from nudge.model.errors import StateConflict
+from nudge.model.messages import Group, Identify, Message, Track
+from nudge.model.queue import DecisionBatch
+from nudge.model.state import Stamped, UserState
+from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.services.evaluate import (
     AccountChange,
     AccountEvaluationFailed,
     AccountFactsCache,
@@ -35,10 +38,7 @@ from nudge.rules.service import (
     sweep,
     user_from_stream,
 )
-from nudge.store import codec
-from nudge.store.errors import StateConflict
-from nudge.store.memory import MemoryUsageStore
-from nudge.store.segments import MemorySegmentStore, SegmentRecord, bucket_start, due_time
+from nudge.services.ingest import ingest
 
 RULES: RuleSet = load_rules(Path("rules"))
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

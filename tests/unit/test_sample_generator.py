@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from nudge.ingest.messages import Message
-from nudge.rules.plan import TrackingPlan, load_plan
-from nudge.samples import commands
-from nudge.samples.generator import (
+from nudge.model.messages import Message
+from nudge.rulebook.plan import TrackingPlan, load_plan
+from nudge.tools.samples import commands
+from nudge.tools.samples.generator import (
     HIGH_VALUE_MRR,
     ONBOARDING,
     PERSONA_SHARES,
@@ -27,7 +27,7 @@ from nudge.samples.generator import (
     build_history,
     generate,
 )
-from nudge.samples.ndjson import NdjsonError, read_ndjson, write_ndjson
+from nudge.tools.samples.ndjson import NdjsonError, read_ndjson, write_ndjson
 
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 7, 1, tzinfo=UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from nudge.samples.responses import MODEL, respond
+from nudge.tools.samples.responses import MODEL, respond
 
 SENT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from nudge.local.template import load_template
+from nudge.tools.local.template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template(REPO / "template.yaml")

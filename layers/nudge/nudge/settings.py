@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     rollup_shards: int = Field(default=16, ge=1, le=64)
     write_attempts: int = Field(default=12, ge=1)
 
-    # Evaluate and sweep (nudge.rules.service).
+    # Evaluate and sweep (nudge.services.evaluate).
     decision_queue_url: str = ""
     # The sparse GSI of users with a re-check scheduled, and how many shards each day's bucket
     # has. Writers and the sweep must agree on due_shards: lowering it strands the users in the

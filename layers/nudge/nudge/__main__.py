@@ -1,5 +1,0 @@
-import sys
-
-from nudge.cli import main
-
-sys.exit(main())

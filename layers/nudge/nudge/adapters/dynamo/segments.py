@@ -1,0 +1,333 @@
+"""What the evaluator keeps per user between evaluations, and when each user is next due.
+
+Items (same table as the usage state, so one table holds a user's whole story):
+
+    USER#<id> / SEGMENTS   v (version), seg (zlib JSON of SegmentRecord), segment (plain, for the
+                           console), updated_at, and, only while a re-check is scheduled:
+                           due_bucket = "<UTC day of the check>#<shard>", due_at (epoch seconds)
+    SWEEP / WATERMARK      v, through: the sweep has handled every check due before this day
+
+`due_bucket`/`due_at` are the keys of the sparse GSI `due` (KEYS_ONLY): an item without them is
+not in the index, so the sweep reads only users with a check scheduled, bucket by bucket, and
+never the table. Within a bucket the sort key does the rest (`due_at <= now`): a sweep reads the
+checks due, not the day's later ones, so a bucket can be a whole day, which keeps the number of
+queries small after a long pause (a stopped sweep, the local stack's clock jumping a month).
+The shard (a hash of the user id) spreads one day's checks over many index partitions: a week
+closing at Monday 00:00 UTC makes most users due at the same instant.
+
+Writes are versioned (`v`), like the usage state: the stream evaluator and the sweep may evaluate
+the same user at once, and the loser re-reads and re-evaluates instead of overwriting.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from nudge.adapters.dynamo import calls, codec
+from nudge.adapters.dynamo.usage import BATCH_GET_LIMIT, shard_of
+from nudge.domain.evaluate import SegmentState
+from nudge.model.errors import StateConflict
+from nudge.ports import Versioned
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+SEGMENTS_SORT = "SEGMENTS"
+DUE_INDEX = "due"
+BUCKET = timedelta(days=1)
+WATERMARK_KEY: dict[str, Any] = {"pk": {"S": "SWEEP"}, "sk": {"S": "WATERMARK"}}
+
+
+class DeferredSend(BaseModel):
+    decision_id: str
+    until: datetime
+
+
+class SegmentRecord(BaseModel):
+    """A user's evaluator-side state: lifecycle segment and history, decisions already published,
+    the usage-state version last evaluated, and the next time-based re-check."""
+
+    segments: SegmentState = Field(default_factory=SegmentState)
+    # "rule:action" -> the decision_id last published for it. A decision id is fixed for a rule's
+    # cooldown window, so a rule that keeps holding publishes once per window, not once per event.
+    # Bounded by the number of triggers.
+    decided: dict[str, str] = Field(default_factory=dict)
+    # Version of USER#<id>/STATE this record was last written from: a stream record older than
+    # that (the sweep already evaluated a newer state) must not move the user backwards.
+    state_version: int = 0
+    # "rule:action" -> a decision deferred by the guardrails (quiet hours): at `until` the evaluator
+    # re-checks the rule and sends the decision back to dispatch if it still holds, else cancels it.
+    deferred: dict[str, DeferredSend] = Field(default_factory=dict)
+    # Stored as due_at, not in the blob: it is the GSI's sort key. Whole seconds (see due_time).
+    next_check_at: datetime | None = Field(default=None, exclude=True)
+
+
+def due_time(at: datetime | None) -> datetime | None:
+    """`at` rounded UP to a whole second (UTC): what due_at can hold, never earlier than asked."""
+    if at is None:
+        return None
+    return datetime.fromtimestamp(math.ceil(at.timestamp()), tz=UTC)
+
+
+def bucket_start(at: datetime) -> datetime:
+    """The start of the (UTC day) bucket that holds checks due at `at`."""
+    return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def bucket(at: datetime, shard: int) -> str:
+    return f"{bucket_start(at):%Y-%m-%d}#{shard:02d}"
+
+
+def segments_key(user_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"USER#{user_id}"}, "sk": {"S": SEGMENTS_SORT}}
+
+
+@dataclass(frozen=True)
+class DuePage:
+    """Users whose check is due, from one bucket (one query page of one shard)."""
+
+    bucket: datetime
+    user_ids: list[str]
+
+
+class SegmentStore(Protocol):
+    def load(self, user_ids: Sequence[str]) -> dict[str, Versioned[SegmentRecord]]:
+        """Every id asked for; a user never evaluated gets an empty record at version 0."""
+        ...
+
+    def save(self, user_id: str, record: SegmentRecord, version: int, now: datetime) -> None:
+        """Write `record` as version+1 if the stored version is still `version`; else StateConflict.
+
+        The re-check schedule follows record.next_check_at (None: the user leaves the index)."""
+        ...
+
+    def defer(self, user_id: str, at: datetime) -> None:
+        """Move an existing user's re-check to `at` without touching the record (sweep failures)."""
+        ...
+
+    def due(self, since: datetime, now: datetime, page_size: int = 100) -> Iterator[DuePage]:
+        """Users due at or before `now`, from the bucket of `since` through the bucket of `now`."""
+        ...
+
+    def load_watermark(self) -> Versioned[datetime] | None: ...
+
+    def save_watermark(self, through: datetime, version: int, now: datetime) -> None:
+        """Versioned like a record: a concurrent sweep's watermark is not overwritten blindly."""
+        ...
+
+    def erase(self, user_id: str) -> int:
+        """Delete the user's record (erasure): it leaves the due index with it; how many (0 or 1)."""
+        ...
+
+
+class DynamoSegmentStore:
+    def __init__(
+        self, client: DynamoDBClient, table: str, *, index: str = DUE_INDEX, due_shards: int = 16
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.index = index
+        self.shards = due_shards
+
+    def load(self, user_ids: Sequence[str]) -> dict[str, Versioned[SegmentRecord]]:
+        found: dict[str, Versioned[SegmentRecord]] = {}
+        ids = list(dict.fromkeys(user_ids))
+        for start in range(0, len(ids), BATCH_GET_LIMIT):
+            keys = [segments_key(uid) for uid in ids[start : start + BATCH_GET_LIMIT]]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            attempt = 0
+            while request:
+                response = calls.read(self.client.batch_get_item, RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    user_id = item["pk"]["S"].removeprefix("USER#")
+                    found[user_id] = Versioned(record_of(item), int(item["v"]["N"]))
+                request = dict(response.get("UnprocessedKeys") or {})
+                if request:
+                    # Unprocessed keys mean throttling: back off before asking again.
+                    attempt += 1
+                    time.sleep(min(1.0, 0.02 * 2**attempt))
+        return {uid: found.get(uid) or Versioned(SegmentRecord(), 0) for uid in ids}
+
+    def save(self, user_id: str, record: SegmentRecord, version: int, now: datetime) -> None:
+        item: dict[str, Any] = {
+            **segments_key(user_id),
+            "v": {"N": str(version + 1)},
+            "updated_at": {"S": now.isoformat()},
+            "seg": {"B": codec.encode(record)},
+        }
+        if record.segments.segment:
+            item["segment"] = {"S": record.segments.segment}
+        check = due_time(record.next_check_at)
+        if check is not None:
+            item["due_bucket"] = {"S": bucket(check, shard_of(user_id, self.shards))}
+            item["due_at"] = {"N": str(int(check.timestamp()))}
+        calls.write(self.client.put_item, **calls.versioned_put(self.table, item, version))
+
+    def defer(self, user_id: str, at: datetime) -> None:
+        check = due_time(at)
+        assert check is not None
+        calls.write(
+            self.client.update_item,
+            TableName=self.table,
+            Key=segments_key(user_id),
+            UpdateExpression="SET due_bucket = :b, due_at = :a",
+            # Only an item the sweep found: never create a record without its version.
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={
+                ":b": {"S": bucket(check, shard_of(user_id, self.shards))},
+                ":a": {"N": str(int(check.timestamp()))},
+            },
+        )
+
+    def due(self, since: datetime, now: datetime, page_size: int = 100) -> Iterator[DuePage]:
+        day, last = bucket_start(since), bucket_start(now)
+        while day <= last:
+            # Pages gather users across the day's shards, so the sweep's batch reads of states
+            # and records stay full (a few users due per shard would otherwise cost two
+            # BatchGetItems each).
+            pending: list[str] = []
+            for user_id in self._due_in(day, now, page_size):
+                pending.append(user_id)
+                if len(pending) == page_size:
+                    yield DuePage(day, pending)
+                    pending = []
+            if pending:
+                yield DuePage(day, pending)
+            day += BUCKET
+
+    def _due_in(self, day: datetime, now: datetime, page_size: int) -> Iterator[str]:
+        for shard in range(self.shards):
+            kwargs: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": self.index,
+                "KeyConditionExpression": "due_bucket = :b AND due_at <= :now",
+                "ExpressionAttributeValues": {
+                    ":b": {"S": bucket(day, shard)},
+                    ":now": {"N": str(int(now.timestamp()))},
+                },
+                "Limit": page_size,
+            }
+            while True:
+                response = calls.read(self.client.query, **kwargs)
+                for item in response.get("Items", []):
+                    yield item["pk"]["S"].removeprefix("USER#")
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def load_watermark(self) -> Versioned[datetime] | None:
+        response = calls.read(
+            self.client.get_item, TableName=self.table, Key=WATERMARK_KEY, ConsistentRead=True
+        )
+        item = response.get("Item")
+        if item is None:
+            return None
+        through = datetime.fromtimestamp(int(item["through"]["N"]), tz=UTC)
+        return Versioned(through, int(item["v"]["N"]))
+
+    def save_watermark(self, through: datetime, version: int, now: datetime) -> None:
+        item: dict[str, Any] = {
+            **WATERMARK_KEY,
+            "v": {"N": str(version + 1)},
+            "through": {"N": str(int(through.timestamp()))},
+            "through_iso": {"S": through.isoformat()},
+            "updated_at": {"S": now.isoformat()},
+        }
+        calls.write(self.client.put_item, **calls.versioned_put(self.table, item, version))
+
+    def erase(self, user_id: str) -> int:
+        response = calls.read(
+            self.client.delete_item, TableName=self.table, Key=segments_key(user_id), ReturnValues="ALL_OLD"
+        )
+        return 1 if response.get("Attributes") else 0
+
+
+def record_of(item: dict[str, Any]) -> SegmentRecord:
+    record = codec.decode(item["seg"]["B"], SegmentRecord) if "seg" in item else SegmentRecord()
+    if "due_at" in item:
+        record.next_check_at = datetime.fromtimestamp(int(item["due_at"]["N"]), tz=UTC)
+    return record
+
+
+class MemorySegmentStore:
+    """In-memory SegmentStore for unit tests: the same semantics, readable as a specification.
+
+    `reads` counts records handed out by `due` and `load`, `writes` counts saves, so tests can
+    check that work grows with the users due."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.records: dict[str, Versioned[SegmentRecord]] = {}
+        self.watermark: Versioned[datetime] | None = None
+        self.reads = 0
+        self.writes = 0
+
+    def load(self, user_ids: Sequence[str]) -> dict[str, Versioned[SegmentRecord]]:
+        with self._lock:
+            self.reads += len(user_ids)
+            return {
+                uid: _copy(self.records.get(uid) or Versioned(SegmentRecord(), 0))
+                for uid in dict.fromkeys(user_ids)
+            }
+
+    def save(self, user_id: str, record: SegmentRecord, version: int, now: datetime) -> None:
+        with self._lock:
+            current = self.records.get(user_id)
+            if (current.version if current else 0) != version:
+                raise StateConflict(user_id)
+            stored = record.model_copy(deep=True)
+            stored.next_check_at = due_time(record.next_check_at)
+            self.records[user_id] = Versioned(stored, version + 1)
+            self.writes += 1
+
+    def defer(self, user_id: str, at: datetime) -> None:
+        with self._lock:
+            current = self.records.get(user_id)
+            if current is None:
+                raise StateConflict(user_id)
+            current.value.next_check_at = due_time(at)
+
+    def due(self, since: datetime, now: datetime, page_size: int = 100) -> Iterator[DuePage]:
+        with self._lock:
+            start = bucket_start(since)
+            due = sorted(
+                (record.value.next_check_at, uid)
+                for uid, record in self.records.items()
+                if record.value.next_check_at is not None and start <= record.value.next_check_at <= now
+            )
+        by_bucket: dict[datetime, list[str]] = {}
+        for at, uid in due:
+            by_bucket.setdefault(bucket_start(at), []).append(uid)
+        for day, ids in sorted(by_bucket.items()):
+            for begin in range(0, len(ids), page_size):
+                page = ids[begin : begin + page_size]
+                self.reads += len(page)
+                yield DuePage(day, page)
+
+    def load_watermark(self) -> Versioned[datetime] | None:
+        return self.watermark
+
+    def save_watermark(self, through: datetime, version: int, now: datetime) -> None:
+        with self._lock:
+            if (self.watermark.version if self.watermark else 0) != version:
+                raise StateConflict("watermark")
+            self.watermark = Versioned(through, version + 1)
+
+    def erase(self, user_id: str) -> int:
+        with self._lock:
+            return 1 if self.records.pop(user_id, None) is not None else 0
+
+
+def _copy(record: Versioned[SegmentRecord]) -> Versioned[SegmentRecord]:
+    # Callers mutate what they load (they build the next record from it); the fake must not share.
+    copied = record.value.model_copy(deep=True)
+    copied.next_check_at = record.value.next_check_at
+    return Versioned(copied, record.version)

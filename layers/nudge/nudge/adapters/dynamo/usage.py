@@ -1,0 +1,252 @@
+"""DynamoDB usage table: users, account traits and sharded account rollups in one table.
+
+Keys:  USER#<id> / STATE               one item per user: version, account, compressed state,
+                                       `corr`: the request that last wrote it (for the logs)
+       ACCOUNT#<id> / TRAITS           account traits (last writer wins per trait)
+       ACCOUNT#<id> / WEEK#<week>#<k>  rollup shard k of one ISO week: active users, sessions
+       ACCOUNT#<id> / FEATURES#<k>     rollup shard k: users who adopted each feature
+Index by_account (sparse, keys only): account_id -> the USER#<id> STATE items that carry it.
+A user's write and the rollup deltas it implies go in one transaction, so they apply together
+exactly once; shards (by a hash of the user id) spread a hot account over many items.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from nudge.adapters.dynamo import calls, codec
+from nudge.model.errors import StoreUnavailable
+from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState, WeekRollup
+from nudge.ports import Versioned
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+BATCH_GET_LIMIT = 100
+BATCH_WRITE_LIMIT = 25
+# A BatchWriteItem's unprocessed items (throttling) are retried this many times, with backoff,
+# before the caller is told the store is unavailable (the whole request may then be retried).
+BATCH_WRITE_ATTEMPTS = 8
+# Rollup week items outlive the users' own kept history, then expire.
+ROLLUP_WEEKS_KEPT = 26
+# On a user's STATE item: the id of the request that last wrote it (the ingest API's request id),
+# which the evaluator reads from the stream image and logs and decides under.
+CORRELATION_ATTRIBUTE = "corr"
+
+
+def user_key(user_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"USER#{user_id}"}, "sk": {"S": "STATE"}}
+
+
+def account_key(account_id: str, sort: str = "TRAITS") -> dict[str, Any]:
+    return {"pk": {"S": f"ACCOUNT#{account_id}"}, "sk": {"S": sort}}
+
+
+def shard_of(user_id: str, shards: int) -> int:
+    return zlib.crc32(user_id.encode()) % shards
+
+
+def partition_keys(client: DynamoDBClient, table: str, pk: str) -> list[dict[str, Any]]:
+    """The keys of every item under `pk` (strongly consistent, all pages)."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": pk}},
+        "ProjectionExpression": "pk, sk",
+        "ConsistentRead": True,
+    }
+    keys: list[dict[str, Any]] = []
+    while True:
+        response = calls.read(client.query, **kwargs)
+        keys += [{"pk": item["pk"], "sk": item["sk"]} for item in response.get("Items", [])]
+        if "LastEvaluatedKey" not in response:
+            return keys
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def delete_keys(client: DynamoDBClient, table: str, keys: Sequence[dict[str, Any]]) -> int:
+    """Delete `keys` with BatchWriteItem, 25 at a time, retrying unprocessed items with backoff;
+    StoreUnavailable if some are still refused after BATCH_WRITE_ATTEMPTS. Deleting a missing key
+    is not an error, so a retried erasure is safe."""
+    for start in range(0, len(keys), BATCH_WRITE_LIMIT):
+        request: dict[str, Any] = {
+            table: [{"DeleteRequest": {"Key": key}} for key in keys[start : start + BATCH_WRITE_LIMIT]]
+        }
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            response = calls.read(client.batch_write_item, RequestItems=request)
+            request = dict(response.get("UnprocessedItems") or {})
+            if not request:
+                break
+            time.sleep(min(1.0, 0.02 * 2**attempt))
+        else:
+            raise StoreUnavailable(f"DynamoDB left {len(request.get(table, []))} deletes unprocessed")
+    return len(keys)
+
+
+class DynamoUsageStore:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        rollup_shards: int = 16,
+        *,
+        account_index: str = "by_account",
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.shards = rollup_shards
+        self.account_index = account_index
+
+    def load_users(self, user_ids: Sequence[str]) -> dict[str, Versioned[UserState]]:
+        found: dict[str, Versioned[UserState]] = {}
+        ids = list(dict.fromkeys(user_ids))
+        for start in range(0, len(ids), BATCH_GET_LIMIT):
+            keys = [user_key(uid) for uid in ids[start : start + BATCH_GET_LIMIT]]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = calls.read(self.client.batch_get_item, RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table, []):
+                    state = codec.decode(item["state"]["B"], UserState)
+                    found[state.user_id] = Versioned(state, int(item["v"]["N"]))
+                request = dict(response.get("UnprocessedKeys") or {})
+        return found
+
+    def save_user(
+        self,
+        state: UserState,
+        version: int,
+        rollup: RollupDelta | None,
+        now: datetime,
+        correlation_id: str = "",
+    ) -> None:
+        item: dict[str, Any] = {
+            **user_key(state.user_id),
+            "v": {"N": str(version + 1)},
+            "updated_at": {"S": now.isoformat()},
+            "state": {"B": codec.encode(state)},
+        }
+        if state.account_id:
+            item["account_id"] = {"S": state.account_id}
+        if correlation_id:
+            item[CORRELATION_ATTRIBUTE] = {"S": correlation_id}
+        put = calls.versioned_put(self.table, item, version)
+        if rollup is None:
+            calls.write(self.client.put_item, **put)
+            return
+        items: list[TransactWriteItemTypeDef] = [{"Put": put}]  # type: ignore[typeddict-item]
+        items.extend(self._rollup_updates(state.user_id, rollup, now))
+        calls.write(self.client.transact_write_items, TransactItems=items)
+
+    def _rollup_updates(
+        self, user_id: str, delta: RollupDelta, now: datetime
+    ) -> list[TransactWriteItemTypeDef]:
+        shard = shard_of(user_id, self.shards)
+        updates: list[TransactWriteItemTypeDef] = []
+        expires = int((now + timedelta(weeks=ROLLUP_WEEKS_KEPT)).timestamp())
+        for week in sorted(set(delta.week_users) | set(delta.week_sessions)):
+            updates.append(
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": account_key(delta.account_id, f"WEEK#{week}#{shard:02d}"),
+                        "UpdateExpression": "ADD active_users :u, sessions :s SET expires_at = :e",
+                        "ExpressionAttributeValues": {
+                            ":u": {"N": str(delta.week_users.get(week, 0))},
+                            ":s": {"N": str(delta.week_sessions.get(week, 0))},
+                            ":e": {"N": str(expires)},
+                        },
+                    }
+                }
+            )
+        if delta.feature_adopters:
+            names = {f"#f{i}": f"adopters:{feature}" for i, feature in enumerate(delta.feature_adopters)}
+            values = {f":f{i}": {"N": str(n)} for i, n in enumerate(delta.feature_adopters.values())}
+            updates.append(
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": account_key(delta.account_id, f"FEATURES#{shard:02d}"),
+                        "UpdateExpression": "ADD " + ", ".join(f"{n} :{n[1:]}" for n in names),
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": values,
+                    }
+                }
+            )
+        return updates
+
+    def load_account(self, account_id: str) -> Versioned[AccountState] | None:
+        response = calls.read(
+            self.client.get_item, TableName=self.table, Key=account_key(account_id), ConsistentRead=True
+        )
+        item = response.get("Item")
+        if item is None:
+            return None
+        return Versioned(codec.decode(item["state"]["B"], AccountState), int(item["v"]["N"]))
+
+    def save_account(self, state: AccountState, version: int, now: datetime) -> None:
+        item: dict[str, Any] = {
+            **account_key(state.account_id),
+            "v": {"N": str(version + 1)},
+            "updated_at": {"S": now.isoformat()},
+            "state": {"B": codec.encode(state)},
+        }
+        calls.write(self.client.put_item, **calls.versioned_put(self.table, item, version))
+
+    def load_rollup(self, account_id: str) -> AccountRollup:
+        rollup = AccountRollup()
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"ACCOUNT#{account_id}"}},
+        }
+        while True:
+            response = calls.read(self.client.query, **kwargs)
+            for item in response.get("Items", []):
+                sort = item["sk"]["S"]
+                if sort.startswith("WEEK#"):
+                    week = rollup.weeks.setdefault(sort.split("#")[1], WeekRollup())
+                    week.active_users += int(item.get("active_users", {}).get("N", "0"))
+                    week.sessions += int(item.get("sessions", {}).get("N", "0"))
+                elif sort.startswith("FEATURES#"):
+                    for name, value in item.items():
+                        if name.startswith("adopters:"):
+                            feature = name.removeprefix("adopters:")
+                            rollup.feature_adopters[feature] = rollup.feature_adopters.get(feature, 0) + int(
+                                value["N"]
+                            )
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        rollup.weeks = dict(sorted(rollup.weeks.items()))
+        return rollup
+
+    def users_of_account(self, account_id: str, limit: int | None = None) -> list[str]:
+        """One Query of the sparse by_account index, page by page (eventually consistent: a user
+        who joined the account a moment ago may be missing, and is evaluated by their own change)."""
+        users: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": self.account_index,
+            "KeyConditionExpression": "account_id = :a",
+            "ExpressionAttributeValues": {":a": {"S": account_id}},
+        }
+        while limit is None or len(users) < limit:
+            if limit is not None:
+                kwargs["Limit"] = min(1000, limit - len(users))
+            response = calls.read(self.client.query, **kwargs)
+            users += [item["pk"]["S"].removeprefix("USER#") for item in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return users if limit is None else users[:limit]
+
+    def erase_user(self, user_id: str) -> int:
+        """Delete every item under USER#<id> (state, segment record, anything added later); how many.
+        The user's account rollups hold counts only and stay."""
+        keys = partition_keys(self.client, self.table, f"USER#{user_id}")
+        return delete_keys(self.client, self.table, keys)

@@ -1,0 +1,154 @@
+"""SMS and mobile push through SNS.
+
+SMS: the number's opt-out status is checked first (people who replied STOP are refused by SNS
+anyway, but silently for us; asking first lets the caller record the opt-out). Push: one
+publish to a platform endpoint with a payload per platform.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from nudge.adapters.retry import DEFAULT_BACKOFF, Backoff
+from nudge.model.errors import RecipientOptedOut, SendError, SendRejected
+from nudge.observability import logger
+
+# E.164: "+", a country code that never starts with 0, at most 15 digits in all; 8 at least,
+# the shortest real numbers with their country code.
+_E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+# SNS sender IDs: 1-11 letters and digits, at least one letter.
+_SENDER_ID = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9]{1,11}$")
+
+
+@dataclass(frozen=True)
+class Sms:
+    to: str  # E.164
+    text: str
+    transactional: bool = True
+    sender_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Push:
+    endpoint_arn: str
+    title: str
+    body: str
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+class Notifier(Protocol):
+    def send_sms(self, sms: Sms) -> str: ...
+
+    def send_push(self, push: Push) -> str: ...
+
+
+class SnsClient(Protocol):
+    """The part of boto3's sns client used here (and by the escalation desk)."""
+
+    def publish(self, **kwargs: Any) -> Mapping[str, Any]: ...
+
+    def check_if_phone_number_is_opted_out(self, **kwargs: Any) -> Mapping[str, Any]: ...
+
+
+def check_sms(sms: Sms) -> None:
+    """Refuse, without calling AWS, what SNS would refuse anyway."""
+    if not _E164.match(sms.to):
+        raise SendRejected("InvalidPhoneNumber", "phone number must be E.164: + and 8 to 15 digits")
+    if sms.sender_id is not None and not _SENDER_ID.match(sms.sender_id):
+        raise SendRejected("InvalidSenderId", "sender id must be 1-11 letters or digits, one letter at least")
+    if not sms.text.strip():
+        raise SendRejected("EmptyMessage", "an SMS needs text")
+
+
+def push_message(push: Push) -> str:
+    """The JSON message for MessageStructure="json": a default, FCM (v1) and APNs payloads."""
+    data = dict(push.data)
+    notification = {"title": push.title, "body": push.body}
+    fcm = {"fcmV1Message": {"message": {"notification": notification, "data": data}}}
+    # APNs custom keys sit beside "aps"; a data key named "aps" would replace the alert.
+    apns: dict[str, Any] = {key: value for key, value in data.items() if key != "aps"}
+    apns["aps"] = {"alert": notification}
+    apns_json = json.dumps(apns)
+    return json.dumps(
+        {"default": push.body, "GCM": json.dumps(fcm), "APNS": apns_json, "APNS_SANDBOX": apns_json}
+    )
+
+
+class SnsNotifier:
+    def __init__(self, client: SnsClient, *, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+        self.client = client
+        self.backoff = backoff
+
+    def send_sms(self, sms: Sms) -> str:
+        check_sms(sms)
+        status = self.backoff.call(lambda: self.client.check_if_phone_number_is_opted_out(phoneNumber=sms.to))
+        if status.get("isOptedOut"):
+            raise RecipientOptedOut("the phone number opted out of SMS")
+        attributes: dict[str, Any] = {
+            "AWS.SNS.SMS.SMSType": {
+                "DataType": "String",
+                "StringValue": "Transactional" if sms.transactional else "Promotional",
+            }
+        }
+        if sms.sender_id:
+            attributes["AWS.SNS.SMS.SenderID"] = {"DataType": "String", "StringValue": sms.sender_id}
+        response = self.backoff.call(
+            lambda: self.client.publish(PhoneNumber=sms.to, Message=sms.text, MessageAttributes=attributes)
+        )
+        message_id = str(response["MessageId"])
+        logger.info("sms sent", extra={"message_id": message_id, "transactional": sms.transactional})
+        return message_id
+
+    def send_push(self, push: Push) -> str:
+        # A disabled endpoint (app uninstalled, token expired) comes back as ClientError
+        # EndpointDisabled, which call_with_backoff turns into SendRejected("EndpointDisabled").
+        response = self.backoff.call(
+            lambda: self.client.publish(
+                TargetArn=push.endpoint_arn, MessageStructure="json", Message=push_message(push)
+            )
+        )
+        message_id = str(response["MessageId"])
+        logger.info("push sent", extra={"message_id": message_id})
+        return message_id
+
+
+class MemoryNotifier:
+    """In-memory fake: `.sms` and `.pushes` record what was sent, numbers in `opted_out` are
+    refused like SNS's opt-out list, and `fail_with` holds errors to raise on the next sends,
+    one per send, in order. Ids are "fake-1", "fake-2"..."""
+
+    def __init__(
+        self,
+        opted_out: Iterable[str] = (),
+        fail_with: SendError | Iterable[SendError] | None = None,
+    ) -> None:
+        self.sms: list[Sms] = []
+        self.pushes: list[Push] = []
+        self.opted_out: set[str] = set(opted_out)
+        self.fail_with: deque[SendError] = deque(
+            [] if fail_with is None else [fail_with] if isinstance(fail_with, SendError) else fail_with
+        )
+        self._ids = itertools.count(1)
+
+    def _next_failure(self) -> None:
+        if self.fail_with:
+            raise self.fail_with.popleft()
+
+    def send_sms(self, sms: Sms) -> str:
+        check_sms(sms)
+        self._next_failure()
+        if sms.to in self.opted_out:
+            raise RecipientOptedOut("the phone number opted out of SMS")
+        self.sms.append(sms)
+        return f"fake-{next(self._ids)}"
+
+    def send_push(self, push: Push) -> str:
+        self._next_failure()
+        self.pushes.append(push)
+        return f"fake-{next(self._ids)}"

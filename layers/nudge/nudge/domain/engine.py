@@ -1,0 +1,170 @@
+"""The one module that talks to durable_rules.
+
+Conditions compile once, at load, into durable_rules rulesets; evaluation asserts one fact (the
+facts the ruleset's conditions read, as JSON by orjson) in the ruleset's one session, collects
+the names of the rules that fired (in priority order), and retracts the fact, which leaves the
+session as it was for the next evaluation (cheaper than deleting the session and making a new
+one each time). A session an error leaves in doubt is deleted, and the ruleset moves to a new
+one. What durable_rules does not do well is kept out of it: no timers (time is the sweep's job),
+no actions at all (an exception in one is swallowed), no `$nex` (it hangs the engine here):
+every fact is always present, with sentinel values, and a number is never compared with a string
+(durable_rules then answers true).
+
+The rulesets live in durable_rules' engine (`durable_rules_engine`, the compiled core that
+`durable.engine.Host` wraps), driven directly: assert the fact, then take the rules that fired
+one by one (`start_action_for_state` / `complete_and_start_action`) without running a Python
+action for each. A Host would add, per fired rule, a JSON round trip of the session state and
+of the whole fact, and two background threads that dispatch pending actions on their own (and
+could take one of ours): on the sample users that made the three passes of an evaluation about
+five times slower (`make bench`, section 4).
+
+Every ruleset carries one rule that always fires: `delete_state` on a session whose fact matched
+nothing crashes the process (segfault in durable_rules 2.0.28), so every session must match (and
+assert_fact answers 1, not handled, for a fact that matches nothing).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import durable_rules_engine
+import orjson
+
+from nudge.conditions.tree import NEGATE, All, Check, Node, Not, Value, checks_in
+
+ALWAYS = "nudge_evaluated"
+
+
+def to_durable(node: Node, negate: bool = False) -> dict[str, Any]:
+    """A condition as a durable_rules expression; `not` is pushed down to the tests (De Morgan)."""
+    if isinstance(node, Check):
+        op = NEGATE[node.op] if negate else node.op
+        value: Any = node.value
+        if op == "eq":
+            return {node.fact.key: value}
+        return {f"${op}": {node.fact.key: value}}
+    if isinstance(node, Not):
+        return to_durable(node.item, not negate)
+    parts = [to_durable(n, negate) for n in node.items]
+    if len(parts) == 1:
+        return parts[0]
+    conjunction = isinstance(node, All) != negate
+    return {"$and" if conjunction else "$or": parts}
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    name: str
+    condition: Node
+
+
+# durable_rules' engine is not thread-safe: one evaluation at a time in a process.
+_lock = threading.Lock()
+_names = itertools.count(1)
+_sids = itertools.count(1)
+
+# durable_rules_engine.assert_fact answers (code, state handle); 0 is "handled" (durable.engine
+# reads 1 as not handled, 2 as already observed, 3 as queued).
+_HANDLED = 0
+
+
+class Ruleset:
+    """One compiled group of rules (segments, triggers, a score's signals)."""
+
+    def __init__(self, label: str, rules: Sequence[CompiledRule]) -> None:
+        self.label = label
+        self.rules = list(rules)
+        self.name = f"{label}_{next(_names)}"  # one engine ruleset per compiled group
+        # In the engine a rule is named by its position, all names of one width ("r07"; ALWAYS
+        # last): the rule an action is for is then read off a fixed slice of its message.
+        width = len(str(len(self.rules)))
+        engine_names = [f"r{index:0{width}d}" for index in range(len(self.rules) + 1)]
+        self.definition: dict[str, Any] = {
+            engine_names[index]: {"all": [{"m": to_durable(rule.condition)}], "pri": index + 1}
+            for index, rule in enumerate(self.rules)
+        }
+        self.definition[engine_names[-1]] = {"all": [{"m": {ALWAYS: 1}}], "pri": len(self.rules) + 1}
+        # Only what the conditions read is asserted: the rest of a user's facts would be
+        # serialized and parsed for nothing.
+        self.keys = sorted({check.fact.key for rule in self.rules for check in checks_in(rule.condition)})
+        self._names = [rule.name for rule in self.rules]
+        self._order = {name: i for i, name in enumerate(engine_names)}
+        self._always = len(self.rules)
+        self._end = 2 + len(engine_names[0])  # an action message is {"<engine name>":{"m":{...}}}
+        self._handle: int | None = None
+        self._sid = str(next(_sids))  # this ruleset's one session: a fact at a time, retracted after
+        if self.rules:
+            self._handle = durable_rules_engine.create_ruleset(
+                self.name, json.dumps(self.definition, ensure_ascii=False)
+            )
+
+    def matches(self, facts: Mapping[str, Value]) -> list[str]:
+        """Names of the rules whose condition holds for `facts`, in file order."""
+        handle = self._handle
+        if handle is None:
+            return []
+        fact: dict[str, Any] = {key: facts[key] for key in self.keys}
+        order, end = self._order, self._end
+        fired: list[int] = []
+        with _lock:
+            sid = self._sid
+            fact["sid"] = sid
+            fact[ALWAYS] = 1
+            encoded = _encode(fact)
+            code, state = durable_rules_engine.assert_fact(handle, encoded)
+            if code != _HANDLED:  # cannot happen: ALWAYS matches and the session holds no fact
+                self._sid = str(next(_sids))  # whatever is left in that session, start afresh
+                raise RuntimeError(f"durable_rules did not handle the fact in {self.label} (code {code})")
+            done = False
+            try:
+                action = durable_rules_engine.start_action_for_state(handle, state)
+                message: str | None = action[1] if action else None
+                while message:
+                    index = order.get(message[2:end])
+                    fired.append(self._index_of(message) if index is None else index)
+                    message = durable_rules_engine.complete_and_start_action(handle, state)
+                done = True
+            finally:
+                if done:
+                    # Every action taken: the session is as before once the fact is retracted,
+                    # and is used again (cheaper than deleting it and making a new one).
+                    durable_rules_engine.retract_fact(handle, encoded)
+                else:
+                    # Actions may be left pending: drop the session (ALWAYS matched, so deleting
+                    # is safe) and use a new one from now on.
+                    durable_rules_engine.delete_state(handle, sid)
+                    self._sid = str(next(_sids))
+        fired.sort()
+        if not fired or fired[-1] != self._always:
+            raise RuntimeError(f"durable_rules matched nothing in {self.label}, not even {ALWAYS}")
+        names = self._names
+        return [names[index] for index in dict.fromkeys(fired[:-1])]
+
+    def _index_of(self, message: str) -> int:
+        """The rule of an action message whose name the fast path did not read."""
+        return self._order[str(next(iter(json.loads(message))))]
+
+
+_json_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _encode(fact: dict[str, Any]) -> str:
+    """The fact as JSON, by orjson (a tenth of json.dumps' time on a user's facts).
+
+    orjson writes no number json would not, except: null for a float that is not finite (json
+    writes Infinity, which durable_rules refuses, where null would silently match nothing) and
+    an error for an int past 64 bits. Both take the json path, so durable_rules sees what it
+    always saw. (No fact is ever None, so null only comes from such a float, or from a string.)
+    """
+    try:
+        encoded = orjson.dumps(fact)
+    except TypeError:
+        return _json_encode(fact)
+    if b"null" in encoded:
+        return _json_encode(fact)
+    return encoded.decode()

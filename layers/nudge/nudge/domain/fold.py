@@ -1,0 +1,285 @@
+"""The pure fold of Segment messages into usage state.
+
+Order-independent and idempotent by construction: counts skip messageIds already seen in the
+dedupe window; first/last are min/max; traits and account membership are last-writer-wins on
+(timestamp, messageId); sessions are kept as merged intervals, so the same events in any order
+give the same sessions; milestones and weekly figures are derived afresh at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from nudge.model.messages import Group, Identify, Message, UsageEvent, event_name
+from nudge.model.state import (
+    AccountState,
+    EventStats,
+    FeatureStats,
+    RollupDelta,
+    Stamped,
+    UserState,
+    WeekStats,
+)
+from nudge.rulebook.plan import TrackingPlan
+
+DIGEST_BYTES = 8
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = _EPOCH.date().toordinal()
+
+
+@dataclass(frozen=True)
+class FoldWindow:
+    """How much history the state keeps; both bounds are judged against `now`."""
+
+    dedupe_days: int = 7
+    weeks_kept: int = 12
+    # DynamoDB items stop at 400 KB; 25,000 digests is ~270 KB encoded. A user past that within
+    # the window (a bot, a runaway loop) loses the oldest days of dedupe first, never a write.
+    max_seen: int = 25_000
+
+
+def digest(key: str) -> bytes:
+    return hashlib.blake2b(key.encode(), digest_size=DIGEST_BYTES).digest()
+
+
+def week_key(day: date) -> str:
+    iso = day.isocalendar()
+    return f"{iso.year}-W{iso.week:02d}"
+
+
+def horizon_start(now: datetime, weeks_kept: int) -> datetime:
+    """Midnight UTC on the Monday that opens the oldest kept ISO week."""
+    today = now.astimezone(UTC).date()
+    monday = today - timedelta(days=today.weekday()) - timedelta(weeks=weeks_kept - 1)
+    return datetime(monday.year, monday.month, monday.day, tzinfo=UTC)
+
+
+class _Seen:
+    """Digests of messageIds by UTC day received; days older than the window are dropped."""
+
+    def __init__(self, stored: dict[int, str], today: int, window_days: int) -> None:
+        self.today = today
+        self.days: dict[int, set[bytes]] = {}
+        for day, blob in stored.items():
+            if day > today - window_days - 1:
+                raw = base64.b64decode(blob)
+                self.days[day] = {raw[i : i + DIGEST_BYTES] for i in range(0, len(raw), DIGEST_BYTES)}
+
+    def add(self, key: bytes) -> bool:
+        """Record a digest; False when it was already seen."""
+        if any(key in keys for keys in self.days.values()):
+            return False
+        self.days.setdefault(self.today, set()).add(key)
+        return True
+
+    def dump(self, max_seen: int) -> dict[int, str]:
+        total = sum(len(keys) for keys in self.days.values())
+        for day in sorted(self.days):
+            if total <= max_seen or day == self.today:
+                break
+            total -= len(self.days.pop(day))
+        return {
+            day: base64.b64encode(b"".join(sorted(keys))).decode() for day, keys in sorted(self.days.items())
+        }
+
+
+def fold(
+    state: UserState | None,
+    user_id: str,
+    messages: Iterable[Message],
+    plan: TrackingPlan,
+    now: datetime,
+    window: FoldWindow = FoldWindow(),
+) -> UserState:
+    """Return the new state of one user after `messages` (all about that user), received at `now`.
+
+    Every message must carry a timestamp (the ingest service fills a missing one with `now`).
+    """
+    # Copy on write: only what this fold changes is copied, so `state` stays untouched and the
+    # fold costs what the messages touch, not what the user has accumulated.
+    if state is None:
+        new = UserState(user_id=user_id)
+    else:
+        new = state.model_copy()
+        new.events, new.features, new.traits = dict(state.events), dict(state.features), dict(state.traits)
+    seen = _Seen(new.seen, now.astimezone(UTC).toordinal(), window.dedupe_days)
+    horizon = horizon_start(now, window.weeks_kept)
+    counter = _Counter(new, plan, horizon)
+    for message in messages:
+        mid = message.dedupe_key()
+        if not seen.add(digest(mid)):
+            continue
+        at = message.timestamp or now
+        new.first_seen = min(new.first_seen or at, at)
+        new.last_seen = max(new.last_seen or at, at)
+        if isinstance(message, Identify):
+            _set_traits(new.traits, message.traits.model_dump(exclude_unset=True), at, mid)
+        elif isinstance(message, Group):
+            stamped = Stamped(v=message.groupId, at=at, mid=mid)
+            if stamped.newer_than(new.account):
+                new.account = stamped
+        else:
+            counter.count(message, at)
+    first_day = horizon.toordinal()
+    new.active_days = sorted(d for d in counter.days if d >= first_day)
+    for name, stats in new.events.items():
+        if stats.daily and min(stats.daily) < first_day:
+            daily = {d: n for d, n in stats.daily.items() if d >= first_day}
+            new.events[name] = stats.model_copy(update={"daily": daily})
+    horizon_epoch = int(horizon.timestamp())
+    new.sessions = [s for s in counter.sessions if s[1] >= horizon_epoch]
+    new.milestones = _milestones(new, plan)
+    new.weeks = _weeks(new)
+    new.seen = seen.dump(window.max_seen)
+    return new
+
+
+def _set_traits(traits: dict[str, Stamped], values: dict[str, Any], at: datetime, mid: str) -> None:
+    for key, value in values.items():
+        stamped = Stamped(v=value, at=at, mid=mid)
+        if stamped.newer_than(traits.get(key)):
+            traits[key] = stamped
+
+
+class _Counter:
+    """Counts usage events into a state whose events/features dicts are already private copies."""
+
+    def __init__(self, state: UserState, plan: TrackingPlan, horizon: datetime) -> None:
+        self.state = state
+        self.plan = plan
+        self.horizon = horizon
+        self.gap = int(plan.session_gap.total_seconds())
+        self.days = set(state.active_days)
+        self.sessions = list(state.sessions)
+        self.copied_events: set[str] = set()
+        self.copied_features: set[str] = set()
+
+    def count(self, message: UsageEvent, at: datetime) -> None:
+        state = self.state
+        name = event_name(message)
+        day = at.astimezone(UTC).toordinal()
+        recent = at >= self.horizon
+        stats = state.events.get(name)
+        if stats is None:
+            stats = state.events[name] = EventStats(count=0, first=at, last=at)
+            self.copied_events.add(name)
+        elif name not in self.copied_events:
+            stats = state.events[name] = stats.model_copy(update={"daily": dict(stats.daily)})
+            self.copied_events.add(name)
+        stats.count += 1
+        if at < stats.first:
+            stats.first = at
+        if at > stats.last:
+            stats.last = at
+        if recent:
+            stats.daily[day] = stats.daily.get(day, 0) + 1
+        feature = self.plan.feature_of.get(name)
+        if feature is not None:
+            self._use_feature(feature, at, day)
+        if name not in self.plan.meaningful:
+            return
+        if state.last_meaningful is None or at > state.last_meaningful:
+            state.last_meaningful = at
+        if recent:
+            self.days.add(day)
+            self.sessions = add_to_sessions(self.sessions, int(at.timestamp()), self.gap)
+
+    def _use_feature(self, feature: str, at: datetime, day: int) -> None:
+        features = self.state.features
+        fstats = features.get(feature)
+        if fstats is None:
+            features[feature] = FeatureStats(first=at, last=at, count=1, days=[day])
+            self.copied_features.add(feature)
+            return
+        if feature not in self.copied_features:
+            fstats = features[feature] = fstats.model_copy(update={"days": list(fstats.days)})
+            self.copied_features.add(feature)
+        fstats.count += 1
+        if at < fstats.first:
+            fstats.first = at
+        if at > fstats.last:
+            fstats.last = at
+        index = bisect.bisect_left(fstats.days, day)
+        if index == len(fstats.days) or fstats.days[index] != day:
+            fstats.days.insert(index, day)
+
+
+def add_to_sessions(sessions: list[tuple[int, int]], at: int, gap: int) -> list[tuple[int, int]]:
+    """Insert one event time into sorted, merged session intervals.
+
+    An event within `gap` seconds of a session joins it, and may bridge two sessions into one;
+    so the result depends only on the set of event times, never on their order.
+    """
+    start, end = at, at
+    kept: list[tuple[int, int]] = []
+    for s, e in sessions:
+        if s - gap <= at <= e + gap:
+            start, end = min(start, s), max(end, e)
+        else:
+            kept.append((s, e))
+    bisect.insort(kept, (start, end))
+    return kept
+
+
+def _milestones(state: UserState, plan: TrackingPlan) -> dict[str, datetime]:
+    reached: dict[str, datetime] = {}
+    for name, spec in plan.milestones.items():
+        firsts = [state.events[e].first for e in spec.all if e in state.events]
+        if len(firsts) == len(spec.all):
+            reached[name] = max(firsts)
+    return reached
+
+
+@lru_cache(maxsize=8192)
+def _week_of_day(day: int) -> str:
+    return week_key(date.fromordinal(day))
+
+
+def _weeks(state: UserState) -> dict[str, WeekStats]:
+    weeks: dict[str, WeekStats] = {}
+    for day in state.active_days:
+        weeks.setdefault(_week_of_day(day), WeekStats()).active_days += 1
+    for start, _end in state.sessions:
+        weeks.setdefault(_week_of_day(start // 86400 + _EPOCH_ORDINAL), WeekStats()).sessions += 1
+    return dict(sorted(weeks.items()))
+
+
+def fold_account(state: AccountState | None, account_id: str, groups: Sequence[Group]) -> AccountState:
+    """Account traits from group calls: last writer wins per trait, in any order."""
+    new = state.model_copy(deep=True) if state is not None else AccountState(account_id=account_id)
+    for group in groups:
+        values = group.traits.model_dump(exclude_unset=True)
+        _set_traits(new.traits, values, group.timestamp or _EPOCH, group.dedupe_key())
+    return new
+
+
+def rollup_delta(old: UserState | None, new: UserState) -> RollupDelta | None:
+    """What the user's change adds to their account's weekly users, sessions and feature adopters.
+
+    Computed from the old and new state of one versioned write, so it applies exactly once.
+    Weeks that fall out of the user's kept history are not subtracted: the account keeps them.
+    """
+    account = new.account_id
+    if account is None:
+        return None
+    same_account = old is not None and old.account_id == account
+    old_weeks = old.weeks if old is not None and same_account else {}
+    old_features = set(old.features) if old is not None and same_account else set()
+    delta = RollupDelta(account_id=account)
+    for week, stats in new.weeks.items():
+        before = old_weeks.get(week)
+        if stats.active_days and not (before and before.active_days):
+            delta.week_users[week] = 1
+        change = stats.sessions - (before.sessions if before else 0)
+        if change:
+            delta.week_sessions[week] = change
+    for feature in sorted(set(new.features) - old_features):
+        delta.feature_adopters[feature] = 1
+    return None if delta.is_empty() else delta

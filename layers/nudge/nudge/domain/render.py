@@ -1,0 +1,112 @@
+"""Render a message template (rules/templates/*.yaml) against one user's context.
+
+Context keys the templates use: user (traits), account (traits, or empty), facts (incl.
+summary), links (name -> url, incl. unsubscribe), next_step, rule.
+
+Traits and facts are user-supplied data: before rendering, every string in them loses its
+control characters and is cut to TRAIT_MAX_CHARS, so a trait cannot add a line to an SMS or a
+header to an email. The subject is then folded onto one line. HTML is autoescaped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from typing import Any, Literal
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from nudge.rulebook.ruleset import TemplateFile
+
+TRAIT_MAX_CHARS = 500
+SUBJECT_MAX_CHARS = 200
+# Context keys whose values come from users' and accounts' own data.
+UNTRUSTED_KEYS = ("user", "account", "facts")
+
+Part = Literal["subject", "text", "html"]
+
+# CR, LF and TAB become spaces (words on either side stay apart); every other C0 and C1 control,
+# DEL, the Unicode line and paragraph separators and the bidi overrides (which can make a
+# subject read differently from what it says) are dropped.
+_TO_SPACE = re.compile(r"[\r\n\t]")
+_DROPPED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str  # "" when the template has no html part: send text only
+
+
+class RenderError(Exception):
+    """A template failed while rendering (its syntax was checked at lint; its data was not)."""
+
+    def __init__(self, template: str, message: str) -> None:
+        self.template = template
+        self.message = message
+        super().__init__(f"{template}: {message}")
+
+
+def clean_text(value: str, limit: int = TRAIT_MAX_CHARS) -> str:
+    """One user-supplied string made safe to put in a subject, an SMS or a header."""
+    return _DROPPED.sub("", _TO_SPACE.sub(" ", value))[:limit]
+
+
+def sanitize(value: Any) -> Any:
+    """`value` with every string in it (nested in dicts, lists and tuples too) cleaned."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, Mapping):
+        return {key: sanitize(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [sanitize(item) for item in value]
+    return value
+
+
+def one_line(subject: str) -> str:
+    return _WHITESPACE.sub(" ", subject).strip()[:SUBJECT_MAX_CHARS].rstrip()
+
+
+# Templates are written by marketers, not by users, but a sandbox costs nothing and keeps
+# `{{ ''.__class__ }}`-style reaching into Python out of them. A missing trait renders empty
+# (ChainableUndefined), so `user.first_name or 'there'` and `account.name` on a user without an
+# account both work.
+@cache
+def _environment(escaped: bool) -> jinja2.Environment:
+    return SandboxedEnvironment(autoescape=escaped, undefined=jinja2.ChainableUndefined)
+
+
+@lru_cache(maxsize=256)
+def _compiled(part: Part, source: str) -> jinja2.Template:
+    # Templates are few and fixed per deploy: compile each once per container.
+    return _environment(part == "html").from_string(source)
+
+
+def _render_part(name: str, part: Part, source: str, context: Mapping[str, Any]) -> str:
+    if not source:
+        return ""
+    try:
+        return _compiled(part, source).render(context)
+    except jinja2.TemplateError as exc:
+        raise RenderError(name, f"{part}: {exc.message or type(exc).__name__}") from exc
+    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+        # Only the type: Python's messages quote the values, and values are traits (PII).
+        raise RenderError(name, f"{part}: {type(exc).__name__} while rendering") from exc
+
+
+def render(template: TemplateFile, context: Mapping[str, Any], *, name: str = "template") -> Rendered:
+    """Subject, text and html of `template` for `context`; raise RenderError if one fails.
+
+    `name` (the template's file stem) is only used in errors.
+    """
+    safe = {key: sanitize(value) if key in UNTRUSTED_KEYS else value for key, value in context.items()}
+    return Rendered(
+        subject=one_line(_render_part(name, "subject", template.subject, safe)),
+        text=_render_part(name, "text", template.text, safe),
+        html=_render_part(name, "html", template.html, safe),
+    )

@@ -1,0 +1,63 @@
+"""What the report shows, as plain values: gathered by nudge.domain.report, drawn by
+nudge.tools.report.html. Nothing here reads a table or writes HTML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from nudge.domain.lift import LiftRow
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    name: str  # an event, e.g. "setup_completed"
+    users: int  # users who did it (and every step before it)
+    median_hours_from_previous: float | None  # None for the first step or when nobody got here
+
+
+@dataclass(frozen=True)
+class RuleMessages:
+    rule: str
+    kind: str  # onboarding | rescue | upgrade | escalation
+    channel: str  # email | push | sms | cs
+    decisions: int
+    sent: int
+    deferred: int  # still waiting for quiet hours to end
+    held_out: int
+    cancelled: int  # deferred, then the rule stopped holding
+    failed: int  # refused by the provider, or outcome unknown
+    suppressed: dict[str, int] = field(default_factory=dict)  # reason -> decisions
+
+
+@dataclass(frozen=True)
+class EscalationBucket:
+    label: str  # e.g. "$5k-10k MRR"
+    accounts: int  # accounts in this bucket
+    escalated: int  # of them, escalated to CS at least once
+
+
+@dataclass(frozen=True)
+class QualityRow:
+    segment: str
+    user_weeks: int  # (user, week) pairs in this segment at a week's end, 4 weeks of future known
+    retained: int  # of them, meaningful use in the week 4 weeks later
+
+
+@dataclass(frozen=True)
+class ReportData:
+    generated_at: datetime
+    source: str  # where the data came from, in words
+    users: int
+    accounts: int
+    segments: list[str]  # lifecycle segments in file order
+    weekly_sizes: list[tuple[str, dict[str, int]]]  # ISO week -> segment -> users at its end
+    flows: dict[tuple[str, str], int]  # week-to-week moves (from, to) -> users, summed over weeks
+    funnel: list[FunnelStep]
+    messages: list[RuleMessages]
+    escalations: list[EscalationBucket]
+    features: list[str]
+    adoption: dict[str, dict[str, float]]  # segment -> feature -> share of its users who used it
+    lift: list[LiftRow]
+    quality: list[QualityRow]
+    retained_overall: float | None  # share of all user-weeks retained, the quality baseline

@@ -1,0 +1,216 @@
+"""The Segment-compatible ingest HTTP API (Powertools Event Handler, OpenAPI from these models)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nudge import clock
+from nudge.bootstrap_api import services
+from nudge.entrypoints.http import privacy_api
+from nudge.entrypoints.http.auth import KeysUnavailable, Unauthorized
+from nudge.entrypoints.http.body import BodyError, normalize
+from nudge.entrypoints.http.privacy_api import UNSUBSCRIBE_PATH, refused
+from nudge.entrypoints.http.privacy_api import router as privacy_router
+from nudge.entrypoints.http.shapes import ErrorItem, IngestResponse
+from nudge.model.errors import StoreUnavailable
+from nudge.model.messages import Batch, Group, Identify, InvalidMessage, Message, Track, describe
+from nudge.observability import logger, metrics
+from nudge.services.ingest import Contention, IngestResult, Problem, ingest
+
+API_TITLE = "Nudge ingest API"
+API_VERSION = "1.0.0"
+# No write key: the OpenAPI document, and unsubscribe links (their signed token is the credential).
+PUBLIC_PATHS = {"/v1/openapi.json", UNSUBSCRIBE_PATH}
+
+app = APIGatewayHttpResolver(enable_validation=True)
+app.include_router(privacy_router)
+
+
+def _json(
+    status: int, payload: IngestResponse, headers: dict[str, str] | None = None
+) -> Response[IngestResponse]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=payload,
+        headers=headers,
+    )
+
+
+def _items(problems: list[Problem]) -> list[ErrorItem]:
+    return [ErrorItem(index=p.index, field=p.field, message=p.message) for p in problems]
+
+
+def _run(messages: list[tuple[int, Message]], rejected: list[Problem]) -> Response[IngestResponse]:
+    svc = services()
+    result = IngestResult()
+    if messages:
+        # The request id the handler made this invocation's correlation id: kept on each user's
+        # state written, so evaluate, dispatch and the send log under it too.
+        correlation_id = logger.get_correlation_id() or ""
+        result = ingest(messages, svc.plan, svc.store, clock.now(), svc.limits, correlation_id=correlation_id)
+    errors = sorted([*rejected, *result.errors], key=lambda p: (p.index, p.field))
+    metrics.add_metric(name="EventsAccepted", unit="Count", value=result.accepted)
+    metrics.add_metric(name="EventsRejected", unit="Count", value=len(errors))
+    logger.info(
+        "ingested",
+        extra={
+            "accepted": result.accepted,
+            "rejected": len(errors),
+            "users_written": result.users_written,
+            "accounts_written": result.accounts_written,
+            "conflicts": result.conflicts,
+        },
+    )
+    body = IngestResponse(
+        success=not errors, accepted=result.accepted, errors=_items(errors), warnings=_items(result.warnings)
+    )
+    return _json(400 if errors else 200, body)
+
+
+_RESPONSES: dict[int, OpenAPIResponse] = {
+    200: {"description": "All messages accepted."},
+    400: {"description": "Some or all messages were refused; valid ones in a batch were kept."},
+    401: {"description": "Missing or unknown write key."},
+    413: {"description": "Body (or one message) over the size limit."},
+    503: {"description": "Storage busy or unavailable; retry with backoff."},
+}
+
+
+@app.post("/v1/track", summary="Record what a user did", responses=_RESPONSES, tags=["tracking"])
+def track(message: Annotated[Track, Body()]) -> Response[IngestResponse]:
+    return _run([(0, message)], [])
+
+
+@app.post("/v1/identify", summary="Set a user's traits", responses=_RESPONSES, tags=["tracking"])
+def identify(message: Annotated[Identify, Body()]) -> Response[IngestResponse]:
+    return _run([(0, message)], [])
+
+
+@app.post(
+    "/v1/group",
+    summary="Tie a user to an account and set its traits",
+    responses=_RESPONSES,
+    tags=["tracking"],
+)
+def group(message: Annotated[Group, Body()]) -> Response[IngestResponse]:
+    return _run([(0, message)], [])
+
+
+@app.post("/v1/batch", summary="Send many messages at once", responses=_RESPONSES, tags=["tracking"])
+def batch(request: Annotated[Batch, Body()]) -> Response[IngestResponse]:
+    settings = services().settings
+    if len(request.batch) > settings.max_batch_messages:
+        problem = Problem(
+            0,
+            "batch",
+            f"batch holds {len(request.batch)} messages; the limit is {settings.max_batch_messages}",
+        )
+        return _json(413, IngestResponse(success=False, errors=_items([problem])))
+    raw = app.current_event.json_body.get("batch", [])
+    check_sizes = len(app.current_event.body or "") > settings.max_message_bytes
+    messages: list[tuple[int, Message]] = []
+    rejected: list[Problem] = []
+    for index, entry in enumerate(request.batch):
+        if isinstance(entry, InvalidMessage):
+            rejected.extend(Problem(index, field, message) for field, message in entry.errors)
+        elif check_sizes and len(json.dumps(raw[index]).encode()) > settings.max_message_bytes:
+            rejected.append(
+                Problem(
+                    index, "message", f"message is over the {settings.max_message_bytes}-byte limit; trim it"
+                )
+            )
+        else:
+            messages.append((index, entry))
+    return _run(messages, rejected)
+
+
+@app.get("/v1/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
+def openapi() -> Response[Any]:
+    return Response(200, content_types.APPLICATION_JSON, openapi_json())
+
+
+def openapi_json() -> str:
+    return app.get_openapi_json_schema(title=API_TITLE, version=API_VERSION)
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid(exc: RequestValidationError) -> Response[Any]:
+    items = []
+    for err in exc.errors():
+        field, message = describe(err)
+        items.append(ErrorItem(index=0, field=field, message=message))
+    if app.current_event.path == UNSUBSCRIBE_PATH:
+        # Someone holding a cut-short link: a page that says what to do, not a field list.
+        if any(i.field.rpartition(".")[2] == "token" for i in items):
+            return refused(400, "token", privacy_api.INVALID_LINK, "This link isn't valid")
+        return refused(400, items[0].field, items[0].message, "This link isn't valid")
+    metrics.add_metric(name="EventsRejected", unit="Count", value=1)
+    return _json(400, IngestResponse(success=False, errors=items))
+
+
+@app.exception_handler(Contention)
+def _contended(exc: Contention) -> Response[IngestResponse]:
+    logger.warning("write contention", extra={"detail": str(exc)})
+    item = ErrorItem(index=None, field="", message="too many concurrent writes for one user; retry shortly")
+    return _json(503, IngestResponse(success=False, errors=[item]), {"Retry-After": "1"})
+
+
+@app.exception_handler(StoreUnavailable)
+def _store_down(exc: StoreUnavailable) -> Response[IngestResponse]:
+    logger.error("store unavailable", extra={"detail": str(exc)})
+    item = ErrorItem(index=None, field="", message="storage is unavailable; retry with backoff")
+    return _json(503, IngestResponse(success=False, errors=[item]), {"Retry-After": "2"})
+
+
+def _early(status: int, field: str, message: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """A response for what is refused before routing (auth, size, encoding), in the same shape."""
+    body = IngestResponse(success=False, errors=[ErrorItem(index=None, field=field, message=message)])
+    metrics.add_metric(name="RequestsRefused", unit="Count", value=1)
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON, **(headers or {})},
+        "body": body.model_dump_json(),
+        "isBase64Encoded": False,
+    }
+
+
+FORM_TYPES = ("multipart/", "application/x-www-form-urlencoded")
+
+
+def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Authenticate, bound and inflate the body, then route. The write key is never logged."""
+    path = event.get("rawPath") or ""
+    svc = services()
+    if path not in PUBLIC_PATHS:
+        try:
+            svc.keys.check(event.get("headers") or {})
+        except Unauthorized as exc:
+            return _early(401, "authorization", str(exc), {"WWW-Authenticate": 'Basic realm="nudge"'})
+        except KeysUnavailable as exc:
+            logger.error("write keys unavailable", extra={"cause": type(exc.__cause__).__name__})
+            return _early(503, "authorization", str(exc), {"Retry-After": "2"})
+        # The Segment routes take JSON. A form body would be parsed by the validation layer before
+        # any route runs, and a malformed one (multipart without a boundary) fail there as a 500.
+        content_type = next(
+            (str(v) for k, v in (event.get("headers") or {}).items() if k.lower() == "content-type"), ""
+        )
+        if content_type.lower().startswith(FORM_TYPES):
+            return _early(
+                415, "content-type", f"{content_type.split(';')[0]} is not accepted; send application/json"
+            )
+    # Public routes are bounded too: a one-click POST body is a few bytes.
+    limit = svc.settings.max_batch_bytes if path.endswith("/batch") else svc.settings.max_message_bytes
+    try:
+        event = normalize(event, limit)
+    except BodyError as exc:
+        return _early(exc.status, exc.field, exc.message)
+    result: dict[str, Any] = app.resolve(event, context)
+    return result

@@ -1,0 +1,114 @@
+"""Usage state kept per user and per account: plain values, folded by nudge.domain.fold."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class EventStats(_State):
+    count: int = 0
+    first: datetime
+    last: datetime
+    # Occurrences per UTC day (date ordinal) within the kept weeks: "N times in the last 7 days".
+    daily: dict[int, int] = Field(default_factory=dict)
+
+    def count_since(self, day: int) -> int:
+        return sum(n for d, n in self.daily.items() if d >= day)
+
+
+class FeatureStats(_State):
+    first: datetime
+    last: datetime
+    count: int = 0
+    days: list[int] = Field(default_factory=list, description="Distinct UTC days of use (date ordinals).")
+
+    @property
+    def distinct_days(self) -> int:
+        return len(self.days)
+
+
+class Stamped(_State):
+    """A value with the time and message that set it: the latest timestamp wins, in any order."""
+
+    v: Any
+    at: datetime
+    mid: str
+
+    def newer_than(self, other: Stamped | None) -> bool:
+        return other is None or (self.at, self.mid) > (other.at, other.mid)
+
+
+class WeekStats(_State):
+    sessions: int = 0
+    active_days: int = 0
+
+
+class UserState(_State):
+    user_id: str
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    last_meaningful: datetime | None = None
+    events: dict[str, EventStats] = Field(default_factory=dict)
+    features: dict[str, FeatureStats] = Field(default_factory=dict)
+    milestones: dict[str, datetime] = Field(default_factory=dict)
+    traits: dict[str, Stamped] = Field(default_factory=dict)
+    account: Stamped | None = None
+    # Meaningful sessions as [start, end] epoch seconds and active UTC days, within the kept weeks.
+    sessions: list[tuple[int, int]] = Field(default_factory=list)
+    active_days: list[int] = Field(default_factory=list)
+    weeks: dict[str, WeekStats] = Field(default_factory=dict, description="ISO week -> activity.")
+    # messageId digests by UTC day received, for the dedupe window (base64 of sorted 8-byte digests).
+    seen: dict[int, str] = Field(default_factory=dict)
+
+    @property
+    def account_id(self) -> str | None:
+        return str(self.account.v) if self.account is not None and self.account.v is not None else None
+
+    def trait_values(self) -> dict[str, Any]:
+        return {key: stamped.v for key, stamped in self.traits.items()}
+
+    @property
+    def event_counts(self) -> dict[str, int]:
+        return {name: stats.count for name, stats in self.events.items()}
+
+
+class AccountState(_State):
+    account_id: str
+    traits: dict[str, Stamped] = Field(default_factory=dict)
+
+    def trait_values(self) -> dict[str, Any]:
+        return {key: stamped.v for key, stamped in self.traits.items()}
+
+
+class AccountRollup(_State):
+    """An account's usage, summed over its rollup shards."""
+
+    weeks: dict[str, WeekRollup] = Field(default_factory=dict)
+    feature_adopters: dict[str, int] = Field(default_factory=dict)
+
+
+class WeekRollup(_State):
+    active_users: int = 0
+    sessions: int = 0
+
+
+class RollupDelta(_State):
+    """What one user's write adds to their account's rollup."""
+
+    account_id: str
+    week_users: dict[str, int] = Field(default_factory=dict)
+    week_sessions: dict[str, int] = Field(default_factory=dict)
+    feature_adopters: dict[str, int] = Field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return not (self.week_users or self.week_sessions or self.feature_adopters)
+
+
+AccountRollup.model_rebuild()

@@ -1,1 +1,0 @@
-"""People's rights over their data: leaving a topic or channel (unsubscribe) and erasure."""

@@ -1,0 +1,178 @@
+"""The tracking plan (rules/tracking-plan.yaml) and milestones (rules/milestones.yaml)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from nudge.model.durations import Duration
+from nudge.rulebook.yamlfile import (
+    RuleFileError,
+    RuleProblem,
+    YamlDoc,
+    did_you_mean,
+    display_path,
+    load_yaml,
+    validate,
+)
+
+PLAN_FILE = "tracking-plan.yaml"
+MILESTONES_FILE = "milestones.yaml"
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+UnplannedPolicy = Literal["accept", "flag", "reject"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EventSpec(_Strict):
+    description: str = ""
+    meaningful: bool = Field(default=False, description="Counts as real use: sessions, recency, activity.")
+    feature: str | None = Field(default=None, description="The product feature this event is use of.")
+    premium: bool = Field(default=False, description="A premium (paid-plan) action.")
+
+
+class TraitsSpec(_Strict):
+    user: dict[str, str] = Field(default_factory=dict, description="Custom user traits -> description.")
+    account: dict[str, str] = Field(default_factory=dict, description="Custom account traits -> description.")
+
+
+# Traits Nudge knows without being told (Segment's reserved traits and what Nudge itself reads).
+BUILTIN_USER_TRAITS = frozenset(
+    {
+        "email",
+        "phone",
+        "plan",
+        "timezone",
+        "locale",
+        "consent",
+        "name",
+        "first_name",
+        "last_name",
+        "created_at",
+    }
+)
+BUILTIN_ACCOUNT_TRAITS = frozenset(
+    {"name", "plan", "mrr", "seats", "cs_owner", "industry", "employees", "created_at"}
+)
+
+
+class TrackingPlanFile(_Strict):
+    session_gap: Duration = Field(
+        default=timedelta(minutes=30), description="A pause longer than this starts a new session."
+    )
+    unplanned_events: UnplannedPolicy = Field(
+        default="flag", description="Events not listed below: accept, flag (accept and warn) or reject."
+    )
+    features: dict[str, str] = Field(default_factory=dict, description="Feature name -> description.")
+    events: dict[str, EventSpec]
+    traits: TraitsSpec = Field(default_factory=TraitsSpec, description="Custom traits rules may use.")
+
+    @field_validator("session_gap")
+    @classmethod
+    def _positive_gap(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0) or value > timedelta(days=1):
+            raise ValueError("session_gap must be between 1s and 1d, e.g. 30m")
+        return value
+
+
+class MilestoneSpec(_Strict):
+    description: str = ""
+    all: list[str] = Field(min_length=1, description="Reached when every one of these events has happened.")
+
+
+class MilestonesFile(_Strict):
+    milestones: dict[str, MilestoneSpec]
+
+
+class TrackingPlan(_Strict):
+    """What the fold needs to know about events: the plan and the milestones together."""
+
+    session_gap: timedelta
+    unplanned_events: UnplannedPolicy
+    features: dict[str, str]
+    events: dict[str, EventSpec]
+    milestones: dict[str, MilestoneSpec] = Field(default_factory=dict)
+    traits: TraitsSpec = Field(default_factory=TraitsSpec)
+
+    @property
+    def user_traits(self) -> frozenset[str]:
+        return BUILTIN_USER_TRAITS | frozenset(self.traits.user)
+
+    @property
+    def account_traits(self) -> frozenset[str]:
+        return BUILTIN_ACCOUNT_TRAITS | frozenset(self.traits.account)
+
+    @cached_property
+    def meaningful(self) -> frozenset[str]:
+        return frozenset(name for name, spec in self.events.items() if spec.meaningful)
+
+    @cached_property
+    def feature_of(self) -> dict[str, str]:
+        return {name: spec.feature for name, spec in self.events.items() if spec.feature}
+
+    def is_planned(self, event: str) -> bool:
+        return event in self.events
+
+
+def _check_names(doc: YamlDoc, section: str, names: list[str], problems: list[RuleProblem]) -> None:
+    import re
+
+    for name in names:
+        if not re.match(NAME_PATTERN, name):
+            problems.append(
+                doc.problem(
+                    (section, name),
+                    f"'{name}' is not a valid name; use lower_snake_case (letters, digits, underscores)",
+                )
+            )
+
+
+def load_plan(rules_dir: Path) -> TrackingPlan:
+    """Load and cross-check the tracking plan and milestones; raise RuleFileError naming file:line."""
+    plan_doc = load_yaml(rules_dir / PLAN_FILE, display_path(rules_dir, PLAN_FILE))
+    plan_file = validate(plan_doc, TrackingPlanFile)
+    problems: list[RuleProblem] = []
+    _check_names(plan_doc, "events", list(plan_file.events), problems)
+    _check_names(plan_doc, "features", list(plan_file.features), problems)
+    for name, spec in plan_file.events.items():
+        if spec.feature is not None and spec.feature not in plan_file.features:
+            problems.append(
+                plan_doc.problem(
+                    ("events", name, "feature"),
+                    f"event '{name}' names unknown feature '{spec.feature}'"
+                    + (did_you_mean(spec.feature, plan_file.features) or "; list it under features:"),
+                )
+            )
+    milestones: dict[str, MilestoneSpec] = {}
+    milestones_path = rules_dir / MILESTONES_FILE
+    if milestones_path.exists():
+        ms_doc = load_yaml(milestones_path, display_path(rules_dir, MILESTONES_FILE))
+        milestones = validate(ms_doc, MilestonesFile).milestones
+        _check_names(ms_doc, "milestones", list(milestones), problems)
+        for name, ms in milestones.items():
+            for index, event in enumerate(ms.all):
+                if event not in plan_file.events:
+                    problems.append(
+                        ms_doc.problem(
+                            ("milestones", name, "all", index),
+                            f"milestone '{name}' needs unknown event '{event}'"
+                            f"{did_you_mean(event, plan_file.events)}",
+                        )
+                    )
+    if problems:
+        raise RuleFileError(problems)
+    return TrackingPlan(
+        session_gap=plan_file.session_gap,
+        unplanned_events=plan_file.unplanned_events,
+        features=plan_file.features,
+        events=plan_file.events,
+        milestones=milestones,
+        traits=plan_file.traits,
+    )

@@ -1,0 +1,450 @@
+"""All of rules/ loaded, checked against each other, and compiled: what Lambdas, CLI and local stack use.
+
+Files: tracking-plan.yaml, milestones.yaml (nudge.rulebook.plan), segments.yaml, scoring.yaml,
+triggers.yaml and templates/*.yaml. Every problem in every file is collected and reported as
+file:line: message, so `nudge rules lint` shows them all at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+from pydantic import BaseModel, ConfigDict, Field
+
+from nudge.conditions.tree import SCORE_FACT_KEYS, Catalog, Node, Parser, checks_in
+from nudge.domain.engine import CompiledRule, Ruleset
+from nudge.model.durations import Duration
+from nudge.rulebook.guardrails import GUARDRAILS_FILE, Guardrails, load_guardrails
+from nudge.rulebook.plan import NAME_PATTERN, TrackingPlan, load_plan
+from nudge.rulebook.yamlfile import (
+    RuleFileError,
+    RuleProblem,
+    YamlDoc,
+    did_you_mean,
+    display_path,
+    load_yaml,
+    validate,
+)
+
+SEGMENTS_FILE = "segments.yaml"
+SCORING_FILE = "scoring.yaml"
+TRIGGERS_FILE = "triggers.yaml"
+TEMPLATES_DIR = "templates"
+ESCALATE = "escalate__"
+
+Kind = Literal["onboarding", "rescue", "upgrade", "escalation"]
+Action = Literal["email", "push", "sms", "escalate"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SegmentSpec(_Strict):
+    id: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    when: Any = Field(
+        default=None, description="Condition; leave out on the last segment to catch everyone else."
+    )
+
+
+class SegmentsFile(_Strict):
+    segments: list[SegmentSpec] = Field(
+        min_length=1, description="Ordered: a user is in the first that matches."
+    )
+
+
+class SignalSpec(_Strict):
+    id: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    when: Any
+    points: float
+
+
+class Bands(_Strict):
+    high: float
+    mid: float
+
+
+class ScoreSpec(_Strict):
+    signals: list[SignalSpec] = Field(min_length=1)
+    bands: Bands
+
+
+class ScoringFile(_Strict):
+    user: ScoreSpec
+    account: ScoreSpec
+
+
+class GoalSpec(_Strict):
+    """What a rule's message aims at, for lift: one of event, milestone or account_trait, reached
+    within `within` of the decision."""
+
+    event: str | None = Field(
+        default=None, description="An event of the tracking plan, or any (any meaningful one)."
+    )
+    milestone: str | None = None
+    account_trait: str | None = Field(default=None, description="The account's trait set anew, e.g. plan.")
+    within: Duration
+
+
+class TriggerSpec(_Strict):
+    id: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    kind: Kind
+    when: Any
+    action: Action
+    template: str
+    priority: int = Field(default=50, ge=1, le=100, description="Higher wins when several fire together.")
+    cooldown: Duration = Field(default=timedelta(days=7), description="Not again for this long after firing.")
+    once: bool = Field(default=False, description="At most once per user, ever (no re-entry).")
+    escalate_when: Any = Field(default=None, description="Also escalate to customer success when this holds.")
+    goal: GoalSpec | None = Field(
+        default=None, description="What the message aims at (for lift against the holdout)."
+    )
+    next_step: str = Field(
+        default="", description="For an escalation: what customer success should do next (in the case)."
+    )
+    # Guardrail choices per rule (nudge.guardrails).
+    journey: str | None = Field(
+        default=None, pattern=NAME_PATTERN, description="Caps per journey (guardrails.yaml); default: kind."
+    )
+    topic: str | None = Field(
+        default=None, pattern=NAME_PATTERN, description="What a user can unsubscribe from; default: kind."
+    )
+    transactional: bool = Field(
+        default=False, description="Exempt from marketing consent, caps, holdouts and quiet hours."
+    )
+    holdout: float = Field(
+        default=0.0, ge=0, le=100, description="Percent of eligible users held out, for lift."
+    )
+    quiet_hours: Literal["defer", "drop"] | None = Field(
+        default=None,
+        description="In the user's quiet hours: defer to their end, or drop (default: guardrails.yaml).",
+    )
+
+
+class TriggersFile(_Strict):
+    triggers: list[TriggerSpec]
+
+
+class TemplateFile(_Strict):
+    subject: str = ""
+    text: str
+    html: str = ""
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: str
+    description: str
+    condition: Node | None  # None: everyone (the catch-all)
+
+
+@dataclass(frozen=True)
+class Signal:
+    id: str
+    points: float
+    condition: Node
+
+
+@dataclass(frozen=True)
+class Score:
+    subject: str
+    signals: list[Signal]
+    bands: Bands
+
+    @cached_property
+    def _points_by_name(self) -> dict[str, float]:
+        return {f"{self.subject}__{s.id}": s.points for s in self.signals}
+
+    def points(self, fired: list[str]) -> float:
+        """The score from the names fired in the scoring ruleset (signals are named subject__id)."""
+        by_name = self._points_by_name
+        return sum(by_name.get(name, 0.0) for name in fired)
+
+    def band(self, score: float) -> str:
+        return "high" if score >= self.bands.high else "mid" if score >= self.bands.mid else "low"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    spec: TriggerSpec
+    condition: Node
+    escalate_when: Node | None
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    plan: TrackingPlan
+    segments: list[Segment]
+    user_score: Score
+    account_score: Score
+    triggers: list[Trigger]
+    templates: dict[str, TemplateFile]
+    # Three durable_rules passes per evaluation: scores, then segments (may use scores), then
+    # triggers and escalations (may use segment and scores). Escalations are named escalate__<id>.
+    score_rules: Ruleset
+    segment_rules: Ruleset
+    trigger_rules: Ruleset
+    guardrails: Guardrails
+    # When no segment reads a score or band, segments are matched in the scores' pass (one
+    # durable_rules call fewer) and segment_rules is empty.
+    segments_with_scores: bool = False
+
+    @cached_property
+    def trigger_by_id(self) -> dict[str, Trigger]:
+        return {t.id: t for t in self.triggers}
+
+    @cached_property
+    def segment_ids(self) -> frozenset[str]:
+        return frozenset(s.id for s in self.segments)
+
+    @cached_property
+    def reads_account_usage(self) -> bool:
+        """Whether any rule reads the account's rollup (active users, their trend)."""
+        from nudge.domain.evaluate import rules_facts
+
+        return any(fact.key.startswith("account__active_users") for fact in rules_facts(self))
+
+    @cached_property
+    def catch_all(self) -> str | None:
+        return next((s.id for s in self.segments if s.condition is None), None)
+
+    files: list[str] = field(default_factory=list)
+
+
+def _load(
+    rules_dir: Path, name: str, model: type[BaseModel], problems: list[RuleProblem]
+) -> tuple[YamlDoc, Any] | None:
+    try:
+        doc = load_yaml(rules_dir / name, display_path(rules_dir, name))
+        return doc, validate(doc, model)
+    except RuleFileError as exc:
+        problems.extend(exc.problems)
+        return None
+
+
+def _duplicates(doc: YamlDoc, section: str, ids: list[str], problems: list[RuleProblem]) -> None:
+    seen: set[str] = set()
+    for index, ident in enumerate(ids):
+        if ident in seen:
+            problems.append(
+                doc.problem((section, index, "id"), f"duplicate id '{ident}'; ids must be unique")
+            )
+        seen.add(ident)
+
+
+def _check_template(env: jinja2.Environment, source: str) -> None:
+    """Parse a template and check its filters and tests exist.
+
+    Jinja only notices an unknown filter when it renders the branch that uses it: at send time,
+    in a Lambda. A marketer's `| upcase` must be refused at lint, like any other typo.
+    """
+    tree = env.parse(source)
+    for node in tree.find_all((jinja2.nodes.Filter, jinja2.nodes.Test)):
+        known = env.filters if isinstance(node, jinja2.nodes.Filter) else env.tests
+        if node.name not in known:
+            kind = "filter" if isinstance(node, jinja2.nodes.Filter) else "test"
+            raise jinja2.TemplateSyntaxError(
+                f"no {kind} named '{node.name}'{did_you_mean(node.name, known)}", node.lineno
+            )
+
+
+def load_templates(rules_dir: Path, problems: list[RuleProblem]) -> dict[str, TemplateFile]:
+    templates: dict[str, TemplateFile] = {}
+    env = jinja2.Environment(autoescape=True)
+    for path in sorted((rules_dir / TEMPLATES_DIR).glob("*.yaml")):
+        name = f"{TEMPLATES_DIR}/{path.name}"
+        loaded = _load(rules_dir, name, TemplateFile, problems)
+        if loaded is None:
+            continue
+        doc, template = loaded
+        for part in ("subject", "text", "html"):
+            try:
+                _check_template(env, getattr(template, part))
+            except jinja2.TemplateSyntaxError as exc:
+                line = (
+                    doc.line_of((part,))
+                    + max(0, (exc.lineno or 1) - 1)
+                    + (1 if "\n" in getattr(template, part) else 0)
+                )
+                problems.append(RuleProblem(doc.file, line, f"{part}: template error: {exc.message}"))
+        templates[path.stem] = template
+    return templates
+
+
+def load_rules(rules_dir: Path) -> RuleSet:
+    """Load, check and compile every rule file; raise RuleFileError listing every problem."""
+    problems: list[RuleProblem] = []
+    try:
+        plan = load_plan(rules_dir)
+    except RuleFileError as exc:
+        problems.extend(exc.problems)
+        plan = None
+    templates = load_templates(rules_dir, problems)
+    seg = _load(rules_dir, SEGMENTS_FILE, SegmentsFile, problems)
+    sco = _load(rules_dir, SCORING_FILE, ScoringFile, problems)
+    trg = _load(rules_dir, TRIGGERS_FILE, TriggersFile, problems)
+    if plan is None or seg is None or sco is None or trg is None:
+        raise RuleFileError(problems or [RuleProblem(str(rules_dir), 1, "rules could not be loaded")])
+
+    seg_doc, seg_file = seg
+    segment_ids = tuple(s.id for s in seg_file.segments)
+    base = Catalog(
+        events=frozenset(plan.events),
+        features=frozenset(plan.features),
+        milestones=frozenset(plan.milestones),
+        segments=segment_ids,
+        user_traits=plan.user_traits,
+        account_traits=plan.account_traits,
+    )
+
+    _duplicates(seg_doc, "segments", list(segment_ids), problems)
+    seg_parser = Parser(seg_doc, _replace(base, allow_segment=False), problems)
+    segments: list[Segment] = []
+    for index, spec in enumerate(seg_file.segments):
+        if spec.when is None:
+            if index != len(seg_file.segments) - 1:
+                problems.append(
+                    seg_doc.problem(
+                        ("segments", index, "id"),
+                        f"segment '{spec.id}' has no when: only the last "
+                        "segment may catch everyone; add a condition or move it last",
+                    )
+                )
+            segments.append(Segment(spec.id, spec.description, None))
+            continue
+        node = seg_parser.parse(spec.when, ("segments", index, "when"))
+        if node is not None:
+            segments.append(Segment(spec.id, spec.description, node))
+
+    sco_doc, sco_file = sco
+    scores: dict[str, Score] = {}
+    for subject in ("user", "account"):
+        spec_score = getattr(sco_file, subject)
+        _duplicates(sco_doc, subject, [s.id for s in spec_score.signals], problems)
+        parser = Parser(sco_doc, _replace(base, allow_segment=False, allow_score=False), problems)
+        signals = []
+        for index, signal in enumerate(spec_score.signals):
+            node = parser.parse(signal.when, (subject, "signals", index, "when"))
+            if node is not None:
+                signals.append(Signal(signal.id, signal.points, node))
+        if spec_score.bands.mid > spec_score.bands.high:
+            problems.append(sco_doc.problem((subject, "bands", "mid"), "bands: mid must not be above high"))
+        scores[subject] = Score(subject, signals, spec_score.bands)
+
+    trg_doc, trg_file = trg
+    _duplicates(trg_doc, "triggers", [t.id for t in trg_file.triggers], problems)
+    trg_parser = Parser(trg_doc, base, problems)
+    triggers: list[Trigger] = []
+    for index, spec in enumerate(trg_file.triggers):
+        node = trg_parser.parse(spec.when, ("triggers", index, "when"))
+        escalate = (
+            trg_parser.parse(spec.escalate_when, ("triggers", index, "escalate_when"))
+            if spec.escalate_when is not None
+            else None
+        )
+        if spec.template not in templates:
+            problems.append(
+                trg_doc.problem(
+                    ("triggers", index, "template"),
+                    f"unknown template '{spec.template}'"
+                    + (
+                        f"{hint} (or add {TEMPLATES_DIR}/{spec.template}.yaml)"
+                        if (hint := did_you_mean(spec.template, templates))
+                        else f"; add {TEMPLATES_DIR}/{spec.template}.yaml"
+                    ),
+                )
+            )
+        if spec.kind == "escalation" and spec.action != "escalate":
+            problems.append(
+                trg_doc.problem(("triggers", index, "action"), "an escalation trigger's action is escalate")
+            )
+        if spec.goal is not None:
+            problems.extend(_goal_problems(trg_doc, ("triggers", index, "goal"), spec.goal, plan))
+        if spec.cooldown < timedelta(hours=1):
+            problems.append(trg_doc.problem(("triggers", index, "cooldown"), "cooldown must be at least 1h"))
+        if node is not None:
+            triggers.append(Trigger(spec, node, escalate))
+
+    journeys = {t.journey or t.kind for t in trg_file.triggers}
+    guardrails = load_guardrails(rules_dir, journeys, problems)
+    if problems or guardrails is None:
+        raise RuleFileError(problems)
+    score_rules = [
+        CompiledRule(f"{score.subject}__{signal.id}", signal.condition)
+        for score in scores.values()
+        for signal in score.signals
+    ]
+    segment_rules = [CompiledRule(s.id, s.condition) for s in segments if s.condition]
+    merged = not any(
+        check.fact.key in SCORE_FACT_KEYS for rule in segment_rules for check in checks_in(rule.condition)
+    )
+    return RuleSet(
+        plan=plan,
+        segments=segments,
+        user_score=scores["user"],
+        account_score=scores["account"],
+        triggers=triggers,
+        templates=templates,
+        score_rules=Ruleset("scores", score_rules + (segment_rules if merged else [])),
+        segment_rules=Ruleset("segments", [] if merged else segment_rules),
+        segments_with_scores=merged,
+        guardrails=guardrails,
+        trigger_rules=Ruleset(
+            "triggers",
+            [CompiledRule(t.id, t.condition) for t in triggers]
+            + [
+                CompiledRule(ESCALATE + t.id, t.escalate_when)
+                for t in triggers
+                if t.escalate_when is not None
+            ],
+        ),
+        files=[
+            display_path(rules_dir, n)
+            for n in (
+                "tracking-plan.yaml",
+                "milestones.yaml",
+                SEGMENTS_FILE,
+                SCORING_FILE,
+                TRIGGERS_FILE,
+                GUARDRAILS_FILE,
+            )
+        ],
+    )
+
+
+def _goal_problems(
+    doc: YamlDoc, loc: tuple[str | int, ...], goal: GoalSpec, plan: TrackingPlan
+) -> list[RuleProblem]:
+    named = [k for k in ("event", "milestone", "account_trait") if getattr(goal, k) is not None]
+    if len(named) != 1:
+        return [doc.problem(loc, "a goal names exactly one of event, milestone or account_trait")]
+    kind = named[0]
+    value = str(getattr(goal, kind))
+    known: dict[str, Iterable[str]] = {
+        "event": [*plan.events, "any"],
+        "milestone": plan.milestones,
+        "account_trait": plan.account_traits,
+    }
+    if value in known[kind]:
+        return []
+    word = kind.replace("_", " ")
+    return [doc.problem((*loc, kind), f"unknown {word} '{value}'{did_you_mean(value, known[kind])}")]
+
+
+def _replace(catalog: Catalog, **changes: Any) -> Catalog:
+    from dataclasses import replace
+
+    return replace(catalog, **changes)

@@ -1,0 +1,268 @@
+"""Dispatch: one evaluation's decisions for one user -> guardrails -> ledger -> channel queues.
+
+    load (user traits; delivery record, ledger entries, account escalation)
+    -> guard (pure) -> commit (one transaction: entries claimed, caps taken, escalation opened)
+    -> route the sends to their channel's queue; schedule the re-check of deferred ones
+
+At most once: a decision id is claimed in the ledger by a conditional write before anything is
+routed, so a redelivered batch finds its entries and judges nothing twice. The write is one
+transaction with the user's delivery record (version-checked), so two evaluations dispatched at
+once for one user cannot both take the last slot of a cap: the loser re-reads and is judged
+against the winner's sends. Routing comes after the commit; if it fails, the batch is retried and
+entries still `queued` are routed again (the action functions claim `queued -> sending`, so a
+second copy on a channel queue sends nothing).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from nudge.adapters.ledger_memory import Ledger
+from nudge.domain.evaluate import Decision
+from nudge.domain.verdicts import Verdict, guard, guard_escalation
+from nudge.model.errors import StateConflict
+from nudge.model.ledger import Commit, Escalation, LedgerEntry, subject_of
+from nudge.model.queue import DecisionBatch, Delivery
+from nudge.observability import MetricCounts, logger
+from nudge.ports import UsageStore
+from nudge.rulebook.ruleset import RuleSet
+
+
+class RouteFailed(Exception):
+    """A send could not be put on its channel queue; the batch must be retried."""
+
+
+class DeliveryRouter(Protocol):
+    def route(self, deliveries: Sequence[Delivery]) -> None: ...
+
+
+class Rechecks(Protocol):
+    def defer(self, user_id: str, decision: Decision, until: datetime, now: datetime) -> None:
+        """Have the sweep re-check `decision`'s rule for the user at `until` (idempotent)."""
+        ...
+
+
+class DispatchContention(StateConflict):
+    """The user's ledger kept moving under us; the batch is retried by its queue."""
+
+
+@dataclass(frozen=True)
+class DispatchPorts:
+    ledger: Ledger
+    usage: UsageStore
+    router: DeliveryRouter
+    rechecks: Rechecks
+
+
+@dataclass
+class DispatchResult:
+    verdicts: list[Verdict] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    routed: int = 0
+    conflicts: int = 0
+
+    def outcomes(self) -> Counter[str]:
+        """Counts by `outcome` and `outcome:reason`, for metrics and the demo's summary."""
+        counts: Counter[str] = Counter()
+        for v in self.verdicts:
+            counts[v.outcome] += 1
+            if v.reason:
+                counts[f"{v.outcome}:{v.reason}"] += 1
+        counts["duplicate"] += len(self.duplicates)
+        counts["cancelled"] += len(self.cancelled)
+        return counts
+
+
+def correlation_of(batch: DecisionBatch) -> str:
+    """The request (or sweep run) behind a batch: its decisions come from one evaluation and carry
+    the same; a batch of lapsed deferrals alone carries none."""
+    return next((d.correlation_id for d in batch.decisions if d.correlation_id), "")
+
+
+def count_outcomes(result: DispatchResult, counts: MetricCounts) -> None:
+    """`Decisions` by `outcome` (send, suppressed, deferred, held_out, duplicate, cancelled) and
+    `Suppressed` by `reason`, added to the invocation's counts."""
+    for verdict in result.verdicts:
+        counts.add("Decisions", "outcome", verdict.outcome)
+        if verdict.outcome == "suppressed":
+            counts.add("Suppressed", "reason", verdict.reason or "unspecified")
+    counts.add("Decisions", "outcome", "duplicate", len(result.duplicates))
+    counts.add("Decisions", "outcome", "cancelled", len(result.cancelled))
+
+
+def delivery_of(entry: LedgerEntry) -> Delivery:
+    d = entry.decision
+    return Delivery(
+        subject=entry.subject,
+        decision_id=d.decision_id,
+        channel=d.channel,
+        rule=d.rule,
+        user=d.user,
+        account=d.account,
+    )
+
+
+def _entry(verdict: Verdict, now: datetime) -> LedgerEntry:
+    return LedgerEntry(
+        decision=verdict.decision,
+        outcome=verdict.outcome,
+        reason=verdict.reason,
+        status="queued" if verdict.outcome == "send" else "",
+        deliver_at=verdict.deliver_at,
+        recorded_at=now,
+        updated_at=now,
+    )
+
+
+def dispatch(
+    batch: DecisionBatch, rules: RuleSet, ports: DispatchPorts, now: datetime, *, attempts: int = 8
+) -> DispatchResult:
+    """Judge, record and route one evaluation's decisions; safe to run twice for one batch."""
+    result = DispatchResult()
+    traits: dict[str, Any] | None = None
+    guardrails = rules.guardrails
+    keys = [(subject_of(d), d.decision_id) for d in batch.decisions]
+    keys += [(f"USER#{batch.user}", decision_id) for decision_id in batch.lapsed]
+
+    for attempt in range(attempts):
+        view = ports.ledger.load(batch.user, batch.account, keys)
+        # A deferral comes back once: an entry rewritten at or after this batch was decided is this
+        # batch's own earlier delivery (deferred again, say), not a deferral still waiting for it.
+        returning = {
+            i
+            for i in batch.returning
+            if (e := view.entries.get(i)) is not None
+            and e.outcome == "deferred"
+            and e.recorded_at < batch.decided_at
+        }
+        fresh = [
+            d for d in batch.decisions if d.decision_id not in view.entries or d.decision_id in returning
+        ]
+        fresh_ids = {d.decision_id for d in fresh}
+        lapsing = [
+            i for i in batch.lapsed if (e := view.entries.get(i)) is not None and e.outcome == "deferred"
+        ]
+        if not fresh and not lapsing:
+            # All seen before (a redelivery, or an account escalation another user raised first):
+            # nothing to judge, so no traits to read and nothing to write.
+            result.duplicates = [d.decision_id for d in batch.decisions]
+            _follow_up([], [view.entries[d.decision_id] for d in batch.decisions], ports, result, now)
+            return result
+        if traits is None:
+            users = ports.usage.load_users([batch.user])
+            if batch.user not in users:
+                # Erased (or never ingested): nothing may be sent, nothing about them written back.
+                logger.info("dispatch: user has no state; nothing sent", extra={"user_id": batch.user})
+                return result
+            traits = users[batch.user].value.trait_values()
+        escalations = [d for d in fresh if d.action == "escalate"]
+        messages = [d for d in fresh if d.action != "escalate"]
+
+        open_for = guardrails.spec.escalations.open_for
+        already_open = view.escalation is not None and view.escalation.value.is_open(now, open_for)
+        # One escalation per account at a time: the first of this batch, unless one is open.
+        escalation_verdicts = [guard_escalation(d, already_open or i > 0) for i, d in enumerate(escalations)]
+        opening = next((v for v in escalation_verdicts if v.outcome == "send"), None)
+        verdicts, record = guard(
+            messages,
+            view.record.value,
+            traits,
+            already_open or opening is not None,
+            rules,
+            guardrails,
+            now,
+        )
+        entries = [_entry(v, now) for v in [*escalation_verdicts, *verdicts]]
+        cancelled = [
+            view.entries[i].model_copy(
+                update={
+                    "outcome": "cancelled",
+                    "reason": "no_longer_holds",
+                    "deliver_at": None,
+                    "updated_at": now,
+                }
+            )
+            for i in lapsing
+            if i not in fresh_ids
+        ]
+        changed = (
+            record.sends != view.record.value.sends or record.last_by_rule != view.record.value.last_by_rule
+        )
+        escalation = None
+        if opening is not None and batch.account:
+            d = opening.decision
+            version = view.escalation.version if view.escalation else 0
+            escalation = (
+                batch.account,
+                Escalation(decision_id=d.decision_id, rule=d.rule, user=d.user, opened_at=now),
+                version,
+            )
+        commit = Commit(
+            user_id=batch.user,
+            record=record if changed else None,
+            record_version=view.record.version,
+            entries=tuple([*entries, *cancelled]),
+            replacing=frozenset(returning | {e.decision_id for e in cancelled}),
+            escalation=escalation,
+        )
+        try:
+            ports.ledger.commit(commit, now)
+        except StateConflict:
+            result.conflicts += 1
+            # Full jitter: concurrent dispatches for one user spread out instead of colliding again.
+            time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+            continue
+        result.verdicts = [*escalation_verdicts, *verdicts]
+        result.cancelled = [e.decision_id for e in cancelled]
+        duplicates = [view.entries[d.decision_id] for d in batch.decisions if d.decision_id not in fresh_ids]
+        result.duplicates = [e.decision_id for e in duplicates]
+        _follow_up(entries, duplicates, ports, result, now)
+        return result
+    raise DispatchContention(f"user {batch.user}: ledger kept changing over {attempts} attempts")
+
+
+def _follow_up(
+    entries: Sequence[LedgerEntry],
+    duplicates: Sequence[LedgerEntry],
+    ports: DispatchPorts,
+    result: DispatchResult,
+    now: datetime,
+) -> None:
+    """Route what is to be sent, schedule what is deferred; for a redelivered batch, again what its
+    first delivery may not have got to (both are idempotent downstream)."""
+    every = [*entries, *duplicates]
+    sends = [delivery_of(e) for e in every if e.outcome == "send" and e.status == "queued"]
+    if sends:
+        ports.router.route(sends)
+        result.routed = len(sends)
+    for entry in every:
+        if entry.outcome == "deferred" and entry.deliver_at is not None:
+            ports.rechecks.defer(entry.decision.user, entry.decision, entry.deliver_at, now)
+
+
+class MemoryRouter:
+    """The fake channel queues: what was routed, in order; `fail` makes the next route raise."""
+
+    def __init__(self) -> None:
+        self.routed: list[Delivery] = []
+        self.fail = False
+
+    def route(self, deliveries: Sequence[Delivery]) -> None:
+        if self.fail:
+            raise RouteFailed("channel queue unavailable (fake)")
+        self.routed.extend(deliveries)
+
+
+class MemoryRechecks:
+    def __init__(self) -> None:
+        self.deferred: dict[tuple[str, str], datetime] = {}
+
+    def defer(self, user_id: str, decision: Decision, until: datetime, now: datetime) -> None:
+        self.deferred[(user_id, decision.decision_id)] = until

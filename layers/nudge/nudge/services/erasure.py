@@ -1,0 +1,91 @@
+"""Erasure (right to be forgotten): delete what Nudge holds about one user.
+
+What goes:
+- the usage table's USER#<id> partition: usage state (traits, counts, account membership, which
+  also takes the user out of the by_account index), segment record (and its due-index entry),
+  anything else kept there;
+- the ledger's USER#<id> partition: delivery record, unsubscribes, every message decision;
+- the escalation decisions the user raised for an account (ACCOUNT#<acct>/DECISION#<id> whose
+  user is them).
+
+What stays, and why:
+- the account rollups (weekly active users, sessions, feature adopters): counts, no ids;
+- the decision behind the account's escalation while it is not yet handled: customer success
+  is working it and the escalate function may still deliver it, so it is kept with its user
+  replaced by ERASED (as is the escalation record's user) rather than deleted.
+
+Order: the accounts are found first (from the usage state and the ledger entries), the usage
+state is deleted last, so an erasure that fails half-way finds everything left when retried.
+Every step is idempotent: erasing a user with nothing stored deletes nothing.
+Unsubscribes go with the delivery record: an id tracked again after erasure starts afresh.
+Known gap: a decision already on a queue when the user is erased may record ledger entries again
+a moment later (its send is suppressed: there is no address left); erasing again removes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from nudge.adapters.dynamo.segments import SegmentStore
+from nudge.adapters.ledger_memory import Ledger
+from nudge.model.ledger import Escalation
+from nudge.ports import UsageStore
+
+# What an anonymised decision or escalation names instead of the erased user.
+ERASED = "erased"
+
+
+class AccountLedger(Protocol):
+    """The account side of the ledger, as erasure needs it."""
+
+    def escalation(self, account_id: str) -> Escalation | None: ...
+
+    def decisions_of(self, account_id: str, user_id: str) -> list[str]:
+        """The ids of the account's decisions (escalations) that `user_id` raised."""
+        ...
+
+    def delete_decisions(self, account_id: str, decision_ids: Sequence[str]) -> int:
+        """Delete those decisions; how many were asked (deleting a missing one is no error)."""
+        ...
+
+    def anonymize_decision(self, account_id: str, decision_id: str, user_id: str) -> bool:
+        """Replace the decision's user by ERASED if it is still `user_id`; whether it changed."""
+        ...
+
+    def anonymize_escalation(self, account_id: str, user_id: str) -> bool:
+        """Replace the escalation's user by ERASED if it is `user_id`; whether it changed."""
+        ...
+
+
+@dataclass(frozen=True)
+class Erasure:
+    usage: int  # usage-table items deleted
+    ledger: int  # ledger items deleted (the user's and their account decisions)
+    anonymized: int  # account items kept with the user replaced by ERASED
+
+
+def erase_user(
+    user_id: str, *, usage: UsageStore, segments: SegmentStore, ledger: Ledger, accounts: AccountLedger
+) -> Erasure:
+    state = usage.load_users([user_id]).get(user_id)
+    account_ids = {e.decision.account for e in ledger.entries_of(user_id) if e.decision.account}
+    if state is not None and state.value.account_id:
+        account_ids.add(state.value.account_id)
+
+    deleted_ledger = anonymized = 0
+    for account_id in sorted(account_ids):
+        escalation = accounts.escalation(account_id)
+        # A handled escalation is done with; an unhandled one may still be delivered to CS.
+        keep = escalation.decision_id if escalation is not None and escalation.handled_at is None else None
+        raised = accounts.decisions_of(account_id, user_id)
+        deleted_ledger += accounts.delete_decisions(account_id, [d for d in raised if d != keep])
+        if keep is not None and keep in raised:
+            anonymized += accounts.anonymize_decision(account_id, keep, user_id)
+        if escalation is not None and escalation.user == user_id:
+            anonymized += accounts.anonymize_escalation(account_id, user_id)
+
+    deleted_ledger += ledger.erase_user(user_id)
+    deleted_usage = segments.erase(user_id) + usage.erase_user(user_id)
+    return Erasure(usage=deleted_usage, ledger=deleted_ledger, anonymized=anonymized)

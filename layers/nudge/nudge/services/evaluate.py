@@ -1,0 +1,747 @@
+"""The evaluate use case, shared by the stream evaluator, the sweep, and the local stack.
+
+`evaluate_user` wires ports around the pure `nudge.domain.evaluate.evaluate`:
+
+    account facts (traits + rollup, cached per batch) -> previous SegmentRecord -> evaluate
+    -> publish the decisions not published yet -> versioned save of the new record + next check
+
+Order and retries, and why:
+- Decisions are published BEFORE the record that remembers them is saved. A crash between the two
+  republishes on redelivery, with the same decision ids (deterministic per rule, subject and
+  cooldown window), which the consumer dedupes; the other order could lose a decision.
+- The save is conditional on the record's version. The sweep and the stream evaluator may
+  evaluate one user at once: the loser re-reads and re-evaluates, so a transition is recorded
+  (and counted) once, by the writer that won.
+- A record that would not change is not written: most usage changes move no segment and fire
+  nothing new, and a write would cost a WCU and a stream record for nothing.
+- A stream record older than the state the record was last written from (the sweep already read
+  a newer one) is skipped: it must not move the user back to a segment they already left.
+
+`evaluate_account` re-evaluates the users of an account whose trait values changed (a stream
+record of its TRAITS item), found through the sparse `by_account` index, up to a fan-out limit.
+
+`sweep` reads the users due from the sparse `due` index, bucket (UTC day) by bucket, from the
+watermark through now, evaluates each, and moves the watermark.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from nudge.adapters.dynamo import codec
+from nudge.adapters.dynamo.segments import DeferredSend, SegmentRecord, SegmentStore, bucket_start, due_time
+from nudge.conditions.features import AccountFacts
+from nudge.domain.evaluate import Decision, evaluate
+from nudge.model.errors import StateConflict
+from nudge.model.queue import DecisionBatch
+from nudge.model.state import AccountRollup, AccountState, UserState
+from nudge.observability import logger
+from nudge.ports import UsageStore, Versioned
+from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.yamlfile import RuleFileError
+from nudge.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Metrics
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
+
+# SQS errors worth another try: the queue is busy, not wrong.
+RETRYABLE_SQS = {"ThrottlingException", "RequestThrottled", "ServiceUnavailable", "InternalError"}
+
+
+# ------------------------------------------------------------------------------------ ports
+
+
+class PublishFailed(Exception):
+    """Some decisions did not reach the decision queue; the evaluation must be retried."""
+
+
+class DecisionPublisher(Protocol):
+    def publish(self, batch: DecisionBatch) -> None:
+        """Put one evaluation's decisions on the decision queue, or raise PublishFailed."""
+        ...
+
+
+class SqsDecisionPublisher:
+    """SendMessage to the decision queue: one message per evaluation (the guardrails send at most
+    one message of the decisions taken together), its user and decision ids as attributes (so an
+    operator can find one without parsing bodies)."""
+
+    def __init__(self, client: SQSClient, queue_url: str, attempts: int = 3) -> None:
+        self.client = client
+        self.queue_url = queue_url
+        self.attempts = attempts
+
+    def publish(self, batch: DecisionBatch) -> None:
+        ids = [d.decision_id for d in batch.decisions] + batch.lapsed
+        attributes: dict[str, MessageAttributeValueTypeDef] = {
+            "user": {"DataType": "String", "StringValue": batch.user},
+            "decision_ids": {"DataType": "String", "StringValue": ",".join(ids) or "-"},
+        }
+        for attempt in range(self.attempts):
+            try:
+                self.client.send_message(
+                    QueueUrl=self.queue_url, MessageBody=batch.model_dump_json(), MessageAttributes=attributes
+                )
+                return
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code not in RETRYABLE_SQS:
+                    raise PublishFailed(f"SQS SendMessage failed: {code or exc}") from exc
+            except BotoCoreError as exc:
+                raise PublishFailed(f"SQS SendMessage failed: {exc}") from exc
+            time.sleep(min(1.0, 0.05 * 2**attempt))
+        raise PublishFailed(f"decision batch still throttled after {self.attempts} attempts")
+
+
+class MemoryDecisionPublisher:
+    """The fake: what was published, in order; `fail` makes the next publish raise."""
+
+    def __init__(self) -> None:
+        self.batches: list[DecisionBatch] = []
+        self.fail = False
+
+    @property
+    def published(self) -> list[Decision]:
+        return [d for batch in self.batches for d in batch.decisions]
+
+    def publish(self, batch: DecisionBatch) -> None:
+        if self.fail:
+            raise PublishFailed("decision queue unavailable (fake)")
+        self.batches.append(batch)
+
+
+class EvaluationMetrics(Protocol):
+    def outcome(self, outcome: UserOutcome) -> None: ...
+
+    def swept(self, result: SweepResult) -> None: ...
+
+
+class NoMetrics:
+    def outcome(self, outcome: UserOutcome) -> None:
+        pass
+
+    def swept(self, result: SweepResult) -> None:
+        pass
+
+
+class PowertoolsEvaluationMetrics:
+    """CloudWatch metrics (EMF) through Powertools, summed per invocation and emitted by `flush`.
+
+    Segment entries and exits carry a `segment` dimension, which Powertools' shared metric set
+    cannot (its dimensions apply to every metric of the flush): they go out as single metrics,
+    one line per segment and kind per invocation rather than one per user."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        from nudge.observability import MetricCounts
+
+        self.metrics = metrics
+        self.transitions = MetricCounts(metrics)
+        self.counts: Counter[str] = Counter()
+
+    def outcome(self, outcome: UserOutcome) -> None:
+        self.counts["Evaluations"] += 1
+        self.counts["DecisionsPublished"] += len(outcome.published)
+        self.counts["EvaluationConflicts"] += outcome.conflicts
+        if not outcome.evaluated:
+            self.counts["StaleRecordsSkipped"] += 1
+        if outcome.entered:
+            self.transitions.add("SegmentEntered", "segment", outcome.entered)
+        if outcome.exited:
+            self.transitions.add("SegmentExited", "segment", outcome.exited)
+
+    def swept(self, result: SweepResult) -> None:
+        self.counts["SweepUsersDue"] += result.due
+        self.counts["SweepUsersFailed"] += result.failed
+        # 1 when the run got through every bucket with nothing held back: the alarm's signal.
+        self.counts["SweepCompleted"] += int(result.complete)
+
+    def flush(self) -> None:
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        self.transitions.flush()
+        # Always one data point, even for a batch of records that were all ignored: a metric
+        # that goes missing is harder to alarm on than a zero.
+        self.counts.setdefault("Evaluations", 0)
+        for name, count in sorted(self.counts.items()):
+            self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+        self.counts.clear()
+
+
+@dataclass(frozen=True)
+class RulesPorts:
+    usage: UsageStore
+    segments: SegmentStore
+    publisher: DecisionPublisher
+    metrics: EvaluationMetrics = field(default_factory=NoMetrics)
+
+
+class AccountFactsCache:
+    """Account traits and rollup, read once per account per batch (many users share an account)."""
+
+    def __init__(self, usage: UsageStore, with_rollup: bool = True) -> None:
+        self.usage = usage
+        # The rollup (weekly active users per shard) is the largest read; skip it when no rule
+        # reads account usage (RuleSet.reads_account_usage).
+        self.with_rollup = with_rollup
+        self._facts: dict[str, AccountFacts] = {}
+
+    def get(self, account_id: str | None) -> AccountFacts | None:
+        if not account_id:
+            return None
+        facts = self._facts.get(account_id)
+        if facts is None:
+            account = self.usage.load_account(account_id)
+            traits: dict[str, object] = dict(account.value.trait_values()) if account else {}
+            rollup = self.usage.load_rollup(account_id) if self.with_rollup else AccountRollup()
+            facts = self._facts[account_id] = AccountFacts(traits, rollup)
+        return facts
+
+    def forget(self, account_id: str) -> None:
+        """Drop what was read of the account: its traits changed, the next `get` reads them again."""
+        self._facts.pop(account_id, None)
+
+
+# ------------------------------------------------------------------------------------ evaluate
+
+
+class EvaluationContention(StateConflict):
+    """The user's record stayed contended through every attempt; retry the whole record later."""
+
+
+@dataclass(frozen=True)
+class UserOutcome:
+    user_id: str
+    # False: skipped, a newer usage state had already been evaluated.
+    evaluated: bool
+    written: bool
+    segment: str | None
+    # Set only when this call's write recorded the transition (never twice for one transition).
+    entered: str | None
+    exited: str | None
+    published: tuple[Decision, ...]
+    next_check_at: datetime | None
+    conflicts: int = 0
+
+
+def decision_key(decision: Decision) -> str:
+    return f"{decision.rule}:{decision.action}"
+
+
+def evaluate_user(
+    user: UserState,
+    rules: RuleSet,
+    ports: RulesPorts,
+    now: datetime,
+    *,
+    state_version: int | None = None,
+    previous: Versioned[SegmentRecord] | None = None,
+    accounts: AccountFactsCache | None = None,
+    attempts: int = 5,
+    correlation_id: str = "",
+) -> UserOutcome:
+    """Evaluate one user's usage state at `now`; record segments and next check; publish decisions.
+
+    state_version: the version of the usage state `user` was read at (stream image or load);
+      None skips the staleness check (callers that evaluate what they just read, like a CLI).
+    previous: the user's SegmentRecord if already loaded (the sweep batch-loads them); else loaded.
+    accounts: share one cache across a batch; a fresh one is used otherwise.
+    correlation_id: the request (ingest API request id) or sweep run that led here; put on the
+      decisions published, so dispatch and the action functions log under it too.
+    """
+    accounts = accounts or AccountFactsCache(ports.usage, rules.reads_account_usage)
+    account = accounts.get(user.account_id)
+    current = previous if previous is not None else ports.segments.load([user.user_id])[user.user_id]
+    conflicts = 0
+    for _ in range(attempts):
+        record = current.value
+        if state_version is not None and state_version < record.state_version:
+            outcome = UserOutcome(
+                user.user_id,
+                False,
+                False,
+                record.segments.segment,
+                None,
+                None,
+                (),
+                record.next_check_at,
+                conflicts,
+            )
+            ports.metrics.outcome(outcome)
+            return outcome
+
+        evaluation = evaluate(rules, user, account, record.segments if current.version else None, now)
+        decided = {
+            decision_key(d): d.model_copy(update={"correlation_id": correlation_id}) if correlation_id else d
+            for d in evaluation.decisions
+        }
+        # Deferrals that came due: the rule still holds -> the deferred decision goes back to
+        # dispatch under its own id (judged again); it does not -> dispatch cancels it.
+        due = {k: v for k, v in record.deferred.items() if v.until <= now}
+        returning = [
+            decided[k].model_copy(update={"decision_id": v.decision_id})
+            for k, v in due.items()
+            if k in decided
+        ]
+        lapsed = [v.decision_id for k, v in due.items() if k not in decided]
+        fresh = [
+            d for k, d in decided.items() if record.decided.get(k) != d.decision_id and k not in due
+        ] + returning
+        waiting = {k: v for k, v in record.deferred.items() if k not in due}
+        checks = [
+            c for c in (evaluation.next_check_at, *(v.until for v in waiting.values())) if c is not None
+        ]
+        updated = SegmentRecord(
+            segments=evaluation.segments,
+            decided={**record.decided, **{k: d.decision_id for k, d in decided.items()}},
+            state_version=max(record.state_version, state_version or 0),
+            deferred=waiting,
+            next_check_at=due_time(min(checks)) if checks else None,
+        )
+        if fresh or lapsed:
+            ports.publisher.publish(
+                DecisionBatch(
+                    user=user.user_id,
+                    account=user.account_id,
+                    decided_at=now,
+                    decisions=fresh,
+                    returning=[d.decision_id for d in returning],
+                    lapsed=lapsed,
+                )
+            )
+            logger.info(
+                "decisions published",
+                extra={
+                    "user_id": user.user_id,
+                    "decision_ids": [d.decision_id for d in fresh],
+                    "rules": [d.rule for d in fresh],
+                    "lapsed": lapsed,
+                },
+            )
+        # The state version alone is no reason to write (it moves with every usage change).
+        if updated.model_copy(update={"state_version": record.state_version}) == record:
+            outcome = UserOutcome(
+                user.user_id,
+                True,
+                False,
+                evaluation.segment,
+                None,
+                None,
+                tuple(fresh),
+                updated.next_check_at,
+                conflicts,
+            )
+            ports.metrics.outcome(outcome)
+            return outcome
+        try:
+            ports.segments.save(user.user_id, updated, current.version, now)
+        except StateConflict:
+            conflicts += 1
+            current = ports.segments.load([user.user_id])[user.user_id]
+            continue
+        outcome = UserOutcome(
+            user.user_id,
+            True,
+            True,
+            evaluation.segment,
+            evaluation.entered,
+            evaluation.exited,
+            tuple(fresh),
+            updated.next_check_at,
+            conflicts,
+        )
+        if evaluation.entered or evaluation.exited:
+            logger.info(
+                "segment transition",
+                extra={"user_id": user.user_id, "entered": evaluation.entered, "exited": evaluation.exited},
+            )
+        ports.metrics.outcome(outcome)
+        return outcome
+    raise EvaluationContention(
+        f"user {user.user_id}: segment record still contended after {attempts} attempts"
+    )
+
+
+# ------------------------------------------------------------------------------------ stream
+
+
+class SegmentRechecks:
+    """Dispatch's deferrals, kept in the user's segment record: the sweep already wakes the user at
+    `next_check_at`, so a deferred send rides on it (no second schedule, no second index)."""
+
+    def __init__(self, segments: SegmentStore, attempts: int = 8) -> None:
+        self.segments = segments
+        self.attempts = attempts
+
+    def defer(self, user_id: str, decision: Decision, until: datetime, now: datetime) -> None:
+        key = decision_key(decision)
+        wanted = DeferredSend(decision_id=decision.decision_id, until=until)
+        for attempt in range(self.attempts):
+            current = self.segments.load([user_id])[user_id]
+            record = current.value
+            if record.deferred.get(key) == wanted:
+                return  # a redelivered batch: already scheduled
+            checks = [c for c in (record.next_check_at, until) if c is not None]
+            updated = record.model_copy(
+                update={"deferred": {**record.deferred, key: wanted}, "next_check_at": due_time(min(checks))}
+            )
+            try:
+                self.segments.save(user_id, updated, current.version, now)
+                return
+            except StateConflict:
+                time.sleep(min(0.5, 0.01 * 2**attempt))
+        raise EvaluationContention(f"user {user_id}: could not schedule a deferred send")
+
+
+class UndecodableRecord(ValueError):
+    """A stream record whose user state cannot be read: a poison record for the on-failure queue."""
+
+
+def user_from_stream(keys: Mapping[str, Any], image: Mapping[str, Any]) -> Versioned[UserState] | None:
+    """The user state and version in a stream record's NewImage, or None if it is not a user's state.
+
+    Accepts images as Powertools and boto3's TypeDeserializer give them; `state` (B) may be bytes
+    or, as Lambda delivers binary attributes in stream events, a base64 string.
+    """
+    pk, sk = str(keys.get("pk", "")), str(keys.get("sk", ""))
+    if sk != "STATE" or not pk.startswith("USER#") or not image:
+        return None
+    try:
+        blob = image["state"]
+        raw = base64.b64decode(blob, validate=True) if isinstance(blob, str) else bytes(blob)
+        state = codec.decode(raw, UserState)
+        version = int(image["v"])
+    except (KeyError, TypeError, ValueError, zlib.error, binascii.Error) as exc:
+        # `from None`: a pydantic ValidationError (a ValueError) quotes the decoded values
+        # (traits: emails, phones) and would carry them into the log; the error's type and the
+        # key are enough to find the item.
+        raise UndecodableRecord(f"{pk}: state cannot be decoded ({type(exc).__name__})") from None
+    return Versioned(state, version)
+
+
+class AccountEvaluationFailed(Exception):
+    """Some users of an account whose traits changed could not be evaluated; retry the record."""
+
+
+@dataclass(frozen=True)
+class AccountChange:
+    """An account whose trait values changed, from a stream record's Old and New images."""
+
+    account_id: str
+    changed: frozenset[str]
+
+
+def account_from_stream(
+    keys: Mapping[str, Any], new_image: Mapping[str, Any] | None, old_image: Mapping[str, Any] | None
+) -> AccountChange | None:
+    """The account whose traits a stream record changed, or None: not an account's TRAITS item, or
+    the trait values are the same in both images (a newer stamp of an unchanged value)."""
+    pk, sk = str(keys.get("pk", "")), str(keys.get("sk", ""))
+    if sk != "TRAITS" or not pk.startswith("ACCOUNT#") or not new_image:
+        return None
+    new = _account_traits(pk, new_image)
+    old = _account_traits(pk, old_image) if old_image else {}
+    changed = frozenset(k for k in new.keys() | old.keys() if new.get(k, _ABSENT) != old.get(k, _ABSENT))
+    if not changed:
+        return None
+    return AccountChange(pk.removeprefix("ACCOUNT#"), changed)
+
+
+_ABSENT = object()
+
+
+def _account_traits(pk: str, image: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        blob = image["state"]
+        raw = base64.b64decode(blob, validate=True) if isinstance(blob, str) else bytes(blob)
+        return codec.decode(raw, AccountState).trait_values()
+    except (KeyError, TypeError, ValueError, zlib.error, binascii.Error) as exc:
+        raise UndecodableRecord(f"{pk}: traits cannot be decoded ({type(exc).__name__})") from None
+
+
+@dataclass(frozen=True)
+class AccountOutcome:
+    account_id: str
+    users: int
+    # True when the account has more users than the fan-out limit: the rest were not evaluated.
+    truncated: bool
+    outcomes: tuple[UserOutcome, ...]
+    failed: tuple[str, ...]
+
+
+def evaluate_account(
+    account_id: str,
+    rules: RuleSet,
+    ports: RulesPorts,
+    now: datetime,
+    *,
+    accounts: AccountFactsCache | None = None,
+    limit: int = 5000,
+    page_size: int = 100,
+    attempts: int = 5,
+) -> AccountOutcome:
+    """Evaluate every user of an account whose traits changed (at most `limit` of them).
+
+    The account's users come from the by_account index, their states from `load_users`, a page at
+    a time; all share `accounts`, whose entry for this account is dropped first so every user sees
+    the new traits. A user that fails does not stop the others; AccountEvaluationFailed at the end
+    reports the record for a retry, which publishes nothing twice (same decision ids, records saved).
+    """
+    accounts = accounts or AccountFactsCache(ports.usage, rules.reads_account_usage)
+    accounts.forget(account_id)
+    user_ids = ports.usage.users_of_account(account_id, limit + 1)
+    truncated = len(user_ids) > limit
+    if truncated:
+        user_ids = user_ids[:limit]
+        logger.warning(
+            "account traits changed: too many users to re-evaluate now; the rest wait for their re-checks",
+            extra={"account_id": account_id, "users_more_than": limit, "evaluated": limit},
+        )
+    outcomes: list[UserOutcome] = []
+    failed: list[str] = []
+    for start in range(0, len(user_ids), page_size):
+        page = user_ids[start : start + page_size]
+        users = ports.usage.load_users(page)
+        for user_id in page:
+            loaded = users.get(user_id)
+            # Erased, or moved to another account since the index was read.
+            if loaded is None or loaded.value.account_id != account_id:
+                continue
+            try:
+                outcomes.append(
+                    evaluate_user(
+                        loaded.value,
+                        rules,
+                        ports,
+                        now,
+                        state_version=loaded.version,
+                        accounts=accounts,
+                        attempts=attempts,
+                    )
+                )
+            except Exception:
+                failed.append(user_id)
+                logger.exception(
+                    "account traits changed: a user's evaluation failed",
+                    extra={"account_id": account_id, "user_id": user_id},
+                )
+    result = AccountOutcome(account_id, len(user_ids), truncated, tuple(outcomes), tuple(failed))
+    if failed:
+        raise AccountEvaluationFailed(
+            f"account {account_id}: {len(failed)} of {len(user_ids)} users could not be evaluated"
+        )
+    return result
+
+
+# ------------------------------------------------------------------------------------ sweep
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    page_size: int = 100
+    # Where the very first sweep starts (no watermark yet): the evaluator scheduled no check
+    # before it was deployed, and the sweep is deployed with it.
+    lookback: timedelta = timedelta(days=7)
+    # A user whose evaluation failed is tried again this much later, so one poison user never
+    # pins the watermark (and the sweep's reads) to its day.
+    retry_after: timedelta = timedelta(hours=1)
+    # The watermark stays this far behind the run's start: an evaluator that read the clock just
+    # before a day ended may write a check due that day just after the sweep queried it.
+    settle: timedelta = timedelta(minutes=5)
+    # Stop taking new pages when fewer seconds than this remain (the Lambda timeout).
+    margin_seconds: float = 30.0
+    attempts: int = 5
+
+
+@dataclass
+class SweepResult:
+    started_from: datetime
+    watermark: datetime
+    due: int = 0
+    evaluated: int = 0
+    skipped: int = 0
+    failed: int = 0
+    published: int = 0
+    # False when the run stopped for time or held the watermark back for a user it could not defer.
+    complete: bool = True
+    outcomes: list[UserOutcome] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "started_from": self.started_from.isoformat(),
+            "watermark": self.watermark.isoformat(),
+            "due": self.due,
+            "evaluated": self.evaluated,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "published": self.published,
+            "complete": self.complete,
+        }
+
+
+def sweep(
+    rules: RuleSet,
+    ports: RulesPorts,
+    now: datetime,
+    *,
+    options: SweepOptions | None = None,
+    time_left: Callable[[], float] | None = None,
+    correlation_id: str = "",
+) -> SweepResult:
+    """Evaluate every user whose re-check is due at `now`, then move the watermark.
+
+    Reads: one index query per bucket (UTC day) and shard since the watermark (usually one day),
+    then per page of due users one BatchGetItem of their states and one of their records: they
+    grow with the users due, never with the table. time_left() (seconds) lets a Lambda stop
+    before its timeout; the next run resumes from the bucket it stopped in. correlation_id (the
+    run's id) goes on the decisions it publishes.
+    """
+    options = options or SweepOptions()
+    mark = ports.segments.load_watermark()
+    since = mark.value if mark is not None else now - options.lookback
+    result = SweepResult(started_from=bucket_start(since), watermark=bucket_start(since))
+    accounts = AccountFactsCache(ports.usage, rules.reads_account_usage)
+    resume: datetime | None = None  # earliest bucket that may still hold unhandled users
+
+    for page in ports.segments.due(since, now, options.page_size):
+        if time_left is not None and time_left() < options.margin_seconds:
+            resume, result.complete = page.bucket, False
+            break
+        result.due += len(page.user_ids)
+        users = ports.usage.load_users(page.user_ids)
+        records = ports.segments.load(page.user_ids)
+        for user_id in page.user_ids:
+            record = records[user_id]
+            check = record.value.next_check_at
+            if check is None or check > now:
+                # Already handled (by the stream evaluator, or an index read that lagged).
+                result.skipped += 1
+                continue
+            try:
+                loaded = users.get(user_id)
+                if loaded is None:
+                    # The usage state is gone (erased): nothing left to check.
+                    stopped = record.value.model_copy(update={"next_check_at": None})
+                    ports.segments.save(user_id, stopped, record.version, now)
+                    result.skipped += 1
+                    continue
+                outcome = evaluate_user(
+                    loaded.value,
+                    rules,
+                    ports,
+                    now,
+                    state_version=loaded.version,
+                    previous=record,
+                    accounts=accounts,
+                    attempts=options.attempts,
+                    correlation_id=correlation_id,
+                )
+            except Exception:
+                result.failed += 1
+                logger.exception("sweep: evaluation failed; retrying later", extra={"user_id": user_id})
+                try:
+                    ports.segments.defer(user_id, now + options.retry_after)
+                except Exception:
+                    logger.exception(
+                        "sweep: could not defer; holding the watermark", extra={"user_id": user_id}
+                    )
+                    resume = page.bucket if resume is None else min(resume, page.bucket)
+                    result.complete = False
+                continue
+            result.evaluated += 1
+            result.published += len(outcome.published)
+            result.outcomes.append(outcome)
+
+    through = bucket_start(now - options.settle)
+    if resume is not None:
+        through = min(through, resume)
+    # Never backwards (a local clock moved back).
+    through = max(through, result.started_from)
+    result.watermark = through
+    if mark is None or through != mark.value:
+        try:
+            ports.segments.save_watermark(through, mark.version if mark else 0, now)
+        except StateConflict:
+            # Another sweep ran at the same time and moved it; its value is as good as ours.
+            logger.warning("sweep: watermark moved by a concurrent sweep")
+    ports.metrics.swept(result)
+    logger.info("sweep done", extra=result.summary())
+    return result
+
+
+# ------------------------------------------------------------------------------------ wiring
+
+
+@dataclass(frozen=True)
+class RulesService:
+    """Everything the evaluate and sweep Lambdas need, built once per container."""
+
+    settings: Settings
+    rules: RuleSet
+    ports: RulesPorts
+    options: SweepOptions
+    attempts: int
+    metrics: PowertoolsEvaluationMetrics
+
+
+def load_rules_or_explain(rules_dir: Path) -> RuleSet:
+    """load_rules, logging every problem as file:line: message before failing the cold start."""
+    try:
+        return load_rules(rules_dir)
+    except RuleFileError as exc:
+        logger.error(
+            "rule files are invalid; fix them (nudge rules lint) and deploy again",
+            extra={"rules_dir": str(rules_dir), "problems": [str(p) for p in exc.problems]},
+        )
+        raise
+
+
+def sweep_options(settings: Settings) -> SweepOptions:
+    return SweepOptions(
+        page_size=settings.sweep_page_size,
+        lookback=timedelta(days=settings.sweep_lookback_days),
+        retry_after=timedelta(seconds=settings.sweep_retry_seconds),
+        margin_seconds=settings.sweep_margin_seconds,
+        attempts=settings.evaluate_attempts,
+    )
+
+
+@lru_cache(maxsize=1)
+def wire() -> RulesService:
+    """Rules, DynamoDB stores and the SQS publisher from settings; a bad rule file fails here."""
+    import boto3
+
+    from nudge.adapters.dynamo.segments import DynamoSegmentStore
+    from nudge.adapters.dynamo.usage import DynamoUsageStore
+    from nudge.observability import metrics
+
+    settings = get_settings()
+    rules = load_rules_or_explain(settings.rules_dir)
+    if not settings.decision_queue_url:
+        raise ValueError("NUDGE_DECISION_QUEUE_URL is not set: decisions would have nowhere to go")
+    dynamodb = boto3.client("dynamodb")
+    observed = PowertoolsEvaluationMetrics(metrics)
+    ports = RulesPorts(
+        usage=DynamoUsageStore(
+            dynamodb, settings.usage_table, settings.rollup_shards, account_index=settings.account_index
+        ),
+        segments=DynamoSegmentStore(
+            dynamodb, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
+        ),
+        publisher=SqsDecisionPublisher(boto3.client("sqs"), settings.decision_queue_url),
+        metrics=observed,
+    )
+    return RulesService(settings, rules, ports, sweep_options(settings), settings.evaluate_attempts, observed)

@@ -1,0 +1,60 @@
+"""Honour an unsubscribe link: check its signed token, then record the scope in the ledger.
+
+The token is the only credential (the link sits in an email, so no write key): a valid one
+unsubscribes its user from its scope, or, when they ask for it, from the scope's whole channel.
+Recording is an idempotent ADD to a set, so clicking twice (or a mail client's one-click POST
+after the click) changes nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from nudge.adapters.ledger_memory import Ledger
+from nudge.domain.tokens import DEFAULT_MAX_AGE, MIN_SECRET_BYTES, read_token
+
+
+class SecretsUnavailable(Exception):
+    """The signing secrets could not be read (or are unusable): retry later, not the user's fault."""
+
+
+@dataclass(frozen=True)
+class Unsubscribed:
+    scope: str  # what was recorded: "email:onboarding", or "email" for the whole channel
+
+    @property
+    def channel(self) -> str:
+        return self.scope.partition(":")[0]
+
+    @property
+    def topic(self) -> str:
+        return self.scope.partition(":")[2]
+
+
+def parse_secrets(raw: str) -> tuple[bytes, ...]:
+    """Secrets as the parameter stores them: comma-separated, the signing one first."""
+    return tuple(s.strip().encode() for s in raw.split(",") if s.strip())
+
+
+def unsubscribe(
+    token: str,
+    *,
+    whole_channel: bool,
+    secrets: Callable[[], Sequence[bytes]],
+    ledger: Ledger,
+    now: datetime,
+    max_age: timedelta = DEFAULT_MAX_AGE,
+) -> Unsubscribed:
+    """Raises TokenInvalid (tampered, malformed), TokenExpired, or SecretsUnavailable."""
+    try:
+        keys = list(secrets())
+    except Exception as exc:  # the secret store failing must not read as a bad link
+        raise SecretsUnavailable("unsubscribe secrets could not be read") from exc
+    if not keys or any(len(k) < MIN_SECRET_BYTES for k in keys):
+        raise SecretsUnavailable("unsubscribe secrets are missing or too short")
+    claim = read_token(keys, token, now, max_age)
+    scope = claim.scope.partition(":")[0] if whole_channel else claim.scope
+    ledger.unsubscribe(claim.user_id, scope, now)
+    return Unsubscribed(scope)

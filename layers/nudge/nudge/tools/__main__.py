@@ -1,0 +1,5 @@
+import sys
+
+from nudge.tools.cli import main
+
+sys.exit(main())
