@@ -42,7 +42,7 @@ def main(build: Path) -> int:
             source = source.parent if source.name == "__init__.py" else source
             os.symlink(source, Path(runtime) / source.name)
         if (layer / TOOLS).exists():
-            print(f"{layer / TOOLS}: the tools are in the Lambda layer; layers/nudge/Makefile leaves them out")
+            print(f"{layer / TOOLS}: tools are in the Lambda layer; layers/nudge/Makefile leaves them out")
             return 1
         modules = [m.name for m in pkgutil.walk_packages([str(layer / "nudge")], prefix="nudge.")]
         # -S: no site-packages (neither the venv's nor the system's): only the layer and the
