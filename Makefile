@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml layers/nudge/requirements.txt
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy layers/nudge/nudge functions

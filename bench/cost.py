@@ -37,6 +37,7 @@ from bench.sample import Body
 from bench.sweep import _quiet
 from bench.units import Tally
 from nudge.adapters.dynamo.segments import MemorySegmentStore
+from nudge.adapters.dynamo.stream import account_from_stream, user_from_stream
 from nudge.adapters.ledger_memory import MemoryLedger
 from nudge.adapters.memory import MemoryUsageStore
 from nudge.model.messages import Batch, InvalidMessage
@@ -48,10 +49,8 @@ from nudge.services.evaluate import (
     MemoryDecisionPublisher,
     RulesPorts,
     SegmentRechecks,
-    account_from_stream,
     evaluate_account,
     evaluate_user,
-    user_from_stream,
 )
 from nudge.services.ingest import ingest
 
@@ -188,8 +187,7 @@ def requests_pass(bodies: list[Body], rules: RuleSet) -> Run:
     from nudge.adapters.dynamo.ledger import DynamoLedger
     from nudge.adapters.dynamo.segments import DynamoSegmentStore
     from nudge.adapters.dynamo.usage import DynamoUsageStore
-    from nudge.bootstrap_dispatch import SqsDeliveryRouter
-    from nudge.services.evaluate import SqsDecisionPublisher
+    from nudge.adapters.sqs import SqsDecisionPublisher, SqsDeliveryRouter
     from nudge.settings import Settings
     from nudge.tools.local.aws import create_usage_resources
 

@@ -35,7 +35,7 @@ from nudge.domain.verdicts import guard
 from nudge.model.messages import Batch, InvalidMessage, Message
 from nudge.model.queue import DecisionBatch
 from nudge.model.state import UserState
-from nudge.ports import Versioned
+from nudge.model.versioned import Versioned
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services import dispatch as dispatch_service
 from nudge.services.dispatch import DispatchPorts, DispatchResult, MemoryRechecks, MemoryRouter, dispatch

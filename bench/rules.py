@@ -17,8 +17,10 @@ from typing import Any
 from nudge.adapters.memory import MemoryUsageStore
 from nudge.conditions import features as F
 from nudge.conditions.features import AccountFacts
-from nudge.conditions.tree import Context, Value
-from nudge.domain.evaluate import Evaluation, SegmentState, evaluate, facts_for, next_check
+from nudge.conditions.tree import Context
+from nudge.domain.engine import compiled
+from nudge.domain.evaluate import Evaluation, evaluate, facts_for, next_check
+from nudge.model.decisions import SegmentState, Value
 from nudge.model.messages import Batch, InvalidMessage, Message
 from nudge.model.state import AccountState, UserState
 from nudge.rulebook.ruleset import RuleSet
@@ -341,19 +343,23 @@ def stages(rules: RuleSet, pop: Population, repeats: int) -> list[Timing]:
             facts_for(rules, Context(user=ctx.user, now=ctx.now, account=ctx.account))
         return len(p.contexts)
 
+    score_engine, segment_engine, trigger_engine = (
+        compiled(g) for g in (rules.score_rules, rules.segment_rules, rules.trigger_rules)
+    )
+
     def scores() -> int:
         for f in p.scored:
-            rules.score_rules.matches(f)
+            score_engine.matches(f)
         return len(p.scored)
 
     def segments() -> int:
         for f in p.scored:
-            rules.segment_rules.matches(f)
+            segment_engine.matches(f)
         return len(p.scored)
 
     def triggers() -> int:
         for f in p.segmented:
-            rules.trigger_rules.matches(f)
+            trigger_engine.matches(f)
         return len(p.segmented)
 
     def next_checks() -> int:

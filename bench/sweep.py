@@ -22,9 +22,11 @@ from typing import Any, cast
 from bench.ingest import TABLE, _create_table, _fake_aws_env, _no_table_backup_per_transaction
 from bench.rules import Population
 from bench.units import Meter, Tally, item_size, read_units
-from nudge.adapters.dynamo.segments import DynamoSegmentStore, SegmentRecord, bucket_start
-from nudge.domain.evaluate import SegmentState, evaluate
+from nudge.adapters.dynamo.segments import DynamoSegmentStore
+from nudge.domain.evaluate import evaluate
 from nudge.domain.fold import rollup_delta
+from nudge.model.decisions import SegmentState
+from nudge.model.segments import SegmentRecord, bucket_start
 from nudge.model.state import UserState
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.evaluate import (

@@ -9,16 +9,11 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
+from nudge.adapters.dynamo.stream import account_from_stream, user_from_stream
 from nudge.adapters.dynamo.usage import CORRELATION_ATTRIBUTE
+from nudge.bootstrap import wire
 from nudge.observability import logger, metrics, tracer
-from nudge.services.evaluate import (
-    AccountFactsCache,
-    account_from_stream,
-    evaluate_account,
-    evaluate_user,
-    user_from_stream,
-    wire,
-)
+from nudge.services.evaluate import AccountFactsCache, evaluate_account, evaluate_user
 
 # Rules, settings and clients at cold start: a bad rule file fails here, every problem logged.
 service = wire()

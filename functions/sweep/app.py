@@ -5,8 +5,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
+from nudge.bootstrap import wire
 from nudge.observability import logger, metrics, tracer
-from nudge.services.evaluate import sweep, wire
+from nudge.services.evaluate import sweep
 
 # Rules, settings and clients at cold start: a bad rule file fails here, every problem logged.
 service = wire()

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from nudge.tools.local.aws import HandlerFailed
 from nudge.tools.local.pumps import StreamPump
-from nudge.tools.local.stack import HandlerFailed
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient

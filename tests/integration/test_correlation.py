@@ -22,11 +22,11 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from shipped import RULES, load_handler
 
-from nudge import bootstrap_api as wiring
+from nudge import bootstrap as rules_service
+from nudge import bootstrap as wiring
 from nudge import clock
 from nudge.domain.verdicts import in_group
 from nudge.observability import logger
-from nudge.services import evaluate as rules_service
 from nudge.settings import Settings, get_settings
 from nudge.tools.local.aws import create_queues, create_usage_resources
 

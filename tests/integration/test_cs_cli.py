@@ -19,7 +19,7 @@ from shipped import UNHELD
 from nudge import clock
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.usage import DynamoUsageStore
-from nudge.domain.evaluate import Decision
+from nudge.model.decisions import Decision
 from nudge.model.messages import Group, Identify, Message, Track
 from nudge.model.queue import DecisionBatch
 from nudge.rulebook.plan import load_plan

@@ -19,11 +19,11 @@ import pytest
 from moto.events.models import EventPattern
 from shipped import load_handler
 
+from nudge import bootstrap as rules_service
 from nudge import clock
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.model.messages import Group, Identify, Message, Track
 from nudge.rulebook.plan import load_plan
-from nudge.services import evaluate as rules_service
 from nudge.services.ingest import ingest
 from nudge.settings import Settings, get_settings
 from nudge.tools.local.aws import create_queues, create_usage_resources

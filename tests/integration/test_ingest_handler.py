@@ -16,7 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from nudge import bootstrap_api as wiring
+from nudge import bootstrap as wiring
 from nudge.settings import Settings, get_settings
 from nudge.tools.local.aws import create_usage_resources
 

@@ -18,11 +18,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from nudge import bootstrap_api as wiring
-from nudge.adapters.dynamo.segments import DynamoSegmentStore, SegmentRecord
-from nudge.domain.evaluate import Decision
+from nudge import bootstrap as wiring
+from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.domain.tokens import make_token
+from nudge.model.decisions import Decision
 from nudge.model.ledger import Commit, Escalation, LedgerEntry
+from nudge.model.segments import SegmentRecord
 from nudge.services.erasure import ERASED
 from nudge.settings import Settings, get_settings
 from nudge.tools.local.aws import create_usage_resources

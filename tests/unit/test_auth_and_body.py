@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from nudge.entrypoints.http.auth import KeysUnavailable, Unauthorized, WriteKeys, parse_keys, presented_key
 from nudge.entrypoints.http.body import BodyError, normalize
+from nudge.services.auth import KeysUnavailable, Unauthorized, WriteKeys, parse_keys, presented_key
 
 
 def basic(key: str, password: str = "") -> dict[str, str]:

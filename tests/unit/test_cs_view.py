@@ -8,17 +8,16 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from shipped import UNHELD
 
-from nudge.adapters.cs_cases import CaseRepository
 from nudge.adapters.ledger_memory import MemoryLedger
 from nudge.adapters.memory import MemoryUsageStore
 from nudge.domain.cs_view import CaseRecord, escalation_row, format_age, recent_usage
-from nudge.domain.evaluate import Decision
+from nudge.model.decisions import Decision
 from nudge.model.ledger import Escalation
 from nudge.model.queue import DecisionBatch
 from nudge.model.state import AccountRollup, AccountState, Stamped, UserState, WeekRollup
-from nudge.ports import Versioned
+from nudge.model.versioned import Versioned
 from nudge.services.dispatch import DispatchPorts, MemoryRechecks, MemoryRouter, dispatch
-from nudge.services.escalations import NoOpenEscalation, handle_escalation, open_escalations
+from nudge.services.escalations import CaseRepository, NoOpenEscalation, handle_escalation, open_escalations
 
 RULES = UNHELD  # no holdouts: a send must not turn into held_out by the user id's hash
 NOW = datetime(2026, 3, 4, 17, 0, tzinfo=UTC)  # a Wednesday, noon in New York

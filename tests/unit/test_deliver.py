@@ -21,16 +21,16 @@ from nudge.adapters.cs_desk import MemoryEscalationDesk
 from nudge.adapters.ledger_memory import MemoryLedger
 from nudge.adapters.memory import MemoryUsageStore
 from nudge.adapters.ses import MemoryEmailSender, build_mime
-from nudge.adapters.sns import MemoryNotifier
-from nudge.domain.evaluate import Decision
+from nudge.adapters.sns import MemoryNotifier, SnsPushEndpoints
 from nudge.domain.tokens import read_token
+from nudge.model.decisions import Decision
 from nudge.model.errors import SendFailed, SendRejected, SendThrottled
 from nudge.model.ledger import LedgerEntry
 from nudge.model.queue import DecisionBatch, Delivery
 from nudge.model.state import AccountState, Stamped, UserState
-from nudge.ports import Versioned
+from nudge.model.versioned import Versioned
 from nudge.rulebook.ruleset import RuleSet
-from nudge.services.deliver import Channels, DeliverPorts, DeliveryRetry, PushEndpoints, deliver
+from nudge.services.deliver import Channels, DeliverPorts, DeliveryRetry, deliver
 from nudge.services.dispatch import DispatchPorts, MemoryRechecks, MemoryRouter, dispatch
 
 RULES = UNHELD  # no holdouts: these tests are about what else happens to a decision
@@ -44,7 +44,7 @@ _ids = count()
 
 
 class FakeSnsPlatform:
-    """The part of the SNS client PushEndpoints uses: one endpoint per token, calls recorded."""
+    """The part of the SNS client SnsPushEndpoints uses: one endpoint per token, calls recorded."""
 
     def __init__(self) -> None:
         self.calls: list[dict[str, str]] = []
@@ -78,7 +78,7 @@ class World:
             channels=Channels(
                 email=self.email,
                 notifier=self.notifier,
-                push_endpoints=PushEndpoints(self.platform, APPLICATION_ARN),
+                push_endpoints=SnsPushEndpoints(self.platform, APPLICATION_ARN),
                 desk=self.desk,
             ),
             unsubscribe_secrets=(SECRET,),

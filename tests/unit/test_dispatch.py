@@ -14,11 +14,11 @@ from shipped import UNHELD
 
 from nudge.adapters.ledger_memory import MemoryLedger
 from nudge.adapters.memory import MemoryUsageStore
-from nudge.domain.evaluate import Decision
+from nudge.model.decisions import Decision
 from nudge.model.ledger import UserLedger
 from nudge.model.queue import DecisionBatch
 from nudge.model.state import Stamped, UserState
-from nudge.ports import Versioned
+from nudge.model.versioned import Versioned
 from nudge.rulebook.guardrails import Guardrails, GuardrailsFile
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.dispatch import (

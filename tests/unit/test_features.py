@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from nudge.conditions import features as F
-from nudge.conditions.tree import Context, count_fact, feature_fact
+from nudge.conditions.facts import count_fact, feature_fact
+from nudge.conditions.tree import Context
 from nudge.domain.fold import fold
 from nudge.model.messages import Track
 from nudge.rulebook.plan import load_plan

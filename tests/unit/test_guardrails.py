@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from shipped import UNHELD
 
-from nudge.domain.evaluate import Decision
-from nudge.domain.verdicts import DeliveryRecord, guard, guard_escalation, in_group, quiet_until
+from nudge.domain.verdicts import guard, guard_escalation, in_group, quiet_until
+from nudge.model.decisions import Decision
+from nudge.model.delivery import DeliveryRecord
 from nudge.rulebook.guardrails import Guardrails, GuardrailsFile
 from nudge.rulebook.ruleset import RuleSet
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from nudge.domain.evaluate import Decision
 from nudge.domain.lift import LiftRow, exposures, lift
+from nudge.model.decisions import Decision
 from nudge.model.ledger import LedgerEntry
 from nudge.model.state import AccountState, EventStats, Stamped, UserState
 from nudge.rulebook.ruleset import GoalSpec, RuleSet, load_rules

@@ -15,18 +15,18 @@ from typing import Any
 import pytest
 from shipped import UNHELD, load_handler
 
-import nudge.bootstrap_dispatch as dispatch_wiring
+import nudge.bootstrap as dispatch_wiring
 import nudge.entrypoints.queues as delivery_handler
 from nudge.adapters.ledger_memory import MemoryLedger
 from nudge.adapters.memory import MemoryUsageStore
 from nudge.adapters.ses import MemoryEmailSender
-from nudge.bootstrap_dispatch import DeliverService, DispatchService
-from nudge.domain.evaluate import Decision
+from nudge.bootstrap import DeliverService, DispatchService
+from nudge.model.decisions import Decision
 from nudge.model.errors import SendFailed, SendRejected
 from nudge.model.queue import DecisionBatch, Delivery
 from nudge.model.state import Stamped, UserState
+from nudge.model.versioned import Versioned
 from nudge.observability import MetricCounts, metrics
-from nudge.ports import Versioned
 from nudge.services.deliver import Channels, DeliverPorts
 from nudge.services.dispatch import DispatchPorts, MemoryRechecks, MemoryRouter, dispatch
 from nudge.settings import Settings

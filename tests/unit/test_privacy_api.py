@@ -15,19 +15,20 @@ from urllib.parse import urlencode
 
 import pytest
 
-from nudge import bootstrap_api as wiring
+from nudge import bootstrap as wiring
 from nudge import clock
 from nudge.adapters.accounts_memory import MemoryAccountLedger
-from nudge.adapters.dynamo.segments import MemorySegmentStore, SegmentRecord
+from nudge.adapters.dynamo.segments import MemorySegmentStore
 from nudge.adapters.ledger_memory import MemoryLedger
 from nudge.adapters.memory import MemoryUsageStore
-from nudge.domain.evaluate import Decision
 from nudge.domain.tokens import TokenExpired, TokenInvalid, make_token
 from nudge.entrypoints.http import ingest_api, privacy_api
-from nudge.entrypoints.http.auth import WriteKeys
+from nudge.model.decisions import Decision
 from nudge.model.ledger import Commit, Escalation, LedgerEntry
+from nudge.model.segments import SegmentRecord
 from nudge.model.state import Stamped, UserState
 from nudge.rulebook.plan import load_plan
+from nudge.services.auth import WriteKeys
 from nudge.services.erasure import ERASED, erase_user
 from nudge.services.unsubscribe import SecretsUnavailable, unsubscribe
 from nudge.settings import Settings

@@ -7,10 +7,10 @@ from typing import Any
 
 from shipped import RULES
 
-from nudge.adapters.dynamo.segments import SegmentRecord
-from nudge.domain.evaluate import Decision, SegmentState, Transition
 from nudge.domain.report import Snapshot, build, segment_at
+from nudge.model.decisions import Decision, SegmentState, Transition
 from nudge.model.ledger import LedgerEntry
+from nudge.model.segments import SegmentRecord
 from nudge.model.state import AccountState, EventStats, FeatureStats, Stamped, UserState, WeekStats
 
 MON = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday: ISO week 2025-W10

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from nudge.conditions.tree import LEAVES
+from nudge.rulebook.conditions import LEAVES
 from nudge.rulebook.ruleset import load_rules
 from nudge.tools.cli import main
 from nudge.tools.rules import commands

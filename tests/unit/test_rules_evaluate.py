@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 
 from nudge.adapters.memory import MemoryUsageStore
+from nudge.conditions import facts as CF
 from nudge.conditions import features as F
 from nudge.conditions import tree as C
 from nudge.conditions.features import AccountFacts
-from nudge.conditions.tree import Context, Value, holds_in
-from nudge.domain.engine import CompiledRule, Ruleset, _encode
+from nudge.conditions.tree import Context, NamedCondition, holds_in
+from nudge.domain.engine import Ruleset, _encode
 from nudge.domain.evaluate import evaluate, facts_for, next_check, rules_checks, window_end
+from nudge.model.decisions import Value
 from nudge.model.messages import Batch, InvalidMessage, Message
 from nudge.model.state import UserState
 from nudge.rulebook.ruleset import ESCALATE, RuleSet, load_rules
@@ -121,32 +123,32 @@ def _references() -> list[tuple[C.Fact, Reference]]:
     """Facts of every kind, each with its plain definition."""
     pairs: list[tuple[C.Fact, Reference]] = []
     for event in ("any", "signed_up", "project_created", "report_exported"):
-        pairs.append((C.days_without_fact(event), partial(_days_without, event)))
-        pairs.append((C.days_since_fact(event), partial(_days_since, event)))
+        pairs.append((CF.days_without_fact(event), partial(_days_without, event)))
+        pairs.append((CF.days_since_fact(event), partial(_days_since, event)))
     for milestone in ("activated", "setup_done", "first_project"):
-        pairs.append((C.milestone_days_fact(milestone), partial(_milestone, milestone)))
-    pairs.append((C.age_fact(), _age))
+        pairs.append((CF.milestone_days_fact(milestone), partial(_milestone, milestone)))
+    pairs.append((CF.age_fact(), _age))
     for event, days in (("premium_feature_attempted", 28), ("premium_feature_attempted", 14), ("login", 7)):
-        pairs.append((C.count_fact(event, days), partial(_count, event, days)))
+        pairs.append((CF.count_fact(event, days), partial(_count, event, days)))
     for days in (7, 28):
-        pairs.append((C.active_days_fact(days), partial(_active_days, days)))
+        pairs.append((CF.active_days_fact(days), partial(_active_days, days)))
     for feature in ("automation", "reporting", "integrations", "premium"):
-        pairs.append((C.feature_fact(feature), partial(_feature, feature)))
+        pairs.append((CF.feature_fact(feature), partial(_feature, feature)))
     weekly: list[tuple[F.Metric, int]] = [("sessions", 2), ("sessions", 5), ("active_days", 1)]
     for metric, threshold in weekly:
-        pairs.append((C.weeks_below_fact(metric, threshold), partial(_weeks_below, metric, threshold)))
+        pairs.append((CF.weeks_below_fact(metric, threshold), partial(_weeks_below, metric, threshold)))
     metrics: list[F.Metric] = ["sessions", "active_days"]
     for metric in metrics:
-        pairs.append((C.trend_fact(metric), partial(_trend, metric)))
-    pairs.append((C.frequency_fact(), _frequency))
+        pairs.append((CF.trend_fact(metric), partial(_trend, metric)))
+    pairs.append((CF.frequency_fact(), _frequency))
     for did, not_, within in (
         ("signed_up", "setup_completed", timedelta(days=1)),
         ("setup_completed", "project_created", timedelta(days=1)),
         ("project_created", "teammate_invited", timedelta(days=2)),
     ):
-        pairs.append((C.did_not_fact(did, not_, within), partial(_did, did, not_, within)))
-    pairs.append((C.account_metric_fact("active_users"), _active_users))
-    pairs.append((C.account_metric_fact("active_users_trend"), _active_users_trend))
+        pairs.append((CF.did_not_fact(did, not_, within), partial(_did, did, not_, within)))
+    pairs.append((CF.account_metric_fact("active_users"), _active_users))
+    pairs.append((CF.account_metric_fact("active_users_trend"), _active_users_trend))
     return pairs
 
 
@@ -178,19 +180,19 @@ def test_anchored_facts_change_at_their_plain_instant(population: Population) ->
     for user, account in population:
         ctx = Context(user=user, now=END, account=account)
         last = user.last_meaningful
-        assert C.days_since_fact("any").changes_at(ctx, "lte", 7.0) == (
+        assert CF.days_since_fact("any").changes_at(ctx, "lte", 7.0) == (
             last + 7 * day + second if last else None
         )
-        assert C.days_since_fact("any").changes_at(ctx, "gte", 7) == (last + 7 * day if last else None)
+        assert CF.days_since_fact("any").changes_at(ctx, "gte", 7) == (last + 7 * day if last else None)
         signup = F.signed_up_at(user)
-        assert C.age_fact().changes_at(ctx, "lte", 14.0) == (signup + 14 * day + second if signup else None)
+        assert CF.age_fact().changes_at(ctx, "lte", 14.0) == (signup + 14 * day + second if signup else None)
         start = last or signup
-        assert C.days_without_fact("any").changes_at(ctx, "gte", 30.0) == (
+        assert CF.days_without_fact("any").changes_at(ctx, "gte", 30.0) == (
             start + 30 * day if start else None
         )
-        assert C.milestone_days_fact("activated").changes_at(ctx, "lt", F.NEVER) is None
+        assert CF.milestone_days_fact("activated").changes_at(ctx, "lt", F.NEVER) is None
         first = user.events.get("signed_up")
-        did = C.did_not_fact("signed_up", "setup_completed", day)
+        did = CF.did_not_fact("signed_up", "setup_completed", day)
         assert did.changes_at(ctx, "eq", 1) == (first.first + day if first else None)
 
 
@@ -229,7 +231,7 @@ def test_evaluate_decides_what_the_conditions_say_on_its_facts(population: Popul
         evaluation = evaluate(RULES, user, account, None, now)
         facts = evaluation.facts
         before = facts_for(RULES, Context(user=user, now=now, account=account))
-        known_later = C.SCORE_FACT_KEYS | {"segment"}  # set by evaluate after the first pass
+        known_later = CF.SCORE_FACT_KEYS | {"segment"}  # set by evaluate after the first pass
         assert {k: v for k, v in before.items() if k not in known_later}.items() <= facts.items()
         segment = next(
             (s.id for s in RULES.segments if s.condition is None or holds_in(s.condition, facts)), None
@@ -292,7 +294,7 @@ def test_facts_are_encoded_as_json_would_and_json_is_kept_where_orjson_differs()
 
 def test_a_refused_fact_leaves_the_ruleset_usable() -> None:
     fact = C.Fact("n", "n", lambda ctx: 0)
-    rules = Ruleset("refused", [CompiledRule("big", C.Check(fact, "gte", 5))])
+    rules = Ruleset("refused", [NamedCondition("big", C.Check(fact, "gte", 5))])
     assert rules.matches({"n": 7}) == ["big"]
     with pytest.raises(Exception, match="assert"):
         rules.matches({"n": float("inf")})  # Infinity is not JSON to durable_rules
@@ -318,6 +320,6 @@ def test_weeks_below_counts_the_week_a_user_signed_up_at_its_very_start() -> Non
             }
         )
         for threshold in (2, 1):
-            fact = C.weeks_below_fact("sessions", threshold)
+            fact = CF.weeks_below_fact("sessions", threshold)
             expected = F.weeks_below(user, "sessions", threshold, now)
             assert fact.compute(Context(user=user, now=now)) == expected, (signup, threshold)

@@ -10,16 +10,23 @@ from typing import Any
 import pytest
 
 from nudge.adapters.dynamo import codec
-from nudge.adapters.dynamo.segments import MemorySegmentStore, SegmentRecord, bucket_start, due_time
+from nudge.adapters.dynamo.segments import MemorySegmentStore
+from nudge.adapters.dynamo.stream import (
+    AccountChange,
+    UndecodableRecord,
+    account_from_stream,
+    user_from_stream,
+)
 from nudge.adapters.memory import MemoryUsageStore
+from nudge.adapters.sqs import SqsDecisionPublisher
 from nudge.domain.evaluate import evaluate
 from nudge.model.errors import StateConflict
 from nudge.model.messages import Group, Identify, Message, Track
 from nudge.model.queue import DecisionBatch
+from nudge.model.segments import SegmentRecord, bucket_start, due_time
 from nudge.model.state import Stamped, UserState
 from nudge.rulebook.ruleset import RuleSet, load_rules
 from nudge.services.evaluate import (
-    AccountChange,
     AccountEvaluationFailed,
     AccountFactsCache,
     EvaluationContention,
@@ -27,16 +34,12 @@ from nudge.services.evaluate import (
     PublishFailed,
     RulesPorts,
     SegmentRechecks,
-    SqsDecisionPublisher,
     SweepOptions,
     SweepResult,
-    UndecodableRecord,
     UserOutcome,
-    account_from_stream,
     evaluate_account,
     evaluate_user,
     sweep,
-    user_from_stream,
 )
 from nudge.services.ingest import ingest
 

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, datetime
+from typing import Protocol
 
+from nudge.model.channels import Email, EscalationCase, Push, Sms
+from nudge.model.ledger import Commit, Escalation, LedgerEntry, Outcome, Status, UserLedger
+from nudge.model.segments import DuePage, SegmentRecord
 from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Versioned(Generic[T]):
-    """A stored value and the version it was read at; version 0 means 'not stored yet'."""
-
-    value: T
-    version: int
+from nudge.model.versioned import Versioned
 
 
 class UsageStore(Protocol):
@@ -48,4 +41,113 @@ class UsageStore(Protocol):
 
     def erase_user(self, user_id: str) -> int:
         """Delete everything stored under the user (erasure); how many items. Idempotent."""
+        ...
+
+
+class SegmentStore(Protocol):
+    def load(self, user_ids: Sequence[str]) -> dict[str, Versioned[SegmentRecord]]:
+        """Every id asked for; a user never evaluated gets an empty record at version 0."""
+        ...
+
+    def save(self, user_id: str, record: SegmentRecord, version: int, now: datetime) -> None:
+        """Write `record` as version+1 if the stored version is still `version`; else StateConflict.
+
+        The re-check schedule follows record.next_check_at (None: the user leaves the index)."""
+        ...
+
+    def defer(self, user_id: str, at: datetime) -> None:
+        """Move an existing user's re-check to `at` without touching the record (sweep failures)."""
+        ...
+
+    def due(self, since: datetime, now: datetime, page_size: int = 100) -> Iterator[DuePage]:
+        """Users due at or before `now`, from the bucket of `since` through the bucket of `now`."""
+        ...
+
+    def load_watermark(self) -> Versioned[datetime] | None: ...
+
+    def save_watermark(self, through: datetime, version: int, now: datetime) -> None:
+        """Versioned like a record: a concurrent sweep's watermark is not overwritten blindly."""
+        ...
+
+    def erase(self, user_id: str) -> int:
+        """Delete the user's record (erasure): it leaves the due index with it; how many (0 or 1)."""
+        ...
+
+
+class Ledger(Protocol):
+    def load(self, user_id: str, account_id: str | None, keys: Sequence[tuple[str, str]]) -> UserLedger:
+        """The user's delivery record, the entries of `keys` ((subject, decision id)) that exist,
+        and the account's escalation."""
+        ...
+
+    def commit(self, commit: Commit, now: datetime) -> None:
+        """All of it or nothing; StateConflict when anything changed since `load`."""
+        ...
+
+    def get(self, subject: str, decision_id: str) -> LedgerEntry | None: ...
+
+    def move(
+        self,
+        subject: str,
+        decision_id: str,
+        expected: Iterable[Status],
+        status: Status,
+        now: datetime,
+        *,
+        outcome: Outcome | None = None,
+        reason: str | None = None,
+        provider_id: str | None = None,
+    ) -> LedgerEntry | None:
+        """Move an entry's status only if it is one of `expected` (a conditional write): the claim
+        that makes a send happen at most once. None when the entry was elsewhere (or missing)."""
+        ...
+
+    def entries_of(self, user_id: str) -> list[LedgerEntry]: ...
+
+    def unsubscribe(self, user_id: str, scope: str, now: datetime) -> None:
+        """Remember that the user wants no more of `scope` (idempotent; no version needed)."""
+        ...
+
+    def handle_escalation(self, account_id: str, by: str, now: datetime) -> bool: ...
+
+    def erase_user(self, user_id: str) -> int:
+        """Delete every ledger item of the user; how many."""
+        ...
+
+
+class CsLedger(Protocol):
+    """What customer success needs of the ledger (DynamoLedger and MemoryLedger have it)."""
+
+    def get(self, subject: str, decision_id: str) -> LedgerEntry | None: ...
+
+    def escalation_of(self, account_id: str) -> tuple[Versioned[Escalation], str] | None: ...
+
+    def list_escalations(self) -> list[tuple[str, Escalation, str]]: ...
+
+    def handle_escalation_noted(
+        self, account_id: str, decision_id: str, by: str, note: str, now: datetime
+    ) -> Escalation | None: ...
+
+
+class EmailSender(Protocol):
+    def send(self, email: Email) -> str:
+        """Hand `email` to the channel and return its message id, or raise a SendError."""
+        ...
+
+
+class Notifier(Protocol):
+    def send_sms(self, sms: Sms) -> str: ...
+
+    def send_push(self, push: Push) -> str: ...
+
+
+class EscalationDesk(Protocol):
+    def open(self, case: EscalationCase, day: date) -> str:
+        """Queue `case` (at most once per account, rule and day) and return its message id."""
+        ...
+
+
+class PushEndpoints(Protocol):
+    def endpoint(self, token: str) -> str:
+        """The platform endpoint that reaches a device token (made on first use)."""
         ...

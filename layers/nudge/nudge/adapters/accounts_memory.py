@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from nudge.adapters.ledger_memory import MemoryLedger
 from nudge.model.ledger import Escalation
-from nudge.ports import Versioned
+from nudge.model.versioned import Versioned
 from nudge.services.erasure import ERASED
 
 

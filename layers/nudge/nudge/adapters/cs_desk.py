@@ -16,12 +16,11 @@ import hashlib
 import itertools
 import unicodedata
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from typing import TYPE_CHECKING
 
 from nudge.adapters.retry import DEFAULT_BACKOFF, Backoff
 from nudge.adapters.sns import SnsClient
+from nudge.model.channels import EscalationCase
 from nudge.model.errors import SendError
 from nudge.observability import logger
 
@@ -30,42 +29,6 @@ if TYPE_CHECKING:
 
 FIFO_DEDUPE_WINDOW = timedelta(minutes=5)
 SNS_SUBJECT_MAX_CHARS = 100
-TREND_WEEKS = 4
-
-
-class WeekUsage(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    week_start: date
-    active_users: int = Field(ge=0)
-    sessions: int = Field(ge=0)
-
-
-class EscalationCase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    case_id: str
-    account_id: str = Field(min_length=1)
-    account_name: str
-    plan: str | None = None
-    mrr: float | None = None
-    seats: int | None = None
-    cs_owner: str | None = None
-    score: float
-    band: str
-    usage_trend: list[WeekUsage] = Field(default_factory=list, max_length=TREND_WEEKS)
-    rule: str = Field(min_length=1)
-    reason: str
-    facts: dict[str, Any] = Field(default_factory=dict)
-    recommended_next_step: str
-    user_id: str | None = None  # the user whose evaluation raised it, when there is one
-    opened_at: AwareDatetime
-
-
-class EscalationDesk(Protocol):
-    def open(self, case: EscalationCase, day: date) -> str:
-        """Queue `case` (at most once per account, rule and day) and return its message id."""
-        ...
 
 
 def dedupe_id(account_id: str, rule: str, day: date) -> str:

@@ -5,53 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Protocol
 
-from nudge.domain.verdicts import DeliveryRecord
+from nudge.model.delivery import DeliveryRecord
 from nudge.model.errors import StateConflict
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, Outcome, Status, UserLedger
-from nudge.ports import Versioned
-
-
-class Ledger(Protocol):
-    def load(self, user_id: str, account_id: str | None, keys: Sequence[tuple[str, str]]) -> UserLedger:
-        """The user's delivery record, the entries of `keys` ((subject, decision id)) that exist,
-        and the account's escalation."""
-        ...
-
-    def commit(self, commit: Commit, now: datetime) -> None:
-        """All of it or nothing; StateConflict when anything changed since `load`."""
-        ...
-
-    def get(self, subject: str, decision_id: str) -> LedgerEntry | None: ...
-
-    def move(
-        self,
-        subject: str,
-        decision_id: str,
-        expected: Iterable[Status],
-        status: Status,
-        now: datetime,
-        *,
-        outcome: Outcome | None = None,
-        reason: str | None = None,
-        provider_id: str | None = None,
-    ) -> LedgerEntry | None:
-        """Move an entry's status only if it is one of `expected` (a conditional write): the claim
-        that makes a send happen at most once. None when the entry was elsewhere (or missing)."""
-        ...
-
-    def entries_of(self, user_id: str) -> list[LedgerEntry]: ...
-
-    def unsubscribe(self, user_id: str, scope: str, now: datetime) -> None:
-        """Remember that the user wants no more of `scope` (idempotent; no version needed)."""
-        ...
-
-    def handle_escalation(self, account_id: str, by: str, now: datetime) -> bool: ...
-
-    def erase_user(self, user_id: str) -> int:
-        """Delete every ledger item of the user; how many."""
-        ...
+from nudge.model.versioned import Versioned
 
 
 class MemoryLedger:

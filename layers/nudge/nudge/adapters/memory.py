@@ -8,7 +8,7 @@ from datetime import datetime
 
 from nudge.model.errors import StateConflict
 from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState, WeekRollup
-from nudge.ports import Versioned
+from nudge.model.versioned import Versioned
 
 
 class MemoryUsageStore:

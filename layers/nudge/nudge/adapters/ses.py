@@ -11,13 +11,13 @@ import itertools
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from typing import Any, Protocol
 
 from nudge.adapters.retry import DEFAULT_BACKOFF, Backoff
+from nudge.model.channels import Email
 from nudge.model.errors import SendError, SendRejected
 from nudge.observability import logger
 
@@ -35,25 +35,6 @@ _BRACKET_UNSAFE = re.compile(r"[\s<>,]")
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 TAG_MAX_CHARS = 256
 MAX_TAGS = 50
-
-
-@dataclass(frozen=True)
-class Email:
-    to: str
-    sender: str  # "Nudge <hello@example.com>" or a bare address; must be an SES identity
-    reply_to: str | None
-    subject: str
-    text: str
-    html: str  # "" for a text-only email
-    unsubscribe_url: str | None = None  # https, one-click (RFC 8058)
-    unsubscribe_mailto: str | None = None  # an address, without "mailto:"
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-
-class EmailSender(Protocol):
-    def send(self, email: Email) -> str:
-        """Hand `email` to the channel and return its message id, or raise a SendError."""
-        ...
 
 
 class SesV2Client(Protocol):

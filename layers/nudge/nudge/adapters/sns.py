@@ -12,10 +12,10 @@ import json
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from nudge.adapters.retry import DEFAULT_BACKOFF, Backoff
+from nudge.model.channels import Push, Sms
 from nudge.model.errors import RecipientOptedOut, SendError, SendRejected
 from nudge.observability import logger
 
@@ -24,28 +24,6 @@ from nudge.observability import logger
 _E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 # SNS sender IDs: 1-11 letters and digits, at least one letter.
 _SENDER_ID = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9]{1,11}$")
-
-
-@dataclass(frozen=True)
-class Sms:
-    to: str  # E.164
-    text: str
-    transactional: bool = True
-    sender_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Push:
-    endpoint_arn: str
-    title: str
-    body: str
-    data: Mapping[str, str] = field(default_factory=dict)
-
-
-class Notifier(Protocol):
-    def send_sms(self, sms: Sms) -> str: ...
-
-    def send_push(self, push: Push) -> str: ...
 
 
 class SnsClient(Protocol):
@@ -152,3 +130,17 @@ class MemoryNotifier:
         self._next_failure()
         self.pushes.append(push)
         return f"fake-{next(self._ids)}"
+
+
+class SnsPushEndpoints:
+    """A device token -> its SNS platform endpoint (CreatePlatformEndpoint is idempotent per token)."""
+
+    def __init__(self, client: Any, application_arn: str) -> None:
+        self.client = client
+        self.application_arn = application_arn
+
+    def endpoint(self, token: str) -> str:
+        response = self.client.create_platform_endpoint(
+            PlatformApplicationArn=self.application_arn, Token=token
+        )
+        return str(response["EndpointArn"])

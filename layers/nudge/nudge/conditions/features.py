@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
-from nudge.domain.fold import week_key
+from nudge.model.calendar import week_key
 from nudge.model.state import AccountRollup, UserState
 
 FeatureStatus = Literal["never", "tried", "habitual"]

@@ -18,8 +18,9 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from nudge.conditions.features import AccountFacts, monday
-from nudge.conditions.tree import Context, Value, holds
-from nudge.domain.fold import week_key
+from nudge.conditions.tree import Context, holds
+from nudge.model.calendar import week_key
+from nudge.model.decisions import Value
 from nudge.model.ledger import Escalation, LedgerEntry
 from nudge.model.state import AccountRollup, UserState
 from nudge.rulebook.ruleset import RuleSet

@@ -28,14 +28,15 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import durable_rules_engine
 import orjson
 
-from nudge.conditions.tree import NEGATE, All, Check, Node, Not, Value, checks_in
+from nudge.conditions.tree import NEGATE, All, Check, ConditionGroup, NamedCondition, Node, Not, checks_in
+from nudge.model.decisions import Value
 
 ALWAYS = "nudge_evaluated"
 
@@ -57,12 +58,6 @@ def to_durable(node: Node, negate: bool = False) -> dict[str, Any]:
     return {"$and" if conjunction else "$or": parts}
 
 
-@dataclass(frozen=True)
-class CompiledRule:
-    name: str
-    condition: Node
-
-
 # durable_rules' engine is not thread-safe: one evaluation at a time in a process.
 _lock = threading.Lock()
 _names = itertools.count(1)
@@ -76,7 +71,7 @@ _HANDLED = 0
 class Ruleset:
     """One compiled group of rules (segments, triggers, a score's signals)."""
 
-    def __init__(self, label: str, rules: Sequence[CompiledRule]) -> None:
+    def __init__(self, label: str, rules: Sequence[NamedCondition]) -> None:
         self.label = label
         self.rules = list(rules)
         self.name = f"{label}_{next(_names)}"  # one engine ruleset per compiled group
@@ -148,6 +143,18 @@ class Ruleset:
     def _index_of(self, message: str) -> int:
         """The rule of an action message whose name the fast path did not read."""
         return self._order[str(next(iter(json.loads(message))))]
+
+
+_compiled: weakref.WeakKeyDictionary[ConditionGroup, Ruleset] = weakref.WeakKeyDictionary()
+
+
+def compiled(group: ConditionGroup) -> Ruleset:
+    """The group's durable_rules ruleset, compiled on first use and kept as long as the group."""
+    with _lock:
+        found = _compiled.get(group)
+        if found is None:
+            found = _compiled[group] = Ruleset(group.label, group.rules)
+        return found
 
 
 _json_encode = json.JSONEncoder(ensure_ascii=False).encode

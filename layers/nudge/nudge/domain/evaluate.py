@@ -13,51 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from nudge.conditions.features import AccountFacts
-from nudge.conditions.tree import Check, Context, Fact, Node, Op, Value, checks_in, no_change
+from nudge.conditions.tree import Check, Context, Fact, Op, checks_in, no_change
+from nudge.domain.engine import Ruleset, compiled
+from nudge.model.decisions import Decision, SegmentState, Transition, Value
 from nudge.model.state import UserState
-from nudge.rulebook.ruleset import ESCALATE, RuleSet, Trigger
+from nudge.rulebook.ruleset import ESCALATE, RuleSet, Trigger, all_conditions
 
 HISTORY_KEPT = 20
-
-
-class Transition(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    from_: str | None = Field(default=None, alias="from")
-    to: str
-    at: datetime
-
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
-
-
-class SegmentState(BaseModel):
-    """A user's lifecycle segment, since when, and the latest transitions (bounded)."""
-
-    segment: str | None = None
-    since: datetime | None = None
-    history: list[Transition] = Field(default_factory=list)
-
-
-class Decision(BaseModel):
-    decision_id: str
-    user: str
-    account: str | None
-    rule: str
-    kind: str
-    action: str
-    channel: str
-    template: str
-    priority: int
-    reason: str
-    facts: dict[str, Value]
-    decided_at: datetime
-    # The request (or sweep run) that led to the decision, for following it through the logs:
-    # the ingest API's request id, carried on to dispatch and the action functions. Not part of
-    # the decision's identity (decision_id) and empty when nothing set it.
-    correlation_id: str = ""
 
 
 @dataclass(frozen=True, init=False)
@@ -150,6 +113,10 @@ class _Plan:
     # Points by signal name, as Score.points reads them (subject__id).
     user_points: dict[str, float]
     account_points: dict[str, float]
+    # The three durable_rules passes, compiled when this rule set is first evaluated.
+    score_engine: Ruleset
+    segment_engine: Ruleset
+    trigger_engine: Ruleset
 
 
 def _plan(rules: RuleSet) -> _Plan:
@@ -196,6 +163,9 @@ def _plan(rules: RuleSet) -> _Plan:
         shown_escalation,
         {f"{rules.user_score.subject}__{s.id}": s.points for s in rules.user_score.signals},
         {f"{rules.account_score.subject}__{s.id}": s.points for s in rules.account_score.signals},
+        compiled(rules.score_rules),
+        compiled(rules.segment_rules),
+        compiled(rules.trigger_rules),
     )
     _plans[id(rules)] = (weakref.ref(rules), plan)
     return plan
@@ -252,15 +222,6 @@ _ZERO = timedelta(0)
 _NEVER = timedelta.max
 
 
-def all_conditions(rules: RuleSet) -> list[Node]:
-    nodes: list[Node] = [s.condition for s in rules.segments if s.condition is not None]
-    nodes += [s.condition for s in rules.user_score.signals]
-    nodes += [s.condition for s in rules.account_score.signals]
-    nodes += [t.condition for t in rules.triggers]
-    nodes += [t.escalate_when for t in rules.triggers if t.escalate_when is not None]
-    return nodes
-
-
 def evaluate(
     rules: RuleSet,
     user: UserState,
@@ -271,7 +232,7 @@ def evaluate(
     ctx = Context(user=user, now=now, account=account)
     plan = _plan(rules)
     facts = {key: compute(ctx) for key, compute in plan.computes}
-    first_pass = rules.score_rules.matches(facts)
+    first_pass = plan.score_engine.matches(facts)
     if rules.segments_with_scores:
         segment_ids = rules.segment_ids
         signals = [n for n in first_pass if n not in segment_ids]
@@ -289,13 +250,13 @@ def evaluate(
     if rules.segments_with_scores:
         matched = [n for n in first_pass if n in segment_ids]
     else:
-        matched = rules.segment_rules.matches(facts)
+        matched = plan.segment_engine.matches(facts)
     segment = matched[0] if matched else rules.catch_all
     facts["segment"] = segment or ""
     ctx = ctx.scored(segment or "", score, band, account_score, account_band)
 
     state, entered, exited = _transition(previous, segment, now)
-    matched_triggers = rules.trigger_rules.matches(facts)
+    matched_triggers = plan.trigger_engine.matches(facts)
     fired = [name for name in matched_triggers if not name.startswith(ESCALATE)]
     escalations = {name.removeprefix(ESCALATE) for name in matched_triggers if name.startswith(ESCALATE)}
     by_id = rules.trigger_by_id

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from nudge.model.calendar import week_key
 from nudge.model.messages import Group, Identify, Message, UsageEvent, event_name
 from nudge.model.state import (
     AccountState,
@@ -47,11 +48,6 @@ class FoldWindow:
 
 def digest(key: str) -> bytes:
     return hashlib.blake2b(key.encode(), digest_size=DIGEST_BYTES).digest()
-
-
-def week_key(day: date) -> str:
-    iso = day.isocalendar()
-    return f"{iso.year}-W{iso.week:02d}"
 
 
 def horizon_start(now: datetime, weeks_kept: int) -> datetime:

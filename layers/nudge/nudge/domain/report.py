@@ -15,20 +15,15 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
 
-from nudge.adapters.dynamo import codec
-from nudge.adapters.dynamo.segments import SegmentRecord
-from nudge.domain.evaluate import SegmentState
-from nudge.domain.fold import week_key
 from nudge.domain.lift import lift
 from nudge.domain.report_model import EscalationBucket, FunnelStep, QualityRow, ReportData, RuleMessages
+from nudge.model.calendar import week_key
+from nudge.model.decisions import SegmentState
 from nudge.model.ledger import LedgerEntry
+from nudge.model.segments import SegmentRecord
 from nudge.model.state import AccountState, UserState
 from nudge.rulebook.ruleset import RuleSet
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.client import DynamoDBClient
 
 FUNNEL = ("signed_up", "setup_completed", "project_created", "teammate_invited")
 RETENTION_WEEKS = 4
@@ -225,35 +220,3 @@ def build(rules: RuleSet, snapshot: Snapshot, now: datetime, source: str) -> Rep
 
 
 # ------------------------------------------------------------------------------ reading the tables
-
-
-def scan_usage(
-    client: DynamoDBClient, table: str
-) -> tuple[dict[str, UserState], dict[str, SegmentRecord], dict[str, AccountState]]:
-    """Every user state, segment record and account of the usage table (a Scan: reports only)."""
-    from nudge.adapters.dynamo.segments import record_of
-
-    users: dict[str, UserState] = {}
-    records: dict[str, SegmentRecord] = {}
-    accounts: dict[str, AccountState] = {}
-    kwargs: dict[str, Any] = {"TableName": table}
-    while True:
-        page = client.scan(**kwargs)
-        for item in page.get("Items", []):
-            pk, sk = item["pk"]["S"], item["sk"]["S"]
-            if pk.startswith("USER#") and sk == "STATE":
-                users[pk[5:]] = codec.decode(item["state"]["B"], UserState)
-            elif pk.startswith("USER#") and sk == "SEGMENTS":
-                records[pk[5:]] = record_of(item)
-            elif pk.startswith("ACCOUNT#") and sk == "TRAITS":
-                accounts[pk[8:]] = codec.decode(item["state"]["B"], AccountState)
-        if "LastEvaluatedKey" not in page:
-            return users, records, accounts
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def snapshot_from_tables(client: DynamoDBClient, usage_table: str, ledger_table: str) -> Snapshot:
-    from nudge.adapters.dynamo.ledger import DynamoLedger
-
-    users, records, accounts = scan_usage(client, usage_table)
-    return Snapshot(users, records, accounts, DynamoLedger(client, ledger_table).scan_entries())

@@ -31,33 +31,13 @@ from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field
-
-from nudge.domain.evaluate import Decision
+from nudge.model.decisions import Decision
+from nudge.model.delivery import DeliveryRecord, Sent
 from nudge.rulebook.guardrails import Cap, Guardrails, QuietHours
 from nudge.rulebook.ruleset import RuleSet, TriggerSpec
 
 Outcome = Literal["send", "suppressed", "deferred", "held_out"]
 ADDRESS_TRAITS = {"email": "email", "sms": "phone", "push": "push_token"}
-
-
-class Sent(BaseModel):
-    """One message the guardrails let through: what caps count."""
-
-    at: datetime
-    channel: str
-    rule: str
-    journey: str
-
-
-class DeliveryRecord(BaseModel):
-    """Per user: recent sends (as far back as the longest cap window), the last send of each
-    rule (for cooldowns and `once`, never pruned: bounded by the number of rules) and the
-    scopes the user unsubscribed from (a channel, `channel:topic`, a topic, or `all`)."""
-
-    sends: list[Sent] = Field(default_factory=list)
-    last_by_rule: dict[str, datetime] = Field(default_factory=dict)
-    unsubscribed: set[str] = Field(default_factory=set)
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,1 @@
-"""entrypoints"""
+"""What AWS calls into: the HTTP APIs (entrypoints.http) and the queue handlers."""

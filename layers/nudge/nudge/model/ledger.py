@@ -9,9 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from nudge.domain.evaluate import Decision
-from nudge.domain.verdicts import DeliveryRecord
-from nudge.ports import Versioned
+from nudge.model.decisions import Decision
+from nudge.model.delivery import DeliveryRecord
+from nudge.model.versioned import Versioned
 
 # The guardrails' verdict, and `cancelled`: a deferred decision whose rule no longer held.
 Outcome = Literal["send", "suppressed", "deferred", "held_out", "cancelled"]

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from nudge.domain.evaluate import Decision
+from nudge.model.decisions import Decision
 
 
 class DecisionBatch(BaseModel):

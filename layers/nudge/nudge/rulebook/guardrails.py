@@ -25,8 +25,16 @@ from pydantic import (
     field_validator,
 )
 
-from nudge.model.durations import parse_duration
-from nudge.rulebook.yamlfile import RuleFileError, RuleProblem, YamlDoc, display_path, load_yaml, validate
+from nudge.model.durations import format_duration, parse_duration
+from nudge.rulebook.yamlfile import (
+    RuleFileError,
+    RuleProblem,
+    YamlDoc,
+    did_you_mean,
+    display_path,
+    load_yaml,
+    validate,
+)
 
 GUARDRAILS_FILE = "guardrails.yaml"
 
@@ -44,7 +52,6 @@ def _parse_window(value: Any) -> str | timedelta:
 
 
 def _format_window(value: str | timedelta) -> str:
-    from nudge.model.durations import format_duration
 
     return value if isinstance(value, str) else format_duration(value)
 
@@ -203,7 +210,6 @@ class Guardrails:
 
 def load_guardrails(rules_dir: Path, journeys: set[str], problems: list[RuleProblem]) -> Guardrails | None:
     """Load rules/guardrails.yaml; `journeys` are the ones triggers name (a cap on another is a typo)."""
-    from nudge.rulebook.yamlfile import did_you_mean
 
     try:
         doc: YamlDoc = load_yaml(rules_dir / GUARDRAILS_FILE, display_path(rules_dir, GUARDRAILS_FILE))

@@ -17,9 +17,10 @@ from typing import Any, Literal
 import jinja2
 from pydantic import BaseModel, ConfigDict, Field
 
-from nudge.conditions.tree import SCORE_FACT_KEYS, Catalog, Node, Parser, checks_in
-from nudge.domain.engine import CompiledRule, Ruleset
+from nudge.conditions.facts import SCORE_FACT_KEYS
+from nudge.conditions.tree import Catalog, ConditionGroup, NamedCondition, Node, checks_in
 from nudge.model.durations import Duration
+from nudge.rulebook.conditions import Parser
 from nudge.rulebook.guardrails import GUARDRAILS_FILE, Guardrails, load_guardrails
 from nudge.rulebook.plan import NAME_PATTERN, TrackingPlan, load_plan
 from nudge.rulebook.yamlfile import (
@@ -194,9 +195,9 @@ class RuleSet:
     templates: dict[str, TemplateFile]
     # Three durable_rules passes per evaluation: scores, then segments (may use scores), then
     # triggers and escalations (may use segment and scores). Escalations are named escalate__<id>.
-    score_rules: Ruleset
-    segment_rules: Ruleset
-    trigger_rules: Ruleset
+    score_rules: ConditionGroup
+    segment_rules: ConditionGroup
+    trigger_rules: ConditionGroup
     guardrails: Guardrails
     # When no segment reads a score or band, segments are matched in the scores' pass (one
     # durable_rules call fewer) and segment_rules is empty.
@@ -213,9 +214,11 @@ class RuleSet:
     @cached_property
     def reads_account_usage(self) -> bool:
         """Whether any rule reads the account's rollup (active users, their trend)."""
-        from nudge.domain.evaluate import rules_facts
-
-        return any(fact.key.startswith("account__active_users") for fact in rules_facts(self))
+        return any(
+            check.fact.key.startswith("account__active_users")
+            for node in all_conditions(self)
+            for check in checks_in(node)
+        )
 
     @cached_property
     def catch_all(self) -> str | None:
@@ -383,11 +386,11 @@ def load_rules(rules_dir: Path) -> RuleSet:
     if problems or guardrails is None:
         raise RuleFileError(problems)
     score_rules = [
-        CompiledRule(f"{score.subject}__{signal.id}", signal.condition)
+        NamedCondition(f"{score.subject}__{signal.id}", signal.condition)
         for score in scores.values()
         for signal in score.signals
     ]
-    segment_rules = [CompiledRule(s.id, s.condition) for s in segments if s.condition]
+    segment_rules = [NamedCondition(s.id, s.condition) for s in segments if s.condition]
     merged = not any(
         check.fact.key in SCORE_FACT_KEYS for rule in segment_rules for check in checks_in(rule.condition)
     )
@@ -398,15 +401,15 @@ def load_rules(rules_dir: Path) -> RuleSet:
         account_score=scores["account"],
         triggers=triggers,
         templates=templates,
-        score_rules=Ruleset("scores", score_rules + (segment_rules if merged else [])),
-        segment_rules=Ruleset("segments", [] if merged else segment_rules),
+        score_rules=ConditionGroup("scores", score_rules + (segment_rules if merged else [])),
+        segment_rules=ConditionGroup("segments", [] if merged else segment_rules),
         segments_with_scores=merged,
         guardrails=guardrails,
-        trigger_rules=Ruleset(
+        trigger_rules=ConditionGroup(
             "triggers",
-            [CompiledRule(t.id, t.condition) for t in triggers]
+            [NamedCondition(t.id, t.condition) for t in triggers]
             + [
-                CompiledRule(ESCALATE + t.id, t.escalate_when)
+                NamedCondition(ESCALATE + t.id, t.escalate_when)
                 for t in triggers
                 if t.escalate_when is not None
             ],
@@ -448,3 +451,12 @@ def _replace(catalog: Catalog, **changes: Any) -> Catalog:
     from dataclasses import replace
 
     return replace(catalog, **changes)
+
+
+def all_conditions(rules: RuleSet) -> list[Node]:
+    nodes: list[Node] = [s.condition for s in rules.segments if s.condition is not None]
+    nodes += [s.condition for s in rules.user_score.signals]
+    nodes += [s.condition for s in rules.account_score.signals]
+    nodes += [t.condition for t in rules.triggers]
+    nodes += [t.escalate_when for t in rules.triggers if t.escalate_when is not None]
+    return nodes

@@ -17,42 +17,24 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-from nudge.adapters.cs_desk import EscalationCase, EscalationDesk, WeekUsage
-from nudge.adapters.ledger_memory import Ledger
-from nudge.adapters.ses import Email, EmailSender
-from nudge.adapters.sns import Notifier, Push, Sms
 from nudge.conditions.features import AccountFacts
 from nudge.domain.evaluate import evaluate
 from nudge.domain.render import Rendered, RenderError, render
 from nudge.domain.tokens import make_token
+from nudge.model.channels import TREND_WEEKS, Email, EscalationCase, Push, Sms, WeekUsage
 from nudge.model.errors import RecipientOptedOut, SendFailed, SendRejected, SendThrottled
 from nudge.model.ledger import LedgerEntry
 from nudge.model.queue import Delivery
 from nudge.model.state import AccountRollup
 from nudge.observability import logger
-from nudge.ports import UsageStore
+from nudge.ports import EmailSender, EscalationDesk, Ledger, Notifier, PushEndpoints, UsageStore
 from nudge.rulebook.ruleset import RuleSet
 
 Result = Literal["sent", "duplicate", "suppressed", "failed", "unknown", "gone"]
-TREND_WEEKS = 4
 
 
 class DeliveryRetry(Exception):
     """Nothing was sent and the entry is back to `queued`: the queue must deliver it again later."""
-
-
-class PushEndpoints:
-    """A device token -> its SNS platform endpoint (CreatePlatformEndpoint is idempotent per token)."""
-
-    def __init__(self, client: Any, application_arn: str) -> None:
-        self.client = client
-        self.application_arn = application_arn
-
-    def endpoint(self, token: str) -> str:
-        response = self.client.create_platform_endpoint(
-            PlatformApplicationArn=self.application_arn, Token=token
-        )
-        return str(response["EndpointArn"])
 
 
 @dataclass(frozen=True)

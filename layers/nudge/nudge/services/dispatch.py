@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from nudge.adapters.ledger_memory import Ledger
-from nudge.domain.evaluate import Decision
 from nudge.domain.verdicts import Verdict, guard, guard_escalation
+from nudge.model.decisions import Decision
 from nudge.model.errors import StateConflict
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, subject_of
 from nudge.model.queue import DecisionBatch, Delivery
 from nudge.observability import MetricCounts, logger
-from nudge.ports import UsageStore
+from nudge.ports import Ledger, UsageStore
 from nudge.rulebook.ruleset import RuleSet
 
 

@@ -28,10 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from nudge.adapters.dynamo.segments import SegmentStore
-from nudge.adapters.ledger_memory import Ledger
 from nudge.model.ledger import Escalation
-from nudge.ports import UsageStore
+from nudge.ports import Ledger, SegmentStore, UsageStore
 
 # What an anonymised decision or escalation names instead of the erased user.
 ERASED = "erased"

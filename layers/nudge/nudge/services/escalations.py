@@ -11,9 +11,10 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel
 
-from nudge.adapters.cs_cases import CaseRepository
-from nudge.domain.cs_view import EscalationsView, escalations_view, status_of
+from nudge.domain.cs_view import CaseRecord, EscalationsView, escalations_view, status_of
 from nudge.model.durations import format_duration
+from nudge.model.ledger import Escalation
+from nudge.ports import CsLedger, UsageStore
 from nudge.rulebook.ruleset import RuleSet
 
 
@@ -91,3 +92,40 @@ def handle_escalation(
 
 def _when(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
+class CaseRepository:
+    def __init__(self, ledger: CsLedger, usage: UsageStore) -> None:
+        self.ledger = ledger
+        self.usage = usage
+
+    def escalations(self) -> list[tuple[str, Escalation, str]]:
+        """Every account's escalation, open or not: (account id, escalation, handling note)."""
+        return self.ledger.list_escalations()
+
+    def escalation(self, account_id: str) -> tuple[Escalation, str] | None:
+        found = self.ledger.escalation_of(account_id)
+        return (found[0].value, found[1]) if found is not None else None
+
+    def record(self, account_id: str, escalation: Escalation, note: str = "") -> CaseRecord:
+        """The escalation with what the view shows beside it: its decision, the account's traits
+        and usage."""
+        account = self.usage.load_account(account_id)
+        return CaseRecord(
+            account_id=account_id,
+            escalation=escalation,
+            note=note,
+            entry=self.ledger.get(f"ACCOUNT#{account_id}", escalation.decision_id),
+            traits=dict(account.value.trait_values()) if account is not None else {},
+            rollup=self.usage.load_rollup(account_id),
+        )
+
+    def account_name(self, account_id: str) -> str:
+        account = self.usage.load_account(account_id)
+        name = account.value.trait_values().get("name") if account is not None else None
+        return str(name) if name not in (None, "") else account_id
+
+    def handle(
+        self, account_id: str, decision_id: str, by: str, note: str, now: datetime
+    ) -> Escalation | None:
+        return self.ledger.handle_escalation_noted(account_id, decision_id, by, note, now)

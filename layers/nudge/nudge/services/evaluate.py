@@ -26,41 +26,23 @@ watermark through now, evaluates each, and moves the watermark.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
-import zlib
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from nudge.adapters.dynamo import codec
-from nudge.adapters.dynamo.segments import DeferredSend, SegmentRecord, SegmentStore, bucket_start, due_time
 from nudge.conditions.features import AccountFacts
-from nudge.domain.evaluate import Decision, evaluate
+from nudge.domain.evaluate import evaluate
+from nudge.model.decisions import Decision
 from nudge.model.errors import StateConflict
 from nudge.model.queue import DecisionBatch
-from nudge.model.state import AccountRollup, AccountState, UserState
+from nudge.model.segments import DeferredSend, SegmentRecord, bucket_start, due_time
+from nudge.model.state import AccountRollup, UserState
+from nudge.model.versioned import Versioned
 from nudge.observability import logger
-from nudge.ports import UsageStore, Versioned
-from nudge.rulebook.ruleset import RuleSet, load_rules
-from nudge.rulebook.yamlfile import RuleFileError
-from nudge.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools import Metrics
-    from mypy_boto3_sqs.client import SQSClient
-    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
-
-# SQS errors worth another try: the queue is busy, not wrong.
-RETRYABLE_SQS = {"ThrottlingException", "RequestThrottled", "ServiceUnavailable", "InternalError"}
-
+from nudge.ports import SegmentStore, UsageStore
+from nudge.rulebook.ruleset import RuleSet
 
 # ------------------------------------------------------------------------------------ ports
 
@@ -73,38 +55,6 @@ class DecisionPublisher(Protocol):
     def publish(self, batch: DecisionBatch) -> None:
         """Put one evaluation's decisions on the decision queue, or raise PublishFailed."""
         ...
-
-
-class SqsDecisionPublisher:
-    """SendMessage to the decision queue: one message per evaluation (the guardrails send at most
-    one message of the decisions taken together), its user and decision ids as attributes (so an
-    operator can find one without parsing bodies)."""
-
-    def __init__(self, client: SQSClient, queue_url: str, attempts: int = 3) -> None:
-        self.client = client
-        self.queue_url = queue_url
-        self.attempts = attempts
-
-    def publish(self, batch: DecisionBatch) -> None:
-        ids = [d.decision_id for d in batch.decisions] + batch.lapsed
-        attributes: dict[str, MessageAttributeValueTypeDef] = {
-            "user": {"DataType": "String", "StringValue": batch.user},
-            "decision_ids": {"DataType": "String", "StringValue": ",".join(ids) or "-"},
-        }
-        for attempt in range(self.attempts):
-            try:
-                self.client.send_message(
-                    QueueUrl=self.queue_url, MessageBody=batch.model_dump_json(), MessageAttributes=attributes
-                )
-                return
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code not in RETRYABLE_SQS:
-                    raise PublishFailed(f"SQS SendMessage failed: {code or exc}") from exc
-            except BotoCoreError as exc:
-                raise PublishFailed(f"SQS SendMessage failed: {exc}") from exc
-            time.sleep(min(1.0, 0.05 * 2**attempt))
-        raise PublishFailed(f"decision batch still throttled after {self.attempts} attempts")
 
 
 class MemoryDecisionPublisher:
@@ -136,49 +86,6 @@ class NoMetrics:
 
     def swept(self, result: SweepResult) -> None:
         pass
-
-
-class PowertoolsEvaluationMetrics:
-    """CloudWatch metrics (EMF) through Powertools, summed per invocation and emitted by `flush`.
-
-    Segment entries and exits carry a `segment` dimension, which Powertools' shared metric set
-    cannot (its dimensions apply to every metric of the flush): they go out as single metrics,
-    one line per segment and kind per invocation rather than one per user."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        from nudge.observability import MetricCounts
-
-        self.metrics = metrics
-        self.transitions = MetricCounts(metrics)
-        self.counts: Counter[str] = Counter()
-
-    def outcome(self, outcome: UserOutcome) -> None:
-        self.counts["Evaluations"] += 1
-        self.counts["DecisionsPublished"] += len(outcome.published)
-        self.counts["EvaluationConflicts"] += outcome.conflicts
-        if not outcome.evaluated:
-            self.counts["StaleRecordsSkipped"] += 1
-        if outcome.entered:
-            self.transitions.add("SegmentEntered", "segment", outcome.entered)
-        if outcome.exited:
-            self.transitions.add("SegmentExited", "segment", outcome.exited)
-
-    def swept(self, result: SweepResult) -> None:
-        self.counts["SweepUsersDue"] += result.due
-        self.counts["SweepUsersFailed"] += result.failed
-        # 1 when the run got through every bucket with nothing held back: the alarm's signal.
-        self.counts["SweepCompleted"] += int(result.complete)
-
-    def flush(self) -> None:
-        from aws_lambda_powertools.metrics import MetricUnit
-
-        self.transitions.flush()
-        # Always one data point, even for a batch of records that were all ignored: a metric
-        # that goes missing is harder to alarm on than a zero.
-        self.counts.setdefault("Evaluations", 0)
-        for name, count in sorted(self.counts.items()):
-            self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
-        self.counts.clear()
 
 
 @dataclass(frozen=True)
@@ -406,70 +313,8 @@ class SegmentRechecks:
         raise EvaluationContention(f"user {user_id}: could not schedule a deferred send")
 
 
-class UndecodableRecord(ValueError):
-    """A stream record whose user state cannot be read: a poison record for the on-failure queue."""
-
-
-def user_from_stream(keys: Mapping[str, Any], image: Mapping[str, Any]) -> Versioned[UserState] | None:
-    """The user state and version in a stream record's NewImage, or None if it is not a user's state.
-
-    Accepts images as Powertools and boto3's TypeDeserializer give them; `state` (B) may be bytes
-    or, as Lambda delivers binary attributes in stream events, a base64 string.
-    """
-    pk, sk = str(keys.get("pk", "")), str(keys.get("sk", ""))
-    if sk != "STATE" or not pk.startswith("USER#") or not image:
-        return None
-    try:
-        blob = image["state"]
-        raw = base64.b64decode(blob, validate=True) if isinstance(blob, str) else bytes(blob)
-        state = codec.decode(raw, UserState)
-        version = int(image["v"])
-    except (KeyError, TypeError, ValueError, zlib.error, binascii.Error) as exc:
-        # `from None`: a pydantic ValidationError (a ValueError) quotes the decoded values
-        # (traits: emails, phones) and would carry them into the log; the error's type and the
-        # key are enough to find the item.
-        raise UndecodableRecord(f"{pk}: state cannot be decoded ({type(exc).__name__})") from None
-    return Versioned(state, version)
-
-
 class AccountEvaluationFailed(Exception):
     """Some users of an account whose traits changed could not be evaluated; retry the record."""
-
-
-@dataclass(frozen=True)
-class AccountChange:
-    """An account whose trait values changed, from a stream record's Old and New images."""
-
-    account_id: str
-    changed: frozenset[str]
-
-
-def account_from_stream(
-    keys: Mapping[str, Any], new_image: Mapping[str, Any] | None, old_image: Mapping[str, Any] | None
-) -> AccountChange | None:
-    """The account whose traits a stream record changed, or None: not an account's TRAITS item, or
-    the trait values are the same in both images (a newer stamp of an unchanged value)."""
-    pk, sk = str(keys.get("pk", "")), str(keys.get("sk", ""))
-    if sk != "TRAITS" or not pk.startswith("ACCOUNT#") or not new_image:
-        return None
-    new = _account_traits(pk, new_image)
-    old = _account_traits(pk, old_image) if old_image else {}
-    changed = frozenset(k for k in new.keys() | old.keys() if new.get(k, _ABSENT) != old.get(k, _ABSENT))
-    if not changed:
-        return None
-    return AccountChange(pk.removeprefix("ACCOUNT#"), changed)
-
-
-_ABSENT = object()
-
-
-def _account_traits(pk: str, image: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        blob = image["state"]
-        raw = base64.b64decode(blob, validate=True) if isinstance(blob, str) else bytes(blob)
-        return codec.decode(raw, AccountState).trait_values()
-    except (KeyError, TypeError, ValueError, zlib.error, binascii.Error) as exc:
-        raise UndecodableRecord(f"{pk}: traits cannot be decoded ({type(exc).__name__})") from None
 
 
 @dataclass(frozen=True)
@@ -683,65 +528,3 @@ def sweep(
 
 
 # ------------------------------------------------------------------------------------ wiring
-
-
-@dataclass(frozen=True)
-class RulesService:
-    """Everything the evaluate and sweep Lambdas need, built once per container."""
-
-    settings: Settings
-    rules: RuleSet
-    ports: RulesPorts
-    options: SweepOptions
-    attempts: int
-    metrics: PowertoolsEvaluationMetrics
-
-
-def load_rules_or_explain(rules_dir: Path) -> RuleSet:
-    """load_rules, logging every problem as file:line: message before failing the cold start."""
-    try:
-        return load_rules(rules_dir)
-    except RuleFileError as exc:
-        logger.error(
-            "rule files are invalid; fix them (nudge rules lint) and deploy again",
-            extra={"rules_dir": str(rules_dir), "problems": [str(p) for p in exc.problems]},
-        )
-        raise
-
-
-def sweep_options(settings: Settings) -> SweepOptions:
-    return SweepOptions(
-        page_size=settings.sweep_page_size,
-        lookback=timedelta(days=settings.sweep_lookback_days),
-        retry_after=timedelta(seconds=settings.sweep_retry_seconds),
-        margin_seconds=settings.sweep_margin_seconds,
-        attempts=settings.evaluate_attempts,
-    )
-
-
-@lru_cache(maxsize=1)
-def wire() -> RulesService:
-    """Rules, DynamoDB stores and the SQS publisher from settings; a bad rule file fails here."""
-    import boto3
-
-    from nudge.adapters.dynamo.segments import DynamoSegmentStore
-    from nudge.adapters.dynamo.usage import DynamoUsageStore
-    from nudge.observability import metrics
-
-    settings = get_settings()
-    rules = load_rules_or_explain(settings.rules_dir)
-    if not settings.decision_queue_url:
-        raise ValueError("NUDGE_DECISION_QUEUE_URL is not set: decisions would have nowhere to go")
-    dynamodb = boto3.client("dynamodb")
-    observed = PowertoolsEvaluationMetrics(metrics)
-    ports = RulesPorts(
-        usage=DynamoUsageStore(
-            dynamodb, settings.usage_table, settings.rollup_shards, account_index=settings.account_index
-        ),
-        segments=DynamoSegmentStore(
-            dynamodb, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
-        ),
-        publisher=SqsDecisionPublisher(boto3.client("sqs"), settings.decision_queue_url),
-        metrics=observed,
-    )
-    return RulesService(settings, rules, ports, sweep_options(settings), settings.evaluate_attempts, observed)

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from nudge.adapters.ledger_memory import Ledger
 from nudge.domain.tokens import DEFAULT_MAX_AGE, MIN_SECRET_BYTES, read_token
+from nudge.ports import Ledger
 
 
 class SecretsUnavailable(Exception):

@@ -6,15 +6,16 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from nudge.tools import escalations as cs_commands
+from nudge.tools.local import commands as local_commands
+from nudge.tools.report import commands as report_commands
+from nudge.tools.rules import commands as rules_commands
+from nudge.tools.samples import commands as sample_commands
+
 Command = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nudge.tools import escalations as cs_commands
-    from nudge.tools.local import commands as local_commands
-    from nudge.tools.report import commands as report_commands
-    from nudge.tools.rules import commands as rules_commands
-    from nudge.tools.samples import commands as sample_commands
 
     parser = argparse.ArgumentParser(prog="nudge", description="Usage-triggered lifecycle messaging.")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -16,19 +16,39 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
+from botocore.exceptions import BotoCoreError
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from nudge import clock
+from nudge.bootstrap import aws_repository
+from nudge.domain.cs_view import EscalationsView, format_age
+from nudge.model.errors import StoreUnavailable
+from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.yamlfile import RuleFileError
+from nudge.services.escalations import (
+    HandledEscalation,
+    NoOpenEscalation,
+    handle_escalation,
+    open_escalations,
+)
+from nudge.settings import Settings
+
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from nudge.adapters.cs_cases import CaseRepository
     from nudge.domain.cs_view import EscalationRow, EscalationsView
     from nudge.rulebook.ruleset import RuleSet
-    from nudge.services.escalations import HandledEscalation
+    from nudge.services.escalations import CaseRepository, HandledEscalation
     from nudge.settings import Settings
 
 T = TypeVar("T")
@@ -116,7 +136,6 @@ def _source_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from nudge.domain.cs_view import EscalationsView
 
     try:
         if args.local:
@@ -137,8 +156,6 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _list_on_aws(rules_dir: Path | None, *, include_closed: bool) -> EscalationsView:
-    from nudge import clock
-    from nudge.services.escalations import open_escalations
 
     settings, rules = _settings_and_rules(rules_dir)
     return _on_aws(
@@ -150,7 +167,6 @@ def _list_on_aws(rules_dir: Path | None, *, include_closed: bool) -> Escalations
 
 
 def run_handle(args: argparse.Namespace) -> int:
-    from nudge.services.escalations import HandledEscalation, NoOpenEscalation
 
     by = args.by.strip()
     if not by:
@@ -188,8 +204,6 @@ def run_handle(args: argparse.Namespace) -> int:
 
 
 def _handle_on_aws(rules_dir: Path | None, account_id: str, by: str, note: str) -> HandledEscalation:
-    from nudge import clock
-    from nudge.services.escalations import handle_escalation
 
     settings, rules = _settings_and_rules(rules_dir)
     return _on_aws(lambda repo: handle_escalation(repo, rules, account_id, by, note, clock.now()), settings)
@@ -199,9 +213,6 @@ def _handle_on_aws(rules_dir: Path | None, account_id: str, by: str, note: str) 
 
 
 def _settings_and_rules(rules_dir: Path | None) -> tuple[Settings, RuleSet]:
-    from nudge.rulebook.ruleset import load_rules
-    from nudge.rulebook.yamlfile import RuleFileError
-    from nudge.settings import Settings
 
     settings = Settings()
     directory = rules_dir or settings.rules_dir
@@ -213,10 +224,6 @@ def _settings_and_rules(rules_dir: Path | None) -> tuple[Settings, RuleSet]:
 
 def _on_aws(use: Callable[[CaseRepository], T], settings: Settings) -> T:
     """Run `use(repository)` on the AWS tables, with their failures as SourceUnavailable."""
-    from botocore.exceptions import BotoCoreError
-
-    from nudge.adapters.cs_cases import aws_repository
-    from nudge.model.errors import StoreUnavailable
 
     try:
         return use(aws_repository(settings))
@@ -236,8 +243,6 @@ def _http(
 ) -> dict[str, Any]:
     """One JSON request to the local stack. A 404 is an answer when `missing_is_answer` (the
     route says there is nothing to handle); other failures are SourceUnavailable."""
-    import urllib.error
-    import urllib.request
 
     base = base_url.rstrip("/")
     if urlsplit(base).scheme not in ("http", "https"):
@@ -277,11 +282,6 @@ def _message(raw: bytes) -> str:
 
 
 def print_view(view: EscalationsView, *, include_closed: bool) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    from nudge.domain.cs_view import format_age
 
     # Piped to a file or a pager, the table need not fit 80 columns.
     console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 240)
@@ -326,7 +326,6 @@ def print_view(view: EscalationsView, *, include_closed: bool) -> None:
 
 
 def _why(row: EscalationRow) -> Text:
-    from rich.text import Text
 
     text = Text.assemble((row.rule, "bold"), "\n", row.reason)
     for name, value in row.facts.items():

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from nudge.adapters.dynamo import calls
 from nudge.adapters.dynamo.ledger import DECISION, ESCALATION
 from nudge.adapters.dynamo.usage import delete_keys
-from nudge.domain.evaluate import Decision
+from nudge.model.decisions import Decision
 from nudge.model.errors import StateConflict
 from nudge.model.ledger import Escalation
 from nudge.services.erasure import ERASED

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from nudge.adapters.dynamo import calls, codec
 from nudge.adapters.dynamo.usage import BATCH_GET_LIMIT, delete_keys
-from nudge.domain.evaluate import Decision
-from nudge.domain.verdicts import DeliveryRecord
+from nudge.model.decisions import Decision
+from nudge.model.delivery import DeliveryRecord
+from nudge.model.errors import StateConflict
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, Outcome, Status, UserLedger
-from nudge.ports import Versioned
+from nudge.model.versioned import Versioned
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -228,7 +229,6 @@ class DynamoLedger:
         )
 
     def handle_escalation(self, account_id: str, by: str, now: datetime) -> bool:
-        from nudge.model.errors import StateConflict
 
         response = calls.read(
             self.client.get_item,
@@ -378,6 +378,5 @@ class DynamoLedger:
             )
             if response is not None:
                 return handled
-        from nudge.model.errors import StateConflict
 
         raise StateConflict(f"escalation of {account_id} kept changing")

@@ -21,111 +21,28 @@ the same user at once, and the loser re-reads and re-evaluates instead of overwr
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
-
-from pydantic import BaseModel, Field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from nudge.adapters.dynamo import calls, codec
 from nudge.adapters.dynamo.usage import BATCH_GET_LIMIT, shard_of
-from nudge.domain.evaluate import SegmentState
 from nudge.model.errors import StateConflict
-from nudge.ports import Versioned
+from nudge.model.segments import BUCKET, DuePage, SegmentRecord, bucket, bucket_start, due_time
+from nudge.model.versioned import Versioned
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 SEGMENTS_SORT = "SEGMENTS"
 DUE_INDEX = "due"
-BUCKET = timedelta(days=1)
 WATERMARK_KEY: dict[str, Any] = {"pk": {"S": "SWEEP"}, "sk": {"S": "WATERMARK"}}
-
-
-class DeferredSend(BaseModel):
-    decision_id: str
-    until: datetime
-
-
-class SegmentRecord(BaseModel):
-    """A user's evaluator-side state: lifecycle segment and history, decisions already published,
-    the usage-state version last evaluated, and the next time-based re-check."""
-
-    segments: SegmentState = Field(default_factory=SegmentState)
-    # "rule:action" -> the decision_id last published for it. A decision id is fixed for a rule's
-    # cooldown window, so a rule that keeps holding publishes once per window, not once per event.
-    # Bounded by the number of triggers.
-    decided: dict[str, str] = Field(default_factory=dict)
-    # Version of USER#<id>/STATE this record was last written from: a stream record older than
-    # that (the sweep already evaluated a newer state) must not move the user backwards.
-    state_version: int = 0
-    # "rule:action" -> a decision deferred by the guardrails (quiet hours): at `until` the evaluator
-    # re-checks the rule and sends the decision back to dispatch if it still holds, else cancels it.
-    deferred: dict[str, DeferredSend] = Field(default_factory=dict)
-    # Stored as due_at, not in the blob: it is the GSI's sort key. Whole seconds (see due_time).
-    next_check_at: datetime | None = Field(default=None, exclude=True)
-
-
-def due_time(at: datetime | None) -> datetime | None:
-    """`at` rounded UP to a whole second (UTC): what due_at can hold, never earlier than asked."""
-    if at is None:
-        return None
-    return datetime.fromtimestamp(math.ceil(at.timestamp()), tz=UTC)
-
-
-def bucket_start(at: datetime) -> datetime:
-    """The start of the (UTC day) bucket that holds checks due at `at`."""
-    return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def bucket(at: datetime, shard: int) -> str:
-    return f"{bucket_start(at):%Y-%m-%d}#{shard:02d}"
 
 
 def segments_key(user_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"USER#{user_id}"}, "sk": {"S": SEGMENTS_SORT}}
-
-
-@dataclass(frozen=True)
-class DuePage:
-    """Users whose check is due, from one bucket (one query page of one shard)."""
-
-    bucket: datetime
-    user_ids: list[str]
-
-
-class SegmentStore(Protocol):
-    def load(self, user_ids: Sequence[str]) -> dict[str, Versioned[SegmentRecord]]:
-        """Every id asked for; a user never evaluated gets an empty record at version 0."""
-        ...
-
-    def save(self, user_id: str, record: SegmentRecord, version: int, now: datetime) -> None:
-        """Write `record` as version+1 if the stored version is still `version`; else StateConflict.
-
-        The re-check schedule follows record.next_check_at (None: the user leaves the index)."""
-        ...
-
-    def defer(self, user_id: str, at: datetime) -> None:
-        """Move an existing user's re-check to `at` without touching the record (sweep failures)."""
-        ...
-
-    def due(self, since: datetime, now: datetime, page_size: int = 100) -> Iterator[DuePage]:
-        """Users due at or before `now`, from the bucket of `since` through the bucket of `now`."""
-        ...
-
-    def load_watermark(self) -> Versioned[datetime] | None: ...
-
-    def save_watermark(self, through: datetime, version: int, now: datetime) -> None:
-        """Versioned like a record: a concurrent sweep's watermark is not overwritten blindly."""
-        ...
-
-    def erase(self, user_id: str) -> int:
-        """Delete the user's record (erasure): it leaves the due index with it; how many (0 or 1)."""
-        ...
 
 
 class DynamoSegmentStore:

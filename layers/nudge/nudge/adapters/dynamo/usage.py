@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from nudge.adapters.dynamo import calls, codec
 from nudge.model.errors import StoreUnavailable
 from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState, WeekRollup
-from nudge.ports import Versioned
+from nudge.model.versioned import Versioned
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

@@ -12,9 +12,8 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
-from nudge.bootstrap_api import services
+from nudge.bootstrap import services
 from nudge.entrypoints.http import privacy_api
-from nudge.entrypoints.http.auth import KeysUnavailable, Unauthorized
 from nudge.entrypoints.http.body import BodyError, normalize
 from nudge.entrypoints.http.privacy_api import UNSUBSCRIBE_PATH, refused
 from nudge.entrypoints.http.privacy_api import router as privacy_router
@@ -22,6 +21,7 @@ from nudge.entrypoints.http.shapes import ErrorItem, IngestResponse
 from nudge.model.errors import StoreUnavailable
 from nudge.model.messages import Batch, Group, Identify, InvalidMessage, Message, Track, describe
 from nudge.observability import logger, metrics
+from nudge.services.auth import KeysUnavailable, Unauthorized
 from nudge.services.ingest import Contention, IngestResult, Problem, ingest
 
 API_TITLE = "Nudge ingest API"

@@ -258,3 +258,14 @@ class LockedMotoServer:
 
 
 __all__ = ["LockedMotoServer", "create_queues", "create_usage_resources", "table_names"]
+
+
+REGION = "us-east-1"
+
+
+# moto's default account: ARNs in contexts and events look like the ones moto itself makes.
+ACCOUNT_ID = "123456789012"
+
+
+class HandlerFailed(Exception):
+    """The handler raised: API Gateway answers 500, as it does when a Lambda errors."""

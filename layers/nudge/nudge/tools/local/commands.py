@@ -86,6 +86,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    # Imported when run, not at `nudge` start-up: moto and werkzeug take a second or two to
+    # import, which `nudge rules lint` and the other commands do not need. (No cycle hides here.)
     from nudge.tools.local.http import LocalApiServer
     from nudge.tools.local.stack import LocalStack
 
@@ -123,6 +125,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    # Imported when run, as in run_serve.
     from nudge.tools.local.demo import run_demo as demo
 
     return demo(

@@ -43,10 +43,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from nudge.adapters.dynamo import codec
-from nudge.adapters.dynamo.segments import SegmentRecord
-from nudge.domain.fold import week_key
 from nudge.domain.lift import LiftRow
+from nudge.domain.verdicts import cap_breaches, choices, user_zone
+from nudge.model.calendar import week_key
+from nudge.model.delivery import Sent
+from nudge.model.segments import SegmentRecord
 from nudge.model.state import UserState
+from nudge.rulebook.ruleset import SEGMENTS_FILE, SegmentsFile, load_rules
+from nudge.rulebook.yamlfile import load_yaml, validate
 from nudge.tools.local.http import LocalApiServer
 from nudge.tools.local.pumps import PumpStats
 from nudge.tools.local.stack import LocalStack
@@ -201,8 +205,6 @@ def census(stack: LocalStack, week: str) -> Census:
 
 def segment_ids(rules_dir: Path) -> list[str]:
     """The lifecycle segments of the rule set, in their order (read, not compiled)."""
-    from nudge.rulebook.ruleset import SEGMENTS_FILE, SegmentsFile
-    from nudge.rulebook.yamlfile import load_yaml, validate
 
     return [segment.id for segment in validate(load_yaml(rules_dir / SEGMENTS_FILE), SegmentsFile).segments]
 
@@ -545,8 +547,6 @@ def _transitions_summary(console: Console, histories: Sequence[SegmentRecord], t
 def _decisions_summary(console: Console, stack: LocalStack) -> int:
     """What the guardrails did with every decision (the ledger), what was sent, and an audit that
     no user's sends broke a cap. Returns the number of cap breaches (0 is the only good answer)."""
-    from nudge.domain.verdicts import Sent, cap_breaches, choices, user_zone
-    from nudge.rulebook.ruleset import load_rules
 
     entries = stack.decisions()
     rules = load_rules(stack.rules_dir)

@@ -48,11 +48,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from nudge.adapters.dynamo.segments import SegmentRecord
 from nudge.model.ledger import LedgerEntry
+from nudge.model.segments import SegmentRecord
 from nudge.model.state import UserState
-from nudge.ports import Versioned
-from nudge.tools.local.stack import ACCOUNT_ID, ClockError, HandlerFailed, LocalStack, Route
+from nudge.model.versioned import Versioned
+from nudge.rulebook.ruleset import load_rules
+from nudge.services.escalations import CaseRepository, NoOpenEscalation, handle_escalation, open_escalations
+from nudge.tools.local.aws import ACCOUNT_ID, HandlerFailed
+from nudge.tools.local.stack import ClockError, LocalStack, Route
 
 if TYPE_CHECKING:
     from nudge.rulebook.ruleset import RuleSet
@@ -542,15 +545,12 @@ def _move_clock(stack: LocalStack, body: bytes) -> tuple[int, Any]:
 def _rules(rules_dir: Path) -> RuleSet:
     # Loaded once per directory, as the functions' wiring loads them once per container (each
     # load compiles new durable_rules rulesets, which are never freed).
-    from nudge.rulebook.ruleset import load_rules
 
     return load_rules(rules_dir)
 
 
 def _open_escalations(stack: LocalStack, query: dict[str, str]) -> tuple[int, Any]:
     """The CS view (nudge.services.escalations) on the stack's tables, at the simulated now."""
-    from nudge.adapters.cs_cases import CaseRepository
-    from nudge.services.escalations import open_escalations
 
     stack.settle()
     rules = _rules(stack.rules_dir)
@@ -562,8 +562,6 @@ def _open_escalations(stack: LocalStack, query: dict[str, str]) -> tuple[int, An
 
 
 def _handle_escalation(stack: LocalStack, account_id: str, body: bytes) -> tuple[int, Any]:
-    from nudge.adapters.cs_cases import CaseRepository
-    from nudge.services.escalations import NoOpenEscalation, handle_escalation
 
     try:
         request = json.loads(body or b"{}")

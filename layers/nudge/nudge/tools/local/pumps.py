@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore.exceptions import ClientError
 from moto.events.models import EventPattern
 
-from nudge.tools.local.stack import ACCOUNT_ID, REGION, HandlerFailed
+from nudge.tools.local.aws import ACCOUNT_ID, REGION, HandlerFailed
 from nudge.tools.local.template import TemplateError
 
 if TYPE_CHECKING:

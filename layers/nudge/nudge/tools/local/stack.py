@@ -25,6 +25,7 @@ and Metrics keeps one metric set per process. So, like Lambda:
 from __future__ import annotations
 
 import base64
+import copy
 import importlib.util
 import json
 import multiprocessing.connection
@@ -43,10 +44,51 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
 from multiprocessing import get_context
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, Self
+
+import boto3
+import yaml
+from aws_lambda_powertools.utilities import parameters
+from moto import backends
+from moto.core.responses import BaseResponse
+from moto.core.serialize import BaseJSONSerializer
+from moto.dynamodb.models import table as table_module
+from moto.dynamodb.models.table import Table
+
+from nudge import bootstrap, clock
+from nudge.adapters.dynamo.ledger import DynamoLedger
+from nudge.adapters.dynamo.segments import DynamoSegmentStore
+from nudge.adapters.dynamo.snapshot import snapshot_from_tables
+from nudge.adapters.dynamo.usage import DynamoUsageStore
+from nudge.domain.report import build
+from nudge.rulebook.ruleset import load_rules
+from nudge.settings import Settings
+from nudge.tools.local.aws import (
+    ACCOUNT_ID,
+    REGION,
+    HandlerFailed,
+    LockedMotoServer,
+    create_queues,
+    create_usage_resources,
+    table_names,
+)
+from nudge.tools.local.outbox import outbox
+from nudge.tools.local.pumps import (
+    PumpStats,
+    QueuePump,
+    QueueTap,
+    ScheduledFunction,
+    StreamPump,
+    queue_sources,
+    schedule_sources,
+    stream_sources,
+)
+from nudge.tools.local.template import TemplateError, load_template
+from nudge.tools.report.html import render
 
 if TYPE_CHECKING:
     import boto3
@@ -73,9 +115,6 @@ if TYPE_CHECKING:
 
 DEFAULT_WRITE_KEY = "nudge-local-write-key"
 WRITE_KEYS_ENV = "NUDGE_WRITE_KEYS"
-REGION = "us-east-1"
-# moto's default account: ARNs in contexts and events look like the ones moto itself makes.
-ACCOUNT_ID = "123456789012"
 WRITE_KEYS_PARAM = "/nudge/local/write-keys"
 USAGE_TABLE = "nudge-local-usage"
 LEDGER_TABLE = "nudge-local-ledger"
@@ -225,7 +264,6 @@ def _function_code(
 
 def functions_from_template(template_path: Path) -> dict[str, FunctionCode]:
     """Every function the local stack runs: those with an API route, a stream or a schedule."""
-    from nudge.tools.local.template import load_template
 
     template = load_template(template_path)
     globals_fn = (template.get("Globals") or {}).get("Function") or {}
@@ -242,7 +280,6 @@ def functions_from_template(template_path: Path) -> dict[str, FunctionCode]:
 def api_from_template(template_path: Path) -> tuple[list[Route], dict[str, FunctionCode]]:
     """Routes and functions from the template's HttpApi events, so the local server can't drift
     from what API Gateway serves: a route added to template.yaml is served locally too."""
-    from nudge.tools.local.template import load_template
 
     template = load_template(template_path)
     globals_fn = (template.get("Globals") or {}).get("Function") or {}
@@ -277,7 +314,6 @@ def function_environment(
     Local containers serve every function, so they share one environment: two functions wanting
     different values for one variable is an error here rather than a silent pick.
     """
-    from nudge.tools.local.template import load_template
 
     template = load_template(template_path)
     parameters = template.get("Parameters") or {}
@@ -359,10 +395,6 @@ class LocalLambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
-
-
-class HandlerFailed(Exception):
-    """The handler raised: API Gateway answers 500, as it does when a Lambda errors."""
 
 
 # ---------------------------------------------------------------------------- containers
@@ -487,7 +519,6 @@ def _container_ping() -> int:
 
 
 def _container_invoke(function_id: str, event: dict[str, Any], now: datetime) -> tuple[bool, Any]:
-    from nudge import clock
 
     code, handler = _container_handlers[function_id]
     # The simulated clock lives in the parent; each request carries its reading.
@@ -537,10 +568,6 @@ def speed_up_moto() -> None:
 
 
 def _patch_query() -> None:
-    import copy
-
-    from moto.dynamodb.models import table as table_module
-    from moto.dynamodb.models.table import Table
 
     if getattr(Table.query, "_nudge_local", False):
         return
@@ -587,7 +614,6 @@ def _patch_query() -> None:
 
 
 def _patch_attribute_value_serializer() -> None:
-    from moto.core.serialize import BaseJSONSerializer
 
     if getattr(BaseJSONSerializer._serialize_type_structure, "_nudge_local", False):
         return
@@ -608,7 +634,6 @@ def _patch_attribute_value_serializer() -> None:
 
 
 def _cache_moto_modules() -> None:
-    from moto import backends
 
     if getattr(backends.list_of_moto_modules, "_nudge_local", False):
         return
@@ -624,7 +649,6 @@ def _cache_moto_modules() -> None:
 
 
 def _skip_xml_request_id_on_json() -> None:
-    from moto.core.responses import BaseResponse
 
     current = BaseResponse.__dict__["_enrich_response"]
     if getattr(current, "_nudge_local", False):
@@ -693,7 +717,6 @@ def _attribute_value_wire(value: Any) -> dict[str, Any] | None:
 
 def _guardrails_sender(rules_dir: Path) -> str:
     """sender.email_from of rules/guardrails.yaml, read plainly (the functions validate the file)."""
-    import yaml
 
     path = rules_dir / "guardrails.yaml"
     try:
@@ -798,16 +821,6 @@ class LocalStack:
     # -- lifecycle
 
     def start(self) -> Self:
-        import boto3
-        from aws_lambda_powertools.utilities import parameters
-
-        from nudge import clock
-        from nudge.adapters.dynamo.segments import DynamoSegmentStore
-        from nudge.adapters.dynamo.usage import DynamoUsageStore
-        from nudge.bootstrap_api import services
-        from nudge.services.evaluate import wire
-        from nudge.settings import Settings, get_settings
-        from nudge.tools.local.aws import LockedMotoServer, create_queues, create_usage_resources, table_names
 
         if self._moto is not None:
             raise RuntimeError("the local stack is already started")
@@ -853,9 +866,7 @@ class LocalStack:
             )
             clock.install(self.clock.now)
             # Anything built from the old environment (settings, clients, cached keys) goes.
-            get_settings.cache_clear()
-            services.cache_clear()
-            wire.cache_clear()
+            bootstrap.reset()
             parameters.clear_caches()  # type: ignore[no-untyped-call]
             if self.containers > 0:
                 self._runner = _WorkerProcesses(
@@ -872,9 +883,6 @@ class LocalStack:
     def _messaging_resources(self, session: boto3.session.Session) -> dict[str, str]:
         """What the template takes from outside (the SES sender identity, a push platform
         application) or declares beyond tables and queues (the CS topic), made in moto."""
-        from email.utils import parseaddr
-
-        from nudge.tools.local.template import load_template
 
         sender = parseaddr(_guardrails_sender(self.rules_dir))[1]
         if sender:
@@ -894,17 +902,6 @@ class LocalStack:
         self, session: boto3.session.Session, dynamodb: DynamoDBClient, sqs: SQSClient, settings: Settings
     ) -> None:
         """The template's stream and schedule events, and taps on the queues nothing consumes yet."""
-        from nudge.tools.local.aws import table_names
-        from nudge.tools.local.pumps import (
-            QueuePump,
-            QueueTap,
-            ScheduledFunction,
-            StreamPump,
-            queue_sources,
-            schedule_sources,
-            stream_sources,
-        )
-        from nudge.tools.local.template import TemplateError, load_template
 
         template = load_template(self.template_path)
         tables = table_names(settings)
@@ -969,10 +966,6 @@ class LocalStack:
                 self._taps[logical_id] = QueueTap(sqs, self.queue_urls[logical_id], self.clock.now)
 
     def stop(self) -> None:
-        from nudge import clock
-        from nudge.bootstrap_api import services
-        from nudge.services.evaluate import wire
-        from nudge.settings import get_settings
 
         self.stop_background()
         pumps, self._pumps = self._pumps, []
@@ -992,9 +985,7 @@ class LocalStack:
         if env is not None:
             env.close()
         clock.install(lambda: datetime.now(UTC))
-        get_settings.cache_clear()
-        services.cache_clear()
-        wire.cache_clear()
+        bootstrap.reset()
         self._store = None
         self._segments = None
 
@@ -1113,7 +1104,6 @@ class LocalStack:
         The evaluator's own writes (segment records) land on the stream too, but its filter keeps
         them away from it, so this takes two passes: the records, then the filtered-out writes.
         """
-        from nudge.tools.local.pumps import PumpStats
 
         with self._drive:
             total = PumpStats()
@@ -1186,7 +1176,6 @@ class LocalStack:
 
     @property
     def ledger(self) -> DynamoLedger:
-        from nudge.adapters.dynamo.ledger import DynamoLedger
 
         if self._store is None:
             raise RuntimeError("the local stack is not started")
@@ -1199,15 +1188,12 @@ class LocalStack:
 
     def outbox(self) -> list[dict[str, Any]]:
         """Messages sent to users (email, push, SMS), oldest first: GET /_local/outbox."""
-        from nudge.tools.local.outbox import outbox
 
         with self._drive:
             return outbox(self.ledger.scan_entries())
 
     def report_data(self) -> ReportData:
         """What `nudge report` shows, from the stack's tables, at the simulated now."""
-        from nudge.domain.report import build, snapshot_from_tables
-        from nudge.rulebook.ruleset import load_rules
 
         with self._drive:
             self.settle()
@@ -1216,7 +1202,6 @@ class LocalStack:
             return build(load_rules(self.rules_dir), snapshot, self.clock.now(), "the local stack")
 
     def report_html(self) -> str:
-        from nudge.tools.report.html import render
 
         return render(self.report_data())
 

@@ -1,1 +1,1 @@
-"""report"""
+"""`nudge report`: the report drawn as one self-contained HTML file."""

@@ -10,6 +10,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
+
+from nudge.adapters.dynamo.snapshot import snapshot_from_tables
+from nudge.bootstrap import load_rules_or_explain
+from nudge.domain.report import build
+from nudge.settings import get_settings
+from nudge.tools.report.html import render
+
 DEFAULT_OUT = Path("nudge-report.html")
 
 
@@ -51,12 +59,6 @@ def _from_local(url: str) -> str:
 
 
 def _from_tables(rules_dir: Path | None) -> str:
-    import boto3
-
-    from nudge.domain.report import build, snapshot_from_tables
-    from nudge.services.evaluate import load_rules_or_explain
-    from nudge.settings import get_settings
-    from nudge.tools.report.html import render
 
     settings = get_settings()
     rules = load_rules_or_explain(rules_dir or settings.rules_dir)

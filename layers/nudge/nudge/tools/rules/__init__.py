@@ -1,1 +1,1 @@
-"""rules"""
+"""`nudge rules lint | test | backtest | explain | schema`."""

@@ -40,13 +40,16 @@ from pydantic import (
 )
 
 from nudge.adapters.memory import MemoryUsageStore
+from nudge.conditions import facts
 from nudge.conditions import features as F
 from nudge.conditions import tree as C
 from nudge.conditions.features import AccountFacts
-from nudge.domain.evaluate import Evaluation, SegmentState, evaluate
+from nudge.domain.evaluate import Evaluation, evaluate
+from nudge.model.decisions import SegmentState, Value
 from nudge.model.durations import Duration, format_duration
 from nudge.model.messages import Group, Identify, Message, Track
 from nudge.model.state import UserState
+from nudge.rulebook import conditions as specs
 from nudge.rulebook.guardrails import GUARDRAILS_FILE, GuardrailsFile
 from nudge.rulebook.plan import MILESTONES_FILE, PLAN_FILE, MilestonesFile, TrackingPlanFile
 from nudge.rulebook.ruleset import (
@@ -722,10 +725,10 @@ def _without_guards(node: C.All) -> C.Node:
 
 
 def _is_guard(check: C.Check) -> bool:
-    return check.op == "gt" and check.value == C.MISSING_NUMBER
+    return check.op == "gt" and check.value == facts.MISSING_NUMBER
 
 
-def _one_of(node: C.All | C.AnyOf) -> tuple[C.Fact, list[C.Value]] | None:
+def _one_of(node: C.All | C.AnyOf) -> tuple[C.Fact, list[Value]] | None:
     if not isinstance(node, C.AnyOf):
         return None
     checks = [n for n in node.items if isinstance(n, C.Check) and n.op == "eq"]
@@ -754,7 +757,7 @@ def _needs(check: C.Check) -> str:
         return "yes" if value == 1 else "no"
     if op == "lt" and value == F.NEVER:
         return "to be reached"  # `milestone: x`: reached at any time
-    if op == "gt" and value == C.MISSING_NUMBER:
+    if op == "gt" and value == facts.MISSING_NUMBER:
         return "a number"
     if value == "":
         return "no value" if op == "eq" else "a value"
@@ -775,7 +778,7 @@ def _show_value(value: object) -> str:
     if isinstance(value, int | float):
         if value >= F.NEVER:
             return "never"
-        if value <= C.MISSING_NUMBER:
+        if value <= facts.MISSING_NUMBER:
             return "missing"
         return f"{value:.1f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
     if value == "":
@@ -1378,17 +1381,17 @@ LEAF_HELP: dict[str, str] = {
     "frequency": "Sessions a week over the last 4 complete weeks: light, medium (2+) or heavy (5+).",
 }
 LEAF_MODELS: dict[str, type[BaseModel]] = {
-    "days_since": C.DaysSinceSpec,
-    "count": C.CountSpec,
-    "active_days": C.ActiveDaysSpec,
-    "feature": C.FeatureSpec,
-    "trait": C.TraitSpec,
-    "account": C.AccountSpec,
-    "score": C.ScoreSpec,
-    "weeks_below": C.WeeksBelowSpec,
-    "trend": C.TrendSpec,
-    "did": C.DidSpec,
-    "age": C.Bounds,
+    "days_since": specs.DaysSinceSpec,
+    "count": specs.CountSpec,
+    "active_days": specs.ActiveDaysSpec,
+    "feature": specs.FeatureSpec,
+    "trait": specs.TraitSpec,
+    "account": specs.AccountSpec,
+    "score": specs.ScoreSpec,
+    "weeks_below": specs.WeeksBelowSpec,
+    "trend": specs.TrendSpec,
+    "did": specs.DidSpec,
+    "age": specs.Bounds,
 }
 # Help for the keys inside conditions, shown by editors on hover and completion.
 KEY_HELP: dict[str, str] = {
@@ -1429,7 +1432,7 @@ LEAF_RULES: dict[str, dict[str, Any]] = {
 
 def condition_defs() -> dict[str, Any]:
     """JSON Schema of the condition language: one key per condition, all/any/not nesting."""
-    missing = set(C.LEAVES) - set(LEAF_HELP)
+    missing = set(specs.LEAVES) - set(LEAF_HELP)
     if missing:
         raise RuntimeError(f"conditions without a schema: {sorted(missing)}; add them to LEAF_HELP")
     defs: dict[str, Any] = {}
@@ -1461,7 +1464,7 @@ def condition_defs() -> dict[str, Any]:
         },
         "not": {"$ref": "#/$defs/Condition", "description": "This does not hold."},
     }
-    for leaf in C.LEAVES:
+    for leaf in specs.LEAVES:
         properties[leaf] = {**leaves[leaf], "description": LEAF_HELP[leaf]}
     defs["Condition"] = {
         "type": "object",

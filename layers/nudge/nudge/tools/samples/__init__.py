@@ -1,1 +1,1 @@
-"""samples"""
+"""The sample product's generated usage history, as NDJSON Segment messages."""

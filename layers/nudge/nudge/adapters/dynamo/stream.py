@@ -1,0 +1,77 @@
+"""The usage table's stream records decoded: a user's state and version, or an account whose trait
+values changed. A record that cannot be decoded raises UndecodableRecord (a poison record)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nudge.adapters.dynamo import codec
+from nudge.model.state import AccountState, UserState
+from nudge.model.versioned import Versioned
+
+
+class UndecodableRecord(ValueError):
+    """A stream record whose user state cannot be read: a poison record for the on-failure queue."""
+
+
+def user_from_stream(keys: Mapping[str, Any], image: Mapping[str, Any]) -> Versioned[UserState] | None:
+    """The user state and version in a stream record's NewImage, or None if it is not a user's state.
+
+    Accepts images as Powertools and boto3's TypeDeserializer give them; `state` (B) may be bytes
+    or, as Lambda delivers binary attributes in stream events, a base64 string.
+    """
+    pk, sk = str(keys.get("pk", "")), str(keys.get("sk", ""))
+    if sk != "STATE" or not pk.startswith("USER#") or not image:
+        return None
+    try:
+        blob = image["state"]
+        raw = base64.b64decode(blob, validate=True) if isinstance(blob, str) else bytes(blob)
+        state = codec.decode(raw, UserState)
+        version = int(image["v"])
+    except (KeyError, TypeError, ValueError, zlib.error, binascii.Error) as exc:
+        # `from None`: a pydantic ValidationError (a ValueError) quotes the decoded values
+        # (traits: emails, phones) and would carry them into the log; the error's type and the
+        # key are enough to find the item.
+        raise UndecodableRecord(f"{pk}: state cannot be decoded ({type(exc).__name__})") from None
+    return Versioned(state, version)
+
+
+@dataclass(frozen=True)
+class AccountChange:
+    """An account whose trait values changed, from a stream record's Old and New images."""
+
+    account_id: str
+    changed: frozenset[str]
+
+
+def account_from_stream(
+    keys: Mapping[str, Any], new_image: Mapping[str, Any] | None, old_image: Mapping[str, Any] | None
+) -> AccountChange | None:
+    """The account whose traits a stream record changed, or None: not an account's TRAITS item, or
+    the trait values are the same in both images (a newer stamp of an unchanged value)."""
+    pk, sk = str(keys.get("pk", "")), str(keys.get("sk", ""))
+    if sk != "TRAITS" or not pk.startswith("ACCOUNT#") or not new_image:
+        return None
+    new = _account_traits(pk, new_image)
+    old = _account_traits(pk, old_image) if old_image else {}
+    changed = frozenset(k for k in new.keys() | old.keys() if new.get(k, _ABSENT) != old.get(k, _ABSENT))
+    if not changed:
+        return None
+    return AccountChange(pk.removeprefix("ACCOUNT#"), changed)
+
+
+_ABSENT = object()
+
+
+def _account_traits(pk: str, image: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        blob = image["state"]
+        raw = base64.b64decode(blob, validate=True) if isinstance(blob, str) else bytes(blob)
+        return codec.decode(raw, AccountState).trait_values()
+    except (KeyError, TypeError, ValueError, zlib.error, binascii.Error) as exc:
+        raise UndecodableRecord(f"{pk}: traits cannot be decoded ({type(exc).__name__})") from None

@@ -1,0 +1,100 @@
+"""SQS: the decision queue (one message per evaluation) and the channel queues dispatch routes to."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from nudge.model.queue import DecisionBatch, Delivery
+from nudge.services.dispatch import RouteFailed
+from nudge.services.evaluate import PublishFailed
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
+
+
+# SQS errors worth another try: the queue is busy, not wrong.
+RETRYABLE_SQS = {"ThrottlingException", "RequestThrottled", "ServiceUnavailable", "InternalError"}
+
+
+class SqsDecisionPublisher:
+    """SendMessage to the decision queue: one message per evaluation (the guardrails send at most
+    one message of the decisions taken together), its user and decision ids as attributes (so an
+    operator can find one without parsing bodies)."""
+
+    def __init__(self, client: SQSClient, queue_url: str, attempts: int = 3) -> None:
+        self.client = client
+        self.queue_url = queue_url
+        self.attempts = attempts
+
+    def publish(self, batch: DecisionBatch) -> None:
+        ids = [d.decision_id for d in batch.decisions] + batch.lapsed
+        attributes: dict[str, MessageAttributeValueTypeDef] = {
+            "user": {"DataType": "String", "StringValue": batch.user},
+            "decision_ids": {"DataType": "String", "StringValue": ",".join(ids) or "-"},
+        }
+        for attempt in range(self.attempts):
+            try:
+                self.client.send_message(
+                    QueueUrl=self.queue_url, MessageBody=batch.model_dump_json(), MessageAttributes=attributes
+                )
+                return
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code not in RETRYABLE_SQS:
+                    raise PublishFailed(f"SQS SendMessage failed: {code or exc}") from exc
+            except BotoCoreError as exc:
+                raise PublishFailed(f"SQS SendMessage failed: {exc}") from exc
+            time.sleep(min(1.0, 0.05 * 2**attempt))
+        raise PublishFailed(f"decision batch still throttled after {self.attempts} attempts")
+
+
+SQS_BATCH_LIMIT = 10
+
+
+class SqsDeliveryRouter:
+    """Each send to its channel's queue (email; push and SMS; escalations), ten per request."""
+
+    def __init__(self, client: SQSClient, queues: dict[str, str], attempts: int = 3) -> None:
+        self.client = client
+        self.queues = queues
+        self.attempts = attempts
+
+    def route(self, deliveries: Sequence[Delivery]) -> None:
+        by_queue: dict[str, list[Delivery]] = {}
+        for delivery in deliveries:
+            url = self.queues.get(delivery.channel)
+            if not url:
+                raise RouteFailed(f"no queue configured for channel {delivery.channel!r}")
+            by_queue.setdefault(url, []).append(delivery)
+        for url, items in by_queue.items():
+            for start in range(0, len(items), SQS_BATCH_LIMIT):
+                entries: list[SendMessageBatchRequestEntryTypeDef] = [
+                    {"Id": str(i), "MessageBody": d.model_dump_json()}
+                    for i, d in enumerate(items[start : start + SQS_BATCH_LIMIT])
+                ]
+                self._send(url, entries)
+
+    def _send(self, url: str, entries: list[SendMessageBatchRequestEntryTypeDef]) -> None:
+        for attempt in range(self.attempts):
+            try:
+                response = self.client.send_message_batch(QueueUrl=url, Entries=entries)
+            except (ClientError, BotoCoreError) as exc:
+                raise RouteFailed(f"SQS SendMessageBatch failed: {exc}") from exc
+            failed = response.get("Failed", [])
+            if not failed:
+                return
+            if any(f.get("SenderFault") for f in failed):
+                raise RouteFailed(f"SQS refused {len(failed)} deliveries")
+            retry = {f["Id"] for f in failed}
+            entries = [e for e in entries if e["Id"] in retry]
+            time.sleep(min(1.0, 0.05 * 2**attempt))
+        raise RouteFailed(f"{len(entries)} deliveries still failing after {self.attempts} attempts")

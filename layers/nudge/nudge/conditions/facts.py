@@ -1,0 +1,352 @@
+"""The facts a condition may test: each a key, a description, a compute over the Context and, for
+the time-based ones, when its value could next change with no new event (for the sweep)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from nudge.conditions import features as F
+from nudge.conditions.tree import Context, Fact, Op, anchored
+from nudge.model.decisions import Value
+from nudge.model.durations import format_duration
+
+
+def _key(*parts: object) -> str:
+    return "__".join(re.sub(r"[^a-z0-9_]", "_", str(p).lower()) for p in parts)
+
+
+def _crossing(op: Op, value: Value) -> timedelta | None:
+    """How long after its start a days-since value crosses `value` (days)."""
+    if isinstance(value, str) or value >= F.NEVER:
+        return None
+    key = (op in ("gt", "lte"), value)
+    wait = _CROSSINGS.get(key)
+    if wait is None:
+        wait = timedelta(days=float(value))
+        wait = _CROSSINGS[key] = wait + timedelta(seconds=1) if key[0] else wait
+    return wait
+
+
+# The crossings of a rule set's thresholds: a few, asked for every user.
+_CROSSINGS: dict[tuple[bool, float | int], timedelta] = {}
+
+
+def _signed_up(ctx: Context) -> datetime | None:
+    memo = ctx.memo
+    if "signed_up" not in memo:
+        memo["signed_up"] = F.signed_up_at(ctx.user)
+    at: datetime | None = memo["signed_up"]
+    return at
+
+
+def _signed_up_since(ctx: Context) -> timedelta | None:
+    """signed_up_at - EPOCH."""
+    signed_up = _signed_up(ctx)
+    return ctx.since_epoch(signed_up) if signed_up is not None else None
+
+
+def _age(ctx: Context) -> float:
+    """F.age_days, unrounded."""
+    started = _signed_up_since(ctx)
+    return max(0.0, (ctx.clock.since - started).total_seconds() / 86400) if started is not None else 0.0
+
+
+def _last(ctx: Context, event: str) -> datetime | None:
+    if event == "any":
+        return ctx.user.last_meaningful
+    stats = ctx.user.events.get(event)
+    return stats.last if stats else None
+
+
+def _days_since(ctx: Context, event: str, key: str) -> float:
+    """F.days_since_event, unrounded; `key` names it in the memo (days_since and days_without share it)."""
+    memo = ctx.memo
+    since: float | None = memo.get(key)
+    if since is None:
+        last = _last(ctx, event)
+        # F.days_between(last, now): now - last is the same timedelta, from the times since EPOCH.
+        since = memo[key] = (
+            (ctx.clock.since - ctx.since_epoch(last)).total_seconds() / 86400 if last else float(F.NEVER)
+        )
+    return since
+
+
+def days_without_fact(event: str) -> Fact:
+    memo_key = f"since:{event}"
+
+    def compute(ctx: Context) -> Value:
+        since = _days_since(ctx, event, memo_key)  # F.days_without
+        return round(since if since < F.NEVER else _age(ctx), 4)
+
+    def anchor(ctx: Context) -> datetime | None:
+        return _last(ctx, event) or _signed_up(ctx)
+
+    return anchored(
+        _key("days_without", event), f"days without {_event_words(event)}", compute, anchor, _crossing
+    )
+
+
+def days_since_fact(event: str) -> Fact:
+    memo_key = f"since:{event}"
+
+    def compute(ctx: Context) -> Value:
+        return round(_days_since(ctx, event, memo_key), 4)
+
+    def anchor(ctx: Context) -> datetime | None:
+        return _last(ctx, event)
+
+    return anchored(
+        _key("days_since", event), f"days since last {_event_words(event)}", compute, anchor, _crossing
+    )
+
+
+def _event_words(event: str) -> str:
+    return "meaningful event (any)" if event == "any" else event
+
+
+def milestone_days_fact(milestone: str) -> Fact:
+    def compute(ctx: Context) -> Value:
+        at = ctx.user.milestones.get(milestone)  # F.days_since_milestone, as in _days_since
+        return round(
+            (ctx.clock.since - ctx.since_epoch(at)).total_seconds() / 86400 if at else float(F.NEVER), 4
+        )
+
+    def anchor(ctx: Context) -> datetime | None:
+        return ctx.user.milestones.get(milestone)
+
+    return anchored(
+        _key("milestone_days", milestone), f"days since milestone {milestone}", compute, anchor, _crossing
+    )
+
+
+def age_fact() -> Fact:
+    def compute(ctx: Context) -> Value:
+        return round(_age(ctx), 4)
+
+    return anchored("age_days", "days since signup", compute, _signed_up, _crossing)
+
+
+def _at_week_start(ctx: Context, op: Op, value: Value) -> datetime | None:
+    return ctx.clock.next_week
+
+
+def count_fact(event: str, days: int) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return F.count_within_at(ctx.user, event, days, ctx.clock)
+
+    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+        # With no new event the count only falls, when its oldest counted day leaves the window.
+        stats = ctx.user.events.get(event)
+        return F.window_exit_at(stats.daily, days, ctx.clock) if stats else None
+
+    return Fact(
+        _key("count", event, f"{days}d"),
+        f"{event} in the last {days} days",
+        compute,
+        changes_at,
+        by_threshold=False,
+    )
+
+
+def active_days_fact(days: int) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return F.active_days_within_at(ctx.user, days, ctx.clock)
+
+    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+        return F.window_exit_at(ctx.user.active_days, days, ctx.clock)
+
+    return Fact(
+        _key("active_days", f"{days}d"),
+        f"active days in the last {days} days",
+        compute,
+        changes_at,
+        by_threshold=False,
+    )
+
+
+def feature_fact(feature: str) -> Fact:
+    memo_key = f"feature:{feature}"
+
+    def compute(ctx: Context) -> Value:
+        memo = ctx.memo
+        status: str | None = memo.get(memo_key)
+        if status is None:  # F.feature_status, with the clock's today
+            stats = ctx.user.features.get(feature)
+            if stats is None:
+                status = "never"
+            else:
+                first_day = ctx.clock.today - 27
+                recent = sum(1 for d in stats.days if d >= first_day)
+                status = "habitual" if recent >= F.HABIT_DAYS_28D else "tried"
+            memo[memo_key] = status
+        return status
+
+    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+        # Only "habitual" can lapse with time alone (to "tried"): when fewer than HABIT_DAYS_28D
+        # of its days remain in the last 28.
+        stats = ctx.user.features.get(feature)
+        if stats is None or compute(ctx) != "habitual":
+            return None
+        return F.window_exit_at(stats.days, 28, ctx.clock, keep=F.HABIT_DAYS_28D)
+
+    return Fact(
+        _key("feature", feature), f"status of feature {feature}", compute, changes_at, by_threshold=False
+    )
+
+
+def weeks_below_fact(metric: F.Metric, threshold: int) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return F.weeks_below_at(ctx.user, metric, threshold, ctx.clock, _signed_up_since(ctx))
+
+    return Fact(
+        _key("weeks_below", metric, threshold),
+        f"complete weeks in a row with fewer than {threshold} {metric.replace('_', ' ')}",
+        compute,
+        _at_week_start,
+        by_threshold=False,
+    )
+
+
+def trend_fact(metric: F.Metric) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return F.trend_percent_at(ctx.user, metric, ctx.clock)
+
+    return Fact(
+        _key("trend", metric),
+        f"week-over-week change of {metric} (%)",
+        compute,
+        _at_week_start,
+        by_threshold=False,
+    )
+
+
+def frequency_fact() -> Fact:
+    def compute(ctx: Context) -> Value:
+        return F.frequency_band_at(ctx.user, ctx.clock)
+
+    return Fact(
+        "frequency", "frequency band (light/medium/heavy)", compute, _at_week_start, by_threshold=False
+    )
+
+
+def did_not_fact(did: str, not_: str, within: timedelta) -> Fact:
+    def compute(ctx: Context) -> Value:
+        # F.did_but_not_within, on times since EPOCH (an event's first time is shared by the
+        # did facts that chain on it, and by age when it is signed_up).
+        events = ctx.user.events
+        first = events.get(did)
+        if first is None:
+            return 0
+        deadline = ctx.since_epoch(first.first) + within
+        if ctx.clock.since < deadline:
+            return 0
+        other = events.get(not_)
+        return 1 if other is None or ctx.since_epoch(other.first) > deadline else 0
+
+    def anchor(ctx: Context) -> datetime | None:
+        stats = ctx.user.events.get(did)
+        return stats.first if stats else None
+
+    def after(op: Op, value: Value) -> timedelta:
+        return within
+
+    hours = int(within.total_seconds() // 3600)
+    return anchored(
+        _key("did", did, "not", not_, f"{hours}h"),
+        f"did {did} but not {not_} within {format_duration(within)}",
+        compute,
+        anchor,
+        after,
+        by_threshold=False,
+    )
+
+
+def _trait_value(value: Any) -> Value:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return value
+    return str(value)
+
+
+MISSING_NUMBER = -(10**9)  # a missing or non-numeric trait (plain int: durable_rules rejects 1e18 notation)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        try:
+            return float(value) if isinstance(value, str) and value.strip() else MISSING_NUMBER
+        except ValueError:
+            return MISSING_NUMBER
+    return float(value)
+
+
+def _user_trait(ctx: Context, name: str) -> Any:
+    """ctx.user.trait_values().get(name), without copying every trait."""
+    stamped = ctx.user.traits.get(name)
+    return stamped.v if stamped is not None else None
+
+
+def trait_number_fact(name: str, account: bool = False) -> Fact:
+    """A trait as a number: durable_rules must never compare a number with a string."""
+
+    def compute(ctx: Context) -> Value:
+        if account:
+            return _number(ctx.account.traits.get(name) if ctx.account else None)
+        return _number(_user_trait(ctx, name))
+
+    prefix = "account_trait_number" if account else "trait_number"
+    return Fact(_key(prefix, name), f"{'account ' if account else ''}trait {name} (number)", compute)
+
+
+def trait_fact(name: str) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return _trait_value(_user_trait(ctx, name))
+
+    return Fact(_key("trait", name), f"trait {name}", compute)
+
+
+def account_trait_fact(name: str) -> Fact:
+    def compute(ctx: Context) -> Value:
+        return _trait_value(ctx.account.traits.get(name) if ctx.account else None)
+
+    return Fact(_key("account_trait", name), f"account trait {name}", compute)
+
+
+def account_metric_fact(metric: str) -> Fact:
+    def compute(ctx: Context) -> Value:
+        if metric == "score":
+            return ctx.account_score
+        if ctx.account is None:
+            return 0
+        if metric == "active_users_trend":
+            return ctx.account.active_users_trend_at(ctx.clock)
+        return ctx.account.active_users(ctx.clock.weeks[0])
+
+    return Fact(
+        _key("account", metric),
+        f"account {metric.replace('_', ' ')}",
+        compute,
+        _at_week_start,
+        by_threshold=False,
+    )
+
+
+SEGMENT_FACT = Fact("segment", "lifecycle segment", lambda ctx: ctx.segment)
+
+
+# Facts known only after the scoring pass.
+SCORE_FACT_KEYS = frozenset({"score", "band", "account_band", _key("account", "score")})
+
+
+SCORE_FACT = Fact("score", "user score", lambda ctx: ctx.score)
+
+
+BAND_FACT = Fact("band", "user score band", lambda ctx: ctx.band)
+
+
+ACCOUNT_BAND_FACT = Fact("account_band", "account score band", lambda ctx: ctx.account_band)

@@ -1,0 +1,47 @@
+"""What an evaluation decides, shared by the evaluator, dispatch, the ledger and the queues:
+fact values, a user's segment state and its transitions, and the decisions to send or escalate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Value = float | int | str
+
+
+class Transition(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    from_: str | None = Field(default=None, alias="from")
+    to: str
+    at: datetime
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+
+class SegmentState(BaseModel):
+    """A user's lifecycle segment, since when, and the latest transitions (bounded)."""
+
+    segment: str | None = None
+    since: datetime | None = None
+    history: list[Transition] = Field(default_factory=list)
+
+
+class Decision(BaseModel):
+    decision_id: str
+    user: str
+    account: str | None
+    rule: str
+    kind: str
+    action: str
+    channel: str
+    template: str
+    priority: int
+    reason: str
+    facts: dict[str, Value]
+    decided_at: datetime
+    # The request (or sweep run) that led to the decision, for following it through the logs:
+    # the ingest API's request id, carried on to dispatch and the action functions. Not part of
+    # the decision's identity (decision_id) and empty when nothing set it.
+    correlation_id: str = ""
