@@ -252,8 +252,10 @@ def wire_deliver(channel: str) -> DeliverService:
         raise ValueError(f"unknown action channel {channel!r}")
     secrets: tuple[bytes, ...] = ()
     if channel != "escalate":
-        value = str(parameters.get_parameter(settings.unsubscribe_secret_param, decrypt=True, max_age=300))
-        secrets = tuple(s.strip().encode() for s in value.split(",") if s.strip())
+        value = parameters.get_parameter(
+            settings.unsubscribe_secret_param, decrypt=True, max_age=UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS
+        )
+        secrets = parse_secrets(str(value))
         if not secrets:
             raise ValueError(f"{settings.unsubscribe_secret_param} holds no unsubscribe secret")
     ports = DeliverPorts(
