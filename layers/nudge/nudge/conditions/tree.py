@@ -1,4 +1,5 @@
-"""The marketer's condition language: parsed from YAML into a small tree of tests on named facts.
+"""The marketer's condition language as a small tree of tests on named facts (nudge.rulebook.conditions
+parses it from YAML; nudge.conditions.facts holds the facts).
 
     when:
       all:

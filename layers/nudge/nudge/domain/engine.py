@@ -1,14 +1,15 @@
 """The one module that talks to durable_rules.
 
-Conditions compile once, at load, into durable_rules rulesets; evaluation asserts one fact (the
-facts the ruleset's conditions read, as JSON by orjson) in the ruleset's one session, collects
-the names of the rules that fired (in priority order), and retracts the fact, which leaves the
-session as it was for the next evaluation (cheaper than deleting the session and making a new
-one each time). A session an error leaves in doubt is deleted, and the ruleset moves to a new
-one. What durable_rules does not do well is kept out of it: no timers (time is the sweep's job),
-no actions at all (an exception in one is swallowed), no `$nex` (it hangs the engine here):
-every fact is always present, with sentinel values, and a number is never compared with a string
-(durable_rules then answers true).
+A rule set's condition groups compile once, on its first evaluation (`compiled`), into
+durable_rules rulesets; evaluation asserts one fact (the facts the ruleset's conditions read, as
+JSON by orjson) in the ruleset's one session, collects the names of the rules that fired (in
+priority order), and retracts the fact, which leaves the session as it was for the next
+evaluation (cheaper than deleting the session and making a new one each time). A session an
+error leaves in doubt is deleted, and the ruleset moves to a new one. What durable_rules does
+not do well is kept out of it: no timers (time is the sweep's job), no actions at all (an
+exception in one is swallowed), no `$nex` (it hangs the engine here): every fact is always
+present, with sentinel values, and a number is never compared with a string (durable_rules then
+answers true).
 
 The rulesets live in durable_rules' engine (`durable_rules_engine`, the compiled core that
 `durable.engine.Host` wraps), driven directly: assert the fact, then take the rules that fired

@@ -1,4 +1,5 @@
-"""All of rules/ loaded, checked against each other, and compiled: what Lambdas, CLI and local stack use.
+"""All of rules/ loaded and checked against each other: what Lambdas, CLI and local stack use.
+(No engine is built here: nudge.domain.engine compiles the condition groups on first evaluation.)
 
 Files: tracking-plan.yaml, milestones.yaml (nudge.rulebook.plan), segments.yaml, scoring.yaml,
 triggers.yaml and templates/*.yaml. Every problem in every file is collected and reported as
