@@ -22,12 +22,10 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from shipped import RULES, load_handler
 
-from nudge import bootstrap as rules_service
-from nudge import bootstrap as wiring
-from nudge import clock
+from nudge import bootstrap, clock
 from nudge.domain.verdicts import in_group
 from nudge.observability import logger
-from nudge.settings import Settings, get_settings
+from nudge.settings import Settings
 from nudge.tools.local.aws import create_queues, create_usage_resources
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,9 +155,7 @@ def world(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    wiring.services.cache_clear()
-    rules_service.wire.cache_clear()
+    bootstrap.reset()
     real_clock = clock._source
     clock.install(lambda: NOW)
     # The functions' log lines, exactly as Powertools writes them.
@@ -181,9 +177,7 @@ def world(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
         handler.setStream(real_stream)
         logger.set_correlation_id(None)
         clock.install(real_clock)
-        get_settings.cache_clear()
-        wiring.services.cache_clear()
-        rules_service.wire.cache_clear()
+        bootstrap.reset()
 
 
 def a_user_who_gets_finish_setup() -> str:

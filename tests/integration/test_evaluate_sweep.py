@@ -19,13 +19,12 @@ import pytest
 from moto.events.models import EventPattern
 from shipped import load_handler
 
-from nudge import bootstrap as rules_service
-from nudge import clock
+from nudge import bootstrap, clock
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.model.messages import Group, Identify, Message, Track
 from nudge.rulebook.plan import load_plan
 from nudge.services.ingest import ingest
-from nudge.settings import Settings, get_settings
+from nudge.settings import Settings
 from nudge.tools.local.aws import create_queues, create_usage_resources
 from nudge.tools.local.template import load_template
 
@@ -217,8 +216,7 @@ def stack(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     monkeypatch.setenv("NUDGE_USAGE_TABLE", settings.usage_table)
     monkeypatch.setenv("NUDGE_DECISION_QUEUE_URL", queues["DecisionQueue"])
     monkeypatch.setenv("NUDGE_RULES_DIR", str(REPO / "rules"))
-    get_settings.cache_clear()
-    rules_service.wire.cache_clear()
+    bootstrap.reset()
     now = [NOW]
     real_clock = clock._source
     clock.install(lambda: now[0])
@@ -234,8 +232,7 @@ def stack(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
         )
     finally:
         clock.install(real_clock)
-        get_settings.cache_clear()
-        rules_service.wire.cache_clear()
+        bootstrap.reset()
 
 
 def signed_up(user: str, at: datetime) -> list[Message]:
@@ -467,14 +464,12 @@ def test_a_bad_rule_file_fails_the_cold_start_naming_file_and_line(
     triggers.write_text(triggers.read_text().replace("segment: not_activated", "segment: not_activatd", 1))
     monkeypatch.setenv("NUDGE_RULES_DIR", str(rules))
     monkeypatch.setenv("NUDGE_DECISION_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/q")
-    get_settings.cache_clear()
-    rules_service.wire.cache_clear()
+    bootstrap.reset()
     try:
         with pytest.raises(RuleFileError):
             _load(REPO / "functions/evaluate/app.py", "evaluate_app_bad_rules")
     finally:
-        get_settings.cache_clear()
-        rules_service.wire.cache_clear()
+        bootstrap.reset()
     logged = next(r for r in caplog.records if "rule files are invalid" in r.getMessage())
     assert logged.levelname == "ERROR"
     problems: list[str] = logged.__dict__["problems"]

@@ -16,8 +16,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from nudge import bootstrap as wiring
-from nudge.settings import Settings, get_settings
+from nudge import bootstrap
+from nudge.settings import Settings
 from nudge.tools.local.aws import create_usage_resources
 
 KEY = "wk-integration"
@@ -36,8 +36,7 @@ def handler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     with pytest.MonkeyPatch.context() as env, mock_aws():
         env.setenv("NUDGE_USAGE_TABLE", "usage-it")
         env.setenv("NUDGE_WRITE_KEYS_PARAM", "/nudge/it/write-keys")
-        get_settings.cache_clear()
-        wiring.services.cache_clear()
+        bootstrap.reset()
         create_usage_resources(
             boto3.client("dynamodb"), boto3.client("ssm"), Path("template.yaml"), Settings(), [KEY, "wk-next"]
         )
@@ -47,8 +46,7 @@ def handler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         yield module
-        get_settings.cache_clear()
-        wiring.services.cache_clear()
+        bootstrap.reset()
 
 
 def request(
@@ -88,7 +86,7 @@ def ts(hours_ago: float = 1) -> str:
 
 
 def user(uid: str) -> Any:
-    return wiring.services().store.load_users([uid])[uid].value
+    return bootstrap.services().store.load_users([uid])[uid].value
 
 
 def test_a_batch_keeps_valid_messages_and_names_each_bad_field(handler: ModuleType) -> None:
@@ -144,7 +142,7 @@ def test_identify_group_and_track_fold_into_user_and_account_state(handler: Modu
     state = user("it-2")
     assert state.trait_values() == {"email": "it2@acme.example", "timezone": "Europe/Paris"}
     assert state.account_id == "acme-it"
-    store = wiring.services().store
+    store = bootstrap.services().store
     account = store.load_account("acme-it")
     assert account is not None
     assert account.value.trait_values()["mrr"] == 900

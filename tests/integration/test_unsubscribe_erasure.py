@@ -18,14 +18,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from nudge import bootstrap as wiring
+from nudge import bootstrap
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.domain.tokens import make_token
 from nudge.model.decisions import Decision
 from nudge.model.ledger import Commit, Escalation, LedgerEntry
 from nudge.model.segments import SegmentRecord
 from nudge.services.erasure import ERASED
-from nudge.settings import Settings, get_settings
+from nudge.settings import Settings
 from nudge.tools.local.aws import create_usage_resources
 
 KEY = "wk-privacy-it"
@@ -49,8 +49,7 @@ def handler() -> Iterator[ModuleType]:
         env.setenv("NUDGE_LEDGER_TABLE", LEDGER_TABLE)
         env.setenv("NUDGE_WRITE_KEYS_PARAM", "/nudge/it-privacy/write-keys")
         env.setenv("NUDGE_UNSUBSCRIBE_SECRET_PARAM", "/nudge/it-privacy/unsubscribe-secret")
-        get_settings.cache_clear()
-        wiring.services.cache_clear()
+        bootstrap.reset()
         settings = Settings()
         create_usage_resources(
             boto3.client("dynamodb"), boto3.client("ssm"), Path("template.yaml"), settings, [KEY]
@@ -67,8 +66,7 @@ def handler() -> Iterator[ModuleType]:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         yield module
-        get_settings.cache_clear()
-        wiring.services.cache_clear()
+        bootstrap.reset()
 
 
 def event(
@@ -162,7 +160,7 @@ def seed_user(handler: ModuleType, user: str) -> None:
         ("/v1/track", {"userId": user, "event": "project_created"}),
     ):
         assert call(handler, event("POST", path, key=KEY, body=body))[0] == 200
-    services = wiring.services()
+    services = bootstrap.services()
     segments = DynamoSegmentStore(boto3.client("dynamodb"), USAGE_TABLE)
     segments.save(user, SegmentRecord(next_check_at=now + timedelta(days=1)), 0, now)
     entry = LedgerEntry(
@@ -261,7 +259,7 @@ def test_delete_erases_that_user_only_and_a_second_delete_answers_zeros(handler:
     esc = decision(f"esc-{uuid.uuid4().hex[:8]}", gone, escalate=True)  # ids are hashes, not names
     escalation = Escalation(decision_id=esc.decision_id, rule=esc.rule, user=gone, opened_at=now)
     entry = LedgerEntry(decision=esc, outcome="send", status="queued", recorded_at=now, updated_at=now)
-    wiring.services().ledger.commit(
+    bootstrap.services().ledger.commit(
         Commit(gone, None, 0, (entry,), frozenset(), (ACCOUNT, escalation, 0)), now
     )
     assert len(items(USAGE_TABLE, f"USER#{gone}")) == 2  # STATE, SEGMENTS
@@ -288,7 +286,7 @@ def test_delete_erases_that_user_only_and_a_second_delete_answers_zeros(handler:
     assert len(items(LEDGER_TABLE, f"USER#{kept}")) == 2
     assert unsubscribed(kept) == {"sms"}
     assert any(i["sk"]["S"].startswith("WEEK#") for i in items(USAGE_TABLE, f"ACCOUNT#{ACCOUNT}"))
-    members = wiring.services().store.users_of_account(ACCOUNT)
+    members = bootstrap.services().store.users_of_account(ACCOUNT)
     assert gone not in members
     assert kept in members
 
