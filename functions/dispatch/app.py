@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
-from nudge.bootstrap import wire_dispatch
+from nudge.bootstrap.dispatch import wire_dispatch
 from nudge.model.queue import DecisionBatch
 from nudge.observability import MetricCounts, logger, metrics, tracer
 from nudge.services.dispatch import correlation_of, count_outcomes, dispatch

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge import clock
 from nudge.adapters.dynamo.stream import account_from_stream, user_from_stream
 from nudge.adapters.dynamo.usage import CORRELATION_ATTRIBUTE
-from nudge.bootstrap import wire
+from nudge.bootstrap.rules import wire
 from nudge.observability import logger, metrics, tracer
 from nudge.services.evaluate import AccountFactsCache, evaluate_account, evaluate_user
 

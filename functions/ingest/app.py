@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from nudge.bootstrap import services
+from nudge.bootstrap.api import services
 from nudge.entrypoints.http.ingest_api import resolve
 from nudge.observability import logger, metrics, tracer
 

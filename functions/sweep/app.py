@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
-from nudge.bootstrap import wire
+from nudge.bootstrap.rules import wire
 from nudge.observability import logger, metrics, tracer
 from nudge.services.evaluate import sweep
 

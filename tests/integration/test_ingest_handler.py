@@ -17,6 +17,7 @@ import pytest
 from moto import mock_aws
 
 from nudge import bootstrap
+from nudge.bootstrap import api
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_usage_resources
 
@@ -86,7 +87,7 @@ def ts(hours_ago: float = 1) -> str:
 
 
 def user(uid: str) -> Any:
-    return bootstrap.services().store.load_users([uid])[uid].value
+    return api.services().store.load_users([uid])[uid].value
 
 
 def test_a_batch_keeps_valid_messages_and_names_each_bad_field(handler: ModuleType) -> None:
@@ -142,7 +143,7 @@ def test_identify_group_and_track_fold_into_user_and_account_state(handler: Modu
     state = user("it-2")
     assert state.trait_values() == {"email": "it2@acme.example", "timezone": "Europe/Paris"}
     assert state.account_id == "acme-it"
-    store = bootstrap.services().store
+    store = api.services().store
     account = store.load_account("acme-it")
     assert account is not None
     assert account.value.trait_values()["mrr"] == 900

@@ -20,6 +20,7 @@ from moto import mock_aws
 
 from nudge import bootstrap
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
+from nudge.bootstrap import api
 from nudge.domain.tokens import make_token
 from nudge.model.decisions import Decision
 from nudge.model.ledger import Commit, Escalation, LedgerEntry
@@ -160,7 +161,7 @@ def seed_user(handler: ModuleType, user: str) -> None:
         ("/v1/track", {"userId": user, "event": "project_created"}),
     ):
         assert call(handler, event("POST", path, key=KEY, body=body))[0] == 200
-    services = bootstrap.services()
+    services = api.services()
     segments = DynamoSegmentStore(boto3.client("dynamodb"), USAGE_TABLE)
     segments.save(user, SegmentRecord(next_check_at=now + timedelta(days=1)), 0, now)
     entry = LedgerEntry(
@@ -259,9 +260,7 @@ def test_delete_erases_that_user_only_and_a_second_delete_answers_zeros(handler:
     esc = decision(f"esc-{uuid.uuid4().hex[:8]}", gone, escalate=True)  # ids are hashes, not names
     escalation = Escalation(decision_id=esc.decision_id, rule=esc.rule, user=gone, opened_at=now)
     entry = LedgerEntry(decision=esc, outcome="send", status="queued", recorded_at=now, updated_at=now)
-    bootstrap.services().ledger.commit(
-        Commit(gone, None, 0, (entry,), frozenset(), (ACCOUNT, escalation, 0)), now
-    )
+    api.services().ledger.commit(Commit(gone, None, 0, (entry,), frozenset(), (ACCOUNT, escalation, 0)), now)
     assert len(items(USAGE_TABLE, f"USER#{gone}")) == 2  # STATE, SEGMENTS
     assert len(items(LEDGER_TABLE, f"USER#{gone}")) == 2  # DELIVERY, DECISION#
 
@@ -286,7 +285,7 @@ def test_delete_erases_that_user_only_and_a_second_delete_answers_zeros(handler:
     assert len(items(LEDGER_TABLE, f"USER#{kept}")) == 2
     assert unsubscribed(kept) == {"sms"}
     assert any(i["sk"]["S"].startswith("WEEK#") for i in items(USAGE_TABLE, f"ACCOUNT#{ACCOUNT}"))
-    members = bootstrap.services().store.users_of_account(ACCOUNT)
+    members = api.services().store.users_of_account(ACCOUNT)
     assert gone not in members
     assert kept in members
 

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from shipped import UNHELD, load_handler
 
-import nudge.bootstrap as dispatch_wiring
+import nudge.bootstrap.dispatch as dispatch_wiring
 import nudge.entrypoints.queues as delivery_handler
 from nudge.adapters.ledger_memory import MemoryLedger
 from nudge.adapters.memory import MemoryUsageStore
 from nudge.adapters.ses import MemoryEmailSender
-from nudge.bootstrap import DeliverService, DispatchService
+from nudge.bootstrap.deliver import DeliverService
+from nudge.bootstrap.dispatch import DispatchService
 from nudge.model.decisions import Decision
 from nudge.model.errors import SendFailed, SendRejected
 from nudge.model.queue import DecisionBatch, Delivery

@@ -15,12 +15,12 @@ from urllib.parse import urlencode
 
 import pytest
 
-from nudge import bootstrap as wiring
 from nudge import clock
 from nudge.adapters.accounts_memory import MemoryAccountLedger
 from nudge.adapters.dynamo.segments import MemorySegmentStore
 from nudge.adapters.ledger_memory import MemoryLedger
 from nudge.adapters.memory import MemoryUsageStore
+from nudge.bootstrap import api as wiring
 from nudge.domain.tokens import TokenExpired, TokenInvalid, make_token
 from nudge.entrypoints.http import ingest_api, privacy_api
 from nudge.model.decisions import Decision

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
-from nudge.bootstrap import wire_deliver
+from nudge.bootstrap.deliver import wire_deliver
 from nudge.model.queue import Delivery
 from nudge.observability import MetricCounts, logger, metrics
 from nudge.services.deliver import deliver

@@ -30,7 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nudge import clock
-from nudge.bootstrap import aws_repository
+from nudge.bootstrap.cs import aws_repository
 from nudge.domain.cs_view import EscalationsView, format_age
 from nudge.model.errors import StoreUnavailable
 from nudge.rulebook.ruleset import load_rules

@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
-from nudge.bootstrap import services
+from nudge.bootstrap.api import services
 from nudge.entrypoints.http import privacy_api
 from nudge.entrypoints.http.body import BodyError, normalize
 from nudge.entrypoints.http.privacy_api import UNSUBSCRIBE_PATH, refused

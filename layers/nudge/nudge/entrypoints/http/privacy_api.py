@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import BaseModel, Field
 
 from nudge import clock
-from nudge.bootstrap import services
+from nudge.bootstrap.api import services
 from nudge.domain.tokens import MAX_TOKEN_CHARS, TokenExpired, TokenInvalid
 from nudge.entrypoints.http.shapes import ErrorItem, IngestResponse
 from nudge.model.errors import StoreUnavailable

@@ -1,0 +1,55 @@
+"""The one setup root: what each function kind needs, built once per container from settings.
+
+One module per kind, so a function imports only the adapters it runs:
+- `bootstrap.api.services()`: the ingest and privacy HTTP APIs (usage store, write keys, ledger, secrets);
+- `bootstrap.rules.wire()`: the evaluate and sweep functions (rules, stores, decision queue, metrics);
+- `bootstrap.dispatch.wire_dispatch()`: the dispatch function (rules, ledger, the channel queues);
+- `bootstrap.deliver.wire_deliver(channel)`: one action function (email, notify or escalate);
+- `bootstrap.cs.aws_repository()`: the CS view on the deployed tables (`nudge escalations`).
+
+A bad rule file or a missing setting fails here, at cold start, with every problem logged. Only
+this package (and tools/) reads settings and makes boto3 clients; `reset()` forgets what was
+built, for tests and for the local stack, which changes the environment between runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from functools import lru_cache
+from typing import TypeVar
+
+import boto3
+
+from nudge.adapters.dynamo.ledger import DynamoLedger
+from nudge.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+# How long the unsubscribe secrets are cached: a rotation reaches every container within it.
+UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS = 300
+
+# How to forget what built_once made, so reset() needs no import of every kind's module.
+_forget: list[Callable[[], None]] = []
+
+
+def built_once(build: Callable[[], T]) -> Callable[[], T]:
+    """`build`, run on the first call only (once per container); reset() forgets the result."""
+    cached = lru_cache(maxsize=1)(build)
+    _forget.append(cached.cache_clear)
+    return cached
+
+
+def reset() -> None:
+    """Forget the settings and everything built from them: the next call builds afresh."""
+    get_settings.cache_clear()
+    for forget in _forget:
+        forget()
+
+
+def ledger_from(settings: Settings) -> DynamoLedger:
+    return DynamoLedger(
+        boto3.client("dynamodb"),
+        settings.ledger_table,
+        retention=timedelta(days=settings.ledger_retention_days),
+    )

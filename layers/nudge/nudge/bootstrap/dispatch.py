@@ -1,0 +1,57 @@
+"""dispatch"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import boto3
+
+from nudge.adapters.dynamo.segments import DynamoSegmentStore
+from nudge.adapters.dynamo.usage import DynamoUsageStore
+from nudge.adapters.sqs import SqsDeliveryRouter
+from nudge.bootstrap import ledger_from
+from nudge.bootstrap.rules import load_rules_or_explain
+from nudge.rulebook.ruleset import RuleSet
+from nudge.services.dispatch import DispatchPorts
+from nudge.services.evaluate import SegmentRechecks
+from nudge.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from nudge.settings import Settings
+
+
+@dataclass(frozen=True)
+class DispatchService:
+    settings: Settings
+    rules: RuleSet
+    ports: DispatchPorts
+
+
+def wire_dispatch() -> DispatchService:
+    """Rules, ledger, usage store, channel queues; a bad rule file or a missing queue fails here."""
+
+    settings = get_settings()
+    rules = load_rules_or_explain(settings.rules_dir)
+    queues = {
+        "email": settings.email_queue_url,
+        "push": settings.notify_queue_url,
+        "sms": settings.notify_queue_url,
+        "cs": settings.escalation_queue_url,
+    }
+    missing = sorted(channel for channel, url in queues.items() if not url)
+    if missing:
+        raise ValueError(
+            f"no queue URL for {', '.join(missing)}: set NUDGE_EMAIL/NOTIFY/ESCALATION_QUEUE_URL"
+        )
+    dynamodb = boto3.client("dynamodb")
+    segments = DynamoSegmentStore(
+        dynamodb, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
+    )
+    ports = DispatchPorts(
+        ledger=ledger_from(settings),
+        usage=DynamoUsageStore(dynamodb, settings.usage_table, settings.rollup_shards),
+        router=SqsDeliveryRouter(boto3.client("sqs"), queues),
+        rechecks=SegmentRechecks(segments),
+    )
+    return DispatchService(settings, rules, ports)

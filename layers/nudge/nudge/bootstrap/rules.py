@@ -1,0 +1,81 @@
+"""rules"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import boto3
+
+from nudge.adapters.dynamo.segments import DynamoSegmentStore
+from nudge.adapters.dynamo.usage import DynamoUsageStore
+from nudge.adapters.metrics import PowertoolsEvaluationMetrics
+from nudge.adapters.sqs import SqsDecisionPublisher
+from nudge.bootstrap import built_once
+from nudge.observability import logger, metrics
+from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.yamlfile import RuleFileError
+from nudge.services.evaluate import RulesPorts, SweepOptions
+from nudge.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from nudge.settings import Settings
+
+
+@dataclass(frozen=True)
+class RulesService:
+    """Everything the evaluate and sweep Lambdas need, built once per container."""
+
+    settings: Settings
+    rules: RuleSet
+    ports: RulesPorts
+    options: SweepOptions
+    attempts: int
+    metrics: PowertoolsEvaluationMetrics
+
+
+def load_rules_or_explain(rules_dir: Path) -> RuleSet:
+    """load_rules, logging every problem as file:line: message before failing the cold start."""
+    try:
+        return load_rules(rules_dir)
+    except RuleFileError as exc:
+        logger.error(
+            "rule files are invalid; fix them (nudge rules lint) and deploy again",
+            extra={"rules_dir": str(rules_dir), "problems": [str(p) for p in exc.problems]},
+        )
+        raise
+
+
+def sweep_options(settings: Settings) -> SweepOptions:
+    return SweepOptions(
+        page_size=settings.sweep_page_size,
+        lookback=timedelta(days=settings.sweep_lookback_days),
+        retry_after=timedelta(seconds=settings.sweep_retry_seconds),
+        margin_seconds=settings.sweep_margin_seconds,
+        attempts=settings.evaluate_attempts,
+    )
+
+
+@built_once
+def wire() -> RulesService:
+    """Rules, DynamoDB stores and the SQS publisher from settings; a bad rule file fails here."""
+
+    settings = get_settings()
+    rules = load_rules_or_explain(settings.rules_dir)
+    if not settings.decision_queue_url:
+        raise ValueError("NUDGE_DECISION_QUEUE_URL is not set: decisions would have nowhere to go")
+    dynamodb = boto3.client("dynamodb")
+    observed = PowertoolsEvaluationMetrics(metrics)
+    ports = RulesPorts(
+        usage=DynamoUsageStore(
+            dynamodb, settings.usage_table, settings.rollup_shards, account_index=settings.account_index
+        ),
+        segments=DynamoSegmentStore(
+            dynamodb, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
+        ),
+        publisher=SqsDecisionPublisher(boto3.client("sqs"), settings.decision_queue_url),
+        metrics=observed,
+    )
+    return RulesService(settings, rules, ports, sweep_options(settings), settings.evaluate_attempts, observed)
