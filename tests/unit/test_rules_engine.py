@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nudge.conditions.tree import AnyOf, Check, Fact, NamedCondition, Not, checks_in, holds_in
-from nudge.domain.engine import Ruleset, to_durable
+from nudge.domain.engine import CompiledGroup, to_durable
 from nudge.model.decisions import Value
 from nudge.rulebook.ruleset import RuleSet, all_conditions, load_rules
 
@@ -16,7 +16,7 @@ RULES: RuleSet = load_rules(Path("rules"))
 NAMED = [(s.id, s.condition) for s in RULES.segments if s.condition is not None] + [
     (t.id, t.condition) for t in RULES.triggers
 ]
-SHIPPED = Ruleset("property", [NamedCondition(name, node) for name, node in NAMED])
+SHIPPED = CompiledGroup("property", [NamedCondition(name, node) for name, node in NAMED])
 
 
 def _candidates(tests: list[Check]) -> dict[str, list[Value]]:
@@ -54,6 +54,6 @@ def test_not_is_pushed_down_to_the_tests() -> None:
 
 def test_a_ruleset_survives_many_evaluations_with_and_without_matches() -> None:
     fact = Fact("n", "n", lambda ctx: 0)
-    rules = Ruleset("churn", [NamedCondition("big", Check(fact, "gte", 5))])
+    rules = CompiledGroup("churn", [NamedCondition("big", Check(fact, "gte", 5))])
     fired = [rules.matches({"n": i % 10}) for i in range(3000)]  # beyond durable_rules' 1,024 sessions
     assert fired.count(["big"]) == 1500

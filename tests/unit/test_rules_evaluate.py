@@ -19,7 +19,7 @@ from nudge.conditions import features as F
 from nudge.conditions import tree as C
 from nudge.conditions.features import AccountFacts
 from nudge.conditions.tree import Context, NamedCondition, holds_in
-from nudge.domain.engine import Ruleset, _encode
+from nudge.domain.engine import CompiledGroup, encode_fact
 from nudge.domain.evaluate import evaluate, facts_for, next_check, rules_checks, window_end
 from nudge.model.decisions import Value
 from nudge.model.messages import Batch, InvalidMessage, Message
@@ -251,27 +251,27 @@ def test_a_context_shares_its_memo_only_with_its_scored_self() -> None:
     scored = ctx.scored("dormant", 10.0, "low", 0.0, "")
     assert scored.memo is ctx.memo
     assert scored.segment == "dormant"
-    assert scored.clock is ctx.clock
+    assert scored.instant is ctx.instant
     other = replace(ctx, now=END + timedelta(days=1))
     assert other.memo == {}
-    assert other.clock.today == ctx.clock.today + 1
+    assert other.instant.today == ctx.instant.today + 1
     assert ctx == Context(user=user, now=END)  # the memo is not part of a context's value
 
 
 def test_the_clock_of_an_instant_is_its_weeks_and_day() -> None:
     for now in INSTANTS:
-        clock = F.clock_at(now)
-        assert clock is F.clock_at(now)
-        assert list(clock.weeks) == F.complete_weeks(now, F.WEEKS_KEPT)
-        assert clock.today == now.date().toordinal()
-        assert clock.next_week == F.next_week_start(now)
-        assert clock.since == now - F.EPOCH
+        instant = F.instant_at(now)
+        assert instant is F.instant_at(now)
+        assert list(instant.weeks) == F.complete_weeks(now, F.WEEKS_KEPT)
+        assert instant.today == now.date().toordinal()
+        assert instant.next_week == F.next_week_start(now)
+        assert instant.since == now - F.EPOCH
 
 
 def test_window_exit_at_is_window_exit() -> None:
     for now in INSTANTS:
-        clock = F.clock_at(now)
-        today = clock.today
+        instant = F.instant_at(now)
+        today = instant.today
         for days in (
             [],
             [today],
@@ -279,7 +279,7 @@ def test_window_exit_at_is_window_exit() -> None:
             list(range(today - 30, today + 1)),
         ):
             for window, keep in ((7, None), (28, None), (28, 3), (14, 2)):
-                assert F.window_exit_at(days, window, clock, keep) == F.window_exit(days, window, now, keep)
+                assert F.window_exit_at(days, window, instant, keep) == F.window_exit(days, window, now, keep)
 
 
 # -- the durable_rules adapter --------------------------------------------------------------------
@@ -287,14 +287,14 @@ def test_window_exit_at_is_window_exit() -> None:
 
 def test_facts_are_encoded_as_json_would_and_json_is_kept_where_orjson_differs() -> None:
     fact: dict[str, object] = {"a": 1.5, "b": 0, "c": "plan \u00e9", "d": -(10**9), "sid": "3"}
-    assert json.loads(_encode(fact)) == fact
-    assert _encode({"x": float("inf")}) == json.dumps({"x": float("inf")})  # durable_rules refuses both
-    assert _encode({"x": 2**70}) == json.dumps({"x": 2**70})
+    assert json.loads(encode_fact(fact)) == fact
+    assert encode_fact({"x": float("inf")}) == json.dumps({"x": float("inf")})  # durable_rules refuses both
+    assert encode_fact({"x": 2**70}) == json.dumps({"x": 2**70})
 
 
 def test_a_refused_fact_leaves_the_ruleset_usable() -> None:
     fact = C.Fact("n", "n", lambda ctx: 0)
-    rules = Ruleset("refused", [NamedCondition("big", C.Check(fact, "gte", 5))])
+    rules = CompiledGroup("refused", [NamedCondition("big", C.Check(fact, "gte", 5))])
     assert rules.matches({"n": 7}) == ["big"]
     with pytest.raises(Exception, match="assert"):
         rules.matches({"n": float("inf")})  # Infinity is not JSON to durable_rules

@@ -50,7 +50,7 @@ def _signed_up_since(ctx: Context) -> timedelta | None:
 def _age(ctx: Context) -> float:
     """F.age_days, unrounded."""
     started = _signed_up_since(ctx)
-    return max(0.0, (ctx.clock.since - started).total_seconds() / 86400) if started is not None else 0.0
+    return max(0.0, (ctx.instant.since - started).total_seconds() / 86400) if started is not None else 0.0
 
 
 def _last(ctx: Context, event: str) -> datetime | None:
@@ -68,7 +68,7 @@ def _days_since(ctx: Context, event: str, key: str) -> float:
         last = _last(ctx, event)
         # F.days_between(last, now): now - last is the same timedelta, from the times since EPOCH.
         since = memo[key] = (
-            (ctx.clock.since - ctx.since_epoch(last)).total_seconds() / 86400 if last else float(F.NEVER)
+            (ctx.instant.since - ctx.since_epoch(last)).total_seconds() / 86400 if last else float(F.NEVER)
         )
     return since
 
@@ -110,7 +110,7 @@ def milestone_days_fact(milestone: str) -> Fact:
     def compute(ctx: Context) -> Value:
         at = ctx.user.milestones.get(milestone)  # F.days_since_milestone, as in _days_since
         return round(
-            (ctx.clock.since - ctx.since_epoch(at)).total_seconds() / 86400 if at else float(F.NEVER), 4
+            (ctx.instant.since - ctx.since_epoch(at)).total_seconds() / 86400 if at else float(F.NEVER), 4
         )
 
     def anchor(ctx: Context) -> datetime | None:
@@ -129,17 +129,17 @@ def age_fact() -> Fact:
 
 
 def _at_week_start(ctx: Context, op: Op, value: Value) -> datetime | None:
-    return ctx.clock.next_week
+    return ctx.instant.next_week
 
 
 def count_fact(event: str, days: int) -> Fact:
     def compute(ctx: Context) -> Value:
-        return F.count_within_at(ctx.user, event, days, ctx.clock)
+        return F.count_within_at(ctx.user, event, days, ctx.instant)
 
     def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
         # With no new event the count only falls, when its oldest counted day leaves the window.
         stats = ctx.user.events.get(event)
-        return F.window_exit_at(stats.daily, days, ctx.clock) if stats else None
+        return F.window_exit_at(stats.daily, days, ctx.instant) if stats else None
 
     return Fact(
         _key("count", event, f"{days}d"),
@@ -152,10 +152,10 @@ def count_fact(event: str, days: int) -> Fact:
 
 def active_days_fact(days: int) -> Fact:
     def compute(ctx: Context) -> Value:
-        return F.active_days_within_at(ctx.user, days, ctx.clock)
+        return F.active_days_within_at(ctx.user, days, ctx.instant)
 
     def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
-        return F.window_exit_at(ctx.user.active_days, days, ctx.clock)
+        return F.window_exit_at(ctx.user.active_days, days, ctx.instant)
 
     return Fact(
         _key("active_days", f"{days}d"),
@@ -172,12 +172,12 @@ def feature_fact(feature: str) -> Fact:
     def compute(ctx: Context) -> Value:
         memo = ctx.memo
         status: str | None = memo.get(memo_key)
-        if status is None:  # F.feature_status, with the clock's today
+        if status is None:  # F.feature_status, with the instant's today
             stats = ctx.user.features.get(feature)
             if stats is None:
                 status = "never"
             else:
-                first_day = ctx.clock.today - 27
+                first_day = ctx.instant.today - 27
                 recent = sum(1 for d in stats.days if d >= first_day)
                 status = "habitual" if recent >= F.HABIT_DAYS_28D else "tried"
             memo[memo_key] = status
@@ -189,7 +189,7 @@ def feature_fact(feature: str) -> Fact:
         stats = ctx.user.features.get(feature)
         if stats is None or compute(ctx) != "habitual":
             return None
-        return F.window_exit_at(stats.days, 28, ctx.clock, keep=F.HABIT_DAYS_28D)
+        return F.window_exit_at(stats.days, 28, ctx.instant, keep=F.HABIT_DAYS_28D)
 
     return Fact(
         _key("feature", feature), f"status of feature {feature}", compute, changes_at, by_threshold=False
@@ -198,7 +198,7 @@ def feature_fact(feature: str) -> Fact:
 
 def weeks_below_fact(metric: F.Metric, threshold: int) -> Fact:
     def compute(ctx: Context) -> Value:
-        return F.weeks_below_at(ctx.user, metric, threshold, ctx.clock, _signed_up_since(ctx))
+        return F.weeks_below_at(ctx.user, metric, threshold, ctx.instant, _signed_up_since(ctx))
 
     return Fact(
         _key("weeks_below", metric, threshold),
@@ -211,7 +211,7 @@ def weeks_below_fact(metric: F.Metric, threshold: int) -> Fact:
 
 def trend_fact(metric: F.Metric) -> Fact:
     def compute(ctx: Context) -> Value:
-        return F.trend_percent_at(ctx.user, metric, ctx.clock)
+        return F.trend_percent_at(ctx.user, metric, ctx.instant)
 
     return Fact(
         _key("trend", metric),
@@ -224,7 +224,7 @@ def trend_fact(metric: F.Metric) -> Fact:
 
 def frequency_fact() -> Fact:
     def compute(ctx: Context) -> Value:
-        return F.frequency_band_at(ctx.user, ctx.clock)
+        return F.frequency_band_at(ctx.user, ctx.instant)
 
     return Fact(
         "frequency", "frequency band (light/medium/heavy)", compute, _at_week_start, by_threshold=False
@@ -240,7 +240,7 @@ def did_not_fact(did: str, not_: str, within: timedelta) -> Fact:
         if first is None:
             return 0
         deadline = ctx.since_epoch(first.first) + within
-        if ctx.clock.since < deadline:
+        if ctx.instant.since < deadline:
             return 0
         other = events.get(not_)
         return 1 if other is None or ctx.since_epoch(other.first) > deadline else 0
@@ -324,8 +324,8 @@ def account_metric_fact(metric: str) -> Fact:
         if ctx.account is None:
             return 0
         if metric == "active_users_trend":
-            return ctx.account.active_users_trend_at(ctx.clock)
-        return ctx.account.active_users(ctx.clock.weeks[0])
+            return ctx.account.active_users_trend_at(ctx.instant)
+        return ctx.account.active_users(ctx.instant.weeks[0])
 
     return Fact(
         _key("account", metric),

@@ -184,8 +184,8 @@ class AccountFacts:
             return 100.0 if last > 0 else 0.0
         return round((last - before) * 100.0 / before, 1)
 
-    def active_users_trend_at(self, clock: Clock) -> float:
-        last, before = self.active_users(clock.weeks[0]), self.active_users(clock.weeks[1])
+    def active_users_trend_at(self, instant: Instant) -> float:
+        last, before = self.active_users(instant.weeks[0]), self.active_users(instant.weeks[1])
         if before == 0:
             return 100.0 if last > 0 else 0.0
         return round((last - before) * 100.0 / before, 1)
@@ -194,14 +194,14 @@ class AccountFacts:
 # ---------------------------------------------------------------------------------------------
 # The same features at one instant, for the rule engine: what derives from `now` alone (today,
 # the complete weeks, their keys) is computed once per instant, not once per feature and user.
-# Each `*_at` function returns exactly what its namesake above returns for `clock.now`.
+# Each `*_at` function returns exactly what its namesake above returns for `instant.now`.
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WEEKS_KEPT = 12  # weeks_below's limit: the weeks of history kept
 
 
 @dataclass(frozen=True)
-class Clock:
+class Instant:
     """What every feature derives from `now` alone."""
 
     now: datetime
@@ -216,15 +216,15 @@ class Clock:
     midnights: dict[int, datetime] = field(default_factory=dict, compare=False, repr=False)
 
 
-def clock_at(now: datetime) -> Clock:
-    """The clock of `now`; the last one is kept, since a sweep evaluates its users at one instant."""
-    global _last_clock
-    last = _last_clock
+def instant_at(now: datetime) -> Instant:
+    """The instant `now`, derived once; the last one is kept, since a sweep evaluates its users at one instant."""
+    global _last_instant
+    last = _last_instant
     if last is not None and last.now == now:
         return last
     this_monday = monday(now.astimezone(UTC).date())
     mondays = [this_monday - timedelta(weeks=i) for i in range(1, WEEKS_KEPT + 1)]
-    clock = Clock(
+    instant = Instant(
         now=now,
         today=now.astimezone(UTC).date().toordinal(),
         weeks=tuple(week_key(day) for day in mondays),
@@ -232,33 +232,33 @@ def clock_at(now: datetime) -> Clock:
         next_week=next_week_start(now),
         since=now - EPOCH,
     )
-    _last_clock = clock
-    return clock
+    _last_instant = instant
+    return instant
 
 
-_last_clock: Clock | None = None
+_last_instant: Instant | None = None
 
 
-def count_within_at(state: UserState, event: str, days: int, clock: Clock) -> int:
+def count_within_at(state: UserState, event: str, days: int, instant: Instant) -> int:
     stats = state.events.get(event)
-    return stats.count_since(clock.today - days + 1) if stats is not None else 0
+    return stats.count_since(instant.today - days + 1) if stats is not None else 0
 
 
-def active_days_within_at(state: UserState, days: int, clock: Clock) -> int:
-    first_day = clock.today - days + 1
+def active_days_within_at(state: UserState, days: int, instant: Instant) -> int:
+    first_day = instant.today - days + 1
     return sum(1 for d in state.active_days if d >= first_day)
 
 
-def week_metric_at(state: UserState, index: int, metric: Metric, clock: Clock) -> int:
+def week_metric_at(state: UserState, index: int, metric: Metric, instant: Instant) -> int:
     """`metric` in the index-th complete week before now (0 = the last one)."""
-    stats = state.weeks.get(clock.weeks[index])
+    stats = state.weeks.get(instant.weeks[index])
     if stats is None:
         return 0
     return stats.sessions if metric == "sessions" else stats.active_days
 
 
 def weeks_below_at(
-    state: UserState, metric: Metric, threshold: int, clock: Clock, started: timedelta | None
+    state: UserState, metric: Metric, threshold: int, instant: Instant, started: timedelta | None
 ) -> int:
     """weeks_below with the default limit (WEEKS_KEPT); `started` is signed_up_at(state) - EPOCH."""
     if started is None:
@@ -266,7 +266,7 @@ def weeks_below_at(
     run = 0
     get = state.weeks.get
     sessions = metric == "sessions"
-    for key, week_start in zip(clock.weeks, clock.week_starts, strict=True):
+    for key, week_start in zip(instant.weeks, instant.week_starts, strict=True):
         if week_start < started:
             break
         stats = get(key)
@@ -276,17 +276,17 @@ def weeks_below_at(
     return run
 
 
-def trend_percent_at(state: UserState, metric: Metric, clock: Clock) -> float:
-    last, before = week_metric_at(state, 0, metric, clock), week_metric_at(state, 1, metric, clock)
+def trend_percent_at(state: UserState, metric: Metric, instant: Instant) -> float:
+    last, before = week_metric_at(state, 0, metric, instant), week_metric_at(state, 1, metric, instant)
     if before == 0:
         return 100.0 if last > 0 else 0.0
     return round((last - before) * 100.0 / before, 1)
 
 
-def frequency_band_at(state: UserState, clock: Clock) -> FrequencyBand:
+def frequency_band_at(state: UserState, instant: Instant) -> FrequencyBand:
     weeks = state.weeks
     total = 0
-    for key in clock.weeks[:4]:
+    for key in instant.weeks[:4]:
         stats = weeks.get(key)
         if stats is not None:
             total += stats.sessions
@@ -297,16 +297,16 @@ def frequency_band_at(state: UserState, clock: Clock) -> FrequencyBand:
 
 
 def window_exit_at(
-    days_used: Iterable[int], window: int, clock: Clock, keep: int | None = None
+    days_used: Iterable[int], window: int, instant: Instant, keep: int | None = None
 ) -> datetime | None:
-    """window_exit at `clock.now`."""
-    first_day = clock.today - window + 1
+    """window_exit at `instant.now`."""
+    first_day = instant.today - window + 1
     recent = sorted([d for d in days_used if d >= first_day], reverse=True)
     if not recent or (keep is not None and len(recent) < keep):
         return None
     leaving = (recent[-1] if keep is None else recent[keep - 1]) + window
-    at = clock.midnights.get(leaving)
+    at = instant.midnights.get(leaving)
     if at is None:
         leaves = date.fromordinal(leaving)
-        at = clock.midnights[leaving] = datetime(leaves.year, leaves.month, leaves.day, tzinfo=UTC)
+        at = instant.midnights[leaving] = datetime(leaves.year, leaves.month, leaves.day, tzinfo=UTC)
     return at

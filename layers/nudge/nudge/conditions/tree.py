@@ -54,7 +54,7 @@ class Context:
     # first fact that needs it. Only values of user, now and account, so `scored` hands it on.
     memo: dict[str | int, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
     # What facts derive from `now` alone (today, the complete weeks): one per instant.
-    clock: F.Clock = field(init=False, compare=False, repr=False)
+    instant: F.Instant = field(init=False, compare=False, repr=False)
 
     def __init__(
         self,
@@ -80,7 +80,7 @@ class Context:
             account_score=account_score,
             account_band=account_band,
             memo={} if memo is None else memo,
-            clock=F.clock_at(now),
+            instant=F.instant_at(now),
         )
 
     def since_epoch(self, at: datetime) -> timedelta:

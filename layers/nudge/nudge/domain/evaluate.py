@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from nudge.conditions.features import AccountFacts
 from nudge.conditions.tree import Check, Context, Fact, Op, checks_in, no_change
-from nudge.domain.engine import Ruleset, compiled
+from nudge.domain.engine import CompiledGroup, compiled
 from nudge.model.decisions import Decision, SegmentState, Transition, Value
 from nudge.model.state import UserState
 from nudge.rulebook.ruleset import ESCALATE, RuleSet, Trigger, all_conditions
@@ -114,9 +114,9 @@ class _Plan:
     user_points: dict[str, float]
     account_points: dict[str, float]
     # The three durable_rules passes, compiled when this rule set is first evaluated.
-    score_engine: Ruleset
-    segment_engine: Ruleset
-    trigger_engine: Ruleset
+    score_engine: CompiledGroup
+    segment_engine: CompiledGroup
+    trigger_engine: CompiledGroup
 
 
 def _plan(rules: RuleSet) -> _Plan:
@@ -187,7 +187,7 @@ def next_check(rules: RuleSet, ctx: Context, fired: list[str]) -> datetime | Non
     best_anchor: datetime | None = None
     best_wait = _ZERO
     soonest = _NEVER
-    now_since = ctx.clock.since
+    now_since = ctx.instant.since
     anchors: dict[object, tuple[datetime, timedelta] | None] = {}
     for anchor, wait, changes_at, op, value in _plan(rules).probes:
         if anchor is not None:
