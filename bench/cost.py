@@ -36,17 +36,20 @@ from bench.ingest import _create_table, _fake_aws_env, _no_table_backup_per_tran
 from bench.sample import Body
 from bench.sweep import _quiet
 from bench.units import Tally
-from nudge.adapters.dynamo.segments import MemorySegmentStore
 from nudge.adapters.dynamo.stream import account_from_stream, user_from_stream
-from nudge.adapters.ledger_memory import MemoryLedger
-from nudge.adapters.memory import MemoryUsageStore
+from nudge.adapters.memory import (
+    MemoryDecisionPublisher,
+    MemoryLedger,
+    MemoryRouter,
+    MemorySegmentStore,
+    MemoryUsageStore,
+)
 from nudge.model.messages import Batch, InvalidMessage
 from nudge.model.queue import DecisionBatch
 from nudge.rulebook.ruleset import RuleSet
-from nudge.services.dispatch import DispatchPorts, MemoryRouter, dispatch
+from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.services.evaluate import (
     AccountFactsCache,
-    MemoryDecisionPublisher,
     RulesPorts,
     SegmentRechecks,
     evaluate_account,

@@ -28,9 +28,14 @@ from unittest import mock
 from bench.ingest import _fake_aws_env, _no_table_backup_per_transaction
 from bench.sweep import _quiet
 from bench.units import Meter, Tally, _clauses, _key_id, item_size, read_units, value_size
-from nudge.adapters.dynamo.segments import MemorySegmentStore
-from nudge.adapters.ledger_memory import MemoryLedger
-from nudge.adapters.memory import MemoryUsageStore
+from nudge.adapters.memory import (
+    MemoryDecisionPublisher,
+    MemoryLedger,
+    MemoryRechecks,
+    MemoryRouter,
+    MemorySegmentStore,
+    MemoryUsageStore,
+)
 from nudge.domain.verdicts import guard
 from nudge.model.messages import Batch, InvalidMessage, Message
 from nudge.model.queue import DecisionBatch
@@ -38,14 +43,8 @@ from nudge.model.state import UserState
 from nudge.model.versioned import Versioned
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services import dispatch as dispatch_service
-from nudge.services.dispatch import DispatchPorts, DispatchResult, MemoryRechecks, MemoryRouter, dispatch
-from nudge.services.evaluate import (
-    AccountFactsCache,
-    MemoryDecisionPublisher,
-    RulesPorts,
-    SegmentRechecks,
-    evaluate_user,
-)
+from nudge.services.dispatch import DispatchPorts, DispatchResult, dispatch
+from nudge.services.evaluate import AccountFactsCache, RulesPorts, SegmentRechecks, evaluate_user
 from nudge.services.ingest import IngestLimits, ingest
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,20 +23,14 @@ from bench.ingest import TABLE, _create_table, _fake_aws_env, _no_table_backup_p
 from bench.rules import Population
 from bench.units import Meter, Tally, item_size, read_units
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
+from nudge.adapters.memory import MemoryDecisionPublisher
 from nudge.domain.evaluate import evaluate
 from nudge.domain.fold import rollup_delta
 from nudge.model.decisions import SegmentState
 from nudge.model.segments import SegmentRecord, bucket_start
 from nudge.model.state import UserState
 from nudge.rulebook.ruleset import RuleSet
-from nudge.services.evaluate import (
-    MemoryDecisionPublisher,
-    RulesPorts,
-    SweepOptions,
-    SweepResult,
-    decision_key,
-    sweep,
-)
+from nudge.services.evaluate import RulesPorts, SweepOptions, SweepResult, decision_key, sweep
 
 BATCH_WRITE_LIMIT = 25
 # The sweep runs every 15 minutes (template.yaml); this run starts 12 h 07 min after the end of

@@ -27,10 +27,11 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 from moto.sns.models import sns_backends
 
-from nudge.adapters.cs_desk import FIFO_DEDUPE_WINDOW, MemoryEscalationDesk, SqsEscalationDesk, dedupe_id
+from nudge.adapters.cs_desk import FIFO_DEDUPE_WINDOW, SqsEscalationDesk, dedupe_id
+from nudge.adapters.memory import MemoryEmailSender, MemoryEscalationDesk, MemoryNotifier
 from nudge.adapters.retry import Backoff
-from nudge.adapters.ses import MemoryEmailSender, SesEmailSender, build_mime, ses_tags
-from nudge.adapters.sns import MemoryNotifier, SnsNotifier, push_message
+from nudge.adapters.ses import SesEmailSender, build_mime, ses_tags
+from nudge.adapters.sns import SnsNotifier, push_message
 from nudge.model.channels import Email, EscalationCase, Push, Sms, WeekUsage
 from nudge.model.errors import RecipientOptedOut, SendFailed, SendRejected, SendThrottled
 

@@ -22,12 +22,13 @@ from shipped import UNHELD, load_handler
 from nudge import clock
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.usage import DynamoUsageStore
+from nudge.adapters.memory import MemoryRechecks, MemoryRouter
 from nudge.model.decisions import Decision
 from nudge.model.messages import Group, Identify, Message, Track
 from nudge.model.queue import DecisionBatch
 from nudge.rulebook.guardrails import Guardrails, GuardrailsFile
 from nudge.rulebook.plan import load_plan
-from nudge.services.dispatch import DispatchPorts, DispatchResult, MemoryRechecks, MemoryRouter, dispatch
+from nudge.services.dispatch import DispatchPorts, DispatchResult, dispatch
 from nudge.services.ingest import ingest
 from nudge.settings import Settings, get_settings
 from nudge.tools.local.aws import LockedMotoServer, create_queues, create_usage_resources

@@ -8,15 +8,14 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from shipped import UNHELD
 
-from nudge.adapters.ledger_memory import MemoryLedger
-from nudge.adapters.memory import MemoryUsageStore
+from nudge.adapters.memory import MemoryLedger, MemoryRechecks, MemoryRouter, MemoryUsageStore
 from nudge.domain.cs_view import CaseRecord, escalation_row, format_age, recent_usage
 from nudge.model.decisions import Decision
 from nudge.model.ledger import Escalation
 from nudge.model.queue import DecisionBatch
 from nudge.model.state import AccountRollup, AccountState, Stamped, UserState, WeekRollup
 from nudge.model.versioned import Versioned
-from nudge.services.dispatch import DispatchPorts, MemoryRechecks, MemoryRouter, dispatch
+from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.services.escalations import CaseRepository, NoOpenEscalation, handle_escalation, open_escalations
 
 RULES = UNHELD  # no holdouts: a send must not turn into held_out by the user id's hash

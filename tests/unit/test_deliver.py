@@ -17,11 +17,17 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from shipped import UNHELD
 
-from nudge.adapters.cs_desk import MemoryEscalationDesk
-from nudge.adapters.ledger_memory import MemoryLedger
-from nudge.adapters.memory import MemoryUsageStore
-from nudge.adapters.ses import MemoryEmailSender, build_mime
-from nudge.adapters.sns import MemoryNotifier, SnsPushEndpoints
+from nudge.adapters.memory import (
+    MemoryEmailSender,
+    MemoryEscalationDesk,
+    MemoryLedger,
+    MemoryNotifier,
+    MemoryRechecks,
+    MemoryRouter,
+    MemoryUsageStore,
+)
+from nudge.adapters.ses import build_mime
+from nudge.adapters.sns import SnsPushEndpoints
 from nudge.domain.tokens import read_token
 from nudge.model.decisions import Decision
 from nudge.model.errors import SendFailed, SendRejected, SendThrottled
@@ -31,7 +37,7 @@ from nudge.model.state import AccountState, Stamped, UserState
 from nudge.model.versioned import Versioned
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.deliver import Channels, DeliverPorts, DeliveryRetry, deliver
-from nudge.services.dispatch import DispatchPorts, MemoryRechecks, MemoryRouter, dispatch
+from nudge.services.dispatch import DispatchPorts, dispatch
 
 RULES = UNHELD  # no holdouts: these tests are about what else happens to a decision
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # 12:00 in New York: no quiet hours

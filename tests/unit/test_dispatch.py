@@ -12,22 +12,16 @@ from typing import Any
 
 from shipped import UNHELD
 
-from nudge.adapters.ledger_memory import MemoryLedger
-from nudge.adapters.memory import MemoryUsageStore
+from nudge.adapters.memory import MemoryLedger, MemoryRechecks, MemoryRouter, MemoryUsageStore
 from nudge.model.decisions import Decision
 from nudge.model.ledger import UserLedger
 from nudge.model.queue import DecisionBatch
 from nudge.model.state import Stamped, UserState
 from nudge.model.versioned import Versioned
+from nudge.ports import RouteFailed
 from nudge.rulebook.guardrails import Guardrails, GuardrailsFile
 from nudge.rulebook.ruleset import RuleSet
-from nudge.services.dispatch import (
-    DispatchPorts,
-    MemoryRechecks,
-    MemoryRouter,
-    RouteFailed,
-    dispatch,
-)
+from nudge.services.dispatch import DispatchPorts, dispatch
 
 RULES = UNHELD  # no holdouts: these tests are about what else happens to a decision
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # 12:00 in New York

@@ -17,9 +17,13 @@ from shipped import UNHELD, load_handler
 
 import nudge.bootstrap.dispatch as dispatch_wiring
 import nudge.entrypoints.queues as delivery_handler
-from nudge.adapters.ledger_memory import MemoryLedger
-from nudge.adapters.memory import MemoryUsageStore
-from nudge.adapters.ses import MemoryEmailSender
+from nudge.adapters.memory import (
+    MemoryEmailSender,
+    MemoryLedger,
+    MemoryRechecks,
+    MemoryRouter,
+    MemoryUsageStore,
+)
 from nudge.bootstrap.deliver import DeliverService
 from nudge.bootstrap.dispatch import DispatchService
 from nudge.model.decisions import Decision
@@ -29,7 +33,7 @@ from nudge.model.state import Stamped, UserState
 from nudge.model.versioned import Versioned
 from nudge.observability import MetricCounts, metrics
 from nudge.services.deliver import Channels, DeliverPorts
-from nudge.services.dispatch import DispatchPorts, MemoryRechecks, MemoryRouter, dispatch
+from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.settings import Settings
 from nudge.tools.local.template import load_template
 

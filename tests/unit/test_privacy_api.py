@@ -16,10 +16,7 @@ from urllib.parse import urlencode
 import pytest
 
 from nudge import clock
-from nudge.adapters.accounts_memory import MemoryAccountLedger
-from nudge.adapters.dynamo.segments import MemorySegmentStore
-from nudge.adapters.ledger_memory import MemoryLedger
-from nudge.adapters.memory import MemoryUsageStore
+from nudge.adapters.memory import MemoryAccountLedger, MemoryLedger, MemorySegmentStore, MemoryUsageStore
 from nudge.bootstrap import api as wiring
 from nudge.domain.tokens import TokenExpired, TokenInvalid, make_token
 from nudge.entrypoints.http import ingest_api, privacy_api

@@ -10,14 +10,13 @@ from typing import Any
 import pytest
 
 from nudge.adapters.dynamo import codec
-from nudge.adapters.dynamo.segments import MemorySegmentStore
 from nudge.adapters.dynamo.stream import (
     AccountChange,
     UndecodableRecord,
     account_from_stream,
     user_from_stream,
 )
-from nudge.adapters.memory import MemoryUsageStore
+from nudge.adapters.memory import MemoryDecisionPublisher, MemorySegmentStore, MemoryUsageStore
 from nudge.adapters.sqs import SqsDecisionPublisher
 from nudge.domain.evaluate import evaluate
 from nudge.model.errors import StateConflict
@@ -25,13 +24,12 @@ from nudge.model.messages import Group, Identify, Message, Track
 from nudge.model.queue import DecisionBatch
 from nudge.model.segments import SegmentRecord, bucket_start, due_time
 from nudge.model.state import Stamped, UserState
+from nudge.ports import PublishFailed
 from nudge.rulebook.ruleset import RuleSet, load_rules
 from nudge.services.evaluate import (
     AccountEvaluationFailed,
     AccountFactsCache,
     EvaluationContention,
-    MemoryDecisionPublisher,
-    PublishFailed,
     RulesPorts,
     SegmentRechecks,
     SweepOptions,

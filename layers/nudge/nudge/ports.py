@@ -7,7 +7,9 @@ from datetime import date, datetime
 from typing import Protocol
 
 from nudge.model.channels import Email, EscalationCase, Push, Sms
+from nudge.model.decisions import Decision
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, Outcome, Status, UserLedger
+from nudge.model.queue import DecisionBatch, Delivery
 from nudge.model.segments import DuePage, SegmentRecord
 from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState
 from nudge.model.versioned import Versioned
@@ -150,4 +152,28 @@ class EscalationDesk(Protocol):
 class PushEndpoints(Protocol):
     def endpoint(self, token: str) -> str:
         """The platform endpoint that reaches a device token (made on first use)."""
+        ...
+
+
+class PublishFailed(Exception):
+    """Some decisions did not reach the decision queue; the evaluation must be retried."""
+
+
+class DecisionPublisher(Protocol):
+    def publish(self, batch: DecisionBatch) -> None:
+        """Put one evaluation's decisions on the decision queue, or raise PublishFailed."""
+        ...
+
+
+class RouteFailed(Exception):
+    """A send could not be put on its channel queue; the batch must be retried."""
+
+
+class DeliveryRouter(Protocol):
+    def route(self, deliveries: Sequence[Delivery]) -> None: ...
+
+
+class Rechecks(Protocol):
+    def defer(self, user_id: str, decision: Decision, until: datetime, now: datetime) -> None:
+        """Have the sweep re-check `decision`'s rule for the user at `until` (idempotent)."""
         ...

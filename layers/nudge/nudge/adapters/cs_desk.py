@@ -13,9 +13,8 @@ Keeping escalations to one a day per rule is the guardrails' cooldown's job, not
 from __future__ import annotations
 
 import hashlib
-import itertools
 import unicodedata
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from nudge.adapters.retry import DEFAULT_BACKOFF, Backoff
@@ -110,30 +109,3 @@ class SqsEscalationDesk:
                 "escalation notice not published",
                 extra={"case_id": case.case_id, "error": type(exc).__name__},
             )
-
-
-class MemoryEscalationDesk:
-    """In-memory fake: `.cases` holds the cases queued, `.notices` the notice subjects.
-
-    A case whose dedupe id was already seen is dropped, like a FIFO queue drops it. With a
-    `window` (FIFO_DEDUPE_WINDOW to match SQS), an id is only remembered that long after the
-    case's opened_at; without one, forever.
-    """
-
-    def __init__(self, window: timedelta | None = None) -> None:
-        self.cases: list[EscalationCase] = []
-        self.notices: list[str] = []
-        self.window = window
-        self._seen: dict[str, tuple[datetime, str]] = {}
-        self._ids = itertools.count(1)
-
-    def open(self, case: EscalationCase, day: date) -> str:
-        key = dedupe_id(case.account_id, case.rule, day)
-        seen = self._seen.get(key)
-        if seen is not None and (self.window is None or case.opened_at - seen[0] < self.window):
-            return seen[1]
-        message_id = f"fake-{next(self._ids)}"
-        self._seen[key] = (case.opened_at, message_id)
-        self.cases.append(case)
-        self.notices.append(notice_subject(case))
-        return message_id

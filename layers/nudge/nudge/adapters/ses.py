@@ -7,10 +7,8 @@ a "to" of "a@x.com, b@y.com" is refused rather than sent to two people.
 
 from __future__ import annotations
 
-import itertools
 import re
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -18,7 +16,7 @@ from typing import Any, Protocol
 
 from nudge.adapters.retry import DEFAULT_BACKOFF, Backoff
 from nudge.model.channels import Email
-from nudge.model.errors import SendError, SendRejected
+from nudge.model.errors import SendRejected
 from nudge.observability import logger
 
 # List-Unsubscribe is written verbatim (set_raw, validated below), and refold_source="none"
@@ -142,25 +140,3 @@ class SesEmailSender:
         message_id = str(response["MessageId"])
         logger.info("email sent", extra={"message_id": message_id})
         return message_id
-
-
-class MemoryEmailSender:
-    """In-memory fake: builds the MIME like SES's sender would (so bad headers fail here too),
-    records each email in `.sent` and returns "fake-1", "fake-2"...
-
-    `fail_with` holds errors to raise on the next sends, one per send, in order.
-    """
-
-    def __init__(self, fail_with: SendError | Iterable[SendError] | None = None) -> None:
-        self.sent: list[Email] = []
-        self.fail_with: deque[SendError] = deque(
-            [] if fail_with is None else [fail_with] if isinstance(fail_with, SendError) else fail_with
-        )
-        self._ids = itertools.count(1)
-
-    def send(self, email: Email) -> str:
-        if self.fail_with:
-            raise self.fail_with.popleft()
-        build_mime(email)
-        self.sent.append(email)
-        return f"fake-{next(self._ids)}"

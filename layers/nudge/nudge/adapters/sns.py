@@ -7,16 +7,14 @@ publish to a platform endpoint with a payload per platform.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from nudge.adapters.retry import DEFAULT_BACKOFF, Backoff
 from nudge.model.channels import Push, Sms
-from nudge.model.errors import RecipientOptedOut, SendError, SendRejected
+from nudge.model.errors import RecipientOptedOut, SendRejected
 from nudge.observability import logger
 
 # E.164: "+", a country code that never starts with 0, at most 15 digits in all; 8 at least,
@@ -94,42 +92,6 @@ class SnsNotifier:
         message_id = str(response["MessageId"])
         logger.info("push sent", extra={"message_id": message_id})
         return message_id
-
-
-class MemoryNotifier:
-    """In-memory fake: `.sms` and `.pushes` record what was sent, numbers in `opted_out` are
-    refused like SNS's opt-out list, and `fail_with` holds errors to raise on the next sends,
-    one per send, in order. Ids are "fake-1", "fake-2"..."""
-
-    def __init__(
-        self,
-        opted_out: Iterable[str] = (),
-        fail_with: SendError | Iterable[SendError] | None = None,
-    ) -> None:
-        self.sms: list[Sms] = []
-        self.pushes: list[Push] = []
-        self.opted_out: set[str] = set(opted_out)
-        self.fail_with: deque[SendError] = deque(
-            [] if fail_with is None else [fail_with] if isinstance(fail_with, SendError) else fail_with
-        )
-        self._ids = itertools.count(1)
-
-    def _next_failure(self) -> None:
-        if self.fail_with:
-            raise self.fail_with.popleft()
-
-    def send_sms(self, sms: Sms) -> str:
-        check_sms(sms)
-        self._next_failure()
-        if sms.to in self.opted_out:
-            raise RecipientOptedOut("the phone number opted out of SMS")
-        self.sms.append(sms)
-        return f"fake-{next(self._ids)}"
-
-    def send_push(self, push: Push) -> str:
-        self._next_failure()
-        self.pushes.append(push)
-        return f"fake-{next(self._ids)}"
 
 
 class SnsPushEndpoints:

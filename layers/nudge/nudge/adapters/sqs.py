@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nudge.model.queue import DecisionBatch, Delivery
-from nudge.services.dispatch import RouteFailed
-from nudge.services.evaluate import PublishFailed
+from nudge.ports import PublishFailed, RouteFailed
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient

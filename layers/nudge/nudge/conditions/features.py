@@ -217,7 +217,7 @@ class Instant:
 
 
 def instant_at(now: datetime) -> Instant:
-    """The instant `now`, derived once; the last one is kept, since a sweep evaluates its users at one instant."""
+    """`now`, derived once; the last one is kept, since a sweep evaluates its users at one instant."""
     global _last_instant
     last = _last_instant
     if last is not None and last.now == now:

@@ -21,30 +21,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from nudge.domain.verdicts import Verdict, guard, guard_escalation
-from nudge.model.decisions import Decision
 from nudge.model.errors import StateConflict
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, subject_of
 from nudge.model.queue import DecisionBatch, Delivery
 from nudge.observability import MetricCounts, logger
-from nudge.ports import Ledger, UsageStore
+from nudge.ports import DeliveryRouter, Ledger, Rechecks, UsageStore
 from nudge.rulebook.ruleset import RuleSet
-
-
-class RouteFailed(Exception):
-    """A send could not be put on its channel queue; the batch must be retried."""
-
-
-class DeliveryRouter(Protocol):
-    def route(self, deliveries: Sequence[Delivery]) -> None: ...
-
-
-class Rechecks(Protocol):
-    def defer(self, user_id: str, decision: Decision, until: datetime, now: datetime) -> None:
-        """Have the sweep re-check `decision`'s rule for the user at `until` (idempotent)."""
-        ...
 
 
 class DispatchContention(StateConflict):
@@ -244,24 +229,3 @@ def _follow_up(
     for entry in every:
         if entry.outcome == "deferred" and entry.deliver_at is not None:
             ports.rechecks.defer(entry.decision.user, entry.decision, entry.deliver_at, now)
-
-
-class MemoryRouter:
-    """The fake channel queues: what was routed, in order; `fail` makes the next route raise."""
-
-    def __init__(self) -> None:
-        self.routed: list[Delivery] = []
-        self.fail = False
-
-    def route(self, deliveries: Sequence[Delivery]) -> None:
-        if self.fail:
-            raise RouteFailed("channel queue unavailable (fake)")
-        self.routed.extend(deliveries)
-
-
-class MemoryRechecks:
-    def __init__(self) -> None:
-        self.deferred: dict[tuple[str, str], datetime] = {}
-
-    def defer(self, user_id: str, decision: Decision, until: datetime, now: datetime) -> None:
-        self.deferred[(user_id, decision.decision_id)] = until

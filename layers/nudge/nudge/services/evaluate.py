@@ -41,37 +41,10 @@ from nudge.model.segments import DeferredSend, SegmentRecord, bucket_start, due_
 from nudge.model.state import AccountRollup, UserState
 from nudge.model.versioned import Versioned
 from nudge.observability import logger
-from nudge.ports import SegmentStore, UsageStore
+from nudge.ports import DecisionPublisher, SegmentStore, UsageStore
 from nudge.rulebook.ruleset import RuleSet
 
 # ------------------------------------------------------------------------------------ ports
-
-
-class PublishFailed(Exception):
-    """Some decisions did not reach the decision queue; the evaluation must be retried."""
-
-
-class DecisionPublisher(Protocol):
-    def publish(self, batch: DecisionBatch) -> None:
-        """Put one evaluation's decisions on the decision queue, or raise PublishFailed."""
-        ...
-
-
-class MemoryDecisionPublisher:
-    """The fake: what was published, in order; `fail` makes the next publish raise."""
-
-    def __init__(self) -> None:
-        self.batches: list[DecisionBatch] = []
-        self.fail = False
-
-    @property
-    def published(self) -> list[Decision]:
-        return [d for batch in self.batches for d in batch.decisions]
-
-    def publish(self, batch: DecisionBatch) -> None:
-        if self.fail:
-            raise PublishFailed("decision queue unavailable (fake)")
-        self.batches.append(batch)
 
 
 class EvaluationMetrics(Protocol):

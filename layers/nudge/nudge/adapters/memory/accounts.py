@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nudge.adapters.ledger_memory import MemoryLedger
+from nudge.adapters.memory.ledger import MemoryLedger
 from nudge.model.ledger import Escalation
 from nudge.model.versioned import Versioned
 from nudge.services.erasure import ERASED

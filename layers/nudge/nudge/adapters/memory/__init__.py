@@ -1,0 +1,21 @@
+"""Every fake adapter, in memory: the same semantics as the AWS ones, for tests, the CLI and benchmarks."""
+
+from nudge.adapters.memory.accounts import MemoryAccountLedger
+from nudge.adapters.memory.channels import MemoryEmailSender, MemoryEscalationDesk, MemoryNotifier
+from nudge.adapters.memory.ledger import MemoryLedger
+from nudge.adapters.memory.queues import MemoryDecisionPublisher, MemoryRechecks, MemoryRouter
+from nudge.adapters.memory.segments import MemorySegmentStore
+from nudge.adapters.memory.usage import MemoryUsageStore
+
+__all__ = [
+    "MemoryAccountLedger",
+    "MemoryDecisionPublisher",
+    "MemoryEmailSender",
+    "MemoryEscalationDesk",
+    "MemoryLedger",
+    "MemoryNotifier",
+    "MemoryRechecks",
+    "MemoryRouter",
+    "MemorySegmentStore",
+    "MemoryUsageStore",
+]
