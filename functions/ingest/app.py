@@ -5,11 +5,10 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from nudge.bootstrap.api import services
-from nudge.entrypoints.http.ingest_api import resolve
+from nudge.entrypoints.http.ingest_api import cold_start, resolve
 from nudge.observability import logger, metrics, tracer
 
-services()  # load settings, tracking plan and clients at cold start: a bad rule file fails here
+cold_start()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

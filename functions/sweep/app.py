@@ -4,33 +4,15 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from nudge import clock
-from nudge.bootstrap.rules import wire
+from nudge.entrypoints.schedule import SweepHandler
 from nudge.observability import logger, metrics, tracer
-from nudge.services.evaluate import sweep
 
 # Rules, settings and clients at cold start: a bad rule file fails here, every problem logged.
-service = wire()
+sweeps = SweepHandler()
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # The schedule's event carries nothing the sweep needs: it works from the watermark and now.
-    # The run's id is its correlation id: its log lines, and the decisions it publishes (so
-    # dispatch's and the sends' lines too), carry it.
-    logger.set_correlation_id(context.aws_request_id)
-    try:
-        result = sweep(
-            service.rules,
-            service.ports,
-            clock.now(),
-            options=service.options,
-            time_left=lambda: context.get_remaining_time_in_millis() / 1000,
-            correlation_id=context.aws_request_id,
-        )
-    finally:
-        service.metrics.flush()
-        logger.set_correlation_id(None)
-    return result.summary()
+    return sweeps.handle(event, context)

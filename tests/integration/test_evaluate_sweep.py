@@ -197,7 +197,7 @@ class Stack:
 
     def count_reads(self) -> ReadCounter:
         counter = ReadCounter()
-        client = self.sweep.service.ports.segments.client
+        client = self.sweep.sweeps.service.ports.segments.client
         client.meta.events.register("after-call.dynamodb", counter)
         return counter
 

@@ -1,8 +1,10 @@
 """The layers contract (pyproject.toml [tool.importlinter]) holds, and would catch an import that
-runs back up the layers: a copy of the package with one wrong import breaks it."""
+runs back up the layers: a copy of the package with one wrong import breaks it. And a Lambda's
+app.py is wiring only: of nudge it imports entrypoints and observability, nothing else."""
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -12,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "layers" / "nudge" / "nudge"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+APP_MAY_IMPORT = ("nudge.entrypoints", "nudge.observability")
 
 
 def lint_imports(package_parent: Path) -> subprocess.CompletedProcess[str]:
@@ -59,3 +62,34 @@ def test_a_domain_module_calling_boto3_breaks_the_contract(tmp_path: Path) -> No
     # Then the pure-core contract fails: an import inside a function counts too
     assert result.returncode != 0
     assert "nudge.domain is not allowed to import boto3" in result.stdout
+
+
+def wrong_app_imports(source: str) -> list[str]:
+    """The nudge modules an app.py imports beyond entrypoints and observability."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] if node.module != "nudge" else [f"nudge.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found += [n for n in names if n.split(".")[0] == "nudge" and not n.startswith(APP_MAY_IMPORT)]
+    return found
+
+
+def test_every_lambda_app_imports_only_entrypoints_and_observability() -> None:
+    apps = sorted((ROOT / "functions").glob("*/app.py"))
+    assert len(apps) == 7
+    assert {str(app.relative_to(ROOT)): wrong_app_imports(app.read_text()) for app in apps} == {
+        str(app.relative_to(ROOT)): [] for app in apps
+    }
+
+
+def test_an_app_reaching_past_the_entrypoints_is_caught() -> None:
+    # Given an app.py that calls a use case and the clock itself
+    source = (
+        "from nudge import clock\nfrom nudge.services.evaluate import sweep\nimport nudge.observability\n"
+    )
+    # Then both imports past the entrypoints are named, and observability is not
+    assert wrong_app_imports(source) == ["nudge.clock", "nudge.services.evaluate"]

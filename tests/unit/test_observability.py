@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from shipped import UNHELD, load_handler
 
-import nudge.bootstrap.dispatch as dispatch_wiring
-import nudge.entrypoints.queues as delivery_handler
+import nudge.entrypoints.queues as queue_handlers
 from nudge.adapters.memory import (
     MemoryEmailSender,
     MemoryLedger,
@@ -222,7 +221,7 @@ def test_the_dispatch_handler_counts_decisions_by_outcome_and_suppressions_by_re
     ports = DispatchPorts(
         ledger=MemoryLedger(), usage=usage, router=MemoryRouter(), rechecks=MemoryRechecks()
     )
-    monkeypatch.setattr(dispatch_wiring, "wire_dispatch", lambda: DispatchService(Settings(), UNHELD, ports))
+    monkeypatch.setattr(queue_handlers, "wire_dispatch", lambda: DispatchService(Settings(), UNHELD, ports))
     app = load(REPO / "functions/dispatch/app.py")
     capsys.readouterr()
     ada = batch_of(email_decision("obs-ada", "obs-d1"))
@@ -266,7 +265,7 @@ def test_the_email_handler_counts_sends_and_failures_by_channel(
         unsubscribe_url="https://api.example/v1/unsubscribe",
     )
     monkeypatch.setattr(
-        delivery_handler, "wire_deliver", lambda channel: DeliverService(Settings(), UNHELD, ports)
+        queue_handlers, "wire_deliver", lambda channel: DeliverService(Settings(), UNHELD, ports)
     )
     app = load(REPO / "functions/email/app.py")
     capsys.readouterr()
@@ -312,7 +311,7 @@ def test_a_delivery_found_claimed_by_a_crashed_function_raises_the_unknown_outco
         unsubscribe_url="https://api.example/v1/unsubscribe",
     )
     monkeypatch.setattr(
-        delivery_handler, "wire_deliver", lambda channel: DeliverService(Settings(), UNHELD, ports)
+        queue_handlers, "wire_deliver", lambda channel: DeliverService(Settings(), UNHELD, ports)
     )
     app = load(REPO / "functions/email/app.py")
     capsys.readouterr()

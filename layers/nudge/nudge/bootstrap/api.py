@@ -1,11 +1,10 @@
-"""api"""
+"""The ingest and privacy APIs' services: usage store, ledger, write keys, unsubscribe secrets."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import boto3
 from aws_lambda_powertools.utilities import parameters
@@ -23,9 +22,6 @@ from nudge.services.erasure import AccountLedger
 from nudge.services.ingest import IngestLimits
 from nudge.services.unsubscribe import parse_secrets
 from nudge.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    from nudge.settings import Settings
 
 
 @dataclass(frozen=True)

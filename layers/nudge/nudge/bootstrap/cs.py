@@ -1,4 +1,4 @@
-"""cs"""
+"""The customer-success CLI's case repository over the ledger table."""
 
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
-"""deliver"""
+"""The action functions' services (email, notify, escalate): the ledger and one channel's sender."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import boto3
 from aws_lambda_powertools.utilities import parameters
@@ -18,9 +17,6 @@ from nudge.rulebook.ruleset import RuleSet
 from nudge.services.deliver import Channels, DeliverPorts
 from nudge.services.unsubscribe import parse_secrets
 from nudge.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    from nudge.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,8 @@
-"""dispatch"""
+"""The dispatch function's services: rules, ledger, usage store, channel router and re-checks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import boto3
 
@@ -16,9 +15,6 @@ from nudge.rulebook.ruleset import RuleSet
 from nudge.services.dispatch import DispatchPorts
 from nudge.services.evaluate import SegmentRechecks
 from nudge.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    from nudge.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,10 @@
-"""rules"""
+"""The evaluate and sweep functions' services: rules, usage and segment stores, decision publisher."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import boto3
 
@@ -19,9 +18,6 @@ from nudge.rulebook.ruleset import RuleSet, load_rules
 from nudge.rulebook.yamlfile import RuleFileError
 from nudge.services.evaluate import RulesPorts, SweepOptions
 from nudge.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    from nudge.settings import Settings
 
 
 @dataclass(frozen=True)

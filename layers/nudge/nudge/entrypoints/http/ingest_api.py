@@ -185,6 +185,11 @@ def _early(status: int, field: str, message: str, headers: dict[str, str] | None
 FORM_TYPES = ("multipart/", "application/x-www-form-urlencoded")
 
 
+def cold_start() -> None:
+    """Load settings, the tracking plan and clients now: a bad rule file fails the cold start."""
+    services()
+
+
 def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Authenticate, bound and inflate the body, then route. The write key is never logged."""
     path = event.get("rawPath") or ""
