@@ -29,9 +29,9 @@ from moto.sns.models import sns_backends
 
 from nudge.adapters.cs_desk import FIFO_DEDUPE_WINDOW, SqsEscalationDesk, dedupe_id
 from nudge.adapters.memory import MemoryEmailSender, MemoryEscalationDesk, MemoryNotifier
-from nudge.adapters.retry import Backoff
 from nudge.adapters.ses import SesEmailSender, build_mime, ses_tags
 from nudge.adapters.sns import SnsNotifier, push_message
+from nudge.backoff import Backoff
 from nudge.model.channels import Email, EscalationCase, Push, Sms, WeekUsage
 from nudge.model.errors import RecipientOptedOut, SendFailed, SendRejected, SendThrottled
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 
-from nudge.adapters.retry import THROTTLING_CODES, Backoff, call_with_backoff
+from nudge.adapters.retry import THROTTLING_CODES, call_with_backoff
+from nudge.backoff import Backoff
 from nudge.model.errors import SendError, SendFailed, SendRejected, SendThrottled
 
 
@@ -45,7 +46,7 @@ class Sleeps:
 def run(fn: Callable[[], Any], sleeps: Sleeps, *, rng: float = 1.0, **kwargs: Any) -> Any:
     settings: dict[str, Any] = {"attempts": 4, "base_delay": 0.1, "max_delay": 10.0}
     settings.update(kwargs)
-    return call_with_backoff(fn, sleep=sleeps, rng=lambda: rng, **settings)
+    return call_with_backoff(fn, Backoff(sleep=sleeps, rng=lambda: rng, **settings))
 
 
 def test_a_call_that_succeeds_is_not_retried() -> None:
@@ -237,7 +238,7 @@ def test_backoff_settings_apply_to_the_call() -> None:
 
     # When a call is throttled every time
     with pytest.raises(SendThrottled):
-        backoff.call(fn)
+        call_with_backoff(fn, backoff)
 
     # Then those settings were used
     assert fn.calls == 2

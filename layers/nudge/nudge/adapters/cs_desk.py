@@ -17,8 +17,9 @@ import unicodedata
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from nudge.adapters.retry import DEFAULT_BACKOFF, Backoff
+from nudge.adapters.retry import DEFAULT_BACKOFF, call_with_backoff
 from nudge.adapters.sns import SnsClient
+from nudge.backoff import Backoff
 from nudge.model.channels import EscalationCase
 from nudge.model.errors import SendError
 from nudge.observability import logger
@@ -80,13 +81,14 @@ class SqsEscalationDesk:
         self.backoff = backoff
 
     def open(self, case: EscalationCase, day: date) -> str:
-        response = self.backoff.call(
+        response = call_with_backoff(
             lambda: self.sqs.send_message(
                 QueueUrl=self.queue_url,
                 MessageBody=case.model_dump_json(),
                 MessageGroupId=case.account_id,
                 MessageDeduplicationId=dedupe_id(case.account_id, case.rule, day),
-            )
+            ),
+            self.backoff,
         )
         message_id = response["MessageId"]
         logger.info("escalation queued", extra={"case_id": case.case_id, "rule": case.rule})
@@ -99,10 +101,11 @@ class SqsEscalationDesk:
         # would make the caller retry the whole open, and after SQS's 5-minute dedupe window
         # that queues a second case: a missing ping is the lesser harm, so log and go on.
         try:
-            self.backoff.call(
+            call_with_backoff(
                 lambda: sns.publish(
                     TopicArn=topic_arn, Subject=notice_subject(case), Message=notice_message(case)
-                )
+                ),
+                self.backoff,
             )
         except SendError as exc:
             logger.warning(

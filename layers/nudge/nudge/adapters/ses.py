@@ -14,7 +14,8 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from typing import Any, Protocol
 
-from nudge.adapters.retry import DEFAULT_BACKOFF, Backoff
+from nudge.adapters.retry import DEFAULT_BACKOFF, call_with_backoff
+from nudge.backoff import Backoff
 from nudge.model.channels import Email
 from nudge.model.errors import SendRejected
 from nudge.observability import logger
@@ -136,7 +137,7 @@ class SesEmailSender:
             request["EmailTags"] = ses_tags(email.tags)
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
-        response = self.backoff.call(lambda: self.client.send_email(**request))
+        response = call_with_backoff(lambda: self.client.send_email(**request), self.backoff)
         message_id = str(response["MessageId"])
         logger.info("email sent", extra={"message_id": message_id})
         return message_id

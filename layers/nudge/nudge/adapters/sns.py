@@ -12,7 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from nudge.adapters.retry import DEFAULT_BACKOFF, Backoff
+from nudge.adapters.retry import DEFAULT_BACKOFF, call_with_backoff
+from nudge.backoff import Backoff
 from nudge.model.channels import Push, Sms
 from nudge.model.errors import RecipientOptedOut, SendRejected
 from nudge.observability import logger
@@ -63,7 +64,9 @@ class SnsNotifier:
 
     def send_sms(self, sms: Sms) -> str:
         check_sms(sms)
-        status = self.backoff.call(lambda: self.client.check_if_phone_number_is_opted_out(phoneNumber=sms.to))
+        status = call_with_backoff(
+            lambda: self.client.check_if_phone_number_is_opted_out(phoneNumber=sms.to), self.backoff
+        )
         if status.get("isOptedOut"):
             raise RecipientOptedOut("the phone number opted out of SMS")
         attributes: dict[str, Any] = {
@@ -74,8 +77,9 @@ class SnsNotifier:
         }
         if sms.sender_id:
             attributes["AWS.SNS.SMS.SenderID"] = {"DataType": "String", "StringValue": sms.sender_id}
-        response = self.backoff.call(
-            lambda: self.client.publish(PhoneNumber=sms.to, Message=sms.text, MessageAttributes=attributes)
+        response = call_with_backoff(
+            lambda: self.client.publish(PhoneNumber=sms.to, Message=sms.text, MessageAttributes=attributes),
+            self.backoff,
         )
         message_id = str(response["MessageId"])
         logger.info("sms sent", extra={"message_id": message_id, "transactional": sms.transactional})
@@ -84,10 +88,11 @@ class SnsNotifier:
     def send_push(self, push: Push) -> str:
         # A disabled endpoint (app uninstalled, token expired) comes back as ClientError
         # EndpointDisabled, which call_with_backoff turns into SendRejected("EndpointDisabled").
-        response = self.backoff.call(
+        response = call_with_backoff(
             lambda: self.client.publish(
                 TargetArn=push.endpoint_arn, MessageStructure="json", Message=push_message(push)
-            )
+            ),
+            self.backoff,
         )
         message_id = str(response["MessageId"])
         logger.info("push sent", extra={"message_id": message_id})

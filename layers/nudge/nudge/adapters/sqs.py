@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from nudge.backoff import THROTTLING
 from nudge.model.queue import DecisionBatch, Delivery
 from nudge.ports import PublishFailed, RouteFailed
 
@@ -32,7 +32,7 @@ class SqsDecisionPublisher:
     def __init__(self, client: SQSClient, queue_url: str, attempts: int = 3) -> None:
         self.client = client
         self.queue_url = queue_url
-        self.attempts = attempts
+        self.backoff = THROTTLING.with_attempts(attempts)
 
     def publish(self, batch: DecisionBatch) -> None:
         ids = [d.decision_id for d in batch.decisions] + batch.lapsed
@@ -40,7 +40,7 @@ class SqsDecisionPublisher:
             "user": {"DataType": "String", "StringValue": batch.user},
             "decision_ids": {"DataType": "String", "StringValue": ",".join(ids) or "-"},
         }
-        for attempt in range(self.attempts):
+        for _ in self.backoff.tries():
             try:
                 self.client.send_message(
                     QueueUrl=self.queue_url, MessageBody=batch.model_dump_json(), MessageAttributes=attributes
@@ -52,8 +52,7 @@ class SqsDecisionPublisher:
                     raise PublishFailed(f"SQS SendMessage failed: {code or exc}") from exc
             except BotoCoreError as exc:
                 raise PublishFailed(f"SQS SendMessage failed: {exc}") from exc
-            time.sleep(min(1.0, 0.05 * 2**attempt))
-        raise PublishFailed(f"decision batch still throttled after {self.attempts} attempts")
+        raise PublishFailed(f"decision batch still throttled after {self.backoff.attempts} attempts")
 
 
 SQS_BATCH_LIMIT = 10
@@ -65,7 +64,7 @@ class SqsDeliveryRouter:
     def __init__(self, client: SQSClient, queues: dict[str, str], attempts: int = 3) -> None:
         self.client = client
         self.queues = queues
-        self.attempts = attempts
+        self.backoff = THROTTLING.with_attempts(attempts)
 
     def route(self, deliveries: Sequence[Delivery]) -> None:
         by_queue: dict[str, list[Delivery]] = {}
@@ -83,7 +82,7 @@ class SqsDeliveryRouter:
                 self._send(url, entries)
 
     def _send(self, url: str, entries: list[SendMessageBatchRequestEntryTypeDef]) -> None:
-        for attempt in range(self.attempts):
+        for _ in self.backoff.tries():
             try:
                 response = self.client.send_message_batch(QueueUrl=url, Entries=entries)
             except (ClientError, BotoCoreError) as exc:
@@ -95,5 +94,4 @@ class SqsDeliveryRouter:
                 raise RouteFailed(f"SQS refused {len(failed)} deliveries")
             retry = {f["Id"] for f in failed}
             entries = [e for e in entries if e["Id"] in retry]
-            time.sleep(min(1.0, 0.05 * 2**attempt))
-        raise RouteFailed(f"{len(entries)} deliveries still failing after {self.attempts} attempts")
+        raise RouteFailed(f"{len(entries)} deliveries still failing after {self.backoff.attempts} attempts")

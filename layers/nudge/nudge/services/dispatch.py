@@ -15,14 +15,13 @@ second copy on a channel queue sends nothing).
 
 from __future__ import annotations
 
-import random
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from nudge.backoff import CONTENTION
 from nudge.domain.verdicts import Verdict, guard, guard_escalation
 from nudge.model.errors import StateConflict
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, subject_of
@@ -115,7 +114,7 @@ def dispatch(
     keys = [(subject_of(d), d.decision_id) for d in batch.decisions]
     keys += [(f"USER#{batch.user}", decision_id) for decision_id in batch.lapsed]
 
-    for attempt in range(attempts):
+    for _ in CONTENTION.with_attempts(attempts).tries():
         view = ports.ledger.load(batch.user, batch.account, keys)
         # A deferral comes back once: an entry rewritten at or after this batch was decided is this
         # batch's own earlier delivery (deferred again, say), not a deferral still waiting for it.
@@ -200,8 +199,6 @@ def dispatch(
             ports.ledger.commit(commit, now)
         except StateConflict:
             result.conflicts += 1
-            # Full jitter: concurrent dispatches for one user spread out instead of colliding again.
-            time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
             continue
         result.verdicts = [*escalation_verdicts, *verdicts]
         result.cancelled = [e.decision_id for e in cancelled]

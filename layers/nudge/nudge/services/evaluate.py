@@ -26,12 +26,12 @@ watermark through now, evaluates each, and moves the watermark.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from nudge.backoff import CONTENTION
 from nudge.conditions.features import AccountFacts
 from nudge.domain.evaluate import evaluate
 from nudge.model.decisions import Decision
@@ -146,7 +146,7 @@ def evaluate_user(
     account = accounts.get(user.account_id)
     current = previous if previous is not None else ports.segments.load([user.user_id])[user.user_id]
     conflicts = 0
-    for _ in range(attempts):
+    for _ in CONTENTION.with_attempts(attempts).tries():
         record = current.value
         if state_version is not None and state_version < record.state_version:
             outcome = UserOutcome(
@@ -269,7 +269,7 @@ class SegmentRechecks:
     def defer(self, user_id: str, decision: Decision, until: datetime, now: datetime) -> None:
         key = decision_key(decision)
         wanted = DeferredSend(decision_id=decision.decision_id, until=until)
-        for attempt in range(self.attempts):
+        for _ in CONTENTION.with_attempts(self.attempts).tries():
             current = self.segments.load([user_id])[user_id]
             record = current.value
             if record.deferred.get(key) == wanted:
@@ -282,7 +282,7 @@ class SegmentRechecks:
                 self.segments.save(user_id, updated, current.version, now)
                 return
             except StateConflict:
-                time.sleep(min(0.5, 0.01 * 2**attempt))
+                continue
         raise EvaluationContention(f"user {user_id}: could not schedule a deferred send")
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 
+from nudge.backoff import CONTENTION, Backoff
 from nudge.domain.fold import FoldWindow, fold, fold_account, rollup_delta
 from nudge.model.errors import StateConflict
 from nudge.model.messages import Group, Message, Page, Screen, Track, event_name
@@ -135,10 +135,12 @@ def ingest(
         result.accepted += 1
     if by_user:
         save = partial(store.save_user, correlation_id=correlation_id)
-        result.users_written, conflicts = _write_users(by_user, plan, store, save, now, limits, sleep)
+        backoff = replace(CONTENTION.with_attempts(limits.write_attempts), sleep=sleep)
+        result.users_written, conflicts = _write_users(by_user, plan, store, save, now, limits, backoff)
         result.conflicts += conflicts
     for account_id, account_groups in groups.items():
-        written, conflicts = _write_account(account_id, account_groups, store, now, limits, sleep)
+        backoff = replace(CONTENTION.with_attempts(limits.write_attempts), sleep=sleep)
+        written, conflicts = _write_account(account_id, account_groups, store, now, backoff)
         result.accounts_written += written
         result.conflicts += conflicts
     return result
@@ -151,11 +153,11 @@ def _write_users(
     save: SaveUser,
     now: datetime,
     limits: IngestLimits,
-    sleep: Callable[[float], None],
+    backoff: Backoff,
 ) -> tuple[int, int]:
     pending = dict(by_user)
     written = conflicts = 0
-    for attempt in range(limits.write_attempts):
+    for _ in backoff.tries():
         current = store.load_users(list(pending))
         retry: dict[str, list[Message]] = {}
         for user_id, user_messages in pending.items():
@@ -173,8 +175,7 @@ def _write_users(
         if not retry:
             return written, conflicts
         pending = retry
-        sleep(_backoff(attempt))
-    raise Contention(f"{len(pending)} user(s) stayed contended after {limits.write_attempts} attempts")
+    raise Contention(f"{len(pending)} user(s) stayed contended after {backoff.attempts} attempts")
 
 
 def _write_account(
@@ -182,11 +183,10 @@ def _write_account(
     groups: list[Group],
     store: UsageStore,
     now: datetime,
-    limits: IngestLimits,
-    sleep: Callable[[float], None],
+    backoff: Backoff,
 ) -> tuple[int, int]:
     conflicts = 0
-    for attempt in range(limits.write_attempts):
+    for _ in backoff.tries():
         stored = store.load_account(account_id)
         old = stored.value if stored else None
         new = fold_account(old, account_id, groups)
@@ -197,10 +197,4 @@ def _write_account(
             return 1, conflicts
         except StateConflict:
             conflicts += 1
-            sleep(_backoff(attempt))
-    raise Contention(f"account {account_id} stayed contended after {limits.write_attempts} attempts")
-
-
-def _backoff(attempt: int) -> float:
-    """Full jitter: spreads writers that collided so they don't collide again."""
-    return random.uniform(0, min(0.5, 0.01 * 2**attempt))
+    raise Contention(f"account {account_id} stayed contended after {backoff.attempts} attempts")

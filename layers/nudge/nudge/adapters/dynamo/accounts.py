@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from nudge.adapters.dynamo import calls
 from nudge.adapters.dynamo.ledger import DECISION, ESCALATION
-from nudge.adapters.dynamo.usage import delete_keys
+from nudge.backoff import CONTENTION
 from nudge.model.decisions import Decision
 from nudge.model.errors import StateConflict
 from nudge.model.ledger import Escalation
@@ -61,7 +61,7 @@ class DynamoAccountLedger:
 
     def delete_decisions(self, account_id: str, decision_ids: Sequence[str]) -> int:
         keys = [_key(account_id, DECISION + d) for d in decision_ids]
-        return delete_keys(self.client, self.table, keys)
+        return calls.batch_delete(self.client, self.table, keys)
 
     def anonymize_decision(self, account_id: str, decision_id: str, user_id: str) -> bool:
         item = self._get(account_id, DECISION + decision_id)
@@ -84,7 +84,7 @@ class DynamoAccountLedger:
         return changed is not None
 
     def anonymize_escalation(self, account_id: str, user_id: str) -> bool:
-        for _ in range(ESCALATION_ATTEMPTS):
+        for _ in CONTENTION.with_attempts(ESCALATION_ATTEMPTS).tries():
             item = self._get(account_id, ESCALATION)
             if item is None:
                 return False

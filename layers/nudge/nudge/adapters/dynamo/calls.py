@@ -1,15 +1,22 @@
-"""boto3 DynamoDB calls with botocore errors turned into domain errors, shared by the repositories."""
+"""boto3 DynamoDB calls with botocore errors turned into domain errors, shared by the repositories;
+batch reads and deletes that ask again for what DynamoDB left unprocessed."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from nudge.backoff import THROTTLING
 from nudge.model.errors import StateConflict, StoreUnavailable
 
 CONFLICT_CODES = {"ConditionalCheckFailedException", "TransactionConflictException"}
+BATCH_GET_LIMIT = 100
+BATCH_WRITE_LIMIT = 25
+# A batch's unprocessed items (throttling) are asked for again this many times, with backoff,
+# before the caller is told the store is unavailable (the whole request may then be retried).
+BATCH_ATTEMPTS = 8
 
 
 def read(call: Callable[..., Any], **kwargs: Any) -> Any:
@@ -59,6 +66,43 @@ def versioned_put(table: str, item: dict[str, Any], version: int) -> dict[str, A
         "ConditionExpression": "v = :expected",
         "ExpressionAttributeValues": {":expected": {"N": str(version)}},
     }
+
+
+def batch_get(client: Any, table: str, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items of `keys` that exist (consistent reads), 100 per BatchGetItem; StoreUnavailable
+    if DynamoDB still leaves some unprocessed after BATCH_ATTEMPTS."""
+    items: list[dict[str, Any]] = []
+    for start in range(0, len(keys), BATCH_GET_LIMIT):
+        request: dict[str, Any] = {
+            table: {"Keys": list(keys[start : start + BATCH_GET_LIMIT]), "ConsistentRead": True}
+        }
+        for _ in THROTTLING.with_attempts(BATCH_ATTEMPTS).tries():
+            response = read(client.batch_get_item, RequestItems=request)
+            items += response.get("Responses", {}).get(table, [])
+            request = dict(response.get("UnprocessedKeys") or {})
+            if not request:
+                break
+        else:
+            raise StoreUnavailable(f"DynamoDB left {len(request[table]['Keys'])} reads unprocessed")
+    return items
+
+
+def batch_delete(client: Any, table: str, keys: Sequence[dict[str, Any]]) -> int:
+    """Delete `keys` with BatchWriteItem, 25 at a time; StoreUnavailable if DynamoDB still leaves
+    some unprocessed after BATCH_ATTEMPTS. Deleting a missing key is not an error, so a retried
+    erasure is safe."""
+    for start in range(0, len(keys), BATCH_WRITE_LIMIT):
+        request: dict[str, Any] = {
+            table: [{"DeleteRequest": {"Key": key}} for key in keys[start : start + BATCH_WRITE_LIMIT]]
+        }
+        for _ in THROTTLING.with_attempts(BATCH_ATTEMPTS).tries():
+            response = read(client.batch_write_item, RequestItems=request)
+            request = dict(response.get("UnprocessedItems") or {})
+            if not request:
+                break
+        else:
+            raise StoreUnavailable(f"DynamoDB left {len(request.get(table, []))} deletes unprocessed")
+    return len(keys)
 
 
 def _cancelled_by_conflict(exc: ClientError) -> bool:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from nudge.adapters.dynamo import calls, codec
-from nudge.adapters.dynamo.usage import BATCH_GET_LIMIT, delete_keys
+from nudge.backoff import CONTENTION
 from nudge.model.decisions import Decision
 from nudge.model.delivery import DeliveryRecord
 from nudge.model.errors import StateConflict
@@ -88,15 +88,7 @@ class DynamoLedger:
         if account_id:
             wanted.append(_key(f"ACCOUNT#{account_id}", ESCALATION))
         wanted += [_key(subject, DECISION + decision_id) for subject, decision_id in dict.fromkeys(keys)]
-        items: list[dict[str, Any]] = []
-        for start in range(0, len(wanted), BATCH_GET_LIMIT):
-            request: dict[str, Any] = {
-                self.table: {"Keys": wanted[start : start + BATCH_GET_LIMIT], "ConsistentRead": True}
-            }
-            while request:
-                response = calls.read(self.client.batch_get_item, RequestItems=request)
-                items += response.get("Responses", {}).get(self.table, [])
-                request = dict(response.get("UnprocessedKeys") or {})
+        items = calls.batch_get(self.client, self.table, wanted)
         record: Versioned[DeliveryRecord] = Versioned(DeliveryRecord(), 0)
         escalation: Versioned[Escalation] | None = None
         entries: dict[str, LedgerEntry] = {}
@@ -262,7 +254,7 @@ class DynamoLedger:
 
     def erase_user(self, user_id: str) -> int:
         items = self._query(f"USER#{user_id}", "")
-        return delete_keys(self.client, self.table, [_key(i["pk"]["S"], i["sk"]["S"]) for i in items])
+        return calls.batch_delete(self.client, self.table, [_key(i["pk"]["S"], i["sk"]["S"]) for i in items])
 
     def scan_entries(self, updated_after: datetime | None = None) -> list[LedgerEntry]:
         """Every decision entry, users' and accounts' (a Scan: for reports and the local stack,
@@ -353,7 +345,7 @@ class DynamoLedger:
         """Mark the account's escalation `decision_id` handled by `by`, keeping `note` with it (a
         version-checked update). The handled escalation; None when that is not the account's
         escalation or it was handled already."""
-        for _ in range(attempts):
+        for _ in CONTENTION.with_attempts(attempts).tries():
             found = self.escalation_of(account_id)
             if found is None:
                 return None

@@ -21,13 +21,12 @@ the same user at once, and the loser re-reads and re-evaluates instead of overwr
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nudge.adapters.dynamo import calls, codec
-from nudge.adapters.dynamo.usage import BATCH_GET_LIMIT, shard_of
+from nudge.adapters.dynamo.usage import shard_of
 from nudge.model.segments import BUCKET, DuePage, SegmentRecord, bucket, bucket_start, due_time
 from nudge.model.versioned import Versioned
 
@@ -55,20 +54,8 @@ class DynamoSegmentStore:
     def load(self, user_ids: Sequence[str]) -> dict[str, Versioned[SegmentRecord]]:
         found: dict[str, Versioned[SegmentRecord]] = {}
         ids = list(dict.fromkeys(user_ids))
-        for start in range(0, len(ids), BATCH_GET_LIMIT):
-            keys = [segments_key(uid) for uid in ids[start : start + BATCH_GET_LIMIT]]
-            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
-            attempt = 0
-            while request:
-                response = calls.read(self.client.batch_get_item, RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table, []):
-                    user_id = item["pk"]["S"].removeprefix("USER#")
-                    found[user_id] = Versioned(record_of(item), int(item["v"]["N"]))
-                request = dict(response.get("UnprocessedKeys") or {})
-                if request:
-                    # Unprocessed keys mean throttling: back off before asking again.
-                    attempt += 1
-                    time.sleep(min(1.0, 0.02 * 2**attempt))
+        for item in calls.batch_get(self.client, self.table, [segments_key(uid) for uid in ids]):
+            found[item["pk"]["S"].removeprefix("USER#")] = Versioned(record_of(item), int(item["v"]["N"]))
         return {uid: found.get(uid) or Versioned(SegmentRecord(), 0) for uid in ids}
 
     def save(self, user_id: str, record: SegmentRecord, version: int, now: datetime) -> None:

@@ -12,14 +12,12 @@ exactly once; shards (by a hash of the user id) spread a hot account over many i
 
 from __future__ import annotations
 
-import time
 import zlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from nudge.adapters.dynamo import calls, codec
-from nudge.model.errors import StoreUnavailable
 from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState, WeekRollup
 from nudge.model.versioned import Versioned
 
@@ -27,11 +25,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-BATCH_GET_LIMIT = 100
-BATCH_WRITE_LIMIT = 25
-# A BatchWriteItem's unprocessed items (throttling) are retried this many times, with backoff,
-# before the caller is told the store is unavailable (the whole request may then be retried).
-BATCH_WRITE_ATTEMPTS = 8
 # Rollup week items outlive the users' own kept history, then expire.
 ROLLUP_WEEKS_KEPT = 26
 # On a user's STATE item: the id of the request that last wrote it (the ingest API's request id),
@@ -69,25 +62,6 @@ def partition_keys(client: DynamoDBClient, table: str, pk: str) -> list[dict[str
         kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
-def delete_keys(client: DynamoDBClient, table: str, keys: Sequence[dict[str, Any]]) -> int:
-    """Delete `keys` with BatchWriteItem, 25 at a time, retrying unprocessed items with backoff;
-    StoreUnavailable if some are still refused after BATCH_WRITE_ATTEMPTS. Deleting a missing key
-    is not an error, so a retried erasure is safe."""
-    for start in range(0, len(keys), BATCH_WRITE_LIMIT):
-        request: dict[str, Any] = {
-            table: [{"DeleteRequest": {"Key": key}} for key in keys[start : start + BATCH_WRITE_LIMIT]]
-        }
-        for attempt in range(BATCH_WRITE_ATTEMPTS):
-            response = calls.read(client.batch_write_item, RequestItems=request)
-            request = dict(response.get("UnprocessedItems") or {})
-            if not request:
-                break
-            time.sleep(min(1.0, 0.02 * 2**attempt))
-        else:
-            raise StoreUnavailable(f"DynamoDB left {len(request.get(table, []))} deletes unprocessed")
-    return len(keys)
-
-
 class DynamoUsageStore:
     def __init__(
         self,
@@ -104,16 +78,10 @@ class DynamoUsageStore:
 
     def load_users(self, user_ids: Sequence[str]) -> dict[str, Versioned[UserState]]:
         found: dict[str, Versioned[UserState]] = {}
-        ids = list(dict.fromkeys(user_ids))
-        for start in range(0, len(ids), BATCH_GET_LIMIT):
-            keys = [user_key(uid) for uid in ids[start : start + BATCH_GET_LIMIT]]
-            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                response = calls.read(self.client.batch_get_item, RequestItems=request)
-                for item in response.get("Responses", {}).get(self.table, []):
-                    state = codec.decode(item["state"]["B"], UserState)
-                    found[state.user_id] = Versioned(state, int(item["v"]["N"]))
-                request = dict(response.get("UnprocessedKeys") or {})
+        keys = [user_key(uid) for uid in dict.fromkeys(user_ids)]
+        for item in calls.batch_get(self.client, self.table, keys):
+            state = codec.decode(item["state"]["B"], UserState)
+            found[state.user_id] = Versioned(state, int(item["v"]["N"]))
         return found
 
     def save_user(
@@ -249,4 +217,4 @@ class DynamoUsageStore:
         """Delete every item under USER#<id> (state, segment record, anything added later); how many.
         The user's account rollups hold counts only and stay."""
         keys = partition_keys(self.client, self.table, f"USER#{user_id}")
-        return delete_keys(self.client, self.table, keys)
+        return calls.batch_delete(self.client, self.table, keys)
