@@ -18,16 +18,10 @@ from pydantic import TypeAdapter
 from nudge.model.messages import Message
 from nudge.rulebook.plan import TrackingPlan, load_plan
 from nudge.tools.samples import commands
-from nudge.tools.samples.generator import (
-    HIGH_VALUE_MRR,
-    ONBOARDING,
-    PERSONA_SHARES,
-    Persona,
-    SampleHistory,
-    build_history,
-    generate,
-)
+from nudge.tools.samples.catalog import HIGH_VALUE_MRR, ONBOARDING
+from nudge.tools.samples.generator import SampleHistory, build_history, generate
 from nudge.tools.samples.ndjson import NdjsonError, read_ndjson, write_ndjson
+from nudge.tools.samples.personas import PERSONA_SHARES, Persona
 
 ROOT = Path(__file__).resolve().parents[2]
 START = datetime(2026, 7, 1, tzinfo=UTC)
