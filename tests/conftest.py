@@ -9,3 +9,18 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Nudge")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "nudge-tests")
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from nudge import clock
+
+
+@pytest.fixture
+def use_clock() -> Iterator[Callable[[clock.Source], None]]:
+    """Make nudge.clock answer from a source for the rest of this test; the previous clock comes back
+    after it, so a test never leaves its clock to the next."""
+    with contextlib.ExitStack() as stack:
+        yield lambda source: stack.enter_context(clock.installed(source))

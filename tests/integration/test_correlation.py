@@ -9,7 +9,7 @@ import io
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -125,7 +125,9 @@ class World:
 
 
 @pytest.fixture
-def world(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(
+    aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch, use_clock: Callable[[clock.Source], None]
+) -> Iterator[World]:
     suffix = uuid.uuid4().hex[:8]
     settings = Settings(
         usage_table=f"usage-{suffix}",
@@ -156,8 +158,7 @@ def world(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     bootstrap.reset()
-    real_clock = clock._source
-    clock.install(lambda: NOW)
+    use_clock(lambda: NOW)
     # The functions' log lines, exactly as Powertools writes them.
     logs = io.StringIO()
     handler = logger.registered_handler
@@ -176,7 +177,6 @@ def world(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     finally:
         handler.setStream(real_stream)
         logger.set_correlation_id(None)
-        clock.install(real_clock)
         bootstrap.reset()
 
 

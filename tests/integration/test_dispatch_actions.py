@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,7 +99,9 @@ def twice(event: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def pipeline(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+def pipeline(
+    aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch, use_clock: Callable[[clock.Source], None]
+) -> Iterator[Pipeline]:
     suffix = uuid.uuid4().hex[:8]
     settings = Settings(
         usage_table=f"usage-{suffix}",
@@ -129,8 +131,7 @@ def pipeline(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    real_clock = clock._source
-    clock.install(lambda: NOW)
+    use_clock(lambda: NOW)
     try:
         yield Pipeline(
             settings=settings,
@@ -141,7 +142,6 @@ def pipeline(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             ledger=DynamoLedger(boto3.client("dynamodb"), settings.ledger_table),
         )
     finally:
-        clock.install(real_clock)
         get_settings.cache_clear()
 
 

@@ -7,7 +7,7 @@ import base64
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -207,7 +207,9 @@ def _load(path: Path, name: str) -> ModuleType:
 
 
 @pytest.fixture
-def stack(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+def stack(
+    aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch, use_clock: Callable[[clock.Source], None]
+) -> Iterator[Stack]:
     suffix = uuid.uuid4().hex[:8]
     settings = Settings(usage_table=f"usage-{suffix}", write_keys_param=f"/nudge/it-{suffix}/write-keys")
     dynamodb = boto3.client("dynamodb")
@@ -218,8 +220,7 @@ def stack(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     monkeypatch.setenv("NUDGE_RULES_DIR", str(REPO / "rules"))
     bootstrap.reset()
     now = [NOW]
-    real_clock = clock._source
-    clock.install(lambda: now[0])
+    use_clock(lambda: now[0])
     try:
         yield Stack(
             settings=settings,
@@ -231,7 +232,6 @@ def stack(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
             now=now,
         )
     finally:
-        clock.install(real_clock)
         bootstrap.reset()
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -291,7 +291,7 @@ class Api:
 
 
 @pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+def api(monkeypatch: pytest.MonkeyPatch, use_clock: Callable[[clock.Source], None]) -> Api:
     w = world()
     secrets = [SECRET]
 
@@ -313,9 +313,8 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
     )
     monkeypatch.setattr(ingest_api, "services", lambda: svc)
     monkeypatch.setattr(privacy_api, "services", lambda: svc)
-    clock.install(lambda: NOW)
-    yield Api(w, secrets)
-    clock.install(lambda: datetime.now(UTC))
+    use_clock(lambda: NOW)
+    return Api(w, secrets)
 
 
 def token(user: str, scope: str = "email:onboarding", at: datetime = NOW) -> str:

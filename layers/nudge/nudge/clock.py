@@ -1,17 +1,39 @@
-"""Where handlers get `now`. Lambdas use the wall clock; the local stack installs a simulated one."""
+"""Where handlers get `now`. Lambdas use the wall clock; the local stack and tests install another
+one for a while with `installed`, which puts the previous one back, so no test leaves its clock
+behind for the next."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
-_source: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731
+Source = Callable[[], datetime]
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+_source: Source = wall_clock
 
 
 def now() -> datetime:
     return _source()
 
 
-def install(source: Callable[[], datetime]) -> None:
+@contextmanager
+def installed(source: Source) -> Iterator[None]:
+    """`now()` answers from `source` inside the block; the clock before it comes back after."""
+    global _source
+    previous, _source = _source, source
+    try:
+        yield
+    finally:
+        _source = previous
+
+
+def install(source: Source) -> None:
+    """Deprecated: use `installed`. Kept until the local stack moves to it."""
     global _source
     _source = source
