@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -122,8 +123,6 @@ class TrackingPlan(_Strict):
 
 
 def _check_names(doc: YamlDoc, section: str, names: list[str], problems: list[RuleProblem]) -> None:
-    import re
-
     for name in names:
         if not re.match(NAME_PATTERN, name):
             problems.append(

@@ -9,7 +9,7 @@ file:line: message, so `nudge rules lint` shows them all at once.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -315,7 +315,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
     )
 
     _duplicates(seg_doc, "segments", list(segment_ids), problems)
-    seg_parser = Parser(seg_doc, _replace(base, allow_segment=False), problems)
+    seg_parser = Parser(seg_doc, replace(base, allow_segment=False), problems)
     segments: list[Segment] = []
     for index, spec in enumerate(seg_file.segments):
         if spec.when is None:
@@ -338,7 +338,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
     for subject in ("user", "account"):
         spec_score = getattr(sco_file, subject)
         _duplicates(sco_doc, subject, [s.id for s in spec_score.signals], problems)
-        parser = Parser(sco_doc, _replace(base, allow_segment=False, allow_score=False), problems)
+        parser = Parser(sco_doc, replace(base, allow_segment=False, allow_score=False), problems)
         signals = []
         for index, signal in enumerate(spec_score.signals):
             node = parser.parse(signal.when, (subject, "signals", index, "when"))
@@ -446,12 +446,6 @@ def _goal_problems(
         return []
     word = kind.replace("_", " ")
     return [doc.problem((*loc, kind), f"unknown {word} '{value}'{did_you_mean(value, known[kind])}")]
-
-
-def _replace(catalog: Catalog, **changes: Any) -> Catalog:
-    from dataclasses import replace
-
-    return replace(catalog, **changes)
 
 
 def all_conditions(rules: RuleSet) -> list[Node]:
