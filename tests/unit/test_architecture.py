@@ -93,3 +93,41 @@ def test_an_app_reaching_past_the_entrypoints_is_caught() -> None:
     )
     # Then both imports past the entrypoints are named, and observability is not
     assert wrong_app_imports(source) == ["nudge.clock", "nudge.services.evaluate"]
+
+
+# Imports inside functions, each with its reason: the CLI starts without moto (the local stack's
+# modules import it), so `nudge --help` stays fast.
+DEFERRED_IMPORTS = {
+    "nudge/tools/local/commands.py": {
+        "nudge.tools.local.http",
+        "nudge.tools.local.stack",
+        "nudge.tools.local.demo",
+    },
+}
+
+
+def imports_inside_functions(source: str) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.ImportFrom) and inner.module:
+                    found.add(inner.module)
+                elif isinstance(inner, ast.Import):
+                    found.update(alias.name for alias in inner.names)
+    return found
+
+
+def test_no_module_imports_inside_a_function_except_the_deferred_cli_ones() -> None:
+    # An import inside a function can hide a cycle that a module-level one would show.
+    found = {
+        str(path.relative_to(PACKAGE.parent)): imports
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (imports := imports_inside_functions(path.read_text()))
+    }
+    assert found == DEFERRED_IMPORTS
+
+
+def test_an_import_inside_a_function_is_found() -> None:
+    source = "import json\n\ndef f() -> None:\n    from nudge.services import ingest\n    import re\n"
+    assert imports_inside_functions(source) == {"nudge.services", "re"}
