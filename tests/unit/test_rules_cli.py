@@ -11,13 +11,17 @@ from typing import Any
 import pytest
 import yaml
 
+from nudge.rulebook.cases import LoadedCase, load_cases, resolve_when
 from nudge.rulebook.conditions import LEAVES
 from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.schema import rule_schemas
 from nudge.tools.cli import main
 from nudge.tools.rules import commands
-from nudge.tools.rules.commands import LoadedCase, backtest, load_cases, resolve_when, rule_schemas, run_case
+from nudge.tools.rules.backtest import backtest
+from nudge.tools.rules.history import parse_messages
+from nudge.tools.rules.test import run_case
 from nudge.tools.samples.generator import build_history
-from nudge.tools.samples.ndjson import write_ndjson
+from nudge.tools.samples.ndjson import read_ndjson, write_ndjson
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "rules"
@@ -379,11 +383,8 @@ def test_explain_a_bad_events_file_names_its_line(
 
 
 def test_backtest_replays_day_by_day_and_counts_each_decision_once(history: Path) -> None:
-    from nudge.tools.rules.commands import _parse_messages
-    from nudge.tools.samples.ndjson import read_ndjson
-
     rules = load_rules(SHIPPED)
-    messages, skipped = _parse_messages(read_ndjson(history), str(history))
+    messages, skipped = parse_messages(read_ndjson(history), str(history))
     result = backtest(rules, messages)
     assert skipped == []
     assert result.refused == []

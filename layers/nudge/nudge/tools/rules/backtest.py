@@ -1,0 +1,203 @@
+"""`nudge rules backtest`: replay an NDJSON history with a simulated clock and print, per rule and
+ISO week, how often each rule would fire and for whom, and the segment sizes and transitions.
+
+The replay is the backtest use case (`nudge.services.backtest`: ingest, evaluate, sweep, day by
+day), run here over the in-memory stores; this module reads the file and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from nudge.adapters.memory import MemoryDecisionPublisher, MemorySegmentStore, MemoryUsageStore
+from nudge.model.messages import Message
+from nudge.observability import logger
+from nudge.rulebook.ruleset import RuleSet
+from nudge.services import backtest as service
+from nudge.services.backtest import BacktestResult, BacktestStores, Fire
+from nudge.tools.rules.history import iso, read_messages, report_skipped
+
+
+def backtest(
+    rules: RuleSet, messages: Sequence[Message], progress: Callable[[int, int], None] | None = None
+) -> BacktestResult:
+    """The backtest use case over fresh in-memory stores, without the services' logs."""
+    stores = BacktestStores(MemoryUsageStore(), MemorySegmentStore(), MemoryDecisionPublisher())
+    with _quiet_service_logs():
+        return service.backtest(rules, messages, stores, progress)
+
+
+@contextmanager
+def _quiet_service_logs() -> Iterator[None]:
+    # The evaluate service logs every publish and transition for CloudWatch; a backtest makes
+    # thousands of them, and what it prints are the tables. Warnings and errors still show.
+    level = logger.log_level
+    logger.setLevel("WARNING")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def backtest_history(args: argparse.Namespace, rules: RuleSet) -> int:
+    """Backtest the history args.events; print the tables and, with --fires-csv, every fire."""
+    began = time.perf_counter()
+    read = read_messages(args.events)
+    if read is None:
+        return 1
+    messages, skipped = read
+    report_skipped(skipped)
+    if not any(m.timestamp is not None for m in messages):
+        print(f"{args.events}: no messages with a timestamp to replay", file=sys.stderr)
+        return 1
+    with _progress() as progress:
+        result = backtest(rules, messages, progress)
+    elapsed = time.perf_counter() - began
+    print_backtest(rules, result, weekly=args.weekly, elapsed=elapsed, source=str(args.events))
+    if args.fires_csv is not None:
+        write_fires_csv(args.fires_csv, result.fires)
+        print(f"wrote {len(result.fires)} fires to {args.fires_csv}")
+    return 0
+
+
+class _progress:
+    """A progress bar on stderr while replaying, only when stderr is a terminal."""
+
+    def __enter__(self) -> Callable[[int, int], None] | None:
+        if not sys.stderr.isatty():
+            self._bar: Any = None
+            return None
+        self._bar = Progress(transient=True)
+        self._bar.start()
+        task = self._bar.add_task("replaying days", total=None)
+
+        def advance(done: int, total: int) -> None:
+            self._bar.update(task, completed=done, total=total)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def write_fires_csv(path: Path, fires: Iterable[Fire]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["at", "week", "rule", "action", "user", "account", "segment"])
+        for fire in fires:
+            writer.writerow(
+                [
+                    iso(fire.at),
+                    fire.week,
+                    fire.rule,
+                    fire.action,
+                    fire.user,
+                    fire.account or "",
+                    fire.segment or "",
+                ]
+            )
+
+
+def _rule_labels(rules: RuleSet) -> list[str]:
+    labels: list[str] = []
+    for trigger in rules.triggers:
+        labels.append(trigger.id)
+        if trigger.escalate_when is not None and trigger.spec.action != "escalate":
+            labels.append(f"{trigger.id} (escalate)")
+    return labels
+
+
+def print_backtest(
+    rules: RuleSet, result: BacktestResult, *, weekly: bool, elapsed: float, source: str
+) -> None:
+    # Piped to a file or a pager, the tables need not fit 80 columns: let them be as wide as they are.
+    console = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 240)
+    console.print(
+        f"Backtest of {source}: {result.messages:,} messages, {result.users:,} users, "
+        f"{result.accounts:,} accounts, "
+        f"{result.first_day} to {result.last_day} ({len(result.weeks)} ISO weeks); "
+        f"{result.evaluations:,} evaluations in {elapsed:.0f}s"
+    )
+    if result.refused:
+        console.print(f"{len(result.refused):,} messages refused by ingest (e.g. {result.refused[0]})")
+    labels = _rule_labels(rules)
+    by_rule: dict[str, list[Fire]] = defaultdict(list)
+    for fire in result.fires:
+        by_rule[fire.rule].append(fire)
+
+    totals = Table(title="Fires over the whole period (each rule's cooldown applied; other guardrails not)")
+    for column in ("rule", "action", "fires", "distinct users", "first", "e.g."):
+        totals.add_column(column, justify="right" if column in ("fires", "distinct users") else "left")
+    for label in labels:
+        fires = by_rule.get(label, [])
+        users = list(dict.fromkeys(f.user for f in fires))
+        action = (
+            fires[0].action
+            if fires
+            else ("escalate" if label.endswith("(escalate)") else _action(rules, label))
+        )
+        first = str(fires[0].at.date()) if fires else "-"
+        totals.add_row(label, action, str(len(fires)), str(len(users)), first, ", ".join(users[:3]))
+    console.print(totals)
+
+    segment_ids = [s.id for s in rules.segments]
+    entered = Counter[str]()
+    for counts in result.entries.values():
+        entered.update(counts)
+    final = result.final_sizes()
+    sizes = Table(title=f"Segments at the end ({result.last_day}) and entries over the period")
+    for column in ("segment", "users", "entries"):
+        sizes.add_column(column, justify="left" if column == "segment" else "right")
+    for segment in segment_ids:
+        sizes.add_row(segment, str(final.get(segment, 0)), str(entered.get(segment, 0)))
+    console.print(sizes)
+
+    moves = Table(title="Most frequent segment transitions")
+    for column in ("from", "to", "users"):
+        moves.add_column(column, justify="right" if column == "users" else "left")
+    for (before, after), count in result.transitions.most_common(12):
+        moves.add_row(before, after, str(count))
+    console.print(moves)
+
+    if weekly:
+        per_week = Table(title="Fires per ISO week: fires / distinct users")
+        per_week.add_column("week")
+        for label in labels:
+            per_week.add_column(label, justify="right", overflow="fold")
+        cells: dict[tuple[str, str], list[Fire]] = defaultdict(list)
+        for fire in result.fires:
+            cells[(fire.week, fire.rule)].append(fire)
+        for week in result.weeks:
+            row = [week]
+            for label in labels:
+                fires = cells.get((week, label), [])
+                row.append(f"{len(fires)} / {len({f.user for f in fires})}" if fires else "-")
+            per_week.add_row(*row)
+        console.print(per_week)
+
+        seg_week = Table(title="Segment sizes at each ISO week's end (+ users who entered that week)")
+        seg_week.add_column("week")
+        for segment in segment_ids:
+            seg_week.add_column(segment, justify="right", overflow="fold")
+        for week in result.weeks:
+            counts, came = result.sizes[week], result.entries.get(week, Counter())
+            seg_week.add_row(week, *(f"{counts.get(s, 0)} (+{came.get(s, 0)})" for s in segment_ids))
+        console.print(seg_week)
+
+
+def _action(rules: RuleSet, rule: str) -> str:
+    return next((t.spec.action for t in rules.triggers if t.id == rule), "")
