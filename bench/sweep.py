@@ -27,10 +27,12 @@ from nudge.adapters.memory import MemoryDecisionPublisher
 from nudge.domain.evaluate import evaluate
 from nudge.domain.fold import rollup_delta
 from nudge.model.decisions import SegmentState
+from nudge.model.outcomes import SweepResult
 from nudge.model.segments import SegmentRecord, bucket_start
 from nudge.model.state import UserState
 from nudge.rulebook.ruleset import RuleSet
-from nudge.services.evaluate import RulesPorts, SweepOptions, SweepResult, decision_key, sweep
+from nudge.services.evaluate import RulesPorts, decision_key
+from nudge.services.sweep import SweepOptions, sweep
 
 BATCH_WRITE_LIMIT = 25
 # The sweep runs every 15 minutes (template.yaml); this run starts 12 h 07 min after the end of

@@ -21,6 +21,7 @@ from nudge.adapters.sqs import SqsDecisionPublisher
 from nudge.domain.evaluate import evaluate
 from nudge.model.errors import StateConflict
 from nudge.model.messages import Group, Identify, Message, Track
+from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.model.queue import DecisionBatch
 from nudge.model.segments import SegmentRecord, bucket_start, due_time
 from nudge.model.state import Stamped, UserState
@@ -32,14 +33,11 @@ from nudge.services.evaluate import (
     EvaluationContention,
     RulesPorts,
     SegmentRechecks,
-    SweepOptions,
-    SweepResult,
-    UserOutcome,
     evaluate_account,
     evaluate_user,
-    sweep,
 )
 from nudge.services.ingest import ingest
+from nudge.services.sweep import SweepOptions, sweep
 
 RULES: RuleSet = load_rules(Path("rules"))
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

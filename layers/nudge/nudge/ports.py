@@ -9,6 +9,7 @@ from typing import Protocol
 from nudge.model.channels import Email, EscalationCase, Push, Sms
 from nudge.model.decisions import Decision
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, Outcome, Status, UserLedger
+from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.model.queue import DecisionBatch, Delivery
 from nudge.model.segments import DuePage, SegmentRecord
 from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState
@@ -177,3 +178,9 @@ class Rechecks(Protocol):
     def defer(self, user_id: str, decision: Decision, until: datetime, now: datetime) -> None:
         """Have the sweep re-check `decision`'s rule for the user at `until` (idempotent)."""
         ...
+
+
+class EvaluationMetrics(Protocol):
+    def outcome(self, outcome: UserOutcome) -> None: ...
+
+    def swept(self, result: SweepResult) -> None: ...

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.observability import MetricCounts
-from nudge.services.evaluate import SweepResult, UserOutcome
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Metrics

@@ -16,7 +16,8 @@ from nudge.bootstrap import built_once
 from nudge.observability import logger, metrics
 from nudge.rulebook.ruleset import RuleSet, load_rules
 from nudge.rulebook.yamlfile import RuleFileError
-from nudge.services.evaluate import RulesPorts, SweepOptions
+from nudge.services.evaluate import RulesPorts
+from nudge.services.sweep import SweepOptions
 from nudge.settings import Settings, get_settings
 
 

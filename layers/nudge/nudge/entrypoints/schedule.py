@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge import clock
 from nudge.bootstrap.rules import RulesService, wire
 from nudge.observability import logger
-from nudge.services.evaluate import sweep
+from nudge.services.sweep import sweep
 
 
 class SweepHandler:

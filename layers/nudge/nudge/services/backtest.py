@@ -26,19 +26,13 @@ from typing import Protocol
 from nudge.model.calendar import week_key
 from nudge.model.decisions import Decision
 from nudge.model.messages import Group, Message
+from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.model.queue import DecisionBatch
 from nudge.ports import DecisionPublisher, SegmentStore, UsageStore
 from nudge.rulebook.ruleset import RuleSet
-from nudge.services.evaluate import (
-    AccountFactsCache,
-    RulesPorts,
-    SweepResult,
-    UserOutcome,
-    evaluate_account,
-    evaluate_user,
-    sweep,
-)
+from nudge.services.evaluate import AccountFactsCache, RulesPorts, evaluate_account, evaluate_user
 from nudge.services.rule_tests import replay
+from nudge.services.sweep import sweep
 
 
 class KeptBatches(DecisionPublisher, Protocol):

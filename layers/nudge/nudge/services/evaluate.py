@@ -20,37 +20,29 @@ Order and retries, and why:
 `evaluate_account` re-evaluates the users of an account whose trait values changed (a stream
 record of its TRAITS item), found through the sparse `by_account` index, up to a fan-out limit.
 
-`sweep` reads the users due from the sparse `due` index, bucket (UTC day) by bucket, from the
-watermark through now, evaluates each, and moves the watermark.
+The sweep (services/sweep.py) evaluates the users whose re-check is due with `evaluate_user`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime
 
 from nudge.backoff import CONTENTION
 from nudge.conditions.features import AccountFacts
 from nudge.domain.evaluate import evaluate
 from nudge.model.decisions import Decision
 from nudge.model.errors import StateConflict
+from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.model.queue import DecisionBatch
-from nudge.model.segments import DeferredSend, SegmentRecord, bucket_start, due_time
+from nudge.model.segments import DeferredSend, SegmentRecord, due_time
 from nudge.model.state import AccountRollup, UserState
 from nudge.model.versioned import Versioned
 from nudge.observability import logger
-from nudge.ports import DecisionPublisher, SegmentStore, UsageStore
+from nudge.ports import DecisionPublisher, EvaluationMetrics, SegmentStore, UsageStore
 from nudge.rulebook.ruleset import RuleSet
 
 # ------------------------------------------------------------------------------------ ports
-
-
-class EvaluationMetrics(Protocol):
-    def outcome(self, outcome: UserOutcome) -> None: ...
-
-    def swept(self, result: SweepResult) -> None: ...
 
 
 class NoMetrics:
@@ -100,21 +92,6 @@ class AccountFactsCache:
 
 class EvaluationContention(StateConflict):
     """The user's record stayed contended through every attempt; retry the whole record later."""
-
-
-@dataclass(frozen=True)
-class UserOutcome:
-    user_id: str
-    # False: skipped, a newer usage state had already been evaluated.
-    evaluated: bool
-    written: bool
-    segment: str | None
-    # Set only when this call's write recorded the transition (never twice for one transition).
-    entered: str | None
-    exited: str | None
-    published: tuple[Decision, ...]
-    next_check_at: datetime | None
-    conflicts: int = 0
 
 
 def decision_key(decision: Decision) -> str:
@@ -362,142 +339,3 @@ def evaluate_account(
             f"account {account_id}: {len(failed)} of {len(user_ids)} users could not be evaluated"
         )
     return result
-
-
-# ------------------------------------------------------------------------------------ sweep
-
-
-@dataclass(frozen=True)
-class SweepOptions:
-    page_size: int = 100
-    # Where the very first sweep starts (no watermark yet): the evaluator scheduled no check
-    # before it was deployed, and the sweep is deployed with it.
-    lookback: timedelta = timedelta(days=7)
-    # A user whose evaluation failed is tried again this much later, so one poison user never
-    # pins the watermark (and the sweep's reads) to its day.
-    retry_after: timedelta = timedelta(hours=1)
-    # The watermark stays this far behind the run's start: an evaluator that read the clock just
-    # before a day ended may write a check due that day just after the sweep queried it.
-    settle: timedelta = timedelta(minutes=5)
-    # Stop taking new pages when fewer seconds than this remain (the Lambda timeout).
-    margin_seconds: float = 30.0
-    attempts: int = 5
-
-
-@dataclass
-class SweepResult:
-    started_from: datetime
-    watermark: datetime
-    due: int = 0
-    evaluated: int = 0
-    skipped: int = 0
-    failed: int = 0
-    published: int = 0
-    # False when the run stopped for time or held the watermark back for a user it could not defer.
-    complete: bool = True
-    outcomes: list[UserOutcome] = field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "started_from": self.started_from.isoformat(),
-            "watermark": self.watermark.isoformat(),
-            "due": self.due,
-            "evaluated": self.evaluated,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "published": self.published,
-            "complete": self.complete,
-        }
-
-
-def sweep(
-    rules: RuleSet,
-    ports: RulesPorts,
-    now: datetime,
-    *,
-    options: SweepOptions | None = None,
-    time_left: Callable[[], float] | None = None,
-    correlation_id: str = "",
-) -> SweepResult:
-    """Evaluate every user whose re-check is due at `now`, then move the watermark.
-
-    Reads: one index query per bucket (UTC day) and shard since the watermark (usually one day),
-    then per page of due users one BatchGetItem of their states and one of their records: they
-    grow with the users due, never with the table. time_left() (seconds) lets a Lambda stop
-    before its timeout; the next run resumes from the bucket it stopped in. correlation_id (the
-    run's id) goes on the decisions it publishes.
-    """
-    options = options or SweepOptions()
-    mark = ports.segments.load_watermark()
-    since = mark.value if mark is not None else now - options.lookback
-    result = SweepResult(started_from=bucket_start(since), watermark=bucket_start(since))
-    accounts = AccountFactsCache(ports.usage, rules.reads_account_usage)
-    resume: datetime | None = None  # earliest bucket that may still hold unhandled users
-
-    for page in ports.segments.due(since, now, options.page_size):
-        if time_left is not None and time_left() < options.margin_seconds:
-            resume, result.complete = page.bucket, False
-            break
-        result.due += len(page.user_ids)
-        users = ports.usage.load_users(page.user_ids)
-        records = ports.segments.load(page.user_ids)
-        for user_id in page.user_ids:
-            record = records[user_id]
-            check = record.value.next_check_at
-            if check is None or check > now:
-                # Already handled (by the stream evaluator, or an index read that lagged).
-                result.skipped += 1
-                continue
-            try:
-                loaded = users.get(user_id)
-                if loaded is None:
-                    # The usage state is gone (erased): nothing left to check.
-                    stopped = record.value.model_copy(update={"next_check_at": None})
-                    ports.segments.save(user_id, stopped, record.version, now)
-                    result.skipped += 1
-                    continue
-                outcome = evaluate_user(
-                    loaded.value,
-                    rules,
-                    ports,
-                    now,
-                    state_version=loaded.version,
-                    previous=record,
-                    accounts=accounts,
-                    attempts=options.attempts,
-                    correlation_id=correlation_id,
-                )
-            except Exception:
-                result.failed += 1
-                logger.exception("sweep: evaluation failed; retrying later", extra={"user_id": user_id})
-                try:
-                    ports.segments.defer(user_id, now + options.retry_after)
-                except Exception:
-                    logger.exception(
-                        "sweep: could not defer; holding the watermark", extra={"user_id": user_id}
-                    )
-                    resume = page.bucket if resume is None else min(resume, page.bucket)
-                    result.complete = False
-                continue
-            result.evaluated += 1
-            result.published += len(outcome.published)
-            result.outcomes.append(outcome)
-
-    through = bucket_start(now - options.settle)
-    if resume is not None:
-        through = min(through, resume)
-    # Never backwards (a local clock moved back).
-    through = max(through, result.started_from)
-    result.watermark = through
-    if mark is None or through != mark.value:
-        try:
-            ports.segments.save_watermark(through, mark.version if mark else 0, now)
-        except StateConflict:
-            # Another sweep ran at the same time and moved it; its value is as good as ours.
-            logger.warning("sweep: watermark moved by a concurrent sweep")
-    ports.metrics.swept(result)
-    logger.info("sweep done", extra=result.summary())
-    return result
-
-
-# ------------------------------------------------------------------------------------ wiring
