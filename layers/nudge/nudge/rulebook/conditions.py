@@ -1,13 +1,13 @@
-"""Conditions as marketers write them in YAML: the spec models (with their JSON Schema) and the
-parser that turns them into a condition tree, with a file:line problem for each mistake."""
+"""The parser of conditions as marketers write them in YAML (the specs in rulebook.condition_specs):
+it turns them into a condition tree, with a file:line problem for each mistake."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import ValidationError
 
 from nudge.conditions import features as F
 from nudge.conditions.facts import (
@@ -34,185 +34,24 @@ from nudge.conditions.facts import (
 )
 from nudge.conditions.tree import All, AnyOf, Catalog, Check, Fact, Node, Not
 from nudge.model.decisions import Value
-from nudge.model.durations import Duration
-from nudge.rulebook.yamlfile import Loc, RuleProblem, YamlDoc, did_you_mean, plain_error
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Bounds(_Spec):
-    at_least: float | None = None
-    at_most: float | None = None
-
-    @model_validator(mode="after")
-    def _window(self) -> Bounds:
-        if self.at_least is None and self.at_most is None:
-            raise ValueError("give at_least, at_most or both")
-        if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
-            raise ValueError(
-                f"impossible window: at_least {self.at_least:g} is above at_most {self.at_most:g}"
-            )
-        if (self.at_least or 0) < 0 or (self.at_most or 0) < 0:
-            raise ValueError("bounds cannot be negative")
-        return self
-
-
-class DaysSinceSpec(Bounds):
-    event: str | None = None
-    milestone: str | None = None
-
-    @model_validator(mode="after")
-    def _one_subject(self) -> DaysSinceSpec:
-        if (self.event is None) == (self.milestone is None):
-            raise ValueError("name exactly one of event or milestone")
-        return self
-
-
-class CountSpec(Bounds):
-    event: str
-    within: Duration
-
-
-class ActiveDaysSpec(Bounds):
-    within: Duration
-
-
-class FeatureSpec(_Spec):
-    name: str
-    is_: Literal["never", "tried", "habitual"] | list[Literal["never", "tried", "habitual"]]
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    def __init__(self, **data: Any) -> None:
-        if "is" in data:
-            data["is_"] = data.pop("is")
-        super().__init__(**data)
-
-
-class ValueSpec(_Spec):
-    equals: str | float | bool | None = None
-    in_: list[str | float] | None = None
-    not_equals: str | float | bool | None = None
-    at_least: float | None = None
-    at_most: float | None = None
-    exists: bool | None = None
-
-    def __init__(self, **data: Any) -> None:
-        if "in" in data:
-            data["in_"] = data.pop("in")
-        super().__init__(**data)
-
-    @model_validator(mode="after")
-    def _something(self) -> ValueSpec:
-        given = [
-            k
-            for k in ("equals", "in_", "not_equals", "at_least", "at_most", "exists")
-            if getattr(self, k) is not None
-        ]
-        if not given:
-            raise ValueError("say what to compare: equals, in, not_equals, at_least, at_most or exists")
-        if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
-            raise ValueError(
-                f"impossible window: at_least {self.at_least:g} is above at_most {self.at_most:g}"
-            )
-        return self
-
-
-class TraitSpec(ValueSpec):
-    name: str
-
-
-class AccountSpec(ValueSpec):
-    trait: str | None = None
-    metric: Literal["active_users", "active_users_trend", "score"] | None = None
-    band: str | list[str] | None = None
-
-    @model_validator(mode="after")
-    def _one_subject(self) -> AccountSpec:
-        if sum(x is not None for x in (self.trait, self.metric, self.band)) != 1:
-            raise ValueError("name exactly one of trait, metric or band")
-        return self
-
-    @model_validator(mode="before")
-    @classmethod
-    def _band_needs_no_comparison(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "band" in data and len(data) == 1:
-            return {**data, "exists": True}
-        return data
-
-
-class ScoreSpec(_Spec):
-    band: str | list[str] | None = None
-    at_least: float | None = None
-    at_most: float | None = None
-
-    @model_validator(mode="after")
-    def _something(self) -> ScoreSpec:
-        if self.band is None and self.at_least is None and self.at_most is None:
-            raise ValueError("give band, at_least or at_most")
-        return self
-
-
-class WeeksBelowSpec(_Spec):
-    metric: Literal["sessions", "active_days"]
-    threshold: int
-    weeks: int
-
-    @model_validator(mode="after")
-    def _sane(self) -> WeeksBelowSpec:
-        if self.threshold < 1:
-            raise ValueError("threshold must be at least 1 (nothing is below 0)")
-        if not 1 <= self.weeks <= 12:
-            raise ValueError("weeks must be between 1 and 12 (the weeks of history kept)")
-        return self
-
-
-class TrendSpec(_Spec):
-    metric: Literal["sessions", "active_days"]
-    direction: Literal["down", "up"]
-    by_at_least: float
-
-    @model_validator(mode="before")
-    @classmethod
-    def _percent(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("by_at_least"), str):
-            return {**data, "by_at_least": data["by_at_least"].strip().rstrip("%")}
-        return data
-
-    @model_validator(mode="after")
-    def _sane(self) -> TrendSpec:
-        if not 0 < self.by_at_least <= (100 if self.direction == "down" else 10_000):
-            raise ValueError("by_at_least is a percentage: above 0, and at most 100 for down")
-        return self
-
-
-class DidSpec(_Spec):
-    event: str
-    but_not: str
-    within: Duration
-
-
-LEAVES = (
-    "segment",
-    "milestone",
-    "days_since",
-    "count",
-    "active_days",
-    "feature",
-    "trait",
-    "account",
-    "score",
-    "weeks_below",
-    "trend",
-    "did",
-    "age",
-    "frequency",
+from nudge.rulebook.condition_specs import (
+    COMBINATORS,
+    LEAVES,
+    AccountSpec,
+    ActiveDaysSpec,
+    Bounds,
+    CountSpec,
+    DaysSinceSpec,
+    DidSpec,
+    FeatureSpec,
+    ScoreSpec,
+    Spec,
+    TraitSpec,
+    TrendSpec,
+    ValueSpec,
+    WeeksBelowSpec,
 )
-
-
-COMBINATORS = ("all", "any", "not")
+from nudge.rulebook.yamlfile import Loc, RuleProblem, YamlDoc, did_you_mean, plain_error
 
 
 class Parser:
@@ -255,7 +94,7 @@ class Parser:
         node: Node | None = method(body, here)
         return node
 
-    def spec(self, model: type[_Spec], body: Any, loc: Loc) -> Any:
+    def spec(self, model: type[Spec], body: Any, loc: Loc) -> Any:
         if not isinstance(body, dict):
             self.fail(loc, f"{loc[-1]}: expects a mapping, e.g. {_EXAMPLES.get(str(loc[-1]), '{...}')}")
             return None

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from nudge.model.durations import format_duration
-from nudge.rulebook import conditions as specs
+from nudge.rulebook import condition_specs as specs
 from nudge.rulebook.cases import CasesFile
 from nudge.rulebook.guardrails import GUARDRAILS_FILE, GuardrailsFile
 from nudge.rulebook.plan import MILESTONES_FILE, PLAN_FILE, MilestonesFile, TrackingPlanFile
