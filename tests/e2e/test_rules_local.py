@@ -1,7 +1,7 @@
 """The local stack's rules path: the stream pump, the sweep on the simulated clock, the decision tap.
 
 The real evaluate and sweep handlers run in the stack's containers; these tests drive them the way
-Lambda and EventBridge would (nudge.tools.local.pumps) and look at the results over HTTP.
+Lambda and EventBridge would (nudge.tools.local.streams and schedules) and look at the results over HTTP.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import boto3
 import pytest
 
 from nudge.tools.local.aws import HandlerFailed
-from nudge.tools.local.pumps import StreamPump
+from nudge.tools.local.streams import StreamPump
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient

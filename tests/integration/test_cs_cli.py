@@ -30,7 +30,8 @@ from nudge.settings import Settings, get_settings
 from nudge.tools.cli import main
 from nudge.tools.local.aws import create_usage_resources
 from nudge.tools.local.http import LocalApiServer
-from nudge.tools.local.stack import LocalStack, SimulatedClock
+from nudge.tools.local.simulated_clock import SimulatedClock
+from nudge.tools.local.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN = load_plan(REPO / "rules")

@@ -1,4 +1,4 @@
-"""The local stack's speed-ups of moto (nudge.tools.local.stack.speed_up_moto) change no answer.
+"""The local stack's speed-ups of moto (nudge.tools.local.moto_speedups.speed_up_moto) change no answer.
 
 Every read the evaluator and the pumps make (Query on a table and on an index, paged or not,
 GetItem, BatchGetItem, Scan, GetRecords) is answered with and without them, on items holding
@@ -18,7 +18,7 @@ from moto import mock_aws
 from moto.core.serialize import BaseJSONSerializer
 from moto.dynamodb.models.table import Table
 
-from nudge.tools.local.stack import speed_up_moto
+from nudge.tools.local.moto_speedups import speed_up_moto
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from nudge.settings import Settings
-from nudge.tools.local import moto_patches
+from nudge.tools.local import moto_transactions
 from nudge.tools.local.template import (
     TemplateError,
     load_template,
@@ -218,7 +218,7 @@ class LockedMotoServer:
         if self._server is not None:
             raise RuntimeError("LockedMotoServer is already started")
         # Requests run one at a time (below), so transactions can skip moto's per-item table copy.
-        moto_patches.install()
+        moto_transactions.install()
         app = _SerializedApp(DomainDispatcherApplication(create_backend_app))
         # Threaded: slow or idle keep-alive connections don't block other clients;
         # the lock, not the server, decides that requests run one at a time.

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from nudge.tools.local.stack import DEFAULT_WRITE_KEY, WRITE_KEYS_ENV
+from nudge.tools.local.write_keys import DEFAULT_WRITE_KEY, WRITE_KEYS_ENV
 
 KEYS_HELP = (
     f"Write keys: the comma-separated keys in ${WRITE_KEYS_ENV}, or '{DEFAULT_WRITE_KEY}' when it is "

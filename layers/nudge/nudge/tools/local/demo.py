@@ -12,9 +12,8 @@ The sweep runs after the day's messages, not when the clock moves: they all happ
 end of the day, and a sweep at the end of the day that had not seen them would call a user
 dormant on the very day they came back.
 
-Summary tables end it, read back from the table itself rather than from what was sent: usage,
-lifecycle segment sizes at the end of each ISO week, the most frequent transitions, and the
-decisions put on the decision queue, by rule.
+Summary tables end it (``nudge.tools.local.demo_summary``), read back from the table itself
+rather than from what was sent, and the HTML report is written next to the function logs.
 """
 
 from __future__ import annotations
@@ -28,37 +27,39 @@ import random
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from nudge.adapters.dynamo import codec
-from nudge.domain.lift import LiftRow
-from nudge.domain.verdicts import cap_breaches, choices, user_zone
 from nudge.model.calendar import week_key
-from nudge.model.delivery import Sent
-from nudge.model.segments import SegmentRecord
-from nudge.model.state import UserState
-from nudge.rulebook.ruleset import SEGMENTS_FILE, SegmentsFile, load_rules
-from nudge.rulebook.yamlfile import load_yaml, validate
+from nudge.tools.local.demo_summary import (
+    ReplayStats,
+    Resent,
+    SendStats,
+    WeekSample,
+    census,
+    print_decisions,
+    print_lift,
+    print_segments,
+    print_summary,
+    print_transitions,
+    segment_ids,
+    segment_records,
+    segment_sizes,
+)
 from nudge.tools.local.http import LocalApiServer
-from nudge.tools.local.pumps import PumpStats
 from nudge.tools.local.stack import LocalStack
+from nudge.tools.local.streams import PumpStats
 from nudge.tools.report.html import render
-from nudge.tools.samples.generator import SampleHistory, build_history
+from nudge.tools.samples.generator import build_history
 from nudge.tools.samples.responses import respond
 
-DAY = timedelta(days=1)
 # The replay moves the clock half a day at a time, sweeping after each half: decisions are then
 # judged at two times of day 12 hours apart, and as quiet hours last less than 12 hours, a push
 # deferred for the night finds one of them outside the user's quiet hours (EventBridge sweeps
@@ -72,28 +73,6 @@ CONTAINERS = 2
 MAX_ATTEMPTS = 8
 # How often the stream is pumped while a day's messages are posted.
 PUMP_INTERVAL_SECONDS = 0.2
-
-
-@dataclass
-class SendStats:
-    accepted: int = 0
-    rejected: int = 0
-    requests: int = 0
-    retries: int = 0
-    failed_requests: int = 0
-    rejections: dict[str, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, accepted: int, errors: Sequence[dict[str, Any]], retries: int, failed: bool) -> None:
-        with self.lock:
-            self.requests += 1
-            self.accepted += accepted
-            self.rejected += len(errors)
-            self.retries += retries
-            self.failed_requests += int(failed)
-            for error in errors:
-                key = str(error.get("field") or "?")
-                self.rejections[key] = self.rejections.get(key, 0) + 1
 
 
 class BatchSender:
@@ -172,71 +151,6 @@ def _steps(
         yield step, groups.get(step, [])
 
 
-@dataclass
-class Census:
-    users: int = 0
-    accounts: int = 0
-    activated: int = 0
-    active_this_week: int = 0
-    events: int = 0
-
-
-def census(stack: LocalStack, week: str) -> Census:
-    """Count what the usage table holds (a scan: fine for a demo, never done by the Lambdas)."""
-    result = Census()
-    client = stack.store.client
-    kwargs: dict[str, Any] = {"TableName": stack.store.table}
-    while True:
-        page = client.scan(**kwargs)
-        for item in page.get("Items", []):
-            pk, sk = item["pk"]["S"], item["sk"]["S"]
-            if pk.startswith("USER#") and sk == "STATE":
-                state = codec.decode(item["state"]["B"], UserState)
-                result.users += 1
-                result.activated += int("activated" in state.milestones)
-                result.active_this_week += int(week in state.weeks)
-                result.events += sum(state.event_counts.values())
-            elif pk.startswith("ACCOUNT#") and sk == "TRAITS":
-                result.accounts += 1
-        if "LastEvaluatedKey" not in page:
-            return result
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def segment_ids(rules_dir: Path) -> list[str]:
-    """The lifecycle segments of the rule set, in their order (read, not compiled)."""
-
-    return [segment.id for segment in validate(load_yaml(rules_dir / SEGMENTS_FILE), SegmentsFile).segments]
-
-
-def segment_records(stack: LocalStack, user_ids: Iterable[str]) -> list[SegmentRecord]:
-    """The evaluator's records of these users (BatchGetItem by key: a scan of the table would read
-    the rollups too, tens of thousands of items by the end of the replay)."""
-    found = stack.segments.load(list(user_ids))
-    return [record.value for record in found.values() if record.version]
-
-
-def segment_sizes(records: Iterable[SegmentRecord]) -> Counter[str]:
-    return Counter(record.segments.segment for record in records if record.segments.segment)
-
-
-@dataclass
-class WeekSample:
-    week: str  # the ISO week that just ended (or "now" for the last, partial one)
-    sizes: Counter[str]
-
-
-@dataclass
-class Evaluation:
-    """What the stream pump and the sweep did during the replay."""
-
-    seconds: float = 0.0
-    stream: PumpStats = field(default_factory=PumpStats)
-    sweeps: int = 0
-    swept_users: int = 0
-    samples: list[WeekSample] = field(default_factory=list)
-
-
 def run_demo(
     *,
     users: int = 1000,
@@ -261,33 +175,12 @@ def run_demo(
             with console.status("Writing the report (segments, transitions, funnel, messages, lift)..."):
                 data = stack.report_data()
                 report.write_text(render(data), encoding="utf-8")
-            _lift_summary(console, data.lift)
+            print_lift(console, data.lift)
     finally:
         stack.stop()
     console.print(f"Function logs and metrics (what CloudWatch would hold): {logs}")
     console.print(f"[bold]Report:[/bold] {report}")
     return code
-
-
-def _lift_summary(console: Console, rows: Sequence[LiftRow]) -> None:
-    """Each rule's lift against its held-out users (goals, charts and warnings are in the report)."""
-    table = Table(title="Lift: users reaching the rule's goal, sent vs held out")
-    for column in ("rule", "sent", "held out", "diff. [95% CI]", "verdict"):
-        table.add_column(column, justify="left" if column in ("rule", "verdict") else "right")
-    for row in rows:
-        interval, difference = row.interval, row.difference
-        diff = "-"
-        if difference is not None and interval is not None and not row.warning:
-            diff = f"{difference:+.0%} [{interval[0]:+.0%}, {interval[1]:+.0%}]"
-        verdict = "too few to say" if row.warning else row.verdict
-        table.add_row(
-            row.rule,
-            f"{row.treated_reached}/{row.treated}",
-            f"{row.control_reached}/{row.control}",
-            diff,
-            verdict,
-        )
-    console.print(table)
 
 
 def _replay(
@@ -313,7 +206,7 @@ def _replay(
     replay_began = time.monotonic()
     sent = 0
     last_batch: list[dict[str, Any]] = []
-    evaluation = Evaluation()
+    replay_stats = ReplayStats()
     week = week_key(start.date())
     answers: list[dict[str, Any]] = []  # users' answers to messages, not yet posted
     answered = 0
@@ -349,7 +242,7 @@ def _replay(
             list(pool.map(send, batches))
             sent += len(messages)
             last_batch = batches[-1] if batches else last_batch
-            _run_due(stack, evaluation)
+            _run_due(stack, replay_stats)
             for entry in stack.ledger.scan_entries(updated_after=checked):
                 d = entry.decision
                 if entry.status == "sent" and d.channel != "cs":
@@ -363,7 +256,7 @@ def _replay(
             if week_key(end_of_day.date()) != week:
                 # The first day past a week's end: its closing re-checks (declining) have run.
                 sizes = segment_sizes(segment_records(stack, history.users))
-                evaluation.samples.append(WeekSample(week, sizes))
+                replay_stats.samples.append(WeekSample(week, sizes))
                 week = week_key(end_of_day.date())
             elapsed = time.monotonic() - replay_began
             progress.update(
@@ -384,20 +277,22 @@ def _replay(
     after = stack.store.load_users(ids)
     unchanged = before == after
 
-    _run_due(stack, evaluation)
+    _run_due(stack, replay_stats)
 
     now = stack.clock.now()
     counted = census(stack, week_key(now.date()))
     histories = segment_records(stack, history.users)
     sizes = segment_sizes(histories)
-    evaluation.samples.append(WeekSample("now", sizes))
+    replay_stats.samples.append(WeekSample("now", sizes))
     segments = segment_ids(stack.rules_dir)
     total_seconds = time.monotonic() - began
     resent = Resent(len(last_batch), status, body, unchanged)
-    _summary(console, history, counted, stats, sent, resent, now, replay_seconds, total_seconds, evaluation)
-    _segments_summary(console, segments, evaluation.samples, histories)
-    _transitions_summary(console, histories)
-    breaches = _decisions_summary(console, stack)
+    print_summary(
+        console, history, counted, stats, sent, resent, now, replay_seconds, total_seconds, replay_stats
+    )
+    print_segments(console, segments, replay_stats.samples, histories)
+    print_transitions(console, histories)
+    breaches = print_decisions(console, stack)
     console.print(
         f"The sample's users answered {answered:,} messages with usage (nudge.tools.samples.responses: "
         "some rules work, some do not; held-out users get no message to answer)."
@@ -410,210 +305,22 @@ def _replay(
         and status == 200
         and stats.failed_requests == 0
         and counted.users == len(history.users)
-        and evaluation.stream.failed_batches == 0
+        and replay_stats.stream.failed_batches == 0
         and not empty
         and breaches == 0
     )
     return 0 if ok else 1
 
 
-def _run_due(stack: LocalStack, evaluation: Evaluation) -> None:
+def _run_due(stack: LocalStack, replay_stats: ReplayStats) -> None:
     """The day's usage changes through the evaluate function, then the sweep if it is due."""
     began = time.monotonic()
     before = [pump.stats.invocations for pump in stack.pumps]
     runs = stack.run_due()
-    evaluation.seconds += time.monotonic() - began
-    evaluation.sweeps += len(runs)
-    evaluation.swept_users += sum(int((run.result or {}).get("evaluated", 0)) for run in runs)
+    replay_stats.seconds += time.monotonic() - began
+    replay_stats.sweeps += len(runs)
+    replay_stats.swept_users += sum(int((run.result or {}).get("evaluated", 0)) for run in runs)
     del before
-    evaluation.stream = PumpStats()
+    replay_stats.stream = PumpStats()
     for pump in stack.pumps:
-        evaluation.stream.add(pump.stats)
-
-
-@dataclass(frozen=True)
-class Resent:
-    """The last batch posted a second time."""
-
-    messages: int
-    status: int
-    body: dict[str, Any]
-    unchanged: bool
-
-
-def _summary(
-    console: Console,
-    history: SampleHistory,
-    counted: Census,
-    stats: SendStats,
-    sent: int,
-    resent: Resent,
-    now: datetime,
-    replay_seconds: float,
-    total_seconds: float,
-    evaluation: Evaluation,
-) -> None:
-    table = Table(title=f"Nudge demo - simulated now {now:%Y-%m-%d %H:%M} UTC", show_lines=False)
-    table.add_column("", style="bold")
-    table.add_column("value", justify="right")
-    table.add_column("note")
-    table.add_row("users", f"{counted.users:,}", f"generated {len(history.users):,}")
-    table.add_row("accounts", f"{counted.accounts:,}", f"generated {len(history.accounts):,}")
-    table.add_row("activated users", f"{counted.activated:,}", "milestone 'activated' reached")
-    table.add_row("active this week", f"{counted.active_this_week:,}", f"ISO week of {now:%Y-%m-%d}")
-    table.add_row("messages sent", f"{sent:,}", f"in {stats.requests:,} gzip batch requests")
-    table.add_row(
-        "events accepted", f"{stats.accepted:,}", f"{counted.events:,} usage events counted in state"
-    )
-    rejected_note = ", ".join(f"{k}: {v}" for k, v in sorted(stats.rejections.items())) or "-"
-    table.add_row("events rejected", f"{stats.rejected:,}", rejected_note)
-    table.add_row("503 retries", f"{stats.retries:,}", f"{stats.failed_requests} requests failed for good")
-    verdict = "[green]no change[/green]" if resent.unchanged else "[red]STATE CHANGED[/red]"
-    table.add_row(
-        "duplicates re-sent",
-        f"{resent.messages:,}",
-        f"last batch posted again: {verdict} (HTTP {resent.status}, state identical)",
-    )
-    stream = evaluation.stream
-    table.add_row(
-        "usage changes evaluated",
-        f"{stream.delivered:,}",
-        f"stream records to the evaluate function in {stream.invocations:,} batches; "
-        f"{stream.filtered_out:,} others filtered out",
-    )
-    table.add_row(
-        "sweeps",
-        f"{evaluation.sweeps:,}",
-        f"{evaluation.swept_users:,} users re-checked without a new event (dormant, weeks closing)",
-    )
-    failed_note = f"{stream.retries} retries, {stream.bisections} bisections"
-    table.add_row("stream batches given up", f"{stream.failed_batches:,}", failed_note)
-    table.add_row("replay time", f"{replay_seconds:,.1f} s", f"{total_seconds:,.1f} s with start-up")
-    table.add_row(
-        "evaluation time",
-        f"{evaluation.seconds:,.1f} s",
-        "of the replay: stream pump + evaluate, sweep (moto, 2 containers)",
-    )
-    rate = sent / replay_seconds if replay_seconds else 0.0
-    table.add_row("throughput", f"{rate:,.0f} events/s", "HTTP -> handler -> DynamoDB (moto) -> evaluate")
-    console.print(table)
-
-
-def _segments_summary(
-    console: Console,
-    segments: Sequence[str],
-    samples: Sequence[WeekSample],
-    histories: Sequence[SegmentRecord],
-) -> None:
-    """Segment sizes at the end of each ISO week, and the transitions made during it."""
-    per_week: Counter[str] = Counter(
-        week_key(t.at.date()) for record in histories for t in record.segments.history if t.from_ is not None
-    )
-    # Fits 80 columns (a pipe, CI): no inner rules, two-line headers, and the week is never cut.
-    table = Table(
-        title="Lifecycle segments at the end of each ISO week (users)",
-        box=box.SIMPLE_HEAD,
-        collapse_padding=True,
-        pad_edge=False,
-    )
-    table.add_column("ISO week", style="bold", no_wrap=True, min_width=8)
-    for segment in segments:
-        words = segment.split("_")
-        table.add_column("\n".join(words), justify="right", min_width=max(map(len, words)))
-    table.add_column("trans-\nitions", justify="right")
-    for sample in samples:
-        cells = [
-            f"{sample.sizes.get(segment, 0):,}" if sample.sizes.get(segment) else "-" for segment in segments
-        ]
-        moved = per_week.get(sample.week, 0) if sample.week != "now" else 0
-        style = "bold" if sample.week == "now" else None
-        table.add_row(sample.week, *cells, f"{moved:,}" if sample.week != "now" else "", style=style)
-    console.print(table)
-
-
-def _transitions_summary(console: Console, histories: Sequence[SegmentRecord], top: int = 12) -> None:
-    counted: Counter[tuple[str, str]] = Counter(
-        (t.from_ or "(first evaluation)", t.to) for record in histories for t in record.segments.history
-    )
-    table = Table(title=f"Top segment transitions (of {sum(counted.values()):,})")
-    table.add_column("from")
-    table.add_column("to")
-    table.add_column("users", justify="right")
-    for (before, after), count in counted.most_common(top):
-        table.add_row(before.replace("_", " "), after.replace("_", " "), f"{count:,}")
-    console.print(table)
-
-
-def _decisions_summary(console: Console, stack: LocalStack) -> int:
-    """What the guardrails did with every decision (the ledger), what was sent, and an audit that
-    no user's sends broke a cap. Returns the number of cap breaches (0 is the only good answer)."""
-
-    entries = stack.decisions()
-    rules = load_rules(stack.rules_dir)
-    by_rule: dict[str, Counter[str]] = {}
-    reasons: Counter[str] = Counter()
-    for entry in entries:
-        counts = by_rule.setdefault(entry.decision.rule, Counter())
-        counts["decisions"] += 1
-        outcome = entry.status if entry.outcome == "send" else entry.outcome
-        counts[outcome] += 1
-        if entry.outcome in ("suppressed", "cancelled") or (
-            entry.outcome == "send" and entry.status != "sent"
-        ):
-            reasons[f"{entry.outcome}: {entry.reason or entry.status}"] += 1
-    table = Table(title=f"Decisions through the guardrails, by rule ({len(entries):,} decisions)")
-    # Short headers: the demo's terminal may be 80 columns wide.
-    headers = {
-        "rule": "rule",
-        "decisions": "all",
-        "sent": "sent",
-        "suppressed": "supp.",
-        "deferred": "defer.",
-    }
-    headers |= {"cancelled": "canc.", "held_out": "held", "other": "other"}
-    for key, header in headers.items():
-        table.add_column(header, justify="left" if key == "rule" else "right", no_wrap=key == "rule")
-    for rule, c in sorted(by_rule.items(), key=lambda item: -item[1]["decisions"]):
-        shown = ("sent", "suppressed", "deferred", "cancelled", "held_out")
-        other = c["decisions"] - sum(c[k] for k in shown)
-        table.add_row(rule, f"{c['decisions']:,}", *(f"{c[k]:,}" for k in shown), f"{other:,}")
-    table.caption = (
-        "supp. = suppressed, canc. = cancelled (deferred, then the rule stopped holding), held = held out"
-    )
-    console.print(table)
-    why = Table(title="Not sent, by reason")
-    why.add_column("outcome: reason")
-    why.add_column("decisions", justify="right")
-    for reason, count in reasons.most_common():
-        why.add_row(reason, f"{count:,}")
-    console.print(why)
-
-    sent = stack.outbox()
-    channels = Counter(m["channel"] for m in sent)
-    cases = stack.escalations()
-    per_channel = ", ".join(f"{n:,} {c}" for c, n in sorted(channels.items())) or "none"
-    console.print(f"Sent: {len(sent):,} messages ({per_channel}); {len(cases):,} CS escalations.")
-    fallback = (
-        rules.guardrails.spec.quiet_hours.fallback_timezone if rules.guardrails.spec.quiet_hours else "UTC"
-    )
-    sends: dict[str, list[Sent]] = {}
-    for entry in entries:
-        if entry.outcome == "send" and entry.status in ("sent", "sending", "unknown", "queued"):
-            d = entry.decision
-            journey = choices(rules.trigger_by_id[d.rule].spec, rules.guardrails).journey
-            sends.setdefault(d.user, []).append(
-                Sent(at=entry.recorded_at, channel=d.channel, rule=d.rule, journey=journey)
-            )
-    users = stack.store.load_users(sorted(sends)) if sends else {}
-    breaches = 0
-    for user_id, user_sends in sends.items():
-        traits = users[user_id].value.trait_values() if user_id in users else {}
-        found = cap_breaches(
-            [s for s in user_sends if s.channel != "cs"], rules.guardrails, user_zone(traits, fallback)
-        )
-        breaches += len(found)
-        for breach in found[:3]:
-            console.print(f"[red]cap broken for {user_id}: {breach}[/red]")
-    if not breaches:
-        console.print(f"Caps audit: no user's sends break any cap ({len(sends):,} users messaged).")
-    return breaches
+        replay_stats.stream.add(pump.stats)

@@ -1,28 +1,8 @@
 """The local HTTP front door: what API Gateway (HTTP API, payload v2.0) does, on 127.0.0.1.
 
 Each request becomes a real-shaped v2.0 event for the function its route names in
-template.yaml, and the function's answer goes back as HTTP. Local-only routes read the
-stack's state:
-
-  GET  /_local/users/{id}      a user's usage state (traits, account, counts, milestones, ...),
-                               lifecycle segment and segment history
-  GET  /_local/accounts/{id}   an account's traits and usage rollup
-  GET  /_local/decisions       every decision dispatched so far and its outcome (?user=ID: one user's)
-  GET  /_local/outbox          messages sent (email, push, SMS): recipient, rule, subject, body, html
-  GET  /_local/escalations     cases put on the customer-success queue
-  GET  /_local/report          the `nudge report` HTML, from the stack's tables
-  GET  /_local/escalations/open
-                               the open escalations as `nudge escalations --json` shows them
-                               (?all=1: the handled and expired ones too)
-  POST /_local/escalations/{account_id}/handled
-                               {"by": NAME, "note": TEXT} marks the account's open escalation
-                               handled (404 when it has none), as `nudge escalations handle`
-  GET  /_local/clock           the simulated time
-  POST /_local/clock           {"now": ISO8601} moves the simulated clock forward and runs
-                               everything due on the way (sweeps, the stream) before answering
-
-The local routes that read state first let the stream settle (LocalStack.settle): what a client
-posted has been evaluated by the time it looks, where in AWS it would take a second or so.
+template.yaml, and the function's answer goes back as HTTP. Local-only routes under /_local/
+read the stack's state and move its clock (``nudge.tools.local.local_routes`` lists them).
 
 Request paths and bodies are never logged: user ids may be emails, bodies carry traits and
 the Authorization header carries the write key. The access log has method, route and status.
@@ -32,33 +12,23 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 import logging
 import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from nudge.model.ledger import LedgerEntry
-from nudge.model.segments import SegmentRecord
-from nudge.model.state import UserState
-from nudge.model.versioned import Versioned
-from nudge.rulebook.ruleset import load_rules
-from nudge.services.escalations import CaseRepository, NoOpenEscalation, handle_escalation, open_escalations
 from nudge.tools.local.aws import ACCOUNT_ID, HandlerFailed
-from nudge.tools.local.stack import ClockError, LocalStack, Route
-
-if TYPE_CHECKING:
-    from nudge.rulebook.ruleset import RuleSet
+from nudge.tools.local.functions import Route
+from nudge.tools.local.local_routes import RawHtml, local_route
+from nudge.tools.local.stack import LocalStack
 
 # API Gateway refuses payloads over 10 MB; the ingest API's own limit is far lower (500 KB a
 # batch). This cap only keeps a runaway client from making the local server buffer it all.
@@ -192,7 +162,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body = self._read_body()
             if path.startswith("/_local/") or path == "/_local":
                 route_label = f"{self.command} /_local"
-                status, payload = _local(api.stack, self.command, path, query, body)
+                status, payload = local_route(api.stack, self.command, path, query, body)
                 self._send_json(status, payload)
             else:
                 found = api.stack.match(self.command, path)
@@ -388,194 +358,3 @@ def _event_body(body: bytes, headers: dict[str, str]) -> tuple[str, bool]:
         return body.decode("utf-8"), False
     except UnicodeDecodeError:
         return base64.b64encode(body).decode("ascii"), True
-
-
-# ---------------------------------------------------------------------------- local-only routes
-
-
-@dataclass(frozen=True)
-class RawHtml:
-    """A local route's answer that is a page, not JSON."""
-
-    text: str
-
-
-def _local(stack: LocalStack, method: str, path: str, query: str, body: bytes) -> tuple[int, Any]:
-    parts = [unquote(p) for p in path.split("/")[2:]]
-    reading = method in ("GET", "HEAD")
-    if reading and len(parts) == 2 and parts[0] == "users" and parts[1]:
-        return _user(stack, parts[1])
-    if reading and len(parts) == 2 and parts[0] == "accounts" and parts[1]:
-        return _account(stack, parts[1])
-    if reading and parts == ["decisions"]:
-        return _decisions(stack, dict(parse_qsl(query)))
-    if reading and parts == ["report"]:
-        return HTTPStatus.OK, RawHtml(stack.report_html())
-    if reading and parts == ["outbox"]:
-        stack.settle()
-        user = dict(parse_qsl(query)).get("user")
-        sent = [m for m in stack.outbox() if user is None or m["user_id"] == user]
-        return HTTPStatus.OK, {"count": len(sent), "messages": sent}
-    if reading and parts == ["escalations"]:
-        stack.settle()
-        cases = [
-            {**m.body, "queued_at": m.queued_at.isoformat()}
-            for m in stack.escalations()
-            if isinstance(m.body, dict)
-        ]
-        return HTTPStatus.OK, {"count": len(cases), "escalations": cases}
-    if reading and parts == ["escalations", "open"]:
-        return _open_escalations(stack, dict(parse_qsl(query)))
-    if (
-        method == "POST"
-        and len(parts) == 3
-        and parts[0] == "escalations"
-        and parts[1]
-        and parts[2] == "handled"
-    ):
-        return _handle_escalation(stack, parts[1], body)
-    if parts == ["clock"] and reading:
-        return HTTPStatus.OK, {"now": stack.clock.now().isoformat()}
-    if parts == ["clock"] and method == "POST":
-        return _move_clock(stack, body)
-    return HTTPStatus.NOT_FOUND, {"message": f"no local route {method} {path}"}
-
-
-def user_document(
-    state: UserState, version: int, record: Versioned[SegmentRecord] | None = None
-) -> dict[str, Any]:
-    """What GET /_local/users/{id} answers: the usage state in plain JSON terms, and the
-    evaluator's record of the user (lifecycle segment, transitions, next re-check)."""
-    dumped = state.model_dump(mode="json")
-    segments = record.value.segments if record is not None else None
-    check = record.value.next_check_at if record is not None else None
-    return {
-        "user_id": state.user_id,
-        "version": version,
-        "account_id": state.account_id,
-        "traits": state.trait_values(),
-        "event_counts": state.event_counts,
-        "milestones": dumped["milestones"],
-        # The lifecycle segment is the one segment a user is in (the first that matches).
-        "segments": [segments.segment] if segments is not None and segments.segment else [],
-        "segment_since": segments.since.isoformat() if segments is not None and segments.since else None,
-        # Oldest first, bounded by the evaluator (the latest transitions are kept).
-        "segment_history": [
-            {"from": t.from_, "to": t.to, "at": t.at.isoformat()}
-            for t in (segments.history if segments is not None else [])
-        ],
-        "next_check_at": check.isoformat() if check is not None else None,
-        "first_seen": dumped["first_seen"],
-        "last_seen": dumped["last_seen"],
-        "last_meaningful": dumped["last_meaningful"],
-        "features": {
-            name: {
-                "first": f["first"],
-                "last": f["last"],
-                "count": f["count"],
-                "distinct_days": len(f["days"]),
-            }
-            for name, f in dumped["features"].items()
-        },
-        "weeks": dumped["weeks"],
-    }
-
-
-def _user(stack: LocalStack, user_id: str) -> tuple[int, Any]:
-    stack.settle()
-    found = stack.store.load_users([user_id]).get(user_id)
-    if found is None:
-        return HTTPStatus.NOT_FOUND, {"message": "no such user", "user_id": user_id}
-    record = stack.segments.load([user_id])[user_id]
-    # Version 0: never evaluated (no segment record yet).
-    document = user_document(found.value, found.version, record if record.version else None)
-    document["ledger"] = [ledger_document(e) for e in stack.ledger.entries_of(user_id)]
-    return HTTPStatus.OK, document
-
-
-def _account(stack: LocalStack, account_id: str) -> tuple[int, Any]:
-    stored = stack.store.load_account(account_id)
-    rollup = stack.store.load_rollup(account_id)
-    if stored is None and not rollup.weeks and not rollup.feature_adopters:
-        return HTTPStatus.NOT_FOUND, {"message": "no such account", "account_id": account_id}
-    return HTTPStatus.OK, {
-        "account_id": account_id,
-        "version": stored.version if stored else 0,
-        "traits": stored.value.trait_values() if stored else {},
-        "rollup": rollup.model_dump(mode="json"),
-    }
-
-
-def ledger_document(entry: LedgerEntry) -> dict[str, Any]:
-    """A ledger entry as the local API shows it: the decision, then what became of it."""
-    return {
-        **entry.decision.model_dump(mode="json"),
-        "outcome": entry.outcome,
-        "outcome_reason": entry.reason,
-        "status": entry.status,
-        "deliver_at": entry.deliver_at.isoformat() if entry.deliver_at else None,
-        "recorded_at": entry.recorded_at.isoformat(),
-        "updated_at": entry.updated_at.isoformat(),
-    }
-
-
-def _decisions(stack: LocalStack, query: dict[str, str]) -> tuple[int, Any]:
-    stack.settle()
-    user = query.get("user")
-    decisions = [ledger_document(e) for e in stack.decisions() if user is None or e.decision.user == user]
-    return HTTPStatus.OK, {"count": len(decisions), "decisions": decisions}
-
-
-def _move_clock(stack: LocalStack, body: bytes) -> tuple[int, Any]:
-    try:
-        requested = json.loads(body or b"{}").get("now")
-        when = datetime.fromisoformat(str(requested))
-    except (ValueError, AttributeError, TypeError):
-        return HTTPStatus.BAD_REQUEST, {"message": 'send {"now": "<ISO 8601 time with timezone>"}'}
-    runs = sum(len(s.runs) for s in stack.schedules)
-    try:
-        now = stack.advance_clock(when)
-    except ClockError as exc:
-        return HTTPStatus.CONFLICT, {"message": str(exc)}
-    # The answer comes once everything due on the way has run and the stream is quiet.
-    return HTTPStatus.OK, {"now": now.isoformat(), "sweeps": sum(len(s.runs) for s in stack.schedules) - runs}
-
-
-@functools.lru_cache(maxsize=4)
-def _rules(rules_dir: Path) -> RuleSet:
-    # Loaded once per directory, as the functions' wiring loads them once per container (each
-    # load compiles new durable_rules rulesets, which are never freed).
-
-    return load_rules(rules_dir)
-
-
-def _open_escalations(stack: LocalStack, query: dict[str, str]) -> tuple[int, Any]:
-    """The CS view (nudge.services.escalations) on the stack's tables, at the simulated now."""
-
-    stack.settle()
-    rules = _rules(stack.rules_dir)
-    include_closed = query.get("all", "").lower() in ("1", "true", "yes")
-    view = open_escalations(
-        CaseRepository(stack.ledger, stack.store), rules, stack.clock.now(), include_closed=include_closed
-    )
-    return HTTPStatus.OK, view.model_dump(mode="json")
-
-
-def _handle_escalation(stack: LocalStack, account_id: str, body: bytes) -> tuple[int, Any]:
-
-    try:
-        request = json.loads(body or b"{}")
-        by, note = request.get("by"), request.get("note") or ""
-        if not isinstance(by, str) or not by.strip() or not isinstance(note, str):
-            raise ValueError(by)
-    except (ValueError, AttributeError):
-        return HTTPStatus.BAD_REQUEST, {"message": 'send {"by": "<who handled it>", "note": "<optional>"}'}
-    stack.settle()
-    rules = _rules(stack.rules_dir)
-    try:
-        handled = handle_escalation(
-            CaseRepository(stack.ledger, stack.store), rules, account_id, by, note, stack.clock.now()
-        )
-    except NoOpenEscalation as exc:
-        return HTTPStatus.NOT_FOUND, {"message": str(exc), "account_id": account_id}
-    return HTTPStatus.OK, handled.model_dump(mode="json")

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Any
 
-from nudge.model.ledger import LedgerEntry
+from moto.ses.models import ses_backends
+from moto.sns.models import sns_backends
 
-ACCOUNT_ID = "123456789012"  # moto's default account
-REGION = "us-east-1"
+from nudge.model.ledger import LedgerEntry
+from nudge.tools.local.aws import ACCOUNT_ID, REGION
 
 
 def _email_parts(raw: str) -> tuple[str, str, str, str, dict[str, str]]:
@@ -40,9 +41,6 @@ def _email_parts(raw: str) -> tuple[str, str, str, str, dict[str, str]]:
 
 def _sent_by_provider_id() -> dict[str, dict[str, Any]]:
     """Provider message id -> what left moto's SES and SNS (address, subject, text, html)."""
-    from moto.ses.models import ses_backends
-    from moto.sns.models import sns_backends
-
     found: dict[str, dict[str, Any]] = {}
     for message in list(ses_backends[ACCOUNT_ID][REGION].sent_messages):
         raw = getattr(message, "raw_data", None)

@@ -1,5 +1,7 @@
 """Read template.yaml so local tables are built from what deploys, never from a copy.
 
+``find_root`` finds the project directory that holds it.
+
 CloudFormation's short-form tags (``!Ref``, ``!Sub``, ``!GetAtt``, ...) are not YAML
 that a safe loader accepts; here they load as the long form they stand for
 (``{"Ref": ...}``, ``{"Fn::Sub": ...}``) so the template reads as plain data.
@@ -153,3 +155,14 @@ def ttl_attribute(template_path: Path, logical_id: str) -> str | None:
     if not isinstance(attribute, str) or not attribute:
         raise TemplateError(f"{where}: Enabled without AttributeName")
     return attribute
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project directory: the nearest one holding template.yaml, from `start` (or the current
+    directory) upwards, else the checkout this package was installed from."""
+    candidates = [start or Path.cwd(), Path(__file__).resolve()]
+    for candidate in candidates:
+        for directory in [candidate, *candidate.parents]:
+            if (directory / "template.yaml").is_file() and (directory / "functions").is_dir():
+                return directory
+    raise FileNotFoundError("no template.yaml found here or above; run from the Nudge project directory")
