@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,7 +53,9 @@ class Tables:
 
 
 @pytest.fixture
-def tables(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tables]:
+def tables(
+    aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch, use_clock: Callable[[clock.Source], None]
+) -> Iterator[Tables]:
     """Both tables in moto, named (for the CLI) by the environment as in AWS; the clock at NOW."""
     suffix = uuid.uuid4().hex[:8]
     settings = Settings(
@@ -67,8 +69,7 @@ def tables(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     monkeypatch.setenv("NUDGE_LEDGER_TABLE", settings.ledger_table)
     monkeypatch.setenv("NUDGE_RULES_DIR", str(REPO / "rules"))
     get_settings.cache_clear()
-    real_clock = clock._source
-    clock.install(lambda: NOW + timedelta(hours=3))
+    use_clock(lambda: NOW + timedelta(hours=3))
     try:
         yield Tables(
             settings,
@@ -76,7 +77,6 @@ def tables(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
             DynamoUsageStore(client, settings.usage_table, settings.rollup_shards),
         )
     finally:
-        clock.install(real_clock)
         get_settings.cache_clear()
 
 

@@ -31,9 +31,3 @@ def installed(source: Source) -> Iterator[None]:
         yield
     finally:
         _source = previous
-
-
-def install(source: Source) -> None:
-    """Deprecated: use `installed`. Kept until the local stack moves to it."""
-    global _source
-    _source = source

@@ -163,8 +163,8 @@ def _container_invoke(function_id: str, event: dict[str, Any], now: datetime) ->
 
     code, handler = _container_handlers[function_id]
     # The simulated clock lives in the parent; each request carries its reading.
-    clock.install(lambda: now)
-    try:
-        return True, _call(handler, code, event)
-    except HandlerFailed as exc:
-        return False, str(exc)
+    with clock.installed(lambda: now):
+        try:
+            return True, _call(handler, code, event)
+        except HandlerFailed as exc:
+            return False, str(exc)

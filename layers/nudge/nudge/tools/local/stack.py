@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -171,7 +171,8 @@ class LocalStack:
             self._segments = DynamoSegmentStore(
                 dynamodb, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
             )
-            clock.install(self.clock.now)
+            # Until stop: then the clock from before the stack comes back.
+            self._env.enter_context(clock.installed(self.clock.now))
             # Anything built from the old environment (settings, clients, cached keys) goes.
             bootstrap.reset()
             parameters.clear_caches()  # type: ignore[no-untyped-call]
@@ -211,7 +212,6 @@ class LocalStack:
         env, self._env = self._env, None
         if env is not None:
             env.close()
-        clock.install(lambda: datetime.now(UTC))
         bootstrap.reset()
         self._store = None
         self._segments = None
