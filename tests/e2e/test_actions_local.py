@@ -8,9 +8,9 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from shipped import RULES
 
 from nudge.domain.verdicts import in_group
+from tests.shipped import RULES
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Api

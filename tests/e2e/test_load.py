@@ -4,12 +4,7 @@ bench/load.py (`python -m bench --only load`) reports those."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
-
-# bench/ sits at the repository root, which pytest's pythonpath (tests/) leaves out.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.load import run_load, verify
 

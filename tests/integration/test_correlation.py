@@ -20,13 +20,13 @@ import boto3
 import pytest
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
-from shipped import RULES, load_handler
 
 from nudge import bootstrap, clock
 from nudge.domain.verdicts import in_group
 from nudge.observability import logger
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_queues, create_usage_resources
+from tests.shipped import RULES, load_handler
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)  # noon in New York

@@ -14,7 +14,6 @@ from typing import Any
 
 import boto3
 import pytest
-from shipped import UNHELD
 
 from nudge import clock
 from nudge.adapters.dynamo.ledger import DynamoLedger
@@ -32,6 +31,7 @@ from nudge.tools.local.aws import create_usage_resources
 from nudge.tools.local.http import LocalApiServer
 from nudge.tools.local.simulated_clock import SimulatedClock
 from nudge.tools.local.stack import LocalStack
+from tests.shipped import UNHELD
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN = load_plan(REPO / "rules")

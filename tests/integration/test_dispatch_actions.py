@@ -17,7 +17,6 @@ import boto3
 import pytest
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
-from shipped import UNHELD, load_handler
 
 from nudge import clock
 from nudge.adapters.dynamo.ledger import DynamoLedger
@@ -32,6 +31,7 @@ from nudge.services.dispatch import DispatchPorts, DispatchResult, dispatch
 from nudge.services.ingest import ingest
 from nudge.settings import Settings, get_settings
 from nudge.tools.local.aws import LockedMotoServer, create_queues, create_usage_resources
+from tests.shipped import UNHELD, load_handler
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN = load_plan(REPO / "rules")

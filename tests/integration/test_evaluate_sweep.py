@@ -17,7 +17,6 @@ from typing import Any, cast
 import boto3
 import pytest
 from moto.events.models import EventPattern
-from shipped import load_handler
 
 from nudge import bootstrap, clock
 from nudge.adapters.dynamo.usage import DynamoUsageStore
@@ -27,6 +26,7 @@ from nudge.services.ingest import ingest
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_queues, create_usage_resources
 from nudge.tools.local.template import load_template
+from tests.shipped import load_handler
 
 REPO = Path(__file__).resolve().parents[2]
 PLAN = load_plan(REPO / "rules")

@@ -30,7 +30,7 @@ from nudge.services.erasure import ERASED, erase_user
 from nudge.services.unsubscribe import SecretsUnavailable, unsubscribe
 from nudge.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NOW = datetime(2025, 3, 12, 10, 0, tzinfo=UTC)
 SECRET = b"s" * 32
 OLD_SECRET = b"o" * 32

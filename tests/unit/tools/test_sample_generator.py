@@ -23,7 +23,7 @@ from nudge.tools.samples.generator import SampleHistory, build_history, generate
 from nudge.tools.samples.ndjson import NdjsonError, read_ndjson, write_ndjson
 from nudge.tools.samples.personas import PERSONA_SHARES, Persona
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 START = datetime(2026, 7, 1, tzinfo=UTC)
 DAY = 86_400
 WEEK = 7 * DAY

@@ -16,7 +16,7 @@ from nudge.domain.render import (
 from nudge.rulebook.ruleset import TemplateFile, load_templates
 from nudge.rulebook.yamlfile import RuleProblem
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def context(**overrides: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from nudge.model.ledger import LedgerEntry
 from nudge.model.state import AccountState, EventStats, Stamped, UserState
 from nudge.rulebook.ruleset import GoalSpec, RuleSet, load_rules
 
-RULES = load_rules(Path(__file__).resolve().parents[2] / "rules")
+RULES = load_rules(Path(__file__).resolve().parents[3] / "rules")
 T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 NOW = T0 + 60 * DAY

@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from shipped import UNHELD
 
 from nudge.adapters.memory import MemoryLedger, MemoryRechecks, MemoryRouter, MemoryUsageStore
 from nudge.domain.cs_view import CaseRecord, escalation_row, format_age, recent_usage
@@ -17,6 +16,7 @@ from nudge.model.state import AccountRollup, AccountState, Stamped, UserState, W
 from nudge.model.versioned import Versioned
 from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.services.escalations import CaseRepository, NoOpenEscalation, handle_escalation, open_escalations
+from tests.shipped import UNHELD
 
 RULES = UNHELD  # no holdouts: a send must not turn into held_out by the user id's hash
 NOW = datetime(2026, 3, 4, 17, 0, tzinfo=UTC)  # a Wednesday, noon in New York

@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shipped import RULES
-
 from nudge.domain.report import Snapshot, build, segment_at
 from nudge.model.decisions import Decision, SegmentState, Transition
 from nudge.model.ledger import LedgerEntry
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import AccountState, EventStats, FeatureStats, Stamped, UserState, WeekStats
+from tests.shipped import RULES
 
 MON = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday: ISO week 2025-W10
 DAY = timedelta(days=1)

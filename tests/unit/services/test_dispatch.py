@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
 
-from shipped import UNHELD
-
 from nudge.adapters.memory import MemoryLedger, MemoryRechecks, MemoryRouter, MemoryUsageStore
 from nudge.model.decisions import Decision
 from nudge.model.ledger import UserLedger
@@ -22,6 +20,7 @@ from nudge.ports import RouteFailed
 from nudge.rulebook.guardrails import Guardrails, GuardrailsFile
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.dispatch import DispatchPorts, dispatch
+from tests.shipped import UNHELD
 
 RULES = UNHELD  # no holdouts: these tests are about what else happens to a decision
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # 12:00 in New York

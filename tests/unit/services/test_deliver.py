@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from shipped import UNHELD
 
 from nudge.adapters.memory import (
     MemoryEmailSender,
@@ -38,6 +37,7 @@ from nudge.model.versioned import Versioned
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.deliver import Channels, DeliverPorts, DeliveryRetry, deliver
 from nudge.services.dispatch import DispatchPorts, dispatch
+from tests.shipped import UNHELD
 
 RULES = UNHELD  # no holdouts: these tests are about what else happens to a decision
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # 12:00 in New York: no quiet hours

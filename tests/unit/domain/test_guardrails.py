@@ -11,13 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from shipped import UNHELD
 
 from nudge.domain.verdicts import guard, guard_escalation, in_group, quiet_until
 from nudge.model.decisions import Decision
 from nudge.model.delivery import DeliveryRecord
 from nudge.rulebook.guardrails import Guardrails, GuardrailsFile
 from nudge.rulebook.ruleset import RuleSet
+from tests.shipped import UNHELD
 
 RULES = UNHELD  # no holdouts: these tests are about what else happens to a decision
 # A Tuesday, 15:00 in New York (20:00Z): outside quiet hours there.

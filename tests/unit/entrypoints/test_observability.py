@@ -13,7 +13,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from shipped import UNHELD, load_handler
 
 import nudge.entrypoints.queues as queue_handlers
 from nudge.adapters.memory import (
@@ -35,8 +34,9 @@ from nudge.services.deliver import Channels, DeliverPorts
 from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.settings import Settings
 from nudge.tools.local.template import load_template
+from tests.shipped import UNHELD, load_handler
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # 12:00 in New York: no quiet hours
 
 

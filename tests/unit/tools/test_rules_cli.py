@@ -23,7 +23,7 @@ from nudge.tools.rules.test import run_case
 from nudge.tools.samples.generator import build_history
 from nudge.tools.samples.ndjson import read_ndjson, write_ndjson
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = ROOT / "rules"
 CORPUS = ROOT / "tests" / "rules_corpus"
 PROBLEM_LINE = re.compile(r"^rules/[\w./-]+:\d+: \S")
