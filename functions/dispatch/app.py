@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from nudge.entrypoints.queues import DecisionHandler
+from nudge.entrypoints.decisions import DecisionHandler
 from nudge.observability import logger, metrics, tracer
 
 # Rules, settings and clients at cold start: a bad rule file fails here, every problem logged.

@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from nudge.entrypoints.queues import DeliveryHandler
+from nudge.entrypoints.deliveries import DeliveryHandler
 from nudge.observability import logger, metrics, tracer
 
 # Rules, clients and the unsubscribe secret at cold start: a bad rule file fails here.

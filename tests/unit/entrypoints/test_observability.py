@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-import nudge.entrypoints.queues as queue_handlers
+import nudge.entrypoints.decisions as decision_handler
+import nudge.entrypoints.deliveries as delivery_handler
 from nudge.adapters.memory import (
     MemoryEmailSender,
     MemoryLedger,
@@ -221,7 +222,7 @@ def test_the_dispatch_handler_counts_decisions_by_outcome_and_suppressions_by_re
     ports = DispatchPorts(
         ledger=MemoryLedger(), usage=usage, router=MemoryRouter(), rechecks=MemoryRechecks()
     )
-    monkeypatch.setattr(queue_handlers, "wire_dispatch", lambda: DispatchService(Settings(), UNHELD, ports))
+    monkeypatch.setattr(decision_handler, "wire_dispatch", lambda: DispatchService(Settings(), UNHELD, ports))
     app = load(REPO / "functions/dispatch/app.py")
     capsys.readouterr()
     ada = batch_of(email_decision("obs-ada", "obs-d1"))
@@ -265,7 +266,7 @@ def test_the_email_handler_counts_sends_and_failures_by_channel(
         unsubscribe_url="https://api.example/v1/unsubscribe",
     )
     monkeypatch.setattr(
-        queue_handlers, "wire_deliver", lambda channel: DeliverService(Settings(), UNHELD, ports)
+        delivery_handler, "wire_deliver", lambda channel: DeliverService(Settings(), UNHELD, ports)
     )
     app = load(REPO / "functions/email/app.py")
     capsys.readouterr()
@@ -311,7 +312,7 @@ def test_a_delivery_found_claimed_by_a_crashed_function_raises_the_unknown_outco
         unsubscribe_url="https://api.example/v1/unsubscribe",
     )
     monkeypatch.setattr(
-        queue_handlers, "wire_deliver", lambda channel: DeliverService(Settings(), UNHELD, ports)
+        delivery_handler, "wire_deliver", lambda channel: DeliverService(Settings(), UNHELD, ports)
     )
     app = load(REPO / "functions/email/app.py")
     capsys.readouterr()

@@ -1,11 +1,5 @@
-"""The SQS queues' handlers: decisions -> dispatch; deliveries -> the action functions.
-
-DecisionHandler: a batch of decision batches -> `dispatch` each (guardrails, ledger, channel
-queues). Metrics: `DecisionBatches`; `Decisions` by `outcome` and `Suppressed` by `reason`, summed
-over the invocation.
-
-DeliveryHandler, what the three action functions share: an SQS batch of deliveries -> `deliver`
-each, reporting the ones to retry (throttled, or failed before the claim) as partial batch failures.
+"""What the three action functions share: an SQS batch of deliveries -> `deliver` each, reporting
+the ones to retry (throttled, or failed before the claim) as partial batch failures.
 
 Metrics, summed per invocation: `Deliveries` handled (by function), `Sends` and `SendFailures` by
 `channel` (email, push, sms, cs; failures are refusals and outcomes unknown), `Suppressed` by
@@ -26,54 +20,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
 from nudge.bootstrap.deliver import wire_deliver
-from nudge.bootstrap.dispatch import wire_dispatch
-from nudge.model.queue import DecisionBatch, Delivery
+from nudge.model.queue import Delivery
 from nudge.observability import MetricCounts, logger, metrics
 from nudge.services.deliver import deliver
-from nudge.services.dispatch import correlation_of, count_outcomes, dispatch
-
-
-class DecisionHandler:
-    """Built at cold start (rules, settings, clients): a bad rule file fails there, every problem logged."""
-
-    def __init__(self) -> None:
-        self.service = wire_dispatch()
-        self.processor = BatchProcessor(event_type=EventType.SQS)
-        # Decisions by outcome, Suppressed by reason: one line per value, per invocation.
-        self.counts = MetricCounts(metrics)
-
-    def record(self, record: SQSRecord) -> None:
-        batch = DecisionBatch.model_validate_json(record.body)
-        metrics.add_metric(name="DecisionBatches", unit=MetricUnit.Count, value=1)
-        # The request (or sweep run) that led to these decisions: this record's log lines carry it.
-        logger.set_correlation_id(correlation_of(batch) or None)
-        service = self.service
-        result = dispatch(
-            batch, service.rules, service.ports, clock.now(), attempts=service.settings.dispatch_attempts
-        )
-        count_outcomes(result, self.counts)
-        logger.info(
-            "dispatched",
-            extra={
-                "user_id": batch.user,
-                "verdicts": [
-                    {"decision_id": v.decision.decision_id, "outcome": v.outcome, "reason": v.reason}
-                    for v in result.verdicts
-                ],
-                "duplicates": result.duplicates,
-                "cancelled": result.cancelled,
-                "routed": result.routed,
-            },
-        )
-
-    def handle(self, event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-        try:
-            return process_partial_response(
-                event=event, record_handler=self.record, processor=self.processor, context=context
-            )
-        finally:
-            self.counts.flush()
-            logger.set_correlation_id(None)
 
 
 class DeliveryHandler:
