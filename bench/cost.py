@@ -34,7 +34,6 @@ from typing import Any
 from bench.dispatch import LedgerMeter, Phase
 from bench.ingest import _create_table, _fake_aws_env, _no_table_backup_per_transaction, item_kind
 from bench.sample import Body
-from bench.sweep import _quiet
 from bench.units import Tally
 from nudge.adapters.dynamo.stream import account_from_stream, user_from_stream
 from nudge.adapters.memory import (
@@ -46,6 +45,7 @@ from nudge.adapters.memory import (
 )
 from nudge.model.messages import Batch, InvalidMessage
 from nudge.model.queue import DecisionBatch
+from nudge.observability import quiet_logs
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.services.evaluate import (
@@ -200,7 +200,7 @@ def requests_pass(bodies: list[Body], rules: RuleSet) -> Run:
     stream_records = evaluate_invocations = users = account_changes = 0
     all_batches: list[DecisionBatch] = []
     routed = 0
-    with _fake_aws_env(), mock_aws(), _no_table_backup_per_transaction(), _quiet():
+    with _fake_aws_env(), mock_aws(), _no_table_backup_per_transaction(), quiet_logs():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         sqs = boto3.client("sqs", region_name="us-east-1")
         ssm = boto3.client("ssm", region_name="us-east-1")
@@ -344,7 +344,7 @@ def cpu_pass(bodies: list[Body], rules: RuleSet) -> Cpu:
     spent: defaultdict[str, float] = defaultdict(float)
     users = batches = 0
     clock = time.process_time
-    with _quiet():
+    with quiet_logs():
         for body in bodies:
             t = clock()
             batch = Batch.model_validate(json.loads(body.json))

@@ -26,7 +26,6 @@ from typing import Any
 from unittest import mock
 
 from bench.ingest import _fake_aws_env, _no_table_backup_per_transaction
-from bench.sweep import _quiet
 from bench.units import Meter, Tally, _clauses, _key_id, item_size, read_units, value_size
 from nudge.adapters.memory import (
     MemoryDecisionPublisher,
@@ -41,6 +40,7 @@ from nudge.model.messages import Batch, InvalidMessage, Message
 from nudge.model.queue import DecisionBatch
 from nudge.model.state import UserState
 from nudge.model.versioned import Versioned
+from nudge.observability import quiet_logs
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services import dispatch as dispatch_service
 from nudge.services.dispatch import DispatchPorts, DispatchResult, dispatch
@@ -121,7 +121,7 @@ def workload(
     evaluations = 0
     out: list[Round] = []
     outcomes: list[Counter[str]] = []
-    with _quiet():
+    with quiet_logs():
         for at in times:
             upto = bisect.bisect_right(stamps, at)
             if upto > done:
@@ -215,7 +215,7 @@ def throughput(work: Workload, rules: RuleSet, repeats: int) -> tuple[list[Timin
         ("guard() alone (pure)", guard_alone),
     ]
     best: dict[str, float] = {}
-    with _quiet():
+    with quiet_logs():
         for _ in range(repeats):
             for name, step in steps:
                 gc.collect()
@@ -367,7 +367,7 @@ def dynamo_requests(work: Workload, rules: RuleSet) -> DynamoRun:
 
     first, again, setup = Phase("first delivery"), Phase("redelivered"), Phase("setup")
     setup_puts = 0
-    with _fake_aws_env(), mock_aws(), _no_table_backup_per_transaction(), _quiet():
+    with _fake_aws_env(), mock_aws(), _no_table_backup_per_transaction(), quiet_logs():
         client = boto3.client("dynamodb", region_name="us-east-1")
         ssm = boto3.client("ssm", region_name="us-east-1")
         settings = Settings(usage_table=USAGE_TABLE, ledger_table=LEDGER_TABLE)
@@ -421,7 +421,7 @@ def dynamo_requests(work: Workload, rules: RuleSet) -> DynamoRun:
 def profile(work: Workload, rules: RuleSet) -> None:
     print("\nProfile of dispatch() over every batch, in-memory ports (cProfile; times inflated):")
     profiler = cProfile.Profile()
-    with _quiet():
+    with quiet_logs():
         profiler.runcall(replay, work, rules)
     stats = pstats.Stats(profiler)
     stats.sort_stats("tottime").print_stats(15)

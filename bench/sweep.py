@@ -30,6 +30,7 @@ from nudge.model.decisions import SegmentState
 from nudge.model.outcomes import SweepResult
 from nudge.model.segments import SegmentRecord, bucket_start
 from nudge.model.state import UserState
+from nudge.observability import quiet_logs
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.evaluate import RulesPorts, decision_key
 from nudge.services.sweep import SweepOptions, sweep
@@ -184,7 +185,7 @@ def _one(rules: RuleSet, pop: Population, size: Size) -> SweepRun:
     now = pop.now + SWEEP_AT
     options = SweepOptions()
     started = time.perf_counter()
-    with _fake_aws_env(), mock_aws(), _no_table_backup_per_transaction(), _partition_queries(), _quiet():
+    with _fake_aws_env(), mock_aws(), _no_table_backup_per_transaction(), _partition_queries(), quiet_logs():
         client = boto3.client("dynamodb", region_name="us-east-1")
         _create_table(client)
         usage = DynamoUsageStore(client, TABLE)
@@ -287,19 +288,6 @@ class _IndexQueries:
             self.count += 1
             values = params.get("ExpressionAttributeValues", {}).values()
             self.keys.add("|".join(sorted(v["S"] for v in values if "S" in v)))
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """The service logs each transition and the sweep's summary at INFO: keep the bench's output."""
-    from nudge.observability import logger
-
-    level = logger.log_level
-    logger.setLevel("WARNING")
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 @contextmanager

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -18,6 +20,18 @@ from aws_lambda_powertools.metrics.base import SingleMetric
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace="Nudge")
+
+
+@contextmanager
+def quiet_logs(level: str = "WARNING") -> Iterator[None]:
+    """Only `level` and above for the block: the services log each publish and transition for
+    CloudWatch, which a replay of thousands (a backtest, a benchmark) would flood its output with."""
+    previous = logger.log_level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 class MetricCounts:

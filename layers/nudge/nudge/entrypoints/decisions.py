@@ -7,29 +7,23 @@ A module of its own so the dispatch function imports only dispatch's adapters.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
 from nudge.bootstrap.dispatch import wire_dispatch
+from nudge.entrypoints.sqs_batch import SqsBatchHandler
 from nudge.model.queue import DecisionBatch
-from nudge.observability import MetricCounts, logger, metrics
+from nudge.observability import logger, metrics
 from nudge.services.dispatch import correlation_of, count_outcomes, dispatch
 
 
-class DecisionHandler:
+class DecisionHandler(SqsBatchHandler):
     """Built at cold start (rules, settings, clients): a bad rule file fails there, every problem logged."""
 
     def __init__(self) -> None:
         self.service = wire_dispatch()
-        self.processor = BatchProcessor(event_type=EventType.SQS)
-        # Decisions by outcome, Suppressed by reason: one line per value, per invocation.
-        self.counts = MetricCounts(metrics)
+        super().__init__()  # Decisions by outcome, Suppressed by reason
 
     def record(self, record: SQSRecord) -> None:
         batch = DecisionBatch.model_validate_json(record.body)
@@ -54,12 +48,3 @@ class DecisionHandler:
                 "routed": result.routed,
             },
         )
-
-    def handle(self, event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-        try:
-            return process_partial_response(
-                event=event, record_handler=self.record, processor=self.processor, context=context
-            )
-        finally:
-            self.counts.flush()
-            logger.set_correlation_id(None)

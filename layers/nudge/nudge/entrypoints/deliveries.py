@@ -10,26 +10,21 @@ Each delivery's log line carries the correlation id of the request behind its de
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
 from nudge.bootstrap.deliver import wire_deliver
+from nudge.entrypoints.sqs_batch import SqsBatchHandler
 from nudge.model.queue import Delivery
-from nudge.observability import MetricCounts, logger, metrics
+from nudge.observability import logger, metrics
 from nudge.services.deliver import deliver
 
 
-class DeliveryHandler:
+class DeliveryHandler(SqsBatchHandler):
     def __init__(self, channel: str) -> None:
         self.service = wire_deliver(channel)
-        self.processor = BatchProcessor(event_type=EventType.SQS)
-        self.counts = MetricCounts(metrics)
+        super().__init__()
 
     def record(self, record: SQSRecord) -> None:
         delivery = Delivery.model_validate_json(record.body)
@@ -59,12 +54,3 @@ class DeliveryHandler:
                 "reason": done.reason,
             },
         )
-
-    def handle(self, event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-        try:
-            return process_partial_response(
-                event=event, record_handler=self.record, processor=self.processor, context=context
-            )
-        finally:
-            self.counts.flush()
-            logger.set_correlation_id(None)

@@ -12,8 +12,7 @@ import csv
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from rich.table import Table
 
 from nudge.adapters.memory import MemoryDecisionPublisher, MemorySegmentStore, MemoryUsageStore
 from nudge.model.messages import Message
-from nudge.observability import logger
+from nudge.observability import quiet_logs
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services import backtest as service
 from nudge.services.backtest import BacktestResult, BacktestStores, Fire
@@ -35,20 +34,8 @@ def backtest(
 ) -> BacktestResult:
     """The backtest use case over fresh in-memory stores, without the services' logs."""
     stores = BacktestStores(MemoryUsageStore(), MemorySegmentStore(), MemoryDecisionPublisher())
-    with _quiet_service_logs():
+    with quiet_logs():
         return service.backtest(rules, messages, stores, progress)
-
-
-@contextmanager
-def _quiet_service_logs() -> Iterator[None]:
-    # The evaluate service logs every publish and transition for CloudWatch; a backtest makes
-    # thousands of them, and what it prints are the tables. Warnings and errors still show.
-    level = logger.log_level
-    logger.setLevel("WARNING")
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def backtest_history(args: argparse.Namespace, rules: RuleSet) -> int:
