@@ -14,6 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from nudge.tools.local.write_keys import DEFAULT_WRITE_KEY, WRITE_KEYS_ENV
+from nudge.tools.rules.history import iso_arg
 
 KEYS_HELP = (
     f"Write keys: the comma-separated keys in ${WRITE_KEYS_ENV}, or '{DEFAULT_WRITE_KEY}' when it is "
@@ -75,6 +76,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--accounts", type=_positive, default=100, help="accounts (default 100)")
     demo.add_argument("--days", type=_positive, default=90, help="days of history (default 90)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument(
+        "--start",
+        type=iso_arg,
+        default=None,
+        help=(
+            "where the simulated clock starts, ISO 8601 (default: now). The history is generated "
+            "from it, so the same seed and start replay the same messages"
+        ),
+    )
     demo.add_argument("--senders", type=_positive, default=4, help="concurrent HTTP senders (default 4)")
     demo.add_argument(
         "--containers",
@@ -133,6 +143,7 @@ def run_demo(args: argparse.Namespace) -> int:
         accounts=args.accounts,
         days=args.days,
         seed=args.seed,
+        start=args.start,
         senders=args.senders,
         containers=args.containers,
     )

@@ -54,6 +54,7 @@ from nudge.tools.local.demo_summary import (
     segment_sizes,
 )
 from nudge.tools.local.http import LocalApiServer
+from nudge.tools.local.simulated_clock import SimulatedClock
 from nudge.tools.local.stack import LocalStack
 from nudge.tools.local.streams import PumpStats
 from nudge.tools.report.html import render
@@ -157,6 +158,7 @@ def run_demo(
     accounts: int = 100,
     days: int = 90,
     seed: int = 7,
+    start: datetime | None = None,
     senders: int = SENDERS,
     containers: int = CONTAINERS,
     console: Console | None = None,
@@ -167,10 +169,12 @@ def run_demo(
     # progress bar.
     logs = Path(tempfile.mkdtemp(prefix="nudge-demo-")) / "functions.log"
     with console.status("Starting the local stack (moto, tables and queues from template.yaml, handlers)..."):
-        stack = LocalStack(containers=containers, log_level="WARNING", function_logs=logs).start()
+        stack = LocalStack(
+            clock=SimulatedClock(start), containers=containers, log_level="WARNING", function_logs=logs
+        ).start()
     try:
         with LocalApiServer(stack) as server:
-            code = _replay(stack, server, users, accounts, days, seed, senders, console, began)
+            code = _replay(stack, server, users, accounts, days, seed, start, senders, console, began)
             report = logs.parent / "report.html"
             with console.status("Writing the report (segments, transitions, funnel, messages, lift)..."):
                 data = stack.report_data()
@@ -190,18 +194,22 @@ def _replay(
     accounts: int,
     days: int,
     seed: int,
+    start: datetime | None,
     senders: int,
     console: Console,
     began: float,
 ) -> int:
-    start = stack.clock.now()
+    # Given, the history starts exactly there (the clock has run on while the stack started), so
+    # the same seed and start replay the same messages.
+    start = start or stack.clock.now().replace(microsecond=0)
     history = build_history(users=users, accounts=accounts, days=days, seed=seed, start=start)
     sender = BatchSender(server.host, server.port, stack.write_keys[0])
     stats = SendStats()
     rng = random.Random(seed)
     console.print(
         f"Replaying {days} days of the sample product ({users:,} users, {accounts:,} accounts, seed {seed}) "
-        f"through {server.base_url}, simulated from {start:%Y-%m-%d %H:%M} UTC"
+        f"through {server.base_url}, simulated from {start:%Y-%m-%d %H:%M:%S} UTC "
+        f"(again: --seed {seed} --start {start:%Y-%m-%dT%H:%M:%SZ})"
     )
     replay_began = time.monotonic()
     sent = 0
