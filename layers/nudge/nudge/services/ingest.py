@@ -133,13 +133,13 @@ def ingest(
         if isinstance(message, Group):
             groups[message.groupId].append(message)
         result.accepted += 1
+    # Another writer got there first: re-read, fold again, write again, after a jittered pause.
+    backoff = replace(CONTENTION.with_attempts(limits.write_attempts), sleep=sleep)
     if by_user:
         save = partial(store.save_user, correlation_id=correlation_id)
-        backoff = replace(CONTENTION.with_attempts(limits.write_attempts), sleep=sleep)
         result.users_written, conflicts = _write_users(by_user, plan, store, save, now, limits, backoff)
         result.conflicts += conflicts
     for account_id, account_groups in groups.items():
-        backoff = replace(CONTENTION.with_attempts(limits.write_attempts), sleep=sleep)
         written, conflicts = _write_account(account_id, account_groups, store, now, backoff)
         result.accounts_written += written
         result.conflicts += conflicts
