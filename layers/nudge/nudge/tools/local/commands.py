@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from nudge.tools.args import count, iso_time, port, positive
 from nudge.tools.local.write_keys import DEFAULT_WRITE_KEY, WRITE_KEYS_ENV
-from nudge.tools.rules.history import iso_arg
 
 KEYS_HELP = (
     f"Write keys: the comma-separated keys in ${WRITE_KEYS_ENV}, or '{DEFAULT_WRITE_KEY}' when it is "
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     serve.add_argument(
-        "--port", type=_port, default=8080, help="port to listen on (default 8080; 0: any free)"
+        "--port", type=port, default=8080, help="port to listen on (default 8080; 0: any free)"
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument(
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve.add_argument(
         "--containers",
-        type=_count,
+        type=count,
         default=2,
         help="handler processes, each serving one request at a time like a Lambda container "
         "(default 2; 0 runs the handler in this process)",
@@ -72,23 +72,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "segment is empty at the end."
         ),
     )
-    demo.add_argument("--users", type=_positive, default=1000, help="users (default 1000)")
-    demo.add_argument("--accounts", type=_positive, default=100, help="accounts (default 100)")
-    demo.add_argument("--days", type=_positive, default=90, help="days of history (default 90)")
+    demo.add_argument("--users", type=positive, default=1000, help="users (default 1000)")
+    demo.add_argument("--accounts", type=positive, default=100, help="accounts (default 100)")
+    demo.add_argument("--days", type=positive, default=90, help="days of history (default 90)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument(
         "--start",
-        type=iso_arg,
+        type=iso_time,
         default=None,
         help=(
             "where the simulated clock starts, ISO 8601 (default: now). The history is generated "
             "from it, so the same seed and start replay the same messages"
         ),
     )
-    demo.add_argument("--senders", type=_positive, default=4, help="concurrent HTTP senders (default 4)")
+    demo.add_argument("--senders", type=positive, default=4, help="concurrent HTTP senders (default 4)")
     demo.add_argument(
         "--containers",
-        type=_positive,
+        type=positive,
         default=2,
         help="handler processes, like Lambda containers (default 2)",
     )
@@ -147,27 +147,3 @@ def run_demo(args: argparse.Namespace) -> int:
         senders=args.senders,
         containers=args.containers,
     )
-
-
-def _positive(text: str) -> int:
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _count(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {value}")
-    return value

@@ -32,9 +32,9 @@ from nudge.rulebook.cases import DEFAULT_CASE_AT as DEFAULT_CASE_AT
 from nudge.rulebook.cases import LoadedCase, load_cases
 from nudge.rulebook.ruleset import RuleSet, load_rules
 from nudge.rulebook.yamlfile import RuleFileError, RuleProblem
+from nudge.tools.args import iso_time
 from nudge.tools.rules.backtest import backtest_history
 from nudge.tools.rules.explain import explain_user
-from nudge.tools.rules.history import iso_arg
 from nudge.tools.rules.schema import run_schema
 from nudge.tools.rules.test import run_cases
 
@@ -108,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     explain.add_argument(
         "--at",
-        type=iso_arg,
+        type=iso_time,
         default=None,
         metavar="ISO",
         help="judge at this time (default: the file's end)",

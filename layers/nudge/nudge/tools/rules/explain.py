@@ -21,8 +21,9 @@ from nudge.conditions import tree as C
 from nudge.rulebook.ruleset import RuleSet
 from nudge.rulebook.yamlfile import did_you_mean
 from nudge.services.rule_tests import Judged, judge_user, replay
+from nudge.tools.args import aware
 from nudge.tools.rules.condition_lines import condition_lines, score_lines
-from nudge.tools.rules.history import aware, iso, parse_messages, read_history, report_skipped
+from nudge.tools.rules.history import iso, parse_messages, read_history, report_skipped
 
 
 def explain_user(args: argparse.Namespace, rules: RuleSet) -> int:

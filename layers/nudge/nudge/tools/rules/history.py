@@ -6,7 +6,6 @@ message that does not validate is skipped (ingest would refuse it outright) and 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -21,23 +20,8 @@ from nudge.tools.samples.ndjson import NdjsonError, read_ndjson
 _MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
 
 
-def aware(value: datetime) -> datetime:
-    # A time without an offset is UTC, as Segment reads timestamps.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def iso_arg(text: str) -> datetime:
-    """An ISO 8601 time given on the command line (argparse type), UTC when it has no offset."""
-    try:
-        return aware(datetime.fromisoformat(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO 8601 time like 2026-10-01T00:00:00Z, got {text!r}"
-        ) from None
 
 
 def read_history(path: Path) -> list[dict[str, Any]] | None:

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from nudge import clock
+from nudge.tools.args import aware, positive
 from nudge.tools.samples.generator import build_history
 from nudge.tools.samples.ndjson import dump_ndjson, write_ndjson
 
@@ -22,10 +23,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "and group messages, one JSON object a line. The same arguments always give the same file."
         ),
     )
-    parser.add_argument("--users", type=_positive, default=1000, help="users (default 1000)")
-    parser.add_argument("--accounts", type=_positive, default=100, help="accounts (default 100)")
+    parser.add_argument("--users", type=positive, default=1000, help="users (default 1000)")
+    parser.add_argument("--accounts", type=positive, default=100, help="accounts (default 100)")
     parser.add_argument(
-        "--days", type=_positive, default=90, help="length of the history in days (default 90)"
+        "--days", type=positive, default=90, help="length of the history in days (default 90)"
     )
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument(
@@ -69,16 +70,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _start(text: str) -> datetime:
     if text == "now":
         return clock.now().astimezone(UTC).replace(microsecond=0)
@@ -88,8 +79,7 @@ def _start(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"expected an ISO 8601 time like 2026-10-01T00:00:00Z, or now; got {text!r}"
         ) from None
-    # A time without an offset is taken as UTC, as Segment does with timestamps.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return aware(value)
 
 
 def _midnight(moment: datetime) -> datetime:
