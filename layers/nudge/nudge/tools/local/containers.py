@@ -55,8 +55,9 @@ class InProcess(Containers):
         self._handlers = {fid: load_handler(code) for fid, code in functions.items()}
 
     def invoke(self, code: FunctionCode, event: dict[str, Any], now: datetime) -> dict[str, Any]:
-        with self._lock:
-            # The stack installed its clock in this process already: nothing to pin.
+        # The stack's reading for this request, for this request only (as in a worker process): the
+        # clock of whatever else runs in this process (a test, a CLI) stays its own.
+        with self._lock, clock.installed(lambda: now):
             return _call(self._handlers[code.logical_id], code, event)
 
 

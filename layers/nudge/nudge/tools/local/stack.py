@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Self
 import boto3
 from aws_lambda_powertools.utilities import parameters
 
-from nudge import bootstrap, clock
+from nudge import bootstrap
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.snapshot import snapshot_from_tables
@@ -171,8 +171,6 @@ class LocalStack:
             self._segments = DynamoSegmentStore(
                 dynamodb, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
             )
-            # Until stop: then the clock from before the stack comes back.
-            self._env.enter_context(clock.installed(self.clock.now))
             # Anything built from the old environment (settings, clients, cached keys) goes.
             bootstrap.reset()
             parameters.clear_caches()  # type: ignore[no-untyped-call]
