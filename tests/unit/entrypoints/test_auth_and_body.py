@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import gzip
+import json
 from typing import Any
 
 import pytest
 
-from nudge.entrypoints.http.body import BodyError, normalize
+from nudge.entrypoints.http.body import BodyError, as_json, normalize, take_body_key
 from nudge.services.auth import KeysUnavailable, Unauthorized, WriteKeys, parse_keys, presented_key
 
 
@@ -32,6 +33,44 @@ def test_every_live_key_is_accepted_during_rotation() -> None:
         keys.check(basic("old-ke"))
     with pytest.raises(Unauthorized, match="missing write key"):
         keys.check({})
+
+
+def test_the_body_key_counts_when_no_header_carries_one_and_a_header_key_wins() -> None:
+    keys = WriteKeys(lambda: "live-key")
+    keys.check({}, "live-key")
+    with pytest.raises(Unauthorized, match="unknown write key"):
+        keys.check({}, "dead-key")
+    # A live header key is enough; a dead one is not saved by a live body key
+    keys.check(basic("live-key"), "dead-key")
+    with pytest.raises(Unauthorized, match="unknown write key"):
+        keys.check(basic("dead-key"), "live-key")
+
+
+def test_the_body_key_is_taken_out_of_the_body() -> None:
+    body = {"type": "track", "userId": "u", "event": "login", "writeKey": "k\u00e9y"}
+    out, key = take_body_key({"headers": {}, "body": json.dumps(body)})
+    assert key == "k\u00e9y"
+    assert json.loads(out["body"]) == {"type": "track", "userId": "u", "event": "login"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"type": "track", "event": "writeKey"}',  # named, but not as a key of the body
+        '{"writeKey": 12}',  # not text
+        '["writeKey"]',  # not an object
+        '{"writeKey": "k"',  # not JSON: routing reports it
+        "",
+    ],
+)
+def test_a_body_without_a_usable_key_is_left_as_it_is(body: str) -> None:
+    event = {"headers": {}, "body": body}
+    assert take_body_key(event) == (event, None)
+
+
+def test_every_declared_type_becomes_json_whatever_its_case() -> None:
+    event = {"headers": {"Content-Type": "text/plain", "x-other": "1"}, "body": "{}"}
+    assert as_json(event)["headers"] == {"x-other": "1", "content-type": "application/json"}
 
 
 def test_keys_may_be_stored_as_a_json_list() -> None:

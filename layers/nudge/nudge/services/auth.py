@@ -1,4 +1,5 @@
-"""Write keys: HTTP Basic username (Segment's way) or Bearer; several live at once for rotation."""
+"""Write keys: HTTP Basic username (Segment's way), Bearer, or the body's `writeKey` (the browser and
+mobile SDKs); several live at once for rotation."""
 
 from __future__ import annotations
 
@@ -48,10 +49,13 @@ class WriteKeys:
     def __init__(self, fetch: Callable[[], str]) -> None:
         self._fetch = fetch
 
-    def check(self, headers: Mapping[str, str]) -> None:
-        key = presented_key(headers)
+    def check(self, headers: Mapping[str, str], body_key: str | None = None) -> None:
+        """The request's key (a header's first, else the body's `writeKey`) is live, or raise."""
+        key = presented_key(headers) or body_key
         if key is None:
-            raise Unauthorized("missing write key: send it as the HTTP Basic username or as a Bearer token")
+            raise Unauthorized(
+                "missing write key: send it as the HTTP Basic username, a Bearer token or the body's writeKey"
+            )
         try:
             live = parse_keys(self._fetch())
         except Exception as exc:  # the key store failing must not read as a bad key

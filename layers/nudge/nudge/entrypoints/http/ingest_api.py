@@ -14,12 +14,22 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge import clock
 from nudge.bootstrap.api import services
 from nudge.entrypoints.http import privacy_api
-from nudge.entrypoints.http.body import BodyError, normalize
+from nudge.entrypoints.http.body import BodyError, as_json, normalize, take_body_key
 from nudge.entrypoints.http.privacy_api import UNSUBSCRIBE_PATH, refused
 from nudge.entrypoints.http.privacy_api import router as privacy_router
 from nudge.entrypoints.http.shapes import ErrorItem, IngestResponse
 from nudge.model.errors import StoreUnavailable
-from nudge.model.messages import Batch, Group, Identify, InvalidMessage, Message, Track, describe
+from nudge.model.messages import (
+    Batch,
+    Group,
+    Identify,
+    InvalidMessage,
+    Message,
+    Page,
+    Screen,
+    Track,
+    describe,
+)
 from nudge.observability import logger, metrics
 from nudge.services.auth import KeysUnavailable, Unauthorized
 from nudge.services.ingest import Contention, IngestResult, Problem, ingest
@@ -84,16 +94,44 @@ _RESPONSES: dict[int, OpenAPIResponse] = {
 }
 
 
+# Each route also answers at the short path Segment's browser SDK posts to (/v1/t, /v1/i, ...;
+# /v1/b for batch, which analytics-kotlin and analytics-swift use too). Left out of the OpenAPI
+# document: the same operation twice would only confuse its readers.
+@app.post("/v1/t", include_in_schema=False)
 @app.post("/v1/track", summary="Record what a user did", responses=_RESPONSES, tags=["tracking"])
 def track(message: Annotated[Track, Body()]) -> Response[IngestResponse]:
     return _run([(0, message)], [])
 
 
+@app.post("/v1/p", include_in_schema=False)
+@app.post(
+    "/v1/page",
+    summary="Record a page view (counted as the event page_viewed)",
+    responses=_RESPONSES,
+    tags=["tracking"],
+)
+def page(message: Annotated[Page, Body()]) -> Response[IngestResponse]:
+    return _run([(0, message)], [])
+
+
+@app.post("/v1/s", include_in_schema=False)
+@app.post(
+    "/v1/screen",
+    summary="Record a mobile screen view (counted as the event screen_viewed)",
+    responses=_RESPONSES,
+    tags=["tracking"],
+)
+def screen(message: Annotated[Screen, Body()]) -> Response[IngestResponse]:
+    return _run([(0, message)], [])
+
+
+@app.post("/v1/i", include_in_schema=False)
 @app.post("/v1/identify", summary="Set a user's traits", responses=_RESPONSES, tags=["tracking"])
 def identify(message: Annotated[Identify, Body()]) -> Response[IngestResponse]:
     return _run([(0, message)], [])
 
 
+@app.post("/v1/g", include_in_schema=False)
 @app.post(
     "/v1/group",
     summary="Tie a user to an account and set its traits",
@@ -104,6 +142,7 @@ def group(message: Annotated[Group, Body()]) -> Response[IngestResponse]:
     return _run([(0, message)], [])
 
 
+@app.post("/v1/b", include_in_schema=False)
 @app.post("/v1/batch", summary="Send many messages at once", responses=_RESPONSES, tags=["tracking"])
 def batch(request: Annotated[Batch, Body()]) -> Response[IngestResponse]:
     settings = services().settings
@@ -182,7 +221,7 @@ def _early(status: int, field: str, message: str, headers: dict[str, str] | None
     }
 
 
-FORM_TYPES = ("multipart/", "application/x-www-form-urlencoded")
+BATCH_PATHS = {"/v1/batch", "/v1/b"}
 
 
 def cold_start() -> None:
@@ -191,31 +230,28 @@ def cold_start() -> None:
 
 
 def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Authenticate, bound and inflate the body, then route. The write key is never logged."""
+    """Bound and inflate the body, authenticate, then route. The write key is never logged."""
     path = event.get("rawPath") or ""
     svc = services()
+    # Public routes are bounded too: a one-click POST body is a few bytes.
+    limit = svc.settings.max_batch_bytes if path in BATCH_PATHS else svc.settings.max_message_bytes
+    try:
+        event = normalize(event, limit)
+    except BodyError as exc:
+        return _early(exc.status, exc.field, exc.message)
     if path not in PUBLIC_PATHS:
+        event, body_key = take_body_key(event)
         try:
-            svc.keys.check(event.get("headers") or {})
+            svc.keys.check(event.get("headers") or {}, body_key)
         except Unauthorized as exc:
             return _early(401, "authorization", str(exc), {"WWW-Authenticate": 'Basic realm="nudge"'})
         except KeysUnavailable as exc:
             logger.error("write keys unavailable", extra={"cause": type(exc.__cause__).__name__})
             return _early(503, "authorization", str(exc), {"Retry-After": "2"})
-        # The Segment routes take JSON. A form body would be parsed by the validation layer before
-        # any route runs, and a malformed one (multipart without a boundary) fail there as a 500.
-        content_type = next(
-            (str(v) for k, v in (event.get("headers") or {}).items() if k.lower() == "content-type"), ""
-        )
-        if content_type.lower().startswith(FORM_TYPES):
-            return _early(
-                415, "content-type", f"{content_type.split(';')[0]} is not accepted; send application/json"
-            )
-    # Public routes are bounded too: a one-click POST body is a few bytes.
-    limit = svc.settings.max_batch_bytes if path.endswith("/batch") else svc.settings.max_message_bytes
-    try:
-        event = normalize(event, limit)
-    except BodyError as exc:
-        return _early(exc.status, exc.field, exc.message)
+        # Segment's routes take JSON whatever the declared type, as Segment's and RudderStack's
+        # servers do: text/plain (the browser and Kotlin SDKs), the form type rudder-sdk-node 3
+        # declares on its gzip batches, anything. Declared as JSON, no form parser runs either
+        # (a multipart type without a boundary once made Powertools' validation fail with a 500).
+        event = as_json(event)
     result: dict[str, Any] = app.resolve(event, context)
     return result
