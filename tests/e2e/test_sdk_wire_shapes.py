@@ -85,16 +85,25 @@ def test_analytics_kotlin_gzip_text_plain_batch_with_the_key_in_the_body(api: Ap
     for _ in range(2):
         response = api.post("/v1/b", data=gzip.compress(json.dumps(body).encode()), key=None, headers=headers)
         assert response.status_code == 200, response.text
-    # Then both messages count once
-    assert api.user(uid)["event_counts"] == {"login": 2}
+    # Then both messages count once, and the device's timezone stands in for the unset trait
+    user = api.user(uid)
+    assert user["event_counts"] == {"login": 2}
+    assert user["context"]["timezone"] == "Europe/Paris"
+    assert user["traits"]["timezone"] == "Europe/Paris"
 
 
 def test_analytics_swift_json_charset_batch_with_the_key_in_the_body(api: Api, uid: str) -> None:
-    body = {"batch": [message("track", uid, event="login")], "writeKey": api.write_key}
+    # Given a batch whose context (device, OS, locale) is the batch's, not each message's
+    context = {"locale": "fr-FR", "device": {"model": "iPhone15,2"}, "os": {"name": "iOS", "version": "18.1"}}
+    body = {"batch": [message("track", uid, event="login")], "context": context, "writeKey": api.write_key}
     headers = {"Content-Type": "application/json; charset=utf-8"}
     response = api.post("/v1/b", data=json.dumps(body).encode(), key=None, headers=headers)
     assert response.status_code == 200, response.text
-    assert api.user(uid)["event_counts"] == {"login": 1}
+    # Then the message landed, with the batch's context kept on the user
+    user = api.user(uid)
+    assert user["event_counts"] == {"login": 1}
+    assert user["context"] == context
+    assert user["traits"] == {"locale": "fr-FR"}
 
 
 def test_rudder_sdk_node_gzip_batch_declared_as_a_form_lands(api: Api, uid: str) -> None:

@@ -43,7 +43,20 @@ def histories(draw: st.DrawFn) -> list[Message]:
             messages.append(
                 Group(userId="u1", groupId=draw(st.sampled_from(["a1", "a2"])), timestamp=at, messageId=mid)
             )
+        # Any message may carry context the user keeps (latest value wins, as for traits)
+        messages[-1].context = draw(CONTEXTS)
     return messages
+
+
+CONTEXTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "timezone": st.sampled_from(["Europe/Paris", "Asia/Tokyo", "America/New_York"]),
+        "locale": st.sampled_from(["fr-FR", "ja-JP"]),
+        "page": st.fixed_dictionaries({"path": st.sampled_from(["/", "/pricing", "/docs"])}),
+        "library": st.just({"name": "analytics-python"}),
+    },
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -205,3 +218,56 @@ def test_daily_counts_answer_how_often_in_the_last_days() -> None:
     assert stats.count == 6
     assert stats.count_since((NOW - timedelta(days=6)).toordinal()) == 4
     assert min(stats.daily) >= (NOW - timedelta(weeks=4)).toordinal()
+
+
+def with_context(message: Message, **context: object) -> Message:
+    return message.model_copy(update={"context": context})
+
+
+def test_the_latest_context_is_kept_whatever_the_arrival_order() -> None:
+    # Given two tracks an hour apart from different places, and a later one with no context
+    paris = with_context(track("login", NOW - timedelta(hours=2), "m1"), timezone="Europe/Paris")
+    tokyo = with_context(
+        track("login", NOW - timedelta(hours=1), "m2"), timezone="Asia/Tokyo", page={"path": "/pricing"}
+    )
+    bare = track("login", NOW, "m3")
+    # When they arrive in either order
+    one = fold(None, "u1", [paris, tokyo, bare], PLAN, NOW)
+    other = fold(None, "u1", [bare, tokyo, paris], PLAN, NOW)
+    # Then the user keeps the latest of each, and a message without context changes none of it
+    assert one == other
+    assert one.context_values() == {"timezone": "Asia/Tokyo", "page": {"path": "/pricing"}}
+
+
+def test_only_the_known_context_of_the_right_shape_and_size_is_kept() -> None:
+    message = with_context(
+        track("login", NOW, "m1"),
+        locale="fr-FR",
+        timezone=3,  # not text
+        device="phone",  # not an object
+        app={"name": "Acme", "build": "1" * 3000},  # over the size kept
+        os={"name": "iOS"},
+        ip="203.0.113.9",  # not kept at all
+        library={"name": "analytics.js"},
+    )
+    state = fold(None, "u1", [message], PLAN, NOW)
+    assert state.context_values() == {"locale": "fr-FR", "os": {"name": "iOS"}}
+
+
+def test_the_context_timezone_and_locale_stand_in_for_unset_traits_only() -> None:
+    # Given a user whose app sends a timezone and locale in context
+    seen = with_context(track("login", NOW - timedelta(hours=1), "m1"), timezone="Asia/Tokyo", locale="ja-JP")
+    state = fold(None, "u1", [seen], PLAN, NOW)
+    # Then they read as traits while the user has set none
+    assert state.trait_values() == {"timezone": "Asia/Tokyo", "locale": "ja-JP"}
+    # And a trait the user sets wins over the context, whatever came later
+    said = Identify.model_validate(
+        {
+            "userId": "u1",
+            "traits": {"timezone": "Europe/Paris"},
+            "timestamp": NOW - timedelta(hours=2),
+            "messageId": "m2",
+        }
+    )
+    state = fold(state, "u1", [said], PLAN, NOW)
+    assert state.trait_values() == {"timezone": "Europe/Paris", "locale": "ja-JP"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -20,6 +21,9 @@ from typing import Any
 from nudge.model.calendar import week_key
 from nudge.model.messages import Group, Identify, Message, UsageEvent, event_name
 from nudge.model.state import (
+    CONTEXT_FALLBACKS,
+    CONTEXT_KEPT,
+    CONTEXT_VALUE_BYTES,
     AccountState,
     EventStats,
     FeatureStats,
@@ -105,6 +109,7 @@ def fold(
     else:
         new = state.model_copy()
         new.events, new.features, new.traits = dict(state.events), dict(state.features), dict(state.traits)
+        new.context = dict(state.context)
     seen = _Seen(new.seen, now.astimezone(UTC).toordinal(), window.dedupe_days)
     horizon = horizon_start(now, window.weeks_kept)
     counter = _Counter(new, plan, horizon)
@@ -115,6 +120,8 @@ def fold(
         at = message.timestamp or now
         new.first_seen = min(new.first_seen or at, at)
         new.last_seen = max(new.last_seen or at, at)
+        if message.context:
+            _set_traits(new.context, _kept_context(message.context), at, mid)
         if isinstance(message, Identify):
             _set_traits(new.traits, message.traits.model_dump(exclude_unset=True), at, mid)
         elif isinstance(message, Group):
@@ -135,6 +142,18 @@ def fold(
     new.weeks = _weeks(new)
     new.seen = seen.dump(window.max_seen)
     return new
+
+
+def _kept_context(context: dict[str, Any]) -> dict[str, Any]:
+    """What of a message's context the user keeps (CONTEXT_KEPT): text for timezone and locale,
+    objects for the rest, none over CONTEXT_VALUE_BYTES."""
+    kept: dict[str, Any] = {}
+    for key in CONTEXT_KEPT:
+        value = context.get(key)
+        wanted = str if key in CONTEXT_FALLBACKS else dict
+        if isinstance(value, wanted) and value and len(json.dumps(value, default=str)) <= CONTEXT_VALUE_BYTES:
+            kept[key] = value
+    return kept
 
 
 def _set_traits(traits: dict[str, Stamped], values: dict[str, Any], at: datetime, mid: str) -> None:

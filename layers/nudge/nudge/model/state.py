@@ -50,6 +50,15 @@ class WeekStats(_State):
     active_days: int = 0
 
 
+# What of a message's `context` is kept on the user (the latest value of each, as traits are), and
+# which of it stands in for a trait the user has not set (quiet hours, a template's locale).
+# A value whose JSON is over CONTEXT_VALUE_BYTES is not kept: a page's URL or a campaign is small,
+# and the user's item must stay far below DynamoDB's 400 KB whatever an app sends.
+CONTEXT_KEPT = ("timezone", "locale", "app", "device", "os", "page", "campaign")
+CONTEXT_FALLBACKS = ("timezone", "locale")
+CONTEXT_VALUE_BYTES = 2048
+
+
 class UserState(_State):
     user_id: str
     first_seen: datetime | None = None
@@ -59,6 +68,7 @@ class UserState(_State):
     features: dict[str, FeatureStats] = Field(default_factory=dict)
     milestones: dict[str, datetime] = Field(default_factory=dict)
     traits: dict[str, Stamped] = Field(default_factory=dict)
+    context: dict[str, Stamped] = Field(default_factory=dict, description="CONTEXT_KEPT -> latest value.")
     account: Stamped | None = None
     # Meaningful sessions as [start, end] epoch seconds and active UTC days, within the kept weeks.
     sessions: list[tuple[int, int]] = Field(default_factory=list)
@@ -72,7 +82,15 @@ class UserState(_State):
         return str(self.account.v) if self.account is not None and self.account.v is not None else None
 
     def trait_values(self) -> dict[str, Any]:
-        return {key: stamped.v for key, stamped in self.traits.items()}
+        """The traits, with the context's timezone and locale where the user has not set one."""
+        values = {key: stamped.v for key, stamped in self.traits.items()}
+        for key in CONTEXT_FALLBACKS:
+            if values.get(key) is None and key in self.context:
+                values[key] = self.context[key].v
+        return values
+
+    def context_values(self) -> dict[str, Any]:
+        return {key: stamped.v for key, stamped in self.context.items()}
 
     @property
     def event_counts(self) -> dict[str, int]:

@@ -167,6 +167,9 @@ def batch(request: Annotated[Batch, Body()]) -> Response[IngestResponse]:
                 )
             )
         else:
+            if request.context:
+                # The batch's context is each message's, under what the message says itself.
+                entry.context = {**request.context, **entry.context}
             messages.append((index, entry))
     return _run(messages, rejected)
 

@@ -109,6 +109,7 @@ def user_document(
         "version": version,
         "account_id": state.account_id,
         "traits": state.trait_values(),
+        "context": state.context_values(),
         "event_counts": state.event_counts,
         "milestones": dumped["milestones"],
         # The lifecycle segment is the one segment a user is in (the first that matches).
