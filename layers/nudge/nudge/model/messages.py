@@ -174,6 +174,17 @@ class Identify(_Message):
     type: Literal["identify"] = "identify"
     traits: UserTraits = Field(default_factory=UserTraits)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _traits_in_context(cls, data: Any) -> Any:
+        # RudderStack's SDKs send an identify's traits in context.traits only (Segment's at the
+        # root, as RudderStack's own server reads either): where the root has none, use those.
+        if isinstance(data, dict) and "traits" not in data:
+            context = data.get("context")
+            if isinstance(context, dict) and isinstance(context.get("traits"), dict):
+                return {**data, "traits": context["traits"]}
+        return data
+
 
 class Group(_Message):
     type: Literal["group"] = "group"
