@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo serve bench lint typecheck unit browser rules sam-validate sam-build rules-lint checkov clean
+.PHONY: test demo serve bench lint typecheck unit browser sdks rules sam-validate sam-build rules-lint checkov clean
 
 $(STAMP): pyproject.toml layers/nudge/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy layers/nudge/nudge functions
 
-unit: $(STAMP) browser
+unit: $(STAMP) browser sdks
 	NUDGE_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
+
+# The official Node SDKs the e2e tests drive unchanged (tests/sdk/package.json, versions locked),
+# from the npm registry; again only when the lock changes.
+SDK_STAMP := tests/sdk/node_modules/.installed
+sdks: $(SDK_STAMP)
+$(SDK_STAMP): tests/sdk/package.json tests/sdk/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is needed for the SDK tests: apt-get install nodejs npm"; exit 1; }
+	npm ci --prefix tests/sdk --no-audit --no-fund --loglevel=error
+	touch $(SDK_STAMP)
 
 # The report test opens the HTML report in headless Chromium: Debian's package, installed here
 # when missing (playwright drives it; it downloads no browser of its own).
@@ -85,4 +94,4 @@ checkov: $(TOOLS_STAMP)
 	    "or template.yaml was not scanned"; exit 1; }
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS_VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache tests/sdk/node_modules
