@@ -131,3 +131,21 @@ def test_a_wrong_or_empty_key_in_the_body_is_refused(api: Api, uid: str, key: st
 def test_the_body_key_is_not_kept_with_the_message(api: Api, uid: str) -> None:
     browser_post(api, "/v1/t", message("track", uid, event="login"), api.write_key)
     assert api.write_key not in json.dumps(api.user(uid))
+
+
+def test_the_sdks_start_up_settings_point_them_at_this_api(api: Api) -> None:
+    # When an SDK fetches its settings with the write key in the path (no auth header, as they do)
+    response = api.session.get(f"{api.base_url}/v1/projects/{api.write_key}/settings", timeout=30)
+    # Then Segment's settings document sends its events here, with that key
+    assert response.status_code == 200, response.text
+    segment = response.json()["integrations"]["Segment.io"]
+    assert segment["apiKey"] == api.write_key
+    assert segment["apiHost"] == api.base_url.removeprefix("http://") + "/v1"
+    assert segment["protocol"] == "http"
+
+
+def test_settings_for_an_unknown_key_are_refused_whatever_the_header_says(api: Api) -> None:
+    url = f"{api.base_url}/v1/projects/not-a-key/settings"
+    response = api.session.get(url, auth=(api.write_key, ""), timeout=30)
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["field"] == "authorization"

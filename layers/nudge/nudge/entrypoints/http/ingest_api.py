@@ -17,6 +17,7 @@ from nudge.entrypoints.http import privacy_api
 from nudge.entrypoints.http.body import BodyError, as_json, normalize, take_body_key
 from nudge.entrypoints.http.privacy_api import UNSUBSCRIBE_PATH, refused
 from nudge.entrypoints.http.privacy_api import router as privacy_router
+from nudge.entrypoints.http.sdk_settings import SdkSettings, sdk_settings, settings_key
 from nudge.entrypoints.http.shapes import ErrorItem, IngestResponse
 from nudge.model.errors import StoreUnavailable
 from nudge.model.messages import (
@@ -174,6 +175,24 @@ def batch(request: Annotated[Batch, Body()]) -> Response[IngestResponse]:
     return _run(messages, rejected)
 
 
+@app.get(
+    "/v1/projects/<write_key>/settings",
+    summary="The settings an SDK fetches at start-up, pointing it at this API",
+    responses={
+        200: {"description": "Segment's CDN settings document."},
+        # Refused before routing, in the tracking routes' shape.
+        401: {**_RESPONSES[401], "content": {content_types.APPLICATION_JSON: {"model": IngestResponse}}},
+    },
+    tags=["tracking"],
+)
+def settings_document(write_key: str) -> Response[SdkSettings]:
+    event = app.current_event
+    host = event.request_context.domain_name or event.headers.get("host") or ""
+    # API Gateway says how the client came in; so does the local front door (http).
+    protocol = event.headers.get("x-forwarded-proto") or "https"
+    return Response(200, content_types.APPLICATION_JSON, sdk_settings(write_key, host, protocol))
+
+
 @app.get("/v1/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
 def openapi() -> Response[Any]:
     return Response(200, content_types.APPLICATION_JSON, openapi_json())
@@ -243,9 +262,14 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except BodyError as exc:
         return _early(exc.status, exc.field, exc.message)
     if path not in PUBLIC_PATHS:
-        event, body_key = take_body_key(event)
+        headers: dict[str, str] = {}
+        key: str | None = settings_key(path)
+        # The key in a settings path is the one to check, whatever a header says.
+        if key is None:
+            event, key = take_body_key(event)
+            headers = event.get("headers") or {}
         try:
-            svc.keys.check(event.get("headers") or {}, body_key)
+            svc.keys.check(headers, key)
         except Unauthorized as exc:
             return _early(401, "authorization", str(exc), {"WWW-Authenticate": 'Basic realm="nudge"'})
         except KeysUnavailable as exc:

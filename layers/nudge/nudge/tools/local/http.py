@@ -257,6 +257,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 continue
             # API Gateway joins repeated headers with commas.
             headers[lower] = f"{headers[lower]},{value}" if lower in headers else value
+        # As API Gateway adds them (https there; this front door is http).
+        headers.setdefault("x-forwarded-proto", "http")
+        headers.setdefault("x-forwarded-port", str(self.server.api.port))
+        headers.setdefault("x-forwarded-for", self.client_address[0])
         now = self.server.api.stack.clock.now()
         request_id = base64.b64encode(os.urandom(10)).decode()
         http_context = {
