@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from nudge.domain.evaluate import window_end
 from nudge.domain.verdicts import in_group
 from tests.shipped import RULES
 
@@ -68,6 +69,19 @@ def move_clock(api: Api, delta: timedelta) -> None:
     assert response.status_code == 200, response.text
 
 
+def at_window_start(api: Api, rule: str = "finish_setup") -> None:
+    """Make room for a test that spans two days: a decision's id holds for a cooldown window
+    aligned to the epoch, and from a start late in a window (which depends on the time of day, and
+    on the tests before) the rule would decide again in the next window, a second decision the
+    cooldown suppresses. So when less than two days of the window are left, move the stack's clock
+    just past its end (the clock only moves forward: no further than needed)."""
+    now = api.stack.clock.now()
+    end = window_end(RULES.trigger_by_id[rule], now)
+    assert end is not None
+    if end - now < timedelta(days=2):
+        move_clock(api, end + timedelta(minutes=5) - now)
+
+
 def outbox(api: Api, user: str) -> list[dict[str, Any]]:
     response = api.session.get(f"{api.base_url}/_local/outbox", params={"user": user}, timeout=60)
     assert response.status_code == 200, response.text
@@ -78,6 +92,7 @@ def outbox(api: Api, user: str) -> list[dict[str, Any]]:
 def test_a_stalled_signup_gets_one_finish_setup_email_and_its_ledger_says_so(api: Api, uid: str) -> None:
     # Given a user who signed up and did nothing else (and is not held out of the rule)
     uid = unheld(uid)
+    at_window_start(api)
     batch = signed_up_with_traits(api, uid)
     # When a day and a half passes (the rule waits a day), and the same batch is posted again
     move_clock(api, timedelta(hours=36))
@@ -98,6 +113,7 @@ def test_a_stalled_signup_gets_one_finish_setup_email_and_its_ledger_says_so(api
 
 def test_a_user_who_said_no_to_email_gets_nothing_and_the_ledger_says_why(api: Api, uid: str) -> None:
     # Given a user who said no to email
+    at_window_start(api)
     signed_up_with_traits(api, uid, consent={"email": False})
     # When the finish_setup rule fires
     move_clock(api, timedelta(hours=36))
@@ -114,6 +130,7 @@ def test_every_stream_record_and_queue_message_delivered_twice_out_of_order_send
 ) -> None:
     # Given every event source of the stack delivering each record twice in its batch, out of order
     uid = unheld(uid)
+    at_window_start(api)
 
     def doubled(invoke: Any) -> Any:
         def twice(function: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -148,6 +165,7 @@ def test_a_poison_decision_message_ends_in_the_dlq_and_the_rest_still_flow(api: 
     sqs.send_message(QueueUrl=api.stack.queue_urls["DecisionQueue"], MessageBody='{"not": "a batch"}')
     # ...and a real decision on its way for a stalled signup
     uid = unheld(uid)
+    at_window_start(api)
     signed_up_with_traits(api, uid)
     # When the stack runs what is due
     move_clock(api, timedelta(hours=36))
