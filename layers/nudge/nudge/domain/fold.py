@@ -121,9 +121,9 @@ def fold(
         new.first_seen = min(new.first_seen or at, at)
         new.last_seen = max(new.last_seen or at, at)
         if message.context:
-            _set_traits(new.context, _kept_context(message.context), at, mid)
+            _set_latest(new.context, _kept_context(message.context), at, mid)
         if isinstance(message, Identify):
-            _set_traits(new.traits, message.traits.model_dump(exclude_unset=True), at, mid)
+            _set_latest(new.traits, message.traits.model_dump(exclude_unset=True), at, mid)
         elif isinstance(message, Group):
             stamped = Stamped(v=message.groupId, at=at, mid=mid)
             if stamped.newer_than(new.account):
@@ -156,11 +156,12 @@ def _kept_context(context: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _set_traits(traits: dict[str, Stamped], values: dict[str, Any], at: datetime, mid: str) -> None:
+def _set_latest(kept: dict[str, Stamped], values: dict[str, Any], at: datetime, mid: str) -> None:
+    """Each value where it is newer than the one kept: traits and context, in any order."""
     for key, value in values.items():
         stamped = Stamped(v=value, at=at, mid=mid)
-        if stamped.newer_than(traits.get(key)):
-            traits[key] = stamped
+        if stamped.newer_than(kept.get(key)):
+            kept[key] = stamped
 
 
 class _Counter:
@@ -271,7 +272,7 @@ def fold_account(state: AccountState | None, account_id: str, groups: Sequence[G
     new = state.model_copy(deep=True) if state is not None else AccountState(account_id=account_id)
     for group in groups:
         values = group.traits.model_dump(exclude_unset=True)
-        _set_traits(new.traits, values, group.timestamp or _EPOCH, group.dedupe_key())
+        _set_latest(new.traits, values, group.timestamp or _EPOCH, group.dedupe_key())
     return new
 
 
