@@ -237,13 +237,16 @@ def test_a_client_key_over_its_rate_limit_gets_429_with_when_to_retry(handler: M
     ssm = boto3.client("ssm")
     key, _ = create_key(ssm, KEYS_PATH, KeyKind.CLIENT, now=datetime.now(UTC), origins=["*"], rate_limit=1)
     parameters.clear_caches()  # type: ignore[no-untyped-call]
-    batch = {"batch": [{"type": "track", **track("sc-9")} for _ in range(8)]}
+    batch = {"batch": [{"type": "track", **track("sc-9")} for _ in range(10)]}
 
-    # When it sends 8 messages, then 8 more in the same window
+    # When it sends a window's worth of messages, then more (again, if a window ended in between)
     first = call(handler, request("POST", "/v1/batch", batch, key=key, origin=SHOP))
-    second = call(handler, request("POST", "/v1/batch", batch, key=key, origin=SHOP))
+    for _ in range(3):
+        second = call(handler, request("POST", "/v1/batch", batch, key=key, origin=SHOP))
+        if second[0] != 200:
+            break
 
-    # Then the second is refused with Retry-After and x-ratelimit-reset, readable by the page
+    # Then the first is kept and the next refused with Retry-After and x-ratelimit-reset, readable by the page
     assert first[0] == 200
     assert second[0] == 429
     assert 1 <= int(second[1]["Retry-After"]) <= 10
