@@ -175,6 +175,16 @@ def _base_env(endpoint: str) -> dict[str, str]:
     }
 
 
+def _bench_key_record() -> str:
+    from datetime import UTC, datetime
+
+    from nudge.domain.keys import KeyKind, new_record
+
+    return new_record(
+        "bench-server", KeyKind.SERVER, "bench-write-key", created_at=datetime.now(UTC)
+    ).to_json()
+
+
 def measure(repeats: int = 5) -> list[Timing]:
     """Import time of each function and of the baseline: `repeats` fresh processes each, round-robin."""
     import boto3
@@ -192,7 +202,7 @@ def measure(repeats: int = 5) -> list[Timing]:
             aws_secret_access_key="testing",  # noqa: S106 - moto's stand-in
         )
         for name, value in (
-            ("/nudge/dev/write-keys", "bench-write-key"),
+            ("/nudge/dev/keys/bench-server", _bench_key_record()),
             ("/nudge/dev/unsubscribe-secret", "bench-unsubscribe-secret"),
         ):
             ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)

@@ -17,6 +17,11 @@ from nudge.tools.local.stack import LocalStack
 
 WRITE_KEY = "e2e-write-key"
 OTHER_KEY = "e2e-rotated-key"
+CLIENT_KEY = "e2e-client-key"
+ADMIN_KEY = "e2e-admin-key"
+# The client key may be used from this page origin only.
+CLIENT_ORIGIN = "https://app.e2e.example"
+USER_TOKEN_SECRET = "e2e-user-token-secret"
 # Several containers, so concurrent requests really race on one user as concurrent Lambdas do.
 CONTAINERS = 3
 
@@ -30,6 +35,10 @@ class Api:
     session: requests.Session
     write_key: str = WRITE_KEY
     other_key: str = OTHER_KEY
+    client_key: str = CLIENT_KEY
+    admin_key: str = ADMIN_KEY
+    client_origin: str = CLIENT_ORIGIN
+    user_token_secret: str = USER_TOKEN_SECRET
 
     def post(
         self,
@@ -62,7 +71,14 @@ class Api:
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     logs: Path = tmp_path_factory.mktemp("local-stack") / "functions.log"
     stack = LocalStack(
-        write_keys=[WRITE_KEY, OTHER_KEY], containers=CONTAINERS, log_level="WARNING", function_logs=logs
+        write_keys=[WRITE_KEY, OTHER_KEY],
+        client_keys=[CLIENT_KEY],
+        admin_keys=[ADMIN_KEY],
+        allowed_origins=[CLIENT_ORIGIN],
+        user_token_secret=USER_TOKEN_SECRET,
+        containers=CONTAINERS,
+        log_level="WARNING",
+        function_logs=logs,
     )
     with stack, LocalApiServer(stack) as server, requests.Session() as session:
         yield Api(stack, server.base_url, session)

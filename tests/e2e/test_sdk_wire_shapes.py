@@ -124,7 +124,7 @@ def test_a_wrong_or_empty_key_in_the_body_is_refused(api: Api, uid: str, key: st
     assert response.status_code == 401
     [error] = response.json()["errors"]
     assert error["field"] == "authorization"
-    assert ("unknown write key" if key else "missing write key") in error["message"]
+    assert ("unknown or revoked key" if key else "missing write key") in error["message"]
     assert api.session.get(f"{api.base_url}/_local/users/{uid}", timeout=30).status_code == 404
 
 

@@ -49,4 +49,4 @@ def moto_server() -> Iterator[LockedMotoServer]:
 def unique_settings() -> Settings:
     """Settings whose table and parameter names no other test uses."""
     suffix = uuid.uuid4().hex[:8]
-    return Settings(usage_table=f"usage-{suffix}", write_keys_param=f"/nudge/test-{suffix}/write-keys")
+    return Settings(usage_table=f"usage-{suffix}", keys_path=f"/nudge/test-{suffix}/keys")

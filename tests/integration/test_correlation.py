@@ -132,7 +132,7 @@ def world(
     settings = Settings(
         usage_table=f"usage-{suffix}",
         ledger_table=f"ledger-{suffix}",
-        write_keys_param=f"/nudge/corr-{suffix}/write-keys",
+        keys_path=f"/nudge/corr-{suffix}/keys",
         unsubscribe_secret_param=f"/nudge/corr-{suffix}/unsubscribe-secret",
     )
     create_usage_resources(
@@ -146,7 +146,7 @@ def world(
     env = {
         "NUDGE_USAGE_TABLE": settings.usage_table,
         "NUDGE_LEDGER_TABLE": settings.ledger_table,
-        "NUDGE_WRITE_KEYS_PARAM": settings.write_keys_param,
+        "NUDGE_KEYS_PATH": settings.keys_path,
         "NUDGE_RULES_DIR": str(REPO / "rules"),
         "NUDGE_DECISION_QUEUE_URL": queues["DecisionQueue"],
         "NUDGE_EMAIL_QUEUE_URL": queues["EmailQueue"],

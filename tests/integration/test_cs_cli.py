@@ -61,7 +61,7 @@ def tables(
     settings = Settings(
         usage_table=f"usage-{suffix}",
         ledger_table=f"ledger-{suffix}",
-        write_keys_param=f"/nudge/cs-{suffix}/keys",
+        keys_path=f"/nudge/cs-{suffix}/keys",
     )
     client = boto3.client("dynamodb")
     create_usage_resources(client, boto3.client("ssm"), template_path, settings, ["wk"])

@@ -106,7 +106,7 @@ def pipeline(
     settings = Settings(
         usage_table=f"usage-{suffix}",
         ledger_table=f"ledger-{suffix}",
-        write_keys_param=f"/nudge/it-{suffix}/write-keys",
+        keys_path=f"/nudge/it-{suffix}/keys",
         unsubscribe_secret_param=f"/nudge/it-{suffix}/unsubscribe-secret",
     )
     create_usage_resources(boto3.client("dynamodb"), boto3.client("ssm"), template_path, settings, ["wk"])
@@ -273,9 +273,7 @@ def test_eight_concurrent_dispatches_for_one_user_on_dynamodb_never_break_a_cap(
     # most 2 messages a day
     endpoint = moto_server.endpoint_url
     suffix = uuid.uuid4().hex[:8]
-    settings = Settings(
-        usage_table=f"usage-{suffix}", ledger_table=f"ledger-{suffix}", write_keys_param="/x/k"
-    )
+    settings = Settings(usage_table=f"usage-{suffix}", ledger_table=f"ledger-{suffix}", keys_path="/x/k")
     client = boto3.client("dynamodb", endpoint_url=endpoint)
     create_usage_resources(
         client, boto3.client("ssm", endpoint_url=endpoint), template_path, settings, ["wk"]

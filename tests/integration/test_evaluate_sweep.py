@@ -211,7 +211,7 @@ def stack(
     aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch, use_clock: Callable[[clock.Source], None]
 ) -> Iterator[Stack]:
     suffix = uuid.uuid4().hex[:8]
-    settings = Settings(usage_table=f"usage-{suffix}", write_keys_param=f"/nudge/it-{suffix}/write-keys")
+    settings = Settings(usage_table=f"usage-{suffix}", keys_path=f"/nudge/it-{suffix}/keys")
     dynamodb = boto3.client("dynamodb")
     create_usage_resources(dynamodb, boto3.client("ssm"), template_path, settings, ["wk"])
     queues = create_queues(boto3.client("sqs"), template_path, f"it-{suffix}")

@@ -36,7 +36,7 @@ class Context:
 def handler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     with pytest.MonkeyPatch.context() as env, mock_aws():
         env.setenv("NUDGE_USAGE_TABLE", "usage-it")
-        env.setenv("NUDGE_WRITE_KEYS_PARAM", "/nudge/it/write-keys")
+        env.setenv("NUDGE_KEYS_PATH", "/nudge/it/keys")
         bootstrap.reset()
         create_usage_resources(
             boto3.client("dynamodb"), boto3.client("ssm"), Path("template.yaml"), Settings(), [KEY, "wk-next"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -13,6 +14,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from nudge.domain.keys import hash_key
 from nudge.settings import Settings
 from nudge.tools.local.aws import LockedMotoServer, create_usage_resources, table_names
 from nudge.tools.local.template import (
@@ -57,17 +59,39 @@ def test_usage_table_has_the_templates_keys_stream_and_ttl(template_path: Path, 
 
 
 @pytest.mark.usefixtures("aws")
-def test_write_keys_are_one_comma_separated_secure_string(template_path: Path, unique_settings: Settings):
-    # Given two live keys (a rotation in progress)
+def test_keys_are_stored_hashed_one_secure_string_per_key(template_path: Path, unique_settings: Settings):
+    # Given two live server keys (a rotation in progress), a client and an admin key
     ssm = boto3.client("ssm")
 
     # When the local resources are created
-    create_usage_resources(boto3.client("dynamodb"), ssm, template_path, unique_settings, KEYS)
+    create_usage_resources(
+        boto3.client("dynamodb"),
+        ssm,
+        template_path,
+        unique_settings,
+        KEYS,
+        client_keys=["ck-1"],
+        admin_keys=["ak-1"],
+        client_origins=["https://app.example.com"],
+    )
 
-    # Then the parameter has the shape the operator creates in AWS
-    parameter = ssm.get_parameter(Name=unique_settings.write_keys_param, WithDecryption=True)["Parameter"]
-    assert parameter["Type"] == "SecureString"
-    assert parameter["Value"] == "wk-current,wk-next"
+    # Then each key is one SecureString under the path, as `nudge keys create` makes them, and no
+    # parameter holds a key in plain text
+    found = ssm.get_parameters_by_path(Path=unique_settings.keys_path, WithDecryption=True)["Parameters"]
+    assert {p["Type"] for p in found} == {"SecureString"}
+    records = {p["Name"].rpartition("/")[2]: json.loads(p["Value"]) for p in found}
+    assert sorted((r["kind"], r["sha256"]) for r in records.values()) == sorted(
+        [
+            ("server", hash_key("wk-current")),
+            ("server", hash_key("wk-next")),
+            ("client", hash_key("ck-1")),
+            ("admin", hash_key("ak-1")),
+        ]
+    )
+    assert all("wk-current" not in p["Value"] and "ck-1" not in p["Value"] for p in found)
+    assert next(r for r in records.values() if r["kind"] == "client")["origins"] == [
+        "https://app.example.com"
+    ]
 
 
 @pytest.mark.usefixtures("aws")
@@ -101,9 +125,7 @@ def test_short_form_tags_load_as_their_long_form(template_path: Path):
     # Then !Ref, !Sub, !GetAtt and !If are plain data
     function = resources["IngestFunction"]["Properties"]
     assert function["Environment"]["Variables"]["NUDGE_USAGE_TABLE"] == {"Ref": "UsageTable"}
-    assert function["Environment"]["Variables"]["NUDGE_WRITE_KEYS_PARAM"] == {
-        "Fn::Sub": "/nudge/${Stage}/write-keys"
-    }
+    assert function["Environment"]["Variables"]["NUDGE_KEYS_PATH"] == {"Fn::Sub": "/nudge/${Stage}/keys"}
     assert resources["IngestApi"]["Properties"]["AccessLogSettings"]["DestinationArn"] == {
         "Fn::GetAtt": ["IngestApiAccessLogs", "Arn"]
     }

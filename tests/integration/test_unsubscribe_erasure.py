@@ -30,6 +30,7 @@ from nudge.settings import Settings
 from nudge.tools.local.aws import create_usage_resources
 
 KEY = "wk-privacy-it"
+ADMIN_KEY = "ak-privacy-it"  # erasure needs an admin key
 SECRET = "privacy-integration-secret-0123456789"
 USAGE_TABLE = "usage-privacy-it"
 LEDGER_TABLE = "ledger-privacy-it"
@@ -48,12 +49,17 @@ def handler() -> Iterator[ModuleType]:
     with pytest.MonkeyPatch.context() as env, mock_aws():
         env.setenv("NUDGE_USAGE_TABLE", USAGE_TABLE)
         env.setenv("NUDGE_LEDGER_TABLE", LEDGER_TABLE)
-        env.setenv("NUDGE_WRITE_KEYS_PARAM", "/nudge/it-privacy/write-keys")
+        env.setenv("NUDGE_KEYS_PATH", "/nudge/it-privacy/keys")
         env.setenv("NUDGE_UNSUBSCRIBE_SECRET_PARAM", "/nudge/it-privacy/unsubscribe-secret")
         bootstrap.reset()
         settings = Settings()
         create_usage_resources(
-            boto3.client("dynamodb"), boto3.client("ssm"), Path("template.yaml"), settings, [KEY]
+            boto3.client("dynamodb"),
+            boto3.client("ssm"),
+            Path("template.yaml"),
+            settings,
+            [KEY],
+            admin_keys=[ADMIN_KEY],
         )
         # As the operator stores it: the signing secret first, a retired one after it.
         boto3.client("ssm").put_parameter(
@@ -265,7 +271,7 @@ def test_delete_erases_that_user_only_and_a_second_delete_answers_zeros(handler:
     assert len(items(LEDGER_TABLE, f"USER#{gone}")) == 2  # DELIVERY, DECISION#
 
     # When the first is erased
-    erase = event("DELETE", f"/v1/users/{gone}", key=KEY, path_parameters={"userId": gone})
+    erase = event("DELETE", f"/v1/users/{gone}", key=ADMIN_KEY, path_parameters={"userId": gone})
     status, _, body = call(handler, erase)
 
     # Then all their items are gone
@@ -300,7 +306,7 @@ def test_an_encoded_user_id_is_erased_by_its_decoded_name(handler: ModuleType) -
     seed_user(handler, user)
     path = f"/v1/users/{quote(user)}"
 
-    status, _, body = call(handler, event("DELETE", path, key=KEY, path_parameters={"userId": user}))
+    status, _, body = call(handler, event("DELETE", path, key=ADMIN_KEY, path_parameters={"userId": user}))
 
     assert (status, json.loads(body)["deleted"]["usage"]) == (200, 2)
     assert items(USAGE_TABLE, f"USER#{user}") == []

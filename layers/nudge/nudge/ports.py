@@ -184,3 +184,10 @@ class EvaluationMetrics(Protocol):
     def outcome(self, outcome: UserOutcome) -> None: ...
 
     def swept(self, result: SweepResult) -> None: ...
+
+
+class RateCounter(Protocol):
+    def take(self, bucket: str, amount: int, limit: int, expires_at: int) -> bool:
+        """Add `amount` to the bucket's count if it stays within `limit`; whether it did.
+        StoreUnavailable when the count could not be read or written."""
+        ...

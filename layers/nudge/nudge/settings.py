@@ -13,9 +13,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NUDGE_", extra="ignore")
 
     usage_table: str = "nudge-usage"
-    # SSM SecureString holding the live write keys, comma-separated (rotation: list old and new).
-    write_keys_param: str = "/nudge/dev/write-keys"
-    write_keys_max_age_seconds: int = Field(default=300, ge=0)
+    # The SSM path holding one SecureString per API key (nudge.domain.keys: kind, SHA-256, origins,
+    # rate limit), read at most this many seconds apart: a revoked key stops working within it.
+    keys_path: str = "/nudge/dev/keys"
+    keys_max_age_seconds: int = Field(default=60, ge=0, le=60)
+    # SSM SecureString with the secrets client user tokens are signed with, comma-separated (several:
+    # rotation; any one verifies).
+    user_token_secret_param: str = "/nudge/dev/user-token-secret"  # noqa: S105 - a parameter name
+    # Client keys' rate-limit counters (nudge.services.rate_limit).
+    rate_limit_table: str = "nudge-rate-limits"
     rules_dir: Path = Path("rules")
 
     max_message_bytes: int = Field(default=32 * 1024, gt=0)

@@ -1,16 +1,29 @@
-"""Write keys (Basic, Bearer, rotation) and request bodies (limits, gzip, bombs)."""
+"""API keys as requests carry them (Basic, Bearer, body, rotation) and request bodies (limits, gzip, bombs)."""
 
 from __future__ import annotations
 
 import base64
 import gzip
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from nudge.domain.keys import KeyKind, new_record
 from nudge.entrypoints.http.body import BodyError, as_json, normalize, take_body_key
-from nudge.services.auth import KeysUnavailable, Unauthorized, WriteKeys, parse_keys, presented_key
+from nudge.services.auth import ApiKeys, KeysUnavailable, Unauthorized, presented_key
+
+CREATED = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def stored(*keys: str) -> ApiKeys:
+    """Live server keys, stored as the SSM path holds them (key id -> record JSON)."""
+    records = {
+        f"k{i}": new_record(f"k{i}", KeyKind.SERVER, key, created_at=CREATED).to_json()
+        for i, key in enumerate(keys)
+    }
+    return ApiKeys(lambda: records)
 
 
 def basic(key: str, password: str = "") -> dict[str, str]:
@@ -26,24 +39,24 @@ def test_the_key_is_read_from_basic_username_or_bearer() -> None:
 
 
 def test_every_live_key_is_accepted_during_rotation() -> None:
-    keys = WriteKeys(lambda: "old-key, new-key")
-    keys.check(basic("old-key"))
-    keys.check({"Authorization": "Bearer new-key"})
-    with pytest.raises(Unauthorized, match="unknown write key"):
-        keys.check(basic("old-ke"))
+    keys = stored("old-key", "new-key")
+    assert keys.authenticate(basic("old-key")).key_id == "k0"
+    assert keys.authenticate({"Authorization": "Bearer new-key"}).key_id == "k1"
+    with pytest.raises(Unauthorized, match="unknown or revoked key"):
+        keys.authenticate(basic("old-ke"))
     with pytest.raises(Unauthorized, match="missing write key"):
-        keys.check({})
+        keys.authenticate({})
 
 
 def test_the_body_key_counts_when_no_header_carries_one_and_a_header_key_wins() -> None:
-    keys = WriteKeys(lambda: "live-key")
-    keys.check({}, "live-key")
-    with pytest.raises(Unauthorized, match="unknown write key"):
-        keys.check({}, "dead-key")
+    keys = stored("live-key")
+    keys.authenticate({}, "live-key")
+    with pytest.raises(Unauthorized, match="unknown or revoked key"):
+        keys.authenticate({}, "dead-key")
     # A live header key is enough; a dead one is not saved by a live body key
-    keys.check(basic("live-key"), "dead-key")
-    with pytest.raises(Unauthorized, match="unknown write key"):
-        keys.check(basic("dead-key"), "live-key")
+    keys.authenticate(basic("live-key"), "dead-key")
+    with pytest.raises(Unauthorized, match="unknown or revoked key"):
+        keys.authenticate(basic("dead-key"), "live-key")
 
 
 def test_the_body_key_is_taken_out_of_the_body() -> None:
@@ -73,17 +86,19 @@ def test_every_declared_type_becomes_json_whatever_its_case() -> None:
     assert as_json(event)["headers"] == {"x-other": "1", "content-type": "application/json"}
 
 
-def test_keys_may_be_stored_as_a_json_list() -> None:
-    assert parse_keys('["a", " b "]') == ["a", "b"]
-    assert parse_keys("a,\nb,,") == ["a", "b"]
+def test_an_unreadable_record_is_skipped_and_the_others_still_work() -> None:
+    good = new_record("good", KeyKind.SERVER, "live-key", created_at=CREATED).to_json()
+    keys = ApiKeys(lambda: {"bad": "{not json", "good": good})
+    assert keys.authenticate(basic("live-key")).key_id == "good"
+    assert keys.load().unreadable == ("key bad: not JSON",)
 
 
 def test_a_failing_key_store_is_not_mistaken_for_a_bad_key() -> None:
-    def broken() -> str:
+    def broken() -> dict[str, str]:
         raise TimeoutError("ssm")
 
     with pytest.raises(KeysUnavailable):
-        WriteKeys(broken).check(basic("k"))
+        ApiKeys(broken).authenticate(basic("k"))
 
 
 def event(body: bytes, *, gz: bool = False) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Unsubscribe links and erasure: the use cases on in-memory fakes, then the API's routes (the real
+"""Unsubscribe links, erasure and export: the use cases on in-memory fakes, then the API's routes (the real
 resolver, with its collaborators replaced by the same fakes)."""
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import pytest
 
 from nudge import clock
 from nudge.adapters.memory import MemoryAccountLedger, MemoryLedger, MemorySegmentStore, MemoryUsageStore
+from nudge.adapters.memory.rate_limits import FakeRateCounter
 from nudge.bootstrap import api as wiring
+from nudge.domain.keys import KeyKind, new_record
 from nudge.domain.tokens import TokenExpired, TokenInvalid, make_token
 from nudge.entrypoints.http import ingest_api, privacy_api
 from nudge.model.decisions import Decision
@@ -25,8 +27,9 @@ from nudge.model.ledger import Commit, Escalation, LedgerEntry
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import Stamped, UserState
 from nudge.rulebook.plan import load_plan
-from nudge.services.auth import WriteKeys
+from nudge.services.auth import ApiKeys
 from nudge.services.erasure import ERASED, erase_user
+from nudge.services.export import export_user
 from nudge.services.unsubscribe import SecretsUnavailable, unsubscribe
 from nudge.settings import Settings
 
@@ -34,7 +37,20 @@ REPO = Path(__file__).resolve().parents[3]
 NOW = datetime(2025, 3, 12, 10, 0, tzinfo=UTC)
 SECRET = b"s" * 32
 OLD_SECRET = b"o" * 32
-KEY = "wk-unit"
+KEY = "ak-unit"  # an admin key: erasure and export need one
+SERVER_KEY = "sk-unit"
+CLIENT_KEY = "ck-unit"
+
+
+def live_keys() -> dict[str, str]:
+    kinds = {"admin-1": (KeyKind.ADMIN, KEY), "server-1": (KeyKind.SERVER, SERVER_KEY)}
+    kinds["client-1"] = (KeyKind.CLIENT, CLIENT_KEY)
+    return {
+        key_id: new_record(key_id, kind, key, created_at=NOW, origins=["*"]).to_json()
+        if kind is KeyKind.CLIENT
+        else new_record(key_id, kind, key, created_at=NOW).to_json()
+        for key_id, (kind, key) in kinds.items()
+    }
 
 
 def uid() -> str:
@@ -304,8 +320,10 @@ def api(monkeypatch: pytest.MonkeyPatch, use_clock: Callable[[clock.Source], Non
         settings=Settings(),
         plan=load_plan(REPO / "rules"),
         store=w.usage,
-        keys=WriteKeys(lambda: KEY),
+        keys=ApiKeys(live_keys),
         limits=wiring.limits_from(Settings()),
+        rate_counter=FakeRateCounter(),
+        user_token_secrets=lambda: (SECRET,),
         segments=w.segments,
         ledger=w.ledger,
         accounts=w.accounts,
@@ -438,13 +456,86 @@ def test_an_unreadable_secret_is_503_not_a_bad_link(api: Api) -> None:
     assert json.loads(body)["success"] is False
 
 
-def test_delete_needs_the_write_key(api: Api) -> None:
+def test_delete_needs_a_key(api: Api) -> None:
     user = uid()
     api.world.add_user(user)
 
     assert api.call("DELETE", f"/v1/users/{user}")[0] == 401
     assert api.call("DELETE", f"/v1/users/{user}", key="wrong")[0] == 401
     assert user in api.world.usage.users
+
+
+@pytest.mark.parametrize("ingest_key", [SERVER_KEY, CLIENT_KEY])
+@pytest.mark.parametrize(("method", "path"), [("DELETE", "/v1/users/{}"), ("GET", "/v1/users/{}/export")])
+def test_an_ingest_key_may_not_erase_or_export(api: Api, ingest_key: str, method: str, path: str) -> None:
+    # Given a user, and a live key that may only send events
+    user = uid()
+    api.world.add_user(user)
+
+    # When it asks for erasure or export
+    status, _, body = api.call(method, path.format(user), key=ingest_key)
+
+    # Then it is refused with 403, naming the kind it needs, and nothing is erased
+    assert status == 403
+    assert "needs a admin key" in json.loads(body)["errors"][0]["message"]
+    assert user in api.world.usage.users
+
+
+def test_an_admin_key_may_not_send_events(api: Api) -> None:
+    status, _, body = api.call(
+        "POST", "/v1/track", key=KEY, body=json.dumps({"userId": uid(), "event": "login"})
+    )
+
+    assert status == 403
+    assert "client or server key" in json.loads(body)["errors"][0]["message"]
+
+
+def test_export_answers_what_nudge_holds_on_the_user(api: Api) -> None:
+    # Given a user with state, segment record, a decision and an unsubscribe
+    user = uid()
+    api.world.add_user(user)
+
+    # When an admin key exports them
+    status, headers, body = api.call("GET", f"/v1/users/{user}/export", key=KEY)
+
+    # Then every item erasure would delete is in the document, and it is not cacheable
+    assert status == 200
+    assert headers["Cache-Control"] == "no-store"
+    document = json.loads(body)
+    assert document["found"] is True
+    assert document["usage"]["traits"]["email"]["v"] == f"{user}@acme.example"
+    assert document["segments"] is not None
+    assert document["delivery"]["unsubscribed"] == ["sms"]
+    assert [d["decision"]["decision_id"] for d in document["decisions"]] == [f"d-{user}"]
+    assert document["account"] == {"account_id": "acct-1", "traits": {}}
+
+
+def test_export_of_an_unknown_user_says_nothing_is_held(api: Api) -> None:
+    status, _, body = api.call("GET", f"/v1/users/{uid()}/export", key=KEY)
+
+    assert status == 200
+    assert json.loads(body)["found"] is False
+
+
+def test_export_and_erasure_cover_the_same_items() -> None:
+    # Given a user with everything a user can have
+    w = world()
+    user = uid()
+    w.add_user(user)
+
+    # When they are exported, erased, and exported again
+    before = export_user(user, usage=w.usage, segments=w.segments, ledger=w.ledger)
+    w.erase(user)
+    after = export_user(user, usage=w.usage, segments=w.segments, ledger=w.ledger)
+
+    # Then the first export held it all and the second holds nothing
+    assert before.found
+    assert before.usage
+    assert before.segments
+    assert before.delivery
+    assert before.decisions
+    assert not after.found
+    assert (after.usage, after.segments, after.delivery, after.decisions) == (None, None, None, [])
 
 
 def test_delete_erases_the_user_and_a_second_delete_answers_zeros(api: Api) -> None:
@@ -469,6 +560,7 @@ def test_the_openapi_document_shows_the_privacy_routes(api: Api) -> None:
     paths = json.loads(body)["paths"]
     assert set(paths["/v1/unsubscribe"]) == {"get", "post"}
     assert "delete" in paths["/v1/users/{userId}"]
+    assert "get" in paths["/v1/users/{userId}/export"]
     params = {p["name"]: p for p in paths["/v1/unsubscribe"]["get"]["parameters"]}
     assert params["token"]["required"] is True
     assert params["all"]["required"] is False

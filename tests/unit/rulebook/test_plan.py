@@ -95,3 +95,20 @@ def test_a_bad_policy_and_a_bad_duration_are_refused(rules_copy: Path) -> None:
 
 def test_a_missing_plan_file_is_reported(tmp_path: Path) -> None:
     assert "cannot read file" in _error(tmp_path)
+
+
+def test_email_phone_and_consent_are_always_sensitive_and_the_plan_may_add_more(rules_copy: Path) -> None:
+    # Given a plan that marks a custom user trait and an account trait sensitive
+    plan_file = rules_copy / "tracking-plan.yaml"
+    plan_file.write_text(
+        plan_file.read_text()
+        + "\ntraits:\n  user:\n    birthday: date of birth\n  sensitive:\n    user: [birthday]\n    account: [tax_id]\n"
+    )
+
+    # When it is loaded
+    plan = load_plan(rules_copy)
+
+    # Then client keys need a user token for those, besides the built-in ones
+    assert plan.sensitive_user_traits == {"email", "phone", "consent", "birthday"}
+    assert plan.sensitive_account_traits == {"tax_id"}
+    assert load_plan(Path("rules")).sensitive_user_traits == {"email", "phone", "consent"}

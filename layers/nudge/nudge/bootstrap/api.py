@@ -1,4 +1,5 @@
-"""The ingest and privacy APIs' services: usage store, ledger, write keys, unsubscribe secrets."""
+"""The ingest and privacy APIs' services: usage store, ledger, API keys, rate-limit counters, the
+unsubscribe and user-token secrets."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from aws_lambda_powertools.utilities import parameters
 
 from nudge.adapters.dynamo.accounts import DynamoAccountLedger
 from nudge.adapters.dynamo.ledger import DynamoLedger
+from nudge.adapters.dynamo.rate_limits import DynamoRateCounter
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.bootstrap import UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS, built_once
 from nudge.domain.fold import FoldWindow
-from nudge.ports import Ledger, SegmentStore, UsageStore
+from nudge.observability import logger
+from nudge.ports import Ledger, RateCounter, SegmentStore, UsageStore
 from nudge.rulebook.plan import TrackingPlan, load_plan
-from nudge.services.auth import WriteKeys
+from nudge.services.auth import ApiKeys
 from nudge.services.erasure import AccountLedger
 from nudge.services.ingest import IngestLimits
 from nudge.services.unsubscribe import parse_secrets
@@ -29,8 +32,11 @@ class Services:
     settings: Settings
     plan: TrackingPlan
     store: UsageStore
-    keys: WriteKeys
+    keys: ApiKeys
     limits: IngestLimits
+    # Client keys: their rate-limit counters and the secrets their user tokens are checked with.
+    rate_counter: RateCounter
+    user_token_secrets: Callable[[], tuple[bytes, ...]]
     # Unsubscribe links and erasure (entrypoints.http.privacy_api).
     segments: SegmentStore
     ledger: Ledger
@@ -53,12 +59,24 @@ def services() -> Services:
     # A bad rule file fails here, at cold start, with file:line in the log: never half-evaluated.
     plan = load_plan(settings.rules_dir)
     client = boto3.client("dynamodb")
-    name = settings.write_keys_param
-    max_age = settings.write_keys_max_age_seconds
 
-    def fetch_keys() -> str:
-        value = parameters.get_parameter(name, decrypt=True, max_age=max_age)
-        return str(value)
+    def fetch_keys() -> dict[str, str]:
+        # One GetParametersByPath (paged) per max_age at most; a revoked key's parameter is gone
+        # from the next read, so it stops working within keys_max_age_seconds.
+        values = parameters.get_parameters(
+            settings.keys_path, decrypt=True, recursive=False, max_age=settings.keys_max_age_seconds
+        )
+        return {str(name).rpartition("/")[2]: str(value) for name, value in values.items()}
+
+    def fetch_user_token_secrets() -> tuple[bytes, ...]:
+        try:
+            value = parameters.get_parameter(
+                settings.user_token_secret_param, decrypt=True, max_age=settings.keys_max_age_seconds
+            )
+        except Exception as exc:  # no secret: no token verifies, sensitive fields are dropped
+            logger.error("user-token secret unavailable", extra={"cause": type(exc).__name__})
+            return ()
+        return parse_secrets(str(value))
 
     def fetch_unsubscribe_secrets() -> tuple[bytes, ...]:
         value = parameters.get_parameter(
@@ -70,8 +88,10 @@ def services() -> Services:
         settings=settings,
         plan=plan,
         store=DynamoUsageStore(client, settings.usage_table, settings.rollup_shards),
-        keys=WriteKeys(fetch_keys),
+        keys=ApiKeys(fetch_keys),
         limits=limits_from(settings),
+        rate_counter=DynamoRateCounter(client, settings.rate_limit_table),
+        user_token_secrets=fetch_user_token_secrets,
         segments=DynamoSegmentStore(
             client, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
         ),

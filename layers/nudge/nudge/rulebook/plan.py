@@ -39,9 +39,23 @@ class EventSpec(_Strict):
     premium: bool = Field(default=False, description="A premium (paid-plan) action.")
 
 
+class SensitiveTraits(_Strict):
+    user: list[str] = Field(
+        default_factory=list, description="User traits to guard besides email, phone, consent."
+    )
+    account: list[str] = Field(default_factory=list, description="Account traits to guard.")
+
+
 class TraitsSpec(_Strict):
     user: dict[str, str] = Field(default_factory=dict, description="Custom user traits -> description.")
     account: dict[str, str] = Field(default_factory=dict, description="Custom account traits -> description.")
+    sensitive: SensitiveTraits = Field(
+        default_factory=SensitiveTraits,
+        description=(
+            "Traits a client (browser or app) key may set only with a valid user token; "
+            "email, phone and consent always are."
+        ),
+    )
 
 
 # Traits Nudge knows without being told (Segment's reserved traits and what Nudge itself reads).
@@ -59,6 +73,8 @@ BUILTIN_USER_TRAITS = frozenset(
         "created_at",
     }
 )
+# What a client key may set only with a user token, whatever the plan says: who to reach and whether.
+SENSITIVE_USER_TRAITS = frozenset({"email", "phone", "consent"})
 BUILTIN_ACCOUNT_TRAITS = frozenset(
     {"name", "plan", "mrr", "seats", "cs_owner", "industry", "employees", "created_at"}
 )
@@ -109,6 +125,14 @@ class TrackingPlan(_Strict):
     @property
     def account_traits(self) -> frozenset[str]:
         return BUILTIN_ACCOUNT_TRAITS | frozenset(self.traits.account)
+
+    @property
+    def sensitive_user_traits(self) -> frozenset[str]:
+        return SENSITIVE_USER_TRAITS | frozenset(self.traits.sensitive.user)
+
+    @property
+    def sensitive_account_traits(self) -> frozenset[str]:
+        return frozenset(self.traits.sensitive.account)
 
     @cached_property
     def meaningful(self) -> frozenset[str]:

@@ -1,17 +1,34 @@
-"""Write keys: HTTP Basic username (Segment's way), Bearer, or the body's `writeKey` (the browser and
-mobile SDKs); several live at once for rotation."""
+"""API keys: which key a request carries (HTTP Basic username as Segment's SDKs send it, Bearer, or
+the body's `writeKey` from the browser and mobile SDKs), whether it is live, and whether its kind
+may do what the request asks. The records and rules are in nudge.domain.keys; this reads them
+through a fetch function (bootstrap: the SSM path, cached at most a minute) and never logs a key.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
-import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from nudge.domain.keys import (
+    KeyRecord,
+    KeyRecordError,
+    Scope,
+    admits,
+    kinds_for,
+    match_key,
+    parse_record,
+    preflight_allowed,
+)
 
 
 class Unauthorized(Exception):
-    pass
+    """No key, or not a live one: 401."""
+
+
+class Forbidden(Exception):
+    """A live key that may not do this (its kind, or the page's origin): 403."""
 
 
 class KeysUnavailable(Exception):
@@ -19,7 +36,7 @@ class KeysUnavailable(Exception):
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The write key a request carries, or None. Header names are matched case-insensitively."""
+    """The key a request's Authorization header carries, or None. Header names match case-insensitively."""
     value = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
     if not value:
         return None
@@ -36,33 +53,57 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def parse_keys(raw: str) -> list[str]:
-    """Keys as stored in the parameter: a JSON list, or comma/newline separated."""
-    text = raw.strip()
-    if text.startswith("["):
-        loaded = json.loads(text)
-        return [str(k).strip() for k in loaded if str(k).strip()]
-    return [k.strip() for k in text.replace("\n", ",").split(",") if k.strip()]
+@dataclass(frozen=True)
+class KeyLoad:
+    records: tuple[KeyRecord, ...]
+    unreadable: tuple[str, ...]  # problems with records skipped (never the hash or a key)
 
 
-class WriteKeys:
-    def __init__(self, fetch: Callable[[], str]) -> None:
+def load_records(raw: Mapping[str, str]) -> KeyLoad:
+    """Records by key id as stored; a bad one is skipped (and reported) so the others still work."""
+    records: list[KeyRecord] = []
+    problems: list[str] = []
+    for key_id, text in sorted(raw.items()):
+        try:
+            records.append(parse_record(key_id, text))
+        except KeyRecordError as exc:
+            problems.append(str(exc))
+    return KeyLoad(tuple(records), tuple(problems))
+
+
+class ApiKeys:
+    """The live keys, as `fetch` returns them (key id -> stored record)."""
+
+    def __init__(self, fetch: Callable[[], Mapping[str, str]]) -> None:
         self._fetch = fetch
 
-    def check(self, headers: Mapping[str, str], body_key: str | None = None) -> None:
-        """The request's key (a header's first, else the body's `writeKey`) is live, or raise."""
+    def load(self) -> KeyLoad:
+        try:
+            raw = self._fetch()
+        except Exception as exc:  # the key store failing must not read as a bad key
+            raise KeysUnavailable("keys could not be read; retry shortly") from exc
+        return load_records(raw)
+
+    def authenticate(self, headers: Mapping[str, str], body_key: str | None = None) -> KeyRecord:
+        """The live record of the request's key (a header's first, else the body's), or raise."""
         key = presented_key(headers) or body_key
         if key is None:
             raise Unauthorized(
                 "missing write key: send it as the HTTP Basic username, a Bearer token or the body's writeKey"
             )
-        try:
-            live = parse_keys(self._fetch())
-        except Exception as exc:  # the key store failing must not read as a bad key
-            raise KeysUnavailable("write keys could not be read; retry shortly") from exc
-        # Compare against every live key, without stopping early, in constant time per key.
-        matched = False
-        for candidate in live:
-            matched |= hmac.compare_digest(candidate.encode(), key.encode())
-        if not matched:
-            raise Unauthorized("unknown write key: check the key configured in your SDK")
+        record = match_key(self.load().records, key)
+        if record is None:
+            raise Unauthorized("unknown or revoked key: check the key configured in your SDK")
+        return record
+
+    def preflight(self, origin: str) -> bool:
+        return preflight_allowed(self.load().records, origin)
+
+
+def authorize(record: KeyRecord, scope: Scope) -> None:
+    """Forbidden unless the key's kind may act in `scope`; the message names the kind needed."""
+    if not admits(scope, record.kind):
+        raise Forbidden(
+            f"a {record.kind.value} key may not do this: it needs a {kinds_for(scope)} key"
+            + (" (admin keys administer; they do not send events)" if scope is Scope.INGEST else "")
+        )

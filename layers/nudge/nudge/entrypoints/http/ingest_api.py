@@ -13,8 +13,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
 from nudge.bootstrap.api import services
+from nudge.domain.keys import KeyKind, KeyRecord, origin_allowed
 from nudge.entrypoints.http import privacy_api
-from nudge.entrypoints.http.body import BodyError, as_json, normalize, take_body_key
+from nudge.entrypoints.http.access import cors_route, granted, preflight_granted, scope_of
+from nudge.entrypoints.http.body import BodyError, as_json, header, normalize, take_body_key
 from nudge.entrypoints.http.privacy_api import UNSUBSCRIBE_PATH, refused
 from nudge.entrypoints.http.privacy_api import router as privacy_router
 from nudge.entrypoints.http.sdk_settings import SdkSettings, sdk_settings, settings_key
@@ -32,8 +34,10 @@ from nudge.model.messages import (
     describe,
 )
 from nudge.observability import logger, metrics
-from nudge.services.auth import KeysUnavailable, Unauthorized
+from nudge.services.auth import Forbidden, KeysUnavailable, Unauthorized, authorize
+from nudge.services.client_keys import DROPPED_HINT, Sensitive, screen_messages
 from nudge.services.ingest import Contention, IngestResult, Problem, ingest
+from nudge.services.rate_limit import check_rate
 
 API_TITLE = "Nudge ingest API"
 API_VERSION = "1.0.0"
@@ -42,6 +46,14 @@ PUBLIC_PATHS = {"/v1/openapi.json", UNSUBSCRIBE_PATH}
 
 app = APIGatewayHttpResolver(enable_validation=True)
 app.include_router(privacy_router)
+# Where resolve() leaves the request's key record for the routes (Powertools clears it per request).
+API_KEY = "api_key"
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after}s")
+        self.retry_after = retry_after
 
 
 def _json(
@@ -61,6 +73,16 @@ def _items(problems: list[Problem]) -> list[ErrorItem]:
 
 def _run(messages: list[tuple[int, Message]], rejected: list[Problem]) -> Response[IngestResponse]:
     svc = services()
+    key: KeyRecord | None = app.context.get(API_KEY)
+    client = key is not None and key.kind is KeyKind.CLIENT
+    if key is not None and client:
+        _limit(key, len(messages) + len(rejected))
+    dropped = screen_messages(
+        messages, client=client, sensitive=Sensitive.of(svc.plan), secrets=svc.user_token_secrets
+    )
+    if dropped:
+        metrics.add_metric(name="SensitiveFieldsDropped", unit="Count", value=len(dropped))
+        logger.info("sensitive fields dropped", extra={"fields": sorted({d.field for d in dropped})})
     result = IngestResult()
     if messages:
         # The request id the handler made this invocation's correlation id: kept on each user's
@@ -80,17 +102,33 @@ def _run(messages: list[tuple[int, Message]], rejected: list[Problem]) -> Respon
             "conflicts": result.conflicts,
         },
     )
+    warnings = [*result.warnings, *(Problem(d.index, d.field, DROPPED_HINT) for d in dropped)]
+    warnings.sort(key=lambda p: (p.index, p.field))
     body = IngestResponse(
-        success=not errors, accepted=result.accepted, errors=_items(errors), warnings=_items(result.warnings)
+        success=not errors, accepted=result.accepted, errors=_items(errors), warnings=_items(warnings)
     )
     return _json(400 if errors else 200, body)
+
+
+def _limit(key: KeyRecord, messages: int) -> None:
+    """A client key's rate limit (RateLimited when spent); a limiter outage lets the request through."""
+    decision = check_rate(services().rate_counter, key, messages, clock.now())
+    if decision.degraded:
+        metrics.add_metric(name="RateLimiterUnavailable", unit="Count", value=1)
+        logger.warning("rate limiter unavailable; request let through", extra={"key_id": key.key_id})
+    if not decision.allowed:
+        metrics.add_metric(name="RateLimited", unit="Count", value=1)
+        logger.info("rate limited", extra={"key_id": key.key_id, "retry_after": decision.retry_after})
+        raise RateLimited(decision.retry_after)
 
 
 _RESPONSES: dict[int, OpenAPIResponse] = {
     200: {"description": "All messages accepted."},
     400: {"description": "Some or all messages were refused; valid ones in a batch were kept."},
-    401: {"description": "Missing or unknown write key."},
+    401: {"description": "Missing, unknown or revoked key."},
+    403: {"description": "The key's kind may not do this, or the page's origin is not allowed for it."},
     413: {"description": "Body (or one message) over the size limit."},
+    429: {"description": "The client key's rate limit is spent; retry after Retry-After seconds."},
     503: {"description": "Storage busy or unavailable; retry with backoff."},
 }
 
@@ -217,6 +255,20 @@ def _invalid(exc: RequestValidationError) -> Response[Any]:
     return _json(400, IngestResponse(success=False, errors=items))
 
 
+@app.exception_handler(RateLimited)
+def _rate_limited(exc: RateLimited) -> Response[IngestResponse]:
+    wait = str(exc.retry_after)
+    item = ErrorItem(
+        index=None,
+        field="",
+        message=f"this key's rate limit is spent; retry in {wait}s (batch more per call)",
+    )
+    # analytics-next waits x-ratelimit-reset seconds; other clients read Retry-After.
+    return _json(
+        429, IngestResponse(success=False, errors=[item]), {"Retry-After": wait, "x-ratelimit-reset": wait}
+    )
+
+
 @app.exception_handler(Contention)
 def _contended(exc: Contention) -> Response[IngestResponse]:
     logger.warning("write contention", extra={"detail": str(exc)})
@@ -252,8 +304,12 @@ def cold_start() -> None:
 
 
 def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Bound and inflate the body, authenticate, then route. The write key is never logged."""
+    """Answer preflights; bound and inflate the body; authenticate, authorize and check the page's
+    origin; then route. Keys are never logged."""
     path = event.get("rawPath") or ""
+    method = str(((event.get("requestContext") or {}).get("http") or {}).get("method") or "").upper()
+    if method == "OPTIONS":
+        return _preflight(path, header(event, "origin"))
     svc = services()
     # Public routes are bounded too: a one-click POST body is a few bytes.
     limit = svc.settings.max_batch_bytes if path in BATCH_PATHS else svc.settings.max_message_bytes
@@ -261,24 +317,62 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         event = normalize(event, limit)
     except BodyError as exc:
         return _early(exc.status, exc.field, exc.message)
-    if path not in PUBLIC_PATHS:
-        headers: dict[str, str] = {}
-        key: str | None = settings_key(path)
-        # The key in a settings path is the one to check, whatever a header says.
-        if key is None:
-            event, key = take_body_key(event)
-            headers = event.get("headers") or {}
-        try:
-            svc.keys.check(headers, key)
-        except Unauthorized as exc:
-            return _early(401, "authorization", str(exc), {"WWW-Authenticate": 'Basic realm="nudge"'})
-        except KeysUnavailable as exc:
-            logger.error("write keys unavailable", extra={"cause": type(exc.__cause__).__name__})
-            return _early(503, "authorization", str(exc), {"Retry-After": "2"})
-        # Segment's routes take JSON whatever the declared type, as Segment's and RudderStack's
-        # servers do: text/plain (the browser and Kotlin SDKs), the form type rudder-sdk-node 3
-        # declares on its gzip batches, anything. Declared as JSON, no form parser runs either
-        # (a multipart type without a boundary once made Powertools' validation fail with a 500).
-        event = as_json(event)
-    result: dict[str, Any] = app.resolve(event, context)
+    if path in PUBLIC_PATHS:
+        public: dict[str, Any] = app.resolve(event, context)
+        return public
+    headers: dict[str, str] = {}
+    key: str | None = settings_key(path)
+    # The key in a settings path is the one to check, whatever a header says.
+    if key is None:
+        event, key = take_body_key(event)
+        headers = event.get("headers") or {}
+    origin = header(event, "origin")
+    try:
+        record = svc.keys.authenticate(headers, key)
+    except Unauthorized as exc:
+        return _early(401, "authorization", str(exc), {"WWW-Authenticate": 'Basic realm="nudge"'})
+    except KeysUnavailable as exc:
+        logger.error("keys unavailable", extra={"cause": type(exc.__cause__).__name__})
+        return _early(503, "authorization", str(exc), {"Retry-After": "2"})
+    try:
+        _admit(record, path, origin)
+    except Forbidden as exc:
+        logger.info("key refused", extra={"kind": record.kind.value, "key_id": record.key_id})
+        return _early(403, "authorization", str(exc))
+    app.append_context(**{API_KEY: record})  # type: ignore[no-untyped-call]
+    # Segment's routes take JSON whatever the declared type, as Segment's and RudderStack's
+    # servers do: text/plain (the browser and Kotlin SDKs), the form type rudder-sdk-node 3
+    # declares on its gzip batches, anything. Declared as JSON, no form parser runs either
+    # (a multipart type without a boundary once made Powertools' validation fail with a 500).
+    result: dict[str, Any] = app.resolve(as_json(event), context)
+    if origin is not None:
+        result["headers"] = {**(result.get("headers") or {}), **granted(origin)}
     return result
+
+
+def _admit(record: KeyRecord, path: str, origin: str | None) -> None:
+    """Forbidden unless the key's kind may call `path`, and from the page's origin if it has one."""
+    authorize(record, scope_of(path))
+    if origin is not None and not origin_allowed(record, origin):
+        raise Forbidden(
+            f"this {record.kind.value} key may not be used from {origin}: "
+            + (
+                "add the origin to the client key (nudge keys create --origin)"
+                if record.kind is KeyKind.CLIENT
+                else "pages must use a client key; server and admin keys stay on servers"
+            )
+        )
+
+
+def _preflight(path: str, origin: str | None) -> dict[str, Any]:
+    """A CORS preflight (no key in it): granted when some live client key allows the origin."""
+    if origin is None or not cors_route(path):
+        return _early(403, "origin", "no CORS for this route: only the tracking routes are called from pages")
+    try:
+        allowed = services().keys.preflight(origin)
+    except KeysUnavailable as exc:
+        logger.error("keys unavailable", extra={"cause": type(exc.__cause__).__name__})
+        return _early(503, "authorization", str(exc), {"Retry-After": "2"})
+    if not allowed:
+        return _early(403, "origin", f"no client key allows {origin}: add it (nudge keys create --origin)")
+    return {"statusCode": 204, "headers": preflight_granted(origin), "body": "", "isBase64Encoded": False}

@@ -1,8 +1,9 @@
-"""Unsubscribe links and erasure: the routes, their pages and their status codes (one place).
+"""Unsubscribe links, erasure and export: the routes, their pages and their status codes (one place).
 
     GET  /v1/unsubscribe?token=T[&all=1]   the link in a message: unsubscribes, answers a page
     POST /v1/unsubscribe?token=T[&all=1]   RFC 8058 one-click (body List-Unsubscribe=One-Click)
-    DELETE /v1/users/{userId}              erasure (write key, like the tracking routes)
+    DELETE /v1/users/{userId}              erasure (admin key: ingest keys get 403)
+    GET /v1/users/{userId}/export          what Nudge holds on the user, as JSON (admin key)
 
 The unsubscribe routes take no write key: the signed token is the credential. Their answers
 never echo the user id; logs hold the scope and the outcome only.
@@ -27,6 +28,7 @@ from nudge.entrypoints.http.shapes import ErrorItem, IngestResponse
 from nudge.model.errors import StoreUnavailable
 from nudge.observability import logger, metrics
 from nudge.services.erasure import erase_user
+from nudge.services.export import export_user
 from nudge.services.unsubscribe import SecretsUnavailable, Unsubscribed, unsubscribe
 
 UNSUBSCRIBE_PATH = "/v1/unsubscribe"
@@ -71,6 +73,18 @@ class ErasureResponse(BaseModel):
         default=0,
         description="Items kept for the account's open escalation, with the user replaced by 'erased'.",
     )
+
+
+class UserExportResponse(BaseModel):
+    user_id: str
+    found: bool = Field(description="Whether Nudge holds anything on the user.")
+    usage: dict[str, Any] | None = Field(
+        description="Usage state: traits, event counts, milestones, sessions, kept context."
+    )
+    segments: dict[str, Any] | None = Field(description="Lifecycle segment, its history, pending deferrals.")
+    delivery: dict[str, Any] | None = Field(description="Recent sends, last send per rule, unsubscribes.")
+    decisions: list[dict[str, Any]] = Field(description="Every message decision about the user.")
+    account: dict[str, Any] | None = Field(description="The account the user belongs to, and its traits.")
 
 
 class _Unavailable(Exception):
@@ -148,7 +162,8 @@ def unsubscribe_one_click(
     ),
     responses={
         200: {"description": "Erased (or nothing was stored)."},
-        401: {"description": "Missing or unknown write key.", "content": _REFUSED},
+        401: {"description": "Missing, unknown or revoked key.", "content": _REFUSED},
+        403: {"description": "Not an admin key.", "content": _REFUSED},
         503: {"description": "Storage unavailable; retry (erasure is idempotent).", "content": _REFUSED},
     },
     tags=["privacy"],
@@ -171,6 +186,41 @@ def erase(user_id: Annotated[str, Path(alias="userId", min_length=1)]) -> Respon
         anonymized=erased.anonymized,
     )
     return Response(200, content_types.APPLICATION_JSON, body)
+
+
+@router.get(
+    "/v1/users/<userId>/export",
+    summary="Export what Nudge holds on a user",
+    description=(
+        "The user's usage state, segment record, delivery record and unsubscribes, every message "
+        "decision, and their account membership: the items erasure deletes, as JSON. A user with "
+        "nothing stored answers found: false."
+    ),
+    responses={
+        200: {"description": "The user's data."},
+        401: {"description": "Missing, unknown or revoked key.", "content": _REFUSED},
+        403: {"description": "Not an admin key.", "content": _REFUSED},
+        503: {"description": "Storage unavailable; retry.", "content": _REFUSED},
+    },
+    tags=["privacy"],
+)
+def export(user_id: Annotated[str, Path(alias="userId", min_length=1)]) -> Response[UserExportResponse]:
+    user_id = (router.current_event.get("pathParameters") or {}).get("userId") or user_id
+    svc = services()
+    held = export_user(user_id, usage=svc.store, segments=svc.segments, ledger=svc.ledger)
+    metrics.add_metric(name="UsersExported", unit="Count", value=1)
+    logger.info("user exported", extra={"found": held.found, "decisions": len(held.decisions)})
+    body = UserExportResponse(
+        user_id=held.user_id,
+        found=held.found,
+        usage=held.usage,
+        segments=held.segments,
+        delivery=held.delivery,
+        decisions=held.decisions,
+        account=held.account,
+    )
+    # The export holds contact details: never cached on the way.
+    return Response(200, content_types.APPLICATION_JSON, body, headers={"Cache-Control": "no-store"})
 
 
 def _unsubscribe(token: str, whole_channel: bool) -> Unsubscribed:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -17,7 +18,9 @@ from botocore.exceptions import ClientError
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from nudge.domain.keys import KeyKind, new_record
 from nudge.settings import Settings
+from nudge.tools.keys import put_record
 from nudge.tools.local import moto_transactions
 from nudge.tools.local.template import (
     TemplateError,
@@ -40,6 +43,7 @@ def table_names(settings: Settings) -> dict[str, str]:
     return {
         "UsageTable": settings.usage_table,
         "LedgerTable": settings.ledger_table,
+        "RateLimitTable": settings.rate_limit_table,
     }
 
 
@@ -48,12 +52,18 @@ def create_usage_resources(
     ssm: SSMClient,
     template_path: Path,
     settings: Settings,
-    write_keys: list[str],
+    write_keys: Sequence[str],
+    *,
+    client_keys: Sequence[str] = (),
+    admin_keys: Sequence[str] = (),
+    client_origins: Sequence[str] = ("*",),
 ) -> None:
-    """Create every table of the template (with its TTL) and the write-keys SecureString.
+    """Create every table of the template (with its TTL) and the keys' records: `write_keys` as
+    server keys, the others as their kind, stored hashed under settings.keys_path as `nudge keys
+    create` stores them in AWS.
 
-    Idempotent: tables that already exist are left as they are, so a restarted local
-    stack can run it against a moto server that outlived it.
+    Idempotent: tables that already exist are left as they are, records are overwritten, so a
+    restarted local stack can run it against a moto server that outlived it.
     """
     names = table_names(settings)
     for logical_id in tables(template_path):
@@ -64,16 +74,23 @@ def create_usage_resources(
             )
         _create_table(dynamodb, template_path, logical_id, names[logical_id])
 
-    keys = [key.strip() for key in write_keys if key.strip()]
-    if not keys:
+    servers = [key.strip() for key in write_keys if key.strip()]
+    if not servers:
         raise ValueError("at least one write key is needed, or no client could ever send events")
-    # The same shape the operator creates in AWS: one SecureString, keys comma-separated.
-    ssm.put_parameter(
-        Name=settings.write_keys_param,
-        Value=",".join(keys),
-        Type="SecureString",
-        Overwrite=True,
-    )
+    now = datetime.now(UTC)
+    kinds = ((KeyKind.SERVER, servers), (KeyKind.CLIENT, client_keys), (KeyKind.ADMIN, admin_keys))
+    for kind, keys in kinds:
+        for number, key in enumerate((k.strip() for k in keys if k.strip()), start=1):
+            origins = client_origins if kind is KeyKind.CLIENT else ()
+            record = new_record(
+                f"local-{kind.value}-{number}",
+                kind,
+                key,
+                created_at=now,
+                origins=origins,
+                label="local stack",
+            )
+            put_record(ssm, settings.keys_path, record, overwrite=True)
 
 
 def _create_table(dynamodb: DynamoDBClient, template_path: Path, logical_id: str, table_name: str) -> None:

@@ -14,11 +14,23 @@ from pathlib import Path
 from types import FrameType
 
 from nudge.tools.args import count, iso_time, port, positive
-from nudge.tools.local.write_keys import DEFAULT_WRITE_KEY, WRITE_KEYS_ENV
+from nudge.tools.local.write_keys import (
+    ADMIN_KEYS_ENV,
+    ALLOWED_ORIGINS_ENV,
+    CLIENT_KEYS_ENV,
+    DEFAULT_ADMIN_KEY,
+    DEFAULT_CLIENT_KEY,
+    DEFAULT_WRITE_KEY,
+    DEFAULTS,
+    WRITE_KEYS_ENV,
+)
 
 KEYS_HELP = (
-    f"Write keys: the comma-separated keys in ${WRITE_KEYS_ENV}, or '{DEFAULT_WRITE_KEY}' when it is "
-    "unset. Send one as the HTTP Basic username (Segment SDKs do) or as 'Authorization: Bearer <key>'."
+    f"Keys (comma-separated lists): server keys in ${WRITE_KEYS_ENV} (default '{DEFAULT_WRITE_KEY}'), "
+    f"client keys in ${CLIENT_KEYS_ENV} (default '{DEFAULT_CLIENT_KEY}'; any page origin unless "
+    f"${ALLOWED_ORIGINS_ENV} lists some), admin keys in ${ADMIN_KEYS_ENV} (default "
+    f"'{DEFAULT_ADMIN_KEY}'). Send one as the HTTP Basic username (Segment SDKs do), as "
+    "'Authorization: Bearer <key>' or as the body's writeKey."
 )
 
 
@@ -109,14 +121,15 @@ def run_serve(args: argparse.Namespace) -> int:
     print("Starting the local stack...", file=sys.stderr, flush=True)
     with LocalStack(rules_dir=args.rules, containers=args.containers) as stack:
         server = LocalApiServer(stack, args.host, args.port, quiet=args.quiet)
-        keys_from = f"${WRITE_KEYS_ENV}" if os.environ.get(WRITE_KEYS_ENV, "").strip() else "the default"
         print(f"Nudge local API on {server.base_url}")
-        # The documented default key is printed: the user needs it for their SDK. A key the user
-        # chose (possibly a real one) is shown masked; none is ever logged.
-        first = stack.write_keys[0]
-        shown = first if first == DEFAULT_WRITE_KEY else f"{first[:4]}…{'*' * 4}"
-        print(f"Write key ({keys_from}): {shown}", end="")
-        print(f"  (+{len(stack.write_keys) - 1} more)" if len(stack.write_keys) > 1 else "")
+        keys = stack.keys
+        for kind, env, listed in (
+            ("Server", WRITE_KEYS_ENV, keys.server),
+            ("Client", CLIENT_KEYS_ENV, keys.client),
+            ("Admin", ADMIN_KEYS_ENV, keys.admin),
+        ):
+            print(_keys_line(kind, env, listed))
+        print(f"Client keys' origins: {', '.join(keys.origins)}   (${ALLOWED_ORIGINS_ENV})")
         print(f"Rules: {stack.rules_dir}   Simulated now: {stack.clock.now().isoformat()}")
         print(f"Try: curl {server.base_url}/_local/users/<user id>    Ctrl-C stops.", flush=True)
         # Stream records and sweeps are handled on their own from now on, as in AWS.
@@ -128,6 +141,16 @@ def run_serve(args: argparse.Namespace) -> int:
         finally:
             server.stop()
     return 0
+
+
+def _keys_line(kind: str, env: str, keys: tuple[str, ...]) -> str:
+    """The documented defaults are printed: the user needs them for their SDK. Keys the user chose
+    (possibly real ones) are shown masked; none is ever logged."""
+    source = f"${env}" if os.environ.get(env, "").strip() else "the default"
+    first = keys[0] if keys else ""
+    shown = first if first == DEFAULTS[env] else f"{first[:4]}…{'*' * 4}"
+    more = f"  (+{len(keys) - 1} more)" if len(keys) > 1 else ""
+    return f"{kind} key ({source}): {shown}{more}"
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -17,10 +17,15 @@ from pathlib import Path
 from nudge.tools.local.aws import REGION
 from nudge.tools.local.template import load_template
 
-WRITE_KEYS_PARAM = "/nudge/local/write-keys"
+KEYS_PATH = "/nudge/local/keys"
+# Keys are read again at most this often: a key revoked with `nudge keys revoke --stage local`
+# stops working a second later (AWS: a minute).
+KEYS_MAX_AGE_SECONDS = 1
 USAGE_TABLE = "nudge-local-usage"
 LEDGER_TABLE = "nudge-local-ledger"
+RATE_LIMIT_TABLE = "nudge-local-rate-limits"
 UNSUBSCRIBE_SECRET_PARAM = "/nudge/local/unsubscribe-secret"  # noqa: S105 - a parameter name
+USER_TOKEN_SECRET_PARAM = "/nudge/local/user-token-secret"  # noqa: S105 - a parameter name
 # Template parameters the local stack sets rather than taking their Default, as
 # `sam deploy --parameter-overrides` would. DueShards: the due index spreads a day's re-checks
 # over 16 partitions in DynamoDB, but moto has no partitions and answers each index Query by
@@ -55,10 +60,13 @@ def stack_environment(
         "POWERTOOLS_LOG_LEVEL": log_level,
         "NUDGE_USAGE_TABLE": USAGE_TABLE,
         "NUDGE_LEDGER_TABLE": LEDGER_TABLE,
+        "NUDGE_RATE_LIMIT_TABLE": RATE_LIMIT_TABLE,
         "NUDGE_UNSUBSCRIBE_SECRET_PARAM": UNSUBSCRIBE_SECRET_PARAM,
         # Links in local messages point at the local API (`nudge serve`'s address).
         "NUDGE_UNSUBSCRIBE_URL": f"{api_url}/v1/unsubscribe",
-        "NUDGE_WRITE_KEYS_PARAM": WRITE_KEYS_PARAM,
+        "NUDGE_KEYS_PATH": KEYS_PATH,
+        "NUDGE_KEYS_MAX_AGE_SECONDS": str(KEYS_MAX_AGE_SECONDS),
+        "NUDGE_USER_TOKEN_SECRET_PARAM": USER_TOKEN_SECRET_PARAM,
         "NUDGE_RULES_DIR": str(rules_dir),
     }
 

@@ -9,8 +9,9 @@ in this process, or worker processes each serving one request at a time, as Lamb
 ``nudge.tools.local.http`` serves them over HTTP; the pumps made by ``nudge.tools.local.wiring``
 feed them the template's streams, schedules and queues.
 
-Write keys: the stack accepts the keys in ``NUDGE_WRITE_KEYS``, or a documented default
-(``nudge.tools.local.write_keys``).
+Keys: the stack accepts the server keys in ``NUDGE_WRITE_KEYS``, the client keys in
+``NUDGE_CLIENT_KEYS`` and the admin keys in ``NUDGE_ADMIN_KEYS``, or documented defaults
+(``nudge.tools.local.write_keys``), stored hashed as in AWS.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from nudge.tools.local.simulated_clock import SimulatedClock, require_aware
 from nudge.tools.local.streams import PumpStats, StreamPump
 from nudge.tools.local.template import find_root
 from nudge.tools.local.wiring import CS_QUEUE, EventSources, create_resources, messaging_resources
-from nudge.tools.local.write_keys import write_keys_from_env
+from nudge.tools.local.write_keys import local_keys
 from nudge.tools.report.html import render
 
 if TYPE_CHECKING:
@@ -98,6 +99,10 @@ class LocalStack:
         root: Path | None = None,
         rules_dir: Path | None = None,
         write_keys: Sequence[str] | None = None,
+        client_keys: Sequence[str] | None = None,
+        admin_keys: Sequence[str] | None = None,
+        allowed_origins: Sequence[str] | None = None,
+        user_token_secret: str | None = None,
         clock: SimulatedClock | None = None,
         containers: int = 0,
         log_level: str = "INFO",
@@ -108,7 +113,14 @@ class LocalStack:
         self.api_url = api_url.rstrip("/")
         self.template_path = self.root / "template.yaml"
         self.rules_dir = (rules_dir or self.root / "rules").resolve()
-        self.write_keys = list(write_keys) if write_keys is not None else write_keys_from_env()
+        self.keys = local_keys(
+            server=list(write_keys) if write_keys is not None else None,
+            client=list(client_keys) if client_keys is not None else None,
+            admin=list(admin_keys) if admin_keys is not None else None,
+            origins=list(allowed_origins) if allowed_origins is not None else None,
+            user_token_secret=user_token_secret,
+        )
+        self.write_keys = list(self.keys.server)
         if not self.write_keys:
             raise ValueError("the local stack needs at least one write key")
         self.clock = clock or SimulatedClock()
@@ -152,7 +164,7 @@ class LocalStack:
             session = boto3.session.Session()
             dynamodb: DynamoDBClient = session.client("dynamodb")
             sqs: SQSClient = session.client("sqs")
-            self.queue_urls = create_resources(session, dynamodb, sqs, self.template_path, self.write_keys)
+            self.queue_urls = create_resources(session, dynamodb, sqs, self.template_path, self.keys)
             # What the template gives the functions (queue URLs, the due index's shards, the CS
             # topic, the push application), resolved to the local resources: set before the
             # containers copy the env.

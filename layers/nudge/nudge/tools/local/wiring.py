@@ -1,7 +1,7 @@
 """What the local stack makes in moto from template.yaml, once moto is up.
 
-* ``create_resources``: the template's tables and queues (``nudge.tools.local.aws``), the write
-  keys and a fresh unsubscribe-signing secret in SSM;
+* ``create_resources``: the template's tables and queues (``nudge.tools.local.aws``), the keys
+  (hashed), the user-token secret and a fresh unsubscribe-signing secret in SSM;
 * ``messaging_resources``: what the template takes from outside (the SES sender identity, a push
   platform application) or declares beyond tables and queues (its SNS topics);
 * ``EventSources``: the pumps standing in for Lambda's event source mappings and EventBridge's
@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
 from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +20,7 @@ import yaml
 
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_queues, create_usage_resources, table_names
-from nudge.tools.local.environment import UNSUBSCRIBE_SECRET_PARAM
+from nudge.tools.local.environment import UNSUBSCRIBE_SECRET_PARAM, USER_TOKEN_SECRET_PARAM
 from nudge.tools.local.functions import Invoker
 from nudge.tools.local.queues import QueuePump, QueueTap
 from nudge.tools.local.schedules import ScheduledFunction
@@ -29,6 +28,7 @@ from nudge.tools.local.simulated_clock import Now
 from nudge.tools.local.sources import queue_sources, schedule_sources, stream_sources
 from nudge.tools.local.streams import StreamPump
 from nudge.tools.local.template import TemplateError, load_template
+from nudge.tools.local.write_keys import LocalKeys
 
 if TYPE_CHECKING:
     import boto3
@@ -49,12 +49,25 @@ def create_resources(
     dynamodb: DynamoDBClient,
     sqs: SQSClient,
     template_path: Path,
-    write_keys: Sequence[str],
+    keys: LocalKeys,
 ) -> dict[str, str]:
-    """The template's tables and queues, the write keys and the unsubscribe-signing secret, made in
-    moto with the names nudge.settings reads from the environment; queue URLs by logical id."""
+    """The template's tables and queues, the keys, the user-token and unsubscribe-signing secrets,
+    made in moto with the names nudge.settings reads from the environment; queue URLs by logical id."""
 
-    create_usage_resources(dynamodb, session.client("ssm"), template_path, Settings(), list(write_keys))
+    ssm = session.client("ssm")
+    create_usage_resources(
+        dynamodb,
+        ssm,
+        template_path,
+        Settings(),
+        keys.server,
+        client_keys=keys.client,
+        admin_keys=keys.admin,
+        client_origins=keys.origins,
+    )
+    ssm.put_parameter(
+        Name=USER_TOKEN_SECRET_PARAM, Value=keys.user_token_secret, Type="SecureString", Overwrite=True
+    )
     # A fresh signing secret per stack: local unsubscribe links are only good while it runs.
     session.client("ssm").put_parameter(
         Name=UNSUBSCRIBE_SECRET_PARAM,

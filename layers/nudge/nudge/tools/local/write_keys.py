@@ -1,9 +1,14 @@
-"""The write keys the local stack accepts, from ``NUDGE_WRITE_KEYS``.
+"""The keys the local stack accepts, from the environment (comma-separated lists):
 
-The stack accepts the keys listed in the environment variable ``NUDGE_WRITE_KEYS``
-(comma-separated, so a rotation can be tried locally); when it is unset or empty the one key is
-``nudge-local-write-key`` (``DEFAULT_WRITE_KEY``). Send it as the HTTP Basic username, as Segment
-SDKs do, or as ``Authorization: Bearer <key>``.
+- ``NUDGE_WRITE_KEYS``: server keys (default ``nudge-local-write-key``), as before kinds existed;
+- ``NUDGE_CLIENT_KEYS``: client keys (default ``nudge-local-client-key``), usable from the origins in
+  ``NUDGE_ALLOWED_ORIGINS`` (default any: ``*``);
+- ``NUDGE_ADMIN_KEYS``: admin keys (default ``nudge-local-admin-key``), for erasure and export;
+- ``NUDGE_USER_TOKEN_SECRET``: what client user tokens are signed with (default
+  ``nudge-local-user-token-secret``).
+
+The stack stores them hashed, as `nudge keys create` does in AWS. Send a key as the HTTP Basic
+username (Segment SDKs do), as ``Authorization: Bearer <key>``, or as the body's ``writeKey``.
 
 Standard library only: ``nudge serve --help`` reads these names, and the CLI must start without
 importing moto.
@@ -13,13 +18,59 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 DEFAULT_WRITE_KEY = "nudge-local-write-key"
+DEFAULT_CLIENT_KEY = "nudge-local-client-key"
+DEFAULT_ADMIN_KEY = "nudge-local-admin-key"
+DEFAULT_USER_TOKEN_SECRET = "nudge-local-user-token-secret"  # noqa: S105 - documented local default
 WRITE_KEYS_ENV = "NUDGE_WRITE_KEYS"
+CLIENT_KEYS_ENV = "NUDGE_CLIENT_KEYS"
+ADMIN_KEYS_ENV = "NUDGE_ADMIN_KEYS"
+ALLOWED_ORIGINS_ENV = "NUDGE_ALLOWED_ORIGINS"
+USER_TOKEN_SECRET_ENV = "NUDGE_USER_TOKEN_SECRET"  # noqa: S105 - a variable name
+DEFAULTS = {
+    WRITE_KEYS_ENV: DEFAULT_WRITE_KEY,
+    CLIENT_KEYS_ENV: DEFAULT_CLIENT_KEY,
+    ADMIN_KEYS_ENV: DEFAULT_ADMIN_KEY,
+}
+
+
+def _listed(environ: Mapping[str, str], name: str) -> list[str]:
+    return [item.strip() for item in environ.get(name, "").split(",") if item.strip()]
 
 
 def write_keys_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
     """The keys in NUDGE_WRITE_KEYS, or [DEFAULT_WRITE_KEY] when it is unset or blank."""
-    raw = (environ if environ is not None else os.environ).get(WRITE_KEYS_ENV, "")
-    keys = [key.strip() for key in raw.split(",") if key.strip()]
-    return keys or [DEFAULT_WRITE_KEY]
+    return _listed(environ if environ is not None else os.environ, WRITE_KEYS_ENV) or [DEFAULT_WRITE_KEY]
+
+
+@dataclass(frozen=True)
+class LocalKeys:
+    server: tuple[str, ...]
+    client: tuple[str, ...]
+    admin: tuple[str, ...]
+    origins: tuple[str, ...]  # where the client keys may be used from
+    user_token_secret: str
+
+
+def local_keys(
+    environ: Mapping[str, str] | None = None,
+    *,
+    server: list[str] | None = None,
+    client: list[str] | None = None,
+    admin: list[str] | None = None,
+    origins: list[str] | None = None,
+    user_token_secret: str | None = None,
+) -> LocalKeys:
+    """What the stack accepts: the arguments given, else the environment, else the defaults."""
+    env = environ if environ is not None else os.environ
+    return LocalKeys(
+        server=tuple(server if server is not None else write_keys_from_env(env)),
+        client=tuple(client if client is not None else _listed(env, CLIENT_KEYS_ENV) or [DEFAULT_CLIENT_KEY]),
+        admin=tuple(admin if admin is not None else _listed(env, ADMIN_KEYS_ENV) or [DEFAULT_ADMIN_KEY]),
+        origins=tuple(origins if origins is not None else _listed(env, ALLOWED_ORIGINS_ENV) or ["*"]),
+        user_token_secret=user_token_secret
+        or env.get(USER_TOKEN_SECRET_ENV, "").strip()
+        or DEFAULT_USER_TOKEN_SECRET,
+    )

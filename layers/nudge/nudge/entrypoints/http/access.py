@@ -1,0 +1,63 @@
+"""Which key kind each route needs, and the CORS answers, decided per key by the API itself (API
+Gateway's static CORS settings cannot vary by key, so the HTTP API has none).
+
+    ingest (client or server key): the tracking routes below, long and short, and the SDK settings
+    admin (admin key):             DELETE /v1/users/{id} (erasure), GET /v1/users/{id}/export
+    none:                          the OpenAPI document, unsubscribe links (their token is the credential)
+
+CORS: a preflight carries no key, so it is granted when some live client key allows the requesting
+origin; the request that follows is judged by its own key: a client key listing the origin (or `*`)
+is answered with `Access-Control-Allow-Origin: <origin>`, anything else is refused without a grant.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nudge.domain.keys import Scope
+from nudge.entrypoints.http.sdk_settings import settings_key
+
+# Every tracking route, long and short (/v1/a and /v1/alias included: alias is part of Segment's
+# API, whichever module serves it).
+INGEST_PATHS = frozenset(
+    {
+        *("/v1/track", "/v1/t", "/v1/page", "/v1/p", "/v1/screen", "/v1/s"),
+        *("/v1/identify", "/v1/i", "/v1/group", "/v1/g", "/v1/alias", "/v1/a"),
+        *("/v1/batch", "/v1/b"),
+    }
+)
+ADMIN_PATH = re.compile(r"^/v1/users/[^/]+(?:/export)?$")
+
+ALLOW_METHODS = "POST, GET, OPTIONS"
+ALLOW_HEADERS = "Content-Type, Authorization, Content-Encoding"
+# What a page may read of an answer beyond the simple headers: analytics-next waits for
+# x-ratelimit-reset after a 429.
+EXPOSE_HEADERS = "Retry-After, x-ratelimit-reset"
+PREFLIGHT_MAX_AGE_SECONDS = 600
+
+
+def scope_of(path: str) -> Scope:
+    return Scope.ADMIN if ADMIN_PATH.match(path) else Scope.INGEST
+
+
+def cors_route(path: str) -> bool:
+    """Routes a page may call: the tracking routes and the settings document analytics-next fetches."""
+    return path in INGEST_PATHS or settings_key(path) is not None
+
+
+def granted(origin: str) -> dict[str, str]:
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Expose-Headers": EXPOSE_HEADERS,
+        "Vary": "Origin",
+    }
+
+
+def preflight_granted(origin: str) -> dict[str, str]:
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": ALLOW_METHODS,
+        "Access-Control-Allow-Headers": ALLOW_HEADERS,
+        "Access-Control-Max-Age": str(PREFLIGHT_MAX_AGE_SECONDS),
+        "Vary": "Origin",
+    }
