@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from typing import Any
 import pytest
 import requests
 
+from nudge.tools.cli import main
+from nudge.tools.local.environment import KEYS_MAX_AGE_SECONDS
 from nudge.tools.local.http import LocalApiServer
 from nudge.tools.local.stack import LocalStack
 
@@ -24,6 +27,8 @@ CLIENT_ORIGIN = "https://app.e2e.example"
 USER_TOKEN_SECRET = "e2e-user-token-secret"
 # Several containers, so concurrent requests really race on one user as concurrent Lambdas do.
 CONTAINERS = 3
+# How long a revoked key may still be seen by a container (the local stack reads keys every second).
+REVOCATION_DEADLINE_SECONDS = 30
 
 
 @dataclass
@@ -88,3 +93,29 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 def uid() -> str:
     """A user id no other test uses."""
     return f"user-{uuid.uuid4().hex[:12]}"
+
+
+def nudge_keys(api: Api, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """Run `nudge keys ...` against the stack's SSM, as an operator would; its output."""
+    code = main(["keys", *args, "--stage", "local", "--endpoint-url", api.stack.endpoint_url])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return out
+
+
+def settings_status(api: Api, key: str) -> int:
+    """Whether a key is live, asked where no rate limit counts: the SDK settings route."""
+    return api.session.get(f"{api.base_url}/v1/projects/{key}/settings", timeout=30).status_code
+
+
+def wait_for_status(api: Api, key: str, wanted: int) -> None:
+    """Until every container has read the keys again (the local stack reads them every second)."""
+    deadline = time.monotonic() + REVOCATION_DEADLINE_SECONDS
+    # Requests go to any container: the answer must hold for longer than a container caches keys
+    # (KEYS_MAX_AGE_SECONDS), so every cache read before the change has expired by then.
+    steady_since: float | None = None
+    while steady_since is None or time.monotonic() - steady_since <= 2 * KEYS_MAX_AGE_SECONDS:
+        steady = settings_status(api, key) == wanted
+        steady_since = (steady_since or time.monotonic()) if steady else None
+        assert time.monotonic() < deadline, f"the key's status never became {wanted}"
+        time.sleep(0.1)

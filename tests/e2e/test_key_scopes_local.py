@@ -6,52 +6,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from nudge.tools.cli import main
-from nudge.tools.local.environment import KEYS_MAX_AGE_SECONDS
+from tests.e2e.conftest import nudge_keys, wait_for_status
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Api
 
 pytestmark = pytest.mark.e2e
 
-# How long a revoked key may still be seen by a container (the local stack reads keys every second).
-REVOCATION_DEADLINE_SECONDS = 30
-
 
 def track(api: Api, user: str) -> dict[str, Any]:
     return {"userId": user, "event": "login", "timestamp": api.stack.clock.now().isoformat()}
-
-
-def nudge_keys(api: Api, capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    """Run `nudge keys ...` against the stack's SSM, as an operator would; its output."""
-    code = main(["keys", *args, "--stage", "local", "--endpoint-url", api.stack.endpoint_url])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    return out
-
-
-def settings_status(api: Api, key: str) -> int:
-    """Whether a key is live, asked where no rate limit counts: the SDK settings route."""
-    return api.session.get(f"{api.base_url}/v1/projects/{key}/settings", timeout=30).status_code
-
-
-def wait_for_status(api: Api, key: str, wanted: int) -> None:
-    """Until every container has read the keys again (the local stack reads them every second)."""
-    deadline = time.monotonic() + REVOCATION_DEADLINE_SECONDS
-    # Requests go to any container: the answer must hold for longer than a container caches keys
-    # (KEYS_MAX_AGE_SECONDS), so every cache read before the change has expired by then.
-    steady_since: float | None = None
-    while steady_since is None or time.monotonic() - steady_since <= 2 * KEYS_MAX_AGE_SECONDS:
-        steady = settings_status(api, key) == wanted
-        steady_since = (steady_since or time.monotonic()) if steady else None
-        assert time.monotonic() < deadline, f"the key's status never became {wanted}"
-        time.sleep(0.1)
 
 
 def test_a_browser_preflight_and_post_with_the_client_key_are_granted_its_origin(api: Api, uid: str) -> None:
