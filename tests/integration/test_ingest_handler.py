@@ -104,6 +104,7 @@ def test_a_batch_keeps_valid_messages_and_names_each_bad_field(handler: ModuleTy
             {"type": "identify", "userId": "it-1", "traits": {"email": "not-an-email"}},
             {"type": "group", "userId": "it-1"},
             {"type": "track", "event": "login"},
+            {"type": "subscribe", "userId": "it-1"},
             {"type": "alias", "userId": "it-1"},
         ]
     }
@@ -116,6 +117,7 @@ def test_a_batch_keeps_valid_messages_and_names_each_bad_field(handler: ModuleTy
         (3, "groupId"),
         (4, "userId"),
         (5, "type"),
+        (6, "previousId"),
     ]
     assert user("it-1").event_counts == {"project_created": 1}
 

@@ -26,10 +26,18 @@ class UsageStore(Protocol):
         rollup: RollupDelta | None,
         now: datetime,
         correlation_id: str = "",
+        absorbed: Sequence[tuple[str, int]] = (),
     ) -> None:
         """Write `state` as version+1 if the stored version is still `version`; else StateConflict.
 
-        `correlation_id` (the API request's id) goes with the write, for the evaluator's logs."""
+        `correlation_id` (the API request's id) goes with the write, for the evaluator's logs.
+        `absorbed`: (id, version read) of each profile merged into `state` by this write; each
+        becomes a pointer to `state.user_id` (a UserState holding only `merged_into`) in the same
+        atomic write, on the same version condition as the user's own."""
+        ...
+
+    def merged_ids(self, user_id: str) -> list[str]:
+        """Every id merged into the user, directly or through another merged id (for erasure)."""
         ...
 
     def load_account(self, account_id: str) -> Versioned[AccountState] | None: ...
@@ -115,6 +123,13 @@ class Ledger(Protocol):
 
     def erase_user(self, user_id: str) -> int:
         """Delete every ledger item of the user; how many."""
+        ...
+
+    def adopt(self, user_id: str, sources: Sequence[str], now: datetime) -> None:
+        """Fold the delivery records (sends, each rule's last send, unsubscribes) of ids merged
+        into the user into the user's own, so caps, cooldowns and opt-outs follow the merge.
+        Idempotent (each source is listed in `DeliveryRecord.adopted`); StateConflict if the
+        user's record moved meanwhile."""
         ...
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -115,13 +116,14 @@ class ConflictOnce(MemoryUsageStore):
         rollup: RollupDelta | None,
         now: datetime,
         correlation_id: str = "",
+        absorbed: Sequence[tuple[str, int]] = (),
     ) -> None:
         if state.user_id not in self.raced:
             self.raced.add(state.user_id)
             other = UserState(user_id=state.user_id)
             super().save_user(other.model_copy(update={"traits": {}}), version, None, now)
             raise StateConflict(state.user_id)
-        super().save_user(state, version, rollup, now)
+        super().save_user(state, version, rollup, now, absorbed=absorbed)
 
     def save_account(self, state: AccountState, version: int, now: datetime) -> None:
         super().save_account(state, version, now)

@@ -518,3 +518,27 @@ def test_an_editor_flags_what_lint_would_refuse(old: str, new: str) -> None:
             assert list(_validator(f"{name}.schema.json").iter_errors(data)) != []
             return
     pytest.fail(f"{old!r} is in no shipped file")
+
+
+def test_explain_counts_the_anonymous_steps_an_identify_merged_into_the_user(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a history whose onboarding was sent anonymously before the identify
+    monkeypatch.chdir(ROOT)
+    steps = [
+        {"type": "track", "anonymousId": "dev-9", "event": event, "timestamp": f"2026-03-02T10:0{i}:00Z"}
+        for i, event in enumerate(["setup_completed", "project_created", "teammate_invited"])
+    ]
+    signup = {
+        "type": "identify",
+        "userId": "ada",
+        "anonymousId": "dev-9",
+        "timestamp": "2026-03-02T11:00:00Z",
+    }
+    path = tmp_path / "events.ndjson"
+    path.write_text("\n".join(json.dumps(m) for m in [*steps, signup]) + "\n")
+    # When the user is explained
+    code, out, _ = nudge(capsys, "rules", "explain", "ada", "--events", str(path), "--json")
+    # Then what the device did counts: the user is newly activated
+    assert code == 0
+    assert json.loads(out)["segment"] == "newly_activated"

@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from nudge.model.calendar import week_key
-from nudge.model.messages import Group, Identify, Message, UsageEvent, event_name
+from nudge.model.messages import Alias, Group, Identify, Message, UsageEvent, event_name
 from nudge.model.state import (
     CONTEXT_FALLBACKS,
     CONTEXT_KEPT,
@@ -128,6 +128,8 @@ def fold(
             stamped = Stamped(v=message.groupId, at=at, mid=mid)
             if stamped.newer_than(new.account):
                 new.account = stamped
+        elif isinstance(message, Alias):
+            pass  # seen, like an identify without traits; the merge it asks for is the ingest's
         else:
             counter.count(message, at)
     first_day = horizon.toordinal()
@@ -138,8 +140,8 @@ def fold(
             new.events[name] = stats.model_copy(update={"daily": daily})
     horizon_epoch = int(horizon.timestamp())
     new.sessions = [s for s in counter.sessions if s[1] >= horizon_epoch]
-    new.milestones = _milestones(new, plan)
-    new.weeks = _weeks(new)
+    new.milestones = milestones_of(new, plan)
+    new.weeks = weeks_of(new)
     new.seen = seen.dump(window.max_seen)
     return new
 
@@ -244,7 +246,7 @@ def add_to_sessions(sessions: list[tuple[int, int]], at: int, gap: int) -> list[
     return kept
 
 
-def _milestones(state: UserState, plan: TrackingPlan) -> dict[str, datetime]:
+def milestones_of(state: UserState, plan: TrackingPlan) -> dict[str, datetime]:
     reached: dict[str, datetime] = {}
     for name, spec in plan.milestones.items():
         firsts = [state.events[e].first for e in spec.all if e in state.events]
@@ -258,7 +260,7 @@ def _week_of_day(day: int) -> str:
     return week_key(date.fromordinal(day))
 
 
-def _weeks(state: UserState) -> dict[str, WeekStats]:
+def weeks_of(state: UserState) -> dict[str, WeekStats]:
     weeks: dict[str, WeekStats] = {}
     for day in state.active_days:
         weeks.setdefault(_week_of_day(day), WeekStats()).active_days += 1
@@ -276,26 +278,33 @@ def fold_account(state: AccountState | None, account_id: str, groups: Sequence[G
     return new
 
 
-def rollup_delta(old: UserState | None, new: UserState) -> RollupDelta | None:
+def rollup_delta(
+    old: UserState | None, new: UserState, absorbed: Sequence[UserState] = ()
+) -> RollupDelta | None:
     """What the user's change adds to their account's weekly users, sessions and feature adopters.
 
     Computed from the old and new state of one versioned write, so it applies exactly once.
     Weeks that fall out of the user's kept history are not subtracted: the account keeps them.
+    `absorbed`: profiles of other userIds merged into this one by the same write; what they had
+    counted in this account is taken back, so the person counts once (anonymous profiles count
+    in no rollup, and are not passed here).
     """
     account = new.account_id
     if account is None:
         return None
-    same_account = old is not None and old.account_id == account
-    old_weeks = old.weeks if old is not None and same_account else {}
-    old_features = set(old.features) if old is not None and same_account else set()
+    before = [s for s in (old, *absorbed) if s is not None and s.account_id == account]
     delta = RollupDelta(account_id=account)
     for week, stats in new.weeks.items():
-        before = old_weeks.get(week)
-        if stats.active_days and not (before and before.active_days):
-            delta.week_users[week] = 1
-        change = stats.sessions - (before.sessions if before else 0)
+        olds = [s.weeks[week] for s in before if week in s.weeks]
+        # A week that lost its active days to the horizon takes nothing back (weeks are kept).
+        users = 1 - sum(1 for w in olds if w.active_days) if stats.active_days else 0
+        if users:
+            delta.week_users[week] = users
+        change = stats.sessions - sum(w.sessions for w in olds)
         if change:
             delta.week_sessions[week] = change
-    for feature in sorted(set(new.features) - old_features):
-        delta.feature_adopters[feature] = 1
+    for feature in sorted(new.features):
+        adopters = 1 - sum(1 for s in before if feature in s.features)
+        if adopters:
+            delta.feature_adopters[feature] = adopters
     return None if delta.is_empty() else delta

@@ -25,3 +25,22 @@ class DeliveryRecord(BaseModel):
     sends: list[Sent] = Field(default_factory=list)
     last_by_rule: dict[str, datetime] = Field(default_factory=dict)
     unsubscribed: set[str] = Field(default_factory=set)
+    # Ids merged into this user whose records were adopted (Ledger.adopt): each once.
+    adopted: list[str] = Field(default_factory=list)
+
+    def absorb(self, other: DeliveryRecord, other_id: str) -> DeliveryRecord:
+        """This record with the record of an id merged into the user (identity merge): its sends
+        count against the caps, its last send of each rule against cooldowns and `once`, its
+        unsubscribes hold. A second time changes nothing."""
+        if other_id in self.adopted:
+            return self
+        sends = {(s.at, s.channel, s.rule, s.journey): s for s in [*self.sends, *other.sends]}
+        last_by_rule = dict(self.last_by_rule)
+        for rule, at in other.last_by_rule.items():
+            last_by_rule[rule] = max(at, last_by_rule.get(rule, at))
+        return DeliveryRecord(
+            sends=[sends[k] for k in sorted(sends)],
+            last_by_rule=last_by_rule,
+            unsubscribed=self.unsubscribed | other.unsubscribed,
+            adopted=[*self.adopted, other_id],
+        )

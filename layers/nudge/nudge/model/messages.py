@@ -1,4 +1,4 @@
-"""Segment HTTP tracking API messages (track, identify, group, page, screen) and the batch envelope."""
+"""Segment HTTP tracking API messages (track, identify, group, page, screen, alias) and the batch envelope."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from nudge.model.state import ANONYMOUS_PREFIX
+
 IDENTITY_MISSING = "identity_missing"
+ALIAS_TO_ITSELF = "alias_to_itself"
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 EMAIL = re.compile(r"^[^@\s<>\"'\r\n]+@[^@\s<>\"'\r\n]+\.[^@\s<>\"'\r\n]+$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
@@ -64,7 +67,14 @@ class _Message(BaseModel):
     @property
     def identity(self) -> str:
         """The key of the user this message is about."""
-        return self.userId if self.userId else f"anon:{self.anonymousId}"
+        return self.userId if self.userId else f"{ANONYMOUS_PREFIX}{self.anonymousId}"
+
+    def links(self) -> list[tuple[str, str, str]]:
+        """(id merged away, the userId it merges into, the field naming it): a call that carries
+        both ids ties the device's anonymous profile to the user."""
+        if self.userId and self.anonymousId:
+            return [(f"{ANONYMOUS_PREFIX}{self.anonymousId}", self.userId, "anonymousId")]
+        return []
 
     def dedupe_key(self) -> str:
         """messageId, or a hash of the content when the sender gave none (a retry is then the same)."""
@@ -197,7 +207,35 @@ class Group(_Message):
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-Message = Annotated[Track | Identify | Group | Page | Screen, Field(discriminator="type")]
+class Alias(_Message):
+    """Links a previous id to the user: the histories merge, and the previous id points at the
+    user from then on. `previousId` may have been a userId or an anonymousId (Segment's SDKs send
+    either), so both profiles it may name merge."""
+
+    type: Literal["alias"] = "alias"
+    userId: Id = Field(description="The id the user is known by from now on.")
+    previousId: Id = Field(description="The id the user was known by until now (userId or anonymousId).")
+
+    @field_validator("previousId", mode="before")
+    @classmethod
+    def _previous_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _not_itself(self) -> Self:
+        if self.previousId == self.userId:
+            raise PydanticCustomError(ALIAS_TO_ITSELF, "alias: previousId and userId are the same")
+        return self
+
+    def links(self) -> list[tuple[str, str, str]]:
+        return [
+            (self.previousId, self.userId, "previousId"),
+            (f"{ANONYMOUS_PREFIX}{self.previousId}", self.userId, "previousId"),
+            *super().links(),
+        ]
+
+
+Message = Annotated[Track | Identify | Group | Page | Screen | Alias, Field(discriminator="type")]
 UsageEvent = Track | Page | Screen
 
 
@@ -226,7 +264,7 @@ def field_errors(exc: ValidationError, skip: int = 0) -> list[tuple[str, str]]:
     return [describe(err, skip) for err in exc.errors()]
 
 
-TAGS = frozenset({"track", "identify", "group", "page", "screen"})
+TAGS = frozenset({"track", "identify", "group", "page", "screen", "alias"})
 
 
 def describe(err: Any, skip: int = 0) -> tuple[str, str]:
@@ -238,11 +276,13 @@ def describe(err: Any, skip: int = 0) -> tuple[str, str]:
     field = ".".join(str(p) for p in loc) or "body"
     message: str = err["msg"]
     if kind == "union_tag_invalid":
-        return "type", "type must be one of track, identify, group, page, screen"
+        return "type", "type must be one of track, identify, group, page, screen, alias"
     if kind == "union_tag_not_found":
-        return "type", "type is required (track, identify, group, page or screen)"
+        return "type", "type is required (track, identify, group, page, screen or alias)"
     if kind == IDENTITY_MISSING:
         return "userId", message
+    if kind == ALIAS_TO_ITSELF:
+        return "previousId", message
     if kind == "json_invalid":
         return "body", "body is not valid JSON"
     if kind == "missing":

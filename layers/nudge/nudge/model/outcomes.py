@@ -13,7 +13,8 @@ from nudge.model.decisions import Decision
 @dataclass(frozen=True)
 class UserOutcome:
     user_id: str
-    # False: skipped, a newer usage state had already been evaluated.
+    # False: skipped, a newer usage state had already been evaluated, or not a person messages
+    # may go to (an anonymous-only profile, an id merged into a user): no segments, no decisions.
     evaluated: bool
     written: bool
     segment: str | None

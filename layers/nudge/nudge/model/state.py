@@ -22,6 +22,19 @@ class EventStats(_State):
     def count_since(self, day: int) -> int:
         return sum(n for d, n in self.daily.items() if d >= day)
 
+    def merged(self, other: EventStats) -> EventStats:
+        """One person's stats of this event from two profiles' (identity merge): counts add up,
+        first and last are the earliest and latest. A field added here is merged here too."""
+        daily = dict(self.daily)
+        for day, n in other.daily.items():
+            daily[day] = daily.get(day, 0) + n
+        return EventStats(
+            count=self.count + other.count,
+            first=min(self.first, other.first),
+            last=max(self.last, other.last),
+            daily=dict(sorted(daily.items())),
+        )
+
 
 class FeatureStats(_State):
     first: datetime
@@ -32,6 +45,15 @@ class FeatureStats(_State):
     @property
     def distinct_days(self) -> int:
         return len(self.days)
+
+    def merged(self, other: FeatureStats) -> FeatureStats:
+        """As EventStats.merged; the days of use are a union (distinct days, not a sum)."""
+        return FeatureStats(
+            first=min(self.first, other.first),
+            last=max(self.last, other.last),
+            count=self.count + other.count,
+            days=sorted(set(self.days) | set(other.days)),
+        )
 
 
 class Stamped(_State):
@@ -58,6 +80,19 @@ CONTEXT_KEPT = ("timezone", "locale", "app", "device", "os", "page", "campaign")
 CONTEXT_FALLBACKS = ("timezone", "locale")
 CONTEXT_VALUE_BYTES = 2048
 
+# The key of a profile known only by a device's anonymousId (messages without userId). Nothing is
+# ever sent to one; a call carrying both ids, or an alias, merges it into the user's profile.
+ANONYMOUS_PREFIX = "anon:"
+# How many merged ids a profile lists (`UserState.merged`): a person has a few devices; a sender
+# minting a new anonymousId per call must not grow the item without bound. The store's pointers
+# (and, in DynamoDB, a back-reference item per merged id) are what keep a merge from happening
+# twice and what erasure follows; the list makes the pure merge idempotent on its own.
+MERGED_KEPT = 100
+
+
+def is_anonymous(user_id: str) -> bool:
+    return user_id.startswith(ANONYMOUS_PREFIX)
+
 
 class UserState(_State):
     user_id: str
@@ -76,6 +111,16 @@ class UserState(_State):
     weeks: dict[str, WeekStats] = Field(default_factory=dict, description="ISO week -> activity.")
     # messageId digests by UTC day received, for the dedupe window (base64 of sorted 8-byte digests).
     seen: dict[int, str] = Field(default_factory=dict)
+    # Identity resolution (nudge.domain.identity): the ids whose history was merged into this
+    # profile (latest MERGED_KEPT), and, on the record of an id merged away, the profile it now
+    # points to (such a record holds nothing else: its history lives on in that profile).
+    merged: list[str] = Field(default_factory=list)
+    merged_into: str | None = None
+
+    @property
+    def addressable(self) -> bool:
+        """A person messages may go to: not an anonymous-only profile, nor an id merged away."""
+        return self.merged_into is None and not is_anonymous(self.user_id)
 
     @property
     def account_id(self) -> str | None:

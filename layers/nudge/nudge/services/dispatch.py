@@ -26,6 +26,7 @@ from nudge.domain.verdicts import Verdict, guard, guard_escalation
 from nudge.model.errors import StateConflict
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, subject_of
 from nudge.model.queue import DecisionBatch, Delivery
+from nudge.model.state import is_anonymous
 from nudge.observability import MetricCounts, logger
 from nudge.ports import DeliveryRouter, Ledger, Rechecks, UsageStore
 from nudge.rulebook.ruleset import RuleSet
@@ -109,7 +110,16 @@ def dispatch(
 ) -> DispatchResult:
     """Judge, record and route one evaluation's decisions; safe to run twice for one batch."""
     result = DispatchResult()
+    if is_anonymous(batch.user):
+        # The evaluator decides nothing for anonymous profiles; refused here too, whatever queued it.
+        logger.warning(
+            "dispatch: an anonymous profile; nothing sent", extra={"decisions": len(batch.decisions)}
+        )
+        return result
     traits: dict[str, Any] | None = None
+    # userIds merged into this user (an alias): their delivery records join the user's once, so
+    # caps, cooldowns, `once` and unsubscribes follow the merge (anonymous ids were never sent to).
+    merged_users: list[str] = []
     guardrails = rules.guardrails
     keys = [(subject_of(d), d.decision_id) for d in batch.decisions]
     keys += [(f"USER#{batch.user}", decision_id) for decision_id in batch.lapsed]
@@ -144,7 +154,22 @@ def dispatch(
                 # Erased (or never ingested): nothing may be sent, nothing about them written back.
                 logger.info("dispatch: user has no state; nothing sent", extra={"user_id": batch.user})
                 return result
-            traits = users[batch.user].value.trait_values()
+            state = users[batch.user].value
+            if not state.addressable:
+                logger.info(
+                    "dispatch: the id was merged into another user; nothing sent",
+                    extra={"user_id": batch.user},
+                )
+                return result
+            traits = state.trait_values()
+            merged_users = [i for i in state.merged if not is_anonymous(i)]
+        adopting = [i for i in merged_users if i not in view.record.value.adopted]
+        if adopting:
+            try:
+                ports.ledger.adopt(batch.user, adopting, now)
+            except StateConflict:
+                result.conflicts += 1
+            continue  # judge against the record as it is now
         escalations = [d for d in fresh if d.action == "escalate"]
         messages = [d for d in fresh if d.action != "escalate"]
 

@@ -17,6 +17,9 @@ What stays, and why:
 Order: the accounts are found first (from the usage state and the ledger entries), the usage
 state is deleted last, so an erasure that fails half-way finds everything left when retried.
 Every step is idempotent: erasing a user with nothing stored deletes nothing.
+Merged ids go with the person: every id merged into the user (UsageStore.merged_ids: anonymous
+devices, userIds aliased into them, and theirs in turn) is erased the same way, its pointer
+included, so no record is left saying that id was them.
 Unsubscribes go with the delivery record: an id tracked again after erasure starts afresh.
 Known gap: a decision already on a queue when the user is erased may record ledger entries again
 a moment later (its send is suppressed: there is no address left); erasing again removes them.
@@ -65,6 +68,21 @@ class Erasure:
 
 
 def erase_user(
+    user_id: str, *, usage: UsageStore, segments: SegmentStore, ledger: Ledger, accounts: AccountLedger
+) -> Erasure:
+    # The merged ids first, the user last: a retry after a failure half-way still finds them.
+    total = Erasure(usage=0, ledger=0, anonymized=0)
+    for erased in [*reversed(usage.merged_ids(user_id)), user_id]:
+        one = _erase_one(erased, usage=usage, segments=segments, ledger=ledger, accounts=accounts)
+        total = Erasure(
+            usage=total.usage + one.usage,
+            ledger=total.ledger + one.ledger,
+            anonymized=total.anonymized + one.anonymized,
+        )
+    return total
+
+
+def _erase_one(
     user_id: str, *, usage: UsageStore, segments: SegmentStore, ledger: Ledger, accounts: AccountLedger
 ) -> Erasure:
     state = usage.load_users([user_id]).get(user_id)

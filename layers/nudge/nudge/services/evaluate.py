@@ -119,6 +119,10 @@ def evaluate_user(
     correlation_id: the request (ingest API request id) or sweep run that led here; put on the
       decisions published, so dispatch and the action functions log under it too.
     """
+    if not user.addressable:
+        # Nothing is ever sent to an anonymous-only profile, nor to an id merged into a user (its
+        # history and its messages are the user's now): no segment record, no decisions.
+        return UserOutcome(user.user_id, False, False, None, None, None, (), None)
     accounts = accounts or AccountFactsCache(ports.usage, rules.reads_account_usage)
     account = accounts.get(user.account_id)
     current = previous if previous is not None else ports.segments.load([user.user_id])[user.user_id]

@@ -1,4 +1,5 @@
-"""The ingest use case: check messages, fold them per user, write each user once, retry on conflict."""
+"""The ingest use case: check messages, resolve identities, merge and fold them per person, write
+each person once (with the pointers of the ids merged into them), retry on conflict."""
 
 from __future__ import annotations
 
@@ -7,17 +8,16 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from functools import partial
 
 from nudge.backoff import CONTENTION, Backoff
 from nudge.domain.fold import FoldWindow, fold, fold_account, rollup_delta
+from nudge.domain.identity import merge_states
 from nudge.model.errors import StateConflict
 from nudge.model.messages import Group, Message, Page, Screen, Track, event_name
-from nudge.model.state import RollupDelta, UserState
+from nudge.model.state import UserState, is_anonymous
 from nudge.ports import UsageStore
 from nudge.rulebook.plan import TrackingPlan
-
-SaveUser = Callable[[UserState, int, RollupDelta | None, datetime], None]
+from nudge.services.identity import Issue, Profile, resolve
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def ingest(
     has room for it (DynamoDB), so the evaluator's logs and decisions carry it on.
     """
     result = IngestResult()
-    by_user: dict[str, list[Message]] = defaultdict(list)
+    accepted: list[tuple[int, Message]] = []
     groups: dict[str, list[Group]] = defaultdict(list)
     for index, message in messages:
         problems = check(index, message, plan, limits, now)
@@ -129,16 +129,18 @@ def ingest(
         message.messageId = message.dedupe_key()
         if message.timestamp is None:
             message.timestamp = now
-        by_user[message.identity].append(message)
-        if isinstance(message, Group):
-            groups[message.groupId].append(message)
-        result.accepted += 1
+        accepted.append((index, message))
     # Another writer got there first: re-read, fold again, write again, after a jittered pause.
     backoff = replace(CONTENTION.with_attempts(limits.write_attempts), sleep=sleep)
-    if by_user:
-        save = partial(store.save_user, correlation_id=correlation_id)
-        result.users_written, conflicts = _write_users(by_user, plan, store, save, now, limits, backoff)
-        result.conflicts += conflicts
+    refused: set[int] = set()
+    if accepted:
+        refused = _write_users(accepted, plan, store, now, limits, backoff, correlation_id, result)
+    for index, message in accepted:
+        if index in refused:
+            continue
+        result.accepted += 1
+        if isinstance(message, Group):
+            groups[message.groupId].append(message)
     for account_id, account_groups in groups.items():
         written, conflicts = _write_account(account_id, account_groups, store, now, backoff)
         result.accounts_written += written
@@ -147,35 +149,77 @@ def ingest(
 
 
 def _write_users(
-    by_user: dict[str, list[Message]],
+    messages: list[tuple[int, Message]],
     plan: TrackingPlan,
     store: UsageStore,
-    save: SaveUser,
     now: datetime,
     limits: IngestLimits,
     backoff: Backoff,
-) -> tuple[int, int]:
-    pending = dict(by_user)
-    written = conflicts = 0
-    for _ in backoff.tries():
-        current = store.load_users(list(pending))
-        retry: dict[str, list[Message]] = {}
-        for user_id, user_messages in pending.items():
-            stored = current.get(user_id)
-            old = stored.value if stored else None
-            new = fold(old, user_id, user_messages, plan, now, limits.window)
-            if new == old:
-                continue  # every message was a duplicate: nothing to write
-            try:
-                save(new, stored.version if stored else 0, rollup_delta(old, new), now)
-                written += 1
-            except StateConflict:
-                conflicts += 1
-                retry[user_id] = user_messages
-        if not retry:
-            return written, conflicts
-        pending = retry
-    raise Contention(f"{len(pending)} user(s) stayed contended after {backoff.attempts} attempts")
+    correlation_id: str,
+    result: IngestResult,
+) -> set[int]:
+    """Resolve, merge, fold and write each person; the indexes of the messages refused (an alias
+    that would make a cycle). A person whose write lost is resolved again from a fresh read (a
+    concurrent merge may have moved their messages to someone else) with their messages only."""
+    pending = messages
+    issues: dict[int, tuple[list[Issue], list[Issue]]] = {}
+    try:
+        for _ in backoff.tries():
+            resolution = resolve(pending, store)
+            # The latest read decides what a message's problems are.
+            for index, _message in pending:
+                issues[index] = ([], [])
+            for issue in resolution.refused:
+                issues[issue.index][0].append(issue)
+            for issue in resolution.warnings:
+                issues[issue.index][1].append(issue)
+            retry: list[tuple[int, Message]] = []
+            for profile in resolution.profiles.values():
+                try:
+                    result.users_written += _write_profile(profile, plan, store, now, limits, correlation_id)
+                except StateConflict:
+                    result.conflicts += 1
+                    retry += profile.messages
+            if not retry:
+                return {index for index, (errors, _) in issues.items() if errors}
+            pending = sorted(retry, key=lambda item: item[0])
+        raise Contention(f"{len(pending)} message(s) stayed contended after {backoff.attempts} attempts")
+    finally:
+        for errors, warnings in issues.values():
+            result.errors += [Problem(i.index, i.field, i.message) for i in errors]
+            result.warnings += [Problem(i.index, i.field, i.message) for i in warnings]
+
+
+def _write_profile(
+    profile: Profile,
+    plan: TrackingPlan,
+    store: UsageStore,
+    now: datetime,
+    limits: IngestLimits,
+    correlation_id: str,
+) -> int:
+    """Merge what joins the person, fold their messages, write it all at once; 1 if written."""
+    old = profile.stored.value if profile.stored else None
+    merged = old or UserState(user_id=profile.user_id)
+    others = [v.value if v else UserState(user_id=k) for k, v in profile.absorbed.items()]
+    for other in others:
+        merged = merge_states(merged, other, plan)
+    new = fold(merged, profile.user_id, [m for _, m in profile.messages], plan, now, limits.window)
+    if new == old:
+        return 0  # every message was a duplicate, nothing merged: nothing to write
+    # Anonymous profiles count in no account rollup: the person counts once they are known.
+    rollup = None
+    if not is_anonymous(profile.user_id):
+        rollup = rollup_delta(old, new, [o for o in others if not is_anonymous(o.user_id)])
+    store.save_user(
+        new,
+        profile.stored.version if profile.stored else 0,
+        rollup,
+        now,
+        correlation_id=correlation_id,
+        absorbed=[(k, v.version if v else 0) for k, v in profile.absorbed.items()],
+    )
+    return 1
 
 
 def _write_account(

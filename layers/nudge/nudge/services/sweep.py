@@ -72,8 +72,9 @@ def sweep(
                 continue
             try:
                 loaded = users.get(user_id)
-                if loaded is None:
-                    # The usage state is gone (erased): nothing left to check.
+                if loaded is None or not loaded.value.addressable:
+                    # The usage state is gone (erased), or the id was merged into another user's
+                    # (who has their own checks): nothing left to check.
                     stopped = record.value.model_copy(update={"next_check_at": None})
                     ports.segments.save(user_id, stopped, record.version, now)
                     result.skipped += 1

@@ -159,6 +159,39 @@ class DynamoLedger:
             return
         calls.write(self.client.transact_write_items, TransactItems=ops)
 
+    def adopt(self, user_id: str, sources: Sequence[str], now: datetime) -> None:
+        """One consistent read of the records, one update of the user's on the version read: its
+        sends and last sends merged in, the sources' unsubscribes ADDed to its own."""
+        items = calls.batch_get(
+            self.client, self.table, [_key(f"USER#{u}", DELIVERY) for u in [user_id, *sources]]
+        )
+        by_user: dict[str, tuple[DeliveryRecord, int]] = {}
+        for item in items:
+            value = codec.decode(item["rec"]["B"], DeliveryRecord) if "rec" in item else DeliveryRecord()
+            value.unsubscribed = set(item.get("unsub", {}).get("SS", []))
+            by_user[item["pk"]["S"].removeprefix("USER#")] = (value, int(item.get("v", {}).get("N", "0")))
+        record, version = by_user.get(user_id, (DeliveryRecord(), 0))
+        for source in sources:
+            record = record.absorb(by_user.get(source, (DeliveryRecord(), 0))[0], source)
+        values: dict[str, Any] = {
+            ":new": {"N": str(version + 1)},
+            ":rec": {"B": codec.encode(record.model_copy(update={"unsubscribed": set()}))},
+        }
+        expression = "SET v = :new, rec = :rec"
+        if record.unsubscribed:
+            expression += " ADD unsub :unsub"
+            values[":unsub"] = {"SS": sorted(record.unsubscribed)}
+        if version:
+            values[":old"] = {"N": str(version)}
+        calls.write(
+            self.client.update_item,
+            TableName=self.table,
+            Key=_key(f"USER#{user_id}", DELIVERY),
+            UpdateExpression=expression,
+            ConditionExpression="v = :old" if version else "attribute_not_exists(v)",
+            ExpressionAttributeValues=values,
+        )
+
     def get(self, subject: str, decision_id: str) -> LedgerEntry | None:
         response = calls.read(
             self.client.get_item,

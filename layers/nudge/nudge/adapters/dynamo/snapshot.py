@@ -30,6 +30,8 @@ def scan_usage(
         for item in page.get("Items", []):
             pk, sk = item["pk"]["S"], item["sk"]["S"]
             if pk.startswith("USER#") and sk == "STATE":
+                if "merged_into" in item:
+                    continue  # an id merged into a person: its history is theirs
                 users[pk[5:]] = codec.decode(item["state"]["B"], UserState)
             elif pk.startswith("USER#") and sk == "SEGMENTS":
                 records[pk[5:]] = record_of(item)

@@ -2,10 +2,13 @@
 
 Keys:  USER#<id> / STATE               one item per user: version, account, compressed state,
                                        `corr`: the request that last wrote it (for the logs)
+       USER#<id> / MERGED#<other>      a back-reference: <other>'s history was merged into <id>
+                                       (and USER#<other> / STATE points here); erasure follows them
        ACCOUNT#<id> / TRAITS           account traits (last writer wins per trait)
        ACCOUNT#<id> / WEEK#<week>#<k>  rollup shard k of one ISO week: active users, sessions
        ACCOUNT#<id> / FEATURES#<k>     rollup shard k: users who adopted each feature
-Index by_account (sparse, keys only): account_id -> the USER#<id> STATE items that carry it.
+Index by_account (sparse, keys only): account_id -> the USER#<id> STATE items that carry it
+(people only: an anonymous profile or a pointer carries no account_id).
 A user's write and the rollup deltas it implies go in one transaction, so they apply together
 exactly once; shards (by a hash of the user id) spread a hot account over many items.
 """
@@ -30,6 +33,7 @@ ROLLUP_WEEKS_KEPT = 26
 # On a user's STATE item: the id of the request that last wrote it (the ingest API's request id),
 # which the evaluator reads from the stream image and logs and decides under.
 CORRELATION_ATTRIBUTE = "corr"
+MERGED = "MERGED#"
 
 
 def user_key(user_id: str) -> dict[str, Any]:
@@ -91,24 +95,61 @@ class DynamoUsageStore:
         rollup: RollupDelta | None,
         now: datetime,
         correlation_id: str = "",
+        absorbed: Sequence[tuple[str, int]] = (),
     ) -> None:
+        put = calls.versioned_put(self.table, self._state_item(state, version, now, correlation_id), version)
+        if rollup is None and not absorbed:
+            calls.write(self.client.put_item, **put)
+            return
+        items: list[TransactWriteItemTypeDef] = [{"Put": put}]  # type: ignore[typeddict-item]
+        for other, other_version in absorbed:
+            # The merged id's record becomes a pointer, on the version it was read at (0: it had
+            # none), in the same transaction: a writer that folded into it meanwhile makes the
+            # whole merge retry, so nothing it wrote is lost.
+            pointer = UserState(user_id=other, merged_into=state.user_id)
+            pointer_item = self._state_item(pointer, other_version, now, correlation_id)
+            pointer_item["merged_into"] = {"S": state.user_id}
+            items.append({"Put": calls.versioned_put(self.table, pointer_item, other_version)})  # type: ignore[typeddict-item]
+            back = {
+                "pk": {"S": f"USER#{state.user_id}"},
+                "sk": {"S": MERGED + other},
+                "merged_at": {"S": now.isoformat()},
+            }
+            items.append({"Put": {"TableName": self.table, "Item": back}})
+        if rollup is not None:
+            items.extend(self._rollup_updates(state.user_id, rollup, now))
+        calls.write(self.client.transact_write_items, TransactItems=items)
+
+    @staticmethod
+    def _state_item(state: UserState, version: int, now: datetime, correlation_id: str) -> dict[str, Any]:
         item: dict[str, Any] = {
             **user_key(state.user_id),
             "v": {"N": str(version + 1)},
             "updated_at": {"S": now.isoformat()},
             "state": {"B": codec.encode(state)},
         }
-        if state.account_id:
+        # Only people are found by account (evaluate_account): not anonymous profiles, not pointers.
+        if state.account_id and state.addressable:
             item["account_id"] = {"S": state.account_id}
         if correlation_id:
             item[CORRELATION_ATTRIBUTE] = {"S": correlation_id}
-        put = calls.versioned_put(self.table, item, version)
-        if rollup is None:
-            calls.write(self.client.put_item, **put)
-            return
-        items: list[TransactWriteItemTypeDef] = [{"Put": put}]  # type: ignore[typeddict-item]
-        items.extend(self._rollup_updates(state.user_id, rollup, now))
-        calls.write(self.client.transact_write_items, TransactItems=items)
+        return item
+
+    def merged_ids(self, user_id: str) -> list[str]:
+        """The back-references under USER#<id>, and theirs in turn (a merged userId may have
+        merged others before): one Query per profile in the tree, which has no cycles."""
+        found: list[str] = []
+        targets = [user_id]
+        while targets:
+            sources = [
+                key["sk"]["S"].removeprefix(MERGED)
+                for target in targets
+                for key in partition_keys(self.client, self.table, f"USER#{target}")
+                if key["sk"]["S"].startswith(MERGED)
+            ]
+            found += sources
+            targets = sources
+        return found
 
     def _rollup_updates(
         self, user_id: str, delta: RollupDelta, now: datetime

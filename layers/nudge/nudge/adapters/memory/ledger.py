@@ -121,6 +121,22 @@ class MemoryLedger:
             self.unsubscribed.pop(user_id, None)
             return count
 
+    def adopt(self, user_id: str, sources: Sequence[str], now: datetime) -> None:
+        with self.lock:
+            stored = self.records.get(user_id)
+            record = (stored.value if stored else DeliveryRecord()).model_copy(deep=True)
+            record.unsubscribed = set(self.unsubscribed.get(user_id, set()))
+            for source in sources:
+                other = self.records.get(source)
+                theirs = (other.value if other else DeliveryRecord()).model_copy(deep=True)
+                theirs.unsubscribed = set(self.unsubscribed.get(source, set()))
+                record = record.absorb(theirs, source)
+            if record.unsubscribed:
+                self.unsubscribed.setdefault(user_id, set()).update(record.unsubscribed)
+            self.records[user_id] = Versioned(
+                record.model_copy(update={"unsubscribed": set()}), (stored.version if stored else 0) + 1
+            )
+
     # -- customer success (services.escalations): the escalations, and the note left on handling
 
     @property

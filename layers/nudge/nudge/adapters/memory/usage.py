@@ -30,15 +30,31 @@ class MemoryUsageStore:
         rollup: RollupDelta | None,
         now: datetime,
         correlation_id: str = "",
+        absorbed: Sequence[tuple[str, int]] = (),
     ) -> None:
         with self._lock:
-            current = self.users.get(state.user_id)
-            if (current.version if current else 0) != version:
-                raise StateConflict(state.user_id)
+            # All of it or nothing, as DynamoDB's transaction: every version still as read.
+            for user_id, expected in [(state.user_id, version), *absorbed]:
+                current = self.users.get(user_id)
+                if (current.version if current else 0) != expected:
+                    raise StateConflict(user_id)
             self.users[state.user_id] = Versioned(state, version + 1)
+            for user_id, expected in absorbed:
+                pointer = UserState(user_id=user_id, merged_into=state.user_id)
+                self.users[user_id] = Versioned(pointer, expected + 1)
             self.writes += 1
             if rollup is not None:
                 self._apply(rollup)
+
+    def merged_ids(self, user_id: str) -> list[str]:
+        with self._lock:
+            found: list[str] = []
+            targets = {user_id}
+            while targets:
+                sources = sorted(uid for uid, u in self.users.items() if u.value.merged_into in targets)
+                found += sources
+                targets = set(sources)
+            return found
 
     def _apply(self, delta: RollupDelta) -> None:
         rollup = self.rollups.setdefault(delta.account_id, AccountRollup())
@@ -67,7 +83,11 @@ class MemoryUsageStore:
 
     def users_of_account(self, account_id: str, limit: int | None = None) -> list[str]:
         with self._lock:
-            found = sorted(uid for uid, user in self.users.items() if user.value.account_id == account_id)
+            found = sorted(
+                uid
+                for uid, user in self.users.items()
+                if user.value.account_id == account_id and user.value.addressable
+            )
         return found if limit is None else found[:limit]
 
     def erase_user(self, user_id: str) -> int:

@@ -23,6 +23,7 @@ from nudge.entrypoints.http.sdk_settings import SdkSettings, sdk_settings, setti
 from nudge.entrypoints.http.shapes import ErrorItem, IngestResponse
 from nudge.model.errors import StoreUnavailable
 from nudge.model.messages import (
+    Alias,
     Batch,
     Group,
     Identify,
@@ -178,6 +179,17 @@ def identify(message: Annotated[Identify, Body()]) -> Response[IngestResponse]:
     tags=["tracking"],
 )
 def group(message: Annotated[Group, Body()]) -> Response[IngestResponse]:
+    return _run([(0, message)], [])
+
+
+@app.post("/v1/a", include_in_schema=False)
+@app.post(
+    "/v1/alias",
+    summary="Link a previous id to the user: their histories merge into one profile",
+    responses=_RESPONSES,
+    tags=["tracking"],
+)
+def alias(message: Annotated[Alias, Body()]) -> Response[IngestResponse]:
     return _run([(0, message)], [])
 
 

@@ -40,6 +40,7 @@ from nudge.model.state import UserState
 from nudge.model.versioned import Versioned
 from nudge.rulebook.ruleset import load_rules
 from nudge.services.escalations import CaseRepository, NoOpenEscalation, handle_escalation, open_escalations
+from nudge.services.identity import MAX_HOPS
 from nudge.tools.local.simulated_clock import ClockError
 from nudge.tools.local.stack import LocalStack
 
@@ -134,18 +135,29 @@ def user_document(
             for name, f in dumped["features"].items()
         },
         "weeks": dumped["weeks"],
+        # Identity resolution: the ids merged into this person.
+        "merged": state.merged,
     }
 
 
 def _user(stack: LocalStack, user_id: str) -> tuple[int, Any]:
     stack.settle()
     found = stack.store.load_users([user_id]).get(user_id)
+    # An id merged into a user (an anonymousId after identify, an aliased userId) answers with the
+    # person it points at, saying so.
+    hops = 0
+    while found is not None and found.value.merged_into is not None and hops < MAX_HOPS:
+        found, hops = stack.store.load_users([found.value.merged_into]).get(found.value.merged_into), hops + 1
     if found is None:
         return HTTPStatus.NOT_FOUND, {"message": "no such user", "user_id": user_id}
-    record = stack.segments.load([user_id])[user_id]
+    person = found.value.user_id
+    record = stack.segments.load([person])[person]
     # Version 0: never evaluated (no segment record yet).
     document = user_document(found.value, found.version, record if record.version else None)
-    document["ledger"] = [ledger_document(e) for e in stack.ledger.entries_of(user_id)]
+    document["ledger"] = [ledger_document(e) for e in stack.ledger.entries_of(person)]
+    if person != user_id:
+        document["merged_into"] = person
+        document["requested_id"] = user_id
     return HTTPStatus.OK, document
 
 

@@ -76,9 +76,31 @@ def _raw_identity(item: dict[str, Any]) -> str:
     return f"anon:{anonymous}" if anonymous not in (None, "") else ""
 
 
+def _merged_into(raw: Sequence[dict[str, Any]], user_id: str) -> set[str]:
+    """The user's id and the ids the history links to it (calls with both ids, aliases, and on
+    along the links): their messages are the user's once ingest has merged them."""
+    links: dict[str, set[str]] = {}
+    for item in raw:
+        user, anonymous, previous = item.get("userId"), item.get("anonymousId"), item.get("previousId")
+        if user in (None, ""):
+            continue
+        sources = {f"anon:{anonymous}"} if anonymous not in (None, "") else set()
+        if item.get("type") == "alias" and previous not in (None, ""):
+            sources |= {str(previous), f"anon:{previous}"}
+        links.setdefault(str(user), set()).update(sources)
+    found, todo = {user_id}, [user_id]
+    while todo:
+        for source in links.get(todo.pop(), set()) - found:
+            found.add(source)
+            todo.append(source)
+    return found
+
+
 def _raw_of_user_and_account(raw: Sequence[dict[str, Any]], user_id: str) -> list[dict[str, Any]]:
-    """The user's messages and those of everyone in the user's latest account (its weekly usage)."""
-    own = [item for item in raw if _raw_identity(item) == user_id]
+    """The user's messages (their merged ids' too) and those of everyone in the user's latest
+    account (its weekly usage)."""
+    ids = _merged_into(raw, user_id)
+    own = [item for item in raw if _raw_identity(item) in ids]
     groups = [item for item in own if item.get("type") == "group" and item.get("groupId") not in (None, "")]
     if not groups:
         return own

@@ -1,0 +1,242 @@
+"""Identity resolution through the ingest use case (in-memory store): a person is one profile
+however their anonymous events, identifies and aliases arrive."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nudge.adapters.memory import MemoryUsageStore
+from nudge.domain.fold import fold
+from nudge.model.messages import Alias, Group, Identify, Message, Track
+from nudge.model.state import UserState
+from nudge.services.identity import CYCLE
+from nudge.services.ingest import ingest
+from tests.unit.domain.test_fold import NOW, PLAN, histories
+
+ONBOARDING = ["setup_completed", "project_created", "teammate_invited"]
+
+
+def anon(event: str, device: str, mid: str, hours_ago: float = 2) -> Track:
+    return Track(anonymousId=device, event=event, timestamp=NOW - timedelta(hours=hours_ago), messageId=mid)
+
+
+def identify(user: str, device: str, mid: str = "identify", hours_ago: float = 1) -> Identify:
+    return Identify.model_validate(
+        {
+            "userId": user,
+            "anonymousId": device,
+            "traits": {"email": "ada@example.com"},
+            "timestamp": NOW - timedelta(hours=hours_ago),
+            "messageId": mid,
+        }
+    )
+
+
+def alias(previous: str, user: str, mid: str) -> Alias:
+    return Alias(previousId=previous, userId=user, timestamp=NOW - timedelta(minutes=30), messageId=mid)
+
+
+def send(store: MemoryUsageStore, *messages: Message):
+    return ingest(list(enumerate(messages)), PLAN, store, NOW, sleep=lambda _: None)
+
+
+def person(store: MemoryUsageStore, user_id: str) -> UserState:
+    return store.users[user_id].value
+
+
+def test_anonymous_onboarding_sent_before_signup_counts_toward_activated_after_identify() -> None:
+    # Given a visitor's onboarding steps, sent with their device's anonymousId only
+    store = MemoryUsageStore()
+    send(store, *(anon(e, "dev-1", f"s{i}") for i, e in enumerate(ONBOARDING)))
+    assert "activated" in person(store, "anon:dev-1").milestones
+    # When they sign up and the app identifies them with both ids
+    send(store, identify("u-ada", "dev-1"))
+    # Then the user has the steps and the milestone; the device's record points at the user
+    ada = person(store, "u-ada")
+    assert "activated" in ada.milestones
+    assert ada.event_counts == dict.fromkeys(ONBOARDING, 1)
+    assert ada.merged == ["anon:dev-1"]
+    assert person(store, "anon:dev-1").merged_into == "u-ada"
+
+
+def test_anonymous_steps_sent_after_the_identify_land_on_the_user() -> None:
+    store = MemoryUsageStore()
+    send(store, identify("u-ada", "dev-1"))
+    send(store, anon("setup_completed", "dev-1", "s1"), anon("project_created", "dev-1", "s2"))
+    send(store, anon("teammate_invited", "dev-1", "s3"))
+    assert "activated" in person(store, "u-ada").milestones
+    assert person(store, "anon:dev-1").merged_into == "u-ada"
+
+
+def test_a_track_carrying_both_ids_merges_like_an_identify() -> None:
+    store = MemoryUsageStore()
+    send(store, anon("setup_completed", "dev-1", "s1"))
+    both = Track(userId="u-ada", anonymousId="dev-1", event="project_created", timestamp=NOW, messageId="s2")
+    send(store, both)
+    assert person(store, "u-ada").event_counts == {"setup_completed": 1, "project_created": 1}
+
+
+def test_a_merge_sent_again_changes_nothing() -> None:
+    store = MemoryUsageStore()
+    send(store, anon("setup_completed", "dev-1", "s1"), identify("u-ada", "dev-1"))
+    before, writes = store.users["u-ada"], store.writes
+    send(store, anon("setup_completed", "dev-1", "s1"), identify("u-ada", "dev-1"))
+    assert store.users["u-ada"] == before
+    assert store.writes == writes
+
+
+def test_a_device_merged_into_one_user_stays_with_them_and_the_other_is_warned() -> None:
+    store = MemoryUsageStore()
+    send(store, anon("setup_completed", "shared", "s1"), identify("u-ada", "shared"))
+    result = send(store, identify("u-bob", "shared", "identify-bob"))
+    assert [(w.index, w.field) for w in result.warnings] == [(0, "anonymousId")]
+    assert result.accepted == 1
+    assert not result.errors
+    assert person(store, "anon:shared").merged_into == "u-ada"
+    assert person(store, "u-bob").event_counts == {}
+    send(store, anon("project_created", "shared", "s2"))
+    assert person(store, "u-ada").event_counts == {"setup_completed": 1, "project_created": 1}
+
+
+def test_an_alias_merges_a_known_user_and_their_later_events_land_on_the_new_id() -> None:
+    store = MemoryUsageStore()
+    send(store, Track(userId="old-id", event="setup_completed", timestamp=NOW, messageId="s1"))
+    send(store, alias("old-id", "new-id", "al1"))
+    send(store, Track(userId="old-id", event="project_created", timestamp=NOW, messageId="s2"))
+    assert person(store, "new-id").event_counts == {"setup_completed": 1, "project_created": 1}
+    assert person(store, "old-id").merged_into == "new-id"
+    assert store.merged_ids("new-id") == ["anon:old-id", "old-id"]
+
+
+def test_an_alias_of_an_anonymous_id_merges_its_history() -> None:
+    store = MemoryUsageStore()
+    send(store, anon("setup_completed", "dev-1", "s1"))
+    send(store, alias("dev-1", "u-ada", "al1"))
+    assert person(store, "u-ada").event_counts == {"setup_completed": 1}
+
+
+def test_an_alias_back_along_a_merge_is_refused_as_a_cycle() -> None:
+    store = MemoryUsageStore()
+    send(store, alias("b", "a", "al1"))  # b now points at a
+    result = send(store, alias("a", "b", "al2"))
+    assert [(e.index, e.field, e.message) for e in result.errors] == [(0, "previousId", CYCLE)]
+    assert result.accepted == 0
+    assert person(store, "b").merged_into == "a"
+    assert person(store, "a").merged_into is None
+
+
+def test_a_cycle_within_one_batch_refuses_the_alias_that_closes_it() -> None:
+    store = MemoryUsageStore()
+    result = send(store, alias("b", "a", "al1"), alias("a", "b", "al2"))
+    assert [(e.index, e.field) for e in result.errors] == [(1, "previousId")]
+    assert result.accepted == 1
+    assert person(store, "b").merged_into == "a"
+
+
+def test_merges_follow_a_chain_of_pointers() -> None:
+    store = MemoryUsageStore()
+    send(store, anon("setup_completed", "dev-1", "s1"), identify("first", "dev-1"))
+    send(store, alias("first", "second", "al1"))
+    send(store, anon("project_created", "dev-1", "s2"))  # dev-1 -> first -> second
+    assert person(store, "second").event_counts == {"setup_completed": 1, "project_created": 1}
+    assert sorted(store.merged_ids("second")) == ["anon:dev-1", "anon:first", "first"]
+
+
+def test_an_anonymous_group_adds_nothing_to_the_rollup_until_the_person_is_known() -> None:
+    store = MemoryUsageStore()
+    group = Group(anonymousId="dev-1", groupId="acme", timestamp=NOW - timedelta(hours=3), messageId="g1")
+    send(store, group, anon("setup_completed", "dev-1", "s1"))
+    assert store.load_rollup("acme").weeks == {}
+    send(store, identify("u-ada", "dev-1"))
+    weeks = store.load_rollup("acme").weeks
+    assert sum(w.active_users for w in weeks.values()) == 1
+    assert person(store, "u-ada").account_id == "acme"
+
+
+def test_an_alias_of_a_user_in_the_same_account_counts_the_person_once() -> None:
+    store = MemoryUsageStore()
+    for user in ("old-id", "new-id"):
+        send(
+            store,
+            Group(userId=user, groupId="acme", timestamp=NOW - timedelta(hours=3), messageId=f"g-{user}"),
+            Track(
+                userId=user,
+                event="setup_completed",
+                timestamp=NOW - timedelta(hours=2),
+                messageId=f"s-{user}",
+            ),
+        )
+    assert sum(w.active_users for w in store.load_rollup("acme").weeks.values()) == 2
+    send(store, alias("old-id", "new-id", "al1"))
+    rollup = store.load_rollup("acme")
+    assert sum(w.active_users for w in rollup.weeks.values()) == 1
+    assert rollup.feature_adopters == {f: 1 for f in person(store, "new-id").features}
+
+
+@st.composite
+def arrivals(draw: st.DrawFn) -> tuple[list[Message], list[list[Message]]]:
+    """One person's history, each message sent as the device (anonymousId only), as the user, or
+    with both; an identify linking them; then all of it sent in any order, some twice, in batches."""
+    history = draw(histories())
+    sent: list[Message] = []
+    for message in history:
+        shape = draw(st.sampled_from(["device", "user", "both"]))
+        if shape == "device":
+            message = message.model_copy(update={"userId": None, "anonymousId": "dev-1"})
+        elif shape == "both":
+            message = message.model_copy(update={"anonymousId": "dev-1"})
+        sent.append(message)
+    link = identify("u1", "dev-1", hours_ago=draw(st.integers(min_value=0, max_value=24 * 50)))
+    everything = [*sent, link]
+    order = draw(st.permutations(everything))
+    again = draw(st.lists(st.sampled_from(everything), max_size=5))
+    stream = [*order, *again]
+    cuts = sorted(draw(st.lists(st.integers(min_value=0, max_value=len(stream)), max_size=4)))
+    batches = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    return [*history, link], [b for b in batches if b]
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrivals())
+def test_however_the_anonymous_events_and_the_identify_arrive_the_person_is_one_profile(
+    case: tuple[list[Message], list[list[Message]]],
+) -> None:
+    # Given one person's messages split between their device and their userId, linked by an
+    # identify, arriving in any order, some twice, in any batches
+    history, batches = case
+    store = MemoryUsageStore()
+    # When each batch is ingested
+    for batch in batches:
+        send(store, *batch)
+    # Then the user's state equals folding the whole history under the userId at once (but for
+    # the ids it lists as merged), and the device's record only points at the user
+    expected = fold(None, "u1", [m.model_copy(update={"userId": "u1"}) for m in history], PLAN, NOW)
+    assert person(store, "u1").model_copy(update={"merged": []}) == expected
+    assert person(store, "u1").merged == ["anon:dev-1"]
+    assert person(store, "anon:dev-1") == UserState(user_id="anon:dev-1", merged_into="u1")
+
+
+class AnonymousEventSneaksIn(MemoryUsageStore):
+    """Another request folds a device event between our read and our merge write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raced = False
+
+    def save_user(self, state, version, rollup, now, correlation_id="", absorbed=()) -> None:
+        if absorbed and not self.raced:
+            self.raced = True
+            send(self, anon("teammate_invited", "dev-1", "sneaked"))
+        super().save_user(state, version, rollup, now, correlation_id, absorbed)
+
+
+def test_a_device_event_written_during_a_merge_makes_the_merge_retry_and_is_kept() -> None:
+    store = AnonymousEventSneaksIn()
+    send(store, anon("setup_completed", "dev-1", "s1"), anon("project_created", "dev-1", "s2"))
+    result = send(store, identify("u-ada", "dev-1"))
+    assert result.conflicts == 1
+    assert "activated" in person(store, "u-ada").milestones
+    assert person(store, "anon:dev-1").merged_into == "u-ada"
