@@ -312,6 +312,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
         segments=segment_ids,
         user_traits=plan.user_traits,
         account_traits=plan.account_traits,
+        properties=plan.properties_of,
     )
 
     _duplicates(seg_doc, "segments", list(segment_ids), problems)
