@@ -26,9 +26,9 @@ from nudge.rulebook.ruleset import (
     TRIGGERS_FILE,
     ScoringFile,
     SegmentsFile,
-    TemplateFile,
     TriggersFile,
 )
+from nudge.rulebook.templates import TemplateFile
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
 CONDITION_FIELDS = ("when", "escalate_when")
