@@ -174,3 +174,45 @@ def test_a_poison_decision_message_ends_in_the_dlq_and_the_rest_still_flow(api: 
     assert [m["Body"] for m in dead.get("Messages", [])] == ['{"not": "a batch"}']
     # and the real decision went through
     assert [m["rule"] for m in outbox(api, uid)] == ["finish_setup"]
+
+
+def test_the_upgrade_email_names_the_premium_feature_the_user_tried(api: Api, uid: str) -> None:
+    # Given a power user on the free plan (seven weeks of daily projects) who tried SSO six days ago
+    uid = unheld(uid, "upgrade_power_user")
+    now = api.stack.clock.now()
+
+    def past(event: str, days: float, **properties: Any) -> dict[str, Any]:
+        at = now - timedelta(days=days)
+        return {**message(api, uid, "track", event=event, properties=properties), "timestamp": at.isoformat()}
+
+    batch = [
+        {**message(api, uid, "identify", traits={"email": f"{uid}@example.com", "plan": "free",
+                                                  "timezone": "UTC", "consent": {"email": True}}),
+         "timestamp": (now - timedelta(days=50)).isoformat()},
+        past("signed_up", 50), past("setup_completed", 50), past("teammate_invited", 49),
+        *(past("project_created", 49 - i) for i in range(48)),
+        past("premium_feature_attempted", 6, feature="sso"),
+    ]  # fmt: skip
+    # When the product sends it
+    response = api.post("/v1/batch", {"batch": batch})
+    assert response.status_code == 200, response.text
+    move_clock(api, timedelta(minutes=5))
+    # Then the upgrade email names the feature
+    sent = outbox(api, uid)
+    assert [(m["rule"], m["channel"]) for m in sent] == [("upgrade_power_user", "email")]
+    assert sent[0]["subject"] == "You tried SSO: it comes with the next plan"
+    assert "You tried SSO, which your free plan doesn't include." in sent[0]["body"]
+    assert "You tried SSO," in sent[0]["html"]
+
+
+def test_a_premium_feature_of_the_wrong_type_is_refused_naming_event_property_and_type(
+    api: Api, uid: str
+) -> None:
+    bad = message(api, uid, "track", event="premium_feature_attempted", properties={"feature": 42})
+    response = api.post("/v1/track", bad)
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["field"] == "properties.feature"
+    assert error["message"] == (
+        "event 'premium_feature_attempted': property 'feature' should be a string, got number 42"
+    )

@@ -9,8 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nudge.adapters.dynamo.codec import encode
 from nudge.domain.fold import FoldWindow, add_to_sessions, fold, rollup_delta
 from nudge.model.messages import Group, Identify, Message, Track
+from nudge.model.properties import DIMENSION_VALUES_KEPT, VALUE_CHARS_KEPT
+from nudge.model.state import PropertyStats, ValueStats
 from nudge.rulebook.plan import TrackingPlan, load_plan
 
 PLAN: TrackingPlan = load_plan(Path("rules"))
@@ -31,7 +34,10 @@ def histories(draw: st.DrawFn) -> list[Message]:
         kind = draw(st.sampled_from(["track", "track", "track", "identify", "group"]))
         mid = f"m{i}"
         if kind == "track":
-            messages.append(track(draw(st.sampled_from(EVENTS)), at, mid))
+            event = draw(st.sampled_from([*EVENTS, *PROPERTY_EVENTS]))
+            message = track(event, at, mid)
+            message.properties = draw(PROPERTY_EVENTS.get(event, st.just({})))
+            messages.append(message)
         elif kind == "identify":
             plan = draw(st.sampled_from(["free", "team", "business"]))
             messages.append(
@@ -47,6 +53,25 @@ def histories(draw: st.DrawFn) -> list[Message]:
         messages[-1].context = draw(CONTEXTS)
     return messages
 
+
+# Events whose declared properties the state keeps (dimension, sum, last), with values of the right
+# type or not (a flagged mismatch is not kept), sums that floats would add differently by order.
+PROPERTY_EVENTS = {
+    "premium_feature_attempted": st.fixed_dictionaries(
+        {},
+        optional={
+            "feature": st.sampled_from(["sso", "audit_log", "custom_roles", 3]),
+            "plan": st.just("free"),
+        },
+    ),
+    "invoice_paid": st.fixed_dictionaries(
+        {"revenue": st.sampled_from([0.1, 0.2, 0.3, 19.99, 45, 1e-7, 2.5e9])},
+        optional={"plan": st.sampled_from(["team", "business"])},
+    ),
+    "page_viewed": st.fixed_dictionaries(
+        {}, optional={"name": st.sampled_from(["Pricing", "Docs", "x" * 101])}
+    ),
+}
 
 CONTEXTS = st.fixed_dictionaries(
     {},
@@ -271,3 +296,131 @@ def test_the_context_timezone_and_locale_stand_in_for_unset_traits_only() -> Non
     )
     state = fold(state, "u1", [said], PLAN, NOW)
     assert state.trait_values() == {"timezone": "Europe/Paris", "locale": "ja-JP"}
+
+
+# --- event properties ---------------------------------------------------------------------------
+
+
+def with_props(event: str, at: datetime, mid: str, **properties: object) -> Track:
+    return Track(userId="u1", event=event, timestamp=at, messageId=mid, properties=properties)
+
+
+def test_a_dimension_counts_each_value_with_its_first_last_and_days() -> None:
+    day = timedelta(days=1)
+    state = fold(
+        None,
+        "u1",
+        [
+            with_props("premium_feature_attempted", NOW - 3 * day, "a", feature="sso"),
+            with_props("premium_feature_attempted", NOW - day, "b", feature="sso"),
+            with_props("premium_feature_attempted", NOW - 2 * day, "c", feature="audit_log"),
+        ],
+        PLAN,
+        NOW,
+    )
+    props = state.events["premium_feature_attempted"].props
+    assert props is not None
+    sso = props.values["feature"]["sso"]
+    assert (sso.count, sso.first, sso.last) == (2, NOW - 3 * day, NOW - day)
+    assert sum(sso.daily.values()) == 2
+    assert props.values["feature"]["audit_log"].count == 1
+    assert props.last["feature"].v == "sso"  # the newest, whatever arrived last
+    assert props.newest_value("feature") == "sso"
+    assert props.newest_value("feature", frozenset({"audit_log"})) == "audit_log"
+
+
+def test_sums_add_up_exactly_in_any_order() -> None:
+    amounts = [0.1, 0.2, 0.3, 19.99]
+    messages = [
+        with_props("invoice_paid", NOW - timedelta(hours=i), f"i{i}", revenue=v)
+        for i, v in enumerate(amounts)
+    ]
+    forward = fold(None, "u1", messages, PLAN, NOW).events["invoice_paid"].props
+    backward = fold(None, "u1", messages[::-1], PLAN, NOW).events["invoice_paid"].props
+    assert forward == backward
+    assert forward is not None
+    assert forward.sums["revenue"].total == 20.59
+    assert forward.sums["revenue"].total_since(NOW.toordinal()) == 20.59
+
+
+def test_events_without_kept_properties_keep_no_property_state() -> None:
+    state = fold(None, "u1", [with_props("login", NOW, "l", method="sso")], PLAN, NOW)
+    assert state.events["login"].props is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=60 * 24 * 80), min_size=1, max_size=300), st.randoms())
+def test_a_dimension_never_keeps_more_than_its_cap_and_keeps_the_most_recent_values(
+    minutes: list[int], rnd
+) -> None:
+    # Each page view has its own name: far more distinct values than the cap.
+    messages = [
+        with_props("page_viewed", NOW - timedelta(minutes=m), f"p{i}", name=f"page {i}")
+        for i, m in enumerate(minutes)
+    ]
+    shuffled = list(messages)
+    rnd.shuffle(shuffled)
+    half = len(shuffled) // 2
+    stepwise = fold(fold(None, "u1", shuffled[:half], PLAN, NOW), "u1", shuffled[half:], PLAN, NOW)
+    kept = stepwise.events["page_viewed"].props.values["name"]  # type: ignore[union-attr]
+    assert len(kept) == min(len(messages), DIMENSION_VALUES_KEPT)
+    newest = sorted(((NOW - timedelta(minutes=m), f"page {i}") for i, m in enumerate(minutes)), reverse=True)
+    assert set(kept) == {name for _, name in newest[:DIMENSION_VALUES_KEPT]}
+    assert set(kept) == set(fold(None, "u1", messages, PLAN, NOW).events["page_viewed"].props.values["name"])  # type: ignore[union-attr]
+
+
+def test_a_full_dimension_keeps_the_user_item_far_below_dynamodbs_limit() -> None:
+    # Every dimension the shipped plan declares, each at its cap of long values, each value seen
+    # on every one of the kept days, plus the most dedupe a user can hold: still under 400 KB.
+    window = FoldWindow()
+    messages: list[Message] = []
+    for days_ago in range(window.weeks_kept * 7):
+        at = NOW - timedelta(days=days_ago)
+        for value in range(DIMENSION_VALUES_KEPT):
+            for event in ("page_viewed", "screen_viewed"):
+                name = f"{value:03d}" + "n" * (VALUE_CHARS_KEPT - 3)
+                messages.append(with_props(event, at, f"{event}{days_ago}-{value}", name=name))
+    state = fold(None, "u1", messages, PLAN, NOW, FoldWindow(max_seen=window.max_seen))
+    for event in ("page_viewed", "screen_viewed"):
+        assert len(state.events[event].props.values["name"]) == DIMENSION_VALUES_KEPT  # type: ignore[union-attr]
+    assert len(encode(state)) < 400_000
+
+
+def test_merging_property_stats_sums_counts_keeps_the_newest_and_reapplies_the_cap() -> None:
+    early, late = NOW - timedelta(days=2), NOW - timedelta(hours=1)
+    a = fold(
+        None,
+        "u1",
+        [
+            with_props("premium_feature_attempted", early, "a", feature="sso"),
+            with_props("invoice_paid", early, "i1", revenue=0.1),
+        ],
+        PLAN,
+        NOW,
+    )
+    b = fold(None, "u1", [with_props("premium_feature_attempted", late, "b", feature="sso"),
+                          with_props("premium_feature_attempted", early, "c", feature="audit_log"),
+                          with_props("invoice_paid", late, "i2", revenue=0.2)], PLAN, NOW)  # fmt: skip
+    pa, pb = a.events["premium_feature_attempted"].props, b.events["premium_feature_attempted"].props
+    assert pa is not None
+    assert pb is not None
+    merged = pa.merged(pb)
+    assert merged == pb.merged(pa)
+    sso = merged.values["feature"]["sso"]
+    assert (sso.count, sso.first, sso.last) == (2, early, late)
+    assert merged.last["feature"].v == "sso"
+    assert merged.last["feature"].at == late
+    # Merging equals folding both histories as one (what the identity merge relies on).
+    both = fold(None, "u1", [with_props("premium_feature_attempted", early, "a", feature="sso"),
+                             with_props("premium_feature_attempted", late, "b", feature="sso"),
+                             with_props("premium_feature_attempted", early, "c", feature="audit_log")],
+                PLAN, NOW).events["premium_feature_attempted"].props  # fmt: skip
+    assert merged == both
+    sums = a.events["invoice_paid"].props.merged(b.events["invoice_paid"].props)  # type: ignore[union-attr,arg-type]
+    assert sums.sums["revenue"].total == 0.3
+    many = {f"v{i}": ValueStats(count=1, first=early + timedelta(minutes=i), last=early + timedelta(minutes=i))
+            for i in range(DIMENSION_VALUES_KEPT + 5)}  # fmt: skip
+    capped = PropertyStats(values={"name": dict(list(many.items())[:30])}).merged(
+        PropertyStats(values={"name": dict(list(many.items())[30:])})
+    )
+    assert set(capped.values["name"]) == {f"v{i}" for i in range(5, DIMENSION_VALUES_KEPT + 5)}

@@ -13,7 +13,7 @@ from nudge.domain.render import (
     RenderError,
     render,
 )
-from nudge.rulebook.ruleset import TemplateFile, load_templates
+from nudge.rulebook.templates import TemplateFile, load_templates
 from nudge.rulebook.yamlfile import RuleProblem
 
 REPO = Path(__file__).resolve().parents[3]

@@ -112,3 +112,60 @@ def test_email_phone_and_consent_are_always_sensitive_and_the_plan_may_add_more(
     assert plan.sensitive_user_traits == {"email", "phone", "consent", "birthday"}
     assert plan.sensitive_account_traits == {"tax_id"}
     assert load_plan(Path("rules")).sensitive_user_traits == {"email", "phone", "consent"}
+
+
+# --- event properties -------------------------------------------------------------------------
+
+
+def test_the_shipped_plan_keeps_the_premium_feature_page_names_and_revenue() -> None:
+    plan = load_plan(Path("rules"))
+    feature = plan.kept_of["premium_feature_attempted"]["feature"]
+    assert (feature.type, feature.dimension, feature.last) == ("string", True, True)
+    assert plan.kept_of["page_viewed"]["name"].dimension
+    assert plan.kept_of["screen_viewed"]["name"].dimension
+    assert plan.kept_of["invoice_paid"]["revenue"].sum
+    assert "login" not in plan.properties_of  # no declared properties: no entry at all
+    assert plan.property_errors == "reject"
+
+
+def test_sensitive_properties_are_listed_per_event(rules_copy: Path) -> None:
+    plan_file = rules_copy / "tracking-plan.yaml"
+    _replace(
+        plan_file,
+        "      required_plan:\n",
+        "      card_last4:\n        type: string\n        sensitive: true\n      required_plan:\n",
+    )
+    plan = load_plan(rules_copy)
+    assert plan.sensitive_of("premium_feature_attempted") == frozenset({"card_last4"})
+    assert plan.sensitive_of("login") == frozenset()
+    assert plan.sensitive_properties == {"premium_feature_attempted": frozenset({"card_last4"})}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        ("        sum: true             #", "        type_: x\n        sum: true             #", "unknown key"),
+        ("        type: number\n        description: What", "        type: string\n        description: What",
+         "sum: true needs a number or integer property"),
+        ("enum: [free, team, business]", "enum: [free, 2, business]", "enum value 2 is not a string"),
+        ("        type: string\n        description: The page's", "        type: number\n        description: The page's",
+         "a number cannot be a dimension"),
+    ],
+)  # fmt: skip
+def test_property_declarations_that_cannot_work_are_refused_at_their_line(
+    rules_copy: Path, old: str, new: str, says: str
+) -> None:
+    plan_file = rules_copy / "tracking-plan.yaml"
+    _replace(plan_file, old, new)
+    message = _error(rules_copy)
+    assert "tracking-plan.yaml:" in message
+    assert says in message
+
+
+def test_more_dimensions_than_the_documented_cap_are_refused(rules_copy: Path) -> None:
+    plan_file = rules_copy / "tracking-plan.yaml"
+    many = "".join(f"      d{i}:\n        type: string\n        dimension: true\n" for i in range(10))
+    _replace(plan_file, "      required_plan:\n", many + "      required_plan:\n")
+    message = _error(rules_copy)
+    assert "at most 10 properties may be dimensions" in message
+    assert message.count("at most 10 properties") == 3  # 13 in all: the three past the cap

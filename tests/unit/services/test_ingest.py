@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nudge.adapters.memory import MemoryUsageStore
 from nudge.model.errors import StateConflict
-from nudge.model.messages import Group, Identify, Message, Track
+from nudge.model.messages import Group, Identify, Message, Page, Screen, Track
 from nudge.model.state import AccountState, RollupDelta, UserState
 from nudge.rulebook.plan import load_plan
 from nudge.services.ingest import IngestLimits, ingest
@@ -135,3 +135,103 @@ def test_a_conflicting_write_is_reread_refolded_and_retried() -> None:
     assert result.conflicts == 1
     assert store.users["u1"].version == 2
     assert store.users["u1"].value.event_counts == {"login": 1}
+
+
+# --- declared properties ------------------------------------------------------------------------
+
+
+def premium(user: str, mid: str, **properties: object) -> Track:
+    return Track(
+        userId=user,
+        event="premium_feature_attempted",
+        timestamp=NOW - timedelta(hours=1),
+        messageId=mid,
+        properties=properties,
+    )
+
+
+def test_a_property_of_the_wrong_type_is_refused_naming_event_property_and_type() -> None:
+    store = MemoryUsageStore()
+    result = ingest(
+        indexed(premium("u1", "ok", feature="sso"), premium("u1", "bad", feature=3)), PLAN, store, NOW
+    )
+    assert result.accepted == 1
+    [error] = result.errors
+    assert (error.index, error.field) == (1, "properties.feature")
+    assert "premium_feature_attempted" in error.message
+    assert "'feature' should be a string, got number 3" in error.message
+    assert store.users["u1"].value.events["premium_feature_attempted"].count == 1
+
+
+def test_a_value_outside_the_enum_and_a_missing_required_property_are_refused() -> None:
+    store = MemoryUsageStore()
+    invoice = Track(userId="u1", event="invoice_paid", timestamp=NOW - timedelta(hours=1), messageId="i")
+    result = ingest(indexed(premium("u1", "p", feature="ssso"), invoice), PLAN, store, NOW)
+    assert result.accepted == 0
+    messages = {e.index: e.message for e in result.errors}
+    assert "'ssso' is not one of the allowed values (sso, audit_log" in messages[0]
+    assert messages[1] == "event 'invoice_paid' requires property 'revenue' (number)"
+
+
+def test_under_the_flag_policy_a_mismatch_is_kept_warned_and_not_kept_in_state() -> None:
+    store = MemoryUsageStore()
+    plan = PLAN.model_copy(update={"property_errors": "flag"})
+    result = ingest(indexed(premium("u1", "bad", feature=3)), plan, store, NOW)
+    assert result.accepted == 1
+    assert not result.errors
+    [warning] = result.warnings
+    assert warning.field == "properties.feature"
+    assert "accepted and flagged" in warning.message
+    stats = store.users["u1"].value.events["premium_feature_attempted"]
+    assert stats.count == 1
+    assert stats.props is not None
+    assert stats.props.values == {}
+    assert stats.props.last == {}
+
+
+def test_undeclared_properties_are_accepted_and_ignored() -> None:
+    store = MemoryUsageStore()
+    result = ingest(indexed(premium("u1", "p", feature="sso", colour={"any": ["shape"]})), PLAN, store, NOW)
+    assert result.accepted == 1
+    assert not result.errors
+    assert not result.warnings
+
+
+def test_a_text_value_too_long_to_keep_is_accepted_with_a_warning() -> None:
+    store = MemoryUsageStore()
+    page = Track(
+        userId="u1", event="page_viewed", timestamp=NOW - timedelta(hours=1), messageId="p",
+        properties={"name": "x" * 101},
+    )  # fmt: skip
+    result = ingest(indexed(page), PLAN, store, NOW)
+    assert result.accepted == 1
+    [warning] = result.warnings
+    assert "over 100 characters" in warning.message
+    props = store.users["u1"].value.events["page_viewed"].props
+    assert props is not None
+    assert props.values == {}
+
+
+def test_a_page_name_is_the_page_viewed_name_property() -> None:
+    store = MemoryUsageStore()
+    page = Page(userId="u1", name="Pricing", timestamp=NOW - timedelta(hours=1), messageId="p")
+    screen = Screen(userId="u1", name="Settings", timestamp=NOW - timedelta(hours=1), messageId="s")
+    ingest(indexed(page, screen), PLAN, store, NOW)
+    events = store.users["u1"].value.events
+    assert list(events["page_viewed"].props.values["name"]) == ["Pricing"]  # type: ignore[union-attr]
+    assert list(events["screen_viewed"].props.values["name"]) == ["Settings"]  # type: ignore[union-attr]
+
+
+def test_a_page_name_of_the_wrong_type_names_the_name_field() -> None:
+    page = Page.model_validate(
+        {
+            "userId": "u1",
+            "properties": {"name": False},
+            "timestamp": NOW - timedelta(hours=1),
+            "messageId": "p",
+        }
+    )
+    result = ingest(indexed(page), PLAN, MemoryUsageStore(), NOW)
+    [error] = result.errors
+    assert error.field == "properties.name"
+    assert "should be a string, got boolean false" in error.message

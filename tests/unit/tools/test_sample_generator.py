@@ -171,7 +171,8 @@ def test_big_history_is_sorted_within_window_and_planned(big: Digest, plan: Trac
     assert big.last < (START + timedelta(days=90)).timestamp()
     events = {event for tracks in big.tracks.values() for _, event in tracks}
     assert events <= set(plan.events)
-    assert events == set(plan.events)  # the whole plan is exercised
+    # The whole plan is exercised, but for the mobile app's screens: the sample is the web app's.
+    assert events == set(plan.events) - {"screen_viewed"}
     assert set(big.types) == {"track", "identify", "group"}
 
 

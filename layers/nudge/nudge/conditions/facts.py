@@ -3,17 +3,18 @@ the time-based ones, when its value could next change with no new event (for the
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime, timedelta
 from typing import Any
 
 from nudge.conditions import features as F
-from nudge.conditions.tree import Context, Fact, Op, anchored
+from nudge.conditions.tree import Context, Fact, Op, Subject, anchored
 from nudge.model.decisions import Value
 from nudge.model.durations import format_duration
 
 
-def _key(*parts: object) -> str:
+def fact_key(*parts: object) -> str:
     return "__".join(re.sub(r"[^a-z0-9_]", "_", str(p).lower()) for p in parts)
 
 
@@ -53,19 +54,44 @@ def _age(ctx: Context) -> float:
     return max(0.0, (ctx.instant.since - started).total_seconds() / 86400) if started is not None else 0.0
 
 
-def _last(ctx: Context, event: str) -> datetime | None:
+def _last(ctx: Context, event: str, where: Where = None) -> datetime | None:
     if event == "any":
         return ctx.user.last_meaningful
     stats = ctx.user.events.get(event)
-    return stats.last if stats else None
+    if stats is None or where is None:
+        return stats.last if stats else None
+    # The last time with one of the `where:` values: the newest of theirs.
+    prop, values = where
+    seen = stats.props.values.get(prop, {}) if stats.props else {}
+    return max((seen[v].last for v in values if v in seen), default=None)
 
 
-def _days_since(ctx: Context, event: str, key: str) -> float:
+Where = tuple[str, frozenset[str]] | None
+
+
+def where_key(where: Where) -> tuple[str, ...]:
+    """A `where:` as key parts: the property, and a digest of the exact values (keys keep only
+    [a-z0-9_], so "Pricing" and "pricing" would otherwise meet)."""
+    if where is None:
+        return ()
+    prop, values = where
+    digest = hashlib.blake2b("\x00".join(sorted(values)).encode(), digest_size=4).hexdigest()
+    return ("where", prop, digest)
+
+
+def where_words(where: Where) -> str:
+    if where is None:
+        return ""
+    prop, values = where
+    return f" with {prop} {' or '.join(sorted(values))}"
+
+
+def _days_since(ctx: Context, event: str, key: str, where: Where = None) -> float:
     """F.days_since_event, unrounded; `key` names it in the memo (days_since and days_without share it)."""
     memo = ctx.memo
     since: float | None = memo.get(key)
     if since is None:
-        last = _last(ctx, event)
+        last = _last(ctx, event, where)
         # F.days_between(last, now): now - last is the same timedelta, from the times since EPOCH.
         since = memo[key] = (
             (ctx.instant.since - ctx.since_epoch(last)).total_seconds() / 86400 if last else float(F.NEVER)
@@ -73,32 +99,41 @@ def _days_since(ctx: Context, event: str, key: str) -> float:
     return since
 
 
-def days_without_fact(event: str) -> Fact:
-    memo_key = f"since:{event}"
+def days_without_fact(event: str, where: Where = None) -> Fact:
+    memo_key = f"since:{event}:{where}"
 
     def compute(ctx: Context) -> Value:
-        since = _days_since(ctx, event, memo_key)  # F.days_without
+        since = _days_since(ctx, event, memo_key, where)  # F.days_without
         return round(since if since < F.NEVER else _age(ctx), 4)
 
     def anchor(ctx: Context) -> datetime | None:
-        return _last(ctx, event) or _signed_up(ctx)
+        return _last(ctx, event, where) or _signed_up(ctx)
 
     return anchored(
-        _key("days_without", event), f"days without {_event_words(event)}", compute, anchor, _crossing
+        fact_key("days_without", event, *where_key(where)),
+        f"days without {_event_words(event)}{where_words(where)}",
+        compute,
+        anchor,
+        _crossing,
     )
 
 
-def days_since_fact(event: str) -> Fact:
-    memo_key = f"since:{event}"
+def days_since_fact(event: str, where: Where = None) -> Fact:
+    memo_key = f"since:{event}:{where}"
 
     def compute(ctx: Context) -> Value:
-        return round(_days_since(ctx, event, memo_key), 4)
+        return round(_days_since(ctx, event, memo_key, where), 4)
 
     def anchor(ctx: Context) -> datetime | None:
-        return _last(ctx, event)
+        return _last(ctx, event, where)
 
     return anchored(
-        _key("days_since", event), f"days since last {_event_words(event)}", compute, anchor, _crossing
+        fact_key("days_since", event, *where_key(where)),
+        f"days since last {_event_words(event)}{where_words(where)}",
+        compute,
+        anchor,
+        _crossing,
+        subject=Subject(event, where) if event != "any" else None,
     )
 
 
@@ -117,7 +152,7 @@ def milestone_days_fact(milestone: str) -> Fact:
         return ctx.user.milestones.get(milestone)
 
     return anchored(
-        _key("milestone_days", milestone), f"days since milestone {milestone}", compute, anchor, _crossing
+        fact_key("milestone_days", milestone), f"days since milestone {milestone}", compute, anchor, _crossing
     )
 
 
@@ -142,11 +177,12 @@ def count_fact(event: str, days: int) -> Fact:
         return F.window_exit_at(stats.daily, days, ctx.instant) if stats else None
 
     return Fact(
-        _key("count", event, f"{days}d"),
+        fact_key("count", event, f"{days}d"),
         f"{event} in the last {days} days",
         compute,
         changes_at,
         by_threshold=False,
+        subject=Subject(event),
     )
 
 
@@ -158,7 +194,7 @@ def active_days_fact(days: int) -> Fact:
         return F.window_exit_at(ctx.user.active_days, days, ctx.instant)
 
     return Fact(
-        _key("active_days", f"{days}d"),
+        fact_key("active_days", f"{days}d"),
         f"active days in the last {days} days",
         compute,
         changes_at,
@@ -192,7 +228,7 @@ def feature_fact(feature: str) -> Fact:
         return F.window_exit_at(stats.days, 28, ctx.instant, keep=F.HABIT_DAYS_28D)
 
     return Fact(
-        _key("feature", feature), f"status of feature {feature}", compute, changes_at, by_threshold=False
+        fact_key("feature", feature), f"status of feature {feature}", compute, changes_at, by_threshold=False
     )
 
 
@@ -201,7 +237,7 @@ def weeks_below_fact(metric: F.Metric, threshold: int) -> Fact:
         return F.weeks_below_at(ctx.user, metric, threshold, ctx.instant, _signed_up_since(ctx))
 
     return Fact(
-        _key("weeks_below", metric, threshold),
+        fact_key("weeks_below", metric, threshold),
         f"complete weeks in a row with fewer than {threshold} {metric.replace('_', ' ')}",
         compute,
         _at_week_start,
@@ -214,7 +250,7 @@ def trend_fact(metric: F.Metric) -> Fact:
         return F.trend_percent_at(ctx.user, metric, ctx.instant)
 
     return Fact(
-        _key("trend", metric),
+        fact_key("trend", metric),
         f"week-over-week change of {metric} (%)",
         compute,
         _at_week_start,
@@ -254,12 +290,13 @@ def did_not_fact(did: str, not_: str, within: timedelta) -> Fact:
 
     hours = int(within.total_seconds() // 3600)
     return anchored(
-        _key("did", did, "not", not_, f"{hours}h"),
+        fact_key("did", did, "not", not_, f"{hours}h"),
         f"did {did} but not {not_} within {format_duration(within)}",
         compute,
         anchor,
         after,
         by_threshold=False,
+        subject=Subject(did),
     )
 
 
@@ -300,21 +337,21 @@ def trait_number_fact(name: str, account: bool = False) -> Fact:
         return _number(_user_trait(ctx, name))
 
     prefix = "account_trait_number" if account else "trait_number"
-    return Fact(_key(prefix, name), f"{'account ' if account else ''}trait {name} (number)", compute)
+    return Fact(fact_key(prefix, name), f"{'account ' if account else ''}trait {name} (number)", compute)
 
 
 def trait_fact(name: str) -> Fact:
     def compute(ctx: Context) -> Value:
         return _trait_value(_user_trait(ctx, name))
 
-    return Fact(_key("trait", name), f"trait {name}", compute)
+    return Fact(fact_key("trait", name), f"trait {name}", compute)
 
 
 def account_trait_fact(name: str) -> Fact:
     def compute(ctx: Context) -> Value:
         return _trait_value(ctx.account.traits.get(name) if ctx.account else None)
 
-    return Fact(_key("account_trait", name), f"account trait {name}", compute)
+    return Fact(fact_key("account_trait", name), f"account trait {name}", compute)
 
 
 def account_metric_fact(metric: str) -> Fact:
@@ -328,7 +365,7 @@ def account_metric_fact(metric: str) -> Fact:
         return ctx.account.active_users(ctx.instant.weeks[0])
 
     return Fact(
-        _key("account", metric),
+        fact_key("account", metric),
         f"account {metric.replace('_', ' ')}",
         compute,
         _at_week_start,
@@ -340,7 +377,7 @@ SEGMENT_FACT = Fact("segment", "lifecycle segment", lambda ctx: ctx.segment)
 
 
 # Facts known only after the scoring pass.
-SCORE_FACT_KEYS = frozenset({"score", "band", "account_band", _key("account", "score")})
+SCORE_FACT_KEYS = frozenset({"score", "band", "account_band", fact_key("account", "score")})
 
 
 SCORE_FACT = Fact("score", "user score", lambda ctx: ctx.score)

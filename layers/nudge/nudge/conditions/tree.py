@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from nudge.conditions import features as F
 from nudge.model.decisions import Value
+from nudge.model.properties import PropertySpec
 from nudge.model.state import UserState
 
 Op = Literal["eq", "neq", "gte", "lte", "gt", "lt"]
@@ -107,6 +108,15 @@ def no_change(ctx: Context, op: Op, value: Value) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class Subject:
+    """The event a fact is about, and the values of one of its properties it is limited to
+    (`where:`): what a decision's `trigger` is made of (nudge.domain.trigger)."""
+
+    event: str
+    where: tuple[str, frozenset[str]] | None = None
+
+
+@dataclass(frozen=True)
 class Fact:
     """A named value of a user at an instant; `changes_at` says when it could next change by time alone."""
 
@@ -123,6 +133,9 @@ class Fact:
     # re-check reads them directly, one subtraction per fact whatever its number of tests.
     anchor: Callable[[Context], datetime | None] | None = None
     after: Callable[[Op, Value], timedelta | None] | None = None
+    # The event the fact is about, when the user doing it is what the fact tests (a count, a
+    # recency, a sum, a last value; not an absence).
+    subject: Subject | None = None
 
 
 def anchored(
@@ -132,6 +145,7 @@ def anchored(
     anchor: Callable[[Context], datetime | None],
     after: Callable[[Op, Value], timedelta | None],
     by_threshold: bool = True,
+    subject: Subject | None = None,
 ) -> Fact:
     def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
         at = anchor(ctx)
@@ -140,7 +154,7 @@ def anchored(
         wait = after(op, value)
         return at + wait if wait is not None else None
 
-    return Fact(key, describe, compute, changes_at, by_threshold, anchor, after)
+    return Fact(key, describe, compute, changes_at, by_threshold, anchor, after, subject)
 
 
 @dataclass(frozen=True)
@@ -226,6 +240,15 @@ def holds_in(node: Node, facts: dict[str, Value]) -> bool:
     return not holds_in(node.item, facts)
 
 
+def subjects_in(node: Node) -> list[Subject]:
+    """The events a condition says the user did (outside `not:`), in the order written."""
+    if isinstance(node, Check):
+        return [node.fact.subject] if node.fact.subject is not None else []
+    if isinstance(node, Not):
+        return []
+    return [s for n in node.items for s in subjects_in(n)]
+
+
 def checks_in(node: Node) -> list[Check]:
     if isinstance(node, Check):
         return [node]
@@ -248,6 +271,8 @@ class Catalog:
     account_traits: frozenset[str]
     allow_segment: bool = True
     allow_score: bool = True
+    # Declared properties per event (the tracking plan's), for `where:`, `sum:` and `last:`.
+    properties: dict[str, dict[str, PropertySpec]] = field(default_factory=dict, compare=False, hash=False)
 
 
 # ---------------------------------------------------------------------------------------------

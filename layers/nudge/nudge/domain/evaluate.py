@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from nudge.conditions.features import AccountFacts
-from nudge.conditions.tree import Check, Context, Fact, Op, checks_in, no_change
+from nudge.conditions.tree import Check, Context, Fact, Op, checks_in, no_change, subjects_in
 from nudge.domain.engine import CompiledGroup, compiled
+from nudge.domain.trigger import trigger_of
 from nudge.model.decisions import Decision, SegmentState, Transition, Value
 from nudge.model.state import UserState
 from nudge.rulebook.ruleset import ESCALATE, RuleSet, Trigger, all_conditions
@@ -342,4 +343,5 @@ def _decide(
         reason=spec.description or trigger.id,
         facts=shown,
         decided_at=now,
+        trigger=trigger_of(subjects_in(trigger.condition), user),
     )

@@ -19,7 +19,8 @@ from functools import lru_cache
 from typing import Any
 
 from nudge.model.calendar import week_key
-from nudge.model.messages import Alias, Group, Identify, Message, UsageEvent, event_name
+from nudge.model.messages import Alias, Group, Identify, Message, UsageEvent, event_name, event_properties
+from nudge.model.properties import DIMENSION_VALUES_KEPT, VALUE_CHARS_KEPT, PropertySpec, accepts, canonical
 from nudge.model.state import (
     CONTEXT_FALLBACKS,
     CONTEXT_KEPT,
@@ -27,10 +28,14 @@ from nudge.model.state import (
     AccountState,
     EventStats,
     FeatureStats,
+    PropertyStats,
     RollupDelta,
     Stamped,
+    SumStats,
     UserState,
+    ValueStats,
     WeekStats,
+    cap_values,
 )
 from nudge.rulebook.plan import TrackingPlan
 
@@ -131,13 +136,17 @@ def fold(
         elif isinstance(message, Alias):
             pass  # seen, like an identify without traits; the merge it asks for is the ingest's
         else:
-            counter.count(message, at)
+            counter.count(message, at, mid)
     first_day = horizon.toordinal()
     new.active_days = sorted(d for d in counter.days if d >= first_day)
     for name, stats in new.events.items():
         if stats.daily and min(stats.daily) < first_day:
             daily = {d: n for d, n in stats.daily.items() if d >= first_day}
-            new.events[name] = stats.model_copy(update={"daily": daily})
+            stats = new.events[name] = stats.model_copy(update={"daily": daily})
+        if stats.props is not None:
+            trimmed = _trim_props(stats.props, first_day)
+            if trimmed is not None:
+                new.events[name] = stats.model_copy(update={"props": trimmed})
     horizon_epoch = int(horizon.timestamp())
     new.sessions = [s for s in counter.sessions if s[1] >= horizon_epoch]
     new.milestones = milestones_of(new, plan)
@@ -178,8 +187,9 @@ class _Counter:
         self.sessions = list(state.sessions)
         self.copied_events: set[str] = set()
         self.copied_features: set[str] = set()
+        self.copied_props: set[str] = set()
 
-    def count(self, message: UsageEvent, at: datetime) -> None:
+    def count(self, message: UsageEvent, at: datetime, mid: str) -> None:
         state = self.state
         name = event_name(message)
         day = at.astimezone(UTC).toordinal()
@@ -198,6 +208,13 @@ class _Counter:
             stats.last = at
         if recent:
             stats.daily[day] = stats.daily.get(day, 0) + 1
+        kept = self.plan.kept_of.get(name)
+        if kept is not None:  # the one lookup an event whose plan keeps no property costs
+            if name not in self.copied_props:
+                stats.props = stats.props.model_copy(deep=True) if stats.props else PropertyStats()
+                self.copied_props.add(name)
+            assert stats.props is not None
+            _keep_properties(stats.props, kept, event_properties(message), at, day if recent else None, mid)
         feature = self.plan.feature_of.get(name)
         if feature is not None:
             self._use_feature(feature, at, day)
@@ -227,6 +244,75 @@ class _Counter:
         index = bisect.bisect_left(fstats.days, day)
         if index == len(fstats.days) or fstats.days[index] != day:
             fstats.days.insert(index, day)
+
+
+# A number beyond this is no amount a rule could mean: not summed (and the sum stays a small integer).
+SUM_LIMIT = 10**15
+
+
+def _keep_properties(
+    props: PropertyStats,
+    kept: dict[str, PropertySpec],
+    values: dict[str, Any],
+    at: datetime,
+    day: int | None,
+    mid: str,
+) -> None:
+    """One event's declared properties into its (private) PropertyStats. A value of the wrong type,
+    or text over VALUE_CHARS_KEPT, is not kept: ingest refused or flagged it already.
+    `day` is None for an event older than the kept weeks (counted in totals, not per day)."""
+    for prop, spec in kept.items():
+        value = values.get(prop)
+        if value is None or not accepts(spec.type, value):
+            continue
+        if isinstance(value, str) and len(value) > VALUE_CHARS_KEPT:
+            continue
+        if spec.dimension:
+            key = canonical(value)
+            dim = props.values.setdefault(prop, {})
+            vstats = dim.get(key)
+            if vstats is None:
+                vstats = dim[key] = ValueStats(first=at, last=at)
+            vstats.count += 1
+            if at < vstats.first:
+                vstats.first = at
+            if at > vstats.last:
+                vstats.last = at
+            if day is not None:
+                vstats.daily[day] = vstats.daily.get(day, 0) + 1
+            if len(dim) > DIMENSION_VALUES_KEPT:
+                props.values[prop] = cap_values(dim)
+        if spec.sum and abs(value) < SUM_LIMIT:
+            micros = round(value * 1_000_000)
+            sums = props.sums.setdefault(prop, SumStats())
+            sums.micros += micros
+            if day is not None:
+                sums.daily[day] = sums.daily.get(day, 0) + micros
+        if spec.last:
+            stamped = Stamped(v=value, at=at, mid=mid)
+            if stamped.newer_than(props.last.get(prop)):
+                props.last[prop] = stamped
+
+
+def _trim_props(props: PropertyStats, first_day: int) -> PropertyStats | None:
+    """`props` without the days before the kept weeks (None: nothing to drop)."""
+    old = any(d < first_day for dim in props.values.values() for s in dim.values() for d in s.daily) or any(
+        d < first_day for s in props.sums.values() for d in s.daily
+    )
+    if not old:
+        return None
+    values = {
+        dim: {
+            v: s.model_copy(update={"daily": {d: n for d, n in s.daily.items() if d >= first_day}})
+            for v, s in by_value.items()
+        }
+        for dim, by_value in props.values.items()
+    }
+    sums = {
+        prop: s.model_copy(update={"daily": {d: n for d, n in s.daily.items() if d >= first_day}})
+        for prop, s in props.sums.items()
+    }
+    return props.model_copy(update={"values": values, "sums": sums})
 
 
 def add_to_sessions(sessions: list[tuple[int, int]], at: int, gap: int) -> list[tuple[int, int]]:

@@ -1,9 +1,11 @@
 """Render a message template (rules/templates/*.yaml) against one user's context.
 
 Context keys the templates use: user (traits), account (traits, or empty), facts (incl.
-summary), links (name -> url, incl. unsubscribe), next_step, rule.
+summary), links (name -> url, incl. unsubscribe), next_step, rule, trigger (the event the rule
+fired on: event, at, properties; nudge.domain.trigger) and last (event -> property -> the user's
+latest kept value).
 
-Traits and facts are user-supplied data: before rendering, every string in them loses its
+Traits, facts and event properties are user-supplied data: before rendering, every string in them loses its
 control characters and is cut to TRAIT_MAX_CHARS, so a trait cannot add a line to an SMS or a
 header to an email. The subject is then folded onto one line. HTML is autoescaped.
 """
@@ -19,12 +21,12 @@ from typing import Any, Literal
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from nudge.rulebook.ruleset import TemplateFile
+from nudge.rulebook.templates import TemplateFile
 
 TRAIT_MAX_CHARS = 500
 SUBJECT_MAX_CHARS = 200
 # Context keys whose values come from users' and accounts' own data.
-UNTRUSTED_KEYS = ("user", "account", "facts")
+UNTRUSTED_KEYS = ("user", "account", "facts", "trigger", "last")
 
 Part = Literal["subject", "text", "html"]
 

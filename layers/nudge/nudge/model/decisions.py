@@ -28,6 +28,15 @@ class SegmentState(BaseModel):
     history: list[Transition] = Field(default_factory=list)
 
 
+class TriggerEvent(BaseModel):
+    """The event that made a rule fire, with the properties the tracking plan keeps of it: what a
+    template reads as `trigger` (nudge.domain.trigger says which event and which values)."""
+
+    event: str
+    at: datetime
+    properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
 class Decision(BaseModel):
     decision_id: str
     user: str
@@ -45,3 +54,5 @@ class Decision(BaseModel):
     # the ingest API's request id, carried on to dispatch and the action functions. Not part of
     # the decision's identity (decision_id) and empty when nothing set it.
     correlation_id: str = ""
+    # The event the rule fired on, for the template (None: its condition names no event done).
+    trigger: TriggerEvent | None = None

@@ -245,6 +245,15 @@ def event_name(message: UsageEvent) -> str:
     return "page_viewed" if isinstance(message, Page) else "screen_viewed"
 
 
+def event_properties(message: UsageEvent) -> dict[str, Any]:
+    """The properties of the event a message counts as. A page or screen's `name` (a top-level
+    field in Segment's API) is its property `name`, so a plan can declare it and rules filter on
+    it (`where: {name: Pricing}`); the top-level field wins over a `properties.name`."""
+    if isinstance(message, Track) or message.name is None:
+        return message.properties
+    return {**message.properties, "name": message.name}
+
+
 class InvalidMessage:
     """A batch entry that failed validation; the rest of the batch goes on."""
 

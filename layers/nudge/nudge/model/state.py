@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from nudge.model.properties import DIMENSION_VALUES_KEPT
+
 
 class _State(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -18,6 +20,8 @@ class EventStats(_State):
     last: datetime
     # Occurrences per UTC day (date ordinal) within the kept weeks: "N times in the last 7 days".
     daily: dict[int, int] = Field(default_factory=dict)
+    # What the plan keeps of this event's properties (None: it keeps none, the common case).
+    props: PropertyStats | None = None
 
     def count_since(self, day: int) -> int:
         return sum(n for d, n in self.daily.items() if d >= day)
@@ -25,14 +29,12 @@ class EventStats(_State):
     def merged(self, other: EventStats) -> EventStats:
         """One person's stats of this event from two profiles' (identity merge): counts add up,
         first and last are the earliest and latest. A field added here is merged here too."""
-        daily = dict(self.daily)
-        for day, n in other.daily.items():
-            daily[day] = daily.get(day, 0) + n
         return EventStats(
             count=self.count + other.count,
             first=min(self.first, other.first),
             last=max(self.last, other.last),
-            daily=dict(sorted(daily.items())),
+            daily=_add_daily(self.daily, other.daily),
+            props=self.props.merged(other.props) if self.props and other.props else self.props or other.props,
         )
 
 
@@ -65,6 +67,109 @@ class Stamped(_State):
 
     def newer_than(self, other: Stamped | None) -> bool:
         return other is None or (self.at, self.mid) > (other.at, other.mid)
+
+
+# --- Event properties (declared in the tracking plan as dimension, sum or last) -----------------
+# Each class merges with another of its kind (`merged`): the anonymous -> user merge of two
+# histories, as order-independent as the fold. Bounded per user: DIMENSION_VALUES_KEPT values
+# per dimension (the least recently seen dropped), text values of at most VALUE_CHARS_KEPT
+# characters, daily figures within the kept weeks.
+
+
+def _add_daily(a: dict[int, int], b: dict[int, int]) -> dict[int, int]:
+    total = dict(a)
+    for day, n in b.items():
+        total[day] = total.get(day, 0) + n
+    return total
+
+
+class ValueStats(_State):
+    """One value of a dimension: how often, first and last time, occurrences per UTC day."""
+
+    count: int = 0
+    first: datetime
+    last: datetime
+    daily: dict[int, int] = Field(default_factory=dict)
+
+    def count_since(self, day: int) -> int:
+        return sum(n for d, n in self.daily.items() if d >= day)
+
+    def merged(self, other: ValueStats) -> ValueStats:
+        return ValueStats(
+            count=self.count + other.count,
+            first=min(self.first, other.first),
+            last=max(self.last, other.last),
+            daily=_add_daily(self.daily, other.daily),
+        )
+
+
+def cap_values(values: dict[str, ValueStats], cap: int = DIMENSION_VALUES_KEPT) -> dict[str, ValueStats]:
+    """At most `cap` values: the most recently seen (ties by value), so which values are kept
+    does not depend on the order events arrived in."""
+    if len(values) <= cap:
+        return values
+    newest = sorted(values, key=lambda v: (values[v].last, v), reverse=True)[:cap]
+    return {v: values[v] for v in sorted(newest)}
+
+
+class SumStats(_State):
+    """A summed property: in millionths, as integers, because integers add up the same in any
+    order and floats do not (0.1 + 0.2 + 0.3 depends on which pair is added first)."""
+
+    micros: int = 0
+    daily: dict[int, int] = Field(default_factory=dict, description="UTC day -> millionths, kept weeks.")
+
+    @property
+    def total(self) -> float:
+        return self.micros / 1_000_000
+
+    def total_since(self, day: int) -> float:
+        return sum(n for d, n in self.daily.items() if d >= day) / 1_000_000
+
+    def merged(self, other: SumStats) -> SumStats:
+        return SumStats(micros=self.micros + other.micros, daily=_add_daily(self.daily, other.daily))
+
+
+class PropertyStats(_State):
+    """What is kept of one event's declared properties."""
+
+    values: dict[str, dict[str, ValueStats]] = Field(
+        default_factory=dict, description="Dimension -> value -> stats (at most DIMENSION_VALUES_KEPT)."
+    )
+    sums: dict[str, SumStats] = Field(default_factory=dict)
+    last: dict[str, Stamped] = Field(default_factory=dict, description="Property -> latest value.")
+
+    def merged(self, other: PropertyStats) -> PropertyStats:
+        values: dict[str, dict[str, ValueStats]] = {}
+        for dim in sorted(set(self.values) | set(other.values)):
+            mine, theirs = self.values.get(dim, {}), other.values.get(dim, {})
+            both = {
+                v: (mine[v].merged(theirs[v]) if v in mine and v in theirs else mine.get(v) or theirs[v])
+                for v in sorted(set(mine) | set(theirs))
+            }
+            values[dim] = cap_values(both)
+        sums = {
+            prop: (
+                self.sums[prop].merged(other.sums[prop])
+                if prop in self.sums and prop in other.sums
+                else self.sums.get(prop) or other.sums[prop]
+            )
+            for prop in sorted(set(self.sums) | set(other.sums))
+        }
+        last: dict[str, Stamped] = {}
+        for prop in sorted(set(self.last) | set(other.last)):
+            a, b = self.last.get(prop), other.last.get(prop)
+            if a is None or (b is not None and b.newer_than(a)):
+                a = b
+            if a is not None:
+                last[prop] = a
+        return PropertyStats(values=values, sums=sums, last=last)
+
+    def newest_value(self, dimension: str, among: frozenset[str] | None = None) -> str | None:
+        """The value of `dimension` seen most recently (only `among` these, when given)."""
+        seen = self.values.get(dimension, {})
+        candidates = [(s.last, v) for v, s in seen.items() if among is None or v in among]
+        return max(candidates)[1] if candidates else None
 
 
 class WeekStats(_State):
@@ -175,3 +280,4 @@ class RollupDelta(_State):
 
 
 AccountRollup.model_rebuild()
+EventStats.model_rebuild()

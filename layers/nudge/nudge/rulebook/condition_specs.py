@@ -31,9 +31,16 @@ class Bounds(Spec):
         return self
 
 
+# `where: {feature: sso}` or `where: {feature: [sso, audit_log]}` (any of): one property of the
+# event, a dimension in the tracking plan.
+WhereValue = str | int | float | bool
+Where = dict[str, WhereValue | list[WhereValue]]
+
+
 class DaysSinceSpec(Bounds):
     event: str | None = None
     milestone: str | None = None
+    where: Where | None = None
 
     @model_validator(mode="after")
     def _one_subject(self) -> DaysSinceSpec:
@@ -45,6 +52,15 @@ class DaysSinceSpec(Bounds):
 class CountSpec(Bounds):
     event: str
     within: Duration
+    where: Where | None = None
+
+
+class SumSpec(Bounds):
+    event: str
+    property: str
+    within: Duration | None = None
+    # Taken so the parser can say why it is refused: sums are kept per event, not per value.
+    where: Where | None = None
 
 
 class ActiveDaysSpec(Bounds):
@@ -94,6 +110,12 @@ class ValueSpec(Spec):
 
 class TraitSpec(ValueSpec):
     name: str
+
+
+class LastSpec(ValueSpec):
+    event: str
+    property: str
+    where: Where | None = None  # refused by the parser, like SumSpec's
 
 
 class AccountSpec(ValueSpec):
@@ -171,6 +193,8 @@ LEAVES = (
     "milestone",
     "days_since",
     "count",
+    "sum",
+    "last",
     "active_days",
     "feature",
     "trait",

@@ -32,6 +32,7 @@ from nudge.conditions.facts import (
     trend_fact,
     weeks_below_fact,
 )
+from nudge.conditions.property_facts import count_where_fact
 from nudge.conditions.tree import All, AnyOf, Catalog, Check, Fact, Node, Not
 from nudge.model.decisions import Value
 from nudge.rulebook.condition_specs import (
@@ -51,6 +52,7 @@ from nudge.rulebook.condition_specs import (
     ValueSpec,
     WeeksBelowSpec,
 )
+from nudge.rulebook.property_conditions import parse_last, parse_sum, parse_where
 from nudge.rulebook.yamlfile import Loc, RuleProblem, YamlDoc, did_you_mean, plain_error
 
 
@@ -180,14 +182,20 @@ class Parser:
             return self.bounds(milestone_days_fact(spec.milestone), spec)
         if not self.name("event", spec.event, self.catalog.events, (*loc, "event"), extra=("any",)):
             return None
+        if spec.event == "any" and spec.where is not None:
+            self.fail((*loc, "where"), "days_since: where: needs a named event, not any")
+            return None
+        ok, where = parse_where(self, spec.event, spec.where, loc)
+        if not ok:
+            return None
         nodes: list[Node] = []
         if spec.at_least is not None:  # "has not done X in N days": never matches users younger than N
-            nodes.append(Check(days_without_fact(spec.event), "gte", spec.at_least))
+            nodes.append(Check(days_without_fact(spec.event, where), "gte", spec.at_least))
         if spec.at_most is not None:  # "did X in the last N days": never done does not match
-            nodes.append(Check(days_since_fact(spec.event), "lte", spec.at_most))
+            nodes.append(Check(days_since_fact(spec.event, where), "lte", spec.at_most))
         return nodes[0] if len(nodes) == 1 else All(tuple(nodes))
 
-    def _window_days(self, within: timedelta, loc: Loc) -> int | None:
+    def window_days(self, within: timedelta, loc: Loc) -> int | None:
         days = within.total_seconds() / 86400
         if days != int(days) or not 1 <= days <= 84:
             self.fail(loc, "within must be whole days between 1d and 12w (the history kept), e.g. 7d")
@@ -198,14 +206,24 @@ class Parser:
         spec = self.spec(CountSpec, body, loc)
         if spec is None or not self.name("event", spec.event, self.catalog.events, (*loc, "event")):
             return None
-        days = self._window_days(spec.within, (*loc, "within"))
-        return self.bounds(count_fact(spec.event, days), spec) if days else None
+        ok, where = parse_where(self, spec.event, spec.where, loc)
+        days = self.window_days(spec.within, (*loc, "within"))
+        if not ok or not days:
+            return None
+        fact = count_fact(spec.event, days) if where is None else count_where_fact(spec.event, where, days)
+        return self.bounds(fact, spec)
+
+    def _sum(self, body: Any, loc: Loc) -> Node | None:
+        return parse_sum(self, body, loc)
+
+    def _last(self, body: Any, loc: Loc) -> Node | None:
+        return parse_last(self, body, loc)
 
     def _active_days(self, body: Any, loc: Loc) -> Node | None:
         spec = self.spec(ActiveDaysSpec, body, loc)
         if spec is None:
             return None
-        days = self._window_days(spec.within, (*loc, "within"))
+        days = self.window_days(spec.within, (*loc, "within"))
         return self.bounds(active_days_fact(days), spec) if days else None
 
     def _feature(self, body: Any, loc: Loc) -> Node | None:
@@ -215,7 +233,7 @@ class Parser:
         statuses = spec.is_ if isinstance(spec.is_, list) else [spec.is_]
         return self.one_of(feature_fact(spec.name), statuses)
 
-    def _compare(self, fact: Fact, spec: ValueSpec, number: Fact | None = None) -> Node:
+    def compare(self, fact: Fact, spec: ValueSpec, number: Fact | None = None) -> Node:
         nodes: list[Node] = []
         if spec.exists is not None:
             nodes.append(Check(fact, "neq" if spec.exists else "eq", ""))
@@ -236,7 +254,7 @@ class Parser:
         spec = self.spec(TraitSpec, body, loc)
         if spec is None or not self.name("trait", spec.name, self.catalog.user_traits, (*loc, "name")):
             return None
-        return self._compare(trait_fact(spec.name), spec, trait_number_fact(spec.name))
+        return self.compare(trait_fact(spec.name), spec, trait_number_fact(spec.name))
 
     def _account(self, body: Any, loc: Loc) -> Node | None:
         spec = self.spec(AccountSpec, body, loc)
@@ -249,11 +267,11 @@ class Parser:
             bands = self.bands(spec.band, (*loc, "band"))
             return self.one_of(ACCOUNT_BAND_FACT, bands) if bands else None
         if spec.metric is not None:
-            return self._compare(account_metric_fact(spec.metric), spec)
+            return self.compare(account_metric_fact(spec.metric), spec)
         if not self.name("account trait", spec.trait, self.catalog.account_traits, (*loc, "trait")):
             return None
         trait = str(spec.trait)
-        return self._compare(account_trait_fact(trait), spec, trait_number_fact(trait, account=True))
+        return self.compare(account_trait_fact(trait), spec, trait_number_fact(trait, account=True))
 
     def _score(self, body: Any, loc: Loc) -> Node | None:
         if not self.catalog.allow_score:
@@ -332,6 +350,8 @@ def _scalar(value: str | float | bool) -> Value:
 _EXAMPLES = {
     "days_since": "{event: project_created, at_least: 14}",
     "count": "{event: report_exported, within: 7d, at_least: 3}",
+    "sum": "{event: invoice_paid, property: revenue, within: 28d, at_least: 100}",
+    "last": "{event: premium_feature_attempted, property: feature, equals: sso}",
     "feature": "{name: reporting, is: habitual}",
     "trait": "{name: plan, equals: free}",
     "account": "{trait: mrr, at_least: 2000}",

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nudge.model.durations import Duration
+from nudge.model.properties import DIMENSION_VALUES_KEPT, DIMENSIONS_PER_PLAN, PropertySpec
 from nudge.rulebook.yamlfile import (
     RuleFileError,
     RuleProblem,
@@ -26,6 +27,7 @@ MILESTONES_FILE = "milestones.yaml"
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 UnplannedPolicy = Literal["accept", "flag", "reject"]
+PropertyPolicy = Literal["flag", "reject"]
 
 
 class _Strict(BaseModel):
@@ -37,6 +39,11 @@ class EventSpec(_Strict):
     meaningful: bool = Field(default=False, description="Counts as real use: sessions, recency, activity.")
     feature: str | None = Field(default=None, description="The product feature this event is use of.")
     premium: bool = Field(default=False, description="A premium (paid-plan) action.")
+    properties: dict[str, PropertySpec] = Field(
+        default_factory=dict,
+        description="Declared properties: type, enum, required, sensitive, and what rules may read "
+        "(dimension, sum, last). Properties not listed are accepted and ignored.",
+    )
 
 
 class SensitiveTraits(_Strict):
@@ -87,6 +94,12 @@ class TrackingPlanFile(_Strict):
     unplanned_events: UnplannedPolicy = Field(
         default="flag", description="Events not listed below: accept, flag (accept and warn) or reject."
     )
+    property_errors: PropertyPolicy = Field(
+        default="reject",
+        description="A declared property of the wrong type, outside its enum or missing when required: "
+        "reject (400, naming event, property and expected type) or flag (accept, warn, and keep "
+        "nothing of that property).",
+    )
     features: dict[str, str] = Field(default_factory=dict, description="Feature name -> description.")
     events: dict[str, EventSpec]
     traits: TraitsSpec = Field(default_factory=TraitsSpec, description="Custom traits rules may use.")
@@ -113,6 +126,7 @@ class TrackingPlan(_Strict):
 
     session_gap: timedelta
     unplanned_events: UnplannedPolicy
+    property_errors: PropertyPolicy = "reject"
     features: dict[str, str]
     events: dict[str, EventSpec]
     milestones: dict[str, MilestoneSpec] = Field(default_factory=dict)
@@ -145,6 +159,35 @@ class TrackingPlan(_Strict):
     def is_planned(self, event: str) -> bool:
         return event in self.events
 
+    @cached_property
+    def properties_of(self) -> dict[str, dict[str, PropertySpec]]:
+        """Declared properties per event, only for events that declare some: ingest checks a
+        message with one dict lookup when its event declares none."""
+        return {name: dict(spec.properties) for name, spec in self.events.items() if spec.properties}
+
+    @cached_property
+    def kept_of(self) -> dict[str, dict[str, PropertySpec]]:
+        """Per event, the properties the usage state keeps (dimension, sum or last); the fold's
+        one lookup per event."""
+        kept = {
+            name: {prop: p for prop, p in props.items() if p.kept}
+            for name, props in self.properties_of.items()
+        }
+        return {name: props for name, props in kept.items() if props}
+
+    @cached_property
+    def sensitive_properties(self) -> dict[str, frozenset[str]]:
+        """Per event, the names of its properties declared `sensitive` (events with none left out)."""
+        found = {
+            name: frozenset(prop for prop, p in props.items() if p.sensitive)
+            for name, props in self.properties_of.items()
+        }
+        return {name: props for name, props in found.items() if props}
+
+    def sensitive_of(self, event: str) -> frozenset[str]:
+        """The sensitive property names of `event` (none for an unplanned event)."""
+        return self.sensitive_properties.get(event, frozenset())
+
 
 def _check_names(doc: YamlDoc, section: str, names: list[str], problems: list[RuleProblem]) -> None:
     for name in names:
@@ -173,6 +216,21 @@ def load_plan(rules_dir: Path) -> TrackingPlan:
                     + (did_you_mean(spec.feature, plan_file.features) or "; list it under features:"),
                 )
             )
+    dimensions = [
+        (name, prop)
+        for name, spec in plan_file.events.items()
+        for prop, p in spec.properties.items()
+        if p.dimension
+    ]
+    for name, prop in dimensions[DIMENSIONS_PER_PLAN:]:
+        problems.append(
+            plan_doc.problem(
+                ("events", name, "properties", prop, "dimension"),
+                f"at most {DIMENSIONS_PER_PLAN} properties may be dimensions in all (each keeps up to "
+                f"{DIMENSION_VALUES_KEPT} values per user); keep '{prop}' of '{name}' as a last value "
+                "instead",
+            )
+        )
     milestones: dict[str, MilestoneSpec] = {}
     milestones_path = rules_dir / MILESTONES_FILE
     if milestones_path.exists():
@@ -194,6 +252,7 @@ def load_plan(rules_dir: Path) -> TrackingPlan:
     return TrackingPlan(
         session_gap=plan_file.session_gap,
         unplanned_events=plan_file.unplanned_events,
+        property_errors=plan_file.property_errors,
         features=plan_file.features,
         events=plan_file.events,
         milestones=milestones,

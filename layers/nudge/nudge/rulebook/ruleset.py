@@ -15,7 +15,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-import jinja2
 from pydantic import BaseModel, ConfigDict, Field
 
 from nudge.conditions.facts import SCORE_FACT_KEYS
@@ -24,6 +23,7 @@ from nudge.model.durations import Duration
 from nudge.rulebook.conditions import Parser
 from nudge.rulebook.guardrails import GUARDRAILS_FILE, Guardrails, load_guardrails
 from nudge.rulebook.plan import NAME_PATTERN, TrackingPlan, load_plan
+from nudge.rulebook.templates import TEMPLATES_DIR, TemplateFile, TemplateRef, check_refs, load_templates
 from nudge.rulebook.yamlfile import (
     RuleFileError,
     RuleProblem,
@@ -37,7 +37,6 @@ from nudge.rulebook.yamlfile import (
 SEGMENTS_FILE = "segments.yaml"
 SCORING_FILE = "scoring.yaml"
 TRIGGERS_FILE = "triggers.yaml"
-TEMPLATES_DIR = "templates"
 ESCALATE = "escalate__"
 
 Kind = Literal["onboarding", "rescue", "upgrade", "escalation"]
@@ -134,12 +133,6 @@ class TriggerSpec(_Strict):
 
 class TriggersFile(_Strict):
     triggers: list[TriggerSpec]
-
-
-class TemplateFile(_Strict):
-    subject: str = ""
-    text: str
-    html: str = ""
 
 
 @dataclass(frozen=True)
@@ -249,45 +242,6 @@ def _duplicates(doc: YamlDoc, section: str, ids: list[str], problems: list[RuleP
         seen.add(ident)
 
 
-def _check_template(env: jinja2.Environment, source: str) -> None:
-    """Parse a template and check its filters and tests exist.
-
-    Jinja only notices an unknown filter when it renders the branch that uses it: at send time,
-    in a Lambda. A marketer's `| upcase` must be refused at lint, like any other typo.
-    """
-    tree = env.parse(source)
-    for node in tree.find_all((jinja2.nodes.Filter, jinja2.nodes.Test)):
-        known = env.filters if isinstance(node, jinja2.nodes.Filter) else env.tests
-        if node.name not in known:
-            kind = "filter" if isinstance(node, jinja2.nodes.Filter) else "test"
-            raise jinja2.TemplateSyntaxError(
-                f"no {kind} named '{node.name}'{did_you_mean(node.name, known)}", node.lineno
-            )
-
-
-def load_templates(rules_dir: Path, problems: list[RuleProblem]) -> dict[str, TemplateFile]:
-    templates: dict[str, TemplateFile] = {}
-    env = jinja2.Environment(autoescape=True)
-    for path in sorted((rules_dir / TEMPLATES_DIR).glob("*.yaml")):
-        name = f"{TEMPLATES_DIR}/{path.name}"
-        loaded = _load(rules_dir, name, TemplateFile, problems)
-        if loaded is None:
-            continue
-        doc, template = loaded
-        for part in ("subject", "text", "html"):
-            try:
-                _check_template(env, getattr(template, part))
-            except jinja2.TemplateSyntaxError as exc:
-                line = (
-                    doc.line_of((part,))
-                    + max(0, (exc.lineno or 1) - 1)
-                    + (1 if "\n" in getattr(template, part) else 0)
-                )
-                problems.append(RuleProblem(doc.file, line, f"{part}: template error: {exc.message}"))
-        templates[path.stem] = template
-    return templates
-
-
 def load_rules(rules_dir: Path) -> RuleSet:
     """Load, check and compile every rule file; raise RuleFileError listing every problem."""
     problems: list[RuleProblem] = []
@@ -296,7 +250,8 @@ def load_rules(rules_dir: Path) -> RuleSet:
     except RuleFileError as exc:
         problems.extend(exc.problems)
         plan = None
-    templates = load_templates(rules_dir, problems)
+    refs: dict[str, list[TemplateRef]] = {}
+    templates = load_templates(rules_dir, problems, refs)
     seg = _load(rules_dir, SEGMENTS_FILE, SegmentsFile, problems)
     sco = _load(rules_dir, SCORING_FILE, ScoringFile, problems)
     trg = _load(rules_dir, TRIGGERS_FILE, TriggersFile, problems)
@@ -312,6 +267,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
         segments=segment_ids,
         user_traits=plan.user_traits,
         account_traits=plan.account_traits,
+        properties=plan.properties_of,
     )
 
     _duplicates(seg_doc, "segments", list(segment_ids), problems)
@@ -381,6 +337,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
             problems.append(trg_doc.problem(("triggers", index, "cooldown"), "cooldown must be at least 1h"))
         if node is not None:
             triggers.append(Trigger(spec, node, escalate))
+            problems.extend(check_refs(refs.get(spec.template, []), spec.id, node, plan))
 
     journeys = {t.journey or t.kind for t in trg_file.triggers}
     guardrails = load_guardrails(rules_dir, journeys, problems)

@@ -26,9 +26,9 @@ from nudge.rulebook.ruleset import (
     TRIGGERS_FILE,
     ScoringFile,
     SegmentsFile,
-    TemplateFile,
     TriggersFile,
 )
+from nudge.rulebook.templates import TemplateFile
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
 CONDITION_FIELDS = ("when", "escalate_when")
@@ -73,7 +73,12 @@ LEAF_HELP: dict[str, str] = {
     "milestone": "The user has reached this milestone (milestones.yaml).",
     "days_since": "Days since the user last did an event ('any' = any meaningful event) or reached a "
     "milestone. at_least N: has not done it for N days; never matches a user younger than N days.",
-    "count": "How many times an event happened within a window (whole days, 1d to 12w).",
+    "count": "How many times an event happened within a window (whole days, 1d to 12w); where: counts "
+    "only those with a value of a dimension, e.g. where: {feature: sso}.",
+    "sum": "The sum of a property the tracking plan sums (sum: true), e.g. invoice_paid revenue: within a "
+    "window, or lifetime without within.",
+    "last": "The latest value of a property the tracking plan keeps (last: true): equals, in, not_equals, "
+    "at_least, at_most or exists.",
     "active_days": "Days with meaningful use within a window.",
     "feature": "Adoption of a feature: never, tried, or habitual (used on 3 of the last 28 days).",
     "trait": "A user trait (from identify): equals, in, not_equals, at_least, at_most or exists.",
@@ -88,6 +93,8 @@ LEAF_HELP: dict[str, str] = {
 LEAF_MODELS: dict[str, type[BaseModel]] = {
     "days_since": specs.DaysSinceSpec,
     "count": specs.CountSpec,
+    "sum": specs.SumSpec,
+    "last": specs.LastSpec,
     "active_days": specs.ActiveDaysSpec,
     "feature": specs.FeatureSpec,
     "trait": specs.TraitSpec,
@@ -118,6 +125,9 @@ KEY_HELP: dict[str, str] = {
     "direction": "down or up.",
     "by_at_least": "Change in percent, e.g. 50.",
     "but_not": "The event that did not follow within the time.",
+    "where": "Only events with this value (or one of a list) of one property the tracking plan keeps as "
+    "a dimension, e.g. {feature: sso}.",
+    "property": "A property of the event, declared in the tracking plan.",
 }
 _BOUNDS = [{"required": ["at_least"]}, {"required": ["at_most"]}]
 LEAF_RULES: dict[str, dict[str, Any]] = {
@@ -125,6 +135,12 @@ LEAF_RULES: dict[str, dict[str, Any]] = {
         "allOf": [{"oneOf": [{"required": ["event"]}, {"required": ["milestone"]}]}, {"anyOf": _BOUNDS}]
     },
     "count": {"anyOf": _BOUNDS},
+    # Sums and last values are kept per event, not per value: where: is lint's error, not a hint.
+    "sum": {"anyOf": _BOUNDS, "not": {"required": ["where"]}},
+    "last": {
+        "anyOf": [{"required": [k]} for k in ("equals", "in", "not_equals", "at_least", "at_most", "exists")],
+        "not": {"required": ["where"]},
+    },
     "active_days": {"anyOf": _BOUNDS},
     "age": {"anyOf": _BOUNDS},
     "account": {"oneOf": [{"required": ["trait"]}, {"required": ["metric"]}, {"required": ["band"]}]},

@@ -21,6 +21,7 @@ from nudge.conditions.features import AccountFacts
 from nudge.domain.evaluate import evaluate
 from nudge.domain.render import Rendered, RenderError, render
 from nudge.domain.tokens import make_token
+from nudge.domain.trigger import last_values
 from nudge.model.channels import TREND_WEEKS, Email, EscalationCase, Push, Sms, WeekUsage
 from nudge.model.errors import RecipientOptedOut, SendFailed, SendRejected, SendThrottled
 from nudge.model.ledger import LedgerEntry
@@ -194,6 +195,8 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
         "links": {**g.links, "unsubscribe": unsubscribe},
         "next_step": spec.next_step or "",
         "rule": d.rule,
+        "trigger": d.trigger.model_dump(mode="json") if d.trigger else {"event": "", "properties": {}},
+        "last": last_values(user),
     }
     rendered: Rendered = render(rules.templates[d.template], context, name=d.template)
 

@@ -13,7 +13,8 @@ from nudge.backoff import CONTENTION, Backoff
 from nudge.domain.fold import FoldWindow, fold, fold_account, rollup_delta
 from nudge.domain.identity import merge_states
 from nudge.model.errors import StateConflict
-from nudge.model.messages import Group, Message, Page, Screen, Track, event_name
+from nudge.model.messages import Group, Message, Page, Screen, Track, event_name, event_properties
+from nudge.model.properties import VALUE_CHARS_KEPT
 from nudge.model.state import UserState, is_anonymous
 from nudge.ports import UsageStore
 from nudge.rulebook.plan import TrackingPlan
@@ -85,7 +86,64 @@ def check(
                     f"event '{name}' is not in the tracking plan; add it there or fix the name",
                 )
             )
+    if plan.property_errors == "reject":
+        problems.extend(property_problems(index, message, plan))
     return problems
+
+
+def property_problems(index: int, message: Message, plan: TrackingPlan) -> list[Problem]:
+    """Declared properties of the wrong type, outside their enum, or missing when required.
+    One dict lookup for an event that declares no properties (most of them)."""
+    if not isinstance(message, Track | Page | Screen):
+        return []
+    name = event_name(message)
+    declared = plan.properties_of.get(name)
+    if declared is None:
+        return []
+    values = event_properties(message)
+    problems: list[Problem] = []
+    for prop, spec in declared.items():
+        value = values.get(prop)
+        top_name = prop == "name" and not isinstance(message, Track) and message.name is not None
+        field = "name" if top_name else f"properties.{prop}"
+        if value is None:
+            if spec.required:
+                problems.append(
+                    Problem(index, field, f"event '{name}' requires property '{prop}' ({spec.type})")
+                )
+            continue
+        wrong = spec.problem(value)
+        if wrong is not None:
+            problems.append(Problem(index, field, f"event '{name}': property '{prop}' {wrong}"))
+    return problems
+
+
+def property_warnings(index: int, message: Message, plan: TrackingPlan) -> list[Problem]:
+    """What a message's properties lose, said to the sender: a kept text value too long to keep,
+    and, under `property_errors: flag`, each mismatch (accepted; that property is not kept)."""
+    if not isinstance(message, Track | Page | Screen):
+        return []
+    name = event_name(message)
+    kept = plan.kept_of.get(name)
+    if plan.property_errors == "reject" and kept is None:
+        return []
+    warnings = [
+        Problem(p.index, p.field, f"{p.message} (accepted and flagged; not kept)")
+        for p in (property_problems(index, message, plan) if plan.property_errors == "flag" else [])
+    ]
+    values = event_properties(message)
+    for prop in kept or {}:
+        value = values.get(prop)
+        if isinstance(value, str) and len(value) > VALUE_CHARS_KEPT:
+            warnings.append(
+                Problem(
+                    index,
+                    f"properties.{prop}",
+                    f"event '{name}': property '{prop}' is over {VALUE_CHARS_KEPT} characters; "
+                    "accepted, but not kept for rules",
+                )
+            )
+    return warnings
 
 
 def unplanned_warning(index: int, message: Message, plan: TrackingPlan) -> Problem | None:
@@ -124,6 +182,7 @@ def ingest(
         warning = unplanned_warning(index, message, plan)
         if warning is not None:
             result.warnings.append(warning)
+        result.warnings.extend(property_warnings(index, message, plan))
         # Pin the dedupe key before defaulting the timestamp, so a retry of a message without
         # messageId or timestamp hashes the same.
         message.messageId = message.dedupe_key()

@@ -7,6 +7,8 @@ history gives the same messages, byte for byte, every time it is iterated.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -82,6 +84,11 @@ class Expander:
         def group(traits: dict[str, Any]) -> None:
             body = {"type": "group", "userId": uid, "groupId": account_id, "traits": dict(traits)}
             out.append((t, self._message(t, body)))
+            # The account's first paid plan (its creator's signup) or its upgrade is invoiced.
+            if traits.get("mrr") and (not session.signup or user is user.account.members[0]):
+                paid = {"revenue": float(traits["mrr"]), "plan": traits["plan"]}
+                body = {"type": "track", "userId": uid, "event": "invoice_paid", "properties": paid}
+                out.append((t + 1, _derived_message(t + 1, body)))
 
         if session.signup:
             track("page_viewed", _page("/signup", "Sign up"))
@@ -177,4 +184,16 @@ def _flush(pending: list[tuple[int, dict[str, Any]]], boundary: int) -> Iterator
 
 
 def _page(path: str, title: str) -> dict[str, Any]:
-    return {"path": path, "title": title}
+    # `name` is the page's name as the tracking plan declares it (a dimension: where: {name: ...}).
+    return {"path": path, "title": title, "name": title}
+
+
+def _derived_message(t: int, body: dict[str, Any]) -> dict[str, Any]:
+    """A message whose id is derived from its content, not drawn from the seeded random stream,
+    so adding it leaves every other message of the history as it was."""
+    h = hashlib.sha256(f"{t}|{json.dumps(body, sort_keys=True)}".encode()).hexdigest()
+    h = h[:12] + "4" + h[13:16] + "8" + h[17:32]
+    body["timestamp"] = iso(t)
+    body["messageId"] = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+    body["context"] = {"library": {"name": LIBRARY_NAME, "version": LIBRARY_VERSION}}
+    return body

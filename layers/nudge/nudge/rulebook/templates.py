@@ -1,0 +1,168 @@
+"""Message templates (rules/templates/*.yaml): loaded, their syntax and filters checked, and the
+event properties they read checked against the tracking plan and the triggers that use them.
+
+A template reads the event that made its rule fire as `trigger` (`trigger.event`, `trigger.at`,
+`trigger.properties.<name>`: the properties the plan keeps of it, see nudge.domain.trigger) and
+the user's latest kept values as `last.<event>.<property>`. A name the plan does not keep would
+render empty at send time; lint refuses it, at the template's line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from pydantic import BaseModel, ConfigDict
+
+from nudge.conditions.tree import Node, subjects_in
+from nudge.rulebook.plan import TrackingPlan
+from nudge.rulebook.yamlfile import (
+    RuleFileError,
+    RuleProblem,
+    did_you_mean,
+    display_path,
+    load_yaml,
+    validate,
+)
+
+TEMPLATES_DIR = "templates"
+PARTS = ("subject", "text", "html")
+
+
+class TemplateFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject: str = ""
+    text: str
+    html: str = ""
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    """A `trigger.properties.X` or `last.E.P` a template reads, where it reads it."""
+
+    file: str
+    line: int
+    path: tuple[str, ...]  # ("trigger", "properties", X) or ("last", E, P)
+
+
+def _check_template(env: jinja2.Environment, source: str) -> None:
+    """Parse a template and check its filters and tests exist.
+
+    Jinja only notices an unknown filter when it renders the branch that uses it: at send time,
+    in a Lambda. A marketer's `| upcase` must be refused at lint, like any other typo.
+    """
+    tree = env.parse(source)
+    for node in tree.find_all((jinja2.nodes.Filter, jinja2.nodes.Test)):
+        known = env.filters if isinstance(node, jinja2.nodes.Filter) else env.tests
+        if node.name not in known:
+            kind = "filter" if isinstance(node, jinja2.nodes.Filter) else "test"
+            raise jinja2.TemplateSyntaxError(
+                f"no {kind} named '{node.name}'{did_you_mean(node.name, known)}", node.lineno
+            )
+
+
+def _path(node: jinja2.nodes.Node) -> tuple[str, ...] | None:
+    """`a.b.c` or `a["b"].c` as ("a", "b", "c"); None for anything else."""
+    parts: list[str] = []
+    while True:
+        if isinstance(node, jinja2.nodes.Getattr):
+            parts.append(node.attr)
+            node = node.node
+        elif isinstance(node, jinja2.nodes.Getitem) and isinstance(node.arg, jinja2.nodes.Const):
+            parts.append(str(node.arg.value))
+            node = node.node
+        elif isinstance(node, jinja2.nodes.Name):
+            parts.append(node.name)
+            return tuple(reversed(parts))
+        else:
+            return None
+
+
+def _refs(env: jinja2.Environment, source: str) -> list[tuple[int, tuple[str, ...]]]:
+    """(line in the source, path) of each property read: the longest chains only."""
+    found: list[tuple[int, tuple[str, ...]]] = []
+    inner: set[int] = set()
+    for node in env.parse(source).find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
+        if id(node) in inner:
+            continue
+        inner.update(id(n) for n in node.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)))
+        path = _path(node)
+        if path is None:
+            continue
+        if len(path) >= 3 and (path[:2] == ("trigger", "properties") or path[0] == "last"):
+            found.append((node.lineno, path[:3]))
+    return found
+
+
+def load_templates(
+    rules_dir: Path, problems: list[RuleProblem], refs: dict[str, list[TemplateRef]] | None = None
+) -> dict[str, TemplateFile]:
+    """Every template, checked; `refs` (when given) receives what each reads of event properties."""
+    templates: dict[str, TemplateFile] = {}
+    env = jinja2.Environment(autoescape=True)
+    for path in sorted((rules_dir / TEMPLATES_DIR).glob("*.yaml")):
+        name = f"{TEMPLATES_DIR}/{path.name}"
+        try:
+            doc = load_yaml(rules_dir / name, display_path(rules_dir, name))
+            template = validate(doc, TemplateFile)
+        except RuleFileError as exc:
+            problems.extend(exc.problems)
+            continue
+        for part in PARTS:
+            source = getattr(template, part)
+            # The line of the part's first line: a block scalar (|) starts on the next line.
+            first = doc.line_of((part,)) + (1 if "\n" in source else 0)
+            try:
+                _check_template(env, source)
+                if refs is not None:
+                    refs.setdefault(path.stem, []).extend(
+                        TemplateRef(doc.file, first + line - 1, ref) for line, ref in _refs(env, source)
+                    )
+            except jinja2.TemplateSyntaxError as exc:
+                line = first + max(0, (exc.lineno or 1) - 1)
+                problems.append(RuleProblem(doc.file, line, f"{part}: template error: {exc.message}"))
+        templates[path.stem] = template
+    return templates
+
+
+def check_refs(refs: list[TemplateRef], rule: str, condition: Node, plan: TrackingPlan) -> list[RuleProblem]:
+    """What a trigger's template reads of `trigger` and `last` that the plan does not keep."""
+    events = list(dict.fromkeys(s.event for s in subjects_in(condition)))
+    readable = {
+        prop
+        for event in events
+        for prop, spec in plan.kept_of.get(event, {}).items()
+        if spec.dimension or spec.last
+    }
+    problems: list[RuleProblem] = []
+    for ref in refs:
+        _, first, prop = ref.path
+        if ref.path[0] == "trigger":
+            if prop in readable:
+                continue
+            if not readable:
+                named = ", ".join(events) or "no event"
+                message = (
+                    f"trigger.properties.{prop}: trigger '{rule}' fires on {named}, of which the tracking "
+                    "plan keeps no property (dimension or last); name such an event in its condition"
+                )
+            else:
+                hint = did_you_mean(prop, readable) or f" (it keeps {', '.join(sorted(readable))})"
+                message = (
+                    f"trigger.properties.{prop}: trigger '{rule}'s events keep no property '{prop}'{hint}"
+                )
+            problems.append(RuleProblem(ref.file, ref.line, message))
+            continue
+        if first not in plan.events:
+            message = f"last.{first}: unknown event '{first}'{did_you_mean(first, plan.events)}"
+        elif prop in {p for p, spec in plan.kept_of.get(first, {}).items() if spec.last}:
+            continue
+        else:
+            message = (
+                f"last.{first}.{prop}: the tracking plan keeps no last value of '{prop}' on '{first}'; "
+                "declare it with `last: true`"
+            )
+        problems.append(RuleProblem(ref.file, ref.line, message))
+    return problems
