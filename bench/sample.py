@@ -19,6 +19,10 @@ START = datetime(2025, 1, 6, tzinfo=UTC)
 BATCH_SIZE = 100
 # An SDK posts a batch a few seconds after its last message.
 FLUSH_DELAY = timedelta(seconds=10)
+# One user in ANONYMOUS_SHARE browses before signing up, as a browser SDK reports it: their calls
+# before identify carry only an anonymousId, identify carries both ids (ingest merges the two
+# profiles), and every call after it both ids too.
+ANONYMOUS_SHARE = 3
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,30 @@ def sample_messages(limit: int) -> list[dict[str, Any]]:
     stream: Iterable[dict[str, Any]] = generate(
         users=USERS, accounts=ACCOUNTS, days=DAYS, seed=SEED, start=START
     )
-    return list(itertools.islice(stream, limit))
+    return with_anonymous_visits(list(itertools.islice(stream, limit)))
+
+
+def with_anonymous_visits(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages, with every ANONYMOUS_SHARE-th user (by first appearance) anonymous until
+    their first identify, then known by both ids: identity merges in the mix."""
+    order: dict[str, int] = {}
+    identified: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        user = message.get("userId")
+        if not user:
+            out.append(message)
+            continue
+        if order.setdefault(user, len(order)) % ANONYMOUS_SHARE:
+            out.append(message)
+            continue
+        changed = {**message, "anonymousId": f"device-{user}"}
+        if message["type"] == "identify":
+            identified.add(user)
+        elif user not in identified:
+            del changed["userId"]
+        out.append(changed)
+    return out
 
 
 def batches(messages: list[dict[str, Any]], size: int = BATCH_SIZE) -> list[Body]:

@@ -11,7 +11,11 @@ from nudge.services.client_keys import Sensitive, screen_messages
 from nudge.services.rate_limit import WINDOW_SECONDS, check_rate
 
 SECRET = b"user-token-secret-0123456789"
-SENSITIVE = Sensitive(user=frozenset({"email", "phone", "consent", "ssn"}), account=frozenset({"tax_id"}))
+SENSITIVE = Sensitive(
+    user=frozenset({"email", "phone", "consent", "ssn"}),
+    account=frozenset({"tax_id"}),
+    events={"invoice_paid": frozenset({"card_last4"})},
+)
 NOW = datetime(2025, 5, 1, 12, 0, 3, tzinfo=UTC)
 
 
@@ -51,6 +55,21 @@ def test_another_users_token_does_not_count() -> None:
 
     assert [d.field for d in run([message])] == ["traits.consent"]
     assert message.traits.consent is None
+
+
+def test_a_sensitive_event_property_from_a_client_key_needs_the_token_too() -> None:
+    def paid(token: str | None = None) -> Track:
+        context = {"userToken": token} if token is not None else {}
+        properties = {"revenue": 45, "card_last4": "4242"}
+        return Track.model_validate(
+            {"userId": "u1", "event": "invoice_paid", "properties": properties, "context": context}
+        )
+
+    without, signed = paid(), paid(user_token(SECRET, "u1"))
+
+    assert [(d.index, d.field) for d in run([without, signed])] == [(0, "properties.card_last4")]
+    assert without.properties == {"revenue": 45}
+    assert signed.properties == {"revenue": 45, "card_last4": "4242"}
 
 
 def test_server_keys_keep_everything_but_the_token_still_goes() -> None:

@@ -11,16 +11,26 @@ message here, whatever the key: it is a credential, so it is never stored or log
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from nudge.domain.keys import USER_TOKEN_FIELD, strip_fields, valid_user_token
-from nudge.model.messages import AccountTraits, Group, Identify, Message, UserTraits
+from nudge.model.messages import (
+    AccountTraits,
+    Group,
+    Identify,
+    Message,
+    Page,
+    Screen,
+    Track,
+    UserTraits,
+    event_name,
+)
 from nudge.rulebook.plan import TrackingPlan
 
 DROPPED_HINT = (
-    "dropped: a client key sets this only with a valid user token (context.userToken, an HMAC of "
+    "dropped: a client key sends this only with a valid user token (context.userToken, an HMAC of "
     "the userId made by your server); send it from your server, or add the token"
 )
 
@@ -35,10 +45,23 @@ class DroppedField:
 class Sensitive:
     user: frozenset[str]
     account: frozenset[str]
+    # Event name -> its properties the plan marks sensitive.
+    events: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, plan: TrackingPlan) -> Sensitive:
-        return cls(plan.sensitive_user_traits, plan.sensitive_account_traits)
+        return cls(plan.sensitive_user_traits, plan.sensitive_account_traits, plan.sensitive_properties)
+
+    def named_in(self, message: Message) -> tuple[frozenset[str], str, dict[str, Any]]:
+        """The sensitive names for this message, where they sit (traits or properties) and what
+        the message sets there."""
+        if isinstance(message, Identify):
+            return self.user, "traits", message.traits.model_dump(exclude_unset=True)
+        if isinstance(message, Group):
+            return self.account, "traits", message.traits.model_dump(exclude_unset=True)
+        if isinstance(message, Track | Page | Screen):
+            return self.events.get(event_name(message), frozenset()), "properties", message.properties
+        return frozenset(), "", {}
 
 
 def take_user_token(message: Message) -> Any:
@@ -53,17 +76,17 @@ def screen_messages(
     sensitive: Sensitive,
     secrets: Callable[[], Sequence[bytes]],
 ) -> list[DroppedField]:
-    """Take every message's user token out; for a client key, drop the sensitive traits of those
-    without a valid one (in place). Returns what was dropped, per message. `secrets` is only called
-    when a client message sets a sensitive field; failing, no token verifies (fields dropped)."""
+    """Take every message's user token out; for a client key, drop the sensitive traits and event
+    properties of those without a valid one (in place). Returns what was dropped, per message.
+    `secrets` is only called when a client message sets a sensitive field; failing, no token
+    verifies (fields dropped)."""
     dropped: list[DroppedField] = []
     keys: Sequence[bytes] | None = None
     for index, message in messages:
         token = take_user_token(message)
-        if not client or not isinstance(message, Identify | Group):
+        if not client:
             continue
-        names = sensitive.user if isinstance(message, Identify) else sensitive.account
-        given = message.traits.model_dump(exclude_unset=True)
+        names, where, given = sensitive.named_in(message)
         if not names.intersection(given):
             continue
         if keys is None:
@@ -77,10 +100,13 @@ def screen_messages(
         # Validated afresh so only what is kept counts as set (the fold writes the fields set).
         if isinstance(message, Identify):
             message.traits = UserTraits.model_validate(stripped.values)
-        else:
+        elif isinstance(message, Group):
             message.traits = AccountTraits.model_validate(stripped.values)
-        _strip_context_traits(message, names)
-        dropped.extend(DroppedField(index, f"traits.{name}") for name in stripped.dropped)
+        elif isinstance(message, Track | Page | Screen):
+            message.properties = stripped.values
+        if where == "traits":
+            _strip_context_traits(message, names)
+        dropped.extend(DroppedField(index, f"{where}.{name}") for name in stripped.dropped)
     return dropped
 
 
