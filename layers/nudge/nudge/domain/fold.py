@@ -118,13 +118,16 @@ def fold(
     seen = _Seen(new.seen, now.astimezone(UTC).toordinal(), window.dedupe_days)
     horizon = horizon_start(now, window.weeks_kept)
     counter = _Counter(new, plan, horizon)
+    first_seen, last_seen = new.first_seen, new.last_seen
     for message in messages:
         mid = message.dedupe_key()
         if not seen.add(digest(mid)):
             continue
         at = message.timestamp or now
-        new.first_seen = min(new.first_seen or at, at)
-        new.last_seen = max(new.last_seen or at, at)
+        if first_seen is None or at < first_seen:
+            first_seen = at
+        if last_seen is None or at > last_seen:
+            last_seen = at
         if message.context:
             _set_latest(new.context, _kept_context(message.context), at, mid)
         if isinstance(message, Identify):
@@ -137,6 +140,7 @@ def fold(
             pass  # seen, like an identify without traits; the merge it asks for is the ingest's
         else:
             counter.count(message, at, mid)
+    new.first_seen, new.last_seen = first_seen, last_seen
     first_day = horizon.toordinal()
     new.active_days = sorted(d for d in counter.days if d >= first_day)
     for name, stats in new.events.items():
@@ -150,7 +154,14 @@ def fold(
     horizon_epoch = int(horizon.timestamp())
     new.sessions = [s for s in counter.sessions if s[1] >= horizon_epoch]
     new.milestones = milestones_of(new, plan)
-    new.weeks = weeks_of(new)
+    # The weeks follow from active days and session starts alone: unchanged, they are kept.
+    unchanged = (
+        state is not None
+        and new.active_days == state.active_days
+        and len(new.sessions) == len(state.sessions)
+        and all(a[0] == b[0] for a, b in zip(new.sessions, state.sessions, strict=True))
+    )
+    new.weeks = state.weeks if unchanged and state is not None else weeks_of(new)
     new.seen = seen.dump(window.max_seen)
     return new
 
@@ -188,6 +199,8 @@ class _Counter:
         self.copied_events: set[str] = set()
         self.copied_features: set[str] = set()
         self.copied_props: set[str] = set()
+        # ids of the value and sum stats this fold made or copied (so may change in place)
+        self.owned: set[int] = set()
 
     def count(self, message: UsageEvent, at: datetime, mid: str) -> None:
         state = self.state
@@ -211,10 +224,11 @@ class _Counter:
         kept = self.plan.kept_of.get(name)
         if kept is not None:  # the one lookup an event whose plan keeps no property costs
             if name not in self.copied_props:
-                stats.props = stats.props.model_copy(deep=True) if stats.props else PropertyStats()
+                stats.props = _private_copy(stats.props) if stats.props else PropertyStats()
                 self.copied_props.add(name)
             assert stats.props is not None
-            _keep_properties(stats.props, kept, event_properties(message), at, day if recent else None, mid)
+            values = event_properties(message)
+            _keep_properties(stats.props, kept, values, at, day if recent else None, mid, self.owned)
         feature = self.plan.feature_of.get(name)
         if feature is not None:
             self._use_feature(feature, at, day)
@@ -257,10 +271,13 @@ def _keep_properties(
     at: datetime,
     day: int | None,
     mid: str,
+    owned: set[int],
 ) -> None:
-    """One event's declared properties into its (private) PropertyStats. A value of the wrong type,
-    or text over VALUE_CHARS_KEPT, is not kept: ingest refused or flagged it already.
-    `day` is None for an event older than the kept weeks (counted in totals, not per day)."""
+    """One event's declared properties into its PropertyStats (whose dicts are private copies; the
+    value and sum stats in them are copied on first change, unless their id is in `owned`).
+    A value of the wrong type, or text over VALUE_CHARS_KEPT, is not kept: ingest refused or
+    flagged it already. `day` is None for an event older than the kept weeks (counted in totals,
+    not per day)."""
     for prop, spec in kept.items():
         value = values.get(prop)
         if value is None or not accepts(spec.type, value):
@@ -273,6 +290,10 @@ def _keep_properties(
             vstats = dim.get(key)
             if vstats is None:
                 vstats = dim[key] = ValueStats(first=at, last=at)
+                owned.add(id(vstats))
+            elif id(vstats) not in owned:
+                vstats = dim[key] = vstats.model_copy(update={"daily": dict(vstats.daily)})
+                owned.add(id(vstats))
             vstats.count += 1
             if at < vstats.first:
                 vstats.first = at
@@ -284,7 +305,12 @@ def _keep_properties(
                 props.values[prop] = cap_values(dim)
         if spec.sum and abs(value) < SUM_LIMIT:
             micros = round(value * 1_000_000)
-            sums = props.sums.setdefault(prop, SumStats())
+            sums = props.sums.get(prop)
+            if sums is None or id(sums) not in owned:
+                sums = props.sums[prop] = (
+                    sums.model_copy(update={"daily": dict(sums.daily)}) if sums is not None else SumStats()
+                )
+                owned.add(id(sums))
             sums.micros += micros
             if day is not None:
                 sums.daily[day] = sums.daily.get(day, 0) + micros
@@ -292,6 +318,17 @@ def _keep_properties(
             stamped = Stamped(v=value, at=at, mid=mid)
             if stamped.newer_than(props.last.get(prop)):
                 props.last[prop] = stamped
+
+
+def _private_copy(props: PropertyStats) -> PropertyStats:
+    """A copy whose dicts may change; the stats in them are shared until _keep_properties copies them."""
+    return props.model_copy(
+        update={
+            "values": {dim: dict(by_value) for dim, by_value in props.values.items()},
+            "sums": dict(props.sums),
+            "last": dict(props.last),
+        }
+    )
 
 
 def _trim_props(props: PropertyStats, first_day: int) -> PropertyStats | None:
