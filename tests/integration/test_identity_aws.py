@@ -21,13 +21,15 @@ from moto import mock_aws
 from nudge import bootstrap
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.usage import DynamoUsageStore
+from nudge.adapters.memory.usage import TRANSACTION_ITEMS, MemoryUsageStore, transaction_items
 from nudge.bootstrap import api
 from nudge.model.delivery import DeliveryRecord, Sent
+from nudge.model.errors import StoreUnavailable
 from nudge.model.ledger import Commit
 from nudge.model.messages import Identify, Track
 from nudge.model.state import RollupDelta, UserState
 from nudge.services.erasure import erase_user
-from nudge.services.identity import CYCLE
+from nudge.services.identity import CYCLE, MAX_ABSORBED
 from nudge.services.ingest import ingest
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_usage_resources
@@ -260,3 +262,73 @@ def test_erasure_takes_every_id_merged_into_the_person(handler: ModuleType) -> N
     erase_user(user, usage=svc.store, segments=svc.segments, ledger=svc.ledger, accounts=svc.accounts)
     for gone in (user, old, f"anon:{old}", f"anon:{device}"):
         assert items(f"USER#{gone}") == {}
+
+
+def test_ids_merged_earlier_in_a_batch_count_toward_the_limit_so_the_transaction_fits(
+    handler: ModuleType,
+) -> None:
+    # Given one batch: 25 devices identified as u1, 24 as u2, then u1 aliased to u2
+    u1, u2 = uid(), uid()
+    batch = [{"type": "identify", "userId": u1, "anonymousId": f"{u1}-d{i}"} for i in range(25)]
+    batch += [{"type": "identify", "userId": u2, "anonymousId": f"{u2}-d{i}"} for i in range(24)]
+    batch.append({"type": "alias", "previousId": u1, "userId": u2})
+    # When it is sent (u2 taking u1 and its 25 would be a transaction of over 100 items: 503)
+    status, body = post(handler, "/v1/batch", {"batch": batch})
+    # Then it lands, u1 left for a later request, and the answer says so
+    assert (status, body["accepted"]) == (200, 50)
+    assert [(w["index"], w["field"]) for w in body["warnings"]] == [(49, "previousId")]
+    assert len(state(u2).merged) == MAX_ABSORBED
+    assert state(u1).merged_into is None
+    # And sent again, the alias merges u1 (its devices already point at it)
+    assert post(handler, "/v1/alias", {"previousId": u1, "userId": u2}) == (
+        200,
+        {"success": True, "accepted": 1, "errors": [], "warnings": []},
+    )
+    assert state(u1).merged_into == u2
+
+
+@pytest.mark.parametrize(("absorbed", "weeks"), [(49, 0), (49, 1), (48, 2), (47, 5)])
+def test_the_memory_store_counts_a_transaction_as_dynamodb_does(
+    handler: ModuleType, absorbed: int, weeks: int
+) -> None:
+    # Given a write of a person, `absorbed` merged ids and a rollup touching `weeks` weeks and features
+    user = uid()
+    rollup = RollupDelta(
+        account_id=f"acct-{user}",
+        week_users={f"2025-W{w + 1:02d}": 1 for w in range(weeks)},
+        feature_adopters={"export": 1},
+    )
+    ids = [(f"anon:{user}-{i}", 0) for i in range(absorbed)]
+    fits = transaction_items(rollup, ids) <= TRANSACTION_ITEMS
+
+    # When both stores are asked to make it
+    def outcome(store: Any) -> bool:
+        try:
+            store.save_user(UserState(user_id=user), 0, rollup, NOW, absorbed=ids)
+        except StoreUnavailable:
+            return False
+        return True
+
+    client = boto3.client("dynamodb")
+    sent: list[int] = []
+    client.meta.events.register(
+        "provide-client-params.dynamodb.TransactWriteItems",
+        lambda params, **_: sent.append(len(params["TransactItems"])),
+    )
+    outcome(DynamoUsageStore(client, USAGE_TABLE))
+    # Then the fake counts the items the DynamoDB store really sends (moto, patched by the local
+    # stack's speedups elsewhere in the session, may not enforce the limit), and refuses past it
+    assert sent == [transaction_items(rollup, ids)]
+    assert outcome(MemoryUsageStore()) == fits
+
+
+def test_an_id_with_the_anonymous_prefix_is_400_naming_the_field(handler: ModuleType) -> None:
+    device = uid()
+    status, body = post(handler, "/v1/identify", {"userId": f"anon:{device}", "traits": {"plan": "pro"}})
+    assert (status, [e["field"] for e in body["errors"]]) == (400, ["userId"])
+    assert "must not start with 'anon:'" in body["errors"][0]["message"]
+    status, body = post(
+        handler, "/v1/batch", {"batch": [{"type": "alias", "previousId": f"anon:{device}", "userId": uid()}]}
+    )
+    assert (status, [e["field"] for e in body["errors"]]) == (400, ["previousId"])
+    assert api.services().store.load_users([f"anon:{device}"]) == {}

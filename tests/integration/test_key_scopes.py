@@ -254,6 +254,22 @@ def test_a_client_key_over_its_rate_limit_gets_429_with_when_to_retry(handler: M
     assert second[1]["Access-Control-Allow-Origin"] == SHOP
 
 
+def test_a_batch_over_a_whole_window_passes_into_an_empty_window_only(handler: ModuleType) -> None:
+    # Given a client key allowed 10 messages per window, and a mobile SDK's batch of 20
+    ssm = boto3.client("ssm")
+    key, _ = create_key(ssm, KEYS_PATH, KeyKind.CLIENT, now=datetime.now(UTC), origins=["*"], rate_limit=1)
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    batch = {"batch": [{"type": "track", **track("sc-12")} for _ in range(20)]}
+
+    # When it is sent, then again (and again, if the first landed at a window's end)
+    statuses = [call(handler, request("POST", "/v1/batch", batch, key=key))[0] for _ in range(3)]
+
+    # Then it lands (never refused forever, as it would be if only budgets that fit passed), and
+    # having filled its window the next is refused until the window turns
+    assert statuses[0] == 200
+    assert 429 in statuses[1:]
+
+
 def test_a_failing_rate_limiter_lets_client_traffic_through(
     handler: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -290,3 +306,35 @@ def test_an_unreadable_record_does_not_lock_out_the_other_keys(handler: ModuleTy
 
     assert call(handler, request("POST", "/v1/track", track("sc-12"), key="extra-key"))[0] == 200
     ssm.delete_parameter(Name=f"{KEYS_PATH}/broken")
+
+
+def test_a_client_alias_cannot_merge_a_known_user_and_a_server_alias_can(handler: ModuleType) -> None:
+    # Given a known user with an email their product's server set, and another user
+    victim = {"userId": "sc-victim", "traits": {"email": "victim@acme.example", "plan": "pro"}}
+    assert call(handler, request("POST", "/v1/identify", victim, key=SERVER))[0] == 200
+    assert call(handler, request("POST", "/v1/track", track("sc-attacker"), key=CLIENT))[0] == 200
+    before = user("sc-victim")
+
+    # When the (public) client key aliases the victim into the other user, or the other way round
+    alias = {"previousId": "sc-victim", "userId": "sc-attacker"}
+    status, _, body = call(handler, request("POST", "/v1/alias", alias, key=CLIENT))
+    reverse = {"previousId": "sc-attacker", "userId": "sc-victim"}
+    reverse_status, _, _ = call(handler, request("POST", "/v1/alias", reverse, key=CLIENT))
+
+    # Then neither known user merges: the victim's profile is theirs, not a pointer, and the answer says why
+    assert (status, body["accepted"], reverse_status) == (200, 1, 200)
+    assert [(w["index"], w["field"]) for w in body["warnings"]] == [(0, "previousId")]
+    assert "a client key may only alias an anonymousId" in body["warnings"][0]["message"]
+    after = user("sc-victim")
+    assert after.merged_into is None
+    assert after.traits == before.traits
+    assert after.event_counts == before.event_counts
+    assert "sc-attacker" not in after.merged
+    assert "sc-victim" not in user("sc-attacker").merged
+    assert user("sc-attacker").merged_into is None
+
+    # While the same alias from the server merges the victim into the other user
+    status, _, body = call(handler, request("POST", "/v1/alias", alias, key=SERVER))
+    assert (status, body["warnings"]) == (200, [])
+    assert user("sc-victim").merged_into == "sc-attacker"
+    assert user("sc-attacker").traits["email"].v == "victim@acme.example"

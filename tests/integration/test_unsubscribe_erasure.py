@@ -276,7 +276,12 @@ def test_delete_erases_that_user_only_and_a_second_delete_answers_zeros(handler:
 
     # Then all their items are gone
     assert status == 200
-    assert json.loads(body) == {"success": True, "deleted": {"usage": 2, "ledger": 2}, "anonymized": 2}
+    assert json.loads(body) == {
+        "success": True,
+        "deleted": {"usage": 2, "ledger": 2},
+        "anonymized": 2,
+        "merged_into": None,
+    }
     assert items(USAGE_TABLE, f"USER#{gone}") == []
     assert items(LEDGER_TABLE, f"USER#{gone}") == []
     # the open escalation stays for CS, naming nobody
@@ -298,6 +303,55 @@ def test_delete_erases_that_user_only_and_a_second_delete_answers_zeros(handler:
     # And a second erasure finds nothing left
     status, _, body = call(handler, erase)
     assert (status, json.loads(body)["deleted"]) == (200, {"usage": 0, "ledger": 0})
+
+
+def test_a_link_to_an_id_later_aliased_away_unsubscribes_the_person(handler: ModuleType) -> None:
+    # Given old was aliased into person, and person's delivery record already adopted old's
+    old, person = uid(), uid()
+    seed_user(handler, old)
+    seed_user(handler, person)
+    alias = {"previousId": old, "userId": person}
+    assert call(handler, event("POST", "/v1/alias", key=KEY, body=alias))[0] == 200
+    ledger = api.services().ledger
+    ledger.adopt(person, [old], datetime.now(UTC))
+    assert ledger.load(person, None, []).record.value.adopted == [old]
+
+    # When the link of an email sent to old is clicked
+    status, _, _ = call(handler, event("GET", "/v1/unsubscribe", {"token": token(old), "all": "1"}))
+
+    # Then the person (whose record dispatch reads) is unsubscribed, and old too
+    assert status == 200
+    assert unsubscribed(person) == {"sms", "email"}
+    assert unsubscribed(old) == {"sms", "email"}
+
+
+def test_export_and_delete_of_an_id_aliased_away_cover_the_whole_person(handler: ModuleType) -> None:
+    old, person = uid(), uid()
+    seed_user(handler, old)
+    seed_user(handler, person)
+    alias = {"previousId": old, "userId": person}
+    assert call(handler, event("POST", "/v1/alias", key=KEY, body=alias))[0] == 200
+
+    # Export of the old id: the person's data, saying whose, with what each merged id holds
+    path = f"/v1/users/{old}/export"
+    status, _, body = call(handler, event("GET", path, key=ADMIN_KEY, path_parameters={"userId": old}))
+    assert status == 200
+    document = json.loads(body)
+    assert (document["user_id"], document["merged_into"]) == (old, person)
+    assert document["usage"]["user_id"] == person
+    merged = {m["user_id"]: m for m in document["merged"]}
+    assert old in merged
+    assert [d["decision"]["decision_id"] for d in merged[old]["decisions"]] == [f"d-{old}"]
+    assert merged[old]["delivery"]["unsubscribed"] == ["sms"]
+
+    # Delete of the old id: the person goes, with every id merged into them
+    erase = event("DELETE", f"/v1/users/{old}", key=ADMIN_KEY, path_parameters={"userId": old})
+    status, _, body = call(handler, erase)
+    assert status == 200
+    assert json.loads(body)["merged_into"] == person
+    for user in (old, person, f"anon:{old}"):
+        assert items(USAGE_TABLE, f"USER#{user}") == []
+        assert items(LEDGER_TABLE, f"USER#{user}") == []
 
 
 def test_an_encoded_user_id_is_erased_by_its_decoded_name(handler: ModuleType) -> None:

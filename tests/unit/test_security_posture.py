@@ -82,6 +82,12 @@ def test_functions_are_traced() -> None:
         assert fn["Properties"].get("Tracing", "Active") == "Active", name
 
 
+def test_the_api_that_answers_exports_keeps_no_response_in_traces() -> None:
+    # GET /v1/users/{id}/export answers a user's data; Powertools' Tracer would put it in X-Ray.
+    variables = RESOURCES["IngestFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+
+
 def statements(fn: dict[str, Any]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for policy in fn["Properties"].get("Policies") or []:

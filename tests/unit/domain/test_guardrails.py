@@ -377,3 +377,14 @@ def test_an_open_escalation_holds_back_marketing_and_a_second_escalation() -> No
     assert result[0][1:] == ("suppressed", "account_escalated")
     assert guard_escalation(decision("at_risk_account"), open_escalation=True).reason == "escalation_open"
     assert guard_escalation(decision("at_risk_account"), open_escalation=False).outcome == "send"
+
+
+def test_the_record_after_a_send_still_knows_which_merged_ids_it_adopted() -> None:
+    # Forgotten, dispatch would adopt them again on every run and merge their old sends in again.
+    rules = policy()
+    before = DeliveryRecord(adopted=["old-id"])
+
+    verdicts, after = run(rules, [decision()], record=before)
+
+    assert verdicts == [("finish_setup", "send", "")]
+    assert after.adopted == ["old-id"]

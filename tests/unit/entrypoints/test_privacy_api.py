@@ -26,6 +26,7 @@ from nudge.model.decisions import Decision
 from nudge.model.ledger import Commit, Escalation, LedgerEntry
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import Stamped, UserState
+from nudge.model.versioned import Versioned
 from nudge.rulebook.plan import load_plan
 from nudge.services.auth import ApiKeys
 from nudge.services.erasure import ERASED, erase_user
@@ -211,11 +212,11 @@ def test_a_token_unsubscribes_from_its_topic_or_its_whole_channel() -> None:
     token = make_token(SECRET, user, "email:onboarding", NOW)
 
     assert unsubscribe(
-        token, whole_channel=False, secrets=lambda: [SECRET], ledger=ledger, now=NOW
+        token, whole_channel=False, secrets=lambda: [SECRET], ledger=ledger, usage=MemoryUsageStore(), now=NOW
     ).scope == ("email:onboarding")
-    assert unsubscribe(token, whole_channel=True, secrets=lambda: [SECRET], ledger=ledger, now=NOW).scope == (
-        "email"
-    )
+    assert unsubscribe(
+        token, whole_channel=True, secrets=lambda: [SECRET], ledger=ledger, usage=MemoryUsageStore(), now=NOW
+    ).scope == ("email")
     assert ledger.unsubscribed[user] == {"email:onboarding", "email"}
 
 
@@ -224,7 +225,12 @@ def test_a_token_signed_with_a_rotated_out_secret_still_works_while_listed() -> 
     token = make_token(OLD_SECRET, "u1", "email:tips", NOW)
 
     done = unsubscribe(
-        token, whole_channel=False, secrets=lambda: [SECRET, OLD_SECRET], ledger=ledger, now=NOW
+        token,
+        whole_channel=False,
+        secrets=lambda: [SECRET, OLD_SECRET],
+        ledger=ledger,
+        usage=MemoryUsageStore(),
+        now=NOW,
     )
 
     assert done.scope == "email:tips"
@@ -243,7 +249,14 @@ def test_a_bad_or_old_token_unsubscribes_nobody(token: str, error: type[Exceptio
     ledger = MemoryLedger()
 
     with pytest.raises(error):
-        unsubscribe(token, whole_channel=False, secrets=lambda: [SECRET], ledger=ledger, now=NOW)
+        unsubscribe(
+            token,
+            whole_channel=False,
+            secrets=lambda: [SECRET],
+            ledger=ledger,
+            usage=MemoryUsageStore(),
+            now=NOW,
+        )
 
     assert ledger.unsubscribed == {}
 
@@ -253,7 +266,12 @@ def test_a_missing_or_short_secret_is_a_server_problem_not_a_bad_link() -> None:
     for secrets in ([], [b"short"]):
         with pytest.raises(SecretsUnavailable):
             unsubscribe(
-                token, whole_channel=False, secrets=lambda s=secrets: s, ledger=MemoryLedger(), now=NOW
+                token,
+                whole_channel=False,
+                secrets=lambda s=secrets: s,
+                ledger=MemoryLedger(),
+                usage=MemoryUsageStore(),
+                now=NOW,
             )
 
 
@@ -547,7 +565,7 @@ def test_delete_erases_the_user_and_a_second_delete_answers_zeros(api: Api) -> N
 
     assert (first[0], json.loads(first[2])) == (
         200,
-        {"success": True, "deleted": {"usage": 2, "ledger": 2}, "anonymized": 0},
+        {"success": True, "deleted": {"usage": 2, "ledger": 2}, "anonymized": 0, "merged_into": None},
     )
     assert (second[0], json.loads(second[2])["deleted"]) == (200, {"usage": 0, "ledger": 0})
     assert user not in api.world.usage.users
@@ -565,3 +583,71 @@ def test_the_openapi_document_shows_the_privacy_routes(api: Api) -> None:
     assert params["token"]["required"] is True
     assert params["all"]["required"] is False
     assert {"400", "410"} <= set(paths["/v1/unsubscribe"]["get"]["responses"])
+
+
+# ------------------------------------------------------------------- an id merged into another user
+
+
+def merge(w: World, old: str, person: str) -> None:
+    """`old` aliased into `person`: its state a pointer; its records stay until erased."""
+    w.usage.users[old] = Versioned(UserState(user_id=old, merged_into=person), 2)
+    kept = w.usage.users[person]
+    w.usage.users[person] = Versioned(kept.value.model_copy(update={"merged": [old]}), kept.version + 1)
+
+
+def test_export_of_a_person_lists_what_each_merged_id_holds(api: Api) -> None:
+    person, old = uid(), uid()
+    api.world.add_user(person)
+    api.world.add_user(old)
+    merge(api.world, old, person)
+
+    status, _, body = api.call("GET", f"/v1/users/{person}/export", key=KEY)
+
+    assert status == 200
+    document = json.loads(body)
+    assert document["user_id"] == person
+    assert document["merged_into"] is None
+    assert [m["user_id"] for m in document["merged"]] == [old]
+    held = document["merged"][0]
+    assert held["usage"]["merged_into"] == person
+    assert held["segments"] is not None
+    assert held["delivery"]["unsubscribed"] == ["sms"]
+    assert [d["decision"]["decision_id"] for d in held["decisions"]] == [f"d-{old}"]
+
+
+def test_export_of_an_id_merged_away_answers_the_person_naming_them(api: Api) -> None:
+    person, old = uid(), uid()
+    api.world.add_user(person)
+    api.world.add_user(old)
+    merge(api.world, old, person)
+
+    status, _, body = api.call("GET", f"/v1/users/{old}/export", key=KEY)
+
+    assert status == 200
+    document = json.loads(body)
+    assert (document["user_id"], document["merged_into"]) == (old, person)
+    assert document["usage"]["user_id"] == person
+    assert [d["decision"]["decision_id"] for d in document["decisions"]] == [f"d-{person}"]
+    assert [m["user_id"] for m in document["merged"]] == [old]
+
+
+def test_delete_of_an_id_merged_away_erases_the_person_and_names_them(api: Api) -> None:
+    person, old = uid(), uid()
+    api.world.add_user(person)
+    api.world.add_user(old)
+    merge(api.world, old, person)
+
+    status, _, body = api.call("DELETE", f"/v1/users/{old}", key=KEY)
+
+    assert status == 200
+    assert json.loads(body) == {
+        "success": True,
+        "deleted": {"usage": 4, "ledger": 4},
+        "anonymized": 0,
+        "merged_into": person,
+    }
+    assert person not in api.world.usage.users
+    assert old not in api.world.usage.users
+    assert not export_user(
+        old, usage=api.world.usage, segments=api.world.segments, ledger=api.world.ledger
+    ).found

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from nudge.model.messages import Identify
+from nudge.model.messages import Alias, Batch, Identify, InvalidMessage, Message, field_errors
 
 
 def test_an_identify_with_traits_only_in_its_context_takes_them_as_rudderstack_sends_them() -> None:
@@ -26,3 +26,45 @@ def test_root_traits_win_over_the_context_ones() -> None:
 def test_context_traits_are_validated_like_root_ones() -> None:
     with pytest.raises(ValidationError, match="is not an email address"):
         Identify.model_validate({"userId": "u1", "context": {"traits": {"email": "not-an-address"}}})
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        ({"type": "track", "event": "login", "userId": "anon:dev-1"}, "userId"),
+        ({"type": "identify", "userId": "anon:dev-1", "anonymousId": "dev-1"}, "userId"),
+        ({"type": "alias", "userId": "anon:dev-1", "previousId": "u1"}, "userId"),
+        ({"type": "alias", "userId": "u1", "previousId": "anon:dev-1"}, "previousId"),
+    ],
+)
+def test_an_id_with_the_anonymous_prefix_is_refused_naming_the_field_and_why(
+    message: dict[str, object], field: str
+) -> None:
+    # `anon:x` is the key of anonymousId x's profile: as a userId it would be taken for that profile
+    with pytest.raises(ValidationError) as raised:
+        TypeAdapter(Message).validate_python(message)
+    assert [(f, m.split(":")[0]) for f, m in field_errors(raised.value)] == [
+        (field, f"{field} must not start with 'anon")
+    ]
+    assert "anonymous profiles" in field_errors(raised.value)[0][1]
+    # In a batch, the entry alone is refused, with the same field
+    entry = Batch.model_validate({"batch": [message]}).batch[0]
+    assert isinstance(entry, InvalidMessage)
+    assert [f for f, _ in entry.errors] == [field]
+
+
+def test_an_anonymous_id_and_ids_merely_containing_the_prefix_are_fine() -> None:
+    adapter = TypeAdapter(Message)
+    adapter.validate_python({"type": "track", "event": "login", "anonymousId": "anon:dev-1"})
+    adapter.validate_python({"type": "alias", "userId": "u:anon:1", "previousId": "ANON-1"})
+
+
+def test_an_alias_limited_to_anonymous_links_the_anonymous_profile_only_and_serializes_the_same() -> None:
+    alias = TypeAdapter(Message).validate_python({"type": "alias", "userId": "u2", "previousId": "u1"})
+    assert isinstance(alias, Alias)
+    assert [src for src, _, _ in alias.links()] == ["u1", "anon:u1"]
+    dump, key = alias.model_dump(), alias.dedupe_key()
+    alias.limit_to_anonymous()
+    assert alias.anonymous_only
+    assert alias.links() == [("anon:u1", "u2", "previousId")]
+    assert (alias.model_dump(), alias.dedupe_key()) == (dump, key)

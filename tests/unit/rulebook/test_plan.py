@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from nudge.domain.verdicts import ADDRESS_TRAITS
 from nudge.rulebook.plan import load_plan
 from nudge.rulebook.yamlfile import RuleFileError
 
@@ -109,9 +110,14 @@ def test_email_phone_and_consent_are_always_sensitive_and_the_plan_may_add_more(
     plan = load_plan(rules_copy)
 
     # Then client keys need a user token for those, besides the built-in ones
-    assert plan.sensitive_user_traits == {"email", "phone", "consent", "birthday"}
-    assert plan.sensitive_account_traits == {"tax_id"}
-    assert load_plan(Path("rules")).sensitive_user_traits == {"email", "phone", "consent"}
+    assert plan.sensitive_user_traits == {"email", "phone", "push_token", "consent", "birthday"}
+    assert plan.sensitive_account_traits == {"cs_owner", "tax_id"}
+    assert load_plan(Path("rules")).sensitive_user_traits == {"email", "phone", "push_token", "consent"}
+
+
+def test_every_channel_address_is_sensitive() -> None:
+    # A client key setting anyone's address would reroute their messages to the sender.
+    assert set(ADDRESS_TRAITS.values()) <= load_plan(Path("rules")).sensitive_user_traits
 
 
 # --- event properties -------------------------------------------------------------------------
@@ -150,6 +156,8 @@ def test_sensitive_properties_are_listed_per_event(rules_copy: Path) -> None:
         ("enum: [free, team, business]", "enum: [free, 2, business]", "enum value 2 is not a string"),
         ("        type: string\n        description: The page's", "        type: number\n        description: The page's",
          "a number cannot be a dimension"),
+        ("      required_plan:\n", "      card:\n        type: string\n        sensitive: true\n        required: true\n      required_plan:\n",
+         "a sensitive property cannot be required"),
     ],
 )  # fmt: skip
 def test_property_declarations_that_cannot_work_are_refused_at_their_line(

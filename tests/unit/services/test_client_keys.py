@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from nudge.adapters.memory.rate_limits import FakeRateCounter
 from nudge.domain.keys import KeyKind, new_record, user_token
-from nudge.model.messages import Group, Identify, Message, Track
+from nudge.model.messages import Alias, Group, Identify, Message, Track
 from nudge.services.client_keys import Sensitive, screen_messages
 from nudge.services.rate_limit import WINDOW_SECONDS, check_rate
 
@@ -141,3 +141,14 @@ def test_a_limiter_outage_lets_traffic_through_and_says_so() -> None:
 
     assert decision.allowed
     assert decision.degraded
+
+
+def test_a_client_alias_is_limited_to_the_anonymous_profile_and_a_server_one_is_not() -> None:
+    client_alias = Alias(previousId="victim", userId="attacker")
+    server_alias = Alias(previousId="old-id", userId="new-id")
+
+    assert run([client_alias]) == []
+    run([server_alias], client=False)
+
+    assert client_alias.links() == [("anon:victim", "attacker", "previousId")]
+    assert ("old-id", "new-id", "previousId") in server_alias.links()

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
 
+import pytest
+
 from nudge.adapters.memory import MemoryLedger, MemoryRechecks, MemoryRouter, MemoryUsageStore
 from nudge.model.decisions import Decision
 from nudge.model.ledger import UserLedger
@@ -222,3 +224,23 @@ def test_nothing_is_sent_or_written_for_a_user_without_state() -> None:
     assert result.verdicts == []
     assert ports.ledger.entries_of("u1") == []
     assert routed(ports) == []
+
+
+def test_a_merged_id_gets_nothing_and_the_log_line_does_not_carry_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a user id (an email, as ids may be) whose profile was merged into another user
+    ports = world(())
+    assert isinstance(ports.usage, MemoryUsageStore)
+    pointer = UserState(user_id="ada@example.com", merged_into="u2")
+    ports.usage.users["ada@example.com"] = Versioned(pointer, 2)
+    # When a decision for it is dispatched
+    result = dispatch(
+        batch(decision("finish_setup", user="ada@example.com"), user="ada@example.com"), RULES, ports, NOON
+    )
+    # Then nothing is sent, and the line saying so names no id
+    assert result.verdicts == []
+    assert routed(ports) == []
+    line = next(r for r in caplog.records if "merged into another user" in r.getMessage())
+    assert "user_id" not in line.__dict__
+    assert "ada@example.com" not in str(line.__dict__)

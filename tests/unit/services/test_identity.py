@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nudge.adapters.memory import MemoryUsageStore
 from nudge.domain.fold import fold
+from nudge.model.errors import StoreUnavailable
 from nudge.model.messages import Alias, Group, Identify, Message, Track
-from nudge.model.state import UserState
-from nudge.services.identity import CYCLE
+from nudge.model.state import RollupDelta, UserState
+from nudge.services.client_keys import Sensitive, screen_messages
+from nudge.services.identity import CLIENT_ALIAS, CYCLE, MAX_ABSORBED
 from nudge.services.ingest import IngestLimits, check, ingest
 from tests.unit.domain.test_fold import NOW, PLAN, histories
 
@@ -241,3 +244,68 @@ def test_a_device_event_written_during_a_merge_makes_the_merge_retry_and_is_kept
     assert result.conflicts == 1
     assert "activated" in person(store, "u-ada").milestones
     assert person(store, "anon:dev-1").merged_into == "u-ada"
+
+
+def send_with_client_key(store: MemoryUsageStore, *messages: Message):
+    indexed = list(enumerate(messages))
+    nothing = Sensitive(frozenset(), frozenset())
+    assert screen_messages(indexed, client=True, sensitive=nothing, secrets=lambda: ()) == []
+    return ingest(indexed, PLAN, store, NOW, sleep=lambda _: None)
+
+
+@pytest.mark.parametrize(("previous", "user"), [("victim", "attacker"), ("attacker", "victim")])
+def test_a_client_alias_links_an_anonymous_profile_only_never_a_known_user(previous: str, user: str) -> None:
+    # Given two known users, and a device of the sender's
+    store = MemoryUsageStore()
+    send(store, identify("victim", "dev-v", "iv"), identify("attacker", "dev-a", "ia"))
+    send(store, anon("setup_completed", previous, "s1"))  # the anonymous profile named previousId
+    victim = store.users["victim"]
+    # When an alias between them comes with a (public) client key
+    result = send_with_client_key(store, alias(previous, user, "al1"))
+    # Then no known user merges: only the anonymous profile of previousId links, and the answer says so
+    assert [(w.index, w.field, w.message) for w in result.warnings] == [(0, "previousId", CLIENT_ALIAS)]
+    assert (result.accepted, result.errors) == (1, [])
+    assert person(store, previous).merged_into is None
+    assert person(store, "anon:" + previous).merged_into == user
+    assert previous not in person(store, user).merged
+    if user == "attacker":
+        assert store.users["victim"] == victim  # untouched
+    # While the same alias from a server merges the known user
+    send(store, alias(previous, user, "al2"))
+    assert person(store, previous).merged_into == user
+
+
+def test_ids_merged_earlier_in_the_request_count_toward_the_limit_of_the_user_absorbing_them() -> None:
+    # Given a batch linking 25 devices to u1, 24 to u2, then aliasing u1 to u2
+    store = MemoryUsageStore()
+    batch: list[Message] = [identify("u1", f"dev-1-{i}", f"i1-{i}") for i in range(25)]
+    batch += [identify("u2", f"dev-2-{i}", f"i2-{i}") for i in range(24)]
+    batch.append(alias("u1", "u2", "al1"))
+    # When it is ingested (u2 taking u1 would take u1's 25 too: a transaction of over 100 items)
+    result = send(store, *batch)
+    # Then no write exceeds the limit: u1 is not linked this time, and the answer says so
+    assert [(w.index, w.field) for w in result.warnings] == [(49, "previousId")]
+    assert f"more than {MAX_ABSORBED}" in result.warnings[0].message
+    assert (result.accepted, result.errors) == (50, [])
+    assert len(person(store, "u1").merged) == 25
+    assert len(person(store, "u2").merged) == 25  # its 24 devices and anon:u1
+    assert person(store, "u1").merged_into is None
+    # And the alias sent again later merges u1 (whose devices already point at it)
+    assert send(store, alias("u1", "u2", "al1")).warnings == []
+    assert person(store, "u1").merged_into == "u2"
+
+
+def test_the_memory_store_refuses_a_write_dynamodb_could_not_make_in_one_transaction() -> None:
+    # A person, a pointer and a back-reference per absorbed id, one item per rollup week touched
+    # and one for feature adopters: at most 100 items
+    store = MemoryUsageStore()
+    rollup = RollupDelta(account_id="acme", week_users={"2025-W01": 1}, feature_adopters={"export": 1})
+    with pytest.raises(StoreUnavailable, match="101 items"):
+        store.save_user(UserState(user_id="u"), 0, None, NOW, absorbed=[(f"anon:{i}", 0) for i in range(50)])
+    with pytest.raises(StoreUnavailable, match="101 items"):
+        store.save_user(
+            UserState(user_id="u"), 0, rollup, NOW, absorbed=[(f"anon:{i}", 0) for i in range(49)]
+        )
+    assert store.users == {}
+    store.save_user(UserState(user_id="u"), 0, rollup, NOW, absorbed=[(f"anon:{i}", 0) for i in range(48)])
+    assert len(store.merged_ids("u")) == 48

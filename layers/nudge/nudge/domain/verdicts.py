@@ -258,7 +258,10 @@ def guard(
 
     horizon = now - guardrails.longest_window()
     kept = [s for s in sends if s.at > horizon]
-    return verdicts, DeliveryRecord(sends=kept, last_by_rule=last_by_rule, unsubscribed=record.unsubscribed)
+    # The ids already adopted stay adopted: forgotten, their old sends would merge in again.
+    return verdicts, DeliveryRecord(
+        sends=kept, last_by_rule=last_by_rule, unsubscribed=record.unsubscribed, adopted=record.adopted
+    )
 
 
 def guard_escalation(decision: Decision, open_escalation: bool) -> Verdict:

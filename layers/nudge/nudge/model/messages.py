@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     ValidatorFunctionWrapHandler,
@@ -29,6 +30,18 @@ ALIAS_TO_ITSELF = "alias_to_itself"
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 EMAIL = re.compile(r"^[^@\s<>\"'\r\n]+@[^@\s<>\"'\r\n]+\.[^@\s<>\"'\r\n]+$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+RESERVED_PREFIX = (
+    f"must not start with '{ANONYMOUS_PREFIX}': Nudge keys anonymous profiles by that prefix, so such "
+    "an id would be taken for one; send a device or session id as anonymousId"
+)
+
+
+def _not_anonymous_key(value: str | None) -> str | None:
+    """A userId (or alias previousId) that looks like an anonymous profile's key would collide with
+    it: `anon:x` as a userId is the profile of anonymousId `x`."""
+    if value is not None and value.startswith(ANONYMOUS_PREFIX):
+        raise ValueError(RESERVED_PREFIX)
+    return value
 
 
 class _Message(BaseModel):
@@ -50,6 +63,11 @@ class _Message(BaseModel):
     def _ids_as_text(cls, value: Any) -> Any:
         # SDKs send numeric ids as numbers; Segment stores them as strings.
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("userId")
+    @classmethod
+    def _user_not_anonymous(cls, value: str | None) -> str | None:
+        return _not_anonymous_key(value)
 
     @field_validator("timestamp")
     @classmethod
@@ -210,16 +228,34 @@ class Group(_Message):
 class Alias(_Message):
     """Links a previous id to the user: the histories merge, and the previous id points at the
     user from then on. `previousId` may have been a userId or an anonymousId (Segment's SDKs send
-    either), so both profiles it may name merge."""
+    either), so both profiles it may name merge; but an alias sent with a client key (public)
+    links the anonymous profile only (`anonymous_only`), or anyone could merge a known user."""
 
     type: Literal["alias"] = "alias"
     userId: Id = Field(description="The id the user is known by from now on.")
     previousId: Id = Field(description="The id the user was known by until now (userId or anonymousId).")
+    # Set for a message that came with a client key; never serialized (nor part of dedupe_key).
+    _anonymous_only: bool = PrivateAttr(default=False)
 
     @field_validator("previousId", mode="before")
     @classmethod
     def _previous_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("previousId")
+    @classmethod
+    def _previous_not_anonymous(cls, value: str) -> str:
+        _not_anonymous_key(value)
+        return value
+
+    @property
+    def anonymous_only(self) -> bool:
+        """Whether this alias may link the anonymous profile of previousId only (not a userId)."""
+        return self._anonymous_only
+
+    def limit_to_anonymous(self) -> None:
+        """Link only `anon:<previousId>` from now on: the alias came with a client key."""
+        self._anonymous_only = True
 
     @model_validator(mode="after")
     def _not_itself(self) -> Self:
@@ -228,8 +264,9 @@ class Alias(_Message):
         return self
 
     def links(self) -> list[tuple[str, str, str]]:
+        known = [] if self._anonymous_only else [(self.previousId, self.userId, "previousId")]
         return [
-            (self.previousId, self.userId, "previousId"),
+            *known,
             (f"{ANONYMOUS_PREFIX}{self.previousId}", self.userId, "previousId"),
             *super().links(),
         ]

@@ -52,6 +52,13 @@ class PropertySpec(BaseModel):
                 "a number cannot be a dimension (counts per exact value); make it an integer or a "
                 "string, or keep it as a sum or last value"
             )
+        if self.sensitive and self.required:
+            # A client key's message without a user token loses its sensitive properties: were
+            # one also required, the message would be refused instead of landing without it.
+            raise ValueError(
+                "a sensitive property cannot be required: browsers and apps without a user token "
+                "send it dropped; make it optional"
+            )
         if self.enum is not None:
             if not self.enum:
                 raise ValueError("enum lists the allowed values; leave it out to allow any")

@@ -80,8 +80,10 @@ BUILTIN_USER_TRAITS = frozenset(
         "created_at",
     }
 )
-# What a client key may set only with a user token, whatever the plan says: who to reach and whether.
-SENSITIVE_USER_TRAITS = frozenset({"email", "phone", "consent"})
+# What a client key may set only with a user token, whatever the plan says: who to reach (every
+# channel's address) and whether; for an account, who at CS its escalations go to.
+SENSITIVE_USER_TRAITS = frozenset({"email", "phone", "push_token", "consent"})
+SENSITIVE_ACCOUNT_TRAITS = frozenset({"cs_owner"})
 BUILTIN_ACCOUNT_TRAITS = frozenset(
     {"name", "plan", "mrr", "seats", "cs_owner", "industry", "employees", "created_at"}
 )
@@ -146,7 +148,7 @@ class TrackingPlan(_Strict):
 
     @property
     def sensitive_account_traits(self) -> frozenset[str]:
-        return frozenset(self.traits.sensitive.account)
+        return SENSITIVE_ACCOUNT_TRAITS | frozenset(self.traits.sensitive.account)
 
     @cached_property
     def meaningful(self) -> frozenset[str]:

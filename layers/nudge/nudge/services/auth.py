@@ -21,6 +21,7 @@ from nudge.domain.keys import (
     parse_record,
     preflight_allowed,
 )
+from nudge.observability import logger, metrics
 
 
 class Unauthorized(Exception):
@@ -82,7 +83,13 @@ class ApiKeys:
             raw = self._fetch()
         except Exception as exc:  # the key store failing must not read as a bad key
             raise KeysUnavailable("keys could not be read; retry shortly") from exc
-        return load_records(raw)
+        loaded = load_records(raw)
+        if loaded.unreadable:
+            # A bad record is skipped so the other keys work; someone should fix it (its problem
+            # names the key id, never the hash or a key).
+            logger.warning("key records skipped", extra={"problems": list(loaded.unreadable)})
+            metrics.add_metric(name="KeyRecordsUnreadable", unit="Count", value=len(loaded.unreadable))
+        return loaded
 
     def authenticate(self, headers: Mapping[str, str], body_key: str | None = None) -> KeyRecord:
         """The live record of the request's key (a header's first, else the body's), or raise."""

@@ -5,6 +5,10 @@ sensitive) count only with a valid user token for the message's userId, made by 
 server (identity verification, as Intercom and Braze do). Without one they are dropped and named,
 and the rest of the message lands.
 
+A client key's alias links the anonymous profile of its previousId only, never a known user's:
+otherwise anyone could merge a user's profile into their own (or theirs into the user's). Aliases of
+userIds come from the product's server.
+
 The token travels in the message's context (`context.userToken`) and is taken out of every
 message here, whatever the key: it is a credential, so it is never stored or logged.
 """
@@ -18,6 +22,7 @@ from typing import Any
 from nudge.domain.keys import USER_TOKEN_FIELD, strip_fields, valid_user_token
 from nudge.model.messages import (
     AccountTraits,
+    Alias,
     Group,
     Identify,
     Message,
@@ -77,7 +82,8 @@ def screen_messages(
     secrets: Callable[[], Sequence[bytes]],
 ) -> list[DroppedField]:
     """Take every message's user token out; for a client key, drop the sensitive traits and event
-    properties of those without a valid one (in place). Returns what was dropped, per message.
+    properties of those without a valid one, and limit aliases to anonymous profiles (in place;
+    identity resolution warns of the latter). Returns what was dropped, per message.
     `secrets` is only called when a client message sets a sensitive field; failing, no token
     verifies (fields dropped)."""
     dropped: list[DroppedField] = []
@@ -86,6 +92,8 @@ def screen_messages(
         token = take_user_token(message)
         if not client:
             continue
+        if isinstance(message, Alias):
+            message.limit_to_anonymous()
         names, where, given = sensitive.named_in(message)
         if not names.intersection(given):
             continue

@@ -156,10 +156,8 @@ def dispatch(
                 return result
             state = users[batch.user].value
             if not state.addressable:
-                logger.info(
-                    "dispatch: the id was merged into another user; nothing sent",
-                    extra={"user_id": batch.user},
-                )
+                # No user id in the log: ids may be emails.
+                logger.info("dispatch: the id was merged into another user; nothing sent")
                 return result
             traits = state.trait_values()
             merged_users = [i for i in state.merged if not is_anonymous(i)]

@@ -20,6 +20,10 @@ Every step is idempotent: erasing a user with nothing stored deletes nothing.
 Merged ids go with the person: every id merged into the user (UsageStore.merged_ids: anonymous
 devices, userIds aliased into them, and theirs in turn) is erased the same way, its pointer
 included, so no record is left saying that id was them.
+An id merged away (its state a pointer, `merged_into`) names the person it was merged into: erasing
+it erases that whole person (`chain_of` follows the pointers), since the request is about that
+human, and the answer names them (`Erasure.merged_into`). Export (services/export.py) covers the
+same ids (`ids_of`).
 Unsubscribes go with the delivery record: an id tracked again after erasure starts afresh.
 Known gap: a decision already on a queue when the user is erased may record ledger entries again
 a moment later (its send is suppressed: there is no address left); erasing again removes them.
@@ -33,6 +37,7 @@ from typing import Protocol
 
 from nudge.model.ledger import Escalation
 from nudge.ports import Ledger, SegmentStore, UsageStore
+from nudge.services.identity import MAX_HOPS
 
 # What an anonymised decision or escalation names instead of the erased user.
 ERASED = "erased"
@@ -65,19 +70,45 @@ class Erasure:
     usage: int  # usage-table items deleted
     ledger: int  # ledger items deleted (the user's and their account decisions)
     anonymized: int  # account items kept with the user replaced by ERASED
+    # The person erased in the asked id's place when that id had been merged into them; else None.
+    merged_into: str | None = None
+
+
+def chain_of(user_id: str, usage: UsageStore) -> list[str]:
+    """`user_id` and the profiles its `merged_into` pointers lead to, in order (an alias or an
+    identify merged it away; at most MAX_HOPS reads): the last is the person it belongs to now."""
+    chain = [user_id]
+    for _ in range(MAX_HOPS):
+        state = usage.load_users([chain[-1]]).get(chain[-1])
+        target = state.value.merged_into if state is not None else None
+        if target is None or target in chain:
+            break
+        chain.append(target)
+    return chain
+
+
+def ids_of(chain: Sequence[str], usage: UsageStore) -> list[str]:
+    """The ids erasure (and export) covers for the id `chain` starts from: every id merged into
+    the person (UsageStore.merged_ids), deepest first, then the chain from the person back to the
+    asked id. The chain goes last, the asked id's pointer at the very end, so a retry after a
+    failure half-way, asked the same id, still follows it to whatever is left."""
+    on_chain = set(chain)
+    merged = [i for i in reversed(usage.merged_ids(chain[-1])) if i not in on_chain]
+    return [*merged, *reversed(chain)]
 
 
 def erase_user(
     user_id: str, *, usage: UsageStore, segments: SegmentStore, ledger: Ledger, accounts: AccountLedger
 ) -> Erasure:
-    # The merged ids first, the user last: a retry after a failure half-way still finds them.
-    total = Erasure(usage=0, ledger=0, anonymized=0)
-    for erased in [*reversed(usage.merged_ids(user_id)), user_id]:
+    chain = chain_of(user_id, usage)
+    total = Erasure(usage=0, ledger=0, anonymized=0, merged_into=chain[-1] if len(chain) > 1 else None)
+    for erased in ids_of(chain, usage):
         one = _erase_one(erased, usage=usage, segments=segments, ledger=ledger, accounts=accounts)
         total = Erasure(
             usage=total.usage + one.usage,
             ledger=total.ledger + one.ledger,
             anonymized=total.anonymized + one.anonymized,
+            merged_into=total.merged_into,
         )
     return total
 

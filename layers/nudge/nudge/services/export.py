@@ -5,7 +5,13 @@ same stores erasure deletes from, so the two always cover the same items.
 - segments: the segment record (lifecycle segment and its history, pending deferrals);
 - delivery: the delivery record (recent sends, last send per rule, unsubscribes);
 - decisions: every ledger entry of the user (sent, suppressed, held out, deferred...);
-- account: the account the user belongs to and its traits, when they belong to one.
+- account: the account the user belongs to and its traits, when they belong to one;
+- merged: the same (but account) for each id merged into the person (anonymous devices, userIds
+  aliased into them, and theirs in turn), labelled with its id: erasure deletes those too.
+
+The ids are erasure's (`erasure.chain_of`, `erasure.ids_of`): asked an id merged away (its state a
+pointer), the export is of the person it was merged into, the whole of them as erasure would
+delete, and `merged_into` names that person, so the admin knows which profile answered.
 """
 
 from __future__ import annotations
@@ -14,41 +20,88 @@ from dataclasses import dataclass
 from typing import Any
 
 from nudge.ports import Ledger, SegmentStore, UsageStore
+from nudge.services.erasure import chain_of, ids_of
+
+
+@dataclass(frozen=True)
+class HeldOn:
+    """What is stored under one id."""
+
+    user_id: str
+    usage: dict[str, Any] | None
+    segments: dict[str, Any] | None
+    delivery: dict[str, Any] | None
+    decisions: list[dict[str, Any]]
+    account_id: str | None
+
+    @property
+    def found(self) -> bool:
+        return bool(self.usage or self.segments or self.delivery or self.decisions)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "usage": self.usage,
+            "segments": self.segments,
+            "delivery": self.delivery,
+            "decisions": self.decisions,
+        }
 
 
 @dataclass(frozen=True)
 class UserExport:
-    user_id: str
+    user_id: str  # the id asked for
     found: bool
     usage: dict[str, Any] | None
     segments: dict[str, Any] | None
     delivery: dict[str, Any] | None
     decisions: list[dict[str, Any]]
     account: dict[str, Any] | None
+    # The person the asked id was merged into (whose data this is), or None when it was not.
+    merged_into: str | None = None
+    # Each id merged into the person, in erasure's order: {user_id, usage, segments, delivery, decisions}.
+    merged: tuple[dict[str, Any], ...] = ()
 
 
 def export_user(user_id: str, *, usage: UsageStore, segments: SegmentStore, ledger: Ledger) -> UserExport:
+    chain = chain_of(user_id, usage)
+    person = chain[-1]
+    ids = ids_of(chain, usage)
+    held = {i: _held_on(i, usage=usage, segments=segments, ledger=ledger) for i in ids}
+    own = held[person]
+    account: dict[str, Any] | None = None
+    if own.account_id:
+        loaded = usage.load_account(own.account_id)
+        traits = {k: s.v for k, s in loaded.value.traits.items()} if loaded is not None else {}
+        account = {"account_id": own.account_id, "traits": traits}
+    return UserExport(
+        user_id=user_id,
+        found=any(h.found for h in held.values()),
+        usage=own.usage,
+        segments=own.segments,
+        delivery=own.delivery,
+        decisions=own.decisions,
+        account=account,
+        merged_into=person if person != user_id else None,
+        merged=tuple(held[i].as_json() for i in ids if i != person),
+    )
+
+
+def _held_on(user_id: str, *, usage: UsageStore, segments: SegmentStore, ledger: Ledger) -> HeldOn:
     state = usage.load_users([user_id]).get(user_id)
     loaded_record = segments.load([user_id]).get(user_id)
     # The segment store answers a fresh record (version 0) for a user it holds nothing on.
     record = loaded_record if loaded_record is not None and loaded_record.version else None
-    account_id = state.value.account_id if state is not None else None
     held = ledger.load(user_id, None, [])
     kept = held.record.value
     # Unsubscribes are ADDed outside the record's version: a record may hold only those.
     delivery = kept.model_dump(mode="json") if held.record.version or kept.unsubscribed else None
     entries = sorted(ledger.entries_of(user_id), key=lambda e: (e.recorded_at, e.decision.decision_id))
-    account: dict[str, Any] | None = None
-    if account_id:
-        loaded = usage.load_account(account_id)
-        traits = {k: s.v for k, s in loaded.value.traits.items()} if loaded is not None else {}
-        account = {"account_id": account_id, "traits": traits}
-    return UserExport(
+    return HeldOn(
         user_id=user_id,
-        found=bool(state or record or delivery or entries),
         usage=state.value.model_dump(mode="json") if state is not None else None,
         segments=record.value.model_dump(mode="json") if record is not None else None,
         delivery=delivery,
         decisions=[e.model_dump(mode="json") for e in entries],
-        account=account,
+        account_id=state.value.account_id if state is not None else None,
     )

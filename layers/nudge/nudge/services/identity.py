@@ -14,7 +14,8 @@ Rules, as Segment's:
 - an alias whose userId already points, through merges, at its previousId would make a cycle:
   the alias is refused (400), naming the fields, never the ids (which may be emails);
 - an alias's previousId may have been a userId or an anonymousId (SDKs send either), so both
-  profiles it may name are linked.
+  profiles it may name are linked; but an alias sent with a client key (anyone may copy it) links
+  the anonymous profile only, and a warning says so: a known user is merged from the server only.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ MAX_HOPS = 10
 MAX_ABSORBED = 25
 
 CYCLE = "alias: userId is already merged into previousId; aliasing previousId to it would make a cycle"
+CLIENT_ALIAS = (
+    "a client key may only alias an anonymousId; send aliases of userIds from your server "
+    "(accepted; previousId taken as an anonymousId only)"
+)
 
 
 @dataclass(frozen=True)
@@ -96,11 +101,17 @@ def resolve(messages: Sequence[tuple[int, Message]], store: UsageStore) -> Resol
             continue
         kept.append((index, message))
         warned: set[str] = set()
+        if isinstance(message, Alias) and message.anonymous_only:
+            # Always said, whether or not previousId names a user: the answer tells a public key's
+            # holder nothing about which users exist.
+            warnings.append(Issue(index, "previousId", CLIENT_ALIAS))
         for src, tgt, role in links:
             into, other = _find(points, tgt), _find(points, src)
             if into == other:
                 continue  # one person already: the same link again, or made another way
-            if other != src or len(absorbed[into]) >= MAX_ABSORBED:
+            # `other` brings along whatever it absorbed earlier in this request: each is two items
+            # of the transaction, so they count against the limit too.
+            if other != src or len(absorbed[into]) + 1 + len(absorbed.get(other, [])) > MAX_ABSORBED:
                 if role not in warned:
                     warned.add(role)
                     warnings.append(Issue(index, role, _not_linked(role, other != src)))

@@ -14,19 +14,21 @@ class DynamoRateCounter:
         self._table = table
 
     def take(self, bucket: str, amount: int, limit: int, expires_at: int) -> bool:
+        values = {":amount": {"N": str(amount)}, ":expires": {"N": str(expires_at)}}
         if amount > limit:
-            return False
+            # A batch over a whole window's budget passes into an empty window only (it then
+            # fills it): refused always, an SDK would retry it forever.
+            condition = "attribute_not_exists(n)"
+        else:
+            # Refused when adding would pass the limit; the count then stays as it was.
+            condition = "attribute_not_exists(n) OR n <= :room"
+            values[":room"] = {"N": str(limit - amount)}
         result = conditional(
             self._client.update_item,
             TableName=self._table,
             Key={"pk": {"S": bucket}},
             UpdateExpression="ADD n :amount SET expires = :expires",
-            # Refused when adding would pass the limit; the count then stays as it was.
-            ConditionExpression="attribute_not_exists(n) OR n <= :room",
-            ExpressionAttributeValues={
-                ":amount": {"N": str(amount)},
-                ":room": {"N": str(limit - amount)},
-                ":expires": {"N": str(expires_at)},
-            },
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
         )
         return result is not None

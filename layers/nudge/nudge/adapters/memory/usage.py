@@ -6,9 +6,23 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
-from nudge.model.errors import StateConflict
+from nudge.model.errors import StateConflict, StoreUnavailable
 from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState, WeekRollup
 from nudge.model.versioned import Versioned
+
+# DynamoDB's TransactWriteItems takes at most this many items; more is a ValidationException.
+TRANSACTION_ITEMS = 100
+
+
+def transaction_items(rollup: RollupDelta | None, absorbed: Sequence[tuple[str, int]]) -> int:
+    """How many items the DynamoDB store's save_user writes in its transaction: the person, a
+    pointer and a back-reference per absorbed id, one rollup item per week touched and one for
+    feature adopters. (With neither rollup nor absorbed ids it is a single PutItem.)"""
+    items = 1 + 2 * len(absorbed)
+    if rollup is not None:
+        items += len(set(rollup.week_users) | set(rollup.week_sessions))
+        items += 1 if rollup.feature_adopters else 0
+    return items
 
 
 class MemoryUsageStore:
@@ -32,6 +46,12 @@ class MemoryUsageStore:
         correlation_id: str = "",
         absorbed: Sequence[tuple[str, int]] = (),
     ) -> None:
+        items = transaction_items(rollup, absorbed)
+        if items > TRANSACTION_ITEMS:
+            # As DynamoDB refuses it (ValidationException), which the store reports so.
+            raise StoreUnavailable(
+                f"DynamoDB ValidationException: a transaction of {items} items (at most {TRANSACTION_ITEMS})"
+            )
         with self._lock:
             # All of it or nothing, as DynamoDB's transaction: every version still as read.
             for user_id, expected in [(state.user_id, version), *absorbed]:

@@ -73,6 +73,25 @@ class ErasureResponse(BaseModel):
         default=0,
         description="Items kept for the account's open escalation, with the user replaced by 'erased'.",
     )
+    merged_into: str | None = Field(
+        default=None,
+        description=(
+            "When the id had been merged into another user (an alias): that user, erased with every "
+            "id merged into them, since they are the same person."
+        ),
+    )
+
+
+class MergedIdExport(BaseModel):
+    user_id: str = Field(
+        description="An id merged into the person (a device's anon:<id>, an aliased userId)."
+    )
+    usage: dict[str, Any] | None = Field(
+        description="Its usage state (a pointer to the person, once merged)."
+    )
+    segments: dict[str, Any] | None = Field(description="Its segment record, from before the merge.")
+    delivery: dict[str, Any] | None = Field(description="Its delivery record and unsubscribes.")
+    decisions: list[dict[str, Any]] = Field(description="Every message decision about that id.")
 
 
 class UserExportResponse(BaseModel):
@@ -85,6 +104,17 @@ class UserExportResponse(BaseModel):
     delivery: dict[str, Any] | None = Field(description="Recent sends, last send per rule, unsubscribes.")
     decisions: list[dict[str, Any]] = Field(description="Every message decision about the user.")
     account: dict[str, Any] | None = Field(description="The account the user belongs to, and its traits.")
+    merged_into: str | None = Field(
+        default=None,
+        description=(
+            "When the id had been merged into another user (an alias): that user, whose data (the "
+            "fields above) this export holds; erasing the id erases them."
+        ),
+    )
+    merged: list[MergedIdExport] = Field(
+        default_factory=list,
+        description="What is held under each id merged into the person (erased with them).",
+    )
 
 
 class _Unavailable(Exception):
@@ -157,8 +187,10 @@ def unsubscribe_one_click(
     description=(
         "Deletes the user's usage state, segment record, delivery record, unsubscribes and "
         "decisions, and the escalation decisions they raised (the one behind an account's "
-        "unhandled escalation is kept with the user replaced by 'erased'). Account rollups hold "
-        "counts only and stay. Idempotent: a user with nothing stored answers zeros."
+        "unhandled escalation is kept with the user replaced by 'erased'), and the same for every "
+        "id merged into them. An id merged into another user erases that user (merged_into names "
+        "them). Account rollups hold counts only and stay. Idempotent: a user with nothing stored "
+        "answers zeros."
     ),
     responses={
         200: {"description": "Erased (or nothing was stored)."},
@@ -178,12 +210,18 @@ def erase(user_id: Annotated[str, Path(alias="userId", min_length=1)]) -> Respon
     metrics.add_metric(name="UsersErased", unit="Count", value=1)
     logger.info(
         "user erased",
-        extra={"usage_items": erased.usage, "ledger_items": erased.ledger, "anonymized": erased.anonymized},
+        extra={
+            "usage_items": erased.usage,
+            "ledger_items": erased.ledger,
+            "anonymized": erased.anonymized,
+            "merged_away": erased.merged_into is not None,
+        },
     )
     body = ErasureResponse(
         success=True,
         deleted=DeletedCounts(usage=erased.usage, ledger=erased.ledger),
         anonymized=erased.anonymized,
+        merged_into=erased.merged_into,
     )
     return Response(200, content_types.APPLICATION_JSON, body)
 
@@ -193,8 +231,9 @@ def erase(user_id: Annotated[str, Path(alias="userId", min_length=1)]) -> Respon
     summary="Export what Nudge holds on a user",
     description=(
         "The user's usage state, segment record, delivery record and unsubscribes, every message "
-        "decision, and their account membership: the items erasure deletes, as JSON. A user with "
-        "nothing stored answers found: false."
+        "decision, and their account membership, and what is held under each id merged into them: "
+        "the items erasure deletes, as JSON. An id merged into another user answers that user's "
+        "export, merged_into naming them. A user with nothing stored answers found: false."
     ),
     responses={
         200: {"description": "The user's data."},
@@ -209,7 +248,10 @@ def export(user_id: Annotated[str, Path(alias="userId", min_length=1)]) -> Respo
     svc = services()
     held = export_user(user_id, usage=svc.store, segments=svc.segments, ledger=svc.ledger)
     metrics.add_metric(name="UsersExported", unit="Count", value=1)
-    logger.info("user exported", extra={"found": held.found, "decisions": len(held.decisions)})
+    logger.info(
+        "user exported",
+        extra={"found": held.found, "decisions": len(held.decisions), "merged_ids": len(held.merged)},
+    )
     body = UserExportResponse(
         user_id=held.user_id,
         found=held.found,
@@ -218,6 +260,8 @@ def export(user_id: Annotated[str, Path(alias="userId", min_length=1)]) -> Respo
         delivery=held.delivery,
         decisions=held.decisions,
         account=held.account,
+        merged_into=held.merged_into,
+        merged=[MergedIdExport.model_validate(m) for m in held.merged],
     )
     # The export holds contact details: never cached on the way.
     return Response(200, content_types.APPLICATION_JSON, body, headers={"Cache-Control": "no-store"})
@@ -231,6 +275,7 @@ def _unsubscribe(token: str, whole_channel: bool) -> Unsubscribed:
             whole_channel=whole_channel,
             secrets=svc.unsubscribe_secrets,
             ledger=svc.ledger,
+            usage=svc.store,
             now=clock.now(),
         )
     except StoreUnavailable as exc:
