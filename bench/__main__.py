@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dynamo-events", type=int, default=20_000, help="sample messages for the DynamoDB benchmark"
     )
-    parser.add_argument("--repeats", type=int, default=3, help="CPU timings: best of this many runs")
+    parser.add_argument("--repeats", type=int, default=5, help="CPU timings: best of this many runs")
     parser.add_argument(
         "--rule-repeats", type=int, default=5, help="rule evaluation timings: best of this many runs"
     )

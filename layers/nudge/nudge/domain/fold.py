@@ -12,6 +12,7 @@ import base64
 import bisect
 import hashlib
 import json
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -40,6 +41,7 @@ from nudge.model.state import (
 from nudge.rulebook.plan import TrackingPlan
 
 DIGEST_BYTES = 8
+_CONTEXT_KEYS = frozenset(CONTEXT_KEPT)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = _EPOCH.date().toordinal()
 
@@ -67,21 +69,25 @@ def horizon_start(now: datetime, weeks_kept: int) -> datetime:
 
 
 class _Seen:
-    """Digests of messageIds by UTC day received; days older than the window are dropped."""
+    """Digests of messageIds by UTC day received; days older than the window are dropped.
+
+    Held as big-endian integers (unpacked in C, read on every fold): sorted, they pack back to
+    the digests in byte order, as stored."""
 
     def __init__(self, stored: dict[int, str], today: int, window_days: int) -> None:
         self.today = today
-        self.days: dict[int, set[bytes]] = {}
+        self.days: dict[int, set[int]] = {}
         for day, blob in stored.items():
             if day > today - window_days - 1:
                 raw = base64.b64decode(blob)
-                self.days[day] = {raw[i : i + DIGEST_BYTES] for i in range(0, len(raw), DIGEST_BYTES)}
+                self.days[day] = set(struct.unpack(f">{len(raw) // DIGEST_BYTES}Q", raw))
 
     def add(self, key: bytes) -> bool:
         """Record a digest; False when it was already seen."""
-        if any(key in keys for keys in self.days.values()):
+        value = int.from_bytes(key, "big")
+        if any(value in keys for keys in self.days.values()):
             return False
-        self.days.setdefault(self.today, set()).add(key)
+        self.days.setdefault(self.today, set()).add(value)
         return True
 
     def dump(self, max_seen: int) -> dict[int, str]:
@@ -91,7 +97,8 @@ class _Seen:
                 break
             total -= len(self.days.pop(day))
         return {
-            day: base64.b64encode(b"".join(sorted(keys))).decode() for day, keys in sorted(self.days.items())
+            day: base64.b64encode(struct.pack(f">{len(keys)}Q", *sorted(keys))).decode()
+            for day, keys in sorted(self.days.items())
         }
 
 
@@ -128,7 +135,7 @@ def fold(
             first_seen = at
         if last_seen is None or at > last_seen:
             last_seen = at
-        if message.context:
+        if message.context and not _CONTEXT_KEYS.isdisjoint(message.context):
             _set_latest(new.context, _kept_context(message.context), at, mid)
         if isinstance(message, Identify):
             _set_latest(new.traits, message.traits.model_dump(exclude_unset=True), at, mid)
@@ -143,14 +150,17 @@ def fold(
     new.first_seen, new.last_seen = first_seen, last_seen
     first_day = horizon.toordinal()
     new.active_days = sorted(d for d in counter.days if d >= first_day)
-    for name, stats in new.events.items():
-        if stats.daily and min(stats.daily) < first_day:
-            daily = {d: n for d, n in stats.daily.items() if d >= first_day}
-            stats = new.events[name] = stats.model_copy(update={"daily": daily})
-        if stats.props is not None:
-            trimmed = _trim_props(stats.props, first_day)
-            if trimmed is not None:
-                new.events[name] = stats.model_copy(update={"props": trimmed})
+    # The horizon moves once a week: only then can a daily count have fallen out of the kept weeks.
+    if new.kept_from < first_day:
+        for name, stats in new.events.items():
+            if stats.daily and min(stats.daily) < first_day:
+                daily = {d: n for d, n in stats.daily.items() if d >= first_day}
+                stats = new.events[name] = stats.model_copy(update={"daily": daily})
+            if stats.props is not None:
+                trimmed = _trim_props(stats.props, first_day)
+                if trimmed is not None:
+                    new.events[name] = stats.model_copy(update={"props": trimmed})
+    new.kept_from = first_day
     horizon_epoch = int(horizon.timestamp())
     new.sessions = [s for s in counter.sessions if s[1] >= horizon_epoch]
     new.milestones = milestones_of(new, plan)
@@ -214,11 +224,14 @@ class _Counter:
         elif name not in self.copied_events:
             stats = state.events[name] = stats.model_copy(update={"daily": dict(stats.daily)})
             self.copied_events.add(name)
-        stats.count += 1
-        if at < stats.first:
-            stats.first = at
-        if at > stats.last:
-            stats.last = at
+        # The fold's own copy, changed through its __dict__ (the hot path: pydantic's __setattr__
+        # costs more than the rest of counting an event; no validation on assignment is lost).
+        fields = stats.__dict__
+        fields["count"] += 1
+        if at < fields["first"]:
+            fields["first"] = at
+        if at > fields["last"]:
+            fields["last"] = at
         if recent:
             stats.daily[day] = stats.daily.get(day, 0) + 1
         kept = self.plan.kept_of.get(name)
@@ -250,11 +263,12 @@ class _Counter:
         if feature not in self.copied_features:
             fstats = features[feature] = fstats.model_copy(update={"days": list(fstats.days)})
             self.copied_features.add(feature)
-        fstats.count += 1
-        if at < fstats.first:
-            fstats.first = at
-        if at > fstats.last:
-            fstats.last = at
+        fields = fstats.__dict__  # this fold's own copy, as in count()
+        fields["count"] += 1
+        if at < fields["first"]:
+            fields["first"] = at
+        if at > fields["last"]:
+            fields["last"] = at
         index = bisect.bisect_left(fstats.days, day)
         if index == len(fstats.days) or fstats.days[index] != day:
             fstats.days.insert(index, day)
@@ -292,15 +306,17 @@ def _keep_properties(
                 vstats = dim[key] = ValueStats(first=at, last=at)
                 owned.add(id(vstats))
             elif id(vstats) not in owned:
-                vstats = dim[key] = vstats.model_copy(update={"daily": dict(vstats.daily)})
+                vstats = dim[key] = vstats.model_copy()  # shallow, then its own daily
+                vstats.__dict__["daily"] = dict(vstats.daily)
                 owned.add(id(vstats))
-            vstats.count += 1
-            if at < vstats.first:
-                vstats.first = at
-            if at > vstats.last:
-                vstats.last = at
+            fields = vstats.__dict__  # this fold's own copy, as in _Counter.count
+            fields["count"] += 1
+            if at < fields["first"]:
+                fields["first"] = at
+            if at > fields["last"]:
+                fields["last"] = at
             if day is not None:
-                vstats.daily[day] = vstats.daily.get(day, 0) + 1
+                fields["daily"][day] = fields["daily"].get(day, 0) + 1
             if len(dim) > DIMENSION_VALUES_KEPT:
                 props.values[prop] = cap_values(dim)
         if spec.sum and abs(value) < SUM_LIMIT:
@@ -333,9 +349,10 @@ def _private_copy(props: PropertyStats) -> PropertyStats:
 
 def _trim_props(props: PropertyStats, first_day: int) -> PropertyStats | None:
     """`props` without the days before the kept weeks (None: nothing to drop)."""
-    old = any(d < first_day for dim in props.values.values() for s in dim.values() for d in s.daily) or any(
-        d < first_day for s in props.sums.values() for d in s.daily
+    old = any(
+        min(s.daily, default=first_day) < first_day for dim in props.values.values() for s in dim.values()
     )
+    old = old or any(min(s.daily, default=first_day) < first_day for s in props.sums.values())
     if not old:
         return None
     values = {
@@ -384,12 +401,19 @@ def _week_of_day(day: int) -> str:
 
 
 def weeks_of(state: UserState) -> dict[str, WeekStats]:
-    weeks: dict[str, WeekStats] = {}
+    # Counted in plain dicts, one WeekStats per week at the end: the fold's hot path.
+    days: dict[str, int] = {}
+    sessions: dict[str, int] = {}
     for day in state.active_days:
-        weeks.setdefault(_week_of_day(day), WeekStats()).active_days += 1
+        week = _week_of_day(day)
+        days[week] = days.get(week, 0) + 1
     for start, _end in state.sessions:
-        weeks.setdefault(_week_of_day(start // 86400 + _EPOCH_ORDINAL), WeekStats()).sessions += 1
-    return dict(sorted(weeks.items()))
+        week = _week_of_day(start // 86400 + _EPOCH_ORDINAL)
+        sessions[week] = sessions.get(week, 0) + 1
+    return {
+        week: WeekStats(sessions=sessions.get(week, 0), active_days=days.get(week, 0))
+        for week in sorted(days.keys() | sessions.keys())
+    }
 
 
 def fold_account(state: AccountState | None, account_id: str, groups: Sequence[Group]) -> AccountState:

@@ -59,6 +59,8 @@ def merge_states(into: UserState, other: UserState, plan: TrackingPlan) -> UserS
             "active_days": sorted(set(into.active_days) | set(other.active_days)),
             "seen": merge_seen(into.seen, other.seen),
             "merged": merged[-MERGED_KEPT:],
+            # The older of the two: the next fold trims what the other kept from further back.
+            "kept_from": min(into.kept_from, other.kept_from),
         }
     )
     new.milestones = milestones_of(new, plan)

@@ -214,6 +214,9 @@ class UserState(_State):
     sessions: list[tuple[int, int]] = Field(default_factory=list)
     active_days: list[int] = Field(default_factory=list)
     weeks: dict[str, WeekStats] = Field(default_factory=dict, description="ISO week -> activity.")
+    # The first UTC day (date ordinal) of the kept weeks when the state was last trimmed: no daily
+    # count is older, so while the horizon stays there the fold has nothing to trim.
+    kept_from: int = 0
     # messageId digests by UTC day received, for the dedupe window (base64 of sorted 8-byte digests).
     seen: dict[int, str] = Field(default_factory=dict)
     # Identity resolution (nudge.domain.identity): the ids whose history was merged into this
