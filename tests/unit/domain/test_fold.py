@@ -418,7 +418,7 @@ def test_merging_property_stats_sums_counts_keeps_the_newest_and_reapplies_the_c
     assert merged == both
     sums = a.events["invoice_paid"].props.merged(b.events["invoice_paid"].props)  # type: ignore[union-attr,arg-type]
     assert sums.sums["revenue"].total == 0.3
-    many = {f"v{i}": ValueStats(count=1, first=early + timedelta(minutes=i), last=early + timedelta(minutes=i))
+    many = {f"v{i}": ValueStats(count=1, first=early + timedelta(minutes=i), last=early + timedelta(minutes=i), daily={})
             for i in range(DIMENSION_VALUES_KEPT + 5)}  # fmt: skip
     capped = PropertyStats(values={"name": dict(list(many.items())[:30])}).merged(
         PropertyStats(values={"name": dict(list(many.items())[30:])})

@@ -209,7 +209,7 @@ class _Counter:
         self.copied_events: set[str] = set()
         self.copied_features: set[str] = set()
         self.copied_props: set[str] = set()
-        # ids of the value and sum stats this fold made or copied (so may change in place)
+        # ids of the sum stats and value dailies this fold made or copied (so may change in place)
         self.owned: set[int] = set()
 
     def count(self, message: UsageEvent, at: datetime, mid: str) -> None:
@@ -288,7 +288,7 @@ def _keep_properties(
     owned: set[int],
 ) -> None:
     """One event's declared properties into its PropertyStats (whose dicts are private copies; the
-    value and sum stats in them are copied on first change, unless their id is in `owned`).
+    sum stats and value dailies in them are copied on first change, unless their id is in `owned`).
     A value of the wrong type, or text over VALUE_CHARS_KEPT, is not kept: ingest refused or
     flagged it already. `day` is None for an event older than the kept weeks (counted in totals,
     not per day)."""
@@ -303,20 +303,16 @@ def _keep_properties(
             dim = props.values.setdefault(prop, {})
             vstats = dim.get(key)
             if vstats is None:
-                vstats = dim[key] = ValueStats(first=at, last=at)
-                owned.add(id(vstats))
-            elif id(vstats) not in owned:
-                vstats = dim[key] = vstats.model_copy()  # shallow, then its own daily
-                vstats.__dict__["daily"] = dict(vstats.daily)
-                owned.add(id(vstats))
-            fields = vstats.__dict__  # this fold's own copy, as in _Counter.count
-            fields["count"] += 1
-            if at < fields["first"]:
-                fields["first"] = at
-            if at > fields["last"]:
-                fields["last"] = at
+                daily: dict[int, int] = {}
+                vstats = ValueStats(0, at, at, daily)
+            else:
+                daily = vstats.daily
+                if id(daily) not in owned:  # shared with the state folded from: copied once
+                    daily = dict(daily)
+            owned.add(id(daily))
             if day is not None:
-                fields["daily"][day] = fields["daily"].get(day, 0) + 1
+                daily[day] = daily.get(day, 0) + 1
+            dim[key] = ValueStats(vstats.count + 1, min(vstats.first, at), max(vstats.last, at), daily)
             if len(dim) > DIMENSION_VALUES_KEPT:
                 props.values[prop] = cap_values(dim)
         if spec.sum and abs(value) < SUM_LIMIT:
@@ -357,7 +353,7 @@ def _trim_props(props: PropertyStats, first_day: int) -> PropertyStats | None:
         return None
     values = {
         dim: {
-            v: s.model_copy(update={"daily": {d: n for d, n in s.daily.items() if d >= first_day}})
+            v: s._replace(daily={d: n for d, n in s.daily.items() if d >= first_day})
             for v, s in by_value.items()
         }
         for dim, by_value in props.values.items()

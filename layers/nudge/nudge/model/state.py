@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,13 +83,18 @@ def _add_daily(a: dict[int, int], b: dict[int, int]) -> dict[int, int]:
     return total
 
 
-class ValueStats(_State):
-    """One value of a dimension: how often, first and last time, occurrences per UTC day."""
+class ValueStats(NamedTuple):
+    """One value of a dimension: how often, first and last time, occurrences per UTC day.
 
-    count: int = 0
+    A tuple, not a model: a user keeps one per value seen (up to DIMENSION_VALUES_KEPT per
+    dimension) and the fold makes a new one per change, so they must cost little to make, and
+    nothing to the garbage collector (a tuple of atomic values and a dict of ints is untracked).
+    Stored as a JSON array [count, first, last, daily]."""
+
+    count: int  # type: ignore[assignment]  # the field, over tuple.count (a tuple keeps the fold cheap)
     first: datetime
     last: datetime
-    daily: dict[int, int] = Field(default_factory=dict)
+    daily: dict[int, int]
 
     def count_since(self, day: int) -> int:
         return sum(n for d, n in self.daily.items() if d >= day)
