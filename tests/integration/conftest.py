@@ -12,9 +12,11 @@ os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 os.environ["AWS_SESSION_TOKEN"] = "testing"
 os.environ.pop("AWS_PROFILE", None)
 
+import importlib.util
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from moto import mock_aws
@@ -50,3 +52,24 @@ def unique_settings() -> Settings:
     """Settings whose table and parameter names no other test uses."""
     suffix = uuid.uuid4().hex[:8]
     return Settings(usage_table=f"usage-{suffix}", keys_path=f"/nudge/test-{suffix}/keys")
+
+
+class IngestContext:
+    """The Lambda context the ingest function is invoked with (what Powertools reads of it)."""
+
+    function_name = "ingest"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ingest"
+
+    def __init__(self, request_id: str = "req-it") -> None:
+        self.aws_request_id = request_id
+
+
+def load_ingest_app(module_name: str) -> ModuleType:
+    """functions/ingest/app.py imported afresh under its own name: a cold start."""
+    spec = importlib.util.spec_from_file_location(module_name, REPO / "functions" / "ingest" / "app.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -5,7 +5,6 @@ follows an alias, erasure takes every merged id."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import uuid
 from collections.abc import Iterator, Sequence
@@ -33,6 +32,7 @@ from nudge.services.identity import CYCLE, MAX_ABSORBED
 from nudge.services.ingest import ingest
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_usage_resources
+from tests.integration.conftest import IngestContext, load_ingest_app
 
 KEY = "wk-identity-it"
 USAGE_TABLE = "usage-identity-it"
@@ -40,29 +40,16 @@ LEDGER_TABLE = "ledger-identity-it"
 NOW = datetime.now(UTC)
 
 
-class Context:
-    function_name = "ingest"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ingest"
-    aws_request_id = "req-identity"
-
-
 @pytest.fixture(scope="module")
 def handler() -> Iterator[ModuleType]:
     with pytest.MonkeyPatch.context() as env, mock_aws():
         env.setenv("NUDGE_USAGE_TABLE", USAGE_TABLE)
         env.setenv("NUDGE_LEDGER_TABLE", LEDGER_TABLE)
-        env.setenv("NUDGE_WRITE_KEYS_PARAM", "/nudge/it-identity/write-keys")
         bootstrap.reset()
         create_usage_resources(
             boto3.client("dynamodb"), boto3.client("ssm"), Path("template.yaml"), Settings(), [KEY]
         )
-        spec = importlib.util.spec_from_file_location("ingest_app_identity_it", "functions/ingest/app.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
+        yield load_ingest_app("ingest_app_identity_it")
         bootstrap.reset()
 
 
@@ -84,7 +71,7 @@ def post(handler: ModuleType, path: str, body: Any) -> tuple[int, dict[str, Any]
         "body": json.dumps(body),
         "isBase64Encoded": False,
     }
-    response = handler.handler(evt, Context())
+    response = handler.handler(evt, IngestContext("req-identity"))
     return response["statusCode"], json.loads(response["body"])
 
 

@@ -4,7 +4,6 @@ sensitive traits from client keys, the rate limit on DynamoDB, revocation."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from nudge.domain.keys import KeyKind, new_record, user_token
 from nudge.settings import Settings
 from nudge.tools.keys import create_key, delete_record, put_record
 from nudge.tools.local.aws import create_usage_resources
+from tests.integration.conftest import IngestContext, load_ingest_app
 
 SERVER = "sk-scopes"
 CLIENT = "ck-scopes"
@@ -30,13 +30,6 @@ ADMIN = "ak-scopes"
 SHOP = "https://shop.example.com"
 SECRET = "user-token-secret-for-scopes"
 KEYS_PATH = "/nudge/it-scopes/keys"
-
-
-class Context:
-    function_name = "ingest"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ingest"
-    aws_request_id = "req-scopes"
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +54,7 @@ def handler() -> Iterator[ModuleType]:
             client_origins=[SHOP],
         )
         ssm.put_parameter(Name=settings.user_token_secret_param, Value=SECRET, Type="SecureString")
-        spec = importlib.util.spec_from_file_location("ingest_app_scopes", "functions/ingest/app.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
+        yield load_ingest_app("ingest_app_scopes")
         bootstrap.reset()
         parameters.clear_caches()  # type: ignore[no-untyped-call]
 
@@ -106,7 +94,7 @@ def request(
 
 
 def call(handler: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
-    response = handler.handler(event, Context())
+    response = handler.handler(event, IngestContext("req-scopes"))
     text = response.get("body") or ""
     return response["statusCode"], response.get("headers") or {}, json.loads(text) if text else {}
 

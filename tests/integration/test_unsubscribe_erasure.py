@@ -4,7 +4,6 @@ moto with both tables built from template.yaml."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import uuid
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from nudge.model.segments import SegmentRecord
 from nudge.services.erasure import ERASED
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_usage_resources
+from tests.integration.conftest import IngestContext, load_ingest_app
 
 KEY = "wk-privacy-it"
 ADMIN_KEY = "ak-privacy-it"  # erasure needs an admin key
@@ -35,13 +35,6 @@ SECRET = "privacy-integration-secret-0123456789"
 USAGE_TABLE = "usage-privacy-it"
 LEDGER_TABLE = "ledger-privacy-it"
 ACCOUNT = "acct-privacy-it"
-
-
-class Context:
-    function_name = "ingest"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ingest"
-    aws_request_id = "req-privacy"
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +60,7 @@ def handler() -> Iterator[ModuleType]:
             Value=f"{SECRET},retired-secret-kept-for-old-links",
             Type="SecureString",
         )
-        spec = importlib.util.spec_from_file_location("ingest_app_privacy_it", "functions/ingest/app.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
+        yield load_ingest_app("ingest_app_privacy_it")
         bootstrap.reset()
 
 
@@ -112,7 +100,7 @@ def event(
 
 
 def call(handler: ModuleType, evt: dict[str, Any]) -> tuple[int, dict[str, str], str]:
-    response = handler.handler(evt, Context())
+    response = handler.handler(evt, IngestContext("req-privacy"))
     return response["statusCode"], response.get("headers") or {}, response.get("body") or ""
 
 
