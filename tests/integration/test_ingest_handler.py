@@ -227,3 +227,13 @@ def test_the_openapi_document_describes_the_message_shapes(handler: ModuleType) 
     schemas = doc["components"]["schemas"]
     assert "event" in schemas["Track"]["required"]
     assert "groupId" in schemas["Group"]["required"]
+
+
+def test_a_number_too_long_to_read_is_a_400_not_a_500(handler: ModuleType) -> None:
+    # Python's json refuses integers over 4,300 digits with a ValueError; it once surfaced as a 500.
+    raw = b'{"userId": "it-huge", "event": "login", "properties": {"n": ' + b"9" * 5000 + b"}}"
+
+    status, body = call(handler, request("/v1/track", None, raw=raw))
+
+    assert status == 400
+    assert "more than 4300 digits" in body["errors"][0]["message"]

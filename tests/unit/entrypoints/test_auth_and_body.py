@@ -5,13 +5,18 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nudge.domain.keys import KeyKind, new_record
-from nudge.entrypoints.http.body import BodyError, as_json, normalize, take_body_key
+from nudge.entrypoints.http import body as body_module
+from nudge.entrypoints.http.body import BodyError, as_json, json_depth, normalize, take_body_key
 from nudge.services.auth import ApiKeys, KeysUnavailable, Unauthorized, presented_key
 
 CREATED = datetime(2025, 1, 1, tzinfo=UTC)
@@ -164,3 +169,55 @@ def test_a_truncated_gzip_body_is_refused() -> None:
             },
             1000,
         )
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+# Strings full of what the scanner must not take for structure: brackets, quotes, backslashes.
+_TRICKY = st.text(alphabet='[]{}"\\\\ax', max_size=12)
+_JSON = st.recursive(
+    st.none() | st.integers() | _TRICKY,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TRICKY, inner, max_size=3),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON)
+def test_the_depth_scan_agrees_with_parsing_whatever_the_strings_hold(value: Any) -> None:
+    assert json_depth(json.dumps(value)) == _depth(value)
+
+
+def test_an_unclosed_string_of_escaped_quotes_is_scanned_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Once quadratic (a 16 KB body took seconds): now each structural character is visited once.
+    class Counting:
+        def __init__(self, pattern: re.Pattern[str]) -> None:
+            self.pattern, self.visited = pattern, 0
+
+        def finditer(self, text: str) -> Iterator[re.Match[str]]:
+            for found in self.pattern.finditer(text):
+                self.visited += 1
+                yield found
+
+    counting = Counting(body_module._STRUCTURE)
+    monkeypatch.setattr(body_module, "_STRUCTURE", counting)
+    text = '{"a": "' + '\\"' * 100_000 + "[[["
+
+    assert json_depth(text) == 1
+    assert counting.visited == sum(text.count(c) for c in '"\\[]{}')
+
+
+def test_a_number_python_cannot_read_is_a_400_naming_it_and_long_digit_text_is_fine() -> None:
+    huge = '{"type": "track", "event": "e", "userId": "u", "properties": {"n": ' + "9" * 5000 + "}}"
+    with pytest.raises(BodyError) as caught:
+        normalize({"headers": {}, "body": huge, "isBase64Encoded": False}, 100_000)
+    assert (caught.value.status, caught.value.field) == (400, "body")
+    assert "more than 4300 digits" in caught.value.message
+    quoted = huge.replace('"n": 9', '"n": "9').replace("}}", '"}}')
+    assert normalize({"headers": {}, "body": quoted, "isBase64Encoded": False}, 100_000)["body"] == quoted
