@@ -129,7 +129,8 @@ def test_short_form_tags_load_as_their_long_form(template_path: Path):
     assert resources["IngestApi"]["Properties"]["AccessLogSettings"]["DestinationArn"] == {
         "Fn::GetAtt": ["IngestApiAccessLogs", "Arn"]
     }
-    assert list(resources["IngestFunctionErrorsAlarm"]["Properties"]["AlarmActions"]) == ["Fn::If"]
+    [action] = resources["IngestFunctionErrorsAlarm"]["Properties"]["AlarmActions"]
+    assert list(action) == ["Fn::If"]
 
 
 INDEXED_TEMPLATE = """

@@ -418,8 +418,9 @@ def test_every_function_has_a_throttles_alarm_and_the_consumers_an_error_rate_al
                 r"IF\(invocations >= \d+, 100 \* FILL\(errors, 0\) / invocations, 0\)", expression
             )
             assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (5, "GreaterThanThreshold")
-    # ...and every alarm notifies the alarm topic when one is given
+    # ...and every alarm notifies a topic that exists: the operator's, or the stack's own
     for alarm in alarms():
-        assert alarm["AlarmActions"] == {
-            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
-        }
+        assert alarm["AlarmActions"] == [
+            {"Fn::If": ["HasAlarmTopic", {"Ref": "AlarmTopicArn"}, {"Ref": "AlarmTopic"}]}
+        ]
+    assert template()["Resources"]["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
