@@ -122,3 +122,21 @@ def test_each_function_has_its_own_scoped_policy(name: str) -> None:
         )
         if "*" in resources:
             assert (name, sid) in STAR_RESOURCE_ALLOWED, f"{name}.{sid}: Resource '*'"
+
+
+def test_the_keyless_unsubscribe_routes_get_a_lower_throttle_than_the_rest() -> None:
+    api = RESOURCES["IngestApi"]["Properties"]
+    default = api["DefaultRouteSettings"]
+    declared = {
+        f"{event['Properties']['Method'].upper()} {event['Properties']['Path']}"
+        for fn in FUNCTIONS.values()
+        for event in (fn["Properties"].get("Events") or {}).values()
+        if event.get("Type") == "HttpApi"
+    }
+    for route in ("GET /v1/unsubscribe", "POST /v1/unsubscribe"):
+        # A route key that names no declared route would fail the deploy (or throttle nothing)
+        assert route in declared
+        settings = api["RouteSettings"][route]
+        assert settings["ThrottlingRateLimit"] < default["ThrottlingRateLimit"]
+        assert settings["ThrottlingBurstLimit"] < default["ThrottlingBurstLimit"]
+    assert set(api["RouteSettings"]) <= declared
