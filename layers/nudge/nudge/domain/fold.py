@@ -224,14 +224,7 @@ class _Counter:
         elif name not in self.copied_events:
             stats = state.events[name] = stats.model_copy(update={"daily": dict(stats.daily)})
             self.copied_events.add(name)
-        # The fold's own copy, changed through its __dict__ (the hot path: pydantic's __setattr__
-        # costs more than the rest of counting an event; no validation on assignment is lost).
-        fields = stats.__dict__
-        fields["count"] += 1
-        if at < fields["first"]:
-            fields["first"] = at
-        if at > fields["last"]:
-            fields["last"] = at
+        _one_more(stats, at)
         if recent:
             stats.daily[day] = stats.daily.get(day, 0) + 1
         kept = self.plan.kept_of.get(name)
@@ -263,15 +256,22 @@ class _Counter:
         if feature not in self.copied_features:
             fstats = features[feature] = fstats.model_copy(update={"days": list(fstats.days)})
             self.copied_features.add(feature)
-        fields = fstats.__dict__  # this fold's own copy, as in count()
-        fields["count"] += 1
-        if at < fields["first"]:
-            fields["first"] = at
-        if at > fields["last"]:
-            fields["last"] = at
+        _one_more(fstats, at)
         index = bisect.bisect_left(fstats.days, day)
         if index == len(fstats.days) or fstats.days[index] != day:
             fstats.days.insert(index, day)
+
+
+def _one_more(stats: EventStats | FeatureStats, at: datetime) -> None:
+    """One more occurrence at `at`, on the fold's own copy, changed through its __dict__ (the hot
+    path: pydantic's __setattr__ costs more than the rest of counting an event; no validation on
+    assignment is lost)."""
+    fields = stats.__dict__
+    fields["count"] += 1
+    if at < fields["first"]:
+        fields["first"] = at
+    if at > fields["last"]:
+        fields["last"] = at
 
 
 # A number beyond this is no amount a rule could mean: not summed (and the sum stays a small integer).
