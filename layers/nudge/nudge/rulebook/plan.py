@@ -186,10 +186,6 @@ class TrackingPlan(_Strict):
         }
         return {name: props for name, props in found.items() if props}
 
-    def sensitive_of(self, event: str) -> frozenset[str]:
-        """The sensitive property names of `event` (none for an unplanned event)."""
-        return self.sensitive_properties.get(event, frozenset())
-
 
 def _check_names(doc: YamlDoc, section: str, names: list[str], problems: list[RuleProblem]) -> None:
     for name in names:
