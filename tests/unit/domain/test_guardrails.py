@@ -9,7 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from nudge.domain.verdicts import guard, guard_escalation, in_group, quiet_until
@@ -168,37 +168,133 @@ def test_a_journey_cap_counts_the_rules_of_that_journey_only() -> None:
     assert outcomes == ["send", "cap_onboarding_week", "send"]
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.integers(min_value=0, max_value=14 * 24 * 60),  # minutes from the start
-            st.sampled_from(["finish_setup", "rescue_declining", "upgrade_power_user", "rescue_dormant"]),
-        ),
-        min_size=1,
-        max_size=40,
-    )
-)
-def test_no_sequence_of_decisions_ever_exceeds_a_cap(steps: list[tuple[int, str]]) -> None:
-    rules = policy(
-        caps={
-            "email": [{"max": 1, "per": "day"}, {"max": 3, "per": "7d"}],
-            "all": [{"max": 2, "per": "day"}],
-        },
-    )
+# Caps where each one binds: the email caps for emails; the push cap for pushes; the all-channel cap
+# for the sum (2 a day, below 1 email + 2 pushes); every rule's cooldown the shortest allowed, so
+# that caps, not cooldowns, decide. With the shipped 3-30 day cooldowns and 1 email a day, the two
+# email rules and one push rule could never add up to more than 2 a day: an all-channel check
+# could not fail.
+BINDING_CAPS: dict[str, Any] = {
+    "email": [{"max": 1, "per": "day"}, {"max": 3, "per": "7d"}],
+    "push": [{"max": 2, "per": "day"}],
+    "all": [{"max": 2, "per": "day"}, {"max": 5, "per": "7d"}],
+}
+CAPPED_RULES = ["finish_setup", "rescue_declining", "upgrade_power_user", "rescue_dormant"]
+SHORT_COOLDOWN = timedelta(hours=1)
+ZONE = ZoneInfo("America/New_York")  # TRAITS' timezone: "day" is the user's calendar day
+
+
+def short_cooldowns(rules: RuleSet) -> RuleSet:
+    for rule in CAPPED_RULES:
+        rules = with_rule(rules, rule, cooldown=SHORT_COOLDOWN)
+    return rules
+
+
+def guard_in_turn(rules: RuleSet, steps: list[tuple[int, str]]) -> list[tuple[datetime, Decision, str, str]]:
+    """Each step's decision judged alone, in time order, carrying the record: (at, decision, outcome, reason)."""
     record = DeliveryRecord()
-    sent: list[tuple[datetime, str]] = []
+    judged = []
     for minutes, rule in sorted(steps):
         at = NOON + timedelta(minutes=minutes)
         verdicts, record = guard([decision(rule, at)], record, TRAITS, False, rules, rules.guardrails, at)
-        sent += [(at, v.decision.channel) for v in verdicts if v.outcome == "send"]
-    zone = ZoneInfo("America/New_York")
-    emails = [at for at, channel in sent if channel == "email"]
-    for at in emails:
-        assert sum(1 for other in emails if other.astimezone(zone).date() == at.astimezone(zone).date()) <= 1
-        assert sum(1 for other in emails if at - timedelta(days=7) < other <= at) <= 3
-    for at, _ in sent:
-        assert sum(1 for o, _ in sent if o.astimezone(zone).date() == at.astimezone(zone).date()) <= 2
+        judged += [(at, v.decision, v.outcome, v.reason) for v in verdicts]
+    return judged
+
+
+def over_a_cap(sent: list[tuple[datetime, str]]) -> list[str]:
+    """Every send that went over one of BINDING_CAPS (counting it and the sends before it)."""
+
+    def day(at: datetime) -> object:
+        return at.astimezone(ZONE).date()
+
+    found = []
+    for at, channel in sent:
+        same_day = [c for o, c in sent if day(o) == day(at) and o <= at]
+        last_7d = [c for o, c in sent if at - timedelta(days=7) < o <= at]
+        if len(same_day) > 2 or len(last_7d) > 5:
+            found.append(f"all at {at}")
+        if channel == "email" and (same_day.count("email") > 1 or last_7d.count("email") > 3):
+            found.append(f"email at {at}")
+        if channel == "push" and same_day.count("push") > 2:
+            found.append(f"push at {at}")
+    return found
+
+
+def why_not(at: datetime, d: Decision, sent: list[tuple[datetime, str, str]]) -> set[str]:
+    """The reasons that really held when `d` was judged at `at`, given what was sent before it."""
+    before = [(o, c, r) for o, c, r in sent if o <= at]
+    same_day = [c for o, c, _ in before if o.astimezone(ZONE).date() == at.astimezone(ZONE).date()]
+    last_7d = [c for o, c, _ in before if at - timedelta(days=7) < o]
+    reasons = set()
+    if any(r == d.rule and at - o < SHORT_COOLDOWN for o, _, r in before):
+        reasons.add("cooldown")
+    if d.channel == "email" and same_day.count("email") >= 1:
+        reasons.add("cap_email_day")
+    if d.channel == "email" and last_7d.count("email") >= 3:
+        reasons.add("cap_email_7d")
+    if d.channel == "push" and same_day.count("push") >= 2:
+        reasons.add("cap_push_day")
+    if len(same_day) >= 2:
+        reasons.add("cap_all_day")
+    if len(last_7d) >= 5:
+        reasons.add("cap_all_7d")
+    return reasons
+
+
+# Both emails and a push on one afternoon: the all-channel cap is what stops the third.
+ALL_CAP_BINDS = [(0, "finish_setup"), (60, "rescue_declining"), (120, "rescue_declining")]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            # On the hour, over ten days: several decisions a day (so the day caps fill up) and
+            # more than a week (so the 7-day ones do too); the push rule drawn as often as emails.
+            st.integers(min_value=0, max_value=10 * 24).map(lambda hours: hours * 60),
+            st.sampled_from([*CAPPED_RULES, "rescue_declining", "rescue_declining"]),
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+@example(ALL_CAP_BINDS)
+def test_no_sequence_of_decisions_exceeds_a_cap_and_nothing_is_held_back_without_one(
+    steps: list[tuple[int, str]],
+) -> None:
+    # Given caps on email, on push and on all channels together, each of which binds
+    rules = short_cooldowns(policy(caps=BINDING_CAPS))
+    # When decisions come one after another over two weeks
+    judged = guard_in_turn(rules, steps)
+    # Then no cap is ever exceeded, per channel or all together
+    sent = [(at, d.channel, d.rule) for at, d, outcome, _ in judged if outcome == "send"]
+    event(f"all-channel cap held back {sum(r.startswith('cap_all') for *_, r in judged) > 0}")
+    assert over_a_cap([(at, channel) for at, channel, _ in sent]) == []
+    # ...and every decision held back was held back by a cap (or cooldown) that was really full:
+    # something is always sent while there is room
+    assert sent
+    for at, d, outcome, reason in judged:
+        assert outcome in ("send", "suppressed")
+        if outcome == "suppressed":
+            assert reason in why_not(at, d, sent), (at, d.rule, reason)
+
+
+def test_the_all_channel_cap_binds_and_its_check_catches_a_guard_without_it() -> None:
+    # Given two emails and a push decided on one afternoon
+    with_all = short_cooldowns(policy(caps=BINDING_CAPS))
+    without_all = short_cooldowns(policy(caps={k: v for k, v in BINDING_CAPS.items() if k != "all"}))
+    # When the guardrails judge them with the all-channel cap, and without it
+    capped = guard_in_turn(with_all, ALL_CAP_BINDS)
+    uncapped = guard_in_turn(without_all, ALL_CAP_BINDS)
+    # Then with it, the third is stopped by the all-channel cap (no other cap is full), while
+    # without it all three go and the property's check reports the day over the cap
+    assert [(d.channel, outcome, reason) for _, d, outcome, reason in capped] == [
+        ("email", "send", ""),
+        ("push", "send", ""),
+        ("push", "suppressed", "cap_all_day"),
+    ]
+    sent = [(at, d.channel) for at, d, outcome, _ in uncapped if outcome == "send"]
+    assert len(sent) == 3
+    assert over_a_cap(sent) == [f"all at {sent[2][0]}"]
 
 
 # ------------------------------------------------------------------- priority, cooldown, once
