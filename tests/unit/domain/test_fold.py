@@ -1,4 +1,7 @@
-"""The fold: order independence, idempotence, sessions, milestones, traits, rollup deltas."""
+"""The fold: order independence, idempotence, sessions, milestones, traits, rollup deltas.
+
+The properties here fold one user's messages (retries included) at one time; several users, and the
+same messages again across the dedupe window, are tests/unit/services/test_ingest_properties.py."""
 
 from __future__ import annotations
 
@@ -26,7 +29,12 @@ def track(event: str, at: datetime, mid: str, user: str = "u1") -> Track:
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> list[Message]:
+def histories(draw: st.DrawFn, retries: bool = False) -> list[Message]:
+    """One user's messages; with `retries`, some come again (the same message, same messageId).
+
+    The identity tests split a history between two profiles, which a retry never is (it resolves
+    to the profile its first copy went to, or to the one that has since absorbed it): they take
+    histories without retries."""
     count = draw(st.integers(min_value=1, max_value=40))
     messages: list[Message] = []
     for i in range(count):
@@ -39,11 +47,10 @@ def histories(draw: st.DrawFn) -> list[Message]:
             message.properties = draw(PROPERTY_EVENTS.get(event, st.just({})))
             messages.append(message)
         elif kind == "identify":
-            plan = draw(st.sampled_from(["free", "team", "business"]))
+            keys = draw(st.lists(st.sampled_from(sorted(TRAITS)), min_size=1, max_size=3, unique=True))
+            traits = {key: draw(st.sampled_from(TRAITS[key])) for key in keys}
             messages.append(
-                Identify.model_validate(
-                    {"userId": "u1", "traits": {"plan": plan}, "timestamp": at, "messageId": mid}
-                )
+                Identify.model_validate({"userId": "u1", "traits": traits, "timestamp": at, "messageId": mid})
             )
         else:
             messages.append(
@@ -51,7 +58,17 @@ def histories(draw: st.DrawFn) -> list[Message]:
             )
         # Any message may carry context the user keeps (latest value wins, as for traits)
         messages[-1].context = draw(CONTEXTS)
+        # ...and may come again, as a retry does: the same message, same messageId
+        if retries and draw(st.booleans()):
+            messages.append(draw(st.sampled_from(messages)).model_copy(deep=True))
     return messages
+
+
+TRAITS = {
+    "plan": ["free", "team", "business"],
+    "timezone": ["Europe/Paris", "Asia/Tokyo"],
+    "first_name": ["Ada", "Grace"],
+}
 
 
 # Events whose declared properties the state keeps (dimension, sum, last), with values of the right
@@ -85,7 +102,7 @@ CONTEXTS = st.fixed_dictionaries(
 
 
 @settings(max_examples=150, deadline=None)
-@given(histories(), st.randoms(use_true_random=False))
+@given(histories(retries=True), st.randoms(use_true_random=False))
 def test_the_same_events_in_any_order_give_the_same_state(messages: list[Message], rnd) -> None:
     shuffled = list(messages)
     rnd.shuffle(shuffled)
@@ -93,7 +110,7 @@ def test_the_same_events_in_any_order_give_the_same_state(messages: list[Message
 
 
 @settings(max_examples=150, deadline=None)
-@given(histories(), st.integers(min_value=0, max_value=39))
+@given(histories(retries=True), st.integers(min_value=0, max_value=79))
 def test_folding_in_two_requests_equals_folding_in_one(messages: list[Message], cut: int) -> None:
     first, second = messages[:cut], messages[cut:]
     stepwise = fold(fold(None, "u1", first, PLAN, NOW), "u1", second, PLAN, NOW)
@@ -101,14 +118,14 @@ def test_folding_in_two_requests_equals_folding_in_one(messages: list[Message], 
 
 
 @settings(max_examples=150, deadline=None)
-@given(histories())
+@given(histories(retries=True))
 def test_folding_the_same_events_twice_changes_nothing(messages: list[Message]) -> None:
     once = fold(None, "u1", messages, PLAN, NOW)
     assert fold(once, "u1", messages, PLAN, NOW) == once
 
 
 @settings(max_examples=100, deadline=None)
-@given(histories(), histories())
+@given(histories(retries=True), histories(retries=True))
 def test_the_fold_never_changes_the_state_it_was_given(first: list[Message], second: list[Message]) -> None:
     state = fold(None, "u1", first, PLAN, NOW - timedelta(days=3))
     snapshot = state.model_copy(deep=True)
