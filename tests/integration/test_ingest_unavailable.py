@@ -10,16 +10,13 @@ cannot connect, a throttling answer. Nothing in the function is replaced.
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlencode
 
 import boto3
 import pytest
@@ -27,73 +24,18 @@ from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
 from aws_lambda_powertools.utilities.parameters.ssm import SSMProvider
 from botocore.exceptions import EndpointConnectionError
 
-from nudge import bootstrap, clock
-from nudge.bootstrap import api as wiring
+from nudge import clock
 from nudge.domain.tokens import make_token
 from nudge.entrypoints.http.privacy_api import UNAVAILABLE
-from nudge.settings import Settings
-from nudge.tools.local.aws import create_usage_resources
-from tests.integration.conftest import IngestContext, load_ingest_app
+from tests.integration.ingest_api import ADMIN_KEY, UNSUBSCRIBE_SECRET, WRITE_KEY, Api, deployed_api
 
 NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
-WRITE_KEY = "wk-unavailable"
-ADMIN_KEY = "ak-unavailable"
-SECRET = "u" * 32
 # Retries of a contended write, kept low here so the test is quick (deployed: the default, 12).
 WRITE_ATTEMPTS = 4
 
 CONTENDED = "too many concurrent writes for one user; retry shortly"
 STORE_DOWN = "storage is unavailable; retry with backoff"
 KEYS_DOWN = "keys could not be read; retry shortly"
-
-
-@dataclass
-class Api:
-    handler: ModuleType
-    settings: Settings
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        *,
-        key: str | None = WRITE_KEY,
-        query: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, dict[str, str], str]:
-        """One request as API Gateway (HTTP API, payload 2.0) hands it to the function."""
-        all_headers = {"content-type": "application/json", **(headers or {})}
-        if key is not None:
-            all_headers["authorization"] = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
-        event: dict[str, Any] = {
-            "version": "2.0",
-            "routeKey": f"{method} {path}",
-            "rawPath": path,
-            "rawQueryString": urlencode(query or {}),
-            "headers": all_headers,
-            "requestContext": {
-                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1"},
-                "requestId": f"req-{uuid.uuid4().hex[:8]}",
-                "stage": "$default",
-            },
-            "isBase64Encoded": False,
-        }
-        if query:
-            event["queryStringParameters"] = query
-        if body is not None:
-            event["body"] = json.dumps(body)
-        response = self.handler.handler(event, IngestContext())
-        return response["statusCode"], response.get("headers") or {}, response.get("body") or ""
-
-    @property
-    def dynamodb(self) -> Any:
-        """The DynamoDB client the function made at its cold start (store, ledger, rate limits)."""
-        return wiring.services().store.client  # type: ignore[attr-defined]
-
-    def counts(self, user: str) -> dict[str, int]:
-        users = wiring.services().store.load_users([user])
-        return dict(users[user].value.event_counts) if user in users else {}
 
 
 @pytest.fixture
@@ -103,45 +45,9 @@ def api(
     monkeypatch: pytest.MonkeyPatch,
     use_clock: Callable[[clock.Source], None],
 ) -> Iterator[Api]:
-    suffix = uuid.uuid4().hex[:8]
-    settings = Settings(
-        usage_table=f"usage-{suffix}",
-        ledger_table=f"ledger-{suffix}",
-        rate_limit_table=f"rates-{suffix}",
-        keys_path=f"/nudge/unavailable-{suffix}/keys",
-        unsubscribe_secret_param=f"/nudge/unavailable-{suffix}/unsubscribe-secret",
-        user_token_secret_param=f"/nudge/unavailable-{suffix}/user-token-secret",
-    )
-    create_usage_resources(
-        boto3.client("dynamodb"),
-        boto3.client("ssm"),
-        template_path,
-        settings,
-        [WRITE_KEY],
-        admin_keys=[ADMIN_KEY],
-    )
-    boto3.client("ssm").put_parameter(
-        Name=settings.unsubscribe_secret_param, Value=SECRET, Type="SecureString", Overwrite=True
-    )
-    env = {
-        "NUDGE_USAGE_TABLE": settings.usage_table,
-        "NUDGE_LEDGER_TABLE": settings.ledger_table,
-        "NUDGE_RATE_LIMIT_TABLE": settings.rate_limit_table,
-        "NUDGE_KEYS_PATH": settings.keys_path,
-        "NUDGE_UNSUBSCRIBE_SECRET_PARAM": settings.unsubscribe_secret_param,
-        "NUDGE_USER_TOKEN_SECRET_PARAM": settings.user_token_secret_param,
-        "NUDGE_WRITE_ATTEMPTS": str(WRITE_ATTEMPTS),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    # A fresh SSM provider (Powertools keeps one per process, with its cache): what a cold start has.
-    monkeypatch.delitem(DEFAULT_PROVIDERS, "ssm", raising=False)
-    bootstrap.reset()
     use_clock(lambda: NOW)
-    try:
-        yield Api(load_ingest_app(f"ingest_unavailable_{suffix}"), settings)
-    finally:
-        bootstrap.reset()
+    with deployed_api(template_path, monkeypatch, NUDGE_WRITE_ATTEMPTS=str(WRITE_ATTEMPTS)) as api:
+        yield api
 
 
 def track(user: str, mid: str) -> dict[str, Any]:
@@ -285,7 +191,7 @@ def test_erasure_and_export_with_the_store_down_are_a_503_to_retry(api: Api, met
 def test_an_unsubscribe_with_the_store_down_is_a_503_to_try_again(api: Api, accept: str, html: bool) -> None:
     # Given a genuine unsubscribe link, and DynamoDB unreachable
     user = f"u-{uuid.uuid4().hex[:8]}"
-    token = make_token(SECRET.encode(), user, "email:onboarding", NOW)
+    token = make_token(UNSUBSCRIBE_SECRET.encode(), user, "email:onboarding", NOW)
     api.dynamodb.meta.events.register("before-call.dynamodb.*", unreachable)
 
     # When a mail client posts the one-click unsubscribe (or a person submits the page's form)
