@@ -1,5 +1,8 @@
 """boto3 DynamoDB calls with botocore errors turned into domain errors, shared by the repositories;
-batch reads and deletes that ask again for what DynamoDB left unprocessed."""
+batch reads and deletes that ask again for what DynamoDB left unprocessed.
+
+A StoreUnavailable's message is logged (the API's 503 handlers): AWS's text in it is redacted, so an
+error quoting what was sent (an address, a number) cannot carry it into the logs."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nudge.backoff import THROTTLING
-from nudge.model.errors import StateConflict, StoreUnavailable
+from nudge.model.errors import StateConflict, StoreUnavailable, redact
 
 CONFLICT_CODES = {"ConditionalCheckFailedException", "TransactionConflictException"}
 BATCH_GET_LIMIT = 100
@@ -25,9 +28,9 @@ def read(call: Callable[..., Any], **kwargs: Any) -> Any:
         return call(**kwargs)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        raise StoreUnavailable(f"DynamoDB {code or 'error'}: {exc}") from exc
+        raise _unavailable(f"DynamoDB {code or 'error'}: {exc}") from exc
     except BotoCoreError as exc:
-        raise StoreUnavailable(f"DynamoDB unreachable: {exc}") from exc
+        raise _unavailable(f"DynamoDB unreachable: {exc}") from exc
 
 
 def write(call: Callable[..., Any], **kwargs: Any) -> None:
@@ -38,9 +41,9 @@ def write(call: Callable[..., Any], **kwargs: Any) -> None:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in CONFLICT_CODES or _cancelled_by_conflict(exc):
             raise StateConflict(code) from exc
-        raise StoreUnavailable(f"DynamoDB {code or 'error'}: {exc}") from exc
+        raise _unavailable(f"DynamoDB {code or 'error'}: {exc}") from exc
     except BotoCoreError as exc:
-        raise StoreUnavailable(f"DynamoDB unreachable: {exc}") from exc
+        raise _unavailable(f"DynamoDB unreachable: {exc}") from exc
 
 
 def conditional(call: Callable[..., Any], **kwargs: Any) -> Any | None:
@@ -51,9 +54,9 @@ def conditional(call: Callable[..., Any], **kwargs: Any) -> Any | None:
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "ConditionalCheckFailedException":
             return None
-        raise StoreUnavailable(f"DynamoDB {code or 'error'}: {exc}") from exc
+        raise _unavailable(f"DynamoDB {code or 'error'}: {exc}") from exc
     except BotoCoreError as exc:
-        raise StoreUnavailable(f"DynamoDB unreachable: {exc}") from exc
+        raise _unavailable(f"DynamoDB unreachable: {exc}") from exc
 
 
 def versioned_put(table: str, item: dict[str, Any], version: int) -> dict[str, Any]:
@@ -103,6 +106,10 @@ def batch_delete(client: Any, table: str, keys: Sequence[dict[str, Any]]) -> int
         else:
             raise StoreUnavailable(f"DynamoDB left {len(request.get(table, []))} deletes unprocessed")
     return len(keys)
+
+
+def _unavailable(message: str) -> StoreUnavailable:
+    return StoreUnavailable(redact(message))
 
 
 def _cancelled_by_conflict(exc: ClientError) -> bool:

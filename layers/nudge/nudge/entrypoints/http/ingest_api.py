@@ -45,7 +45,9 @@ API_VERSION = "1.0.0"
 # No write key: the OpenAPI document, and unsubscribe links (their signed token is the credential).
 PUBLIC_PATHS = {"/v1/openapi.json", UNSUBSCRIBE_PATH}
 
-app = APIGatewayHttpResolver(enable_validation=True)
+# debug=False whatever POWERTOOLS_DEV says: in debug mode the resolver prints every event, write
+# key and traits included, to stdout, which Lambda keeps in the logs.
+app = APIGatewayHttpResolver(enable_validation=True, debug=False)
 app.include_router(privacy_router)
 # Where resolve() leaves the request's key record for the routes (Powertools clears it per request).
 API_KEY = "api_key"
