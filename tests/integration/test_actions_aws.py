@@ -356,6 +356,15 @@ class NoCalls:
         raise AssertionError(f"AWS was called: {name}")
 
 
+def test_an_sms_is_refused_without_calling_aws_when_the_stack_sends_no_sms() -> None:
+    # Given a notifier of a stack deployed with SmsEnabled=false (it may not publish SMS)
+    # When an SMS is sent, Then it is refused naming the parameter, before any AWS call
+    with pytest.raises(SendRejected) as caught:
+        SnsNotifier(NoCalls(), sms_enabled=False).send_sms(Sms(to="+15555550123", text="hi"))
+    assert caught.value.code == "SmsDisabled"
+    assert "SmsEnabled=true" in caught.value.message
+
+
 @pytest.mark.parametrize(
     "number", ["5555550123", "+0123456789", "+1234567", "+1234567890123456", "+1 555 555 0123"]
 )

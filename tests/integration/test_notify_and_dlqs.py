@@ -367,3 +367,20 @@ def test_a_poison_message_does_not_hold_back_the_delivery_beside_it(world: World
     assert answer == {"batchItemFailures": [{"itemIdentifier": poison["messageId"]}]}
     assert len(pushes_for(world.push_app, token)) == 1
     assert world.entry(pushed, f"d-push-{pushed}").status == "sent"
+
+
+def test_a_stack_deployed_without_sms_fails_an_sms_decision_naming_the_parameter(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the notify function of a stack deployed with SmsEnabled=false (no IAM grant to publish SMS)
+    monkeypatch.setenv("NUDGE_SMS_ENABLED", "false")
+    bootstrap.reset()
+    texted = a_phone_user(world, phone=PHONE)
+    world.dispatch(rescue(texted, "sms"))
+    # When it handles an SMS delivery (twice)
+    answer = world.handler("NotifyFunction").handler(twice(world.take("NotifyQueue")), Context())
+    # Then nothing is published or retried, and the ledger says why, in the parameter's words
+    assert answer == {"batchItemFailures": []}
+    assert sms_to(PHONE) == []
+    entry = world.entry(texted, f"d-sms-{texted}")
+    assert (entry.status, entry.reason) == ("failed", "SmsDisabled")

@@ -5,6 +5,7 @@ table, a retention on every log group), and each function has its own narrowly s
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ QUEUES = of_type("AWS::SQS::Queue")
 TABLES = of_type("AWS::DynamoDB::Table")
 LOG_GROUPS = of_type("AWS::Logs::LogGroup")
 
-# Statements allowed Resource "*": SMS publishing and the opt-out check name a phone number, not an ARN.
+# Statements allowed Resource "*": SMS publishing and the opt-out check name a phone number, not an
+# ARN (granted only when the stack sends SMS: test_sns_publish_reaches_only_the_topics_and_endpoints_used).
 STAR_RESOURCE_ALLOWED = {("NotifyFunction", "SmsPublish")}
 # SAM policy templates a function may use (each scoped by its parameters).
 POLICY_TEMPLATES_ALLOWED = {"SSMParameterReadPolicy"}
@@ -140,3 +142,117 @@ def test_the_keyless_unsubscribe_routes_get_a_lower_throttle_than_the_rest() -> 
         assert settings["ThrottlingRateLimit"] < default["ThrottlingRateLimit"]
         assert settings["ThrottlingBurstLimit"] < default["ThrottlingBurstLimit"]
     assert set(api["RouteSettings"]) <= declared
+
+
+# ------------------------------------------------------------------ sns:Publish and ingest concurrency
+
+PUSH_APP = "arn:aws:sns:us-east-1:123456789012:app/GCM/acme"
+
+
+def resolve(value: Any, parameters: dict[str, str]) -> Any:
+    """The intrinsic functions the statements below use (Ref to a parameter, Join, Select, Split)."""
+    if isinstance(value, dict) and len(value) == 1:
+        [(name, args)] = value.items()
+        if name == "Ref":
+            return parameters.get(args, f"<{args}>")
+        if name == "Fn::Join":
+            return args[0].join(str(resolve(part, parameters)) for part in args[1])
+        if name == "Fn::Select":
+            return resolve(args[1], parameters)[int(args[0])]
+        if name == "Fn::Split":
+            return str(resolve(args[1], parameters)).split(args[0])
+    return value
+
+
+def conditional_statements(fn: dict[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
+    """Each statement of a function's policies with the condition it is granted under (None: always)."""
+    found: list[tuple[str | None, dict[str, Any]]] = []
+    for policy in fn["Properties"].get("Policies") or []:
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            if "Fn::If" in statement:
+                condition, granted, otherwise = statement["Fn::If"]
+                assert otherwise == {"Ref": "AWS::NoValue"}, "a policy If must grant nothing otherwise"
+                found.append((condition, granted))
+            else:
+                found.append((None, statement))
+    return found
+
+
+def publishes() -> list[tuple[str, str | None, str, list[Any]]]:
+    """(function, condition, sid, resources) of every statement allowing sns:Publish."""
+    found = []
+    for name, fn in FUNCTIONS.items():
+        for condition, statement in conditional_statements(fn):
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if "sns:Publish" in actions:
+                resources = (
+                    statement["Resource"]
+                    if isinstance(statement["Resource"], list)
+                    else [statement["Resource"]]
+                )
+                found.append((name, condition, statement["Sid"], resources))
+    return found
+
+
+def test_sns_publish_reaches_only_the_topics_and_endpoints_used() -> None:
+    topics = set(of_type("AWS::SNS::Topic"))
+    granted = {(fn, sid): (condition, resources) for fn, condition, sid, resources in publishes()}
+    # The escalate function publishes to the CS notice topic, and nothing else
+    assert granted.pop(("EscalateFunction", "NotifyCs")) == (None, [{"Ref": "CsNoticeTopic"}])
+    assert "CsNoticeTopic" in topics
+    # The notify function publishes to the push application's endpoints when there is one...
+    condition, [endpoints] = granted.pop(("NotifyFunction", "PushPublish"))
+    assert condition == "HasPushApplication"
+    pattern = resolve(endpoints, {"PushApplicationArn": PUSH_APP})
+    assert fnmatch.fnmatchcase("arn:aws:sns:us-east-1:123456789012:endpoint/GCM/acme/5e3c8d2a-1b4f", pattern)
+    for other in (
+        "arn:aws:sns:us-east-1:123456789012:endpoint/GCM/acme-staging/5e3c8d2a",
+        "arn:aws:sns:us-east-1:123456789012:endpoint/APNS/acme/5e3c8d2a",
+        "arn:aws:sns:us-east-1:123456789012:acme-alarms",
+    ):
+        assert not fnmatch.fnmatchcase(other, pattern), other
+    # ...and to phone numbers (Resource "*", the only way IAM grants an SMS) only when it sends SMS
+    assert granted.pop(("NotifyFunction", "SmsPublish")) == ("HasSms", ["*"])
+    assert TEMPLATE["Conditions"]["HasSms"] == {"Fn::Equals": [{"Ref": "SmsEnabled"}, "true"]}
+    assert TEMPLATE["Parameters"]["SmsEnabled"]["Default"] == "false"
+    # No other function may publish at all
+    assert granted == {}
+
+
+def test_the_push_application_parameter_takes_only_an_application_arn() -> None:
+    # The endpoints' ARN is made from the application's by splitting at ":app/": anything else
+    # (a topic's ARN) would give a pattern that matches nothing, or too much.
+    pattern = re.compile(TEMPLATE["Parameters"]["PushApplicationArn"]["AllowedPattern"])
+    for good in ("", PUSH_APP, "arn:aws-cn:sns:cn-north-1:123456789012:app/APNS_SANDBOX/acme.ios"):
+        assert pattern.fullmatch(good), good
+    for bad in (
+        "arn:aws:sns:us-east-1:123456789012:acme-topic",
+        "arn:aws:sns:us-east-1:123456789012:app/GCM/a/b",
+        "*",
+    ):
+        assert not pattern.fullmatch(bad), bad
+
+
+def test_the_notify_function_is_told_whether_the_stack_sends_sms() -> None:
+    variables = RESOURCES["NotifyFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["NUDGE_SMS_ENABLED"] == {"Ref": "SmsEnabled"}
+
+
+def test_ingest_has_reserved_concurrency_that_can_be_switched_off() -> None:
+    parameter = TEMPLATE["Parameters"]["IngestReservedConcurrency"]
+    reserved = RESOURCES["IngestFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    # Reserved by default; 0 (for new accounts, whose quota leaves nothing to reserve) sets none
+    assert reserved == {
+        "Fn::If": ["HasIngestReservation", {"Ref": "IngestReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert TEMPLATE["Conditions"]["HasIngestReservation"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "IngestReservedConcurrency"}, "0"]}]
+    }
+    assert parameter["MinValue"] == 0
+    # The default serves the API's burst at up to 250 ms a request, and leaves most of a standard
+    # account's 1,000 to the pipeline
+    burst = RESOURCES["IngestApi"]["Properties"]["DefaultRouteSettings"]["ThrottlingBurstLimit"]
+    assert burst / 4 <= parameter["Default"] <= 100
+    # The queue consumers keep no reservation (throttled polls would push good messages to DLQs)
+    for name in ("DispatchFunction", "EmailFunction", "NotifyFunction", "EscalateFunction"):
+        assert "ReservedConcurrentExecutions" not in RESOURCES[name]["Properties"], name

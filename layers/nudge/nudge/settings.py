@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     cs_topic_arn: str = ""
     # SNS platform application that device tokens (the push_token trait) are registered with.
     push_application_arn: str = ""
+    # Whether this stack sends SMS (template: SmsEnabled, which also grants the IAM permission).
+    sms_enabled: bool = True
     ses_configuration_set: str = ""
     # SSM SecureString with the unsubscribe-link signing secrets, comma-separated (first signs).
     unsubscribe_secret_param: str = "/nudge/dev/unsubscribe-secret"  # noqa: S105 - a parameter name

@@ -57,12 +57,22 @@ def push_message(push: Push) -> str:
     )
 
 
+SMS_DISABLED = "SMS is off for this stack: deploy it with SmsEnabled=true to send SMS"
+
+
 class SnsNotifier:
-    def __init__(self, client: SnsClient, *, backoff: Backoff = DEFAULT_BACKOFF) -> None:
+    def __init__(
+        self, client: SnsClient, *, backoff: Backoff = DEFAULT_BACKOFF, sms_enabled: bool = True
+    ) -> None:
         self.client = client
         self.backoff = backoff
+        # Off: the function has no permission to publish SMS (template.yaml, SmsEnabled); refused
+        # here with the fix named, rather than by IAM as an AuthorizationError.
+        self.sms_enabled = sms_enabled
 
     def send_sms(self, sms: Sms) -> str:
+        if not self.sms_enabled:
+            raise SendRejected("SmsDisabled", SMS_DISABLED)
         check_sms(sms)
         status = call_with_backoff(
             lambda: self.client.check_if_phone_number_is_opted_out(phoneNumber=sms.to), self.backoff

@@ -42,7 +42,9 @@ def wire_deliver(channel: str) -> DeliverService:
         endpoints = (
             SnsPushEndpoints(sns, settings.push_application_arn) if settings.push_application_arn else None
         )
-        channels = Channels(notifier=SnsNotifier(sns), push_endpoints=endpoints)
+        channels = Channels(
+            notifier=SnsNotifier(sns, sms_enabled=settings.sms_enabled), push_endpoints=endpoints
+        )
     elif channel == "escalate":
         if not settings.cs_queue_url:
             raise ValueError("NUDGE_CS_QUEUE_URL is not set: escalations would have nowhere to go")

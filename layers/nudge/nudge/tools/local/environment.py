@@ -30,7 +30,8 @@ USER_TOKEN_SECRET_PARAM = "/nudge/local/user-token-secret"  # noqa: S105 - a par
 # `sam deploy --parameter-overrides` would. DueShards: the due index spreads a day's re-checks
 # over 16 partitions in DynamoDB, but moto has no partitions and answers each index Query by
 # reading the whole table, so the sweep's 16 queries per day cost 16 table reads for nothing.
-LOCAL_PARAMETERS = {"DueShards": "1"}
+# SmsEnabled: moto's SNS takes SMS (the outbox shows them); deployed, it is the operator's choice.
+LOCAL_PARAMETERS = {"DueShards": "1", "SmsEnabled": "true"}
 
 
 def stack_environment(
