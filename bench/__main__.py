@@ -210,7 +210,7 @@ def _load_report(clients: int, per_client: int, users: int, accounts: int) -> st
         stack = LocalStack(
             write_keys=[key], containers=3, log_level="WARNING", function_logs=Path(logs) / "functions.log"
         )
-        with stack, LocalApiServer(stack) as api:
+        with LocalApiServer(stack) as api, stack:  # the server first: links point at its port
             result = load_bench.run_load(api.base_url, key, clients, per_client, users, accounts, seed=6)
             result = load_bench.verify(api.base_url, result)
     return "\n".join(load_bench.summary(result))

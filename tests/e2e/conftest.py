@@ -85,7 +85,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         log_level="WARNING",
         function_logs=logs,
     )
-    with stack, LocalApiServer(stack) as server, requests.Session() as session:
+    # The server first: it binds, and the stack's links (unsubscribe) point at its port.
+    with LocalApiServer(stack) as server, stack, requests.Session() as session:
         yield Api(stack, server.base_url, session)
 
 

@@ -261,7 +261,7 @@ def local_api(tmp_path: Path) -> Iterator[tuple[LocalStack, str]]:
     stack = LocalStack(
         clock=SimulatedClock(NOW), containers=1, log_level="WARNING", function_logs=tmp_path / "functions.log"
     )
-    with stack, LocalApiServer(stack) as server:
+    with LocalApiServer(stack) as server, stack:  # the server first: links point at its port
         yield stack, server.base_url
 
 

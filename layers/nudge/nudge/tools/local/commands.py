@@ -119,27 +119,30 @@ def run_serve(args: argparse.Namespace) -> int:
     # `kill` (and container runtimes) send SIGTERM: stop as cleanly as on Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
     print("Starting the local stack...", file=sys.stderr, flush=True)
-    with LocalStack(rules_dir=args.rules, containers=args.containers) as stack:
-        server = LocalApiServer(stack, args.host, args.port, quiet=args.quiet)
-        print(f"Nudge local API on {server.base_url}")
-        keys = stack.keys
-        for kind, env, listed in (
-            ("Server", WRITE_KEYS_ENV, keys.server),
-            ("Client", CLIENT_KEYS_ENV, keys.client),
-            ("Admin", ADMIN_KEYS_ENV, keys.admin),
-        ):
-            print(_keys_line(kind, env, listed))
-        print(f"Client keys' origins: {', '.join(keys.origins)}   (${ALLOWED_ORIGINS_ENV})")
-        print(f"Rules: {stack.rules_dir}   Simulated now: {stack.clock.now().isoformat()}")
-        print(f"Try: curl {server.base_url}/_local/users/<user id>    Ctrl-C stops.", flush=True)
-        # Stream records and sweeps are handled on their own from now on, as in AWS.
-        stack.start_background()
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            print("\nStopping.", file=sys.stderr)
-        finally:
-            server.stop()
+    stack = LocalStack(rules_dir=args.rules, containers=args.containers)
+    # Bound first, so the stack's links (unsubscribe) point at the port really served.
+    server = LocalApiServer(stack, args.host, args.port, quiet=args.quiet)
+    try:
+        with stack:
+            print(f"Nudge local API on {server.base_url}")
+            keys = stack.keys
+            for kind, env, listed in (
+                ("Server", WRITE_KEYS_ENV, keys.server),
+                ("Client", CLIENT_KEYS_ENV, keys.client),
+                ("Admin", ADMIN_KEYS_ENV, keys.admin),
+            ):
+                print(_keys_line(kind, env, listed))
+            print(f"Client keys' origins: {', '.join(keys.origins)}   (${ALLOWED_ORIGINS_ENV})")
+            print(f"Rules: {stack.rules_dir}   Simulated now: {stack.clock.now().isoformat()}")
+            print(f"Try: curl {server.base_url}/_local/users/<user id>    Ctrl-C stops.", flush=True)
+            # Stream records and sweeps are handled on their own from now on, as in AWS.
+            stack.start_background()
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                print("\nStopping.", file=sys.stderr)
+    finally:
+        server.stop()
     return 0
 
 

@@ -171,9 +171,15 @@ def run_demo(
     with console.status("Starting the local stack (moto, tables and queues from template.yaml, handlers)..."):
         stack = LocalStack(
             clock=SimulatedClock(start), containers=containers, log_level="WARNING", function_logs=logs
-        ).start()
+        )
+        server = LocalApiServer(stack)  # bound first: the stack's links point at its port
+        try:
+            stack.start()
+        except BaseException:
+            server.stop()
+            raise
     try:
-        with LocalApiServer(stack) as server:
+        with server:
             code = _replay(stack, server, users, accounts, days, seed, start, senders, console, began)
             report = logs.parent / "report.html"
             with console.status("Writing the report (segments, transitions, funnel, messages, lift)..."):

@@ -51,8 +51,15 @@ class BadRequest(Exception):
         self.message = message
 
 
+# A server listening on every interface is reached, from this machine, on the loopback address.
+_WILDCARD_HOSTS = {"", "0.0.0.0"}  # noqa: S104 - what is compared, not what is bound
+
+
 class LocalApiServer:
-    """ThreadingHTTPServer serving a LocalStack. ``port=0`` takes a free port."""
+    """ThreadingHTTPServer serving a LocalStack. ``port=0`` takes a free port.
+
+    Make it before starting the stack: it binds at once, and tells the stack its address
+    (``LocalStack.serve_at``), so links in messages point at the port really served."""
 
     def __init__(
         self, stack: LocalStack, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True
@@ -62,6 +69,11 @@ class LocalApiServer:
         self._httpd = _Server((host, port), _RequestHandler)
         self._httpd.api = self
         self._thread: threading.Thread | None = None
+        try:
+            stack.serve_at(self.public_url)
+        except BaseException:
+            self._httpd.server_close()
+            raise
 
     @property
     def host(self) -> str:
@@ -74,6 +86,13 @@ class LocalApiServer:
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        """Where a browser on this machine reaches the API: the loopback address for a server
+        listening everywhere (links in messages use it; RFC 8058 allows plain http only there)."""
+        host = "127.0.0.1" if self.host in _WILDCARD_HOSTS else self.host
+        return f"http://{host}:{self.port}"
 
     def start(self) -> Self:
         """Serve on a background thread."""

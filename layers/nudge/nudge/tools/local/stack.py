@@ -69,6 +69,8 @@ if TYPE_CHECKING:
     from nudge.tools.local.queues import TappedMessage
     from nudge.tools.local.schedules import ScheduledRun
 
+# Where links in messages point when no LocalApiServer serves the stack (one that does sets its own
+# address: LocalStack.serve_at).
 DEFAULT_API_URL = "http://127.0.0.1:8080"
 # advance_clock moves the clock at most this far at a time (or a schedule's rate, if longer).
 CATCH_UP_STEP = timedelta(days=1)
@@ -223,6 +225,9 @@ class LocalStack:
         if env is not None:
             env.close()
         bootstrap.reset()
+        # In-process handlers made Powertools' parameter providers, whose clients point at the moto
+        # server just stopped: nothing in this process may use them afterwards.
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
         self._store = None
         self._segments = None
 
@@ -238,6 +243,17 @@ class LocalStack:
         self.stop()
 
     # -- what callers use
+
+    def serve_at(self, url: str) -> None:
+        """Links in messages (unsubscribe) point at `url`: the address the LocalApiServer serving
+        this stack really listens on. Set before start: the functions' environment is made then."""
+        url = url.rstrip("/")
+        if self.started and url != self.api_url:
+            raise RuntimeError(
+                f"the local stack already started with links to {self.api_url}; make its LocalApiServer "
+                "before starting it, so links point where the API is served"
+            )
+        self.api_url = url
 
     @property
     def started(self) -> bool:
