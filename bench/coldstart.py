@@ -204,6 +204,7 @@ def measure(repeats: int = 5) -> list[Timing]:
         for name, value in (
             ("/nudge/dev/keys/bench-server", _bench_key_record()),
             ("/nudge/dev/unsubscribe-secret", "bench-unsubscribe-secret"),
+            ("/nudge/dev/suppression-secret", "bench-suppression-secret"),
         ):
             ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
         baseline_dir = Path(tmp) / BASELINE

@@ -58,7 +58,6 @@ def an_email(**changes: Any) -> Email:
         "text": "Hi Ann,\nfinish here: https://app.example.com/setup\n",
         "html": "<p>Hi Ann, <a href='https://app.example.com/setup'>finish here</a></p>",
         "unsubscribe_url": "https://app.example.com/u/v1.abc.def",
-        "unsubscribe_mailto": "unsubscribe@mail.example.com",
         "tags": {"rule": "finish_setup", "user": "user-1"},
     }
     fields.update(changes)
@@ -113,17 +112,15 @@ def sent_raw() -> list[Any]:
 
 
 def test_the_mime_carries_one_click_unsubscribe_headers() -> None:
-    # Given an email with an https unsubscribe link and a mailto
+    # Given an email with an https unsubscribe link
     mail = an_email()
 
     # When it is built
     parsed = email.message_from_bytes(build_mime(mail), policy=email.policy.default)
 
-    # Then List-Unsubscribe lists both, and List-Unsubscribe-Post asks for one click (RFC 8058)
-    assert (
-        parsed["List-Unsubscribe"]
-        == "<https://app.example.com/u/v1.abc.def>, <mailto:unsubscribe@mail.example.com>"
-    )
+    # Then List-Unsubscribe names it (and no mailto: nothing reads one), and List-Unsubscribe-Post
+    # asks for one click (RFC 8058)
+    assert parsed["List-Unsubscribe"] == "<https://app.example.com/u/v1.abc.def>"
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert parsed["Reply-To"] == "support@mail.example.com"
 
@@ -148,15 +145,15 @@ def test_a_long_unsubscribe_url_is_written_verbatim() -> None:
     raw = build_mime(an_email(unsubscribe_url=url))
 
     # Then the header holds the URL as is, on one line, not as RFC 2047 encoded-words
-    assert f"\r\nList-Unsubscribe: <{url}>, <mailto:unsubscribe@mail.example.com>\r\n".encode() in raw
+    assert f"\r\nList-Unsubscribe: <{url}>\r\n".encode() in raw
 
 
-def test_a_mailto_alone_gets_no_one_click_header() -> None:
-    # Given only a mailto (one-click needs an https URL)
+def test_an_email_without_an_unsubscribe_url_gets_no_unsubscribe_headers() -> None:
+    # Given a transactional email (deliver gives it no unsubscribe URL)
     parsed = email.message_from_bytes(build_mime(an_email(unsubscribe_url=None)), policy=email.policy.default)
 
-    # Then List-Unsubscribe has the mailto and there is no List-Unsubscribe-Post
-    assert parsed["List-Unsubscribe"] == "<mailto:unsubscribe@mail.example.com>"
+    # Then it has neither List-Unsubscribe nor List-Unsubscribe-Post
+    assert parsed["List-Unsubscribe"] is None
     assert parsed["List-Unsubscribe-Post"] is None
 
 
@@ -210,7 +207,6 @@ def test_to_must_be_exactly_one_address(to: str) -> None:
     [
         {"unsubscribe_url": "http://app.example.com/u/x"},
         {"unsubscribe_url": "https://app.example.com/u/x>, <https://evil.example/"},
-        {"unsubscribe_mailto": "u@example.com>, <https://evil.example/"},
     ],
 )
 def test_unsubscribe_targets_must_be_plain(changes: dict[str, str]) -> None:

@@ -134,14 +134,15 @@ def world(
         ledger_table=f"ledger-{suffix}",
         keys_path=f"/nudge/corr-{suffix}/keys",
         unsubscribe_secret_param=f"/nudge/corr-{suffix}/unsubscribe-secret",
+        suppression_table=f"suppression-{suffix}",
+        suppression_secret_param=f"/nudge/corr-{suffix}/suppression-secret",
     )
     create_usage_resources(
         boto3.client("dynamodb"), boto3.client("ssm"), template_path, settings, [WRITE_KEY]
     )
     queues = create_queues(boto3.client("sqs"), template_path, f"corr-{suffix}")
-    boto3.client("ssm").put_parameter(
-        Name=settings.unsubscribe_secret_param, Value="s" * 32, Type="SecureString", Overwrite=True
-    )
+    for secret in (settings.unsubscribe_secret_param, settings.suppression_secret_param):
+        boto3.client("ssm").put_parameter(Name=secret, Value="s" * 32, Type="SecureString", Overwrite=True)
     boto3.client("ses").verify_email_identity(EmailAddress="hello@acme.example")
     env = {
         "NUDGE_USAGE_TABLE": settings.usage_table,
@@ -154,6 +155,8 @@ def world(
         "NUDGE_ESCALATION_QUEUE_URL": queues["EscalationQueue"],
         "NUDGE_UNSUBSCRIBE_SECRET_PARAM": settings.unsubscribe_secret_param,
         "NUDGE_UNSUBSCRIBE_URL": "https://api.example/v1/unsubscribe",
+        "NUDGE_SUPPRESSION_TABLE": settings.suppression_table,
+        "NUDGE_SUPPRESSION_SECRET_PARAM": settings.suppression_secret_param,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

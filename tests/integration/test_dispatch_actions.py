@@ -20,11 +20,14 @@ from moto.ses.models import ses_backends
 
 from nudge import clock
 from nudge.adapters.dynamo.ledger import DynamoLedger
+from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.memory import MemoryRechecks, MemoryRouter
+from nudge.domain.suppression import address_key
 from nudge.model.decisions import Decision
 from nudge.model.messages import Group, Identify, Message, Track
 from nudge.model.queue import DecisionBatch
+from nudge.model.suppression import Suppression
 from nudge.rulebook.guardrails import Guardrails, GuardrailsFile
 from nudge.rulebook.plan import load_plan
 from nudge.services.dispatch import DispatchPorts, DispatchResult, dispatch
@@ -108,12 +111,13 @@ def pipeline(
         ledger_table=f"ledger-{suffix}",
         keys_path=f"/nudge/it-{suffix}/keys",
         unsubscribe_secret_param=f"/nudge/it-{suffix}/unsubscribe-secret",
+        suppression_table=f"suppression-{suffix}",
+        suppression_secret_param=f"/nudge/it-{suffix}/suppression-secret",
     )
     create_usage_resources(boto3.client("dynamodb"), boto3.client("ssm"), template_path, settings, ["wk"])
     queues = create_queues(boto3.client("sqs"), template_path, f"it-{suffix}")
-    boto3.client("ssm").put_parameter(
-        Name=settings.unsubscribe_secret_param, Value="s" * 32, Type="SecureString", Overwrite=True
-    )
+    for secret in (settings.unsubscribe_secret_param, settings.suppression_secret_param):
+        boto3.client("ssm").put_parameter(Name=secret, Value="s" * 32, Type="SecureString", Overwrite=True)
     boto3.client("ses").verify_email_identity(EmailAddress="hello@acme.example")
     topic = boto3.client("sns").create_topic(Name=f"cs-{suffix}")["TopicArn"]
     env = {
@@ -127,6 +131,8 @@ def pipeline(
         "NUDGE_CS_TOPIC_ARN": topic,
         "NUDGE_UNSUBSCRIBE_SECRET_PARAM": settings.unsubscribe_secret_param,
         "NUDGE_UNSUBSCRIBE_URL": "https://api.example/v1/unsubscribe",
+        "NUDGE_SUPPRESSION_TABLE": settings.suppression_table,
+        "NUDGE_SUPPRESSION_SECRET_PARAM": settings.suppression_secret_param,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -364,3 +370,34 @@ def test_dispatch_refuses_to_start_on_a_bad_guardrails_file(
     logged = next(r for r in caplog.records if "rule files are invalid" in r.getMessage())
     problems: list[str] = logged.__dict__["problems"]
     assert any(re.search(r"guardrails\.yaml:\d+: .*smss", p) for p in problems), problems
+
+
+def test_the_wired_dispatch_and_email_functions_read_the_suppression_list(pipeline: Pipeline) -> None:
+    # Given a user, and a finish_setup email dispatched and routed to the email queue
+    a_user(pipeline.settings, "grace", "acct-1")
+    batch = [decision("finish_setup", "email", "email", "grace", "d-grace-1", "finish_setup")]
+    pipeline.publish(DecisionBatch(user="grace", account="acct-1", decided_at=NOW, decisions=batch))
+    assert pipeline.dispatch.handler(pipeline.take("DecisionQueue"), Context()) == {"batchItemFailures": []}
+    deliveries = pipeline.take("EmailQueue")
+    assert len(deliveries["Records"]) == 1
+    # When, before it is sent, the address leaves all email (an unsubscribe under any user id)
+    key = address_key([b"s" * 32], "email", "grace@example.com")  # the pipeline's keying secret
+    assert key is not None
+    store = DynamoSuppressionStore(boto3.client("dynamodb"), pipeline.settings.suppression_table)
+    store.add(Suppression(key, "email", "unsubscribe", NOW))
+    before = len(sent_emails())
+
+    # Then the email function sends nothing, and the ledger says why
+    assert pipeline.email.handler(deliveries, Context()) == {"batchItemFailures": []}
+    assert len(sent_emails()) == before
+    entry = pipeline.ledger.get("USER#grace", "d-grace-1")
+    assert entry is not None
+    assert (entry.outcome, entry.reason) == ("suppressed", "suppression_list")
+    # ...and the next email decision for the address is suppressed by dispatch, routing nothing
+    batch = [decision("create_first_project", "email", "email", "grace", "d-grace-2", "first_project")]
+    pipeline.publish(DecisionBatch(user="grace", account="acct-1", decided_at=NOW, decisions=batch))
+    assert pipeline.dispatch.handler(pipeline.take("DecisionQueue"), Context()) == {"batchItemFailures": []}
+    assert pipeline.take("EmailQueue") == {"Records": []}
+    entry = pipeline.ledger.get("USER#grace", "d-grace-2")
+    assert entry is not None
+    assert (entry.outcome, entry.reason) == ("suppressed", "suppression_list")

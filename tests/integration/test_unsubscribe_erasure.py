@@ -20,6 +20,7 @@ from moto import mock_aws
 from nudge import bootstrap
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.bootstrap import api
+from nudge.domain.suppression import address_key
 from nudge.domain.tokens import make_token
 from nudge.model.decisions import Decision
 from nudge.model.ledger import Commit, Escalation, LedgerEntry
@@ -34,6 +35,8 @@ ADMIN_KEY = "ak-privacy-it"  # erasure needs an admin key
 SECRET = "privacy-integration-secret-0123456789"
 USAGE_TABLE = "usage-privacy-it"
 LEDGER_TABLE = "ledger-privacy-it"
+SUPPRESSION_TABLE = "suppression-privacy-it"
+KEYING = "privacy-integration-keying-secret"
 ACCOUNT = "acct-privacy-it"
 
 
@@ -44,6 +47,8 @@ def handler() -> Iterator[ModuleType]:
         env.setenv("NUDGE_LEDGER_TABLE", LEDGER_TABLE)
         env.setenv("NUDGE_KEYS_PATH", "/nudge/it-privacy/keys")
         env.setenv("NUDGE_UNSUBSCRIBE_SECRET_PARAM", "/nudge/it-privacy/unsubscribe-secret")
+        env.setenv("NUDGE_SUPPRESSION_TABLE", SUPPRESSION_TABLE)
+        env.setenv("NUDGE_SUPPRESSION_SECRET_PARAM", "/nudge/it-privacy/suppression-secret")
         bootstrap.reset()
         settings = Settings()
         create_usage_resources(
@@ -59,6 +64,9 @@ def handler() -> Iterator[ModuleType]:
             Name=settings.unsubscribe_secret_param,
             Value=f"{SECRET},retired-secret-kept-for-old-links",
             Type="SecureString",
+        )
+        boto3.client("ssm").put_parameter(
+            Name=settings.suppression_secret_param, Value=KEYING, Type="SecureString"
         )
         yield load_ingest_app("ingest_app_privacy_it")
         bootstrap.reset()
@@ -165,15 +173,37 @@ def seed_user(handler: ModuleType, user: str) -> None:
     services.ledger.unsubscribe(user, "sms", now)
 
 
-def test_a_valid_link_unsubscribes_the_user_from_its_scope(handler: ModuleType) -> None:
+def suppressed(key: str) -> dict[str, str]:
+    """Scope -> reason of what the suppression table holds for an address key."""
+    return {i["sk"]["S"]: i["reason"]["S"] for i in items(SUPPRESSION_TABLE, key)}
+
+
+def test_a_links_get_asks_and_its_post_unsubscribes_the_user_and_the_address(handler: ModuleType) -> None:
+    # Given a link naming the user and the key of the address the message went to
     user = uid()
+    key = address_key([KEYING.encode()], "email", f"{user}@acme.example")
+    assert key is not None
+    link = {"token": make_token(SECRET.encode(), user, "email:onboarding", datetime.now(UTC), key)}
 
-    status, headers, page = call(handler, event("GET", "/v1/unsubscribe", {"token": token(user)}))
-
+    # When it is opened: a page asks to confirm, and nothing is recorded (mail scanners open links)
+    status, headers, page = call(handler, event("GET", "/v1/unsubscribe", link))
     assert status == 200
     assert headers["Content-Type"].startswith("text/html")
+    assert "Unsubscribe from onboarding emails?" in page
+    assert unsubscribed(user) == set()
+    assert suppressed(key) == {}
+
+    # When its button is pressed (the page's form POSTs the link back)
+    form = {"content-type": "application/x-www-form-urlencoded", "accept": "text/html"}
+    status, _, page = call(
+        handler, event("POST", "/v1/unsubscribe", link, body="List-Unsubscribe=One-Click", headers=form)
+    )
+
+    # Then the user and the address are unsubscribed from the topic
+    assert status == 200
     assert "unsubscribed from onboarding emails" in page
     assert unsubscribed(user) == {"email:onboarding"}
+    assert suppressed(key) == {"email:onboarding": "unsubscribe"}
 
 
 def test_a_tampered_link_is_400_and_unsubscribes_nobody(handler: ModuleType) -> None:
@@ -187,15 +217,14 @@ def test_a_tampered_link_is_400_and_unsubscribes_nobody(handler: ModuleType) -> 
     assert unsubscribed(user) == set()
 
 
-def test_an_expired_link_is_410_gone(handler: ModuleType) -> None:
+def test_a_genuine_link_400_days_old_still_unsubscribes(handler: ModuleType) -> None:
     user = uid()
     old = token(user, at=datetime.now(UTC) - timedelta(days=400))
 
-    status, _, page = call(handler, event("GET", "/v1/unsubscribe", {"token": old}))
+    status, _, body = call(handler, event("POST", "/v1/unsubscribe", {"token": old}))
 
-    assert status == 410
-    assert "expired" in page
-    assert unsubscribed(user) == set()
+    assert (status, json.loads(body)["scope"]) == (200, "email:onboarding")
+    assert unsubscribed(user) == {"email:onboarding"}
 
 
 def test_one_click_post_unsubscribes_and_twice_is_fine(handler: ModuleType) -> None:
@@ -304,8 +333,8 @@ def test_a_link_to_an_id_later_aliased_away_unsubscribes_the_person(handler: Mod
     ledger.adopt(person, [old], datetime.now(UTC))
     assert ledger.load(person, None, []).record.value.adopted == [old]
 
-    # When the link of an email sent to old is clicked
-    status, _, _ = call(handler, event("GET", "/v1/unsubscribe", {"token": token(old), "all": "1"}))
+    # When the link of an email sent to old is used
+    status, _, _ = call(handler, event("POST", "/v1/unsubscribe", {"token": token(old), "all": "1"}))
 
     # Then the person (whose record dispatch reads) is unsubscribed, and old too
     assert status == 200

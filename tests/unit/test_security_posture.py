@@ -256,3 +256,41 @@ def test_ingest_has_reserved_concurrency_that_can_be_switched_off() -> None:
     # The queue consumers keep no reservation (throttled polls would push good messages to DLQs)
     for name in ("DispatchFunction", "EmailFunction", "NotifyFunction", "EscalateFunction"):
         assert "ReservedConcurrentExecutions" not in RESOURCES[name]["Properties"], name
+
+
+# ------------------------------------------------------------------ the suppression list and links
+
+
+def _names_suppression_table(resource: Any) -> bool:
+    return resource == {"Fn::GetAtt": ["SuppressionTable", "Arn"]}
+
+
+def test_no_function_may_delete_from_the_suppression_list() -> None:
+    # The list must outlive erasure: the functions that read it Query, the unsubscribe route adds
+    # (UpdateItem), and nothing may delete or overwrite an item there
+    granted: dict[str, set[str]] = {}
+    for name, function in FUNCTIONS.items():
+        for statement in statements(function):
+            resources = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            if any(_names_suppression_table(r) for r in resources):
+                actions = (
+                    statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                )
+                granted.setdefault(name, set()).update(actions)
+    assert granted == {
+        "IngestFunction": {"dynamodb:UpdateItem"},
+        "DispatchFunction": {"dynamodb:Query"},
+        "EmailFunction": {"dynamodb:Query"},
+        "NotifyFunction": {"dynamodb:Query"},
+    }
+    table = TABLES["SuppressionTable"]
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    assert "TimeToLiveSpecification" not in table["Properties"]  # nothing about it expires
+
+
+@pytest.mark.parametrize("name", ["EmailFunction", "NotifyFunction"])
+def test_links_in_messages_point_at_the_deployed_http_api(name: str) -> None:
+    variables = FUNCTIONS[name]["Properties"]["Environment"]["Variables"]
+    assert variables["NUDGE_UNSUBSCRIBE_URL"] == {"Fn::Sub": "${IngestApi.ApiEndpoint}/v1/unsubscribe"}

@@ -13,6 +13,7 @@ from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.model.queue import DecisionBatch, Delivery
 from nudge.model.segments import DuePage, SegmentRecord
 from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState
+from nudge.model.suppression import Suppression
 from nudge.model.versioned import Versioned
 
 
@@ -130,6 +131,19 @@ class Ledger(Protocol):
         into the user into the user's own, so caps, cooldowns and opt-outs follow the merge.
         Idempotent (each source is listed in `DeliveryRecord.adopted`); StateConflict if the
         user's record moved meanwhile."""
+        ...
+
+
+class SuppressionStore(Protocol):
+    """The suppression list: addresses (keyed hashes) and the scopes they must not get. Nothing
+    deletes from it, erasure included: that is what it is for."""
+
+    def add(self, suppression: Suppression) -> None:
+        """Record it (idempotent: a key and scope recorded before keep their first reason and time)."""
+        ...
+
+    def find(self, keys: Sequence[str]) -> list[Suppression]:
+        """Every record under any of `keys`; StoreUnavailable when the list cannot be read."""
         ...
 
 

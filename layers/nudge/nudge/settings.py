@@ -70,8 +70,13 @@ class Settings(BaseSettings):
     ses_configuration_set: str = ""
     # SSM SecureString with the unsubscribe-link signing secrets, comma-separated (first signs).
     unsubscribe_secret_param: str = "/nudge/dev/unsubscribe-secret"  # noqa: S105 - a parameter name
-    # The public URL of GET/POST /v1/unsubscribe, as links in messages show it.
+    # The public URL of GET/POST /v1/unsubscribe, as links in messages show it: the deployed HTTP
+    # API's (template.yaml) or the local stack's own address.
     unsubscribe_url: str = ""
+    # The suppression list (addresses as keyed hashes: nudge.domain.suppression) and the SSM
+    # SecureString holding its keying secrets, comma-separated (the first keys new records).
+    suppression_table: str = "nudge-suppression"
+    suppression_secret_param: str = "/nudge/dev/suppression-secret"  # noqa: S105 - a parameter name
     dispatch_attempts: int = Field(default=8, ge=1)
 
 

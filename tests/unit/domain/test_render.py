@@ -10,8 +10,10 @@ import pytest
 from nudge.domain.render import (
     SUBJECT_MAX_CHARS,
     TRAIT_MAX_CHARS,
+    Rendered,
     RenderError,
     render,
+    with_footer,
 )
 from nudge.rulebook.templates import TemplateFile, load_templates
 from nudge.rulebook.yamlfile import RuleProblem
@@ -251,3 +253,46 @@ def test_every_template_in_rules_renders(with_data: bool) -> None:
         assert out.text.strip()
         assert "Undefined" not in out.text + out.html
         assert "None" not in out.text + out.html
+
+
+# ------------------------------------------------------------------------ the marketing footer
+
+UNSUB = "https://api.example/v1/unsubscribe?token=v1.abc.def&all=1"
+
+
+def test_the_footer_ends_both_parts_with_the_link_and_the_address() -> None:
+    rendered = Rendered(subject="Hi", text="Hello.\n", html="<p>Hello.</p>")
+
+    out = with_footer(rendered, unsubscribe_url=UNSUB, postal_address="Acme Inc.\n1 Main St, Springfield")
+
+    assert out.subject == "Hi"
+    assert out.text == (
+        f"Hello.\n\n--\nDon't want these emails? Unsubscribe: {UNSUB}\nAcme Inc.\n1 Main St, Springfield\n"
+    )
+    assert out.html.startswith("<p>Hello.</p>")
+    assert (
+        '<a href="https://api.example/v1/unsubscribe?token=v1.abc.def&amp;all=1">Unsubscribe</a>' in out.html
+    )
+    assert "<p>Acme Inc.<br>1 Main St, Springfield</p>" in out.html
+
+
+def test_the_footer_goes_inside_a_whole_html_document() -> None:
+    page = "<html><body><p>Hello.</p></BODY></html>"
+
+    out = with_footer(Rendered("Hi", "Hello.", page), unsubscribe_url=UNSUB, postal_address="Acme")
+
+    assert out.html.endswith("Acme</p></div></BODY></html>")
+
+
+def test_a_text_only_email_gets_the_footer_in_its_text_and_no_html() -> None:
+    out = with_footer(Rendered("Hi", "Hello.", ""), unsubscribe_url=UNSUB, postal_address="Acme")
+
+    assert UNSUB in out.text
+    assert out.html == ""
+
+
+def test_the_postal_address_is_escaped_in_html() -> None:
+    out = with_footer(Rendered("Hi", "x", "<p>x</p>"), unsubscribe_url=UNSUB, postal_address="A&B <Ltd>")
+
+    assert "A&amp;B &lt;Ltd&gt;" in out.html
+    assert "A&B <Ltd>" in out.text

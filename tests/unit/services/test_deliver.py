@@ -23,6 +23,7 @@ from nudge.adapters.memory import (
     MemoryNotifier,
     MemoryRechecks,
     MemoryRouter,
+    MemorySuppressionStore,
     MemoryUsageStore,
 )
 from nudge.adapters.ses import build_mime
@@ -37,12 +38,14 @@ from nudge.model.versioned import Versioned
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.deliver import Channels, DeliverPorts, DeliveryRetry, deliver
 from nudge.services.dispatch import DispatchPorts, dispatch
+from nudge.services.suppression import SuppressionList
 from tests.shipped import UNHELD
 
 RULES = UNHELD  # no holdouts: these tests are about what else happens to a decision
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # 12:00 in New York: no quiet hours
 LATER = NOON + timedelta(seconds=30)  # when the action function picks the delivery up
 SECRET = bytes(range(32))
+KEYING = b"suppression-keying-secret-for-tests"
 UNSUBSCRIBE_URL = "https://api.acme.example/unsubscribe"
 APPLICATION_ARN = "arn:aws:sns:us-east-1:123456789012:app/GCM/acme"
 PHONE = "+15555550123"
@@ -69,11 +72,20 @@ class World:
     notifier: MemoryNotifier
     desk: MemoryEscalationDesk
     platform: FakeSnsPlatform
+    suppressed: MemorySuppressionStore = dataclasses.field(default_factory=MemorySuppressionStore)
+
+    @property
+    def suppressions(self) -> SuppressionList:
+        return SuppressionList(self.suppressed, lambda: [KEYING])
 
     @property
     def dispatch_ports(self) -> DispatchPorts:
         return DispatchPorts(
-            ledger=self.ledger, usage=self.usage, router=self.router, rechecks=MemoryRechecks()
+            ledger=self.ledger,
+            usage=self.usage,
+            router=self.router,
+            rechecks=MemoryRechecks(),
+            suppressions=self.suppressions,
         )
 
     @property
@@ -89,6 +101,7 @@ class World:
             ),
             unsubscribe_secrets=(SECRET,),
             unsubscribe_url=UNSUBSCRIBE_URL,
+            suppressions=self.suppressions,
         )
 
 
@@ -204,7 +217,7 @@ def test_an_email_goes_to_the_users_address_from_the_sender_rendered_from_its_te
     assert email.text.startswith("Hi Ada,\n")
     assert "https://app.acme.example/setup" in email.text
     assert '<a href="https://app.acme.example/setup">Finish setup</a>' in email.html
-    assert email.tags == {"rule": "finish_setup", "decision": delivery.decision_id}
+    assert email.tags == {"rule": "finish_setup", "decision": delivery.decision_id, "category": "marketing"}
 
 
 def test_a_marketing_emails_unsubscribe_link_carries_a_signed_token_for_its_user_and_topic() -> None:
@@ -220,11 +233,12 @@ def test_a_marketing_emails_unsubscribe_link_carries_a_signed_token_for_its_user
     url = urlsplit(email.unsubscribe_url)
     assert f"{url.scheme}://{url.netloc}{url.path}" == UNSUBSCRIBE_URL
     [token] = parse_qs(url.query)["token"]
-    claim = read_token(SECRET, token, LATER)
+    claim = read_token(SECRET, token)
     assert (claim.user_id, claim.scope) == ("unsub-link", "email:onboarding")
-    assert email.unsubscribe_mailto == "unsubscribe@acme.example"
+    # ...naming the address it went to by its key on the suppression list
+    assert claim.address_key == w.suppressions.key("email", "unsub-link@example.com")
     headers = message_from_bytes(build_mime(email))
-    assert headers["List-Unsubscribe"] == f"<{email.unsubscribe_url}>, <mailto:unsubscribe@acme.example>"
+    assert headers["List-Unsubscribe"] == f"<{email.unsubscribe_url}>"  # no mailto: nothing reads it
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 

@@ -25,8 +25,8 @@ from nudge.observability import logger
 # which mail clients do not decode there. A line may be up to 998 characters (RFC 5322).
 POLICY = SMTP.clone(refold_source="none")
 MAX_UNSUBSCRIBE_CHARS = 900
-# List-Unsubscribe holds <target>, <target>: a target with these could close its brackets and
-# add a target of its own (URL-encode them in the URL instead).
+# List-Unsubscribe holds <target>: a URL with these could close its bracket and add a target of
+# its own (URL-encode them in the URL instead).
 _BRACKET_UNSAFE = re.compile(r"[\s<>,]")
 
 # SES message tags allow ASCII letters, digits, "_" and "-", at most 256 characters, in names
@@ -73,22 +73,15 @@ def build_mime(email: Email) -> bytes:
         _set(message, "Reply-To", email.reply_to)
         _one_address(message, "Reply-To")
     _set(message, "Subject", email.subject)
-    targets = []
     if email.unsubscribe_url:
         url = email.unsubscribe_url
         # RFC 8058 wants https; plain http is allowed for a loopback host only (the local stack).
         secure = url.startswith("https://") or url.startswith(LOOPBACK_PREFIXES)
         if not secure or _BRACKET_UNSAFE.search(url) or len(url) > MAX_UNSUBSCRIBE_CHARS:
             raise SendRejected("InvalidUnsubscribeUrl", "one-click unsubscribe needs a plain https URL")
-        targets.append(f"<{url}>")
-    if email.unsubscribe_mailto:
-        if _BRACKET_UNSAFE.search(email.unsubscribe_mailto):
-            raise SendRejected("InvalidUnsubscribeMailto", "unsubscribe mailto must be a plain address")
-        targets.append(f"<mailto:{email.unsubscribe_mailto}>")
-    if targets:
-        # Verbatim: every target was checked above to hold no whitespace, so no line breaks.
-        message.set_raw("List-Unsubscribe", ", ".join(targets))
-    if email.unsubscribe_url:
+        # Verbatim: the URL was checked above to hold no whitespace, so no line breaks. No mailto:
+        # target: nothing would read that mailbox.
+        message.set_raw("List-Unsubscribe", f"<{url}>")
         # RFC 8058: the POST that mail clients (and Gmail's and Yahoo's bulk-sender rules) expect.
         _set(message, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
     message.set_content(email.text)

@@ -20,8 +20,12 @@ from functools import lru_cache
 from typing import TypeVar
 
 import boto3
+from aws_lambda_powertools.utilities import parameters
 
 from nudge.adapters.dynamo.ledger import DynamoLedger
+from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
+from nudge.services.suppression import SuppressionList
+from nudge.services.unsubscribe import parse_secrets
 from nudge.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -53,3 +57,20 @@ def ledger_from(settings: Settings) -> DynamoLedger:
         settings.ledger_table,
         retention=timedelta(days=settings.ledger_retention_days),
     )
+
+
+def read_secrets(parameter: str, what: str) -> tuple[bytes, ...]:
+    """Comma-separated secrets from an SSM SecureString, read at cold start: a function that cannot
+    read them fails there, loudly, rather than sending without them."""
+    value = parameters.get_parameter(parameter, decrypt=True, max_age=UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS)
+    secrets = parse_secrets(str(value))
+    if not secrets:
+        raise ValueError(f"{parameter} holds no {what} secret")
+    return secrets
+
+
+def suppression_list_from(settings: Settings) -> SuppressionList:
+    """The suppression list, its keying secrets read now (see read_secrets)."""
+    secrets = read_secrets(settings.suppression_secret_param, "suppression")
+    store = DynamoSuppressionStore(boto3.client("dynamodb"), settings.suppression_table)
+    return SuppressionList(store, lambda: secrets)

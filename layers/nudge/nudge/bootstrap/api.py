@@ -14,6 +14,7 @@ from nudge.adapters.dynamo.accounts import DynamoAccountLedger
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.rate_limits import DynamoRateCounter
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
+from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.bootstrap import UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS, built_once
 from nudge.domain.fold import FoldWindow
@@ -23,6 +24,7 @@ from nudge.rulebook.plan import TrackingPlan, load_plan
 from nudge.services.auth import ApiKeys
 from nudge.services.erasure import AccountLedger
 from nudge.services.ingest import IngestLimits
+from nudge.services.suppression import SuppressionList
 from nudge.services.unsubscribe import parse_secrets
 from nudge.settings import Settings, get_settings
 
@@ -42,6 +44,9 @@ class Services:
     ledger: Ledger
     accounts: AccountLedger
     unsubscribe_secrets: Callable[[], tuple[bytes, ...]]
+    # Where an unsubscribe records the address, so it outlives erasure (None: nowhere, in tests of
+    # other routes).
+    suppressions: SuppressionList | None = None
 
 
 def limits_from(settings: Settings) -> IngestLimits:
@@ -84,6 +89,12 @@ def services() -> Services:
         )
         return parse_secrets(str(value))
 
+    def fetch_suppression_secrets() -> tuple[bytes, ...]:
+        value = parameters.get_parameter(
+            settings.suppression_secret_param, decrypt=True, max_age=UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS
+        )
+        return parse_secrets(str(value))
+
     return Services(
         settings=settings,
         plan=plan,
@@ -98,4 +109,7 @@ def services() -> Services:
         ledger=DynamoLedger(client, settings.ledger_table, timedelta(days=settings.ledger_retention_days)),
         accounts=DynamoAccountLedger(client, settings.ledger_table),
         unsubscribe_secrets=fetch_unsubscribe_secrets,
+        suppressions=SuppressionList(
+            DynamoSuppressionStore(client, settings.suppression_table), fetch_suppression_secrets
+        ),
     )

@@ -5,17 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import boto3
-from aws_lambda_powertools.utilities import parameters
 
 from nudge.adapters.cs_desk import SqsEscalationDesk
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.ses import SesEmailSender
 from nudge.adapters.sns import SnsNotifier, SnsPushEndpoints
-from nudge.bootstrap import UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS, ledger_from
+from nudge.bootstrap import ledger_from, read_secrets, suppression_list_from
 from nudge.bootstrap.rules import load_rules_or_explain
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.deliver import Channels, DeliverPorts
-from nudge.services.unsubscribe import parse_secrets
 from nudge.settings import Settings, get_settings
 
 
@@ -56,18 +54,21 @@ def wire_deliver(channel: str) -> DeliverService:
     else:
         raise ValueError(f"unknown action channel {channel!r}")
     secrets: tuple[bytes, ...] = ()
+    suppressions = None
     if channel != "escalate":
-        value = parameters.get_parameter(
-            settings.unsubscribe_secret_param, decrypt=True, max_age=UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS
+        secrets = read_secrets(settings.unsubscribe_secret_param, "unsubscribe")
+        suppressions = suppression_list_from(settings)
+    if channel == "email" and not settings.unsubscribe_url.startswith(("https://", "http://")):
+        raise ValueError(
+            "NUDGE_UNSUBSCRIBE_URL is not an absolute URL: every marketing email links to it (template.yaml "
+            "sets it to the HTTP API's /v1/unsubscribe; the local stack to its own address)"
         )
-        secrets = parse_secrets(str(value))
-        if not secrets:
-            raise ValueError(f"{settings.unsubscribe_secret_param} holds no unsubscribe secret")
     ports = DeliverPorts(
         ledger=ledger_from(settings),
         usage=DynamoUsageStore(boto3.client("dynamodb"), settings.usage_table, settings.rollup_shards),
         channels=channels,
         unsubscribe_secrets=secrets,
         unsubscribe_url=settings.unsubscribe_url,
+        suppressions=suppressions,
     )
     return DeliverService(settings, rules, ports)

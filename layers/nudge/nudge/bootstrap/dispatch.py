@@ -9,7 +9,7 @@ import boto3
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.sqs import SqsDeliveryRouter
-from nudge.bootstrap import ledger_from
+from nudge.bootstrap import ledger_from, suppression_list_from
 from nudge.bootstrap.rules import load_rules_or_explain
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.dispatch import DispatchPorts
@@ -49,5 +49,6 @@ def wire_dispatch() -> DispatchService:
         usage=DynamoUsageStore(dynamodb, settings.usage_table, settings.rollup_shards),
         router=SqsDeliveryRouter(boto3.client("sqs"), queues),
         rechecks=SegmentRechecks(segments),
+        suppressions=suppression_list_from(settings),
     )
     return DispatchService(settings, rules, ports)

@@ -5,6 +5,10 @@ summary), links (name -> url, incl. unsubscribe), next_step, rule, trigger (the 
 fired on: event, at, properties; nudge.domain.trigger) and last (event -> property -> the user's
 latest kept value).
 
+Marketing email gets one shared footer (`with_footer`), added by the send path after rendering,
+so no template can forget it: a visible unsubscribe link and the sender's postal address, in the
+text part and in the html part (CAN-SPAM; Gmail's and Yahoo's bulk-sender rules).
+
 Traits, facts and event properties are user-supplied data: before rendering, every string in them loses its
 control characters and is cut to TRAIT_MAX_CHARS, so a trait cannot add a line to an SMS or a
 header to an email. The subject is then folded onto one line. HTML is autoescaped.
@@ -12,6 +16,7 @@ header to an email. The subject is then folded onto one line. HTML is autoescape
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +41,9 @@ Part = Literal["subject", "text", "html"]
 _TO_SPACE = re.compile(r"[\r\n\t]")
 _DROPPED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _WHITESPACE = re.compile(r"\s+")
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+FOOTER_INVITE = "Don't want these emails?"
+FOOTER_LINK = "Unsubscribe"
 
 
 @dataclass(frozen=True)
@@ -112,3 +120,29 @@ def render(template: TemplateFile, context: Mapping[str, Any], *, name: str = "t
         text=_render_part(name, "text", template.text, safe),
         html=_render_part(name, "html", template.html, safe),
     )
+
+
+def with_footer(rendered: Rendered, *, unsubscribe_url: str, postal_address: str) -> Rendered:
+    """`rendered` with the marketing footer at the end of its text and of its html (before
+    </body> when the template wrote a whole document). The address may span lines."""
+    lines = [line.strip() for line in postal_address.strip().splitlines() if line.strip()]
+    text = (
+        f"{rendered.text.rstrip()}\n\n--\n{FOOTER_INVITE} {FOOTER_LINK}: {unsubscribe_url}\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    page = rendered.html
+    if page:
+        footer = (
+            '<div style="margin-top:2em;font-size:12px;color:#666">'
+            f'<p>{html.escape(FOOTER_INVITE)} <a href="{html.escape(unsubscribe_url)}">'
+            f"{html.escape(FOOTER_LINK)}</a></p>"
+            f"<p>{'<br>'.join(html.escape(line) for line in lines)}</p></div>"
+        )
+        ends = list(_BODY_END.finditer(page))
+        if ends:
+            at = ends[-1].start()
+            page = f"{page[:at]}{footer}{page[at:]}"
+        else:
+            page = f"{page.rstrip()}\n{footer}\n"
+    return Rendered(subject=rendered.subject, text=text, html=page)

@@ -1,10 +1,16 @@
 """Signed unsubscribe tokens: what the link in an email's footer and List-Unsubscribe carries.
 
 Format: v1.<payload>.<signature>, both URL-safe base64 without padding. The payload is the
-compact JSON array [user_id, scope, issued_at_unix_seconds]; the signature is HMAC-SHA256 over
-"v1.<payload>" with the first secret. Several secrets are accepted on reading, so a secret can
-be rotated without breaking the links already in people's inboxes: put the new one first, keep
-the old one until its links have expired.
+compact JSON array [user_id, scope, issued_at_unix_seconds] or, for a message sent to an address,
+[user_id, scope, issued_at_unix_seconds, address_key] (the address's keyed hash on the suppression
+list, nudge.domain.suppression: not the address); the signature is HMAC-SHA256 over "v1.<payload>"
+with the first secret. Several secrets are accepted on reading, so a secret can be rotated without
+breaking the links already in people's inboxes: put the new one first, and keep the old one as long
+as its links should work.
+
+A genuine token never expires: it is proof that its user got the message, and an unsubscribe must
+work however old the message is (CAN-SPAM asks for at least 30 days; nothing is gained by refusing
+later). Only a token that is malformed or not signed by us is refused.
 """
 
 from __future__ import annotations
@@ -17,10 +23,9 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 VERSION = "v1"
-DEFAULT_MAX_AGE = timedelta(days=365)
 MIN_SECRET_BYTES = 16
 # Real tokens are ~100 chars; refuse absurd input before doing any work on it.
 MAX_TOKEN_CHARS = 2048
@@ -33,6 +38,8 @@ class UnsubscribeClaim:
     user_id: str
     scope: str  # a channel or topic: "email", "email:marketing", "sms"
     issued_at: datetime
+    # The keyed hash of the address the message went to (None: a token made before it was carried).
+    address_key: str | None = None
 
 
 class TokenError(Exception):
@@ -41,14 +48,6 @@ class TokenError(Exception):
 
 class TokenInvalid(TokenError):
     """Malformed, or not signed by any of our secrets (tampered, or made by someone else)."""
-
-
-class TokenExpired(TokenError):
-    """Genuine but older than the maximum age. `.claim` says whose it was."""
-
-    def __init__(self, claim: UnsubscribeClaim) -> None:
-        self.claim = claim
-        super().__init__("unsubscribe token expired")
 
 
 def _b64encode(data: bytes) -> str:
@@ -81,21 +80,31 @@ def _sign(secret: bytes, signed: str) -> bytes:
     return hmac.new(secret, signed.encode("ascii"), hashlib.sha256).digest()
 
 
-def make_token(secret: bytes | Sequence[bytes], user_id: str, scope: str, issued_at: datetime) -> str:
-    """A token for `user_id` leaving `scope`, signed with `secret` (or the first of several)."""
+def make_token(
+    secret: bytes | Sequence[bytes],
+    user_id: str,
+    scope: str,
+    issued_at: datetime,
+    address_key: str | None = None,
+) -> str:
+    """A token for `user_id` leaving `scope`, signed with `secret` (or the first of several);
+    `address_key` names the address the message went to on the suppression list."""
     if not user_id or not scope:
         raise ValueError("user_id and scope must not be empty")
     if issued_at.tzinfo is None:
         raise ValueError("issued_at must be timezone-aware")
-    body = json.dumps([user_id, scope, int(issued_at.timestamp())], separators=(",", ":"))
+    fields: list[str | int] = [user_id, scope, int(issued_at.timestamp())]
+    if address_key is not None:
+        if not address_key:
+            raise ValueError("address_key must not be empty")
+        fields.append(address_key)
+    body = json.dumps(fields, separators=(",", ":"))
     signed = f"{VERSION}.{_b64encode(body.encode('utf-8'))}"
     return f"{signed}.{_b64encode(_sign(_secrets(secret)[0], signed))}"
 
 
-def read_token(
-    secret: bytes | Sequence[bytes], token: str, now: datetime, max_age: timedelta = DEFAULT_MAX_AGE
-) -> UnsubscribeClaim:
-    """The claim in `token` if one of `secret` signed it; TokenInvalid or TokenExpired if not."""
+def read_token(secret: bytes | Sequence[bytes], token: str) -> UnsubscribeClaim:
+    """The claim in `token` if one of `secret` signed it, however old; TokenInvalid if not."""
     secrets = _secrets(secret)
     if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
         raise TokenInvalid("unsubscribe token is malformed")
@@ -112,8 +121,11 @@ def read_token(
         fields = json.loads(_b64decode(payload))
     except (UnicodeDecodeError, ValueError) as exc:
         raise TokenInvalid("unsubscribe token is malformed") from exc
+    address_key: str | None = None
     match fields:
         case [str(user_id), str(scope), int(seconds)] if user_id and scope:
+            pass
+        case [str(user_id), str(scope), int(seconds), str(address_key)] if user_id and scope and address_key:
             pass
         case _:
             raise TokenInvalid("unsubscribe token is malformed")
@@ -121,7 +133,4 @@ def read_token(
         issued_at = datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError) as exc:
         raise TokenInvalid("unsubscribe token is malformed") from exc
-    claim = UnsubscribeClaim(user_id, scope, issued_at)
-    if now - issued_at > max_age:
-        raise TokenExpired(claim)
-    return claim
+    return UnsubscribeClaim(user_id, scope, issued_at, address_key)

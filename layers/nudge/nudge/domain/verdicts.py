@@ -1,12 +1,14 @@
 """The guardrails, pure: one evaluation's decisions for one user -> a verdict for each.
 
-    guard(decisions, record, traits, account_escalated, rules, now) -> (verdicts, record')
+    guard(decisions, record, traits, account_escalated, rules, now, suppressed) -> (verdicts, record')
 
 At most one message per user per evaluation: decisions are judged highest priority first, and
 the first that passes every check takes the slot (sent, deferred for quiet hours, or held out);
 the others are suppressed as `lower_priority`. The checks, in order, each a reason when it fails:
 
     no_address       no email / phone / push token to send to
+    suppression_list the address is on the suppression list for this (nudge.domain.suppression):
+                     it unsubscribed, under any user id, erased or not
     no_consent       the channel needs opt-in and the user has not given it, or said no
     unsubscribed     the user unsubscribed from the channel, the topic, or everything
     account_escalated  the account has an open CS escalation (marketing waits for CS)
@@ -31,8 +33,10 @@ from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from nudge.domain.suppression import blocking
 from nudge.model.decisions import Decision
 from nudge.model.delivery import DeliveryRecord, Sent
+from nudge.model.suppression import Suppression
 from nudge.rulebook.guardrails import Cap, Guardrails, QuietHours
 from nudge.rulebook.ruleset import RuleSet, TriggerSpec
 
@@ -184,11 +188,13 @@ def guard(
     rules: RuleSet,
     guardrails: Guardrails,
     now: datetime,
+    suppressed: Mapping[str, Sequence[Suppression]] | None = None,
 ) -> tuple[list[Verdict], DeliveryRecord]:
     """Judge one evaluation's user-facing decisions (not escalations; see `guard_escalation`).
 
-    A decision coming back from a quiet-hours deferral is judged again like a new one: the world
-    may have changed (caps included).
+    `suppressed`: what the suppression list holds against the address each channel would send to
+    (channel -> records). A decision coming back from a quiet-hours deferral is judged again like a
+    new one: the world may have changed (caps included).
     """
     zone = user_zone(
         traits, guardrails.spec.quiet_hours.fallback_timezone if guardrails.spec.quiet_hours else "UTC"
@@ -211,6 +217,10 @@ def guard(
         reason = ""
         if not traits.get(ADDRESS_TRAITS[decision.channel]):
             reason = "no_address"
+        elif blocking(
+            (suppressed or {}).get(decision.channel, ()), decision.channel, rule.topic, rule.transactional
+        ):
+            reason = "suppression_list"
         elif not rule.transactional:
             reason = _consent(decision.channel, rule.topic, traits, current, guardrails)
             if not reason and account_escalated and guardrails.spec.escalations.suppress_marketing:

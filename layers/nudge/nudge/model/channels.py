@@ -18,8 +18,7 @@ class Email:
     subject: str
     text: str
     html: str  # "" for a text-only email
-    unsubscribe_url: str | None = None  # https, one-click (RFC 8058)
-    unsubscribe_mailto: str | None = None  # an address, without "mailto:"
+    unsubscribe_url: str | None = None  # https, one-click (RFC 8058); None for transactional mail
     tags: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -9,6 +9,7 @@ transactional, quiet-hours behaviour) live on the trigger in triggers.yaml.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
@@ -174,7 +175,20 @@ class Escalations(_Strict):
 class Sender(_Strict):
     email_from: str = Field(description='e.g. "Acme <hello@acme.example>"; a verified SES identity.')
     reply_to: str | None = None
-    unsubscribe_mailto: str | None = None
+    postal_address: str | None = Field(
+        default=None,
+        description=(
+            "The sender's postal address, shown with the unsubscribe link in the footer of every "
+            "marketing email (CAN-SPAM). Needed as soon as a trigger sends marketing email."
+        ),
+        examples=["Acme Inc., 1 Main Street, Springfield, IL 62701, USA"],
+    )
+    # Kept so that a file still setting it gets lint's explanation rather than "extra input".
+    unsubscribe_mailto: str | None = Field(
+        default=None,
+        deprecated=True,
+        description="Not supported: nothing reads that mailbox. Remove it (see nudge rules lint).",
+    )
     sms_sender_id: str | None = Field(default=None, max_length=11)
 
 
@@ -208,8 +222,19 @@ class Guardrails:
         return longest
 
 
-def load_guardrails(rules_dir: Path, journeys: set[str], problems: list[RuleProblem]) -> Guardrails | None:
-    """Load rules/guardrails.yaml; `journeys` are the ones triggers name (a cap on another is a typo)."""
+MAILTO_UNSUPPORTED = (
+    "sender.unsubscribe_mailto: Nudge does not advertise a mailto: unsubscribe any more, because "
+    "nothing reads that mailbox: someone who unsubscribed by email would keep getting mail. Remove "
+    "this line. Every marketing email has a one-click unsubscribe link (List-Unsubscribe) and a "
+    "visible one in its footer."
+)
+
+
+def load_guardrails(
+    rules_dir: Path, journeys: set[str], problems: list[RuleProblem], marketing_email: Sequence[str] = ()
+) -> Guardrails | None:
+    """Load rules/guardrails.yaml; `journeys` are the ones triggers name (a cap on another is a typo),
+    `marketing_email` the triggers that send marketing email (they need the sender's postal address)."""
 
     try:
         doc: YamlDoc = load_yaml(rules_dir / GUARDRAILS_FILE, display_path(rules_dir, GUARDRAILS_FILE))
@@ -226,7 +251,26 @@ def load_guardrails(rules_dir: Path, journeys: set[str], problems: list[RuleProb
                     f"journeys: {', '.join(sorted(journeys))}",
                 )
             )
+    if "unsubscribe_mailto" in spec.sender.model_fields_set:
+        problems.append(doc.problem(("sender", "unsubscribe_mailto"), MAILTO_UNSUPPORTED))
+    if marketing_email and not (spec.sender.postal_address or "").strip():
+        problems.append(
+            doc.problem(
+                ("sender",),
+                "sender.postal_address is missing: every marketing email shows the sender's postal "
+                f"address in its footer (CAN-SPAM), and {_listed(marketing_email)} send marketing "
+                f"email. Add it under sender: in {GUARDRAILS_FILE}, e.g. "
+                'postal_address: "Acme Inc., 1 Main Street, Springfield, IL 62701, USA" '
+                "(or mark a trigger transactional: true if it is not marketing)",
+            )
+        )
     for name, url in spec.links.items():
         if not url.startswith(("https://", "http://")):
             problems.append(doc.problem(("links", name), f"link '{name}' must be an http(s) URL"))
     return Guardrails(spec, doc.file)
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:3])
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f"trigger{'s' if len(names) > 1 else ''} {shown}{more}"

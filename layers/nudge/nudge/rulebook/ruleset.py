@@ -340,7 +340,8 @@ def load_rules(rules_dir: Path) -> RuleSet:
             problems.extend(check_refs(refs.get(spec.template, []), spec.id, node, plan))
 
     journeys = {t.journey or t.kind for t in trg_file.triggers}
-    guardrails = load_guardrails(rules_dir, journeys, problems)
+    marketing_email = [t.id for t in trg_file.triggers if t.action == "email" and not t.transactional]
+    guardrails = load_guardrails(rules_dir, journeys, problems, marketing_email)
     if problems or guardrails is None:
         raise RuleFileError(problems)
     score_rules = [

@@ -9,6 +9,12 @@ retried with the queue's backoff. A send whose outcome is unknown (the connectio
 the request left) is marked `unknown`, alarmed through a metric, and never retried: a message
 lost is better than one sent twice. A copy of the delivery that finds its entry already past
 `queued` sends nothing.
+
+Prepare checks the address it is about to send to against the suppression list (dispatch checked
+the user's addresses then; traits may have changed since), and builds the unsubscribe link, whose
+token names that address's key. Marketing email gets the shared footer (unsubscribe link, postal
+address) in both parts, List-Unsubscribe and List-Unsubscribe-Post; transactional email gets
+neither. Every email is tagged `category` marketing or transactional for SES's event feedback.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from typing import Any, Literal
 
 from nudge.conditions.features import AccountFacts
 from nudge.domain.evaluate import evaluate
-from nudge.domain.render import Rendered, RenderError, render
+from nudge.domain.render import Rendered, RenderError, render, with_footer
+from nudge.domain.suppression import address_of, blocking, kind_of
 from nudge.domain.tokens import make_token
 from nudge.domain.trigger import last_values
 from nudge.model.channels import TREND_WEEKS, Email, EscalationCase, Push, Sms, WeekUsage
@@ -30,6 +37,7 @@ from nudge.model.state import AccountRollup
 from nudge.observability import logger
 from nudge.ports import EmailSender, EscalationDesk, Ledger, Notifier, PushEndpoints, UsageStore
 from nudge.rulebook.ruleset import RuleSet
+from nudge.services.suppression import SuppressionList
 
 Result = Literal["sent", "duplicate", "suppressed", "failed", "unknown", "gone"]
 
@@ -53,6 +61,9 @@ class DeliverPorts:
     channels: Channels
     unsubscribe_secrets: tuple[bytes, ...]
     unsubscribe_url: str  # GET/POST endpoint, the token is added as ?token=
+    # The addresses that must not be sent to (bootstrap always sets it for email and SMS; None: no
+    # list, in tests of other things).
+    suppressions: SuppressionList | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +108,7 @@ def deliver(delivery: Delivery, rules: RuleSet, ports: DeliverPorts, now: dateti
             reason=f"render_error: {exc.message}"[:200],
         )
         return Delivered("failed", "render_error", moved)
-    except _NoAddress as exc:
+    except _NotSent as exc:
         moved = ports.ledger.move(
             entry.subject, entry.decision_id, ["queued"], "", now, outcome="suppressed", reason=str(exc)
         )
@@ -140,15 +151,16 @@ def deliver(delivery: Delivery, rules: RuleSet, ports: DeliverPorts, now: dateti
     return Delivered("sent", "", moved)
 
 
-class _NoAddress(Exception):
-    """The user has nowhere to send to any more (their traits changed since dispatch, or erased)."""
+class _NotSent(Exception):
+    """Nothing may be sent: the user has nowhere to send to any more (their traits changed since
+    dispatch, or erased), or the address is on the suppression list."""
 
 
 def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datetime) -> _Prepared:
     d = entry.decision
     users = ports.usage.load_users([d.user])
     if d.user not in users:
-        raise _NoAddress("user_erased")
+        raise _NotSent("user_erased")
     user = users[d.user].value
     traits = user.trait_values()
     account = ports.usage.load_account(d.account) if d.account else None
@@ -186,7 +198,18 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
 
     topic = spec.topic or spec.kind
     scope = f"{d.channel}:{topic}"
-    token = make_token(list(ports.unsubscribe_secrets), d.user, scope, now)
+    address_key = None
+    address = address_of(traits, d.channel)
+    if kind_of(d.channel) is not None:
+        if address is None:
+            raise _NotSent("no_address")
+        suppressions = ports.suppressions
+        if suppressions is not None:
+            found = suppressions.of_address(d.channel, address)
+            if blocking(found, d.channel, topic, spec.transactional):
+                raise _NotSent("suppression_list")
+            address_key = suppressions.key(d.channel, address)
+    token = make_token(list(ports.unsubscribe_secrets), d.user, scope, now, address_key)
     unsubscribe = f"{ports.unsubscribe_url}?token={token}"
     context = {
         "user": traits,
@@ -202,11 +225,15 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
 
     if d.channel == "email":
         email_sender = channels.email
-        address = _str(traits.get("email"))
-        if not address:
-            raise _NoAddress("no_address")
+        assert address is not None  # checked above
         if email_sender is None:
             raise RuntimeError("no email sender configured")
+        marketing = not spec.transactional
+        if marketing:
+            # Lint refuses marketing email without a postal address, so the rules hold one here.
+            rendered = with_footer(
+                rendered, unsubscribe_url=unsubscribe, postal_address=g.sender.postal_address or ""
+            )
         email = Email(
             to=address,
             sender=g.sender.email_from,
@@ -214,9 +241,12 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,
-            unsubscribe_url=None if spec.transactional else unsubscribe,
-            unsubscribe_mailto=None if spec.transactional else g.sender.unsubscribe_mailto,
-            tags={"rule": d.rule, "decision": d.decision_id},
+            unsubscribe_url=unsubscribe if marketing else None,
+            tags={
+                "rule": d.rule,
+                "decision": d.decision_id,
+                "category": "marketing" if marketing else "transactional",
+            },
         )
         return _Prepared(lambda: email_sender.send(email))
 
@@ -224,17 +254,15 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
     if notifier is None:
         raise RuntimeError("no SNS notifier configured")
     if d.channel == "sms":
-        phone = _str(traits.get("phone"))
-        if not phone:
-            raise _NoAddress("no_address")
+        assert address is not None  # checked above
         text = rendered.text if spec.transactional else f"{rendered.text} Reply STOP to opt out."
-        sms = Sms(to=phone, text=text, transactional=spec.transactional, sender_id=g.sender.sms_sender_id)
+        sms = Sms(to=address, text=text, transactional=spec.transactional, sender_id=g.sender.sms_sender_id)
         return _Prepared(lambda: notifier.send_sms(sms))
 
     token_trait = _str(traits.get("push_token"))
     endpoints = channels.push_endpoints
     if not token_trait:
-        raise _NoAddress("no_address")
+        raise _NotSent("no_address")
     if endpoints is None:
         raise RuntimeError("no push platform application configured")
     # Before the claim: registering the token sends nothing, and a failure here is simply retried.

@@ -1,6 +1,7 @@
 """Dispatch: one evaluation's decisions for one user -> guardrails -> ledger -> channel queues.
 
-    load (user traits; delivery record, ledger entries, account escalation)
+    load (user traits; delivery record, ledger entries, account escalation; the suppression list's
+    records for the user's email address and phone number)
     -> guard (pure) -> commit (one transaction: entries claimed, caps taken, escalation opened)
     -> route the sends to their channel's queue; schedule the re-check of deferred ones
 
@@ -22,14 +23,17 @@ from datetime import datetime
 from typing import Any
 
 from nudge.backoff import CONTENTION
+from nudge.domain.suppression import kind_of
 from nudge.domain.verdicts import Verdict, guard, guard_escalation
 from nudge.model.errors import StateConflict
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, subject_of
 from nudge.model.queue import DecisionBatch, Delivery
 from nudge.model.state import is_anonymous
+from nudge.model.suppression import Suppression
 from nudge.observability import MetricCounts, logger
 from nudge.ports import DeliveryRouter, Ledger, Rechecks, UsageStore
 from nudge.rulebook.ruleset import RuleSet
+from nudge.services.suppression import SuppressionList
 
 
 class DispatchContention(StateConflict):
@@ -42,6 +46,9 @@ class DispatchPorts:
     usage: UsageStore
     router: DeliveryRouter
     rechecks: Rechecks
+    # The addresses that must not be sent to (bootstrap always sets it; None: no list, in tests of
+    # other things).
+    suppressions: SuppressionList | None = None
 
 
 @dataclass
@@ -117,6 +124,7 @@ def dispatch(
         )
         return result
     traits: dict[str, Any] | None = None
+    suppressed: dict[str, list[Suppression]] = {}
     # userIds merged into this user (an alias): their delivery records join the user's once, so
     # caps, cooldowns, `once` and unsubscribes follow the merge (anonymous ids were never sent to).
     merged_users: list[str] = []
@@ -161,6 +169,9 @@ def dispatch(
                 return result
             traits = state.trait_values()
             merged_users = [i for i in state.merged if not is_anonymous(i)]
+            addressed = [d.channel for d in batch.decisions if kind_of(d.channel) is not None]
+            if ports.suppressions is not None and addressed:
+                suppressed = ports.suppressions.of_traits(traits, addressed)
         adopting = [i for i in merged_users if i not in view.record.value.adopted]
         if adopting:
             try:
@@ -184,6 +195,7 @@ def dispatch(
             rules,
             guardrails,
             now,
+            suppressed,
         )
         entries = [_entry(v, now) for v in [*escalation_verdicts, *verdicts]]
         cancelled = [

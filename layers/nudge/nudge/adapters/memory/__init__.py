@@ -5,6 +5,7 @@ from nudge.adapters.memory.channels import MemoryEmailSender, MemoryEscalationDe
 from nudge.adapters.memory.ledger import MemoryLedger
 from nudge.adapters.memory.queues import MemoryDecisionPublisher, MemoryRechecks, MemoryRouter
 from nudge.adapters.memory.segments import MemorySegmentStore
+from nudge.adapters.memory.suppression import MemorySuppressionStore
 from nudge.adapters.memory.usage import MemoryUsageStore
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "MemoryRechecks",
     "MemoryRouter",
     "MemorySegmentStore",
+    "MemorySuppressionStore",
     "MemoryUsageStore",
 ]

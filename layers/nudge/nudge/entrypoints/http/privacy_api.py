@@ -1,7 +1,9 @@
 """Unsubscribe links, erasure and export: the routes, their pages and their status codes (one place).
 
-    GET  /v1/unsubscribe?token=T[&all=1]   the link in a message: unsubscribes, answers a page
-    POST /v1/unsubscribe?token=T[&all=1]   RFC 8058 one-click (body List-Unsubscribe=One-Click)
+    GET  /v1/unsubscribe?token=T[&all=1]   the link in a message: a page asking to confirm (a form
+                                           POSTing back); records nothing, as mail scanners follow links
+    POST /v1/unsubscribe?token=T[&all=1]   RFC 8058 one-click (body List-Unsubscribe=One-Click), and
+                                           the page's form: unsubscribes
     DELETE /v1/users/{userId}              erasure (admin key: ingest keys get 403)
     GET /v1/users/{userId}/export          what Nudge holds on the user, as JSON (admin key)
 
@@ -23,13 +25,14 @@ from pydantic import BaseModel, Field
 
 from nudge import clock
 from nudge.bootstrap.api import services
-from nudge.domain.tokens import MAX_TOKEN_CHARS, TokenExpired, TokenInvalid
+from nudge.domain.tokens import MAX_TOKEN_CHARS, TokenInvalid
 from nudge.entrypoints.http.shapes import ErrorItem, IngestResponse
 from nudge.model.errors import StoreUnavailable
 from nudge.observability import logger, metrics
 from nudge.services.erasure import erase_user
 from nudge.services.export import export_user
-from nudge.services.unsubscribe import SecretsUnavailable, Unsubscribed, unsubscribe
+from nudge.services.suppression import SecretsUnavailable
+from nudge.services.unsubscribe import Unsubscribed, read_link, unsubscribe
 
 UNSUBSCRIBE_PATH = "/v1/unsubscribe"
 router = Router()  # type: ignore[no-untyped-call]
@@ -38,10 +41,6 @@ CHANNEL_NOUNS = {"email": "emails", "sms": "text messages", "push": "push notifi
 INVALID_LINK = (
     "This unsubscribe link is incomplete or has been changed. Open it again from the email (some mail "
     "apps cut long links), or reply to the email and ask to be unsubscribed."
-)
-EXPIRED_LINK = (
-    "This unsubscribe link has expired. Use the link in a more recent email, change your email "
-    "preferences in your account settings, or reply to the email and ask to be unsubscribed."
 )
 UNAVAILABLE = "We could not unsubscribe you just now; please try the link again in a few minutes."
 # The page is self-contained: no script, no external asset, no referrer (the URL holds the token).
@@ -137,14 +136,13 @@ _PAGE_OR_JSON: dict[str, Any] = {
 }
 _UNSUBSCRIBE_RESPONSES: dict[int, OpenAPIResponse] = {
     200: {
-        "description": "Unsubscribed (also when already unsubscribed: clicking twice is fine).",
+        "description": (
+            "GET: the page asking to confirm. POST: unsubscribed (also when already unsubscribed: "
+            "clicking twice is fine). A genuine token is honoured however old it is."
+        ),
         "content": _PAGE_OR_JSON,
     },
     400: {"description": "The token is missing, malformed or tampered with.", "content": _PAGE_OR_JSON},
-    410: {
-        "description": "The token has expired; the answer says how to unsubscribe otherwise.",
-        "content": _PAGE_OR_JSON,
-    },
     503: {"description": "Storage or the signing secrets are unavailable; retry.", "content": _PAGE_OR_JSON},
 }
 _REFUSED: dict[str, Any] = {"application/json": {"model": IngestResponse}}
@@ -152,15 +150,20 @@ _REFUSED: dict[str, Any] = {"application/json": {"model": IngestResponse}}
 
 @router.get(
     UNSUBSCRIBE_PATH,
-    summary="Unsubscribe from a message's link",
-    description="Opened from the link in a message: unsubscribes and answers a small HTML page.",
+    summary="Open a message's unsubscribe link",
+    description=(
+        "Opened from the link in a message: a small HTML page asking to confirm, whose button POSTs "
+        "back. Records nothing: mail scanners and link previews open links nobody clicked."
+    ),
     responses=_UNSUBSCRIBE_RESPONSES,
     tags=["privacy"],
 )
 def unsubscribe_link(
     token: Annotated[str, _TOKEN], whole_channel: Annotated[bool, _ALL] = False
 ) -> Response[Any]:
-    return _answer(_unsubscribe(token, whole_channel), token)
+    svc = services()
+    would = read_link(token, whole_channel=whole_channel, secrets=svc.unsubscribe_secrets)
+    return _confirm(would, token, whole_channel)
 
 
 @router.post(
@@ -276,6 +279,7 @@ def _unsubscribe(token: str, whole_channel: bool) -> Unsubscribed:
             secrets=svc.unsubscribe_secrets,
             ledger=svc.ledger,
             usage=svc.store,
+            suppressions=svc.suppressions,
             now=clock.now(),
         )
     except StoreUnavailable as exc:
@@ -293,25 +297,46 @@ def _wants_html() -> bool:
     return "text/html" in accept.lower()
 
 
+def _words(done: Unsubscribed) -> tuple[str, str]:
+    """What the scope is called on a page ("onboarding emails"), and the channel's noun ("emails")."""
+    noun = CHANNEL_NOUNS.get(done.channel, f"{done.channel} messages")
+    if done.scope == "all":
+        return "all messages", "messages"
+    if done.topic:
+        return f"{done.topic.replace('_', ' ').replace('-', ' ')} {noun}", noun
+    return f"all {noun}", noun
+
+
+def _form(token: str, whole_channel: bool, label: str) -> str:
+    """A button POSTing the link back (one-click body included). "?..." keeps the page's own path,
+    whatever domain or base path the API is served under."""
+    action = "?" + urlencode({"token": token, **({"all": "1"} if whole_channel else {})})
+    return (
+        f'<form method="post" action="{html.escape(action)}">'
+        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        f'<button type="submit">{html.escape(label)}</button></form>'
+    )
+
+
+def _confirm(would: Unsubscribed, token: str, whole_channel: bool) -> Response[Any]:
+    what, noun = _words(would)
+    forms = _form(token, whole_channel, "Unsubscribe")
+    if would.topic:
+        forms += _form(token, True, f"Unsubscribe from all {noun}")
+    return _page(
+        200,
+        "Unsubscribe?",
+        f"Unsubscribe from {what}?",
+        "Press the button to stop these. Nothing changes until you do.",
+        forms,
+    )
+
+
 def _answer(done: Unsubscribed, token: str) -> Response[Any]:
     if not _wants_html():
         return _json(200, UnsubscribeResponse(success=True, scope=done.scope))
-    noun = CHANNEL_NOUNS.get(done.channel, f"{done.channel} messages")
-    if done.scope == "all":
-        what, noun = "all messages", "messages"
-    elif done.topic:
-        what = f"{done.topic.replace('_', ' ').replace('-', ' ')} {noun}"
-    else:
-        what = f"all {noun}"
-    form = ""
-    if done.topic:
-        # "?..." keeps the page's own path, whatever domain or base path the API is served under.
-        action = "?" + urlencode({"token": token, "all": "1"})
-        form = (
-            f'<form method="post" action="{html.escape(action)}">'
-            '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-            f'<button type="submit">Unsubscribe from all {html.escape(noun)}</button></form>'
-        )
+    what, noun = _words(done)
+    form = _form(token, True, f"Unsubscribe from all {noun}") if done.topic else ""
     return _page(
         200,
         "You're unsubscribed",
@@ -356,13 +381,6 @@ def _invalid_token(exc: TokenInvalid) -> Response[Any]:
     metrics.add_metric(name="UnsubscribeRefused", unit="Count", value=1)
     logger.info("unsubscribe token refused", extra={"reason": str(exc)})
     return refused(400, "token", INVALID_LINK, "This link isn't valid")
-
-
-@router.exception_handler(TokenExpired)
-def _expired_token(exc: TokenExpired) -> Response[Any]:
-    metrics.add_metric(name="UnsubscribeRefused", unit="Count", value=1)
-    logger.info("unsubscribe token expired", extra={"issued_at": exc.claim.issued_at.isoformat()})
-    return refused(410, "token", EXPIRED_LINK, "This link has expired")
 
 
 @router.exception_handler([_Unavailable, SecretsUnavailable])

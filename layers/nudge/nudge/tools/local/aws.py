@@ -44,6 +44,7 @@ def table_names(settings: Settings) -> dict[str, str]:
         "UsageTable": settings.usage_table,
         "LedgerTable": settings.ledger_table,
         "RateLimitTable": settings.rate_limit_table,
+        "SuppressionTable": settings.suppression_table,
     }
 
 

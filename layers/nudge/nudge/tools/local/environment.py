@@ -24,7 +24,9 @@ KEYS_MAX_AGE_SECONDS = 1
 USAGE_TABLE = "nudge-local-usage"
 LEDGER_TABLE = "nudge-local-ledger"
 RATE_LIMIT_TABLE = "nudge-local-rate-limits"
+SUPPRESSION_TABLE = "nudge-local-suppression"
 UNSUBSCRIBE_SECRET_PARAM = "/nudge/local/unsubscribe-secret"  # noqa: S105 - a parameter name
+SUPPRESSION_SECRET_PARAM = "/nudge/local/suppression-secret"  # noqa: S105 - a parameter name
 USER_TOKEN_SECRET_PARAM = "/nudge/local/user-token-secret"  # noqa: S105 - a parameter name
 # Template parameters the local stack sets rather than taking their Default, as
 # `sam deploy --parameter-overrides` would. DueShards: the due index spreads a day's re-checks
@@ -63,8 +65,10 @@ def stack_environment(
         "NUDGE_LEDGER_TABLE": LEDGER_TABLE,
         "NUDGE_RATE_LIMIT_TABLE": RATE_LIMIT_TABLE,
         "NUDGE_UNSUBSCRIBE_SECRET_PARAM": UNSUBSCRIBE_SECRET_PARAM,
-        # Links in local messages point at the local API (`nudge serve`'s address).
+        # Links in local messages point at the local API: the address `nudge serve` really listens on.
         "NUDGE_UNSUBSCRIBE_URL": f"{api_url}/v1/unsubscribe",
+        "NUDGE_SUPPRESSION_TABLE": SUPPRESSION_TABLE,
+        "NUDGE_SUPPRESSION_SECRET_PARAM": SUPPRESSION_SECRET_PARAM,
         "NUDGE_KEYS_PATH": KEYS_PATH,
         "NUDGE_KEYS_MAX_AGE_SECONDS": str(KEYS_MAX_AGE_SECONDS),
         "NUDGE_USER_TOKEN_SECRET_PARAM": USER_TOKEN_SECRET_PARAM,

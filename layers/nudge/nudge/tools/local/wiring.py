@@ -20,7 +20,11 @@ import yaml
 
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_queues, create_usage_resources, table_names
-from nudge.tools.local.environment import UNSUBSCRIBE_SECRET_PARAM, USER_TOKEN_SECRET_PARAM
+from nudge.tools.local.environment import (
+    SUPPRESSION_SECRET_PARAM,
+    UNSUBSCRIBE_SECRET_PARAM,
+    USER_TOKEN_SECRET_PARAM,
+)
 from nudge.tools.local.functions import Invoker
 from nudge.tools.local.queues import QueuePump, QueueTap
 from nudge.tools.local.schedules import ScheduledFunction
@@ -51,8 +55,9 @@ def create_resources(
     template_path: Path,
     keys: LocalKeys,
 ) -> dict[str, str]:
-    """The template's tables and queues, the keys, the user-token and unsubscribe-signing secrets,
-    made in moto with the names nudge.settings reads from the environment; queue URLs by logical id."""
+    """The template's tables and queues, the keys, the user-token, unsubscribe-signing and
+    suppression-keying secrets, made in moto with the names nudge.settings reads from the
+    environment; queue URLs by logical id."""
 
     ssm = session.client("ssm")
     create_usage_resources(
@@ -68,13 +73,10 @@ def create_resources(
     ssm.put_parameter(
         Name=USER_TOKEN_SECRET_PARAM, Value=keys.user_token_secret, Type="SecureString", Overwrite=True
     )
-    # A fresh signing secret per stack: local unsubscribe links are only good while it runs.
-    session.client("ssm").put_parameter(
-        Name=UNSUBSCRIBE_SECRET_PARAM,
-        Value=secrets.token_urlsafe(32),
-        Type="SecureString",
-        Overwrite=True,
-    )
+    # Fresh secrets per stack: local unsubscribe links are only good while it runs, and its
+    # suppression list lives and dies with it.
+    for name in (UNSUBSCRIBE_SECRET_PARAM, SUPPRESSION_SECRET_PARAM):
+        ssm.put_parameter(Name=name, Value=secrets.token_urlsafe(32), Type="SecureString", Overwrite=True)
     return create_queues(sqs, template_path, QUEUE_PREFIX)
 
 
