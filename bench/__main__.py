@@ -486,15 +486,17 @@ def _dispatch_report(work: dispatch_bench.Workload, rules: RuleSet, repeats: int
     run = dispatch_bench.dynamo_requests(work, rules)
     first, again = run.first, run.again
     ledger, usage = dispatch_bench.LEDGER_TABLE, dispatch_bench.USAGE_TABLE
+    suppression = dispatch_bench.SUPPRESSION_TABLE
     n = len(batches)
     reads = ("BatchGetItem", "GetItem", "Query")
     ledger_reads = first.of(ledger, reads)
     ledger_writes = first.of(ledger) - ledger_reads
     usage_reads = first.of(usage)
+    suppression_reads = first.of(suppression)
     floor_reads = dispatch_bench.FLOOR_READS * n
     floor_writes = dispatch_bench.FLOOR_WRITES * run.claiming
     floor = floor_reads + floor_writes
-    total = ledger_reads + ledger_writes + usage_reads
+    total = ledger_reads + ledger_writes + usage_reads + suppression_reads
     again_ledger_reads = again.of(ledger, reads)
     again_writes = again.of(ledger) - again_ledger_reads + again.of(usage) - again.of(usage, reads)
     dynamo = [
@@ -518,6 +520,12 @@ def _dispatch_report(work: dispatch_bench.Workload, rules: RuleSet, repeats: int
             _ratio(ledger_reads + ledger_writes, floor),
         ),
         ("usage-table read, the user's traits (BatchGetItem)", f"{usage_reads / n:.2f}", "", ""),
+        (
+            "suppression list, the email / SMS addresses (Query)",
+            f"{suppression_reads / n:.2f}",
+            "",
+            "",
+        ),
         ("all requests", f"{total / n:.2f}", f"{floor / n:.2f}", _ratio(total, floor)),
         (
             "all requests, per decision",
@@ -527,8 +535,9 @@ def _dispatch_report(work: dispatch_bench.Workload, rules: RuleSet, repeats: int
         ),
         ("write units (WCU)", f"{first.tally.write_units / n:.2f}", "", ""),
         (
-            "read units (RCU): ledger / usage table",
-            f"{first.read_units[ledger] / n:.2f} / {first.read_units[usage] / n:.2f}",
+            "read units (RCU): ledger / usage table / suppression list",
+            f"{first.read_units[ledger] / n:.2f} / {first.read_units[usage] / n:.2f}"
+            f" / {first.read_units[suppression] / n:.2f}",
             "",
             "",
         ),
@@ -560,7 +569,7 @@ def _dispatch_report(work: dispatch_bench.Workload, rules: RuleSet, repeats: int
                 f"{t.largest[kind]:,}",
             )
         )
-    names = {ledger: "ledger", usage: "usage table"}
+    names = {ledger: "ledger", usage: "usage table", suppression: "suppression list"}
     ops = ", ".join(f"{names[table]} {op} {count:,}" for (table, op), count in sorted(first.requests.items()))
     again_ops = ", ".join(
         f"{names[table]} {op} {count:,}" for (table, op), count in sorted(again.requests.items())

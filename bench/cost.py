@@ -31,16 +31,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.dispatch import LedgerMeter, Phase
+from bench.dispatch import KEYING, LedgerMeter, Phase
 from bench.ingest import _create_table, _fake_aws_env, _no_table_backup_per_transaction, item_kind
 from bench.sample import Body
 from bench.units import Tally
 from nudge.adapters.dynamo.stream import account_from_stream, user_from_stream
+from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
 from nudge.adapters.memory import (
     MemoryDecisionPublisher,
     MemoryLedger,
     MemoryRouter,
     MemorySegmentStore,
+    MemorySuppressionStore,
     MemoryUsageStore,
 )
 from nudge.model.messages import Batch, InvalidMessage
@@ -56,6 +58,7 @@ from nudge.services.evaluate import (
     evaluate_user,
 )
 from nudge.services.ingest import ingest
+from nudge.services.suppression import SuppressionList
 
 ROOT = Path(__file__).resolve().parent.parent
 USAGE_TABLE = "nudge-usage-bench"  # bench.ingest creates the usage table under this name
@@ -238,7 +241,10 @@ def requests_pass(bodies: list[Body], rules: RuleSet) -> Run:
             },
         )
         ledger = DynamoLedger(dynamodb, LEDGER_TABLE, timedelta(days=settings.ledger_retention_days))
-        dispatch_ports = DispatchPorts(ledger, usage, router, SegmentRechecks(segments))
+        suppressions = SuppressionList(
+            DynamoSuppressionStore(dynamodb, settings.suppression_table), lambda: [KEYING]
+        )
+        dispatch_ports = DispatchPorts(ledger, usage, router, SegmentRechecks(segments), suppressions)
         arn = dynamodb.describe_table(TableName=USAGE_TABLE)["Table"]["LatestStreamArn"]
         shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
         iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
@@ -340,7 +346,13 @@ def cpu_pass(bodies: list[Body], rules: RuleSet) -> Cpu:
     segments = MemorySegmentStore()
     publisher = MemoryDecisionPublisher()
     rules_ports = RulesPorts(store, segments, publisher)
-    dispatch_ports = DispatchPorts(MemoryLedger(), store, MemoryRouter(), SegmentRechecks(segments))
+    dispatch_ports = DispatchPorts(
+        MemoryLedger(),
+        store,
+        MemoryRouter(),
+        SegmentRechecks(segments),
+        SuppressionList(MemorySuppressionStore(), lambda: [KEYING]),
+    )
     spent: defaultdict[str, float] = defaultdict(float)
     users = batches = 0
     clock = time.process_time

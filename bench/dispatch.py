@@ -27,12 +27,14 @@ from unittest import mock
 
 from bench.ingest import _fake_aws_env, _no_table_backup_per_transaction
 from bench.units import Meter, Tally, _clauses, _key_id, item_size, read_units, value_size
+from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
 from nudge.adapters.memory import (
     MemoryDecisionPublisher,
     MemoryLedger,
     MemoryRechecks,
     MemoryRouter,
     MemorySegmentStore,
+    MemorySuppressionStore,
     MemoryUsageStore,
 )
 from nudge.domain.verdicts import guard
@@ -41,11 +43,13 @@ from nudge.model.queue import DecisionBatch
 from nudge.model.state import UserState
 from nudge.model.versioned import Versioned
 from nudge.observability import quiet_logs
+from nudge.ports import SuppressionStore
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services import dispatch as dispatch_service
 from nudge.services.dispatch import DispatchPorts, DispatchResult, dispatch
 from nudge.services.evaluate import AccountFactsCache, RulesPorts, SegmentRechecks, evaluate_user
 from nudge.services.ingest import IngestLimits, ingest
+from nudge.services.suppression import SuppressionList
 
 ROOT = Path(__file__).resolve().parent.parent
 # Rounds of evaluation: 30, 25 hours apart, the first 31 days before the end of the history, so
@@ -55,6 +59,10 @@ EVERY = timedelta(hours=25)
 FIRST_BEFORE_END = timedelta(days=31)
 USAGE_TABLE = "nudge-usage-bench"
 LEDGER_TABLE = "nudge-ledger-bench"
+SUPPRESSION_TABLE = "nudge-suppression-bench"
+# Dispatch looks up the addresses of a batch's email and SMS decisions on the suppression list
+# (empty here: the sample has no unsubscribes), as the deployed function does.
+KEYING = b"bench-suppression-keying-secret"
 # Least requests a design that claims before it sends can make per decision batch: one read (the
 # delivery record and the batch's entries, one BatchGetItem) and one write (claims + record, one
 # transaction). A redelivered batch needs the read only.
@@ -116,7 +124,13 @@ def workload(
     segments = MemorySegmentStore()
     publisher = MemoryDecisionPublisher()
     rules_ports = RulesPorts(store, segments, publisher)
-    ports = DispatchPorts(MemoryLedger(), store, MemoryRouter(), SegmentRechecks(segments))
+    ports = DispatchPorts(
+        MemoryLedger(),
+        store,
+        MemoryRouter(),
+        SegmentRechecks(segments),
+        _suppressions(MemorySuppressionStore()),
+    )
     done = 0
     evaluations = 0
     out: list[Round] = []
@@ -143,6 +157,10 @@ def workload(
     return Workload(out, len(chosen), done, evaluations, outcomes)
 
 
+def _suppressions(store: SuppressionStore) -> SuppressionList:
+    return SuppressionList(store, lambda: [KEYING])
+
+
 def _stamp(message: Message) -> datetime:
     if message.timestamp is None:
         raise RuntimeError("a sample message has no timestamp")
@@ -156,7 +174,9 @@ def replay(work: Workload, rules: RuleSet) -> list[DispatchResult]:
     """Every batch through `dispatch` on in-memory ports (a fresh ledger), each at its decided_at,
     the usage store holding the users' states of the batch's round."""
     usage = MemoryUsageStore()
-    ports = DispatchPorts(MemoryLedger(), usage, MemoryRouter(), MemoryRechecks())
+    ports = DispatchPorts(
+        MemoryLedger(), usage, MemoryRouter(), MemoryRechecks(), _suppressions(MemorySuppressionStore())
+    )
     results: list[DispatchResult] = []
     for r in work.rounds:
         usage.users = r.states
@@ -278,6 +298,7 @@ class LedgerMeter(Meter):
         self.phase = Phase("unset")
         self.attributes: dict[tuple[str, ...], dict[str, int]] = {}
         self._asked_by_table: Counter[str] = Counter()
+        self._table = ""
 
     def count_into(self, phase: Phase) -> None:
         self.phase = phase
@@ -297,12 +318,20 @@ class LedgerMeter(Meter):
             )
         else:
             tables = [params["TableName"]]
+            self._table = params["TableName"]
         for table in tables:
             self.phase.requests[(table, operation)] += 1
 
     def _after(self, parsed: dict[str, Any], model: Any, **rest: Any) -> None:
         super()._after(parsed=parsed, model=model, **rest)
-        if "Error" in parsed or model.name != "BatchGetItem":
+        if "Error" in parsed:
+            return
+        if model.name == "Query":
+            # As bench.units prices it: the items' sizes together, at least 1 unit.
+            found = parsed.get("Items", [])
+            self.phase.read_units[self._table] += read_units(sum(item_size(i) for i in found))
+            return
+        if model.name != "BatchGetItem":
             return
         retried = {t: len(spec["Keys"]) for t, spec in (parsed.get("UnprocessedKeys") or {}).items()}
         responses = parsed.get("Responses", {})
@@ -370,13 +399,16 @@ def dynamo_requests(work: Workload, rules: RuleSet) -> DynamoRun:
     with _fake_aws_env(), mock_aws(), _no_table_backup_per_transaction(), quiet_logs():
         client = boto3.client("dynamodb", region_name="us-east-1")
         ssm = boto3.client("ssm", region_name="us-east-1")
-        settings = Settings(usage_table=USAGE_TABLE, ledger_table=LEDGER_TABLE)
+        settings = Settings(
+            usage_table=USAGE_TABLE, ledger_table=LEDGER_TABLE, suppression_table=SUPPRESSION_TABLE
+        )
         create_usage_resources(client, ssm, ROOT / "template.yaml", settings, ["bench-write-key"])
         meter = LedgerMeter(item_kind)
         meter.attach(client)
         usage = DynamoUsageStore(client, USAGE_TABLE, settings.rollup_shards)
         ledger = DynamoLedger(client, LEDGER_TABLE, timedelta(days=settings.ledger_retention_days))
-        ports = DispatchPorts(ledger, usage, MemoryRouter(), MemoryRechecks())
+        suppressions = _suppressions(DynamoSuppressionStore(client, SUPPRESSION_TABLE))
+        ports = DispatchPorts(ledger, usage, MemoryRouter(), MemoryRechecks(), suppressions)
         written: dict[str, tuple[UserState, int]] = {}  # user -> (state in the table, its version)
         results: list[DispatchResult] = []
         again_judged: list[DispatchResult] = []
