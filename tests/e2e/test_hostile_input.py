@@ -4,7 +4,7 @@
 Covered elsewhere, not repeated here: oversized, gzip-bomb, non-UTF-8 and deeply nested bodies and
 wrong/missing/rotated keys (tests/e2e/test_local_stack.py, tests/unit/entrypoints/test_auth_and_body.py),
 header injection through traits (tests/unit/services/test_deliver.py, tests/unit/domain/test_render.py),
-tampered and expired unsubscribe tokens (tests/integration/test_unsubscribe_erasure.py)."""
+tampered unsubscribe tokens and old genuine ones (tests/integration/test_unsubscribe_erasure.py)."""
 
 from __future__ import annotations
 

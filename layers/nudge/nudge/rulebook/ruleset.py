@@ -120,7 +120,11 @@ class TriggerSpec(_Strict):
         default=None, pattern=NAME_PATTERN, description="What a user can unsubscribe from; default: kind."
     )
     transactional: bool = Field(
-        default=False, description="Exempt from marketing consent, caps, holdouts and quiet hours."
+        default=False,
+        description=(
+            "Not marketing: exempt from marketing consent, unsubscribes, caps, holdouts and quiet "
+            "hours; its email gets no unsubscribe footer or List-Unsubscribe, and is tagged transactional."
+        ),
     )
     holdout: float = Field(
         default=0.0, ge=0, le=100, description="Percent of eligible users held out, for lift."

@@ -24,7 +24,9 @@ An id merged away (its state a pointer, `merged_into`) names the person it was m
 it erases that whole person (`chain_of` follows the pointers), since the request is about that
 human, and the answer names them (`Erasure.merged_into`). Export (services/export.py) covers the
 same ids (`ids_of`).
-Unsubscribes go with the delivery record: an id tracked again after erasure starts afresh.
+Unsubscribes go with the delivery record, but the suppression list stays (nudge.services.suppression:
+keyed hashes of addresses, no user id, and no function may delete from it): the same email address
+or phone number tracked again, under any id, still gets nothing in the scopes it left.
 Known gap: a decision already on a queue when the user is erased may record ledger entries again
 a moment later (its send is suppressed: there is no address left); erasing again removes them.
 """
