@@ -15,6 +15,7 @@ from nudge.model.queue import DecisionBatch
 from nudge.model.state import UserState
 from nudge.model.versioned import Versioned
 from nudge.rulebook.templates import TemplateFile
+from nudge.services.deliver import deliver
 from nudge.services.dispatch import dispatch
 from nudge.services.erasure import erase_user
 from nudge.services.unsubscribe import unsubscribe
@@ -27,7 +28,6 @@ from tests.unit.services.test_deliver import (
     SMS_RULES,
     World,
     decision,
-    deliver,
     entry_of,
     routed,
     stamped,
