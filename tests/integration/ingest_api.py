@@ -103,6 +103,8 @@ def deployed_api(template_path: Path, monkeypatch: pytest.MonkeyPatch, **env: st
         keys_path=f"/nudge/api-{suffix}/keys",
         unsubscribe_secret_param=f"/nudge/api-{suffix}/unsubscribe-secret",
         user_token_secret_param=f"/nudge/api-{suffix}/user-token-secret",
+        suppression_table=f"suppression-{suffix}",
+        suppression_secret_param=f"/nudge/api-{suffix}/suppression-secret",
     )
     create_usage_resources(
         boto3.client("dynamodb"),
@@ -114,9 +116,10 @@ def deployed_api(template_path: Path, monkeypatch: pytest.MonkeyPatch, **env: st
         admin_keys=[ADMIN_KEY],
         client_origins=[CLIENT_ORIGIN],
     )
-    boto3.client("ssm").put_parameter(
-        Name=settings.unsubscribe_secret_param, Value=UNSUBSCRIBE_SECRET, Type="SecureString", Overwrite=True
-    )
+    for name in (settings.unsubscribe_secret_param, settings.suppression_secret_param):
+        boto3.client("ssm").put_parameter(
+            Name=name, Value=UNSUBSCRIBE_SECRET, Type="SecureString", Overwrite=True
+        )
     variables = {
         "NUDGE_USAGE_TABLE": settings.usage_table,
         "NUDGE_LEDGER_TABLE": settings.ledger_table,
@@ -124,6 +127,8 @@ def deployed_api(template_path: Path, monkeypatch: pytest.MonkeyPatch, **env: st
         "NUDGE_KEYS_PATH": settings.keys_path,
         "NUDGE_UNSUBSCRIBE_SECRET_PARAM": settings.unsubscribe_secret_param,
         "NUDGE_USER_TOKEN_SECRET_PARAM": settings.user_token_secret_param,
+        "NUDGE_SUPPRESSION_TABLE": settings.suppression_table,
+        "NUDGE_SUPPRESSION_SECRET_PARAM": settings.suppression_secret_param,
         **env,
     }
     for name, value in variables.items():

@@ -140,6 +140,8 @@ def race(
         ledger_table=f"ledger-{suffix}",
         keys_path=f"/nudge/race-{suffix}/keys",
         unsubscribe_secret_param=f"/nudge/race-{suffix}/unsubscribe-secret",
+        suppression_table=f"suppression-{suffix}",
+        suppression_secret_param=f"/nudge/race-{suffix}/suppression-secret",
     )
 
     def client(service: str) -> Any:
@@ -147,9 +149,8 @@ def race(
 
     create_usage_resources(client("dynamodb"), client("ssm"), template_path, settings, ["wk"])
     queues = create_queues(client("sqs"), template_path, f"race-{suffix}")
-    client("ssm").put_parameter(
-        Name=settings.unsubscribe_secret_param, Value="s" * 32, Type="SecureString", Overwrite=True
-    )
+    for secret in (settings.unsubscribe_secret_param, settings.suppression_secret_param):
+        client("ssm").put_parameter(Name=secret, Value="s" * 32, Type="SecureString", Overwrite=True)
     client("ses").verify_email_identity(EmailAddress="hello@acme.example")
     # Every client the functions make (at their cold start) talks to the moto server only.
     env = {
@@ -162,6 +163,8 @@ def race(
         "NUDGE_ESCALATION_QUEUE_URL": queues["EscalationQueue"],
         "NUDGE_UNSUBSCRIBE_SECRET_PARAM": settings.unsubscribe_secret_param,
         "NUDGE_UNSUBSCRIBE_URL": "https://api.example/v1/unsubscribe",
+        "NUDGE_SUPPRESSION_TABLE": settings.suppression_table,
+        "NUDGE_SUPPRESSION_SECRET_PARAM": settings.suppression_secret_param,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -128,12 +128,13 @@ def world(
         ledger_table=f"ledger-{suffix}",
         keys_path=f"/nudge/notify-{suffix}/keys",
         unsubscribe_secret_param=f"/nudge/notify-{suffix}/unsubscribe-secret",
+        suppression_table=f"suppression-{suffix}",
+        suppression_secret_param=f"/nudge/notify-{suffix}/suppression-secret",
     )
     create_usage_resources(boto3.client("dynamodb"), boto3.client("ssm"), template_path, settings, ["wk"])
     queues = create_queues(boto3.client("sqs"), template_path, f"notify-{suffix}")
-    boto3.client("ssm").put_parameter(
-        Name=settings.unsubscribe_secret_param, Value="s" * 32, Type="SecureString", Overwrite=True
-    )
+    for secret in (settings.unsubscribe_secret_param, settings.suppression_secret_param):
+        boto3.client("ssm").put_parameter(Name=secret, Value="s" * 32, Type="SecureString", Overwrite=True)
     boto3.client("ses").verify_email_identity(EmailAddress="hello@acme.example")
     sns = boto3.client("sns")
     push_app = sns.create_platform_application(
@@ -151,6 +152,8 @@ def world(
         "NUDGE_PUSH_APPLICATION_ARN": push_app,
         "NUDGE_UNSUBSCRIBE_SECRET_PARAM": settings.unsubscribe_secret_param,
         "NUDGE_UNSUBSCRIBE_URL": "https://api.example/v1/unsubscribe",
+        "NUDGE_SUPPRESSION_TABLE": settings.suppression_table,
+        "NUDGE_SUPPRESSION_SECRET_PARAM": settings.suppression_secret_param,
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
