@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,17 +11,23 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nudge.adapters.dynamo.codec import encode
 from nudge.domain.bounds import TraitNames, trait_problems
 from nudge.domain.fold import fold
 from nudge.domain.identity import merge_states
 from nudge.model.limits import (
+    CONTEXT_VALUE_BYTES,
+    DIMENSION_VALUES_KEPT,
+    MAX_ITEM_BYTES,
+    SEEN_KEPT,
     TRAIT_NAME_CHARS,
     TRAIT_VALUE_BYTES,
     TRAITS_PER_ACCOUNT,
     TRAITS_PER_USER,
     UNPLANNED_EVENTS_KEPT,
+    VALUE_CHARS_KEPT,
 )
-from nudge.model.messages import Message, Track
+from nudge.model.messages import Identify, Message, Track
 from nudge.rulebook.plan import TrackingPlan, load_plan
 
 PLAN: TrackingPlan = load_plan(Path("rules"))
@@ -125,3 +133,74 @@ def test_a_features_days_of_use_are_kept_for_the_kept_weeks_only() -> None:
     later = fold(state, "u1", [], PLAN, NOW + timedelta(weeks=13))
     assert later.features["projects"].days == []
     assert later.features["projects"].count == 365  # the lifetime figures stay
+
+
+def noise(n: int) -> str:
+    return base64.b64encode(os.urandom(n))[:n].decode()
+
+
+def test_every_bound_at_its_worst_at_once_passes_the_item_bound_so_the_item_is_measured() -> None:
+    # Each bound keeps its part of a user small; all of them at their worst at once do not fit in
+    # MAX_ITEM_BYTES: that is why ingest measures the item it writes.
+    user = "u" * 256
+    at = NOW - timedelta(minutes=1)
+    traits: list[Message] = [
+        Identify.model_validate(
+            {
+                "userId": user,
+                "traits": {noise(TRAIT_NAME_CHARS): noise(TRAIT_VALUE_BYTES - 2)},
+                "timestamp": at,
+                "messageId": noise(256),
+            }
+        )
+        for _ in range(TRAITS_PER_USER)
+    ]
+    kept_days = 12 * 7
+    unplanned_daily: list[Message] = [
+        Track(
+            userId=user,
+            event=f"{noise(196)}{i:03d}",
+            timestamp=NOW - timedelta(days=d, minutes=i),
+            messageId=f"e{i}-{d}",
+        )
+        for i in range(UNPLANNED_EVENTS_KEPT)
+        for d in range(kept_days)
+    ]
+    context = {key: noise(CONTEXT_VALUE_BYTES - 2) for key in ("timezone", "locale")}
+    context |= {
+        key: {"x": noise(CONTEXT_VALUE_BYTES - 10)} for key in ("app", "device", "os", "page", "campaign")
+    }
+    sessions: list[Message] = [
+        Track(
+            userId=user,
+            event="project_created",
+            timestamp=NOW - timedelta(minutes=31 * i),
+            messageId=f"p{i}",
+            context=context,
+        )
+        for i in range(kept_days * 24 * 60 // 31)
+    ]
+    # The shipped plan's dimensions (page and screen names), each at its cap, every value every day
+    dimensions: list[Message] = [
+        Track(
+            userId=user,
+            event=event,
+            timestamp=NOW - timedelta(days=d, minutes=v),
+            messageId=f"{event}{d}-{v}",
+            properties={"name": f"{v:03d}{noise(VALUE_CHARS_KEPT - 3)}"},
+        )
+        for event in ("page_viewed", "screen_viewed")
+        for v in range(DIMENSION_VALUES_KEPT)
+        for d in range(kept_days)
+    ]
+    some = [*traits, *unplanned_daily, *sessions, *dimensions]
+    dedupe: list[Message] = [
+        Track(userId=user, event="login", timestamp=at, messageId=f"d{i}")
+        for i in range(SEEN_KEPT - len(some))
+    ]
+    state = fold(None, user, [*some, *dedupe], PLAN, NOW)
+    assert len(state.traits) == TRAITS_PER_USER
+    assert len(state.events) == UNPLANNED_EVENTS_KEPT + 4
+    # ~360 KB with the shipped plan; more with ten dimensions, or a day of over SEEN_KEPT messages
+    # (today's digests are never dropped: the dedupe of the day is what a retry needs most).
+    assert len(encode(state)) > MAX_ITEM_BYTES

@@ -1,4 +1,5 @@
-"""Traits judged against their bounds (nudge.model.limits), one message at a time.
+"""Traits judged against their bounds (nudge.model.limits), one message at a time; and the one
+bound the fold applies by dropping the oldest (`cap_unplanned`).
 
 Rules and templates read traits by name, so none may be dropped to make room: a message that would
 pass a bound is refused, with an error naming the bound, the limit and the fix, and nothing of it
@@ -15,7 +16,15 @@ import json
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from nudge.model.limits import TRAIT_NAME_CHARS, TRAIT_VALUE_BYTES, TRAITS_PER_ACCOUNT, TRAITS_PER_USER
+from nudge.model.limits import (
+    TRAIT_NAME_CHARS,
+    TRAIT_VALUE_BYTES,
+    TRAITS_PER_ACCOUNT,
+    TRAITS_PER_USER,
+    UNPLANNED_EVENTS_KEPT,
+)
+from nudge.model.state import EventStats
+from nudge.rulebook.plan import TrackingPlan
 
 Owner = Literal["user", "account"]
 # How much of a refused trait name an error quotes: enough to find it, never a whole hostile key.
@@ -68,6 +77,19 @@ class TraitNames:
             f"traits; at most {self.cap} are kept ({bound}): set values of the traits it has, or keep "
             "such data in your own store"
         )
+
+
+def cap_unplanned(events: dict[str, EventStats], plan: TrackingPlan) -> None:
+    """Keep (in place) the UNPLANNED_EVENTS_KEPT events outside the plan seen most recently (ties
+    by name), so which are kept does not depend on arrival order. No rule reads an unplanned event
+    (lint knows planned events only), so dropping one loses nothing a rule reads; one seen again
+    starts counting afresh."""
+    unplanned = [name for name in events if name not in plan.events]
+    if len(unplanned) <= UNPLANNED_EVENTS_KEPT:
+        return
+    unplanned.sort(key=lambda name: (events[name].last, name), reverse=True)
+    for name in unplanned[UNPLANNED_EVENTS_KEPT:]:
+        del events[name]
 
 
 def _json_bytes(value: Any) -> int:

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from nudge.domain.bounds import cap_unplanned
 from nudge.model.calendar import week_key
 from nudge.model.limits import (
     CONTEXT_VALUE_BYTES,
@@ -187,19 +188,6 @@ def fold(
     new.weeks = state.weeks if unchanged and state is not None else weeks_of(new)
     new.seen = seen.dump(window.max_seen)
     return new
-
-
-def cap_unplanned(events: dict[str, EventStats], plan: TrackingPlan) -> None:
-    """Keep (in place) the UNPLANNED_EVENTS_KEPT events outside the plan seen most recently (ties
-    by name), so which are kept does not depend on arrival order. No rule reads an unplanned event
-    (lint knows planned events only), so dropping one loses nothing a rule reads; one seen again
-    starts counting afresh."""
-    unplanned = [name for name in events if name not in plan.events]
-    if len(unplanned) <= UNPLANNED_EVENTS_KEPT:
-        return
-    unplanned.sort(key=lambda name: (events[name].last, name), reverse=True)
-    for name in unplanned[UNPLANNED_EVENTS_KEPT:]:
-        del events[name]
 
 
 def _kept_context(context: dict[str, Any]) -> dict[str, Any]:

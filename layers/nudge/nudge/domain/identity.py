@@ -23,7 +23,8 @@ import base64
 from collections.abc import Iterable
 from datetime import datetime
 
-from nudge.domain.fold import DIGEST_BYTES, cap_unplanned, milestones_of, weeks_of
+from nudge.domain.bounds import cap_unplanned
+from nudge.domain.fold import DIGEST_BYTES, milestones_of, weeks_of
 from nudge.model.limits import MERGED_KEPT, UNPLANNED_EVENTS_KEPT
 from nudge.model.state import Stamped, UserState
 from nudge.rulebook.plan import TrackingPlan
