@@ -174,11 +174,12 @@ class Meter:
 
 
 def _clauses(expression: str) -> list[tuple[str, str]]:
-    """`ADD a :x, b :y SET c = :z` -> [("ADD", "a :x"), ("ADD", "b :y"), ("SET", "c = :z")]."""
+    """`ADD a :x, b :y SET c = :z REMOVE d` -> [("ADD", "a :x"), ("ADD", "b :y"), ("SET", "c = :z"),
+    ("REMOVE", "d")]."""
     clauses: list[tuple[str, str]] = []
     action = ""
     for word in expression.replace(",", " , ").split():
-        if word in ("ADD", "SET"):
+        if word in ("ADD", "SET", "REMOVE"):
             action = word
             clauses.append((action, ""))
         elif word == ",":
