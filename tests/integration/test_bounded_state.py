@@ -10,17 +10,14 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from nudge import bootstrap
 from nudge.adapters.dynamo.codec import encode
 from nudge.adapters.dynamo.usage import DynamoUsageStore
-from nudge.bootstrap import api
+from nudge.bootstrap import api as wiring
 from nudge.domain.fold import fold, rollup_delta
 from nudge.model.errors import ItemTooLarge
 from nudge.model.messages import Group, Identify, Track
@@ -29,9 +26,8 @@ from nudge.rulebook.plan import load_plan
 from nudge.services.ingest import ingest
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_usage_resources
-from tests.integration.conftest import IngestContext, load_ingest_app
+from tests.integration.ingest_api import Api, deployed_api
 
-KEY = "wk-bounds"
 NOW = datetime.now(UTC)
 PLAN = load_plan(Path("rules"))
 
@@ -41,39 +37,15 @@ def noise(n: int) -> str:
     return base64.b64encode(os.urandom(n))[:n].decode()
 
 
-@pytest.fixture(scope="module")
-def handler() -> Iterator[ModuleType]:
-    with pytest.MonkeyPatch.context() as env, mock_aws():
-        env.setenv("NUDGE_USAGE_TABLE", "usage-bounds")
-        env.setenv("NUDGE_KEYS_PATH", "/nudge/bounds/keys")
-        bootstrap.reset()
-        create_usage_resources(
-            boto3.client("dynamodb"), boto3.client("ssm"), Path("template.yaml"), Settings(), [KEY]
-        )
-        yield load_ingest_app("ingest_app_bounds")
-        bootstrap.reset()
+@pytest.fixture
+def api(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    with deployed_api(template_path, monkeypatch) as deployed:
+        yield deployed
 
 
-def post(handler: ModuleType, path: str, body: Any) -> tuple[int, dict[str, Any]]:
-    event = {
-        "version": "2.0",
-        "routeKey": f"POST {path}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {
-            "content-type": "application/json",
-            "authorization": "Basic " + base64.b64encode(f"{KEY}:".encode()).decode(),
-        },
-        "requestContext": {
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "10.0.0.1"},
-            "requestId": "r-bounds",
-            "stage": "$default",
-        },
-        "body": json.dumps(body),
-        "isBase64Encoded": False,
-    }
-    response = handler.handler(event, IngestContext())
-    return response["statusCode"], json.loads(response["body"])
+def post(api: Api, body: Any) -> tuple[int, dict[str, Any]]:
+    status, _headers, text = api.call("POST", "/v1/batch", body)
+    return status, json.loads(text)
 
 
 def at(minutes_ago: float) -> str:
@@ -84,23 +56,18 @@ def track(user: str, event: str, mid: str) -> dict[str, Any]:
     return {"type": "track", "userId": user, "event": event, "timestamp": at(5), "messageId": mid}
 
 
-def counts(user: str) -> dict[str, int] | None:
-    found = api.services().store.load_users([user]).get(user)
-    return found.value.event_counts if found else None
-
-
 def seed(user: str, traits: dict[str, Any]) -> UserState:
     """A user holding `traits`, stored as ingest before the bounds could have stored them."""
     message = Identify.model_validate(
         {"userId": user, "traits": traits, "timestamp": at(60), "messageId": "seed"}
     )
     state = fold(None, user, [message], PLAN, NOW)
-    api.services().store.save_user(state, 0, None, NOW)
+    wiring.services().store.save_user(state, 0, None, NOW)
     return state
 
 
 def test_traits_that_would_overflow_the_item_are_refused_per_message_and_later_users_written(
-    handler: ModuleType,
+    api: Api,
 ) -> None:
     # Given a user already holding ~290 KB of traits (stored before traits had bounds)
     seed("big", {f"old{i}": noise(25_000) for i in range(15)})
@@ -116,7 +83,7 @@ def test_traits_that_would_overflow_the_item_are_refused_per_message_and_later_u
         track("big", "login", "big-login"),
         track("after", "login", "a1"),
     ]
-    status, body = post(handler, "/v1/batch", {"batch": batch})
+    status, body = post(api, {"batch": batch})
     # Then each identify is refused on its own, naming the trait, the bound and the fix
     assert status == 400
     assert [(e["index"], e["field"]) for e in body["errors"]] == [
@@ -125,16 +92,14 @@ def test_traits_that_would_overflow_the_item_are_refused_per_message_and_later_u
     assert "own store" in body["errors"][0]["message"]
     assert body["accepted"] == 3
     # And the rest of the batch is written: the big user's event and the users around it
-    assert counts("before") == {"signed_up": 1}
-    assert counts("big") == {"login": 1}
-    assert counts("after") == {"login": 1}
+    assert api.counts("before") == {"signed_up": 1}
+    assert api.counts("big") == {"login": 1}
+    assert api.counts("after") == {"login": 1}
 
 
-def test_messages_that_would_take_the_item_past_its_bound_get_errors_and_the_rest_lands(
-    handler: ModuleType,
-) -> None:
+def test_messages_that_would_take_the_item_past_its_bound_get_errors_and_the_rest_lands(api: Api) -> None:
     # Given a user less than a KB short of MAX_ITEM_BYTES (traits stored before their bounds)
-    store = api.services().store
+    store = wiring.services().store
     near: UserState | None = None
     for n in range(420, 520):
         candidate = fold(
@@ -165,7 +130,7 @@ def test_messages_that_would_take_the_item_past_its_bound_get_errors_and_the_res
         track("near", "login", "near-login"),
         track("after2", "login", "a2"),
     ]
-    status, body = post(handler, "/v1/batch", {"batch": batch})
+    status, body = post(api, {"batch": batch})
     # Then the messages that would pass the bound are refused with an error naming it; the
     # user's item stays within it; the other user is written
     assert status == 400
@@ -177,7 +142,7 @@ def test_messages_that_would_take_the_item_past_its_bound_get_errors_and_the_res
     assert body["accepted"] == len(batch) - len(refused)
     kept = store.load_users(["near"])["near"].value
     assert len(encode(kept)) < store.max_item_bytes
-    assert counts("after2") == {"login": 1}
+    assert api.counts("after2") == {"login": 1}
 
 
 # ------------------------------------------------------------------ DynamoDB's own size error

@@ -31,6 +31,7 @@ from nudge.tools.local.http import LocalApiServer
 from nudge.tools.local.simulated_clock import SimulatedClock
 from nudge.tools.local.stack import LocalStack
 from nudge.tools.local.write_keys import DEFAULT_WRITE_KEY
+from tests.integration.ingest_api import deployed_api
 
 PLAN = load_plan(Path("rules"))
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -65,6 +66,20 @@ def test_each_write_of_a_users_state_moves_its_expiry_the_state_ttl_ahead(client
     later = NOW + timedelta(days=10)
     ingest([(0, track("u1", "b", later))], PLAN, store, later)
     assert expiry(item(client, SETTINGS.usage_table, "USER#u1", "STATE")) == later + TTL
+
+
+def test_the_ingest_function_writes_the_expiry_its_setting_says(
+    aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The template passes StateTtlDays as NUDGE_STATE_TTL_DAYS: the real function, told 45 days
+    with deployed_api(template_path, monkeypatch, NUDGE_STATE_TTL_DAYS="45") as api:
+        before = datetime.now(UTC)
+        status, _headers, _body = api.call("POST", "/v1/track", {"userId": "u-fn", "event": "login"})
+        after = datetime.now(UTC)
+        assert status == 200
+        written = expiry(item(api.dynamodb, api.settings.usage_table, "USER#u-fn", "STATE"))
+    assert written is not None
+    assert before + timedelta(days=45) - timedelta(seconds=1) <= written <= after + timedelta(days=45)
 
 
 def test_a_merges_pointer_expires_with_the_ttl_from_the_merge_and_its_back_reference_after_it(
