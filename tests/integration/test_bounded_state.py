@@ -18,7 +18,7 @@ import pytest
 from nudge.adapters.dynamo.codec import encode
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.bootstrap import api as wiring
-from nudge.domain.fold import fold, rollup_delta
+from nudge.domain.fold import fold, fold_account, rollup_delta
 from nudge.model.errors import ItemTooLarge
 from nudge.model.messages import Group, Identify, Track
 from nudge.model.state import UserState
@@ -247,3 +247,39 @@ def test_a_batch_past_dynamodbs_limit_gets_per_message_errors_and_the_others_are
     loaded = own_limit.load_users(["first", "last"])
     assert loaded["first"].value.event_counts == {"login": 1}
     assert loaded["last"].value.event_counts == {"login": 1}
+
+
+def test_an_account_stored_past_the_bound_keeps_its_traits_and_its_users_still_join(
+    own_limit: DynamoUsageStore,
+) -> None:
+    # Given an account whose traits were stored before they had bounds, ~345 KB of them
+    store = DynamoUsageStore(boto3.client("dynamodb"), "usage-own-limit")
+    traits = {f"t{i}": noise(28_000) for i in range(16)}
+    account = fold_account(
+        None, "heavy", [Group(userId="x", groupId="heavy", traits=traits, messageId="old")]
+    )
+    while len(encode(account)) < store.max_item_bytes - 600:  # within a few hundred bytes of it
+        traits["pad"] = traits.get("pad", "") + noise(200)
+        account = fold_account(
+            None, "heavy", [Group(userId="x", groupId="heavy", traits=traits, messageId="old")]
+        )
+    assert len(encode(account)) < store.max_item_bytes - 200
+    store.save_account(account, 0, NOW)
+    # When a user joins it with a trait that takes it past the bound
+    joining = Group.model_validate(
+        {
+            "userId": "joiner",
+            "groupId": "heavy",
+            "traits": {"note": noise(1_000)},
+            "timestamp": NOW,
+            "messageId": "j",
+        }
+    )
+    result = ingest([(0, joining)], PLAN, store, NOW)
+    # Then the user joins, the account's traits stay as they were, and the sender is told: no 503
+    assert result.errors == []
+    assert [(w.index, w.field) for w in result.warnings] == [(0, "traits")]
+    assert store.load_users(["joiner"])["joiner"].value.account_id == "heavy"
+    stored = store.load_account("heavy")
+    assert stored is not None
+    assert stored.value == account

@@ -43,6 +43,10 @@ REST = (
     "not kept: this user's stored state reached its size bound ({limit:,} bytes, MAX_ITEM_BYTES) "
     "with the messages before it in this request; send fewer or smaller messages for this user"
 )
+ACCOUNT_FULL = (
+    "accepted, but the account's traits were not changed: its stored traits are at their size bound "
+    "({limit:,} bytes, MAX_ITEM_BYTES); the user joined the account"
+)
 MERGE_OVER = (
     "not linked and not kept: merging the profile this {role} names would take the user's stored "
     "state past {limit:,} bytes (MAX_ITEM_BYTES); the user's other messages were kept"

@@ -180,7 +180,7 @@ def ingest(
     """
     result = IngestResult()
     accepted: list[tuple[int, Message]] = []
-    groups: dict[str, list[Group]] = defaultdict(list)
+    groups: dict[str, list[tuple[int, Group]]] = defaultdict(list)
     for index, message in messages:
         problems = check(index, message, plan, limits, now)
         if problems:
@@ -209,11 +209,19 @@ def ingest(
             continue
         result.accepted += 1
         if isinstance(message, Group):
-            groups[message.groupId].append(message)
+            groups[message.groupId].append((index, message))
     for account_id, account_groups in groups.items():
-        written, conflicts = _write_account(
-            account_id, account_groups, store, now, backoff, accounts.get(account_id)
-        )
+        try:
+            written, conflicts = _write_account(
+                account_id, [g for _, g in account_groups], store, now, backoff, accounts.get(account_id)
+            )
+        except ItemTooLarge as exc:
+            # Only an account stored before traits had bounds can be this large: its users joined
+            # it (written above); its traits stay as they were, and the sender is told.
+            written, conflicts = 0, 0
+            result.warnings += [
+                Problem(i, "traits", bounded.ACCOUNT_FULL.format(limit=exc.limit)) for i, _ in account_groups
+            ]
         result.accounts_written += written
         result.conflicts += conflicts
     return result

@@ -237,6 +237,9 @@ class DynamoUsageStore:
             "updated_at": {"S": now.isoformat()},
             "state": {"B": codec.encode(state)},
         }
+        size = codec.item_bytes(item)
+        if size > self.max_item_bytes:
+            raise ItemTooLarge(size, self.max_item_bytes)
         calls.write(self.client.put_item, **calls.versioned_put(self.table, item, version))
 
     def load_rollup(self, account_id: str) -> AccountRollup:
