@@ -350,6 +350,9 @@ class LedgerMeter(Meter):
         names = update.get("ExpressionAttributeNames", {})
         attributes = self.attributes.setdefault(_key_id(key), {})
         for action, clause in _clauses(update["UpdateExpression"]):
+            if action == "REMOVE":  # a delivery record's expiry, once it holds an unsubscribe
+                attributes.pop(names.get(clause, clause), None)
+                continue
             if action != "SET":
                 raise ValueError(f"unpriced update: {update['UpdateExpression']}")
             name, placeholder = clause.replace("=", " ").split()

@@ -34,7 +34,12 @@ class UsageStore(Protocol):
         `correlation_id` (the API request's id) goes with the write, for the evaluator's logs.
         `absorbed`: (id, version read) of each profile merged into `state` by this write; each
         becomes a pointer to `state.user_id` (a UserState holding only `merged_into`) in the same
-        atomic write, on the same version condition as the user's own."""
+        atomic write, on the same version condition as the user's own.
+        ItemTooLarge, writing nothing, when the user's item would be over the store's bound."""
+        ...
+
+    def fits(self, state: UserState, correlation_id: str = "") -> bool:
+        """Whether save_user would take `state` (its item within the store's bound)."""
         ...
 
     def merged_ids(self, user_id: str) -> list[str]:
@@ -43,7 +48,9 @@ class UsageStore(Protocol):
 
     def load_account(self, account_id: str) -> Versioned[AccountState] | None: ...
 
-    def save_account(self, state: AccountState, version: int, now: datetime) -> None: ...
+    def save_account(self, state: AccountState, version: int, now: datetime) -> None:
+        """Versioned as save_user (StateConflict); ItemTooLarge past the store's bound."""
+        ...
 
     def load_rollup(self, account_id: str) -> AccountRollup: ...
 

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=180, gt=0)
 
     dedupe_days: int = Field(default=7, ge=7)
+    # A user's items expire (DynamoDB TTL) this many days after their last write; the template's
+    # StateTtlDays parameter. The default is nudge.model.limits.STATE_TTL_DAYS (two years), which
+    # settings, at the bottom of the layers, cannot import (a unit test keeps the two equal).
+    state_ttl_days: int = Field(default=730, ge=30)
     weeks_kept: int = Field(default=12, ge=2)
     rollup_shards: int = Field(default=16, ge=1, le=64)
     write_attempts: int = Field(default=12, ge=1)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from nudge.adapters.dynamo.codec import encode
 from nudge.domain.fold import FoldWindow, add_to_sessions, fold, rollup_delta
+from nudge.model.limits import DIMENSION_VALUES_KEPT, VALUE_CHARS_KEPT
 from nudge.model.messages import Group, Identify, Message, Track
-from nudge.model.properties import DIMENSION_VALUES_KEPT, VALUE_CHARS_KEPT
 from nudge.model.state import PropertyStats, ValueStats
 from nudge.rulebook.plan import TrackingPlan, load_plan
 

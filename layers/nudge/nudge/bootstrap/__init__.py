@@ -51,11 +51,17 @@ def reset() -> None:
         forget()
 
 
+def state_ttl(settings: Settings) -> timedelta:
+    """How long a user's items outlive their last write (DynamoDB TTL): every store writing one."""
+    return timedelta(days=settings.state_ttl_days)
+
+
 def ledger_from(settings: Settings) -> DynamoLedger:
     return DynamoLedger(
         boto3.client("dynamodb"),
         settings.ledger_table,
         retention=timedelta(days=settings.ledger_retention_days),
+        state_ttl=state_ttl(settings),
     )
 
 

@@ -16,7 +16,7 @@ from nudge.adapters.dynamo.rate_limits import DynamoRateCounter
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
-from nudge.bootstrap import UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS, built_once
+from nudge.bootstrap import UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS, built_once, state_ttl
 from nudge.domain.fold import FoldWindow
 from nudge.observability import logger
 from nudge.ports import Ledger, RateCounter, SegmentStore, UsageStore
@@ -98,7 +98,9 @@ def services() -> Services:
     return Services(
         settings=settings,
         plan=plan,
-        store=DynamoUsageStore(client, settings.usage_table, settings.rollup_shards),
+        store=DynamoUsageStore(
+            client, settings.usage_table, settings.rollup_shards, state_ttl=state_ttl(settings)
+        ),
         keys=ApiKeys(fetch_keys),
         limits=limits_from(settings),
         rate_counter=DynamoRateCounter(client, settings.rate_limit_table),
@@ -106,7 +108,12 @@ def services() -> Services:
         segments=DynamoSegmentStore(
             client, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
         ),
-        ledger=DynamoLedger(client, settings.ledger_table, timedelta(days=settings.ledger_retention_days)),
+        ledger=DynamoLedger(
+            client,
+            settings.ledger_table,
+            timedelta(days=settings.ledger_retention_days),
+            state_ttl=state_ttl(settings),
+        ),
         accounts=DynamoAccountLedger(client, settings.ledger_table),
         unsubscribe_secrets=fetch_unsubscribe_secrets,
         suppressions=SuppressionList(

@@ -9,7 +9,7 @@ import boto3
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.sqs import SqsDeliveryRouter
-from nudge.bootstrap import ledger_from, suppression_list_from
+from nudge.bootstrap import ledger_from, state_ttl, suppression_list_from
 from nudge.bootstrap.rules import load_rules_or_explain
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.dispatch import DispatchPorts
@@ -42,7 +42,11 @@ def wire_dispatch() -> DispatchService:
         )
     dynamodb = boto3.client("dynamodb")
     segments = DynamoSegmentStore(
-        dynamodb, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
+        dynamodb,
+        settings.usage_table,
+        index=settings.due_index,
+        due_shards=settings.due_shards,
+        state_ttl=state_ttl(settings),
     )
     ports = DispatchPorts(
         ledger=ledger_from(settings),

@@ -12,7 +12,7 @@ from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.metrics import PowertoolsEvaluationMetrics
 from nudge.adapters.sqs import SqsDecisionPublisher
-from nudge.bootstrap import built_once
+from nudge.bootstrap import built_once, state_ttl
 from nudge.observability import logger, metrics
 from nudge.rulebook.ruleset import RuleSet, load_rules
 from nudge.rulebook.yamlfile import RuleFileError
@@ -70,7 +70,11 @@ def wire() -> RulesService:
             dynamodb, settings.usage_table, settings.rollup_shards, account_index=settings.account_index
         ),
         segments=DynamoSegmentStore(
-            dynamodb, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
+            dynamodb,
+            settings.usage_table,
+            index=settings.due_index,
+            due_shards=settings.due_shards,
+            state_ttl=state_ttl(settings),
         ),
         publisher=SqsDecisionPublisher(boto3.client("sqs"), settings.decision_queue_url),
         metrics=observed,

@@ -18,10 +18,9 @@ from nudge.conditions.tree import Check, Context, Fact, Op, checks_in, no_change
 from nudge.domain.engine import CompiledGroup, compiled
 from nudge.domain.trigger import trigger_of
 from nudge.model.decisions import Decision, SegmentState, Transition, Value
+from nudge.model.limits import SEGMENT_HISTORY_KEPT
 from nudge.model.state import UserState
 from nudge.rulebook.ruleset import ESCALATE, RuleSet, Trigger, all_conditions
-
-HISTORY_KEPT = 20
 
 
 @dataclass(frozen=True, init=False)
@@ -293,7 +292,7 @@ def _transition(
     if previous is not None and before == segment:
         return previous, None, None
     history = [*(previous.history if previous else []), Transition(from_=before, to=segment or "", at=now)]
-    return SegmentState(segment=segment, since=now, history=history[-HISTORY_KEPT:]), segment, before
+    return SegmentState(segment=segment, since=now, history=history[-SEGMENT_HISTORY_KEPT:]), segment, before
 
 
 CHANNELS = {"email": "email", "push": "push", "sms": "sms", "escalate": "cs"}

@@ -19,13 +19,20 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from nudge.domain.bounds import cap_unplanned
 from nudge.model.calendar import week_key
+from nudge.model.limits import (
+    CONTEXT_VALUE_BYTES,
+    DIMENSION_VALUES_KEPT,
+    SEEN_KEPT,
+    UNPLANNED_EVENTS_KEPT,
+    VALUE_CHARS_KEPT,
+)
 from nudge.model.messages import Alias, Group, Identify, Message, UsageEvent, event_name, event_properties
-from nudge.model.properties import DIMENSION_VALUES_KEPT, VALUE_CHARS_KEPT, PropertySpec, accepts, canonical
+from nudge.model.properties import PropertySpec, accepts, canonical
 from nudge.model.state import (
     CONTEXT_FALLBACKS,
     CONTEXT_KEPT,
-    CONTEXT_VALUE_BYTES,
     AccountState,
     EventStats,
     FeatureStats,
@@ -52,9 +59,9 @@ class FoldWindow:
 
     dedupe_days: int = 7
     weeks_kept: int = 12
-    # DynamoDB items stop at 400 KB; 25,000 digests is ~270 KB encoded. A user past that within
-    # the window (a bot, a runaway loop) loses the oldest days of dedupe first, never a write.
-    max_seen: int = 25_000
+    # limits.SEEN_KEPT: a user past it within the window (a bot, a runaway loop) loses the oldest
+    # days of dedupe first, never a write.
+    max_seen: int = SEEN_KEPT
 
 
 def digest(key: str) -> bytes:
@@ -160,7 +167,14 @@ def fold(
                 trimmed = _trim_props(stats.props, first_day)
                 if trimmed is not None:
                     new.events[name] = stats.model_copy(update={"props": trimmed})
+        for feature, fstats in new.features.items():
+            if fstats.days and fstats.days[0] < first_day:
+                days = [d for d in fstats.days if d >= first_day]
+                new.features[feature] = fstats.model_copy(update={"days": days})
     new.kept_from = first_day
+    # One comparison for nearly every user: only one with this many events can be over the bound.
+    if len(new.events) > UNPLANNED_EVENTS_KEPT:
+        cap_unplanned(new.events, plan)
     horizon_epoch = int(horizon.timestamp())
     new.sessions = [s for s in counter.sessions if s[1] >= horizon_epoch]
     new.milestones = milestones_of(new, plan)
@@ -237,7 +251,7 @@ class _Counter:
             _keep_properties(stats.props, kept, values, at, day if recent else None, mid, self.owned)
         feature = self.plan.feature_of.get(name)
         if feature is not None:
-            self._use_feature(feature, at, day)
+            self._use_feature(feature, at, day if recent else None)
         if name not in self.plan.meaningful:
             return
         if state.last_meaningful is None or at > state.last_meaningful:
@@ -246,17 +260,20 @@ class _Counter:
             self.days.add(day)
             self.sessions = add_to_sessions(self.sessions, int(at.timestamp()), self.gap)
 
-    def _use_feature(self, feature: str, at: datetime, day: int) -> None:
+    def _use_feature(self, feature: str, at: datetime, day: int | None) -> None:
+        """One more use of `feature`; `day` (None: older than the kept weeks) joins its days of use."""
         features = self.state.features
         fstats = features.get(feature)
         if fstats is None:
-            features[feature] = FeatureStats(first=at, last=at, count=1, days=[day])
+            features[feature] = FeatureStats(first=at, last=at, count=1, days=[] if day is None else [day])
             self.copied_features.add(feature)
             return
         if feature not in self.copied_features:
             fstats = features[feature] = fstats.model_copy(update={"days": list(fstats.days)})
             self.copied_features.add(feature)
         _one_more(fstats, at)
+        if day is None:
+            return
         index = bisect.bisect_left(fstats.days, day)
         if index == len(fstats.days) or fstats.days[index] != day:
             fstats.days.insert(index, day)

@@ -23,8 +23,10 @@ import base64
 from collections.abc import Iterable
 from datetime import datetime
 
+from nudge.domain.bounds import cap_unplanned
 from nudge.domain.fold import DIGEST_BYTES, milestones_of, weeks_of
-from nudge.model.state import MERGED_KEPT, Stamped, UserState
+from nudge.model.limits import MERGED_KEPT, UNPLANNED_EVENTS_KEPT
+from nudge.model.state import Stamped, UserState
 from nudge.rulebook.plan import TrackingPlan
 
 
@@ -35,6 +37,8 @@ def merge_states(into: UserState, other: UserState, plan: TrackingPlan) -> UserS
     events = dict(into.events)
     for name, stats in other.events.items():
         events[name] = events[name].merged(stats) if name in events else stats
+    if len(events) > UNPLANNED_EVENTS_KEPT:
+        cap_unplanned(events, plan)  # as the fold would, folding both histories as one
     features = dict(into.features)
     for name, fstats in other.features.items():
         features[name] = features[name].merged(fstats) if name in features else fstats

@@ -1,7 +1,8 @@
 """Domain errors raised at the AWS edge (stores and channel adapters), so callers never see botocore.
 
 Stores: StateConflict (someone wrote first: re-read and retry), StoreUnavailable (retry the
-request as a whole). Channels: what a caller may do next depends on which one it gets:
+request as a whole), ItemTooLarge (the item would pass its size bound: retrying cannot help).
+Channels: what a caller may do next depends on which one it gets:
 
 - SendThrottled: nothing was sent; retry later (the adapter already backed off a few times).
 - SendRejected: nothing was sent and retrying the same message will not help (bad address,
@@ -22,6 +23,16 @@ class StateConflict(Exception):
 
 class StoreUnavailable(Exception):
     """DynamoDB refused or failed the call (throttling, outage): the request may be retried as a whole."""
+
+
+class ItemTooLarge(Exception):
+    """The item a write would store is over the store's bound (nudge.model.limits.MAX_ITEM_BYTES,
+    or DynamoDB's own 400 KB): nothing was written, and the same write will never succeed."""
+
+    def __init__(self, size: int | None, limit: int) -> None:
+        self.size = size  # None: DynamoDB refused it without saying how large it was
+        self.limit = limit
+        super().__init__(f"item of {size if size is not None else 'over'} bytes; the limit is {limit}")
 
 
 # AWS error messages sometimes quote the address or number they refused; these errors end up

@@ -14,15 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 PropertyType = Literal["string", "number", "integer", "boolean"]
 Scalar = str | int | float | bool
 
-# Kept values are text (the keys of a dimension's counts, compared by `where:`) or numbers.
-# A string longer than this is not kept for rules (the event still counts): what a rule filters
-# on is a name (a feature, a page), and the user's item must stay far below DynamoDB's 400 KB.
-VALUE_CHARS_KEPT = 100
-# Distinct values kept per dimension per user; past it the least recently seen value is dropped.
-DIMENSION_VALUES_KEPT = 50
-# Properties a tracking plan may keep as dimensions, in all: with DIMENSION_VALUES_KEPT values of
-# 12 weeks of daily counts each, this bounds what properties add to a user's item.
-DIMENSIONS_PER_PLAN = 10
+# What of them is kept is bounded with every other bound, in nudge.model.limits.
 
 
 class PropertySpec(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nudge.model.properties import DIMENSION_VALUES_KEPT
+from nudge.model.limits import DIMENSION_VALUES_KEPT
 
 
 class _State(BaseModel):
@@ -184,20 +184,18 @@ class WeekStats(_State):
 
 # What of a message's `context` is kept on the user (the latest value of each, as traits are), and
 # which of it stands in for a trait the user has not set (quiet hours, a template's locale).
-# A value whose JSON is over CONTEXT_VALUE_BYTES is not kept: a page's URL or a campaign is small,
-# and the user's item must stay far below DynamoDB's 400 KB whatever an app sends.
+# A value whose JSON is over limits.CONTEXT_VALUE_BYTES is not kept: a page's URL or a campaign is
+# small, and the user's item must stay far below DynamoDB's 400 KB whatever an app sends.
 CONTEXT_KEPT = ("timezone", "locale", "app", "device", "os", "page", "campaign")
 CONTEXT_FALLBACKS = ("timezone", "locale")
-CONTEXT_VALUE_BYTES = 2048
 
 # The key of a profile known only by a device's anonymousId (messages without userId). Nothing is
 # ever sent to one; a call carrying both ids, or an alias, merges it into the user's profile.
 ANONYMOUS_PREFIX = "anon:"
-# How many merged ids a profile lists (`UserState.merged`): a person has a few devices; a sender
+# `UserState.merged` lists at most limits.MERGED_KEPT ids: a person has a few devices; a sender
 # minting a new anonymousId per call must not grow the item without bound. The store's pointers
 # (and, in DynamoDB, a back-reference item per merged id) are what keep a merge from happening
 # twice and what erasure follows; the list makes the pure merge idempotent on its own.
-MERGED_KEPT = 100
 
 
 def is_anonymous(user_id: str) -> bool:

@@ -11,7 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nudge.model.durations import Duration
-from nudge.model.properties import DIMENSION_VALUES_KEPT, DIMENSIONS_PER_PLAN, PropertySpec
+from nudge.model.limits import DIMENSION_VALUES_KEPT, DIMENSIONS_PER_PLAN
+from nudge.model.properties import PropertySpec
 from nudge.rulebook.yamlfile import (
     RuleFileError,
     RuleProblem,

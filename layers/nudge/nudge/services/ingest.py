@@ -10,14 +10,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from nudge.backoff import CONTENTION, Backoff
+from nudge.domain.bounds import TraitNames, trait_problems
 from nudge.domain.fold import FoldWindow, fold, fold_account, rollup_delta
 from nudge.domain.identity import merge_states
-from nudge.model.errors import StateConflict
-from nudge.model.messages import Group, Message, Page, Screen, Track, event_name, event_properties
-from nudge.model.properties import VALUE_CHARS_KEPT
-from nudge.model.state import UserState, is_anonymous
+from nudge.model.errors import ItemTooLarge, StateConflict
+from nudge.model.limits import VALUE_CHARS_KEPT
+from nudge.model.messages import Group, Identify, Message, Page, Screen, Track, event_name, event_properties
+from nudge.model.state import AccountState, UserState, is_anonymous
+from nudge.model.versioned import Versioned
 from nudge.ports import UsageStore
 from nudge.rulebook.plan import TrackingPlan
+from nudge.services import bounded
+from nudge.services.bounded import fitting, merge_issues, refused_for_traits
 from nudge.services.identity import Issue, Profile, resolve
 
 
@@ -88,6 +92,9 @@ def check(
             )
     if plan.property_errors == "reject":
         problems.extend(property_problems(index, message, plan))
+    if isinstance(message, Identify | Group):
+        traits = message.traits.model_dump(exclude_unset=True)
+        problems.extend(Problem(index, f, text) for f, text in trait_problems(traits))
     return problems
 
 
@@ -173,7 +180,7 @@ def ingest(
     """
     result = IngestResult()
     accepted: list[tuple[int, Message]] = []
-    groups: dict[str, list[Group]] = defaultdict(list)
+    groups: dict[str, list[tuple[int, Group]]] = defaultdict(list)
     for index, message in messages:
         problems = check(index, message, plan, limits, now)
         if problems:
@@ -191,6 +198,9 @@ def ingest(
         accepted.append((index, message))
     # Another writer got there first: re-read, fold again, write again, after a jittered pause.
     backoff = replace(CONTENTION.with_attempts(limits.write_attempts), sleep=sleep)
+    # Accounts are read before any user is written: a group refused for its account's traits is
+    # refused whole, user side included.
+    accepted, accounts = _admit_account_traits(accepted, store, result)
     refused: set[int] = set()
     if accepted:
         refused = _write_users(accepted, plan, store, now, limits, backoff, correlation_id, result)
@@ -199,12 +209,45 @@ def ingest(
             continue
         result.accepted += 1
         if isinstance(message, Group):
-            groups[message.groupId].append(message)
+            groups[message.groupId].append((index, message))
     for account_id, account_groups in groups.items():
-        written, conflicts = _write_account(account_id, account_groups, store, now, backoff)
+        try:
+            written, conflicts = _write_account(
+                account_id, [g for _, g in account_groups], store, now, backoff, accounts.get(account_id)
+            )
+        except ItemTooLarge as exc:
+            # Only an account stored before traits had bounds can be this large: its users joined
+            # it (written above); its traits stay as they were, and the sender is told.
+            written, conflicts = 0, 0
+            result.warnings += [
+                Problem(i, "traits", bounded.ACCOUNT_FULL.format(limit=exc.limit)) for i, _ in account_groups
+            ]
         result.accounts_written += written
         result.conflicts += conflicts
     return result
+
+
+def _admit_account_traits(
+    messages: list[tuple[int, Message]], store: UsageStore, result: IngestResult
+) -> tuple[list[tuple[int, Message]], dict[str, Versioned[AccountState] | None]]:
+    """The messages left once each group that would give its account more distinct traits than it
+    may keep is refused (in order, from the stored traits), and the accounts as read (one read
+    each, which their write uses first)."""
+    read: dict[str, Versioned[AccountState] | None] = {}
+    names: dict[str, TraitNames] = {}
+    kept: list[tuple[int, Message]] = []
+    for index, message in messages:
+        if isinstance(message, Group):
+            account = message.groupId
+            if account not in read:
+                stored = read[account] = store.load_account(account)
+                names[account] = TraitNames(stored.value.traits if stored else (), "account")
+            problem = names[account].admit(message.traits.model_dump(exclude_unset=True))
+            if problem is not None:
+                result.errors.append(Problem(index, "traits", problem))
+                continue
+        kept.append((index, message))
+    return kept, read
 
 
 def _write_users(
@@ -235,10 +278,16 @@ def _write_users(
             retry: list[tuple[int, Message]] = []
             for profile in resolution.profiles.values():
                 try:
-                    result.users_written += _write_profile(profile, plan, store, now, limits, correlation_id)
+                    written = _write_profile(profile, plan, store, now, limits, correlation_id)
                 except StateConflict:
                     result.conflicts += 1
                     retry += profile.messages
+                    continue
+                result.users_written += written.users
+                for issue in written.refused:
+                    issues[issue.index][0].append(issue)
+                # A merge too large to make: its links are refused, the rest resolved again.
+                retry += written.again
             if not retry:
                 return {index for index, (errors, _) in issues.items() if errors}
             pending = sorted(retry, key=lambda item: item[0])
@@ -249,6 +298,16 @@ def _write_users(
             result.warnings += [Problem(i.index, i.field, i.message) for i in warnings]
 
 
+@dataclass
+class Written:
+    """What became of one person's write: users written (0 or 1), messages refused, and messages
+    to resolve again (a merge that could not be made)."""
+
+    users: int = 0
+    refused: list[Issue] = field(default_factory=list)
+    again: list[tuple[int, Message]] = field(default_factory=list)
+
+
 def _write_profile(
     profile: Profile,
     plan: TrackingPlan,
@@ -256,14 +315,71 @@ def _write_profile(
     now: datetime,
     limits: IngestLimits,
     correlation_id: str,
-) -> int:
-    """Merge what joins the person, fold their messages, write it all at once; 1 if written."""
+) -> Written:
+    """Merge what joins the person, fold the messages their state has room for, write it all at
+    once (nudge.services.bounded says what has room)."""
     old = profile.stored.value if profile.stored else None
     merged = old or UserState(user_id=profile.user_id)
-    others = [v.value if v else UserState(user_id=k) for k, v in profile.absorbed.items()]
-    for other in others:
-        merged = merge_states(merged, other, plan)
-    new = fold(merged, profile.user_id, [m for _, m in profile.messages], plan, now, limits.window)
+    others: list[UserState] = []
+    for key, record in profile.absorbed.items():
+        if record is not None and key in merged.merged:
+            # Listed as merged, yet a profile of its own again: its pointer expired (state TTL)
+            # and the id came back with a new history, which merges like any other.
+            merged = merged.model_copy(update={"merged": [i for i in merged.merged if i != key]})
+        others.append(record.value if record else UserState(user_id=key))
+        merged = merge_states(merged, others[-1], plan)
+    written = Written(refused=refused_for_traits(merged, profile.messages))
+    skip = {issue.index for issue in written.refused}
+    messages = [(i, m) for i, m in profile.messages if i not in skip]
+    if not messages and not others:
+        return written  # every message refused: nothing to write (not even a new, empty user)
+
+    def fold_in(state: UserState, more: Sequence[tuple[int, Message]]) -> UserState:
+        return fold(state, profile.user_id, [m for _, m in more], plan, now, limits.window)
+
+    new = fold_in(merged, messages)
+    try:
+        written.users = _save(profile, old, new, others, store, now, correlation_id)
+        return written
+    except ItemTooLarge as exc:
+        limit = exc.limit
+    # The slow path: what has room, message by message (the state as merged, with no message,
+    # first: if even that is too large, the merge or the stored state is).
+    base = fold_in(merged, [])
+    if not store.fits(base, correlation_id):
+        if others:
+            refused = merge_issues(messages, list(profile.absorbed), limit) or [
+                bounded.full_issue(i, limit) for i, _ in messages
+            ]
+            written.refused += refused
+            linked = {issue.index for issue in refused}
+            written.again = [(i, m) for i, m in messages if i not in linked]
+        else:
+            written.refused += [bounded.full_issue(i, limit) for i, _ in messages]
+        return written
+    new, left_out, unjudged = fitting(
+        base, messages, fold_in, lambda state: store.fits(state, correlation_id)
+    )
+    try:
+        written.users = _save(profile, old, new, others, store, now, correlation_id)
+    except ItemTooLarge:
+        # The store still refuses what its own measure let through: nothing of this person now.
+        left_out, unjudged = [i for i, _ in messages], []
+    written.refused += [bounded.over_issue(i, limit) for i in left_out]
+    written.refused += [bounded.rest_issue(i, limit) for i in unjudged]
+    return written
+
+
+def _save(
+    profile: Profile,
+    old: UserState | None,
+    new: UserState,
+    others: list[UserState],
+    store: UsageStore,
+    now: datetime,
+    correlation_id: str,
+) -> int:
+    """Write the person's new state (and the pointers of what merged into them); 1 if written."""
     if new == old:
         return 0  # every message was a duplicate, nothing merged: nothing to write
     # Anonymous profiles count in no account rollup: the person counts once they are known.
@@ -287,10 +403,13 @@ def _write_account(
     store: UsageStore,
     now: datetime,
     backoff: Backoff,
+    read: Versioned[AccountState] | None,
 ) -> tuple[int, int]:
+    """Fold the groups into the account's traits (on `read`, the account as read before the users
+    were written; read again after a conflict) and write them, versioned."""
     conflicts = 0
-    for _ in backoff.tries():
-        stored = store.load_account(account_id)
+    for attempt in backoff.tries():
+        stored = read if attempt == 0 else store.load_account(account_id)
         old = stored.value if stored else None
         new = fold_account(old, account_id, groups)
         if new == old:

@@ -72,9 +72,15 @@ def sweep(
                 continue
             try:
                 loaded = users.get(user_id)
-                if loaded is None or not loaded.value.addressable:
-                    # The usage state is gone (erased), or the id was merged into another user's
-                    # (who has their own checks): nothing left to check.
+                if loaded is None:
+                    # The usage state is gone (erased, or expired: state TTL): so goes the record,
+                    # rather than being written again, which would keep it a state TTL longer.
+                    ports.segments.erase(user_id)
+                    result.skipped += 1
+                    continue
+                if not loaded.value.addressable:
+                    # The id was merged into another user's (who has their own checks), or is an
+                    # anonymous profile: nothing left to check.
                     stopped = record.value.model_copy(update={"next_check_at": None})
                     ports.segments.save(user_id, stopped, record.version, now)
                     result.skipped += 1

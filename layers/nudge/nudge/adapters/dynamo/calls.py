@@ -12,9 +12,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nudge.backoff import THROTTLING
-from nudge.model.errors import StateConflict, StoreUnavailable, redact
+from nudge.model.errors import ItemTooLarge, StateConflict, StoreUnavailable, redact
+from nudge.model.limits import DYNAMODB_ITEM_BYTES
 
 CONFLICT_CODES = {"ConditionalCheckFailedException", "TransactionConflictException"}
+# What DynamoDB's messages for an item over 400 KB share ("Item size has exceeded the maximum
+# allowed size", "Item size to update has exceeded the maximum allowed size").
+_SIZE_ERROR = "item size"
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
 # A batch's unprocessed items (throttling) are asked for again this many times, with backoff,
@@ -34,13 +38,16 @@ def read(call: Callable[..., Any], **kwargs: Any) -> Any:
 
 
 def write(call: Callable[..., Any], **kwargs: Any) -> None:
-    """A conditional write: a failed condition (or a cancelled transaction) is StateConflict."""
+    """A conditional write: a failed condition (or a cancelled transaction) is StateConflict; an
+    item over DynamoDB's 400 KB is ItemTooLarge (the same write can never succeed)."""
     try:
         call(**kwargs)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in CONFLICT_CODES or _cancelled_by_conflict(exc):
             raise StateConflict(code) from exc
+        if _item_too_large(exc):
+            raise ItemTooLarge(None, DYNAMODB_ITEM_BYTES) from exc
         raise _unavailable(f"DynamoDB {code or 'error'}: {exc}") from exc
     except BotoCoreError as exc:
         raise _unavailable(f"DynamoDB unreachable: {exc}") from exc
@@ -110,6 +117,23 @@ def batch_delete(client: Any, table: str, keys: Sequence[dict[str, Any]]) -> int
 
 def _unavailable(message: str) -> StoreUnavailable:
     return StoreUnavailable(redact(message))
+
+
+def _item_too_large(exc: ClientError) -> bool:
+    """DynamoDB's refusal of an item over 400 KB: a ValidationException "Item size has exceeded the
+    maximum allowed size" (PutItem; moto answers TransactWriteItems so too), "Item size to update
+    has exceeded..." (UpdateItem), or, in a transaction, a TransactionCanceledException whose
+    reasons hold a ValidationError saying so."""
+    error = exc.response.get("Error", {})
+    if error.get("Code") == "ValidationException":
+        return _SIZE_ERROR in (error.get("Message") or "").lower()
+    if error.get("Code") != "TransactionCanceledException":
+        return False
+    reasons: list[dict[str, Any]] = exc.response.get("CancellationReasons") or []  # type: ignore[assignment]
+    return any(
+        r.get("Code") == "ValidationError" and _SIZE_ERROR in (r.get("Message") or "").lower()
+        for r in reasons
+    )
 
 
 def _cancelled_by_conflict(exc: ClientError) -> bool:

@@ -1,12 +1,18 @@
 """The ledger on DynamoDB (the ledger table: pk, sk, TTL on expires_at).
 
-    USER#<id>    / DELIVERY          v, rec (zlib JSON: recent sends, last send per rule), unsub (SS)
+    USER#<id>    / DELIVERY          v, rec (zlib JSON: recent sends, last send per rule), unsub (SS),
+                                     expires_at (TTL) only while it holds no unsubscribe
     USER#<id>    / DECISION#<id>     a message decision: outcome, reason, status, rule, channel, ...
     ACCOUNT#<id> / DECISION#<id>     an escalation decision (one per account, whichever user raised it)
     ACCOUNT#<id> / ESCALATION        v, the open (or handled) escalation
 
 Unsubscribes are a string set ADDed outside the version: a user's click must never wait for, or
 be lost to, a dispatch in flight; dispatch's versioned update leaves `unsub` alone.
+
+A delivery record expires (the state TTL after its last write) only while it holds no unsubscribe:
+an unsubscribe REMOVEs `expires_at`, and a dispatch sets it only on the condition that `unsub`
+still does not exist (an unsubscribe that lands between its read and its write makes it retry),
+so a user who asked for no more mail is never forgotten by TTL.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from nudge.model.decisions import Decision
 from nudge.model.delivery import DeliveryRecord
 from nudge.model.errors import StateConflict
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, Outcome, Status, UserLedger
+from nudge.model.limits import STATE_TTL_DAYS
 from nudge.model.versioned import Versioned
 
 if TYPE_CHECKING:
@@ -77,11 +84,27 @@ def entry_of(item: dict[str, Any]) -> LedgerEntry:
 
 class DynamoLedger:
     def __init__(
-        self, client: DynamoDBClient, table: str, retention: timedelta = timedelta(days=400)
+        self,
+        client: DynamoDBClient,
+        table: str,
+        retention: timedelta = timedelta(days=400),
+        *,
+        state_ttl: timedelta = timedelta(days=STATE_TTL_DAYS),
     ) -> None:
         self.client = client
         self.table = table
         self.retention = retention
+        self.state_ttl = state_ttl
+
+    def _lifetime(
+        self, unsubscribed: set[str], now: datetime, condition: str, values: dict[str, Any]
+    ) -> tuple[str, str]:
+        """The update's clause for `expires_at` and its condition: a record holding unsubscribes
+        never expires; one without expires the state TTL from now, if none arrived meanwhile."""
+        if unsubscribed:
+            return " REMOVE expires_at", condition
+        values[":expires"] = {"N": str(int((now + self.state_ttl).timestamp()))}
+        return ", expires_at = :expires", f"{condition} AND attribute_not_exists(unsub)"
 
     def load(self, user_id: str, account_id: str | None, keys: Sequence[tuple[str, str]]) -> UserLedger:
         wanted = [_key(f"USER#{user_id}", DELIVERY)]
@@ -115,12 +138,13 @@ class DynamoLedger:
             }
             if commit.record_version:
                 values[":old"] = {"N": str(commit.record_version)}
+            lifetime, condition = self._lifetime(commit.record.unsubscribed, now, condition, values)
             ops.append(
                 {
                     "Update": {
                         "TableName": self.table,
                         "Key": _key(f"USER#{commit.user_id}", DELIVERY),
-                        "UpdateExpression": "SET v = :new, rec = :rec",
+                        "UpdateExpression": "SET v = :new, rec = :rec" + lifetime,
                         "ConditionExpression": condition,
                         "ExpressionAttributeValues": values,
                     }
@@ -177,18 +201,21 @@ class DynamoLedger:
             ":new": {"N": str(version + 1)},
             ":rec": {"B": codec.encode(record.model_copy(update={"unsubscribed": set()}))},
         }
-        expression = "SET v = :new, rec = :rec"
+        if version:
+            values[":old"] = {"N": str(version)}
+        lifetime, condition = self._lifetime(
+            record.unsubscribed, now, "v = :old" if version else "attribute_not_exists(v)", values
+        )
+        expression = "SET v = :new, rec = :rec" + lifetime
         if record.unsubscribed:
             expression += " ADD unsub :unsub"
             values[":unsub"] = {"SS": sorted(record.unsubscribed)}
-        if version:
-            values[":old"] = {"N": str(version)}
         calls.write(
             self.client.update_item,
             TableName=self.table,
             Key=_key(f"USER#{user_id}", DELIVERY),
             UpdateExpression=expression,
-            ConditionExpression="v = :old" if version else "attribute_not_exists(v)",
+            ConditionExpression=condition,
             ExpressionAttributeValues=values,
         )
 
@@ -249,7 +276,8 @@ class DynamoLedger:
             self.client.update_item,
             TableName=self.table,
             Key=_key(f"USER#{user_id}", DELIVERY),
-            UpdateExpression="ADD unsub :scope SET unsubscribed_at = :now",
+            # Never forgotten by TTL while it holds an unsubscribe (see the module's docstring).
+            UpdateExpression="ADD unsub :scope SET unsubscribed_at = :now REMOVE expires_at",
             ExpressionAttributeValues={":scope": {"SS": [scope]}, ":now": {"S": now.isoformat()}},
         )
 

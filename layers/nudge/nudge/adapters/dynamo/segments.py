@@ -3,7 +3,8 @@
 Items (same table as the usage state, so one table holds a user's whole story):
 
     USER#<id> / SEGMENTS   v (version), seg (zlib JSON of SegmentRecord), segment (plain, for the
-                           console), updated_at, and, only while a re-check is scheduled:
+                           console), updated_at, expires_at (TTL: the state TTL after this write),
+                           and, only while a re-check is scheduled:
                            due_bucket = "<UTC day of the check>#<shard>", due_at (epoch seconds)
     SWEEP / WATERMARK      v, through: the sweep has handled every check due before this day
 
@@ -22,11 +23,12 @@ the same user at once, and the loser re-reads and re-evaluates instead of overwr
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from nudge.adapters.dynamo import calls, codec
-from nudge.adapters.dynamo.usage import shard_of
+from nudge.adapters.dynamo.usage import EXPIRES, shard_of
+from nudge.model.limits import STATE_TTL_DAYS
 from nudge.model.segments import BUCKET, DuePage, SegmentRecord, bucket, bucket_start, due_time
 from nudge.model.versioned import Versioned
 
@@ -44,12 +46,19 @@ def segments_key(user_id: str) -> dict[str, Any]:
 
 class DynamoSegmentStore:
     def __init__(
-        self, client: DynamoDBClient, table: str, *, index: str = DUE_INDEX, due_shards: int = 16
+        self,
+        client: DynamoDBClient,
+        table: str,
+        *,
+        index: str = DUE_INDEX,
+        due_shards: int = 16,
+        state_ttl: timedelta = timedelta(days=STATE_TTL_DAYS),
     ) -> None:
         self.client = client
         self.table = table
         self.index = index
         self.shards = due_shards
+        self.state_ttl = state_ttl
 
     def load(self, user_ids: Sequence[str]) -> dict[str, Versioned[SegmentRecord]]:
         found: dict[str, Versioned[SegmentRecord]] = {}
@@ -64,6 +73,9 @@ class DynamoSegmentStore:
             "v": {"N": str(version + 1)},
             "updated_at": {"S": now.isoformat()},
             "seg": {"B": codec.encode(record)},
+            # Written on the user's changes and their re-checks, which stop once nothing can change
+            # with time alone: it expires soon after the state it was evaluated from.
+            EXPIRES: {"N": str(int((now + self.state_ttl).timestamp()))},
         }
         if record.segments.segment:
             item["segment"] = {"S": record.segments.segment}

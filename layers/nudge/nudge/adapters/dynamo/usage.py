@@ -1,9 +1,13 @@
 """DynamoDB usage table: users, account traits and sharded account rollups in one table.
 
 Keys:  USER#<id> / STATE               one item per user: version, account, compressed state,
-                                       `corr`: the request that last wrote it (for the logs)
+                                       `corr`: the request that last wrote it (for the logs),
+                                       `expires_at`: TTL, the state TTL after this write
        USER#<id> / MERGED#<other>      a back-reference: <other>'s history was merged into <id>
-                                       (and USER#<other> / STATE points here); erasure follows them
+                                       (and USER#<other> / STATE points here); erasure follows them.
+                                       Pointer and back-reference expire with the state TTL from
+                                       the merge, the back-reference a week later (it must outlive
+                                       the pointer it lets erasure find)
        ACCOUNT#<id> / TRAITS           account traits (last writer wins per trait)
        ACCOUNT#<id> / WEEK#<week>#<k>  rollup shard k of one ISO week: active users, sessions
        ACCOUNT#<id> / FEATURES#<k>     rollup shard k: users who adopted each feature
@@ -17,10 +21,12 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from nudge.adapters.dynamo import calls, codec
+from nudge.model.errors import ItemTooLarge
+from nudge.model.limits import MAX_ITEM_BYTES, ROLLUP_WEEKS_KEPT, STATE_TTL_DAYS
 from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState, WeekRollup
 from nudge.model.versioned import Versioned
 
@@ -28,12 +34,17 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
-# Rollup week items outlive the users' own kept history, then expire.
-ROLLUP_WEEKS_KEPT = 26
 # On a user's STATE item: the id of the request that last wrote it (the ingest API's request id),
 # which the evaluator reads from the stream image and logs and decides under.
 CORRELATION_ATTRIBUTE = "corr"
 MERGED = "MERGED#"
+# The usage table's TTL attribute (template.yaml TimeToLiveSpecification), epoch seconds.
+EXPIRES = "expires_at"
+# TTL deletes within days of expiry, in no set order: a back-reference expires this much after the
+# pointer it records, so erasure can always find a pointer that is still there.
+BACK_REFERENCE_GRACE = timedelta(days=7)
+# What `fits` leaves for the item's version digits and write time, which only the write knows.
+FITS_MARGIN = 64
 
 
 def user_key(user_id: str) -> dict[str, Any]:
@@ -74,11 +85,15 @@ class DynamoUsageStore:
         rollup_shards: int = 16,
         *,
         account_index: str = "by_account",
+        state_ttl: timedelta = timedelta(days=STATE_TTL_DAYS),
+        max_item_bytes: int = MAX_ITEM_BYTES,
     ) -> None:
         self.client = client
         self.table = table
         self.shards = rollup_shards
         self.account_index = account_index
+        self.state_ttl = state_ttl
+        self.max_item_bytes = max_item_bytes
 
     def load_users(self, user_ids: Sequence[str]) -> dict[str, Versioned[UserState]]:
         found: dict[str, Versioned[UserState]] = {}
@@ -97,7 +112,11 @@ class DynamoUsageStore:
         correlation_id: str = "",
         absorbed: Sequence[tuple[str, int]] = (),
     ) -> None:
-        put = calls.versioned_put(self.table, self._state_item(state, version, now, correlation_id), version)
+        item = self._state_item(state, version, now, correlation_id)
+        size = codec.item_bytes(item)
+        if size > self.max_item_bytes:
+            raise ItemTooLarge(size, self.max_item_bytes)
+        put = calls.versioned_put(self.table, item, version)
         if rollup is None and not absorbed:
             calls.write(self.client.put_item, **put)
             return
@@ -114,19 +133,33 @@ class DynamoUsageStore:
                 "pk": {"S": f"USER#{state.user_id}"},
                 "sk": {"S": MERGED + other},
                 "merged_at": {"S": now.isoformat()},
+                EXPIRES: self._expires(now + BACK_REFERENCE_GRACE),
             }
             items.append({"Put": {"TableName": self.table, "Item": back}})
         if rollup is not None:
             items.extend(self._rollup_updates(state.user_id, rollup, now))
         calls.write(self.client.transact_write_items, TransactItems=items)
 
-    @staticmethod
-    def _state_item(state: UserState, version: int, now: datetime, correlation_id: str) -> dict[str, Any]:
+    def fits(self, state: UserState, correlation_id: str = "") -> bool:
+        """Whether save_user would take `state`'s item (with a few bytes to spare: its version
+        and the time of the write are not known yet)."""
+        item = self._state_item(state, 0, datetime.now(UTC), correlation_id)
+        return codec.item_bytes(item) + FITS_MARGIN <= self.max_item_bytes
+
+    def _expires(self, now: datetime) -> dict[str, str]:
+        return {"N": str(int((now + self.state_ttl).timestamp()))}
+
+    def _state_item(
+        self, state: UserState, version: int, now: datetime, correlation_id: str
+    ) -> dict[str, Any]:
+        # Every write of the user's state moves its expiry: only a user inactive for the whole
+        # state TTL expires (a pointer expires with the TTL from its merge).
         item: dict[str, Any] = {
             **user_key(state.user_id),
             "v": {"N": str(version + 1)},
             "updated_at": {"S": now.isoformat()},
             "state": {"B": codec.encode(state)},
+            EXPIRES: self._expires(now),
         }
         # Only people are found by account (evaluate_account): not anonymous profiles, not pointers.
         if state.account_id and state.addressable:
@@ -204,6 +237,9 @@ class DynamoUsageStore:
             "updated_at": {"S": now.isoformat()},
             "state": {"B": codec.encode(state)},
         }
+        size = codec.item_bytes(item)
+        if size > self.max_item_bytes:
+            raise ItemTooLarge(size, self.max_item_bytes)
         calls.write(self.client.put_item, **calls.versioned_put(self.table, item, version))
 
     def load_rollup(self, account_id: str) -> AccountRollup:

@@ -6,7 +6,8 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
-from nudge.model.errors import StateConflict, StoreUnavailable
+from nudge.adapters.dynamo import codec
+from nudge.model.errors import ItemTooLarge, StateConflict, StoreUnavailable
 from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState, WeekRollup
 from nudge.model.versioned import Versioned
 
@@ -26,7 +27,12 @@ def transaction_items(rollup: RollupDelta | None, absorbed: Sequence[tuple[str, 
 
 
 class MemoryUsageStore:
-    def __init__(self) -> None:
+    """`max_item_bytes`: the bound on a user's encoded state (as DynamoUsageStore bounds the item
+    holding it); None, the default, checks none, so tests and benchmarks that never come near it
+    pay no encoding."""
+
+    def __init__(self, max_item_bytes: int | None = None) -> None:
+        self.max_item_bytes = max_item_bytes
         self._lock = threading.Lock()
         self.users: dict[str, Versioned[UserState]] = {}
         self.accounts: dict[str, Versioned[AccountState]] = {}
@@ -46,6 +52,8 @@ class MemoryUsageStore:
         correlation_id: str = "",
         absorbed: Sequence[tuple[str, int]] = (),
     ) -> None:
+        if self.max_item_bytes is not None and len(codec.encode(state)) > self.max_item_bytes:
+            raise ItemTooLarge(len(codec.encode(state)), self.max_item_bytes)
         items = transaction_items(rollup, absorbed)
         if items > TRANSACTION_ITEMS:
             # As DynamoDB refuses it (ValidationException), which the store reports so.
@@ -65,6 +73,9 @@ class MemoryUsageStore:
             self.writes += 1
             if rollup is not None:
                 self._apply(rollup)
+
+    def fits(self, state: UserState, correlation_id: str = "") -> bool:
+        return self.max_item_bytes is None or len(codec.encode(state)) <= self.max_item_bytes
 
     def merged_ids(self, user_id: str) -> list[str]:
         with self._lock:

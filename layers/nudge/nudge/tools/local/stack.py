@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import datetime, timedelta
@@ -48,6 +48,7 @@ from nudge.tools.local.environment import (
     patched_environ,
     stack_environment,
 )
+from nudge.tools.local.expiry import expire
 from nudge.tools.local.functions import Route, api_from_template, functions_from_template
 from nudge.tools.local.moto_speedups import speed_up_moto
 from nudge.tools.local.outbox import outbox
@@ -110,9 +111,12 @@ class LocalStack:
         log_level: str = "INFO",
         function_logs: Path | None = None,
         api_url: str = DEFAULT_API_URL,
+        parameter_overrides: Mapping[str, str] | None = None,
     ) -> None:
         self.root = (root or find_root()).resolve()
         self.api_url = api_url.rstrip("/")
+        # Template parameters set as `sam deploy --parameter-overrides` would (e.g. StateTtlDays).
+        self.parameter_overrides = dict(parameter_overrides or {})
         self.template_path = self.root / "template.yaml"
         self.rules_dir = (rules_dir or self.root / "rules").resolve()
         self.keys = local_keys(
@@ -174,6 +178,7 @@ class LocalStack:
                 **self.queue_urls,
                 **table_names(Settings()),
                 **LOCAL_PARAMETERS,
+                **self.parameter_overrides,
                 **messaging_resources(session, self.rules_dir, self.template_path),
             }
             self._env.enter_context(
@@ -181,7 +186,12 @@ class LocalStack:
             )
             settings = Settings()
             self._settings = settings
-            self._store = DynamoUsageStore(dynamodb, settings.usage_table, settings.rollup_shards)
+            self._store = DynamoUsageStore(
+                dynamodb,
+                settings.usage_table,
+                settings.rollup_shards,
+                state_ttl=bootstrap.state_ttl(settings),
+            )
             self._segments = DynamoSegmentStore(
                 dynamodb, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
             )
@@ -391,11 +401,18 @@ class LocalStack:
             at = now + step
             while at < when:
                 self.clock.advance_to(at)
+                self._expire(at)
                 self.run_due()
                 at += step
             moved = self.clock.advance_to(when)
+            self._expire(moved)
             self.run_due()
             return moved
+
+    def _expire(self, now: datetime) -> None:
+        """What DynamoDB's TTL would have deleted by `now` (moto never does it)."""
+        if self._store is not None:
+            expire(self._store.client, now)
 
     @property
     def ledger(self) -> DynamoLedger:

@@ -1,0 +1,71 @@
+"""Every bound on what Nudge keeps per user and per account, in one place.
+
+Whatever grows with input is bounded here, so one user's DynamoDB item (400 KB at most) stays
+writable whatever a sender posts. Two ways, chosen per bound (docs/ARCHITECTURE.md, "Bounded
+state", says why for each):
+
+- refused: a message that would pass the bound gets its own error (`errors[]`: the bound, the
+  limit, the fix) and nothing of it is kept; the rest of the request is written. For what rules
+  and templates read and nothing could drop safely: traits.
+- kept newest: the oldest entries are dropped, where no rule reads them (unplanned events: rules
+  name planned events only) or where the bound is a window (days, weeks, dedupe digests).
+
+Behind both, the encoded item is measured before it is written (MAX_ITEM_BYTES): a user whose
+item would still pass it gets errors for the messages that pushed it over.
+"""
+
+from __future__ import annotations
+
+KB = 1024
+
+# --- traits (identify: per user; group: per account): refused, each message on its own --------
+# Distinct trait names a user, or an account, keeps. A message adding names past it is refused.
+TRAITS_PER_USER = 100
+TRAITS_PER_ACCOUNT = 100
+# A trait's name, in characters, and its value as JSON (UTF-8 bytes): an address, a consent map
+# or a push token fits; a document does not belong in a trait.
+TRAIT_NAME_CHARS = 128
+TRAIT_VALUE_BYTES = 1 * KB
+
+# --- events: kept newest ------------------------------------------------------------------------
+# Distinct event names not in the tracking plan kept per user (the most recently seen; rules read
+# planned events only, so dropping one loses nothing a rule reads). Planned events are bounded by
+# the plan itself.
+UNPLANNED_EVENTS_KEPT = 100
+
+# --- event properties the plan keeps (dimension, sum, last): kept newest / not kept -------------
+# A string longer than this is not kept for rules (the event still counts): what a rule filters
+# on is a name (a feature, a page).
+VALUE_CHARS_KEPT = 100
+# Distinct values kept per dimension per user; past it the least recently seen value is dropped.
+DIMENSION_VALUES_KEPT = 50
+# Properties a tracking plan may keep as dimensions, in all (lint): with DIMENSION_VALUES_KEPT
+# values of 12 weeks of daily counts each, this bounds what properties add to a user's item.
+DIMENSIONS_PER_PLAN = 10
+
+# --- the rest of a user's state ---------------------------------------------------------------
+# A context value (app, device, page...) whose JSON is over this is not kept.
+CONTEXT_VALUE_BYTES = 2 * KB
+# Ids listed as merged into one profile (the latest): a sender minting an anonymousId per call must
+# not grow the item without bound (the store's pointers are what keep a merge from happening twice).
+MERGED_KEPT = 100
+# messageId digests kept for dedupe (8 bytes each, ~270 KB encoded): a user past it within the
+# dedupe window (a bot, a runaway loop) loses the oldest days of dedupe first, never a write.
+SEEN_KEPT = 25_000
+# Segment transitions kept per user (the evaluator's record).
+SEGMENT_HISTORY_KEPT = 20
+
+# --- per account ----------------------------------------------------------------------------------
+# Rollup week items (active users, sessions) outlive the users' own kept weeks, then expire (TTL).
+ROLLUP_WEEKS_KEPT = 26
+
+# --- the item ---------------------------------------------------------------------------------------
+# DynamoDB refuses an item over 400 KB (names and values, as it counts them). Nudge writes a user's
+# item only within this bound, leaving room for what the bound cannot foresee.
+DYNAMODB_ITEM_BYTES = 400 * KB
+MAX_ITEM_BYTES = 350 * KB
+
+# --- lifetime -----------------------------------------------------------------------------------------
+# A user's items expire this many days after their last write (DynamoDB TTL on `expires_at`);
+# the template's StateTtlDays parameter sets it (NUDGE_STATE_TTL_DAYS).
+STATE_TTL_DAYS = 730
