@@ -18,6 +18,14 @@ import pytest
 from nudge import clock
 
 
+@pytest.fixture(autouse=True)
+def _clock_put_back() -> Iterator[None]:
+    """Every test ends on the clock it started on, whatever it did to nudge.clock (a clock installed
+    and never taken out, a handler that failed mid-way), so no test's clock reaches the next one."""
+    with clock.installed(clock.current()):
+        yield
+
+
 @pytest.fixture
 def use_clock() -> Iterator[Callable[[clock.Source], None]]:
     """Make nudge.clock answer from a source for the rest of this test; the previous clock comes back
