@@ -11,12 +11,12 @@ the fuzzer's requests in the stack's containers), and each is there afterwards, 
 back through the admin export.
 
 Seeds, for CI: no example database (`database=None`: a failure must replay from the seed alone, and a
-CI machine starts empty anyway), not derandomized, so each run tries new cases: `make unit` gives
+CI machine starts empty anyway), and not derandomized, so each run tries new cases: `make unit` gives
 hypothesis the run's seed (`--hypothesis-seed`, the seed that also orders the tests) and prints it,
-and `make unit SEED=<seed>` replays that run's cases exactly. A targeted run without a seed draws
-one, and hypothesis prints it with any failure (`--hypothesis-seed=<seed>` replays it). What varies
-between runs is only which cases are tried: what is sent and checked for a case does not depend on
-timing (the witness's sends race the fuzzer, but each must succeed whenever it lands).
+and `make unit SEED=<seed>` draws the same cases again. A targeted run without a seed draws one, and
+hypothesis prints it with a failure (`--hypothesis-seed=<seed>` replays it). Only which cases are
+tried varies between runs; what a case must get does not depend on timing (a 429 from the client
+key's rate limit is documented, and the witness's sends must each succeed whenever they land).
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ class Witness:
     sends: int = 0
     _previous: list[dict[str, Any]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
 
     def send(self, session: requests.Session) -> None:
         now = self.api.stack.clock.now().isoformat()
@@ -137,7 +138,7 @@ class Witness:
             {"type": "track", "userId": u, "event": "login", "messageId": uuid.uuid4().hex, "timestamp": now}
             for u in self.users
         ]
-        others = [
+        others: list[dict[str, Any]] = [
             *[{"type": "identify", "userId": u, "traits": {"witness_round": self.sends}} for u in self.users],
             *[{"type": "group", "userId": u, "groupId": self.account} for u in self.users],
         ]
@@ -168,7 +169,8 @@ class Witness:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=120)
+        if self._thread is not None:
+            self._thread.join(timeout=120)
 
     def all_there(self) -> list[str]:
         """What is missing or wrong in each user's export (empty when all is there)."""
