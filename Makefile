@@ -21,8 +21,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy layers/nudge/nudge functions
 
+# In a random order (pytest-randomly), so no test leans on another having run first; one seed per run
+# orders the tests and seeds the hypothesis tests (the fuzzer's cases too). Printed first: replay a
+# run with `make unit SEED=<seed>`.
 unit: $(STAMP) browser sdks
-	NUDGE_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
+	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
+	  echo "test seed $$seed (replay this order and these examples: make unit SEED=$$seed)"; \
+	  NUDGE_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -p randomly --randomly-seed=$$seed --hypothesis-seed=$$seed
 
 # The official Node SDKs the e2e tests drive unchanged (tests/sdk/package.json, versions locked),
 # from the npm registry; again only when the lock changes.

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ USER_TOKEN_SECRET = "e2e-user-token-secret"
 CONTAINERS = 3
 # How long a revoked key may still be seen by a container (the local stack reads keys every second).
 REVOCATION_DEADLINE_SECONDS = 30
+# How far the simulated clock (monotonic time from its start) may drift from the wall clock in a test.
+CLOCK_DRIFT = timedelta(seconds=5)
+# The shared stack while it runs (set by the api fixture).
+SHARED: list[LocalStack] = []
 
 
 @dataclass
@@ -87,7 +92,30 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     )
     # The server first: it binds, and the stack's links (unsubscribe) point at its port.
     with LocalApiServer(stack) as server, stack, requests.Session() as session:
+        SHARED.append(stack)
         yield Api(stack, server.base_url, session)
+        SHARED.remove(stack)
+
+
+@pytest.fixture(autouse=True)
+def _clock_moved_only_where_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The shared stack's clock can't be put back after a test moves it: it only moves forward, as
+    state folded at a later time would not make sense again. So the tests that move it are marked
+    moves_clock and run after the others (tests/conftest.py), for which the stack's clock is the
+    wall clock whatever ran before; this fails a test that moves it unmarked."""
+    before = [_lead(stack) for stack in SHARED]
+    yield
+    if request.node.get_closest_marker("moves_clock") is not None:
+        return
+    for stack in SHARED:
+        moved = _lead(stack) - (before[0] if before else timedelta(0))
+        assert abs(moved) < CLOCK_DRIFT, (
+            f"this test moved the local stack's clock by {moved}: mark it @pytest.mark.moves_clock"
+        )
+
+
+def _lead(stack: LocalStack) -> timedelta:
+    return stack.clock.now() - datetime.now(UTC)
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from tests.shipped import RULES
 if TYPE_CHECKING:
     from tests.e2e.conftest import Api
 
-pytestmark = pytest.mark.e2e
+# Most of these move the stack's clock: they run after the e2e tests that need the wall clock.
+pytestmark = [pytest.mark.e2e, pytest.mark.moves_clock]
 
 
 def message(api: Api, user: str, kind: str, **fields: Any) -> dict[str, Any]:

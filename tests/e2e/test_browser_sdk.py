@@ -69,12 +69,13 @@ class _Site(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def site_key(api: Api, site: tuple[str, Path], capsys: pytest.CaptureFixture[str]) -> str:
-    """A client key its owner made with `nudge keys create` for the product's origin."""
+def site_key(api: Api, site: tuple[str, Path], capsys: pytest.CaptureFixture[str]) -> Iterator[str]:
+    """A client key its owner made with `nudge keys create` for the product's origin, revoked after."""
     out = nudge_keys(api, capsys, "create", "--kind", "client", "--origin", site[0], "--label", "web app")
-    key = out.strip().splitlines()[-1]
+    key_id, key = out.split()[3].rstrip("."), out.strip().splitlines()[-1]
     wait_for_status(api, key, 200)
-    return key
+    yield key
+    nudge_keys(api, capsys, "revoke", key_id)
 
 
 @pytest.fixture(scope="module")

@@ -422,6 +422,7 @@ def test_unknown_users_and_accounts_are_404_json(api: Api, uid: str) -> None:
         assert response.json()["message"].startswith("no such")
 
 
+@pytest.mark.moves_clock
 def test_the_simulated_clock_moves_forward_only(api: Api) -> None:
     now = api.session.get(f"{api.base_url}/_local/clock", timeout=30).json()["now"]
     later = api.stack.clock.now() + timedelta(minutes=5)

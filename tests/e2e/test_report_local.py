@@ -13,7 +13,8 @@ import pytest
 if TYPE_CHECKING:
     from tests.e2e.conftest import Api
 
-pytestmark = pytest.mark.e2e
+# This moves the stack's clock: it runs after the e2e tests that need the wall clock.
+pytestmark = [pytest.mark.e2e, pytest.mark.moves_clock]
 
 SECTIONS = (
     "summary",

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
     from tests.e2e.conftest import Api
 
-pytestmark = pytest.mark.e2e
+# Most of these move the stack's clock: they run after the e2e tests that need the wall clock.
+pytestmark = [pytest.mark.e2e, pytest.mark.moves_clock]
 
 ACTIVATION = ("signed_up", "setup_completed", "project_created", "teammate_invited")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -18,7 +18,7 @@ from moto import mock_aws
 
 from nudge import bootstrap
 from nudge.bootstrap import api
-from nudge.domain.keys import KeyKind, new_record, user_token
+from nudge.domain.keys import KeyKind, KeyRecord, new_record, user_token
 from nudge.settings import Settings
 from nudge.tools.keys import create_key, delete_record, put_record
 from nudge.tools.local.aws import create_usage_resources
@@ -57,6 +57,25 @@ def handler() -> Iterator[ModuleType]:
         yield load_ingest_app("ingest_app_scopes")
         bootstrap.reset()
         parameters.clear_caches()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture
+def new_key(handler: ModuleType) -> Iterator[Callable[..., tuple[str, KeyRecord]]]:
+    """Makes keys for one test and deletes them after it: a client key left behind for any origin
+    would grant the preflights of the tests after it."""
+    ssm = boto3.client("ssm")
+    made: list[str] = []
+
+    def make(kind: KeyKind, **fields: Any) -> tuple[str, KeyRecord]:
+        key, record = create_key(ssm, KEYS_PATH, kind, now=datetime.now(UTC), **fields)
+        made.append(record.key_id)
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
+        return key, record
+
+    yield make
+    for key_id in made:
+        delete_record(ssm, KEYS_PATH, key_id)
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
 def request(
@@ -220,11 +239,11 @@ def test_an_ingest_key_calling_erasure_or_export_is_403_and_an_admin_key_may(han
     assert (status, body["usage"]["events"]["login"]["count"]) == (200, 1)
 
 
-def test_a_client_key_over_its_rate_limit_gets_429_with_when_to_retry(handler: ModuleType) -> None:
+def test_a_client_key_over_its_rate_limit_gets_429_with_when_to_retry(
+    handler: ModuleType, new_key: Callable[..., tuple[str, KeyRecord]]
+) -> None:
     # Given a client key allowed 1 message a second (10 per window)
-    ssm = boto3.client("ssm")
-    key, _ = create_key(ssm, KEYS_PATH, KeyKind.CLIENT, now=datetime.now(UTC), origins=["*"], rate_limit=1)
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    key, _ = new_key(KeyKind.CLIENT, origins=["*"], rate_limit=1)
     batch = {"batch": [{"type": "track", **track("sc-9")} for _ in range(10)]}
 
     # When it sends a window's worth of messages, then more (again, if a window ended in between)
@@ -242,11 +261,11 @@ def test_a_client_key_over_its_rate_limit_gets_429_with_when_to_retry(handler: M
     assert second[1]["Access-Control-Allow-Origin"] == SHOP
 
 
-def test_a_batch_over_a_whole_window_passes_into_an_empty_window_only(handler: ModuleType) -> None:
+def test_a_batch_over_a_whole_window_passes_into_an_empty_window_only(
+    handler: ModuleType, new_key: Callable[..., tuple[str, KeyRecord]]
+) -> None:
     # Given a client key allowed 10 messages per window, and a mobile SDK's batch of 20
-    ssm = boto3.client("ssm")
-    key, _ = create_key(ssm, KEYS_PATH, KeyKind.CLIENT, now=datetime.now(UTC), origins=["*"], rate_limit=1)
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    key, _ = new_key(KeyKind.CLIENT, origins=["*"], rate_limit=1)
     batch = {"batch": [{"type": "track", **track("sc-12")} for _ in range(20)]}
 
     # When it is sent, then again (and again, if the first landed at a window's end)
@@ -270,11 +289,12 @@ def test_a_failing_rate_limiter_lets_client_traffic_through(
     assert status == 200
 
 
-def test_a_revoked_key_is_refused_once_the_cache_expires(handler: ModuleType) -> None:
+def test_a_revoked_key_is_refused_once_the_cache_expires(
+    handler: ModuleType, new_key: Callable[..., tuple[str, KeyRecord]]
+) -> None:
     # Given a new server key that works
     ssm = boto3.client("ssm")
-    key, record = create_key(ssm, KEYS_PATH, KeyKind.SERVER, now=datetime.now(UTC), label="rotating")
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    key, record = new_key(KeyKind.SERVER, label="rotating")
     assert call(handler, request("POST", "/v1/track", track("sc-11"), key=key))[0] == 200
 
     # When it is revoked and the key cache's max age has passed (cleared here: no waiting)
@@ -291,9 +311,13 @@ def test_an_unreadable_record_does_not_lock_out_the_other_keys(handler: ModuleTy
     ssm.put_parameter(Name=f"{KEYS_PATH}/broken", Value="{oops", Type="SecureString")
     put_record(ssm, KEYS_PATH, new_record("extra", KeyKind.SERVER, "extra-key", created_at=datetime.now(UTC)))
     parameters.clear_caches()  # type: ignore[no-untyped-call]
-
-    assert call(handler, request("POST", "/v1/track", track("sc-12"), key="extra-key"))[0] == 200
-    ssm.delete_parameter(Name=f"{KEYS_PATH}/broken")
+    try:
+        assert call(handler, request("POST", "/v1/track", track("sc-13"), key="extra-key"))[0] == 200
+    finally:
+        # Neither record stays for the tests after this one.
+        ssm.delete_parameter(Name=f"{KEYS_PATH}/broken")
+        delete_record(ssm, KEYS_PATH, "extra")
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
 def test_a_client_alias_cannot_merge_a_known_user_and_a_server_alias_can(handler: ModuleType) -> None:

@@ -22,6 +22,12 @@ def now() -> datetime:
     return _source()
 
 
+def current() -> Source:
+    """The source `now()` answers from: `installed(current())` puts it back after a block, whatever
+    the block installed and never took out."""
+    return _source
+
+
 @contextmanager
 def installed(source: Source) -> Iterator[None]:
     """`now()` answers from `source` inside the block; the clock before it comes back after."""

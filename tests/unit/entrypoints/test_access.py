@@ -1,11 +1,15 @@
-"""Which key kind each route needs: the table fails closed."""
+"""Which key kind each route needs: the table fails closed, and the OpenAPI document says the same."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from nudge.domain.keys import Scope
 from nudge.entrypoints.http.access import scope_of
+from nudge.entrypoints.http.ingest_api import PUBLIC_PATHS, openapi_json
+from nudge.entrypoints.http.sdk_settings import settings_key
 
 
 @pytest.mark.parametrize(
@@ -28,3 +32,22 @@ def test_the_tracking_routes_and_the_sdk_settings_take_ingest_keys(path: str) ->
 )
 def test_everything_else_needs_an_admin_key(path: str) -> None:
     assert scope_of(path) is Scope.ADMIN
+
+
+DOCUMENT = json.loads(openapi_json())
+OPERATIONS = [(method, path) for path, ops in DOCUMENT["paths"].items() for method in ops]
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m.upper()} {p}" for m, p in OPERATIONS])
+def test_the_openapi_document_declares_the_key_each_route_checks(method: str, path: str) -> None:
+    declared = {
+        name for requirement in DOCUMENT["paths"][path][method].get("security", []) for name in requirement
+    }
+    sample = path.replace("{userId}", "u1").replace("{writeKey}", "k")
+    if sample in PUBLIC_PATHS or settings_key(sample) is not None:
+        # No header key: a signed token, or the key in the path (checked as such before routing).
+        assert declared == set()
+    elif scope_of(sample) is Scope.INGEST:
+        assert declared == {"writeKey", "writeKeyBearer"}
+    else:
+        assert declared == {"adminKey", "adminKeyBearer"}

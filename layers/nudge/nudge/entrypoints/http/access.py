@@ -12,6 +12,8 @@ is answered with `Access-Control-Allow-Origin: <origin>`, anything else is refus
 
 from __future__ import annotations
 
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBase, HTTPBearer, SecurityScheme
+
 from nudge.domain.keys import Scope
 from nudge.entrypoints.http.sdk_settings import settings_key
 
@@ -31,6 +33,25 @@ ALLOW_HEADERS = "Content-Type, Authorization, Content-Encoding"
 # x-ratelimit-reset after a 429.
 EXPOSE_HEADERS = "Retry-After, x-ratelimit-reset"
 PREFLIGHT_MAX_AGE_SECONDS = 600
+
+
+# The OpenAPI document says which key each route takes, as the header can carry it (the body's
+# writeKey, which the browser and mobile SDKs send, is beyond what OpenAPI can say). The key kind is
+# in the scheme's name: a client or server key for the tracking routes, an admin key for the rest.
+SECURITY_SCHEMES: dict[str, SecurityScheme] = {
+    "writeKey": HTTPBase(
+        scheme="basic",
+        description="A server or client write key as the Basic username, the password empty (Segment's "
+        "way); or the body's `writeKey`.",
+    ),
+    "writeKeyBearer": HTTPBearer(description="A server or client write key as a Bearer token."),
+    "adminKey": HTTPBase(
+        scheme="basic", description="An admin key as the Basic username, the password empty."
+    ),
+    "adminKeyBearer": HTTPBearer(description="An admin key as a Bearer token."),
+}
+INGEST_SECURITY: list[dict[str, list[str]]] = [{"writeKey": []}, {"writeKeyBearer": []}]
+ADMIN_SECURITY: list[dict[str, list[str]]] = [{"adminKey": []}, {"adminKeyBearer": []}]
 
 
 def scope_of(path: str) -> Scope:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -15,7 +16,14 @@ from nudge import clock
 from nudge.bootstrap.api import services
 from nudge.domain.keys import KeyKind, KeyRecord, origin_allowed
 from nudge.entrypoints.http import privacy_api
-from nudge.entrypoints.http.access import cors_route, granted, preflight_granted, scope_of
+from nudge.entrypoints.http.access import (
+    INGEST_SECURITY,
+    SECURITY_SCHEMES,
+    cors_route,
+    granted,
+    preflight_granted,
+    scope_of,
+)
 from nudge.entrypoints.http.body import BodyError, as_json, header, normalize, take_body_key
 from nudge.entrypoints.http.privacy_api import UNSUBSCRIBE_PATH, refused
 from nudge.entrypoints.http.privacy_api import router as privacy_router
@@ -51,6 +59,9 @@ app = APIGatewayHttpResolver(enable_validation=True, debug=False)
 app.include_router(privacy_router)
 # Where resolve() leaves the request's key record for the routes (Powertools clears it per request).
 API_KEY = "api_key"
+
+
+RouteFunction = TypeVar("RouteFunction", bound=Callable[..., Any])
 
 
 class RateLimited(Exception):
@@ -137,67 +148,51 @@ _RESPONSES: dict[int, OpenAPIResponse] = {
 }
 
 
-# Each route also answers at the short path Segment's browser SDK posts to (/v1/t, /v1/i, ...;
-# /v1/b for batch, which analytics-kotlin and analytics-swift use too). Left out of the OpenAPI
-# document: the same operation twice would only confuse its readers.
-@app.post("/v1/t", include_in_schema=False)
-@app.post("/v1/track", summary="Record what a user did", responses=_RESPONSES, tags=["tracking"])
+def _tracking(path: str, short: str, summary: str) -> Callable[[RouteFunction], RouteFunction]:
+    """A tracking route at `path` and at `short`, the path Segment's browser SDK posts to (/v1/t,
+    /v1/i, ...; /v1/b for batch, which analytics-kotlin and analytics-swift use too). Both are in
+    the OpenAPI document, as API Gateway serves both (template.yaml)."""
+
+    def register(route: RouteFunction) -> RouteFunction:
+        common: dict[str, Any] = {"responses": _RESPONSES, "tags": ["tracking"], "security": INGEST_SECURITY}
+        app.post(short, summary=f"{summary}: the short path SDKs post to, as {path}", **common)(route)
+        registered: RouteFunction = app.post(path, summary=summary, **common)(route)
+        return registered
+
+    return register
+
+
+@_tracking("/v1/track", "/v1/t", "Record what a user did")
 def track(message: Annotated[Track, Body()]) -> Response[IngestResponse]:
     return _run([(0, message)], [])
 
 
-@app.post("/v1/p", include_in_schema=False)
-@app.post(
-    "/v1/page",
-    summary="Record a page view (counted as the event page_viewed)",
-    responses=_RESPONSES,
-    tags=["tracking"],
-)
+@_tracking("/v1/page", "/v1/p", "Record a page view (counted as the event page_viewed)")
 def page(message: Annotated[Page, Body()]) -> Response[IngestResponse]:
     return _run([(0, message)], [])
 
 
-@app.post("/v1/s", include_in_schema=False)
-@app.post(
-    "/v1/screen",
-    summary="Record a mobile screen view (counted as the event screen_viewed)",
-    responses=_RESPONSES,
-    tags=["tracking"],
-)
+@_tracking("/v1/screen", "/v1/s", "Record a mobile screen view (counted as the event screen_viewed)")
 def screen(message: Annotated[Screen, Body()]) -> Response[IngestResponse]:
     return _run([(0, message)], [])
 
 
-@app.post("/v1/i", include_in_schema=False)
-@app.post("/v1/identify", summary="Set a user's traits", responses=_RESPONSES, tags=["tracking"])
+@_tracking("/v1/identify", "/v1/i", "Set a user's traits")
 def identify(message: Annotated[Identify, Body()]) -> Response[IngestResponse]:
     return _run([(0, message)], [])
 
 
-@app.post("/v1/g", include_in_schema=False)
-@app.post(
-    "/v1/group",
-    summary="Tie a user to an account and set its traits",
-    responses=_RESPONSES,
-    tags=["tracking"],
-)
+@_tracking("/v1/group", "/v1/g", "Tie a user to an account and set its traits")
 def group(message: Annotated[Group, Body()]) -> Response[IngestResponse]:
     return _run([(0, message)], [])
 
 
-@app.post("/v1/a", include_in_schema=False)
-@app.post(
-    "/v1/alias",
-    summary="Link a previous id to the user: their histories merge into one profile",
-    responses=_RESPONSES,
-    tags=["tracking"],
-)
+@_tracking("/v1/alias", "/v1/a", "Link a previous id to the user: their histories merge into one profile")
 def alias(message: Annotated[Alias, Body()]) -> Response[IngestResponse]:
     return _run([(0, message)], [])
 
 
-@app.post("/v1/b", include_in_schema=False)
-@app.post("/v1/batch", summary="Send many messages at once", responses=_RESPONSES, tags=["tracking"])
+@_tracking("/v1/batch", "/v1/b", "Send many messages at once")
 def batch(request: Annotated[Batch, Body()]) -> Response[IngestResponse]:
     settings = services().settings
     if len(request.batch) > settings.max_batch_messages:
@@ -229,7 +224,7 @@ def batch(request: Annotated[Batch, Body()]) -> Response[IngestResponse]:
 
 
 @app.get(
-    "/v1/projects/<write_key>/settings",
+    "/v1/projects/<writeKey>/settings",
     summary="The settings an SDK fetches at start-up, pointing it at this API",
     responses={
         200: {"description": "Segment's CDN settings document."},
@@ -238,7 +233,7 @@ def batch(request: Annotated[Batch, Body()]) -> Response[IngestResponse]:
     },
     tags=["tracking"],
 )
-def settings_document(write_key: str) -> Response[SdkSettings]:
+def settings_document(write_key: Annotated[str, Path(alias="writeKey")]) -> Response[SdkSettings]:
     event = app.current_event
     host = event.request_context.domain_name or event.headers.get("host") or ""
     # API Gateway says how the client came in; so does the local front door (http).
@@ -252,7 +247,9 @@ def openapi() -> Response[Any]:
 
 
 def openapi_json() -> str:
-    return app.get_openapi_json_schema(title=API_TITLE, version=API_VERSION)
+    return app.get_openapi_json_schema(
+        title=API_TITLE, version=API_VERSION, security_schemes=SECURITY_SCHEMES
+    )
 
 
 @app.exception_handler(RequestValidationError)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from nudge import clock
 from nudge.bootstrap.api import services
 from nudge.domain.tokens import MAX_TOKEN_CHARS, TokenInvalid
+from nudge.entrypoints.http.access import ADMIN_SECURITY
 from nudge.entrypoints.http.shapes import ErrorItem, IngestResponse
 from nudge.model.errors import StoreUnavailable
 from nudge.observability import logger, metrics
@@ -202,6 +203,7 @@ def unsubscribe_one_click(
         503: {"description": "Storage unavailable; retry (erasure is idempotent).", "content": _REFUSED},
     },
     tags=["privacy"],
+    security=ADMIN_SECURITY,
 )
 def erase(user_id: Annotated[str, Path(alias="userId", min_length=1)]) -> Response[ErasureResponse]:
     # API Gateway passes the decoded id in pathParameters; the matched path may be still encoded.
@@ -245,6 +247,7 @@ def erase(user_id: Annotated[str, Path(alias="userId", min_length=1)]) -> Respon
         503: {"description": "Storage unavailable; retry.", "content": _REFUSED},
     },
     tags=["privacy"],
+    security=ADMIN_SECURITY,
 )
 def export(user_id: Annotated[str, Path(alias="userId", min_length=1)]) -> Response[UserExportResponse]:
     user_id = (router.current_event.get("pathParameters") or {}).get("userId") or user_id

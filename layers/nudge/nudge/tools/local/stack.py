@@ -234,9 +234,9 @@ class LocalStack:
         env, self._env = self._env, None
         if env is not None:
             env.close()
+        # Nothing built from the stack's environment outlives it: settings and clients (bootstrap),
+        # and Powertools' parameter providers, whose boto3 clients point at the stopped moto server.
         bootstrap.reset()
-        # In-process handlers made Powertools' parameter providers, whose clients point at the moto
-        # server just stopped: nothing in this process may use them afterwards.
         parameters.clear_caches()  # type: ignore[no-untyped-call]
         self._store = None
         self._segments = None
