@@ -25,7 +25,8 @@ from tests.shipped import RULES
 if TYPE_CHECKING:
     from tests.e2e.conftest import Api
 
-pytestmark = pytest.mark.e2e
+# Every email here waits for the rule's day and a half on the stack's clock (the module's `sent` fixture too)
+pytestmark = [pytest.mark.e2e, pytest.mark.moves_clock]
 
 # Read with getattr: on a build without the setting the tests fail on the emails, not on this line.
 POSTAL = getattr(RULES.guardrails.spec.sender, "postal_address", None) or "(none in rules/guardrails.yaml)"
