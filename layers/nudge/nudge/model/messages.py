@@ -21,12 +21,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from nudge.model.numbers import unsafe_numbers
 from nudge.model.state import ANONYMOUS_PREFIX
 
 IDENTITY_MISSING = "identity_missing"
 ALIAS_TO_ITSELF = "alias_to_itself"
+UNSAFE_NUMBER = "unsafe_number"
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 EMAIL = re.compile(r"^[^@\s<>\"'\r\n]+@[^@\s<>\"'\r\n]+\.[^@\s<>\"'\r\n]+$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
@@ -34,6 +36,23 @@ RESERVED_PREFIX = (
     f"must not start with '{ANONYMOUS_PREFIX}': Nudge keys anonymous profiles by that prefix, so such "
     "an id would be taken for one; send a device or session id as anonymousId"
 )
+
+
+def _numbers_in_range(title: str, data: Any, skip: frozenset[str] = frozenset()) -> Any:
+    """`data` as given, or a ValidationError naming each number out of range (nudge.model.numbers)
+    by its own field, so a batch keeps its other messages and the sender learns every one."""
+    if not isinstance(data, dict):
+        return data
+    found = unsafe_numbers({k: v for k, v in data.items() if k not in skip} if skip else data)
+    if not found:
+        return data
+    raise ValidationError.from_exception_data(
+        title,
+        [
+            InitErrorDetails(type=PydanticCustomError(UNSAFE_NUMBER, problem), loc=path, input=None)
+            for path, problem in found
+        ],
+    )
 
 
 def _not_anonymous_key(value: str | None) -> str | None:
@@ -57,6 +76,11 @@ class _Message(BaseModel):
     timestamp: datetime | None = Field(default=None, description="When it happened (ISO 8601).")
     context: dict[str, Any] = Field(default_factory=dict)
     integrations: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers(cls, data: Any) -> Any:
+        return _numbers_in_range(cls.__name__, data)
 
     @field_validator("userId", "anonymousId", mode="before")
     @classmethod
@@ -329,6 +353,8 @@ def describe(err: Any, skip: int = 0) -> tuple[str, str]:
         return "userId", message
     if kind == ALIAS_TO_ITSELF:
         return "previousId", message
+    if kind == UNSAFE_NUMBER:
+        return field, f"{field} {message}"
     if kind == "json_invalid":
         return "body", "body is not valid JSON"
     if kind == "missing":
@@ -350,3 +376,9 @@ class Batch(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict, description="Merged into each message's context.")
     integrations: dict[str, Any] = Field(default_factory=dict)
     sentAt: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers(cls, data: Any) -> Any:
+        # The envelope's own fields; each message of `batch` checks its own numbers.
+        return _numbers_in_range(cls.__name__, data, skip=frozenset({"batch"}))

@@ -10,18 +10,16 @@ import re
 import zlib
 from typing import Any
 
+from nudge.model.numbers import MAX_SAFE_INTEGER
+
 # JSON deeper than this is refused before parsing. Deeper bodies crash json.loads (RecursionError,
 # ~1,000 levels), json.dumps and pydantic (~200), and a deep trait once stored would make the
 # user's state unreadable for good. Real properties, traits and context nest a few levels.
 MAX_JSON_DEPTH = 32
-# Python's json refuses integers of more than 4,300 digits with a ValueError that is not a JSON
-# error (it once made a 500); such a body is refused here, naming the problem.
-MAX_NUMBER_DIGITS = 4300
 # The characters that matter to the depth: quotes, escapes, brackets. A plain character class, so
 # finding them is one linear pass whatever the body (a regex for whole strings backtracked on
 # unclosed ones: quadratic, a 16 KB body of escaped quotes took seconds).
 _STRUCTURE = re.compile(r'["\\\[\]{}]')
-_DIGITS = re.compile(r"[0-9]+")
 
 
 class BodyError(Exception):
@@ -78,13 +76,6 @@ def normalize(event: dict[str, Any], limit: int) -> dict[str, Any]:
             f"JSON nests {depth} levels deep; the limit is {MAX_JSON_DEPTH}: "
             "flatten properties, traits or context",
         )
-    if too_long_number(text):
-        raise BodyError(
-            400,
-            "body",
-            f"a number in the body has more than {MAX_NUMBER_DIGITS} digits; send it as a string, or a "
-            "number in range",
-        )
     headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-encoding"}
     return {**event, "body": text, "isBase64Encoded": False, "headers": headers}
 
@@ -127,18 +118,26 @@ def json_depth(text: str) -> int:
     return deepest
 
 
-def too_long_number(text: str) -> bool:
-    """Whether the body holds a number literal Python's json refuses to read (over
-    MAX_NUMBER_DIGITS digits). Only parsed when a run of digits that long exists at all."""
-    if not any(m.end() - m.start() > MAX_NUMBER_DIGITS for m in _DIGITS.finditer(text)):
-        return False
+def load_json(text: str | bytes) -> Any:
+    """JSON as Python's json reads it, except an integer of more than 4,300 digits: json refuses
+    those with a ValueError that is not a JSON error (it once made a 500, then a 400 for the whole
+    body). Such a body is read again with each of those integers as the smallest integer past the
+    safe range of its sign: the message that holds it is refused, naming the field
+    (nudge.model.numbers), and the rest of its batch is kept. The second read only happens for
+    such a body, so every other body is read once, at json's full speed."""
     try:
-        json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError:
-        return False  # not JSON at all: routing says so
+        raise
     except ValueError:
-        return True
-    return False  # the digits were inside a string
+        return json.loads(text, parse_int=_int_or_past_safe)
+
+
+def _int_or_past_safe(literal: str) -> int:
+    try:
+        return int(literal)
+    except ValueError:
+        return -(MAX_SAFE_INTEGER + 1) if literal.startswith("-") else MAX_SAFE_INTEGER + 1
 
 
 def take_body_key(event: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -148,7 +147,7 @@ def take_body_key(event: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     if not body or '"writeKey"' not in body:
         return event, None
     try:
-        parsed = json.loads(body)
+        parsed = load_json(body)
     except ValueError:
         return event, None  # routing reports the bad JSON
     if not isinstance(parsed, dict) or not isinstance(parsed.get("writeKey"), str):

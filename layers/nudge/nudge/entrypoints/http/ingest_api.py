@@ -16,7 +16,7 @@ from nudge.bootstrap.api import services
 from nudge.domain.keys import KeyKind, KeyRecord, origin_allowed
 from nudge.entrypoints.http import privacy_api
 from nudge.entrypoints.http.access import cors_route, granted, preflight_granted, scope_of
-from nudge.entrypoints.http.body import BodyError, as_json, header, normalize, take_body_key
+from nudge.entrypoints.http.body import BodyError, as_json, header, load_json, normalize, take_body_key
 from nudge.entrypoints.http.privacy_api import UNSUBSCRIBE_PATH, refused
 from nudge.entrypoints.http.privacy_api import router as privacy_router
 from nudge.entrypoints.http.sdk_settings import SdkSettings, sdk_settings, settings_key
@@ -45,7 +45,8 @@ API_VERSION = "1.0.0"
 # No write key: the OpenAPI document, and unsubscribe links (their signed token is the credential).
 PUBLIC_PATHS = {"/v1/openapi.json", UNSUBSCRIBE_PATH}
 
-app = APIGatewayHttpResolver(enable_validation=True)
+# Bodies are read by body.load_json: an integer too long for Python's json is a per-message error.
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=load_json)
 app.include_router(privacy_router)
 # Where resolve() leaves the request's key record for the routes (Powertools clears it per request).
 API_KEY = "api_key"
