@@ -329,9 +329,32 @@ def _keep_errors(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         return InvalidMessage(field_errors(exc, skip=1 if isinstance(value, dict) else 0))
 
 
+# Problems named per message; past it one more item counts the rest. A message can hold thousands
+# (a NaN per property, a non-boolean per consent entry): named one by one, a 500 KB body's answer
+# would pass Lambda's 6 MB response limit (a 5xx for bad input). 2,500 messages x 5 items fit.
+ERRORS_PER_MESSAGE = 4
+
+
 def field_errors(exc: ValidationError, skip: int = 0) -> list[tuple[str, str]]:
-    """(field, message) pairs; `skip` drops the union tag pydantic puts first in each location."""
-    return [describe(err, skip) for err in exc.errors()]
+    """(field, message) pairs, at most ERRORS_PER_MESSAGE and a count of the rest; `skip` drops
+    the union tag pydantic puts first in each location."""
+    return capped([describe(err, skip) for err in exc.errors(include_url=False, include_input=False)])
+
+
+def capped(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The first ERRORS_PER_MESSAGE problems of one message, and one more counting the rest."""
+    if len(problems) <= ERRORS_PER_MESSAGE + 1:
+        return problems
+    rest = len(problems) - ERRORS_PER_MESSAGE
+    field = problems[ERRORS_PER_MESSAGE][0]
+    return [
+        *problems[:ERRORS_PER_MESSAGE],
+        (
+            field,
+            f"and {rest} more problems in this message, {field} the first of them: fix those named, "
+            "then send it again",
+        ),
+    ]
 
 
 TAGS = frozenset({"track", "identify", "group", "page", "screen", "alias"})

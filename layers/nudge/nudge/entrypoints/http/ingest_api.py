@@ -32,6 +32,7 @@ from nudge.model.messages import (
     Page,
     Screen,
     Track,
+    capped,
     describe,
 )
 from nudge.observability import logger, metrics
@@ -256,10 +257,10 @@ def openapi_json() -> str:
 
 @app.exception_handler(RequestValidationError)
 def _invalid(exc: RequestValidationError) -> Response[Any]:
-    items = []
-    for err in exc.errors():
-        field, message = describe(err)
-        items.append(ErrorItem(index=0, field=field, message=message))
+    items = [
+        ErrorItem(index=0, field=field, message=message)
+        for field, message in capped([describe(err) for err in exc.errors()])
+    ]
     if app.current_event.path == UNSUBSCRIBE_PATH:
         # Someone holding a cut-short link: a page that says what to do, not a field list.
         if any(i.field.rpartition(".")[2] == "token" for i in items):
