@@ -112,6 +112,9 @@ def test_numeric_traits_are_bounded_whether_integral_or_not_and_wherever_sent() 
         {"type": "identify", "userId": "u1", "context": {"traits": {"ltv": 1e16}}},
         # context.traits of any call are traits; other context numbers only need to be finite
         {"type": "track", "userId": "u1", "event": "e", "context": {"traits": {"a": 1e16}, "b": 1e300}},
+        # mrr and seats sent as text are bounded once read as numbers
+        {"type": "group", "userId": "u1", "groupId": "g", "traits": {"mrr": "1e19", "seats": "1" + "0" * 20}},
+        {"type": "group", "userId": "u1", "groupId": "g", "traits": {"mrr": "Infinity"}},
     )
 
     assert [[field for field, _ in r] if isinstance(r, list) else r for r in results] == [
@@ -120,6 +123,8 @@ def test_numeric_traits_are_bounded_whether_integral_or_not_and_wherever_sent() 
         ["traits.ltv", "traits.nested.x"],
         ["context.traits.ltv"],
         ["context.traits.a"],
+        ["traits.mrr", "traits.seats"],
+        ["traits.mrr"],
     ]
     first = results[0]
     assert isinstance(first, list)

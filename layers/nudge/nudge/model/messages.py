@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from nudge.model.numbers import unsafe_numbers
+from nudge.model.numbers import MAX_SAFE_INTEGER, unsafe_numbers
 from nudge.model.state import ANONYMOUS_PREFIX
 
 IDENTITY_MISSING = "identity_missing"
@@ -195,8 +195,18 @@ class UserTraits(_Traits):
 class AccountTraits(_Traits):
     name: str | None = None
     plan: str | None = None
-    mrr: float | None = Field(default=None, ge=0, description="Monthly recurring revenue.")
-    seats: int | None = Field(default=None, ge=0)
+    # Bounded after coercion too: "1e19" (a string) becomes a float here, past what the walk of
+    # the message's numbers saw.
+    mrr: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SAFE_INTEGER,
+        allow_inf_nan=False,
+        description=f"Monthly recurring revenue, 0 to {MAX_SAFE_INTEGER:,}.",
+    )
+    seats: int | None = Field(
+        default=None, ge=0, le=MAX_SAFE_INTEGER, description=f"0 to {MAX_SAFE_INTEGER:,}."
+    )
     cs_owner: str | None = Field(default=None, description="The customer-success owner.")
 
 
