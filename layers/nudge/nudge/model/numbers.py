@@ -11,12 +11,21 @@
 
 The same bounds are what evaluation reads: a stored trait beyond them (kept before they existed)
 is treated as missing by the facts that read it (nudge.conditions.facts), never compared.
+
+Cost: checking a message walks it (about 1.5 us for an SDK's message). Where the JSON text is at
+hand (the ingest API, for the length of a request: `judged_by_text`), one scan of it says whether
+any number token could break the rules (`may_hold_unsafe_numbers`, a superset of the cases); when
+none could, no message is walked.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -59,10 +68,37 @@ def trait_number_in_range(value: Any) -> bool:
     return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER  # False for NaN too
 
 
+# A number token (where JSON has values: after ':', ',' or '[') that could break the rules: NaN
+# or Infinity; an integer part of 16 digits or more (2^53 has 16); an exponent (1e19, 1e400).
+# Possessive quantifiers: nothing is tried twice, so the scan is linear whatever the text. Text
+# inside strings may match too (`"a:1e5"`): that only costs the walk the scan spares.
+_SUSPECT = re.compile(r"[:,\[]\s*+(?:NaN|-?+(?:Infinity|[0-9]{16}|[0-9]++(?:\.[0-9]++)?+[eE]))")
+_unsuspected: ContextVar[bool] = ContextVar("nudge_numbers_unsuspected", default=False)
+
+
+def may_hold_unsafe_numbers(text: str) -> bool:
+    """Whether JSON `text` may hold a number the rules above refuse (False: certainly not)."""
+    return _SUSPECT.search(text) is not None
+
+
+@contextmanager
+def judged_by_text(text: str) -> Iterator[None]:
+    """For the block, messages are not walked when one scan of the JSON `text` they are read from
+    finds no number token that could break the rules (the ingest API wraps each request in it)."""
+    token = _unsuspected.set(not may_hold_unsafe_numbers(text))
+    try:
+        yield
+    finally:
+        _unsuspected.reset(token)
+
+
 def unsafe_numbers(message: dict[str, Any]) -> list[tuple[Path, str]]:
     """(path, problem) for each number of a message (as JSON gave it) that breaks the rules above.
-    The common case, all well, is one quick pass over the message (and its traits once more); the
-    paths are only worked out when something is wrong."""
+    Nothing to do when its text was judged already (`judged_by_text`); else the common case, all
+    well, is one quick pass over the message (and its traits once more); the paths are only worked
+    out when something is wrong."""
+    if _unsuspected.get():
+        return []
     if _in_range(message, _FINITE) and _traits_in_range(message):
         return []
     found: list[tuple[Path, str]] = []
