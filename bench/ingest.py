@@ -23,8 +23,9 @@ from bench.sample import Body
 from bench.units import Meter, Tally
 from nudge.adapters.memory import MemoryUsageStore
 from nudge.domain.fold import FoldWindow, fold
+from nudge.entrypoints.http.body import load_json
 from nudge.model.messages import Batch, InvalidMessage, Message
-from nudge.model.numbers import judged_by_text
+from nudge.model.numbers import request_scope
 from nudge.model.state import UserState
 from nudge.rulebook.plan import TrackingPlan
 from nudge.services.ingest import ingest
@@ -133,10 +134,10 @@ def plain_validate(bodies: list[Body], plan: TrackingPlan, now: datetime) -> int
 
 
 def read_batch(text: str) -> Batch:
-    """A body validated as the ingest handler does it: `json.loads`, `Batch`, under the scan of the
-    body's text that spares walking the messages for numbers out of range when none could be."""
-    with judged_by_text(text):
-        return Batch.model_validate(json.loads(text))
+    """A body validated as the ingest handler does it: read by `load_json`, whose watch of its
+    numbers spares walking the messages for them when none could be out of range, then `Batch`."""
+    with request_scope():
+        return Batch.model_validate(load_json(text))
 
 
 def our_validate(bodies: list[Body], plan: TrackingPlan, now: datetime) -> int:

@@ -12,16 +12,15 @@
 The same bounds are what evaluation reads: a stored trait beyond them (kept before they existed)
 is treated as missing by the facts that read it (nudge.conditions.facts), never compared.
 
-Cost: checking a message walks it (about 1.5 us for an SDK's message). Where the JSON text is at
-hand (the ingest API, for the length of a request: `judged_by_text`), one scan of it says whether
-any number token could break the rules (`may_hold_unsafe_numbers`, a superset of the cases); when
-none could, no message is walked.
+Cost: checking a message walks it (about 1.5 us for an SDK's message). The ingest API reads bodies
+with a NumberWatch, whose hooks see every number as it is parsed; within the request
+(`request_scope`), when it saw none that could break the rules, as in ordinary traffic, no message
+is walked.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,36 +67,68 @@ def trait_number_in_range(value: Any) -> bool:
     return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER  # False for NaN too
 
 
-# A number token (where JSON has values: after ':', ',' or '[') that could break the rules: NaN
-# or Infinity; an integer part of 16 digits or more (2^53 has 16); an exponent (1e19, 1e400).
-# Possessive quantifiers: nothing is tried twice, so the scan is linear whatever the text. Text
-# inside strings may match too (`"a:1e5"`): that only costs the walk the scan spares.
-_SUSPECT = re.compile(r"[:,\[]\s*+(?:NaN|-?+(?:Infinity|[0-9]{16}|[0-9]++(?:\.[0-9]++)?+[eE]))")
-_unsuspected: ContextVar[bool] = ContextVar("nudge_numbers_unsuspected", default=False)
+class NumberWatch:
+    """`json.loads` hooks (parse_int, parse_float, parse_constant) that read numbers as json does
+    and note whether any could break the rules above: an integer of 16 characters or more (2^53
+    has 16 digits), a float beyond +-MAX_SAFE_INTEGER or not finite, NaN or Infinity. Exact where
+    the walk is (it sees every number), so when it saw none, no message read need be walked; the
+    hooks run once per number, and SDK messages hold a few.
+
+    An integer of more than 4,300 digits, which Python refuses to read (a ValueError that is not a
+    JSON error: once a 500), is read as the smallest integer past the safe range of its sign, so
+    the message holding it is refused, naming the field, and the rest of its batch is kept."""
+
+    def __init__(self) -> None:
+        self.suspect = False
+
+    def int(self, literal: str) -> int:
+        if len(literal) > 15:
+            self.suspect = True
+            try:
+                return int(literal)
+            except ValueError:
+                return -(MAX_SAFE_INTEGER + 1) if literal.startswith("-") else MAX_SAFE_INTEGER + 1
+        return int(literal)
+
+    def float(self, literal: str) -> float:
+        value = float(literal)
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            self.suspect = True
+        return value
+
+    def constant(self, name: str) -> float:
+        self.suspect = True
+        return float(name)  # NaN, Infinity, -Infinity, as json reads them
 
 
-def may_hold_unsafe_numbers(text: str) -> bool:
-    """Whether JSON `text` may hold a number the rules above refuse (False: certainly not)."""
-    return _SUSPECT.search(text) is not None
+# Whether the messages validated now were read by a NumberWatch that saw nothing suspect; None
+# outside a request_scope (every message is walked: the CLI, tests, any other caller).
+_spared: ContextVar[bool | None] = ContextVar("nudge_numbers_spared", default=None)
 
 
 @contextmanager
-def judged_by_text(text: str) -> Iterator[None]:
-    """For the block, messages are not walked when one scan of the JSON `text` they are read from
-    finds no number token that could break the rules (the ingest API wraps each request in it)."""
-    token = _unsuspected.set(not may_hold_unsafe_numbers(text))
+def request_scope() -> Iterator[None]:
+    """For the length of one request: `spare_walks` may then spare its messages the walk."""
+    token = _spared.set(False)
     try:
         yield
     finally:
-        _unsuspected.reset(token)
+        _spared.reset(token)
+
+
+def spare_walks(watch: NumberWatch) -> None:
+    """The messages about to be validated were read by `watch`: within a request_scope, they are
+    not walked if it saw no number that could break the rules."""
+    if _spared.get() is not None:
+        _spared.set(not watch.suspect)
 
 
 def unsafe_numbers(message: dict[str, Any]) -> list[tuple[Path, str]]:
     """(path, problem) for each number of a message (as JSON gave it) that breaks the rules above.
-    Nothing to do when its text was judged already (`judged_by_text`); else the common case, all
-    well, is one quick pass over the message (and its traits once more); the paths are only worked
-    out when something is wrong."""
-    if _unsuspected.get():
+    Nothing to do when the parse it came from saw no suspect number (`spare_walks`); else the
+    common case, all well, is one quick pass over the message (and its traits once more); the
+    paths are only worked out when something is wrong."""
+    if _spared.get():
         return []
     if _in_range(message, _FINITE) and _traits_in_range(message):
         return []

@@ -10,7 +10,7 @@ import re
 import zlib
 from typing import Any
 
-from nudge.model.numbers import MAX_SAFE_INTEGER
+from nudge.model.numbers import NumberWatch, spare_walks
 
 # JSON deeper than this is refused before parsing. Deeper bodies crash json.loads (RecursionError,
 # ~1,000 levels), json.dumps and pydantic (~200), and a deep trait once stored would make the
@@ -119,25 +119,14 @@ def json_depth(text: str) -> int:
 
 
 def load_json(text: str | bytes) -> Any:
-    """JSON as Python's json reads it, except an integer of more than 4,300 digits: json refuses
-    those with a ValueError that is not a JSON error (it once made a 500, then a 400 for the whole
-    body). Such a body is read again with each of those integers as the smallest integer past the
-    safe range of its sign: the message that holds it is refused, naming the field
-    (nudge.model.numbers), and the rest of its batch is kept. The second read only happens for
-    such a body, so every other body is read once, at json's full speed."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        raise
-    except ValueError:
-        return json.loads(text, parse_int=_int_or_past_safe)
-
-
-def _int_or_past_safe(literal: str) -> int:
-    try:
-        return int(literal)
-    except ValueError:
-        return -(MAX_SAFE_INTEGER + 1) if literal.startswith("-") else MAX_SAFE_INTEGER + 1
+    """JSON as Python's json reads it, its numbers watched (nudge.model.numbers.NumberWatch): an
+    integer too long for Python is read past the safe range (its message is refused, not the body),
+    and within a request the messages read are spared the numbers walk when no number in the body
+    could break the rules."""
+    watch = NumberWatch()
+    value = json.loads(text, parse_int=watch.int, parse_float=watch.float, parse_constant=watch.constant)
+    spare_walks(watch)
+    return value
 
 
 def take_body_key(event: dict[str, Any]) -> tuple[dict[str, Any], str | None]:

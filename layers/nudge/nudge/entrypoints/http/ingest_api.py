@@ -35,7 +35,7 @@ from nudge.model.messages import (
     capped,
     describe,
 )
-from nudge.model.numbers import judged_by_text
+from nudge.model.numbers import request_scope
 from nudge.observability import logger, metrics
 from nudge.services.auth import Forbidden, KeysUnavailable, Unauthorized, authorize
 from nudge.services.client_keys import DROPPED_HINT, Sensitive, screen_messages
@@ -360,9 +360,9 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # servers do: text/plain (the browser and Kotlin SDKs), the form type rudder-sdk-node 3
     # declares on its gzip batches, anything. Declared as JSON, no form parser runs either
     # (a multipart type without a boundary once made Powertools' validation fail with a 500).
-    # One scan of the body's text spares walking each message for out-of-range numbers when no
-    # number token in it could be one (nudge.model.numbers).
-    with judged_by_text(event.get("body") or ""):
+    # Reading the body watches its numbers: when none could be out of range, the messages are not
+    # walked for them (nudge.model.numbers), for this request only.
+    with request_scope():
         result: dict[str, Any] = app.resolve(as_json(event), context)
     if origin is not None:
         result["headers"] = {**(result.get("headers") or {}), **granted(origin)}
