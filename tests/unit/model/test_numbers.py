@@ -55,7 +55,9 @@ def messages(draw: st.DrawFn) -> dict[str, Any]:
 
 def _watched(text: str) -> tuple[Any, bool]:
     watch = NumberWatch()
-    value = json.loads(text, parse_int=watch.int, parse_float=watch.float, parse_constant=watch.constant)
+    value = json.loads(
+        text, parse_int=watch.read_int, parse_float=watch.read_float, parse_constant=watch.read_constant
+    )
     return value, watch.suspect
 
 

@@ -81,7 +81,7 @@ class NumberWatch:
     def __init__(self) -> None:
         self.suspect = False
 
-    def int(self, literal: str) -> int:
+    def read_int(self, literal: str) -> int:
         if len(literal) > 15:
             self.suspect = True
             try:
@@ -90,13 +90,13 @@ class NumberWatch:
                 return -(MAX_SAFE_INTEGER + 1) if literal.startswith("-") else MAX_SAFE_INTEGER + 1
         return int(literal)
 
-    def float(self, literal: str) -> float:
+    def read_float(self, literal: str) -> float:
         value = float(literal)
         if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             self.suspect = True
         return value
 
-    def constant(self, name: str) -> float:
+    def read_constant(self, name: str) -> float:
         self.suspect = True
         return float(name)  # NaN, Infinity, -Infinity, as json reads them
 

@@ -124,7 +124,9 @@ def load_json(text: str | bytes) -> Any:
     and within a request the messages read are spared the numbers walk when no number in the body
     could break the rules."""
     watch = NumberWatch()
-    value = json.loads(text, parse_int=watch.int, parse_float=watch.float, parse_constant=watch.constant)
+    value = json.loads(
+        text, parse_int=watch.read_int, parse_float=watch.read_float, parse_constant=watch.read_constant
+    )
     spare_walks(watch)
     return value
 
