@@ -711,7 +711,10 @@ def _bodies_report(rows: list[bodies_bench.Row]) -> str:
     table = [header]
     for row in rows:
         last = row.points[-1].answer
-        answer = f"{last.status}, {last.accepted} accepted, {last.errors} refused"
+        answer = (
+            f"{last.status}, {last.accepted} accepted, {last.errors} refused, "
+            f"{last.body_bytes / bodies_bench.KB:,.0f} KB"
+        )
         worst = max(row.ratio(largest, kb) for kb in sizes)
         table.append(
             (

@@ -302,6 +302,7 @@ class Answer:
     accepted: int
     errors: int
     first_error: str
+    body_bytes: int  # the answer's size (Lambda may return at most 6 MB)
 
 
 class Handler:
@@ -361,6 +362,7 @@ class Handler:
                 answer.get("accepted", 0),
                 len(errors),
                 errors[0]["message"][:90] if errors else "",
+                len(responses[-1]["body"]),
             ),
             elapsed / times,
         )
