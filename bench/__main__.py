@@ -1,8 +1,8 @@
 """`make bench` (python -m bench): ingest CPU per core and DynamoDB cost per event, rule
 evaluations per core against hand-written predicates, the sweep's reads against users due, and
 dispatch: decisions per second per core through the guardrails, DynamoDB requests per decision;
-cold start (import and init of each function against a minimal Powertools handler, package sizes)
-and dollars per million events."""
+cold start (import and init of each function against a minimal Powertools handler, package sizes),
+dollars per million events, and adversarial bodies' time per KB through the ingest handler."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pydantic
 
+from bench import bodies as bodies_bench
 from bench import coldstart as coldstart_bench
 from bench import cost as cost_bench
 from bench import dispatch as dispatch_bench
@@ -38,7 +39,7 @@ from nudge.rulebook.plan import TrackingPlan, load_plan
 from nudge.rulebook.ruleset import RuleSet, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("ingest", "rules", "sweep", "dispatch", "coldstart", "cost", "load")
+SECTIONS = ("ingest", "rules", "sweep", "dispatch", "coldstart", "cost", "load", "bodies")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-users", type=int, default=2_000, help="load: distinct users")
     parser.add_argument("--load-accounts", type=int, default=5, help="load: hot accounts")
     parser.add_argument(
+        "--body-repeats", type=int, default=3, help="adversarial bodies: best of this many posts of each"
+    )
+    parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
         help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (default: all)",
@@ -93,11 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(_machine(sys.argv[1:] if argv is None else argv))
     plan = load_plan(ROOT / "rules")
-    # Rules, sweep and dispatch need the whole history; ingest takes its first messages.
+    # Rules, sweep and dispatch need the whole history; ingest takes its first messages; the
+    # adversarial bodies need none.
     whole = bool(only & {"rules", "sweep", "dispatch"})
-    messages = sample.sample_messages(
-        sys.maxsize if whole else max(args.events, args.dynamo_events, args.cost_events)
-    )
+    wanted = max(args.events, args.dynamo_events, args.cost_events) if only - {"bodies"} else 1
+    messages = sample.sample_messages(sys.maxsize if whole else wanted)
     cpu_bodies = sample.batches(messages[: args.events])
     dynamo_bodies = sample.batches(messages[: args.dynamo_events])
     now = fixed_now(cpu_bodies)
@@ -177,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
             "accounts, over loopback to LocalStack + LocalApiServer (moto, 3 containers)"
         )
         print(_load_report(args.load_clients, args.load_requests, args.load_users, args.load_accounts))
+
+    if "bodies" in only:
+        print(
+            f"\n10. Adversarial bodies: POST /v1/batch through nudge.entrypoints.http.ingest_api.resolve "
+            f"(the ingest handler) on in-memory stores; CPU time, best of {args.body_repeats}"
+        )
+        print(_bodies_report(bodies_bench.measure(repeats=args.body_repeats)))
 
     if args.profile and "ingest" in only:
         _profile(cpu_bodies, plan, now)
@@ -694,6 +705,47 @@ def _cost_report(run: cost_bench.Run, cpu: cost_bench.Cpu) -> str:
             f"  moto wall time, for information: {run.seconds:.0f} s",
         ]
     )
+
+
+def _bodies_report(rows: list[bodies_bench.Row]) -> str:
+    sizes = [p.size_kb for p in rows[0].points]
+    largest, smallest = max(sizes), min(sizes)
+    header = (
+        "body",
+        *(f"{kb} KB us/KB" for kb in sizes),
+        f"{largest}/{smallest} KB",
+        "worst",
+        "answer at 500 KB",
+    )
+    table = [header]
+    for row in rows:
+        last = row.points[-1].answer
+        answer = (
+            f"{last.status}, {last.accepted} accepted, {last.errors} refused, "
+            f"{last.body_bytes / bodies_bench.KB:,.0f} KB"
+        )
+        worst = max(row.ratio(largest, kb) for kb in sizes)
+        table.append(
+            (
+                row.kind,
+                *(f"{p.us_per_kb:,.0f}" for p in row.points),
+                f"{row.ratio(largest, smallest):.2f}x",
+                f"{worst:.2f}x",
+                answer,
+            )
+        )
+    flat = all(row.flat for row in rows if row.kind != bodies_bench.PLAIN)
+    lines = [
+        _table(table),
+        f"  us/KB: CPU microseconds per KB of body; {largest}/{smallest} KB: time per KB of the largest body "
+        f"over the smallest's; worst: the largest body's time per KB over any smaller body's",
+        "  every body goes through the whole handler: size limit, depth scan, key, routing and validation, "
+        "the batch's per-message checks, the ingest service and fold, each state encoded as DynamoDB's "
+        "adapter does, the answer",
+        f"  flat (worst under {bodies_bench.FLAT:.0f}x for every adversarial body): "
+        + ("yes" if flat else "NO"),
+    ]
+    return "\n".join(lines)
 
 
 _WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")

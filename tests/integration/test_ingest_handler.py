@@ -229,11 +229,96 @@ def test_the_openapi_document_describes_the_message_shapes(handler: ModuleType) 
     assert "groupId" in schemas["Group"]["required"]
 
 
-def test_a_number_too_long_to_read_is_a_400_not_a_500(handler: ModuleType) -> None:
-    # Python's json refuses integers over 4,300 digits with a ValueError; it once surfaced as a 500.
-    raw = b'{"userId": "it-huge", "event": "login", "properties": {"n": ' + b"9" * 5000 + b"}}"
+def _batch_text(*messages: str) -> bytes:
+    """A /v1/batch body from message texts: raw JSON, so numbers stay the literals written."""
+    return ('{"batch": [' + ",".join(messages) + "]}").encode()
 
-    status, body = call(handler, request("/v1/track", None, raw=raw))
+
+def _track_text(uid: str, mid: str, properties: str) -> str:
+    return (
+        f'{{"type": "track", "userId": "{uid}", "event": "login", "messageId": "{mid}", '
+        f'"timestamp": "{ts()}", "properties": {properties}}}'
+    )
+
+
+def test_a_number_too_long_to_read_is_refused_with_its_message_only(handler: ModuleType) -> None:
+    # Python's json refuses integers over 4,300 digits with a ValueError: once a 500, then a 400
+    # for the whole body. Now the message holding one is refused, naming the field; the rest stay.
+    huge = "9" * 5000
+    raw = _batch_text(
+        _track_text("it-huge", "h1", f'{{"n": {huge}}}'),
+        _track_text("it-huge", "h2", '{"n": 7}'),
+        _track_text("it-huge", "h3", f'{{"list": [1, -{huge}]}}'),
+    )
+
+    status, body = call(handler, request("/v1/batch", None, raw=raw))
 
     assert status == 400
-    assert "more than 4300 digits" in body["errors"][0]["message"]
+    assert body["accepted"] == 1
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [
+        (0, "properties.n"),
+        (2, "properties.list.1"),
+    ]
+    assert "beyond ±9,007,199,254,740,991" in body["errors"][0]["message"]
+    assert user("it-huge").event_counts == {"login": 1}
+    # Alone on /v1/track: a 400 naming the field, never a 5xx
+    single = f'{{"userId": "it-huge", "event": "login", "properties": {{"n": {huge}}}}}'.encode()
+    status, body = call(handler, request("/v1/track", None, raw=single))
+    assert (status, body["errors"][0]["field"]) == (400, "properties.n")
+
+
+@pytest.mark.parametrize(
+    ("literal", "problem"),
+    [
+        ("NaN", "not a finite number"),
+        ("Infinity", "not a finite number"),
+        ("-Infinity", "not a finite number"),
+        ("1e400", "not a finite number"),  # json reads it as infinity
+        ("9007199254740992", "integer beyond"),  # 2^53
+        ("-9007199254740993", "integer beyond"),
+        ("123456789012345678901234567890", "integer beyond"),
+    ],
+)
+def test_numbers_no_reader_keeps_are_refused_per_message_naming_the_field(
+    handler: ModuleType, literal: str, problem: str
+) -> None:
+    uid = "it-num-" + literal.replace("-", "m")[:40]
+    raw = _batch_text(
+        _track_text(uid, f"{uid}-ok", '{"amount": 9007199254740991, "ratio": 1e-300, "big": 1.5e300}'),
+        _track_text(uid, f"{uid}-bad", f'{{"nested": {{"value": {literal}}}}}'),
+    )
+
+    status, body = call(handler, request("/v1/batch", None, raw=raw))
+
+    assert status == 400
+    assert body["accepted"] == 1
+    [error] = body["errors"]
+    assert (error["index"], error["field"]) == (1, "properties.nested.value")
+    assert problem in error["message"]
+    assert user(uid).event_counts == {"login": 1}
+
+
+def test_account_traits_beyond_the_documented_range_are_refused_naming_the_field(handler: ModuleType) -> None:
+    # The issue's case: an mrr of 1e19 or seats of 1e20 was accepted, and then every user of the
+    # account failed evaluation for good.
+    group = '{{"type": "group", "userId": "it-acct", "groupId": "{g}", "messageId": "{m}", "traits": {t}}}'
+    raw = _batch_text(
+        group.format(g="acme-big", m="g1", t='{"name": "Big", "mrr": 1e19}'),
+        group.format(g="acme-big", m="g2", t='{"seats": 100000000000000000000}'),
+        group.format(g="acme-big", m="g3", t='{"seats": 1e20}'),
+        group.format(g="acme-big", m="g4", t='{"plan": "team", "mrr": 9007199254740991, "seats": 40}'),
+    )
+
+    status, body = call(handler, request("/v1/batch", None, raw=raw))
+
+    assert status == 400
+    assert body["accepted"] == 1
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [
+        (0, "traits.mrr"),
+        (1, "traits.seats"),
+        (2, "traits.seats"),
+    ]
+    assert all("range of a numeric trait" in e["message"] for e in body["errors"])
+    account = api.services().store.load_account("acme-big")
+    assert account is not None
+    assert account.value.trait_values() == {"plan": "team", "mrr": 9007199254740991, "seats": 40}

@@ -12,6 +12,8 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nudge.adapters.memory import MemoryUsageStore
 from nudge.conditions import facts as CF
@@ -19,7 +21,7 @@ from nudge.conditions import features as F
 from nudge.conditions import tree as C
 from nudge.conditions.features import AccountFacts
 from nudge.conditions.tree import Context, NamedCondition, holds_in
-from nudge.domain.engine import CompiledGroup, encode_fact
+from nudge.domain.engine import CompiledGroup, UnreadableFact, encode_fact
 from nudge.domain.evaluate import evaluate, facts_for, next_check, rules_checks, window_end
 from nudge.model.decisions import Value
 from nudge.model.messages import Batch, InvalidMessage, Message
@@ -285,21 +287,90 @@ def test_window_exit_at_is_window_exit() -> None:
 # -- the durable_rules adapter --------------------------------------------------------------------
 
 
-def test_facts_are_encoded_as_json_would_and_json_is_kept_where_orjson_differs() -> None:
+def test_facts_are_encoded_as_json_would_and_numbers_durable_rules_cannot_read_are_named() -> None:
     fact: dict[str, object] = {"a": 1.5, "b": 0, "c": "plan \u00e9", "d": -(10**9), "sid": "3"}
     assert json.loads(encode_fact(fact)) == fact
-    assert encode_fact({"x": float("inf")}) == json.dumps({"x": float("inf")})  # durable_rules refuses both
-    assert encode_fact({"x": 2**70}) == json.dumps({"x": 2**70})
+    # Floats with an exponent get a decimal point (durable_rules refuses 1e+19), and still read back
+    exponents: dict[str, object] = {"big": 1e19, "small": 1e-07, "tiniest": 5e-324, "text": "1e5"}
+    assert encode_fact(exponents) == '{"big":1.0e+19,"small":1.0e-07,"tiniest":5.0e-324,"text":"1e5"}'
+    assert json.loads(encode_fact(exponents)) == exponents
+    for value in (float("inf"), float("nan"), 2**70):
+        with pytest.raises(UnreadableFact) as refused:
+            encode_fact({"ok": 1, "x": value})
+        assert refused.value.key == "x"
 
 
 def test_a_refused_fact_leaves_the_ruleset_usable() -> None:
     fact = C.Fact("n", "n", lambda ctx: 0)
     rules = CompiledGroup("refused", [NamedCondition("big", C.Check(fact, "gte", 5))])
     assert rules.matches({"n": 7}) == ["big"]
-    with pytest.raises(Exception, match="assert"):
+    with pytest.raises(UnreadableFact):
         rules.matches({"n": float("inf")})  # Infinity is not JSON to durable_rules
     assert rules.matches({"n": 7}) == ["big"]
     assert rules.matches({"n": 1}) == []
+
+
+_FLOATS = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_FLOATS, st.sampled_from([2000, 1e16, 1e-05, -1e19, 0.5, 1e300]))
+def test_durable_rules_compares_floats_of_any_magnitude_as_python_does(
+    value: float, threshold: float
+) -> None:
+    # Once, a float written with an exponent and no decimal point (1e+19, 1e-07: an account's mrr,
+    # a tiny property) made durable_rules refuse the fact and fail the evaluation; and a rule's
+    # threshold written so (at_most: 0.00001) failed its compilation.
+    fact = C.Fact("x", "x", lambda ctx: 0)
+    rules = CompiledGroup(
+        "floats",
+        [
+            NamedCondition("at_least", C.Check(fact, "gte", threshold)),
+            NamedCondition("below", C.Check(fact, "lt", threshold)),
+        ],
+    )
+    assert rules.matches({"x": value}) == (["at_least"] if value >= threshold else ["below"])
+
+
+def test_an_out_of_range_account_trait_is_answered_as_missing_and_reported(population: Population) -> None:
+    # The issue's case: an account's mrr of 1e19 or seats of 1e20, stored, failed the evaluation of
+    # every user of the account for good. Now the facts that read them answer as if they were
+    # missing; the rest of the evaluation is what it would be without them.
+    user, account = next((u, a) for u, a in population if a is not None and "mrr" in a.traits)
+    bad = AccountFacts({**account.traits, "mrr": 1e19, "seats": 10**20}, account.rollup)
+    without = AccountFacts(
+        {k: v for k, v in account.traits.items() if k not in ("mrr", "seats")}, account.rollup
+    )
+
+    got = evaluate(RULES, user, bad, None, END)
+    want = evaluate(RULES, user, without, None, END)
+
+    assert got.ignored == ("account_trait_number__mrr", "account_trait_number__seats")
+    assert want.ignored == ()
+    assert (got.segment, got.score, got.account_score, got.fired) == (
+        want.segment,
+        want.score,
+        want.account_score,
+        want.fired,
+    )
+    assert [d.decision_id for d in got.decisions] == [d.decision_id for d in want.decisions]
+
+
+def test_a_value_that_slips_past_the_facts_bounds_is_answered_as_missing_too(
+    population: Population, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever a fact computes that durable_rules cannot read (here an infinite mrr, as if the
+    # facts' own bound had let it through), the evaluation goes on with that fact missing.
+    monkeypatch.setattr(CF, "trait_number_in_range", lambda value: True)
+    user, account = next((u, a) for u, a in population if a is not None and "mrr" in a.traits)
+    bad = AccountFacts({**account.traits, "mrr": float("inf")}, account.rollup)
+    without = AccountFacts({k: v for k, v in account.traits.items() if k != "mrr"}, account.rollup)
+
+    got = evaluate(RULES, user, bad, None, END)
+
+    assert got.ignored == ("account_trait_number__mrr",)
+    assert got.facts["account_trait_number__mrr"] == CF.MISSING_NUMBER
+    assert got.account_score == evaluate(RULES, user, without, None, END).account_score
 
 
 def test_escalations_are_named_apart_from_their_trigger() -> None:

@@ -242,6 +242,31 @@ def test_add_to_sessions(existing: list[tuple[int, int]], at: int, expected: lis
     assert add_to_sessions(existing, at, 30) == expected
 
 
+def _scan_every_session(sessions: list[tuple[int, int]], at: int, gap: int) -> list[tuple[int, int]]:
+    """The definition, as the fold once computed it: every session within `gap` of `at` joins it."""
+    start, end, kept = at, at, []
+    for s, e in sessions:
+        if s - gap <= at <= e + gap:
+            start, end = min(start, s), max(end, e)
+        else:
+            kept.append((s, e))
+    return sorted([*kept, (start, end)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(min_value=0, max_value=2_000), max_size=30),
+    st.integers(min_value=-100, max_value=2_100),
+    st.integers(min_value=0, max_value=120),
+)
+def test_sessions_found_by_bisection_are_the_ones_a_scan_finds(times: list[int], at: int, gap: int) -> None:
+    # Sessions as the fold builds them (disjoint, sorted), from any event times.
+    sessions: list[tuple[int, int]] = []
+    for t in times:
+        sessions = _scan_every_session(sessions, t, gap)
+    assert add_to_sessions(sessions, at, gap) == _scan_every_session(sessions, at, gap)
+
+
 def test_a_runaway_sender_loses_the_oldest_days_of_dedupe_not_the_write() -> None:
     window = FoldWindow(max_seen=5)
     day1 = fold(None, "u1", [track("login", NOW, f"a{i}") for i in range(4)], PLAN, NOW, window)

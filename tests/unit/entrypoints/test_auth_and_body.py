@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from nudge.domain.keys import KeyKind, new_record
 from nudge.entrypoints.http import body as body_module
-from nudge.entrypoints.http.body import BodyError, as_json, json_depth, normalize, take_body_key
+from nudge.entrypoints.http.body import BodyError, as_json, json_depth, load_json, normalize, take_body_key
+from nudge.model.numbers import MAX_SAFE_INTEGER
 from nudge.services.auth import ApiKeys, KeysUnavailable, Unauthorized, presented_key
 
 CREATED = datetime(2025, 1, 1, tzinfo=UTC)
@@ -213,11 +214,24 @@ def test_an_unclosed_string_of_escaped_quotes_is_scanned_once(monkeypatch: pytes
     assert counting.visited == sum(text.count(c) for c in '"\\[]{}')
 
 
-def test_a_number_python_cannot_read_is_a_400_naming_it_and_long_digit_text_is_fine() -> None:
-    huge = '{"type": "track", "event": "e", "userId": "u", "properties": {"n": ' + "9" * 5000 + "}}"
-    with pytest.raises(BodyError) as caught:
-        normalize({"headers": {}, "body": huge, "isBase64Encoded": False}, 100_000)
-    assert (caught.value.status, caught.value.field) == (400, "body")
-    assert "more than 4300 digits" in caught.value.message
-    quoted = huge.replace('"n": 9', '"n": "9').replace("}}", '"}}')
-    assert normalize({"headers": {}, "body": quoted, "isBase64Encoded": False}, 100_000)["body"] == quoted
+def test_a_number_python_cannot_read_is_read_as_one_past_the_safe_range_and_the_rest_as_json_reads_it() -> (
+    None
+):
+    huge = "9" * 5000
+    text = f'{{"a": {huge}, "b": [-{huge}, 12, 1.5, "{huge}"], "c": NaN}}'
+    with pytest.raises(ValueError, match="4300"):
+        json.loads(text)  # what Python's json does: not a JSON error, once a 500
+
+    read = load_json(text)
+
+    assert read["a"] == MAX_SAFE_INTEGER + 1
+    assert read["b"] == [-(MAX_SAFE_INTEGER + 1), 12, 1.5, huge]
+    assert read["c"] != read["c"]  # NaN, as json reads it: the message validation refuses it
+    # Not JSON stays a JSON error (routing says "body is not valid JSON")
+    with pytest.raises(json.JSONDecodeError):
+        load_json('{"a": ' + huge)
+    # The body's write key is still found in such a body
+    event = {"headers": {}, "body": f'{{"writeKey": "wk", "batch": [{{"n": {huge}}}]}}'}
+    rest, key = take_body_key(event)
+    assert key == "wk"
+    assert load_json(rest["body"]) == {"batch": [{"n": MAX_SAFE_INTEGER + 1}]}

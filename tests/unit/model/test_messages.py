@@ -68,3 +68,98 @@ def test_an_alias_limited_to_anonymous_links_the_anonymous_profile_only_and_seri
     assert alias.anonymous_only
     assert alias.links() == [("anon:u1", "u2", "previousId")]
     assert (alias.model_dump(), alias.dedupe_key()) == (dump, key)
+
+
+# ---------------------------------------------------------------------------- numbers
+
+SAFE = 2**53 - 1
+
+
+def _batch_errors(*messages: dict[str, object]) -> list[list[tuple[str, str]] | str]:
+    """Each entry's (field, message) errors, or its type when valid."""
+    batch = Batch.model_validate({"batch": list(messages)})
+    return [m.errors if isinstance(m, InvalidMessage) else m.type for m in batch.batch]
+
+
+def _track(**properties: object) -> dict[str, object]:
+    return {"type": "track", "userId": "u1", "event": "login", "properties": properties}
+
+
+def test_each_number_no_reader_keeps_is_named_and_only_its_message_refused() -> None:
+    results = _batch_errors(
+        _track(n=float("nan"), deep={"list": [1, float("inf")]}, big=SAFE + 1),
+        _track(edge=SAFE, low=-SAFE, tiny=5e-324, large=1.5e300, flag=True, nothing=None),
+        {"type": "identify", "userId": "u1", "traits": {"score": -float("inf")}},
+    )
+
+    assert [[field for field, _ in r] if isinstance(r, list) else r for r in results] == [
+        ["properties.n", "properties.deep.list.1", "properties.big"],
+        "track",
+        ["traits.score"],
+    ]
+    first = results[0]
+    assert isinstance(first, list)
+    assert first[0][1].startswith("properties.n is not a finite number")
+    assert "send an id or a big count as a string" in first[2][1]
+
+
+def test_numeric_traits_are_bounded_whether_integral_or_not_and_wherever_sent() -> None:
+    results = _batch_errors(
+        {"type": "group", "userId": "u1", "groupId": "g", "traits": {"mrr": 1e19, "seats": 10**20}},
+        {"type": "group", "userId": "u1", "groupId": "g", "traits": {"mrr": float(SAFE), "seats": SAFE}},
+        {"type": "identify", "userId": "u1", "traits": {"ltv": -1e16, "nested": {"x": 1e17}}},
+        # RudderStack's identify: traits in the context only, named where they were sent (once)
+        {"type": "identify", "userId": "u1", "context": {"traits": {"ltv": 1e16}}},
+        # context.traits of any call are traits; other context numbers only need to be finite
+        {"type": "track", "userId": "u1", "event": "e", "context": {"traits": {"a": 1e16}, "b": 1e300}},
+        # mrr and seats sent as text are bounded once read as numbers
+        {"type": "group", "userId": "u1", "groupId": "g", "traits": {"mrr": "1e19", "seats": "1" + "0" * 20}},
+        {"type": "group", "userId": "u1", "groupId": "g", "traits": {"mrr": "Infinity"}},
+    )
+
+    assert [[field for field, _ in r] if isinstance(r, list) else r for r in results] == [
+        ["traits.mrr", "traits.seats"],
+        "group",
+        ["traits.ltv", "traits.nested.x"],
+        ["context.traits.ltv"],
+        ["context.traits.a"],
+        ["traits.mrr", "traits.seats"],
+        ["traits.mrr"],
+    ]
+    first = results[0]
+    assert isinstance(first, list)
+    assert all("range of a numeric trait" in message for _, message in first)
+
+
+def test_a_single_message_and_the_batch_envelope_name_their_numbers_too() -> None:
+    with pytest.raises(ValidationError) as single:
+        TypeAdapter(Message).validate_python(_track(n=float("nan")))
+    assert [f for f, _ in field_errors(single.value, skip=1)] == ["properties.n"]
+
+    with pytest.raises(ValidationError) as envelope:
+        Batch.model_validate({"batch": [_track()], "context": {"screen": {"density": float("inf")}}})
+    assert [f for f, _ in field_errors(envelope.value)] == ["context.screen.density"]
+
+
+def test_a_message_with_thousands_of_problems_names_a_few_and_counts_the_rest() -> None:
+    # Named one by one, a 500 KB batch of NaNs answered 6 MB: past Lambda's response limit.
+    [errors] = _batch_errors(_track(**{f"p{i}": float("nan") for i in range(3000)}))
+
+    assert isinstance(errors, list)
+    assert [field for field, _ in errors] == [
+        "properties.p0",
+        "properties.p1",
+        "properties.p2",
+        "properties.p3",
+        "properties.p4",
+    ]
+    assert errors[-1][1] == (
+        "and 2996 more problems in this message, properties.p4 the first of them: fix those named, then send it again"
+    )
+    # Pydantic's own errors are capped alike (a consent entry that is not a boolean, thousands of times)
+    [consent] = _batch_errors(
+        {"type": "identify", "userId": "u1", "traits": {"consent": {f"c{i}": "x" for i in range(50)}}}
+    )
+    assert isinstance(consent, list)
+    assert len(consent) == 5
+    assert "and 46 more problems" in consent[-1][1]

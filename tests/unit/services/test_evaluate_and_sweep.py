@@ -588,6 +588,38 @@ def test_the_fan_out_is_bounded_and_a_failing_user_fails_the_record_after_the_ot
     assert [o.user_id for o in retried.outcomes] == ["u1", "u2", "u3"]
 
 
+def test_an_out_of_range_trait_stored_on_an_account_blocks_none_of_its_users(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The case: an account's mrr of 1e19 and seats of 1e20 (stored before ingest bounded
+    # them) made every evaluation of its users fail, for good. Now each user is evaluated with
+    # those facts missing, and each evaluation reports the facts by name.
+    world = World()
+    for user in ("u1", "u2"):
+        declining_in(world, user, "acme", mrr=5000)
+    set_traits(world, "acme", mrr=1e19, seats=10**20)
+    reported: list[UserOutcome] = []
+    world.metrics.outcome = reported.append  # type: ignore[method-assign]
+
+    outcome = evaluate_account("acme", RULES, world.ports, NOW)
+
+    assert (outcome.users, outcome.failed) == (2, ())
+    assert [(o.user_id, o.evaluated, o.segment) for o in outcome.outcomes] == [
+        ("u1", True, "declining"),
+        ("u2", True, "declining"),
+    ]
+    ignored = ("account_trait_number__mrr", "account_trait_number__seats")
+    assert [o.ignored_facts for o in reported] == [ignored, ignored]
+    # Scored as an account whose mrr is unknown: not high value, so no escalation to CS
+    assert {d.rule for o in outcome.outcomes for d in o.published} == {"rescue_declining"}
+    warnings = [r for r in caplog.records if r.getMessage() == "facts out of range answered as missing"]
+    assert [(w.levelname, w.__dict__["facts"], w.__dict__["account_id"]) for w in warnings] == [
+        ("WARNING", list(ignored), "acme"),
+        ("WARNING", list(ignored), "acme"),
+    ]
+    assert all("u1" not in str(w.__dict__) and "1e+19" not in str(w.__dict__) for w in warnings)
+
+
 # ---------------------------------------------------------------------------- deferred sends
 
 

@@ -31,6 +31,8 @@ class PowertoolsEvaluationMetrics:
         self.counts["Evaluations"] += 1
         self.counts["DecisionsPublished"] += len(outcome.published)
         self.counts["EvaluationConflicts"] += outcome.conflicts
+        if outcome.ignored_facts:
+            self.counts["FactsIgnored"] += len(outcome.ignored_facts)
         if not outcome.evaluated:
             self.counts["StaleRecordsSkipped"] += 1
         if outcome.entered:

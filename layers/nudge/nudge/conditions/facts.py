@@ -12,6 +12,7 @@ from nudge.conditions import features as F
 from nudge.conditions.tree import Context, Fact, Op, Subject, anchored
 from nudge.model.decisions import Value
 from nudge.model.durations import format_duration
+from nudge.model.numbers import trait_number_in_range
 
 
 def fact_key(*parts: object) -> str:
@@ -311,6 +312,14 @@ def _trait_value(value: Any) -> Value:
 
 
 MISSING_NUMBER = -(10**9)  # a missing or non-numeric trait (plain int: durable_rules rejects 1e18 notation)
+# Context.memo's list of the facts whose stored value was out of range (nudge.model.numbers: stored
+# before the bounds existed, or slipped through), treated as missing; evaluate reports them.
+IGNORED = "ignored"
+
+
+def ignore(ctx: Context, key: str) -> None:
+    """Note that fact `key` read a value out of range and answered as if it were missing."""
+    ctx.memo.setdefault(IGNORED, []).append(key)
 
 
 def _number(value: Any) -> float:
@@ -328,30 +337,46 @@ def _user_trait(ctx: Context, name: str) -> Any:
     return stamped.v if stamped is not None else None
 
 
+def _trait(ctx: Context, name: str, account: bool) -> Any:
+    if account:
+        return ctx.account.traits.get(name) if ctx.account else None
+    return _user_trait(ctx, name)
+
+
 def trait_number_fact(name: str, account: bool = False) -> Fact:
-    """A trait as a number: durable_rules must never compare a number with a string."""
+    """A trait as a number: durable_rules must never compare a number with a string. A value out of
+    a numeric trait's range (an mrr of 1e19, "NaN") is missing: no rule acts on it."""
+    key = fact_key("account_trait_number" if account else "trait_number", name)
 
     def compute(ctx: Context) -> Value:
-        if account:
-            return _number(ctx.account.traits.get(name) if ctx.account else None)
-        return _number(_user_trait(ctx, name))
+        number = _number(_trait(ctx, name, account))
+        if not trait_number_in_range(number):
+            ignore(ctx, key)
+            return MISSING_NUMBER
+        return number
 
-    prefix = "account_trait_number" if account else "trait_number"
-    return Fact(fact_key(prefix, name), f"{'account ' if account else ''}trait {name} (number)", compute)
+    return Fact(key, f"{'account ' if account else ''}trait {name} (number)", compute)
+
+
+def _trait_fact(name: str, account: bool) -> Fact:
+    key = fact_key("account_trait" if account else "trait", name)
+
+    def compute(ctx: Context) -> Value:
+        value = _trait(ctx, name, account)
+        if not trait_number_in_range(value):
+            ignore(ctx, key)
+            return ""  # as if missing
+        return _trait_value(value)
+
+    return Fact(key, f"{'account ' if account else ''}trait {name}", compute)
 
 
 def trait_fact(name: str) -> Fact:
-    def compute(ctx: Context) -> Value:
-        return _trait_value(_user_trait(ctx, name))
-
-    return Fact(fact_key("trait", name), f"trait {name}", compute)
+    return _trait_fact(name, account=False)
 
 
 def account_trait_fact(name: str) -> Fact:
-    def compute(ctx: Context) -> Value:
-        return _trait_value(ctx.account.traits.get(name) if ctx.account else None)
-
-    return Fact(fact_key("account_trait", name), f"account trait {name}", compute)
+    return _trait_fact(name, account=True)
 
 
 def account_metric_fact(metric: str) -> Fact:

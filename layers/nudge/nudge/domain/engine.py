@@ -19,6 +19,12 @@ of the whole fact, and two background threads that dispatch pending actions on t
 could take one of ours): on the sample users that made the three passes of an evaluation about
 five times slower (`make bench`, section 4).
 
+Numbers: durable_rules refuses a number written with an exponent but no decimal point (`1e+19`,
+`1e-07`, which is how Python and orjson write floats from 1e16 up and under 1e-4), failing the
+whole evaluation; every such float is written with one (`1.0e+19`), in facts and rules alike. A
+fact that is not a finite number (or an integer past 64 bits) raises UnreadableFact before anything
+is asserted: evaluate treats that fact as missing and reports it.
+
 Every ruleset carries one rule that always fires: `delete_state` on a session whose fact matched
 nothing crashes the process (segfault in durable_rules 2.0.28), so every session must match (and
 assert_fact answers 1, not handled, for a fact that matches nothing).
@@ -28,6 +34,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
+import re
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -40,6 +48,15 @@ from nudge.conditions.tree import NEGATE, All, Check, ConditionGroup, NamedCondi
 from nudge.model.decisions import Value
 
 ALWAYS = "nudge_evaluated"
+
+
+class UnreadableFact(ValueError):
+    """A fact whose value durable_rules cannot read (not a finite number, or an integer past 64
+    bits): found before the fact is asserted, so the session is untouched."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"fact {key} is not a number durable_rules can read")
+        self.key = key
 
 
 def to_durable(node: Node, negate: bool = False) -> dict[str, Any]:
@@ -95,9 +112,7 @@ class CompiledGroup:
         self._handle: int | None = None
         self._sid = str(next(_sids))  # this ruleset's one session: a fact at a time, retracted after
         if self.rules:
-            self._handle = durable_rules_engine.create_ruleset(
-                self.name, json.dumps(self.definition, ensure_ascii=False)
-            )
+            self._handle = durable_rules_engine.create_ruleset(self.name, durable_json(self.definition))
 
     def matches(self, facts: Mapping[str, Value]) -> list[str]:
         """Names of the rules whose condition holds for `facts`, in file order."""
@@ -158,21 +173,46 @@ def compiled(group: ConditionGroup) -> CompiledGroup:
         return found
 
 
-_json_encode = json.JSONEncoder(ensure_ascii=False).encode
+_text = json.JSONEncoder(ensure_ascii=False).encode
+# In orjson's output: a number with an exponent (or a digit then e/E in a key or a string, which
+# only costs the slower path).
+_EXPONENT = re.compile(rb"[0-9][eE]")
+_INT64 = 2**63
 
 
 def encode_fact(fact: dict[str, Any]) -> str:
-    """The fact as JSON, by orjson (a tenth of json.dumps' time on a user's facts).
-
-    orjson writes no number json would not, except: null for a float that is not finite (json
-    writes Infinity, which durable_rules refuses, where null would silently match nothing) and
-    an error for an int past 64 bits. Both take the json path, so durable_rules sees what it
-    always saw. (No fact is ever None, so null only comes from such a float, or from a string.)
-    """
+    """The fact as JSON durable_rules reads, by orjson (a tenth of json.dumps' time on a user's
+    facts) when it wrote nothing durable_rules refuses: otherwise (a float with an exponent, a
+    float that is not finite, which orjson writes as null, an int past 64 bits, which it refuses)
+    by `durable_json`. No fact is ever None, so null only comes from such a float, or a string."""
     try:
         encoded = orjson.dumps(fact)
     except TypeError:
-        return _json_encode(fact)
-    if b"null" in encoded:
-        return _json_encode(fact)
+        return durable_json(fact)
+    if b"null" in encoded or _EXPONENT.search(encoded):
+        return durable_json(fact)
     return encoded.decode()
+
+
+def durable_json(value: Any, key: str = "") -> str:
+    """`value` as JSON, each float written as durable_rules reads it (a decimal point before any
+    exponent); UnreadableFact (naming the top-level `key` it is under) for a float that is not
+    finite or an int past 64 bits."""
+    if isinstance(value, dict):
+        parts = (f"{_text(str(k))}:{durable_json(v, key or str(k))}" for k, v in value.items())
+        return "{" + ",".join(parts) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(durable_json(v, key) for v in value) + "]"
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return _text(value)
+    if isinstance(value, int):
+        if not -_INT64 <= value < _INT64:
+            raise UnreadableFact(key)
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise UnreadableFact(key)
+        text = repr(value)
+        mantissa, exponent, power = text.partition("e")
+        return f"{mantissa}.0e{power}" if exponent and "." not in mantissa else text
+    raise TypeError(f"fact {key}: {type(value).__name__} is not a JSON value")

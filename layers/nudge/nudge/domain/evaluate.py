@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from nudge.conditions.facts import IGNORED, MISSING_NUMBER
 from nudge.conditions.features import AccountFacts
 from nudge.conditions.tree import Check, Context, Fact, Op, checks_in, no_change, subjects_in
-from nudge.domain.engine import CompiledGroup, compiled
+from nudge.domain.engine import CompiledGroup, UnreadableFact, compiled
 from nudge.domain.trigger import trigger_of
 from nudge.model.decisions import Decision, SegmentState, Transition, Value
 from nudge.model.limits import SEGMENT_HISTORY_KEPT
@@ -37,6 +38,9 @@ class Evaluation:
     decisions: list[Decision]
     next_check_at: datetime | None
     facts: dict[str, Value]
+    # Facts whose value was out of range (a stored trait of 1e19, a sum that overflowed), answered
+    # as missing so the rest of the evaluation holds: for the caller to report.
+    ignored: tuple[str, ...]
 
     def __init__(
         self,
@@ -52,8 +56,9 @@ class Evaluation:
         decisions: list[Decision],
         next_check_at: datetime | None,
         facts: dict[str, Value],
+        ignored: tuple[str, ...] = (),
     ) -> None:
-        # Written to __dict__ at once: a frozen dataclass's own __init__ sets each of the twelve
+        # Written to __dict__ at once: a frozen dataclass's own __init__ sets each of the thirteen
         # fields through object.__setattr__, once per evaluation.
         self.__dict__.update(
             segment=segment,
@@ -68,6 +73,7 @@ class Evaluation:
             decisions=decisions,
             next_check_at=next_check_at,
             facts=facts,
+            ignored=ignored,
         )
 
 
@@ -232,7 +238,8 @@ def evaluate(
     ctx = Context(user=user, now=now, account=account)
     plan = _plan(rules)
     facts = {key: compute(ctx) for key, compute in plan.computes}
-    first_pass = plan.score_engine.matches(facts)
+    ignored: list[str] = ctx.memo.get(IGNORED) or []
+    first_pass = _matches(plan.score_engine, facts, ignored)
     if rules.segments_with_scores:
         segment_ids = rules.segment_ids
         signals = [n for n in first_pass if n not in segment_ids]
@@ -250,13 +257,13 @@ def evaluate(
     if rules.segments_with_scores:
         matched = [n for n in first_pass if n in segment_ids]
     else:
-        matched = plan.segment_engine.matches(facts)
+        matched = _matches(plan.segment_engine, facts, ignored)
     segment = matched[0] if matched else rules.catch_all
     facts["segment"] = segment or ""
     ctx = ctx.scored(segment or "", score, band, account_score, account_band)
 
     state, entered, exited = _transition(previous, segment, now)
-    matched_triggers = plan.trigger_engine.matches(facts)
+    matched_triggers = _matches(plan.trigger_engine, facts, ignored)
     fired = [name for name in matched_triggers if not name.startswith(ESCALATE)]
     escalations = {name.removeprefix(ESCALATE) for name in matched_triggers if name.startswith(ESCALATE)}
     by_id = rules.trigger_by_id
@@ -282,7 +289,22 @@ def evaluate(
         decisions=decisions,
         next_check_at=next_check(rules, ctx, fired),
         facts=facts,
+        ignored=tuple(dict.fromkeys(ignored)),
     )
+
+
+def _matches(engine: CompiledGroup, facts: dict[str, Value], ignored: list[str]) -> list[str]:
+    """The engine's matches; a fact it cannot read (a number no fact computes in range, so one
+    that slipped through) is answered as a missing number, noted in `ignored`, and the match
+    made again: one bad value never fails the evaluation."""
+    while True:
+        try:
+            return engine.matches(facts)
+        except UnreadableFact as exc:
+            if exc.key not in facts or exc.key in ignored:
+                raise
+            facts[exc.key] = MISSING_NUMBER
+            ignored.append(exc.key)
 
 
 def _transition(

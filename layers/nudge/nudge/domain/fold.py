@@ -13,6 +13,7 @@ import bisect
 import hashlib
 import json
 import struct
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -258,7 +259,7 @@ class _Counter:
             state.last_meaningful = at
         if recent:
             self.days.add(day)
-            self.sessions = add_to_sessions(self.sessions, int(at.timestamp()), self.gap)
+            insert_session(self.sessions, int(at.timestamp()), self.gap)
 
     def _use_feature(self, feature: str, at: datetime, day: int | None) -> None:
         """One more use of `feature`; `day` (None: older than the kept weeks) joins its days of use."""
@@ -383,20 +384,31 @@ def _trim_props(props: PropertyStats, first_day: int) -> PropertyStats | None:
 
 
 def add_to_sessions(sessions: list[tuple[int, int]], at: int, gap: int) -> list[tuple[int, int]]:
-    """Insert one event time into sorted, merged session intervals.
+    """Insert one event time into sorted, merged session intervals (a new list).
 
     An event within `gap` seconds of a session joins it, and may bridge two sessions into one;
     so the result depends only on the set of event times, never on their order.
     """
-    start, end = at, at
-    kept: list[tuple[int, int]] = []
-    for s, e in sessions:
-        if s - gap <= at <= e + gap:
-            start, end = min(start, s), max(end, e)
-        else:
-            kept.append((s, e))
-    bisect.insort(kept, (start, end))
-    return kept
+    out = list(sessions)
+    insert_session(out, at, gap)
+    return out
+
+
+def _end(session: tuple[int, int]) -> int:
+    return session[1]
+
+
+def insert_session(sessions: list[tuple[int, int]], at: int, gap: int) -> None:
+    """`add_to_sessions` in place, found by bisection: the sessions are disjoint and sorted, so
+    their ends are sorted too, and the ones within `gap` of `at` are a run of neighbours. A scan
+    of every session per event made a request of many events of one user cost their square."""
+    first = bisect.bisect_left(sessions, at - gap, key=_end)  # the first that ends late enough
+    after = bisect.bisect_right(sessions, (at + gap, sys.maxsize))  # the first that starts too late
+    if first < after:
+        joined = (min(at, sessions[first][0]), max(at, sessions[after - 1][1]))
+        sessions[first:after] = [joined]
+    else:
+        sessions.insert(first, (at, at))
 
 
 def milestones_of(state: UserState, plan: TrackingPlan) -> dict[str, datetime]:

@@ -21,12 +21,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from nudge.model.numbers import MAX_SAFE_INTEGER, unsafe_numbers
 from nudge.model.state import ANONYMOUS_PREFIX
 
 IDENTITY_MISSING = "identity_missing"
 ALIAS_TO_ITSELF = "alias_to_itself"
+UNSAFE_NUMBER = "unsafe_number"
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 EMAIL = re.compile(r"^[^@\s<>\"'\r\n]+@[^@\s<>\"'\r\n]+\.[^@\s<>\"'\r\n]+$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
@@ -34,6 +36,23 @@ RESERVED_PREFIX = (
     f"must not start with '{ANONYMOUS_PREFIX}': Nudge keys anonymous profiles by that prefix, so such "
     "an id would be taken for one; send a device or session id as anonymousId"
 )
+
+
+def _numbers_in_range(title: str, data: Any, skip: frozenset[str] = frozenset()) -> Any:
+    """`data` as given, or a ValidationError naming each number out of range (nudge.model.numbers)
+    by its own field, so a batch keeps its other messages and the sender learns every one."""
+    if not isinstance(data, dict):
+        return data
+    found = unsafe_numbers({k: v for k, v in data.items() if k not in skip} if skip else data)
+    if not found:
+        return data
+    raise ValidationError.from_exception_data(
+        title,
+        [
+            InitErrorDetails(type=PydanticCustomError(UNSAFE_NUMBER, problem), loc=path, input=None)
+            for path, problem in found
+        ],
+    )
 
 
 def _not_anonymous_key(value: str | None) -> str | None:
@@ -57,6 +76,11 @@ class _Message(BaseModel):
     timestamp: datetime | None = Field(default=None, description="When it happened (ISO 8601).")
     context: dict[str, Any] = Field(default_factory=dict)
     integrations: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers(cls, data: Any) -> Any:
+        return _numbers_in_range(cls.__name__, data)
 
     @field_validator("userId", "anonymousId", mode="before")
     @classmethod
@@ -171,8 +195,18 @@ class UserTraits(_Traits):
 class AccountTraits(_Traits):
     name: str | None = None
     plan: str | None = None
-    mrr: float | None = Field(default=None, ge=0, description="Monthly recurring revenue.")
-    seats: int | None = Field(default=None, ge=0)
+    # Bounded after coercion too: "1e19" (a string) becomes a float here, past what the walk of
+    # the message's numbers saw.
+    mrr: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SAFE_INTEGER,
+        allow_inf_nan=False,
+        description=f"Monthly recurring revenue, 0 to {MAX_SAFE_INTEGER:,}.",
+    )
+    seats: int | None = Field(
+        default=None, ge=0, le=MAX_SAFE_INTEGER, description=f"0 to {MAX_SAFE_INTEGER:,}."
+    )
     cs_owner: str | None = Field(default=None, description="The customer-success owner.")
 
 
@@ -305,9 +339,32 @@ def _keep_errors(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         return InvalidMessage(field_errors(exc, skip=1 if isinstance(value, dict) else 0))
 
 
+# Problems named per message; past it one more item counts the rest. A message can hold thousands
+# (a NaN per property, a non-boolean per consent entry): named one by one, a 500 KB body's answer
+# would pass Lambda's 6 MB response limit (a 5xx for bad input). 2,500 messages x 5 items fit.
+ERRORS_PER_MESSAGE = 4
+
+
 def field_errors(exc: ValidationError, skip: int = 0) -> list[tuple[str, str]]:
-    """(field, message) pairs; `skip` drops the union tag pydantic puts first in each location."""
-    return [describe(err, skip) for err in exc.errors()]
+    """(field, message) pairs, at most ERRORS_PER_MESSAGE and a count of the rest; `skip` drops
+    the union tag pydantic puts first in each location."""
+    return capped([describe(err, skip) for err in exc.errors(include_url=False, include_input=False)])
+
+
+def capped(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The first ERRORS_PER_MESSAGE problems of one message, and one more counting the rest."""
+    if len(problems) <= ERRORS_PER_MESSAGE + 1:
+        return problems
+    rest = len(problems) - ERRORS_PER_MESSAGE
+    field = problems[ERRORS_PER_MESSAGE][0]
+    return [
+        *problems[:ERRORS_PER_MESSAGE],
+        (
+            field,
+            f"and {rest} more problems in this message, {field} the first of them: fix those named, "
+            "then send it again",
+        ),
+    ]
 
 
 TAGS = frozenset({"track", "identify", "group", "page", "screen", "alias"})
@@ -329,6 +386,8 @@ def describe(err: Any, skip: int = 0) -> tuple[str, str]:
         return "userId", message
     if kind == ALIAS_TO_ITSELF:
         return "previousId", message
+    if kind == UNSAFE_NUMBER:
+        return field, f"{field} {message}"
     if kind == "json_invalid":
         return "body", "body is not valid JSON"
     if kind == "missing":
@@ -350,3 +409,9 @@ class Batch(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict, description="Merged into each message's context.")
     integrations: dict[str, Any] = Field(default_factory=dict)
     sentAt: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers(cls, data: Any) -> Any:
+        # The envelope's own fields; each message of `batch` checks its own numbers.
+        return _numbers_in_range(cls.__name__, data, skip=frozenset({"batch"}))

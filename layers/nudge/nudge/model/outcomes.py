@@ -24,6 +24,8 @@ class UserOutcome:
     published: tuple[Decision, ...]
     next_check_at: datetime | None
     conflicts: int = 0
+    # Facts answered as missing because their value was out of range (evaluate's `ignored`).
+    ignored_facts: tuple[str, ...] = ()
 
 
 @dataclass

@@ -145,6 +145,13 @@ def evaluate_user(
             return outcome
 
         evaluation = evaluate(rules, user, account, record.segments if current.version else None, now)
+        if evaluation.ignored:
+            # A trait out of range (kept before the bounds existed): answered as missing, so this
+            # user and the account's others are still evaluated. Fact names only: no value, no id.
+            logger.warning(
+                "facts out of range answered as missing",
+                extra={"facts": list(evaluation.ignored), "account_id": user.account_id},
+            )
         decided = {
             decision_key(d): d.model_copy(update={"correlation_id": correlation_id}) if correlation_id else d
             for d in evaluation.decisions
@@ -204,6 +211,7 @@ def evaluate_user(
                 tuple(fresh),
                 updated.next_check_at,
                 conflicts,
+                evaluation.ignored,
             )
             ports.metrics.outcome(outcome)
             return outcome
@@ -223,6 +231,7 @@ def evaluate_user(
             tuple(fresh),
             updated.next_check_at,
             conflicts,
+            evaluation.ignored,
         )
         if evaluation.entered or evaluation.exited:
             logger.info(

@@ -10,18 +10,16 @@ import re
 import zlib
 from typing import Any
 
+from nudge.model.numbers import NumberWatch, spare_walks
+
 # JSON deeper than this is refused before parsing. Deeper bodies crash json.loads (RecursionError,
 # ~1,000 levels), json.dumps and pydantic (~200), and a deep trait once stored would make the
 # user's state unreadable for good. Real properties, traits and context nest a few levels.
 MAX_JSON_DEPTH = 32
-# Python's json refuses integers of more than 4,300 digits with a ValueError that is not a JSON
-# error (it once made a 500); such a body is refused here, naming the problem.
-MAX_NUMBER_DIGITS = 4300
 # The characters that matter to the depth: quotes, escapes, brackets. A plain character class, so
 # finding them is one linear pass whatever the body (a regex for whole strings backtracked on
 # unclosed ones: quadratic, a 16 KB body of escaped quotes took seconds).
 _STRUCTURE = re.compile(r'["\\\[\]{}]')
-_DIGITS = re.compile(r"[0-9]+")
 
 
 class BodyError(Exception):
@@ -78,13 +76,6 @@ def normalize(event: dict[str, Any], limit: int) -> dict[str, Any]:
             f"JSON nests {depth} levels deep; the limit is {MAX_JSON_DEPTH}: "
             "flatten properties, traits or context",
         )
-    if too_long_number(text):
-        raise BodyError(
-            400,
-            "body",
-            f"a number in the body has more than {MAX_NUMBER_DIGITS} digits; send it as a string, or a "
-            "number in range",
-        )
     headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-encoding"}
     return {**event, "body": text, "isBase64Encoded": False, "headers": headers}
 
@@ -127,18 +118,17 @@ def json_depth(text: str) -> int:
     return deepest
 
 
-def too_long_number(text: str) -> bool:
-    """Whether the body holds a number literal Python's json refuses to read (over
-    MAX_NUMBER_DIGITS digits). Only parsed when a run of digits that long exists at all."""
-    if not any(m.end() - m.start() > MAX_NUMBER_DIGITS for m in _DIGITS.finditer(text)):
-        return False
-    try:
-        json.loads(text)
-    except json.JSONDecodeError:
-        return False  # not JSON at all: routing says so
-    except ValueError:
-        return True
-    return False  # the digits were inside a string
+def load_json(text: str | bytes) -> Any:
+    """JSON as Python's json reads it, its numbers watched (nudge.model.numbers.NumberWatch): an
+    integer too long for Python is read past the safe range (its message is refused, not the body),
+    and within a request the messages read are spared the numbers walk when no number in the body
+    could break the rules."""
+    watch = NumberWatch()
+    value = json.loads(
+        text, parse_int=watch.read_int, parse_float=watch.read_float, parse_constant=watch.read_constant
+    )
+    spare_walks(watch)
+    return value
 
 
 def take_body_key(event: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -148,7 +138,7 @@ def take_body_key(event: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     if not body or '"writeKey"' not in body:
         return event, None
     try:
-        parsed = json.loads(body)
+        parsed = load_json(body)
     except ValueError:
         return event, None  # routing reports the bad JSON
     if not isinstance(parsed, dict) or not isinstance(parsed.get("writeKey"), str):

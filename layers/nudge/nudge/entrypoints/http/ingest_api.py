@@ -24,7 +24,7 @@ from nudge.entrypoints.http.access import (
     preflight_granted,
     scope_of,
 )
-from nudge.entrypoints.http.body import BodyError, as_json, header, normalize, take_body_key
+from nudge.entrypoints.http.body import BodyError, as_json, header, load_json, normalize, take_body_key
 from nudge.entrypoints.http.privacy_api import UNSUBSCRIBE_PATH, refused
 from nudge.entrypoints.http.privacy_api import router as privacy_router
 from nudge.entrypoints.http.sdk_settings import SdkSettings, sdk_settings, settings_key
@@ -40,8 +40,10 @@ from nudge.model.messages import (
     Page,
     Screen,
     Track,
+    capped,
     describe,
 )
+from nudge.model.numbers import request_scope
 from nudge.observability import logger, metrics
 from nudge.services.auth import Forbidden, KeysUnavailable, Unauthorized, authorize
 from nudge.services.client_keys import DROPPED_HINT, Sensitive, screen_messages
@@ -54,8 +56,9 @@ API_VERSION = "1.0.0"
 PUBLIC_PATHS = {"/v1/openapi.json", UNSUBSCRIBE_PATH}
 
 # debug=False whatever POWERTOOLS_DEV says: in debug mode the resolver prints every event, write
-# key and traits included, to stdout, which Lambda keeps in the logs.
-app = APIGatewayHttpResolver(enable_validation=True, debug=False)
+# key and traits included, to stdout, which Lambda keeps in the logs. Bodies are read by
+# body.load_json: an integer too long for Python's json is a per-message error.
+app = APIGatewayHttpResolver(enable_validation=True, debug=False, json_body_deserializer=load_json)
 app.include_router(privacy_router)
 # Where resolve() leaves the request's key record for the routes (Powertools clears it per request).
 API_KEY = "api_key"
@@ -254,10 +257,10 @@ def openapi_json() -> str:
 
 @app.exception_handler(RequestValidationError)
 def _invalid(exc: RequestValidationError) -> Response[Any]:
-    items = []
-    for err in exc.errors():
-        field, message = describe(err)
-        items.append(ErrorItem(index=0, field=field, message=message))
+    items = [
+        ErrorItem(index=0, field=field, message=message)
+        for field, message in capped([describe(err) for err in exc.errors()])
+    ]
     if app.current_event.path == UNSUBSCRIBE_PATH:
         # Someone holding a cut-short link: a page that says what to do, not a field list.
         if any(i.field.rpartition(".")[2] == "token" for i in items):
@@ -356,7 +359,10 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # servers do: text/plain (the browser and Kotlin SDKs), the form type rudder-sdk-node 3
     # declares on its gzip batches, anything. Declared as JSON, no form parser runs either
     # (a multipart type without a boundary once made Powertools' validation fail with a 500).
-    result: dict[str, Any] = app.resolve(as_json(event), context)
+    # Reading the body watches its numbers: when none could be out of range, the messages are not
+    # walked for them (nudge.model.numbers), for this request only.
+    with request_scope():
+        result: dict[str, Any] = app.resolve(as_json(event), context)
     if origin is not None:
         result["headers"] = {**(result.get("headers") or {}), **granted(origin)}
     return result
