@@ -91,3 +91,20 @@ def test_batch_get_gives_up_as_store_unavailable_when_keys_stay_unprocessed(
     with pytest.raises(StoreUnavailable, match="1 reads unprocessed"):
         calls.batch_get(client, "t", [{"pk": {"S": "k0"}}, {"pk": {"S": "k1"}}])
     assert client.calls == calls.BATCH_ATTEMPTS
+
+
+def test_batch_get_waits_a_jittered_backoff_before_asking_again_for_unprocessed_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the throttling backoff with its jitter at the middle, and a client that leaves a key
+    # unprocessed twice (a tight loop would ask again at once, keeping the table throttled)
+    sleeps = Sleeps()
+    monkeypatch.setattr(
+        calls, "THROTTLING", Backoff(attempts=8, base_delay=0.05, sleep=sleeps, rng=lambda: 0.5)
+    )
+    client = Throttled(times=2)
+    # When the keys are read
+    calls.batch_get(client, "t", [{"pk": {"S": "k0"}}, {"pk": {"S": "k1"}}])
+    # Then each request again came after a delay, growing: half of 0.05 s, then half of 0.1 s
+    assert client.calls == 3
+    assert sleeps.delays == [pytest.approx(0.025), pytest.approx(0.05)]
