@@ -150,9 +150,11 @@ PUSH_APP = "arn:aws:sns:us-east-1:123456789012:app/GCM/acme"
 
 
 def resolve(value: Any, parameters: dict[str, str]) -> Any:
-    """The intrinsic functions the statements below use (Ref to a parameter, Join, Select, Split)."""
+    """The intrinsic functions the statements below use (Ref to a parameter, Sub, Join, Select, Split)."""
     if isinstance(value, dict) and len(value) == 1:
         [(name, args)] = value.items()
+        if name == "Fn::Sub":
+            return re.sub(r"\$\{(\w+)\}", lambda m: parameters.get(m[1], f"<{m[1]}>"), args)
         if name == "Ref":
             return parameters.get(args, f"<{args}>")
         if name == "Fn::Join":
@@ -211,6 +213,8 @@ def test_sns_publish_reaches_only_the_topics_and_endpoints_used() -> None:
         "arn:aws:sns:us-east-1:123456789012:acme-alarms",
     ):
         assert not fnmatch.fnmatchcase(other, pattern), other
+    # (CloudFormation checks Fn::Select's bounds whatever the condition: the default "" must resolve)
+    resolve(endpoints, {"PushApplicationArn": ""})
     # ...and to phone numbers (Resource "*", the only way IAM grants an SMS) only when it sends SMS
     assert granted.pop(("NotifyFunction", "SmsPublish")) == ("HasSms", ["*"])
     assert TEMPLATE["Conditions"]["HasSms"] == {"Fn::Equals": [{"Ref": "SmsEnabled"}, "true"]}
@@ -294,3 +298,11 @@ def test_no_function_may_delete_from_the_suppression_list() -> None:
 def test_links_in_messages_point_at_the_deployed_http_api(name: str) -> None:
     variables = FUNCTIONS[name]["Properties"]["Environment"]["Variables"]
     assert variables["NUDGE_UNSUBSCRIBE_URL"] == {"Fn::Sub": "${IngestApi.ApiEndpoint}/v1/unsubscribe"}
+
+
+def test_the_sweep_may_delete_the_segment_record_of_a_user_whose_state_is_gone() -> None:
+    # services/sweep deletes it (segments.erase) rather than write it again: IAM must allow that
+    sweep = TEMPLATE["Resources"]["SweepFunction"]
+    [usage] = [s for s in statements(sweep) if s.get("Sid") == "UsageTableSweep"]
+    assert "dynamodb:DeleteItem" in usage["Action"]
+    assert usage["Resource"] == {"Fn::GetAtt": ["UsageTable", "Arn"]}
