@@ -295,14 +295,18 @@ def adoption(data: ReportData, colors: dict[str, str]) -> str:
 
 def lift(data: ReportData) -> str:
     title = "Lift: do messages work?"
-    lead = "Goal rate of users who were sent a rule's message against users held out from it."
+    lead = (
+        "Goal rate of users who were sent a rule's message against users held out from it. The 95% "
+        "interval is always valid: it may be read any day, as often as you like, without more false "
+        "verdicts (a mixture SPRT confidence sequence)."
+    )
     if not data.lift:
         return section("lift", title, lead, nothing("no rule with a goal has sent or held out anyone"))
     rows = []
     for r in data.lift:
         color = VERDICT_COLORS.get(r.verdict, GREY)
         verdict = f'<div class="why"><span class="verdict" style="color:{color}">{esc(r.verdict)}</span>'
-        verdict += (f'<div class="warn">{esc(r.warning)}</div>' if r.warning else "") + "</div>"
+        verdict += "".join(f'<div class="warn">{esc(w)}</div>' for w in (r.warning, r.early) if w) + "</div>"
         goal = esc(r.goal) + (f'<div class="note">{r.pending:,} still waiting</div>' if r.pending else "")
         interval = "—"
         if r.interval is not None and not r.warning:
@@ -323,7 +327,7 @@ def lift(data: ReportData) -> str:
             ]
         )
     head = ["rule", "goal", "sent users", "reached", "rate", "held-out users", "reached", "rate"]
-    head += ["difference", "95% CI", "verdict"]
+    head += ["difference", "95% interval", "verdict"]
     return section("lift", title, lead, forest(data.lift) + html_table(head, rows, range(2, 10), "lift"))
 
 
