@@ -2,7 +2,8 @@
 
     lint      every problem in every rule file and test file as file:line: message; exit 1
     test      the cases in rules/tests/*.yaml: given events and a time, expect a segment and rules
-    backtest  replay an NDJSON history with a simulated clock: per rule and ISO week, fires and users
+    backtest  replay an NDJSON history with a simulated clock through every guardrail: per rule and
+              ISO week, fired, sent, held out and suppressed by reason
     explain   why one user of an NDJSON history is or is not in each segment and rule
     schema    JSON Schemas of the rule files, so editors complete and check them (rules/schema/)
 
@@ -77,12 +78,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     backtest = sub.add_parser(
         "backtest",
-        help="Replay an NDJSON history with a simulated clock: how often each rule would fire.",
+        help="Replay an NDJSON history with a simulated clock: what each rule would fire and send.",
         description="Replay the Segment messages of FILE day by day through ingest, evaluating at each "
-        "day's end the users who changed that day and the users due a time-based re-check. Prints, "
-        "per rule, how many times it would fire and for how many distinct users (a rule that keeps "
-        "holding fires again once its cooldown has passed; other guardrails such as caps, quiet "
-        "hours, consent and priority are not applied), and the segment sizes and transitions. "
+        "day's end the users who changed that day and the users due a time-based re-check, and "
+        "judging every decision with the guardrails dispatch applies (caps, cooldowns, priority, "
+        "quiet hours, consent, control group and holdouts, open escalations) against an in-memory "
+        "ledger. Prints, per rule, how many decisions it would make and how many would be sent, held "
+        "out, deferred, cancelled or suppressed (by reason), and the segment sizes and transitions. "
         "--weekly breaks both down per ISO week.",
     )
     backtest.add_argument("--events", type=Path, required=True, metavar="FILE", help="NDJSON (.gz ok)")
@@ -91,7 +93,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     backtest.add_argument("--weekly", action="store_true", help="break fires and segments down per ISO week")
     backtest.add_argument(
-        "--fires-csv", type=Path, default=None, metavar="FILE", help="also write every fire (who, when)"
+        "--fires-csv",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write every decision (who, when, outcome, reason)",
     )
     backtest.set_defaults(run=_guarded("backtest", run_backtest))
 
