@@ -24,6 +24,7 @@ from nudge.tools.report.charts import (
     svg_rect,
     svg_text,
 )
+from nudge.tools.report.flow import flow_legend, flow_svg
 from nudge.tools.report.markup import (
     duration,
     esc,
@@ -329,6 +330,18 @@ def lift(data: ReportData) -> str:
     head = ["rule", "goal", "sent users", "reached", "rate", "held-out users", "reached", "rate"]
     head += ["difference", "95% interval", "verdict"]
     return section("lift", title, lead, forest(data.lift) + html_table(head, rows, range(2, 10), "lift"))
+
+
+def flows(data: ReportData) -> str:
+    title = "Flows: each rule's users, step by step"
+    lead = (
+        "Users a rule decided for, whether their first decision was sent or held out (or never "
+        "either: suppressed, deferred, cancelled), and who then converted within the goal's window."
+    )
+    if not data.rule_flows:
+        return section("flows", title, lead, nothing("no rule has decided anything"))
+    body = "".join(f"<h3>{esc(flow.title)}</h3>{flow_svg(flow)}" for flow in data.rule_flows)
+    return section("flows", title, lead, body + flow_legend())
 
 
 def quality(data: ReportData, colors: dict[str, str]) -> str:
