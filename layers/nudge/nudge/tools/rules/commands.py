@@ -4,7 +4,8 @@
     test      the cases in rules/tests/*.yaml: given events and a time, expect a segment and rules
     backtest  replay an NDJSON history with a simulated clock through every guardrail: per rule and
               ISO week, fired, sent, held out and suppressed by reason
-    explain   why one user of an NDJSON history is or is not in each segment and rule
+    explain   why one user (of an NDJSON history, or live: --local, --table, --stack) is or is not in
+              each segment and rule; live, also the ledger's verdicts and what is next
     schema    JSON Schemas of the rule files, so editors complete and check them (rules/schema/)
 
 Marketers run these before deploying, so none of them ever shows a Python traceback: problems in
@@ -36,6 +37,7 @@ from nudge.rulebook.yamlfile import RuleFileError, RuleProblem
 from nudge.tools.args import iso_time
 from nudge.tools.rules.backtest import backtest_history
 from nudge.tools.rules.explain import explain_user
+from nudge.tools.rules.explain_live import explain_live_user
 from nudge.tools.rules.schema import run_schema
 from nudge.tools.rules.test import run_cases
 
@@ -104,11 +106,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     explain = sub.add_parser(
         "explain",
         help="Why a user is or is not in each segment and rule, with each test's value.",
-        description="Fold USER's messages from FILE (up to --at), then show for each segment, score "
-        "signal and trigger whether it holds, and each test with the user's value.",
+        description="Fold USER's messages from FILE (up to --at), or read USER's state live (a running "
+        "`nudge serve`, or the deployed tables), then show for each segment, score signal and trigger "
+        "whether it holds, and each test with the user's value. Live, also the segment record, every "
+        "decision in the ledger with its verdict (sent, held out, deferred, suppressed and why) and "
+        "what is next and when.",
     )
     explain.add_argument("user", metavar="USER", help="the user id (userId, or anon:<anonymousId>)")
-    explain.add_argument("--events", type=Path, required=True, metavar="FILE", help="NDJSON (.gz ok)")
+    source = explain.add_mutually_exclusive_group(required=True)
+    source.add_argument("--events", type=Path, metavar="FILE", help="an NDJSON history (.gz ok)")
+    source.add_argument(
+        "--local", metavar="URL", help="a running local stack, e.g. http://127.0.0.1:8080 (its clock's time)"
+    )
+    source.add_argument(
+        "--table",
+        metavar="NAME",
+        help="the deployed usage table (AWS credentials and region from the environment); with "
+        "--ledger-table for the decisions",
+    )
+    source.add_argument(
+        "--stack", metavar="NAME", help="the deployed stack: its outputs name the usage and ledger tables"
+    )
+    explain.add_argument(
+        "--ledger-table", metavar="NAME", default=None, help="with --table: the ledger table"
+    )
     explain.add_argument(
         "--rules", type=Path, default=DEFAULT_RULES, metavar="DIR", help="rules folder (default rules)"
     )
@@ -117,7 +138,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=iso_time,
         default=None,
         metavar="ISO",
-        help="judge at this time (default: the file's end)",
+        help="judge at this time (default: the file's end; live: now, or the local stack's clock)",
     )
     explain.add_argument("--json", action="store_true", help="print the explanation as JSON")
     explain.set_defaults(run=_guarded("explain", run_explain))
@@ -237,8 +258,13 @@ def run_test(args: argparse.Namespace) -> int:
 
 
 def run_explain(args: argparse.Namespace) -> int:
+    if args.ledger_table and not args.table:
+        print("nudge rules explain: --ledger-table goes with --table", file=sys.stderr)
+        return 2
     rules = load_or_report(args.rules)
-    return 1 if rules is None else explain_user(args, rules)
+    if rules is None:
+        return 1
+    return explain_user(args, rules) if args.events else explain_live_user(args, rules)
 
 
 def run_backtest(args: argparse.Namespace) -> int:
