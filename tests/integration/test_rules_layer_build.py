@@ -17,12 +17,12 @@ REPO = Path(__file__).resolve().parents[2]
 LAYER = REPO / "layers" / "nudge"
 
 
-def build(rules: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
+def build(rules: Path, tmp_path: Path, layer: Path = LAYER) -> tuple[subprocess.CompletedProcess[str], Path]:
     """The build target of `rules`/Makefile, in a copy of the folder (as sam build's CopySource)."""
     scratch, artifacts = tmp_path / "scratch", tmp_path / "artifacts"
     shutil.copytree(rules, scratch)
     env = {**os.environ, "ARTIFACTS_DIR": str(artifacts), "NUDGE_PYTHON": sys.executable}
-    env["NUDGE_LAYER"] = str(LAYER)
+    env["NUDGE_LAYER"] = str(layer)
     done = subprocess.run(  # noqa: S603 - make on our own Makefile, arguments from this test
         ["make", "--makefile", str(rules / "Makefile"), "build-RulesLayer"],  # noqa: S607 - as sam runs it
         cwd=scratch,
@@ -82,4 +82,14 @@ def test_a_failing_rule_test_stops_the_build(rules_copy: Path, tmp_path: Path) -
     assert done.returncode != 0
     assert "FAIL rules/tests/segments.yaml:" in done.stdout
     assert "sam build stopped: a rule test fails" in done.stderr
+    assert not packed.exists()
+
+
+def test_without_the_nudge_package_the_build_stops_and_says_why(rules_copy: Path, tmp_path: Path) -> None:
+    # Given a build that cannot see layers/nudge (a --use-container build mounts only rules/)
+    done, packed = build(rules_copy, tmp_path, layer=tmp_path / "nowhere")
+    # Then it refuses to ship unchecked rules, saying what to do
+    assert done.returncode != 0
+    assert "cannot check the rules: no nudge package in" in done.stderr
+    assert "build without it, or set NUDGE_LAYER" in done.stderr
     assert not packed.exists()
