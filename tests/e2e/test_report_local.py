@@ -22,6 +22,7 @@ SECTIONS = (
     "transitions",
     "funnel",
     "messages",
+    "flows",
     "escalations",
     "adoption",
     "lift",

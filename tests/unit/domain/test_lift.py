@@ -91,9 +91,11 @@ def test_counts_rates_and_interval_for_a_rule_that_works() -> None:
     assert row.difference == pytest.approx(0.4)
     assert row.interval is not None
     low, high = row.interval
-    # sqrt(.6*.4/40 + .2*.8/40) = 0.1; +-1.96 * 0.1
-    assert low == pytest.approx(0.4 - 0.196, abs=1e-3)
-    assert high == pytest.approx(0.4 + 0.196, abs=1e-3)
+    # The always-valid interval (nudge.domain.experiment), by hand: smoothed rates 25/42 and 9/42,
+    # V = (25/42)(17/42)/40 + (9/42)(33/42)/40 = 0.010232; tau^2 = 0.01;
+    # half width = sqrt(2 V (V + tau^2) / tau^2 * (ln 20 + ln((V + tau^2) / V) / 2)) = 0.3717
+    assert low == pytest.approx(0.4 - 0.3717, abs=1e-3)
+    assert high == pytest.approx(0.4 + 0.3717, abs=1e-3)
     assert row.warning == ""
     assert row.verdict == "works"
 
@@ -157,3 +159,24 @@ def test_the_first_exposure_decides_the_group() -> None:
 def test_a_difference_whose_interval_spans_zero_is_no_effect() -> None:
     row = LiftRow("r", "g", treated=100, treated_reached=30, control=100, control_reached=28, pending=0)
     assert row.verdict == "no effect seen"
+
+
+def test_a_look_days_after_the_first_exposure_is_early_but_keeps_its_verdict() -> None:
+    # Given a rule whose first users were emailed or held out three days ago, windows of one day
+    rules = with_goals(finish_setup={"event": "setup_completed", "within": "1d"})
+    start = NOW - 3 * DAY
+    entries, users = [], {}
+    for n in range(100):
+        entries.append(entry(f"t{n}", "finish_setup", start))
+        users[f"t{n}"] = user(f"t{n}", **({"setup_completed": start + DAY / 2} if n < 60 else {}))
+        entries.append(entry(f"c{n}", "finish_setup", start, outcome="held_out", status=""))
+        users[f"c{n}"] = user(f"c{n}", **({"setup_completed": start + DAY / 2} if n < 20 else {}))
+    # When lift is computed now
+    (row,) = lift(rules, entries, users, {}, NOW)
+    # Then the look is early (not a full week), and the interval still gives its verdict
+    assert row.early.startswith("looked at early: 3.0 days")
+    assert row.warning == ""
+    assert row.verdict == "works"
+    # A week later it is no longer early
+    (later,) = lift(rules, entries, users, {}, NOW + 5 * DAY)
+    assert later.early == ""

@@ -18,6 +18,7 @@ SECTION_IDS = [
     "transitions",
     "funnel",
     "messages",
+    "flows",
     "escalations",
     "adoption",
     "lift",
@@ -208,7 +209,7 @@ def test_empty_report() -> None:
     page = render(empty())
     checker = check(page)
     assert checker.ids == SECTION_IDS
-    assert page.count("Nothing yet:") == 8  # every section but the summary
+    assert page.count("Nothing yet:") == 9  # every section but the summary
     assert "no weeks of segment history" in page
     assert "no rule has decided anything" in page
     assert "no rule with a goal" in page

@@ -393,12 +393,15 @@ def test_backtest_replays_day_by_day_and_counts_each_decision_once(history: Path
     assert len(result.weeks) >= 4
     # changed users and due re-checks: more than one per user, far fewer than every user every day
     assert 40 < result.evaluations < 40 * 28 // 2
-    # A fire is counted once, and the same rule fires for the same user again only after its cooldown
+    # A decision is counted once, and the same rule reaches the same user again (sent or held out)
+    # only after its cooldown: dispatch's guardrails judged each one
+    assert len({f.decision_id for f in result.fires}) == len(result.fires)
     keys = [(f.rule, f.user, f.at) for f in result.fires]
     assert len(keys) == len(set(keys))
-    for fire in result.fires:
+    reached = [f for f in result.fires if f.outcome in ("send", "held_out")]
+    for fire in reached:
         trigger = next(t for t in rules.triggers if t.id == fire.rule.removesuffix(" (escalate)"))
-        later = [f for f in result.fires if (f.rule, f.user) == (fire.rule, fire.user) and f.at > fire.at]
+        later = [f for f in reached if (f.rule, f.user) == (fire.rule, fire.user) and f.at > fire.at]
         assert all(f.at - fire.at >= trigger.spec.cooldown for f in later)
     assert {f.rule for f in result.fires} >= {"finish_setup"}
 
@@ -414,12 +417,13 @@ def test_backtest_prints_rules_weeks_and_segments(
     assert code == 0
     assert "Backtest of" in out
     assert "40 users" in out
-    assert "Fires over the whole period" in out
-    assert "Fires per ISO week" in out
+    assert "Decisions over the whole period, through every guardrail" in out
+    assert "Per rule and ISO week: fired, sent, held out, and suppressed by reason" in out
+    assert "rule_holdout" in out or "held out" in out
     assert "2026-W10" in out
     assert "Segment sizes at each ISO week's end" in out
     rows = fires.read_text(encoding="utf-8").splitlines()
-    assert rows[0] == "at,week,rule,action,user,account,segment"
+    assert rows[0] == "at,week,rule,action,user,account,segment,outcome,reason,settled_at"
     assert len(rows) > 1
 
 

@@ -4,8 +4,9 @@ For each rule with a `goal` (triggers.yaml), each user's FIRST decision of the r
 (treated) or held out (control: the global control group or the rule's holdout) is their
 exposure, at the time it was recorded. The outcome is whether the goal was reached within the
 goal's window after it; exposures whose window has not closed by `now` are pending and left out.
-Then the rates, their difference and a 95% confidence interval (normal approximation, the
-difference of two proportions), with a plain warning when the groups are too small to say.
+Then the rates, their difference and a 95% always-valid interval (nudge.domain.experiment: a
+mixture SPRT confidence sequence, so the report can be opened any day without inflating false
+"works"), with a plain warning when the groups are too small to say or the look is early.
 
 Day-level caveat: events are kept per UTC day (with first/last times), so an event on the day of
 the exposure counts only if the event's latest occurrence is after it.
@@ -13,20 +14,14 @@ the exposure counts only if the event's latest occurrence is after it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from nudge.domain.experiment import Arm, Comparison, Direction, compare
 from nudge.model.ledger import LedgerEntry
 from nudge.model.state import AccountState, UserState
 from nudge.rulebook.ruleset import GoalSpec, RuleSet
-
-Z95 = 1.959964
-# Below this many users in either group, or this many outcomes (or non-outcomes) expected in
-# either, the normal approximation is not to be trusted: say so rather than print a verdict.
-MIN_GROUP = 30
-MIN_EXPECTED = 5
 
 
 @dataclass(frozen=True)
@@ -46,6 +41,21 @@ class LiftRow:
     control: int
     control_reached: int
     pending: int
+    # When the rule's first exposure was recorded and when this was computed: for the "looked at
+    # early" warning only (None: not known).
+    started: datetime | None = None
+    now: datetime | None = None
+
+    @property
+    def comparison(self) -> Comparison:
+        """Treated against held out, with the always-valid interval (nudge.domain.experiment)."""
+        return compare(
+            Arm("treated", self.treated, self.treated_reached),
+            Arm("held out", self.control, self.control_reached),
+            started=self.started,
+            now=self.now,
+            pending=self.pending,
+        )
 
     @property
     def treated_rate(self) -> float | None:
@@ -57,45 +67,35 @@ class LiftRow:
 
     @property
     def difference(self) -> float | None:
-        if self.treated_rate is None or self.control_rate is None:
-            return None
-        return self.treated_rate - self.control_rate
+        return self.comparison.difference
 
     @property
     def interval(self) -> tuple[float, float] | None:
-        """95% confidence interval of the difference (Wald, unpooled)."""
-        p1, p0, diff = self.treated_rate, self.control_rate, self.difference
-        if p1 is None or p0 is None or diff is None:
-            return None
-        se = math.sqrt(p1 * (1 - p1) / self.treated + p0 * (1 - p0) / self.control)
-        return diff - Z95 * se, diff + Z95 * se
+        """95% always-valid interval of the difference: it may be looked at any time, any often."""
+        return self.comparison.interval
 
     @property
     def warning(self) -> str:
-        if self.treated < MIN_GROUP or self.control < MIN_GROUP:
-            return (
-                f"too few users to say (treated {self.treated}, held out {self.control}; "
-                f"at least {MIN_GROUP} each are needed)"
-            )
-        for group, n, x in (
-            ("treated", self.treated, self.treated_reached),
-            ("held out", self.control, self.control_reached),
-        ):
-            if min(x, n - x) < MIN_EXPECTED:
-                return f"too few outcomes to say ({group}: {x} of {n} reached the goal)"
-        return ""
+        """Why no verdict can be given yet (the sample is too small); "" when one can."""
+        return self.comparison.too_small
+
+    @property
+    def early(self) -> str:
+        """Why this look is early (the verdict stands, but may move); "" when it is not."""
+        return self.comparison.early
 
     @property
     def verdict(self) -> str:
-        """works / no effect seen / hurts / can't say, from the interval."""
-        if self.warning or self.interval is None:
-            return "can't say yet"
-        low, high = self.interval
-        if low > 0:
-            return "works"
-        if high < 0:
-            return "hurts"
-        return "no effect seen"
+        """works / no effect seen / hurts / can't say yet, from the interval."""
+        return VERDICTS[self.comparison.direction]
+
+
+VERDICTS: dict[Direction, str] = {
+    "higher": "works",
+    "lower": "hurts",
+    "no difference seen": "no effect seen",
+    "can't say yet": "can't say yet",
+}
 
 
 def describe(goal: GoalSpec) -> str:
@@ -165,7 +165,8 @@ def lift(
             continue
         counts = {True: [0, 0], False: [0, 0]}  # treated -> [users, reached]
         pending = 0
-        for exposure in by_rule.get(trigger.id, []):
+        exposed = by_rule.get(trigger.id, [])
+        for exposure in exposed:
             user = users.get(exposure.user_id)
             if user is None:
                 continue  # erased since
@@ -185,6 +186,8 @@ def lift(
                 control=counts[False][0],
                 control_reached=counts[False][1],
                 pending=pending,
+                started=min((e.at for e in exposed), default=None),
+                now=now,
             )
         )
     return rows

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from nudge.domain.flow import trigger_flows
 from nudge.domain.lift import lift
 from nudge.domain.report_model import EscalationBucket, FunnelStep, QualityRow, ReportData, RuleMessages
 from nudge.model.calendar import week_key
@@ -216,6 +217,7 @@ def build(rules: RuleSet, snapshot: Snapshot, now: datetime, source: str) -> Rep
         lift=lift(rules, entries, users, accounts, now),
         quality=quality,
         retained_overall=overall,
+        rule_flows=trigger_flows(rules, entries, users, accounts, now),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from nudge.domain.flow import Flow
 from nudge.domain.lift import LiftRow
 
 
@@ -61,3 +62,6 @@ class ReportData:
     lift: list[LiftRow]
     quality: list[QualityRow]
     retained_overall: float | None  # share of all user-weeks retained, the quality baseline
+    # Each rule's users step by step (eligible -> sent / held out / not sent -> converted), drawn
+    # as flows; a journey's steps are flows of the same shape.
+    rule_flows: list[Flow] = field(default_factory=list)

@@ -1,25 +1,35 @@
 """The backtest use case: replay a Segment history day by day with a simulated clock through the
-services production runs, and count what would have gone out.
+services production runs, and predict what would really have gone out.
 
-Each day, at its last instant:
+Each day:
 
+    the deferrals (quiet hours) coming due during the day: a sweep at each one's time, as the
+    sweep production runs every few minutes would, and dispatch of what it publishes
+    then, at the day's last instant:
     ingest the day's messages (the ingest use case)
     -> evaluate what changed: the users of each account that got a group call
        (`evaluate_account`), then every other user who sent messages (`evaluate_user`)
     -> sweep: every user whose time-based re-check came due (`sweep`)
+    -> dispatch every decision published: the guardrails and the ledger (`dispatch`)
 
-over empty stores (the in-memory ones, wired by the CLI). So publish dedupe, the due index and
-account loading are the evaluate service's own. What stands for the consumer side is only what
-turns a published decision into a fire (`_Consumers`): dispatch dedupes on decision_id, and the
-guardrails hold the rule's own cooldown (or once). Other guardrails (caps, quiet hours, consent,
-priority) are not applied.
+over empty stores (the in-memory ones, wired by the CLI). Publish dedupe, the due index and account
+loading are the evaluate service's own; every guardrail is dispatch's own: one implementation of
+caps, cooldowns, priority (one message per evaluation), quiet hours (deferred and re-judged when
+they end, or dropped), consent and unsubscribes, the control group and holdouts, and one open
+escalation per account (which holds marketing back), over an in-memory ledger. So each decision's
+outcome is what production would record: sent, held out, still deferred, cancelled (the rule
+stopped holding while it waited), or suppressed with the reason dispatch gives.
+
+Judged at a day's end, a decision meets the quiet hours of that instant in the user's timezone
+(e.g. 00:59 in Berlin): a deferred one is sent when they end; a rule that drops in quiet hours
+loses it. Messages come in a day at a time, so a user's evaluation sees all of the day's events.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
@@ -28,9 +38,17 @@ from nudge.model.decisions import Decision
 from nudge.model.messages import Group, Message
 from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.model.queue import DecisionBatch
-from nudge.ports import DecisionPublisher, SegmentStore, UsageStore
+from nudge.model.segments import due_time
+from nudge.ports import DecisionPublisher, DeliveryRouter, Ledger, SegmentStore, UsageStore
 from nudge.rulebook.ruleset import RuleSet
-from nudge.services.evaluate import AccountFactsCache, RulesPorts, evaluate_account, evaluate_user
+from nudge.services.dispatch import DispatchPorts, DispatchResult, dispatch
+from nudge.services.evaluate import (
+    AccountFactsCache,
+    RulesPorts,
+    SegmentRechecks,
+    evaluate_account,
+    evaluate_user,
+)
 from nudge.services.rule_tests import replay
 from nudge.services.sweep import sweep
 
@@ -43,15 +61,20 @@ class KeptBatches(DecisionPublisher, Protocol):
 
 @dataclass(frozen=True)
 class BacktestStores:
-    """Empty stores to replay into: usage state, segment records (and due index), decision queue."""
+    """Empty stores to replay into: usage state, segment records (and due index), decision queue,
+    the ledger dispatch judges against, and the channel queues it routes sends to."""
 
     usage: UsageStore
     segments: SegmentStore
     publisher: KeptBatches
+    ledger: Ledger
+    router: DeliveryRouter
 
 
 @dataclass(frozen=True)
 class Fire:
+    """One decision a rule made, first judged at `at`, and what finally came of it."""
+
     at: datetime
     week: str
     rule: str  # trigger id, with " (escalate)" for an escalate_when hand-off
@@ -59,6 +82,15 @@ class Fire:
     user: str
     account: str | None
     segment: str | None
+    decision_id: str = ""
+    # send | held_out | deferred (still waiting at the end) | cancelled | suppressed
+    outcome: str = "send"
+    reason: str = ""  # dispatch's reason: cap_email_day, quiet_hours, cooldown, rule_holdout, ...
+    settled_at: datetime | None = None  # when the outcome was decided (a deferred one: later)
+
+    @property
+    def sent(self) -> bool:
+        return self.outcome == "send"
 
 
 @dataclass
@@ -78,6 +110,10 @@ class BacktestResult:
     @property
     def weeks(self) -> list[str]:
         return list(self.sizes)
+
+    @property
+    def sent(self) -> list[Fire]:
+        return [f for f in self.fires if f.sent]
 
     def final_sizes(self) -> Counter[str]:
         return self.sizes[self.weeks[-1]] if self.sizes else Counter()
@@ -101,34 +137,62 @@ class _Outcomes:
         return taken
 
 
-class _Consumers:
-    """What stands for the consumer side of the decision queue.
-
-    A decision counts when its decision_id is new overall (dispatch dedupes on it: an account
-    escalation raised by two of its users is one hand-off), and the rule's own cooldown has passed
-    since it last counted for that user (or account): decision ids change with fixed cooldown
-    windows, and the guardrails hold the "not again for this long" the marketer wrote.
-    """
+class _Judged:
+    """Dispatch's verdicts, kept per decision: the first makes the fire, a later one (a deferral
+    judged again, or cancelled) settles its outcome."""
 
     def __init__(self, rules: RuleSet) -> None:
         self.triggers = rules.trigger_by_id
-        self.published: set[str] = set()
-        self.last_sent: dict[tuple[str, str], datetime] = {}  # (rule label, user or account) -> last counted
+        self.fires: list[Fire] = []
+        self.index: dict[str, int] = {}  # decision id -> its fire
+        self.waiting: set[datetime] = set()  # when deferred decisions come due
 
-    def counted(self, decision: Decision, account: str | None, now: datetime) -> str | None:
-        """The rule's label when the decision would go out at `now` (None: it would not)."""
-        if decision.decision_id in self.published:
-            return None
-        self.published.add(decision.decision_id)
-        trigger = self.triggers[decision.rule]
-        handoff = decision.action == "escalate" and trigger.spec.action != "escalate"
-        label = f"{decision.rule} (escalate)" if handoff else decision.rule
-        subject = (account or decision.user) if decision.action == "escalate" else decision.user
-        previous = self.last_sent.get((label, subject))
-        if previous is not None and (trigger.spec.once or now - previous < trigger.spec.cooldown):
-            return None
-        self.last_sent[(label, subject)] = now
-        return label
+    def label(self, decision: Decision) -> str:
+        handoff = decision.action == "escalate" and self.triggers[decision.rule].spec.action != "escalate"
+        return f"{decision.rule} (escalate)" if handoff else decision.rule
+
+    def record(
+        self, result: DispatchResult, batch: DecisionBatch, segment: str | None, now: datetime
+    ) -> None:
+        for verdict in result.verdicts:
+            d = verdict.decision
+            if verdict.deliver_at is not None:
+                self.waiting.add(due_time(verdict.deliver_at) or verdict.deliver_at)
+            known = self.index.get(d.decision_id)
+            if known is not None:
+                self.fires[known] = replace(
+                    self.fires[known], outcome=verdict.outcome, reason=verdict.reason, settled_at=now
+                )
+                continue
+            self.index[d.decision_id] = len(self.fires)
+            label, week = self.label(d), week_key(now.date())
+            self.fires.append(
+                Fire(
+                    at=now,
+                    week=week,
+                    rule=label,
+                    action=d.action,
+                    user=batch.user,
+                    account=batch.account,
+                    segment=segment,
+                    decision_id=d.decision_id,
+                    outcome=verdict.outcome,
+                    reason=verdict.reason,
+                    settled_at=now,
+                )
+            )
+        for decision_id in result.cancelled:
+            known = self.index.get(decision_id)
+            if known is not None:
+                self.fires[known] = replace(
+                    self.fires[known], outcome="cancelled", reason="no_longer_holds", settled_at=now
+                )
+
+    def due_between(self, after: datetime, until: datetime) -> list[datetime]:
+        """The deferrals' due times in (after, until], taken off the list."""
+        due = sorted(t for t in self.waiting if after < t <= until)
+        self.waiting -= set(due)
+        return due
 
 
 def _day_end(day: date) -> datetime:
@@ -144,10 +208,10 @@ def backtest(
 ) -> BacktestResult:
     """Replay `messages` day by day into `stores` (empty), as production would have run them.
 
-    Each day's messages are ingested at the day's end; then the members of accounts that got a
-    group call and the users who sent messages are evaluated, then the sweep evaluates everyone
-    whose `next_check_at` has passed. The decisions the evaluate service publishes count as
-    `_Consumers` says. progress(done, total) is called after each day.
+    Each day's deferrals are swept and dispatched at their time; then the day's messages are
+    ingested at its end, the members of accounts that got a group call and the users who sent
+    messages are evaluated, the sweep evaluates everyone whose `next_check_at` has passed, and
+    every decision published is dispatched. progress(done, total) is called after each day.
     """
     by_day: dict[date, list[Message]] = defaultdict(list)
     for message in messages:
@@ -159,49 +223,60 @@ def backtest(
     result = BacktestResult(first_day=days[0], last_day=days[-1], messages=len(messages))
     outcomes = _Outcomes()
     ports = RulesPorts(stores.usage, stores.segments, stores.publisher, outcomes)
-    consumers = _Consumers(rules)
+    dispatching = DispatchPorts(stores.ledger, stores.usage, stores.router, SegmentRechecks(stores.segments))
+    judged = _Judged(rules)
     segments: dict[str, str | None] = {}  # user -> segment at their last evaluation
-    read = 0  # batches of the queue already consumed
-    total = (days[-1] - days[0]).days + 1
-    for offset in range(total):
-        day = days[0] + timedelta(days=offset)
-        now = _day_end(day)
-        week = week_key(day)
-        todays = sorted(by_day.get(day, []), key=lambda m: m.timestamp or now)
-        result.refused += replay(stores.usage, todays, rules, now)
-        _evaluate_changes(rules, ports, todays, now)
-        sweep(rules, ports, now)
+    read = 0  # batches of the queue already dispatched
 
+    def run(now: datetime, todays: Sequence[Message]) -> dict[str, UserOutcome]:
+        """Evaluate what changed and what is due at `now`, then dispatch what was published."""
+        nonlocal read
+        if todays:
+            _evaluate_changes(rules, ports, todays, now)
+        sweep(rules, ports, now)
         # In user order, whichever service evaluated whom: the order breaks ties among transitions
         # (most_common keeps the first seen) and picks the user an account's escalation counts for.
         taken = [o for o in outcomes.take() if o.evaluated]
         result.evaluations += len(taken)
         evaluated = {o.user_id: o for o in sorted(taken, key=lambda o: o.user_id)}
-        for user_id, outcome in evaluated.items():
-            segments[user_id] = outcome.segment
-            if outcome.entered is not None:
-                result.entries.setdefault(week, Counter())[outcome.entered] += 1
-                result.transitions[(outcome.exited or "(new)", outcome.entered)] += 1
+        for user_id, evaluation in evaluated.items():
+            segments[user_id] = evaluation.segment
         batches = stores.publisher.batches[read:]
         read += len(batches)
         for batch in sorted(batches, key=lambda b: b.user):
-            for decision in batch.decisions:
-                label = consumers.counted(decision, batch.account, now)
-                if label is not None:
-                    segment = evaluated[batch.user].segment
-                    result.fires.append(
-                        Fire(now, week, label, decision.action, batch.user, batch.account, segment)
-                    )
+            outcome = evaluated.get(batch.user)
+            segment = outcome.segment if outcome is not None else segments.get(batch.user)
+            judged.record(dispatch(batch, rules, dispatching, now), batch, segment, now)
+        return evaluated
 
+    total = (days[-1] - days[0]).days + 1
+    for offset in range(total):
+        day = days[0] + timedelta(days=offset)
+        now = _day_end(day)
+        week = week_key(day)
+        for due in judged.due_between(now - timedelta(days=1), now - timedelta(microseconds=1)):
+            for outcome in run(due, ()).values():
+                _count_transition(result, week, outcome)
+        todays = sorted(by_day.get(day, []), key=lambda m: m.timestamp or now)
+        result.refused += replay(stores.usage, todays, rules, now)
+        for outcome in run(now, todays).values():
+            _count_transition(result, week, outcome)
         if day.weekday() == 6 or offset == total - 1:
             result.sizes[week] = Counter(s or "(none)" for s in segments.values())
         if progress is not None:
             progress(offset + 1, total)
+    result.fires = judged.fires
     replayed = [m for day_messages in by_day.values() for m in day_messages]
     result.users = len(stores.usage.load_users(sorted({m.identity for m in replayed})))
     groups = sorted({m.groupId for m in replayed if isinstance(m, Group)})
     result.accounts = sum(1 for account_id in groups if stores.usage.load_account(account_id) is not None)
     return result
+
+
+def _count_transition(result: BacktestResult, week: str, outcome: UserOutcome) -> None:
+    if outcome.entered is not None:
+        result.entries.setdefault(week, Counter())[outcome.entered] += 1
+        result.transitions[(outcome.exited or "(new)", outcome.entered)] += 1
 
 
 def _evaluate_changes(rules: RuleSet, ports: RulesPorts, todays: Sequence[Message], now: datetime) -> None:

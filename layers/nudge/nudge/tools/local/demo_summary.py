@@ -313,7 +313,7 @@ def print_decisions(console: Console, stack: LocalStack) -> int:
 def print_lift(console: Console, rows: Sequence[LiftRow]) -> None:
     """Each rule's lift against its held-out users (goals, charts and warnings are in the report)."""
     table = Table(title="Lift: users reaching the rule's goal, sent vs held out")
-    for column in ("rule", "sent", "held out", "diff. [95% CI]", "verdict"):
+    for column in ("rule", "sent", "held out", "diff. [95% interval]", "verdict"):
         table.add_column(column, justify="left" if column in ("rule", "verdict") else "right")
     for row in rows:
         interval, difference = row.interval, row.difference

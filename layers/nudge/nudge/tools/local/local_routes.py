@@ -13,6 +13,8 @@
   POST /_local/escalations/{account_id}/handled
                                {"by": NAME, "note": TEXT} marks the account's open escalation
                                handled (404 when it has none), as `nudge escalations handle`
+  GET  /_local/aws             the stack's moto endpoint, region and table names, and its time
+                               (`nudge rules explain --local` reads the tables through it)
   GET  /_local/clock           the simulated time
   POST /_local/clock           {"now": ISO8601} moves the simulated clock forward and runs
                                everything due on the way (sweeps, the stream) before answering
@@ -41,6 +43,7 @@ from nudge.model.versioned import Versioned
 from nudge.rulebook.ruleset import load_rules
 from nudge.services.escalations import CaseRepository, NoOpenEscalation, handle_escalation, open_escalations
 from nudge.services.identity import MAX_HOPS
+from nudge.tools.local.aws import REGION
 from nudge.tools.local.simulated_clock import ClockError
 from nudge.tools.local.stack import LocalStack
 
@@ -92,6 +95,8 @@ def local_route(stack: LocalStack, method: str, path: str, query: str, body: byt
         return _handle_escalation(stack, parts[1], body)
     if parts == ["clock"] and reading:
         return HTTPStatus.OK, {"now": stack.clock.now().isoformat()}
+    if reading and parts == ["aws"]:
+        return _aws(stack)
     if parts == ["clock"] and method == "POST":
         return _move_clock(stack, body)
     return HTTPStatus.NOT_FOUND, {"message": f"no local route {method} {path}"}
@@ -184,6 +189,20 @@ def ledger_document(entry: LedgerEntry) -> dict[str, Any]:
         "deliver_at": entry.deliver_at.isoformat() if entry.deliver_at else None,
         "recorded_at": entry.recorded_at.isoformat(),
         "updated_at": entry.updated_at.isoformat(),
+    }
+
+
+def _aws(stack: LocalStack) -> tuple[int, Any]:
+    """Where the stack's tables are (its moto endpoint), so tools read them through the same
+    DynamoDB adapters as deployed tables (`nudge rules explain --local`); the stream settled first."""
+    stack.settle()
+    settings = stack.settings
+    return HTTPStatus.OK, {
+        "endpoint_url": stack.endpoint_url,
+        "region": REGION,
+        "usage_table": settings.usage_table,
+        "ledger_table": settings.ledger_table,
+        "now": stack.clock.now().isoformat(),
     }
 
 

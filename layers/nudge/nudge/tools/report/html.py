@@ -13,6 +13,7 @@ from nudge.tools.report.markup import esc
 from nudge.tools.report.sections import (
     adoption,
     escalations,
+    flows,
     funnel,
     lift,
     messages,
@@ -47,6 +48,9 @@ h2{margin:0 0 4px;font-size:20px}
 .chart text{font-size:12px;fill:#374151}
 .chart .axis{fill:#6b7280}
 .chart .grid{stroke:#e5e7eb}
+.flow .count{font-size:15px;font-weight:600;fill:#111827}
+.flow .edge-count{font-size:11px;fill:#1f2937;paint-order:stroke;stroke:#fff;stroke-width:3px}
+h3{font-size:15px;margin:16px 0 0}
 table{border-collapse:collapse;width:100%;margin:8px 0;font-size:14px}
 th,td{padding:6px 8px;border-bottom:1px solid #e5e7eb;text-align:left;vertical-align:top}
 th{background:#f9fafb;font-weight:600}
@@ -82,6 +86,7 @@ SECTIONS = (
     ("transitions", "Moves"),
     ("funnel", "Funnel"),
     ("messages", "Messages"),
+    ("flows", "Flows"),
     ("escalations", "Escalations"),
     ("adoption", "Adoption"),
     ("lift", "Lift"),
@@ -98,6 +103,7 @@ def render(data: ReportData) -> str:
         transitions(data, colors),
         funnel(data),
         messages(data),
+        flows(data),
         escalations(data),
         adoption(data, colors),
         lift(data),

@@ -24,6 +24,7 @@ from nudge.tools.report.charts import (
     svg_rect,
     svg_text,
 )
+from nudge.tools.report.flow import flow_legend, flow_svg
 from nudge.tools.report.markup import (
     duration,
     esc,
@@ -295,14 +296,18 @@ def adoption(data: ReportData, colors: dict[str, str]) -> str:
 
 def lift(data: ReportData) -> str:
     title = "Lift: do messages work?"
-    lead = "Goal rate of users who were sent a rule's message against users held out from it."
+    lead = (
+        "Goal rate of users who were sent a rule's message against users held out from it. The 95% "
+        "interval is always valid: it may be read any day, as often as you like, without more false "
+        "verdicts (a mixture SPRT confidence sequence)."
+    )
     if not data.lift:
         return section("lift", title, lead, nothing("no rule with a goal has sent or held out anyone"))
     rows = []
     for r in data.lift:
         color = VERDICT_COLORS.get(r.verdict, GREY)
         verdict = f'<div class="why"><span class="verdict" style="color:{color}">{esc(r.verdict)}</span>'
-        verdict += (f'<div class="warn">{esc(r.warning)}</div>' if r.warning else "") + "</div>"
+        verdict += "".join(f'<div class="warn">{esc(w)}</div>' for w in (r.warning, r.early) if w) + "</div>"
         goal = esc(r.goal) + (f'<div class="note">{r.pending:,} still waiting</div>' if r.pending else "")
         interval = "—"
         if r.interval is not None and not r.warning:
@@ -323,8 +328,20 @@ def lift(data: ReportData) -> str:
             ]
         )
     head = ["rule", "goal", "sent users", "reached", "rate", "held-out users", "reached", "rate"]
-    head += ["difference", "95% CI", "verdict"]
+    head += ["difference", "95% interval", "verdict"]
     return section("lift", title, lead, forest(data.lift) + html_table(head, rows, range(2, 10), "lift"))
+
+
+def flows(data: ReportData) -> str:
+    title = "Flows: each rule's users, step by step"
+    lead = (
+        "Users a rule decided for, whether their first decision was sent or held out (or never "
+        "either: suppressed, deferred, cancelled), and who then converted within the goal's window."
+    )
+    if not data.rule_flows:
+        return section("flows", title, lead, nothing("no rule has decided anything"))
+    body = "".join(f"<h3>{esc(flow.title)}</h3>{flow_svg(flow)}" for flow in data.rule_flows)
+    return section("flows", title, lead, body + flow_legend())
 
 
 def quality(data: ReportData, colors: dict[str, str]) -> str:

@@ -1,5 +1,6 @@
 """`nudge rules backtest`: replay an NDJSON history with a simulated clock and print, per rule and
-ISO week, how often each rule would fire and for whom, and the segment sizes and transitions.
+ISO week, how often each rule would fire and what every guardrail would make of it (sent, held out,
+deferred, cancelled, suppressed by reason), and the segment sizes and transitions.
 
 The replay is the backtest use case (`nudge.services.backtest`: ingest, evaluate, sweep, day by
 day), run here over the in-memory stores; this module reads the file and prints the tables.
@@ -20,7 +21,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from nudge.adapters.memory import MemoryDecisionPublisher, MemorySegmentStore, MemoryUsageStore
+from nudge.adapters.memory import (
+    MemoryDecisionPublisher,
+    MemoryLedger,
+    MemoryRouter,
+    MemorySegmentStore,
+    MemoryUsageStore,
+)
 from nudge.model.messages import Message
 from nudge.observability import quiet_logs
 from nudge.rulebook.ruleset import RuleSet
@@ -33,7 +40,9 @@ def backtest(
     rules: RuleSet, messages: Sequence[Message], progress: Callable[[int, int], None] | None = None
 ) -> BacktestResult:
     """The backtest use case over fresh in-memory stores, without the services' logs."""
-    stores = BacktestStores(MemoryUsageStore(), MemorySegmentStore(), MemoryDecisionPublisher())
+    stores = BacktestStores(
+        MemoryUsageStore(), MemorySegmentStore(), MemoryDecisionPublisher(), MemoryLedger(), MemoryRouter()
+    )
     with quiet_logs():
         return service.backtest(rules, messages, stores, progress)
 
@@ -84,7 +93,9 @@ def write_fires_csv(path: Path, fires: Iterable[Fire]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["at", "week", "rule", "action", "user", "account", "segment"])
+        writer.writerow(
+            ["at", "week", "rule", "action", "user", "account", "segment", "outcome", "reason", "settled_at"]
+        )
         for fire in fires:
             writer.writerow(
                 [
@@ -95,6 +106,9 @@ def write_fires_csv(path: Path, fires: Iterable[Fire]) -> None:
                     fire.user,
                     fire.account or "",
                     fire.segment or "",
+                    fire.outcome,
+                    fire.reason,
+                    iso(fire.settled_at) if fire.settled_at else "",
                 ]
             )
 
@@ -126,19 +140,45 @@ def print_backtest(
     for fire in result.fires:
         by_rule[fire.rule].append(fire)
 
-    totals = Table(title="Fires over the whole period (each rule's cooldown applied; other guardrails not)")
-    for column in ("rule", "action", "fires", "distinct users", "first", "e.g."):
-        totals.add_column(column, justify="right" if column in ("fires", "distinct users") else "left")
+    totals = Table(
+        title="Decisions over the whole period, through every guardrail: fired, then sent, held out, "
+        "deferred (still waiting at the end), cancelled, or suppressed and why"
+    )
+    for column in (
+        "rule",
+        "action",
+        "fired",
+        "sent",
+        "held out",
+        "deferred",
+        "cancelled",
+        "suppressed",
+        "sent to",
+    ):
+        totals.add_column(
+            column, justify="left" if column in ("rule", "action", "suppressed", "sent to") else "right"
+        )
     for label in labels:
         fires = by_rule.get(label, [])
-        users = list(dict.fromkeys(f.user for f in fires))
         action = (
             fires[0].action
             if fires
             else ("escalate" if label.endswith("(escalate)") else _action(rules, label))
         )
-        first = str(fires[0].at.date()) if fires else "-"
-        totals.add_row(label, action, str(len(fires)), str(len(users)), first, ", ".join(users[:3]))
+        counts = _outcomes(fires)
+        users = list(dict.fromkeys(f.user for f in fires if f.sent))
+        sent_to = f"{len(users)} users" + (f" (e.g. {', '.join(users[:3])})" if users else "")
+        totals.add_row(
+            label,
+            action,
+            str(len(fires)),
+            str(counts["send"]),
+            str(counts["held_out"]),
+            str(counts["deferred"]),
+            str(counts["cancelled"]),
+            _reasons(fires),
+            sent_to,
+        )
     console.print(totals)
 
     segment_ids = [s.id for s in rules.segments]
@@ -161,19 +201,27 @@ def print_backtest(
     console.print(moves)
 
     if weekly:
-        per_week = Table(title="Fires per ISO week: fires / distinct users")
-        per_week.add_column("week")
-        for label in labels:
-            per_week.add_column(label, justify="right", overflow="fold")
+        per_week = Table(title="Per rule and ISO week: fired, sent, held out, and suppressed by reason")
+        for column in ("week", "rule", "fired", "sent", "held out", "suppressed"):
+            per_week.add_column(
+                column, justify="right" if column in ("fired", "sent", "held out") else "left"
+            )
         cells: dict[tuple[str, str], list[Fire]] = defaultdict(list)
         for fire in result.fires:
             cells[(fire.week, fire.rule)].append(fire)
         for week in result.weeks:
-            row = [week]
             for label in labels:
                 fires = cells.get((week, label), [])
-                row.append(f"{len(fires)} / {len({f.user for f in fires})}" if fires else "-")
-            per_week.add_row(*row)
+                if fires:
+                    counts = _outcomes(fires)
+                    per_week.add_row(
+                        week,
+                        label,
+                        str(len(fires)),
+                        str(counts["send"]),
+                        str(counts["held_out"]),
+                        _reasons(fires),
+                    )
         console.print(per_week)
 
         seg_week = Table(title="Segment sizes at each ISO week's end (+ users who entered that week)")
@@ -184,6 +232,16 @@ def print_backtest(
             counts, came = result.sizes[week], result.entries.get(week, Counter())
             seg_week.add_row(week, *(f"{counts.get(s, 0)} (+{came.get(s, 0)})" for s in segment_ids))
         console.print(seg_week)
+
+
+def _outcomes(fires: Iterable[Fire]) -> Counter[str]:
+    return Counter(f.outcome for f in fires)
+
+
+def _reasons(fires: Iterable[Fire]) -> str:
+    """Suppressed decisions by reason, most frequent first: "cooldown 3, cap_email_day 1"."""
+    reasons = Counter(f.reason for f in fires if f.outcome == "suppressed")
+    return ", ".join(f"{reason} {count}" for reason, count in reasons.most_common()) or "-"
 
 
 def _action(rules: RuleSet, rule: str) -> str:

@@ -2,8 +2,10 @@
 
     lint      every problem in every rule file and test file as file:line: message; exit 1
     test      the cases in rules/tests/*.yaml: given events and a time, expect a segment and rules
-    backtest  replay an NDJSON history with a simulated clock: per rule and ISO week, fires and users
-    explain   why one user of an NDJSON history is or is not in each segment and rule
+    backtest  replay an NDJSON history with a simulated clock through every guardrail: per rule and
+              ISO week, fired, sent, held out and suppressed by reason
+    explain   why one user (of an NDJSON history, or live: --local, --table, --stack) is or is not in
+              each segment and rule; live, also the ledger's verdicts and what is next
     schema    JSON Schemas of the rule files, so editors complete and check them (rules/schema/)
 
 Marketers run these before deploying, so none of them ever shows a Python traceback: problems in
@@ -35,6 +37,7 @@ from nudge.rulebook.yamlfile import RuleFileError, RuleProblem
 from nudge.tools.args import iso_time
 from nudge.tools.rules.backtest import backtest_history
 from nudge.tools.rules.explain import explain_user
+from nudge.tools.rules.explain_live import explain_live_user
 from nudge.tools.rules.schema import run_schema
 from nudge.tools.rules.test import run_cases
 
@@ -77,12 +80,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     backtest = sub.add_parser(
         "backtest",
-        help="Replay an NDJSON history with a simulated clock: how often each rule would fire.",
+        help="Replay an NDJSON history with a simulated clock: what each rule would fire and send.",
         description="Replay the Segment messages of FILE day by day through ingest, evaluating at each "
-        "day's end the users who changed that day and the users due a time-based re-check. Prints, "
-        "per rule, how many times it would fire and for how many distinct users (a rule that keeps "
-        "holding fires again once its cooldown has passed; other guardrails such as caps, quiet "
-        "hours, consent and priority are not applied), and the segment sizes and transitions. "
+        "day's end the users who changed that day and the users due a time-based re-check, and "
+        "judging every decision with the guardrails dispatch applies (caps, cooldowns, priority, "
+        "quiet hours, consent, control group and holdouts, open escalations) against an in-memory "
+        "ledger. Prints, per rule, how many decisions it would make and how many would be sent, held "
+        "out, deferred, cancelled or suppressed (by reason), and the segment sizes and transitions. "
         "--weekly breaks both down per ISO week.",
     )
     backtest.add_argument("--events", type=Path, required=True, metavar="FILE", help="NDJSON (.gz ok)")
@@ -91,18 +95,41 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     backtest.add_argument("--weekly", action="store_true", help="break fires and segments down per ISO week")
     backtest.add_argument(
-        "--fires-csv", type=Path, default=None, metavar="FILE", help="also write every fire (who, when)"
+        "--fires-csv",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write every decision (who, when, outcome, reason)",
     )
     backtest.set_defaults(run=_guarded("backtest", run_backtest))
 
     explain = sub.add_parser(
         "explain",
         help="Why a user is or is not in each segment and rule, with each test's value.",
-        description="Fold USER's messages from FILE (up to --at), then show for each segment, score "
-        "signal and trigger whether it holds, and each test with the user's value.",
+        description="Fold USER's messages from FILE (up to --at), or read USER's state live (a running "
+        "`nudge serve`, or the deployed tables), then show for each segment, score signal and trigger "
+        "whether it holds, and each test with the user's value. Live, also the segment record, every "
+        "decision in the ledger with its verdict (sent, held out, deferred, suppressed and why) and "
+        "what is next and when.",
     )
     explain.add_argument("user", metavar="USER", help="the user id (userId, or anon:<anonymousId>)")
-    explain.add_argument("--events", type=Path, required=True, metavar="FILE", help="NDJSON (.gz ok)")
+    source = explain.add_mutually_exclusive_group(required=True)
+    source.add_argument("--events", type=Path, metavar="FILE", help="an NDJSON history (.gz ok)")
+    source.add_argument(
+        "--local", metavar="URL", help="a running local stack, e.g. http://127.0.0.1:8080 (its clock's time)"
+    )
+    source.add_argument(
+        "--table",
+        metavar="NAME",
+        help="the deployed usage table (AWS credentials and region from the environment); with "
+        "--ledger-table for the decisions",
+    )
+    source.add_argument(
+        "--stack", metavar="NAME", help="the deployed stack: its outputs name the usage and ledger tables"
+    )
+    explain.add_argument(
+        "--ledger-table", metavar="NAME", default=None, help="with --table: the ledger table"
+    )
     explain.add_argument(
         "--rules", type=Path, default=DEFAULT_RULES, metavar="DIR", help="rules folder (default rules)"
     )
@@ -111,7 +138,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=iso_time,
         default=None,
         metavar="ISO",
-        help="judge at this time (default: the file's end)",
+        help="judge at this time (default: the file's end; live: now, or the local stack's clock)",
     )
     explain.add_argument("--json", action="store_true", help="print the explanation as JSON")
     explain.set_defaults(run=_guarded("explain", run_explain))
@@ -231,8 +258,13 @@ def run_test(args: argparse.Namespace) -> int:
 
 
 def run_explain(args: argparse.Namespace) -> int:
+    if args.ledger_table and not args.table:
+        print("nudge rules explain: --ledger-table goes with --table", file=sys.stderr)
+        return 2
     rules = load_or_report(args.rules)
-    return 1 if rules is None else explain_user(args, rules)
+    if rules is None:
+        return 1
+    return explain_user(args, rules) if args.events else explain_live_user(args, rules)
 
 
 def run_backtest(args: argparse.Namespace) -> int:
