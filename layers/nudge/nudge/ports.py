@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from nudge.domain.webhooks import WebhookMessage
 from nudge.model.channels import Email, EscalationCase, Push, Sms
 from nudge.model.decisions import Decision
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, Outcome, Status, UserLedger
@@ -178,6 +179,19 @@ class Notifier(Protocol):
     def send_sms(self, sms: Sms) -> str: ...
 
     def send_push(self, push: Push) -> str: ...
+
+
+class DestinationPoster(Protocol):
+    """Posts to the destinations of rules/destinations.yaml (their secrets are the poster's)."""
+
+    def post_signed(self, destination: str, url: str, message: WebhookMessage) -> str:
+        """POST `message` signed with the destination's secret; its webhook id on a 2xx, else
+        ReceiverUnavailable (retry later, same id) or SendRejected."""
+        ...
+
+    def post_slack(self, destination: str, body: Mapping[str, Any]) -> str:
+        """POST `body` to the destination's Slack incoming webhook (its URL is a secret)."""
+        ...
 
 
 class EscalationDesk(Protocol):
