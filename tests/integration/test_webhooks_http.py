@@ -27,7 +27,7 @@ class Receiver:
     """A webhook receiver: answers the statuses in `answers` in turn (then 200), verifying every
     post it accepts with the official library and recording it."""
 
-    def __init__(self, secret: str = SECRET) -> None:
+    def __init__(self, secret: str = SECRET, port: int = 0) -> None:
         self.answers: list[int] = []
         self.verified: list[Any] = []
         self.headers: list[dict[str, str]] = []
@@ -54,7 +54,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
