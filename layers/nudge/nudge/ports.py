@@ -7,6 +7,7 @@ from datetime import date, datetime
 from typing import Any, Protocol
 
 from nudge.domain.webhooks import WebhookMessage
+from nudge.model.changes import Change
 from nudge.model.channels import Email, EscalationCase, Push, Sms
 from nudge.model.decisions import Decision
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, Outcome, Status, UserLedger
@@ -213,6 +214,16 @@ class PublishFailed(Exception):
 class DecisionPublisher(Protocol):
     def publish(self, batch: DecisionBatch) -> None:
         """Put one evaluation's decisions on the decision queue, or raise PublishFailed."""
+        ...
+
+
+class ChangesNotPublished(Exception):
+    """Some changes did not reach the event bus; the stream record must be retried."""
+
+
+class ChangePublisher(Protocol):
+    def publish(self, changes: Sequence[Change]) -> None:
+        """Put each change on the bus (at least once), or raise ChangesNotPublished."""
         ...
 
 

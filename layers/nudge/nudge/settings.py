@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     webhook_queue_url: str = ""
     destinations_path: str = "/nudge/dev/destinations"
     webhook_allow_local_http: bool = False
+    # The EventBridge bus segment entries/exits, band changes and conversions go to.
+    event_bus_name: str = ""
 
 
 @lru_cache(maxsize=1)

@@ -96,7 +96,7 @@ def messaging_resources(
     session: boto3.session.Session, rules_dir: Path, template_path: Path
 ) -> dict[str, str]:
     """What the template takes from outside (the SES sender identity, a push platform
-    application) or declares beyond tables and queues (the CS topic), made in moto: the push
+    application) or declares beyond tables and queues (the CS topic, the changes bus), made in moto: the push
     application's and each topic's ARN by logical id, for the functions' `!Ref`s."""
 
     sender = parseaddr(_guardrails_sender(rules_dir))[1]
@@ -111,6 +111,11 @@ def messaging_resources(
     for logical_id, resource in load_template(template_path)["Resources"].items():
         if resource.get("Type") == "AWS::SNS::Topic":
             refs[logical_id] = sns.create_topic(Name=f"{QUEUE_PREFIX}-{logical_id}")["TopicArn"]
+        if resource.get("Type") == "AWS::Events::EventBus":
+            # `!Ref` of a bus is its name; moto delivers put_events to rules' SQS targets.
+            name = f"{QUEUE_PREFIX}-{logical_id}"
+            session.client("events").create_event_bus(Name=name)
+            refs[logical_id] = name
     return refs
 
 
