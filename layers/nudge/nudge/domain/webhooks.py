@@ -78,11 +78,10 @@ def message(webhook_id: str, event_type: str, data: Mapping[str, Any], at: datet
 
 
 def explain_command(case: EscalationCase) -> str:
-    """The `nudge rules explain` line that shows why the rule fired for the user behind the case."""
+    """The `nudge rules explain` line that shows why the rule fired for the user behind the case
+    (EVENTS.ndjson: the user's history, e.g. their export)."""
     user = shlex.quote(case.user_id or case.account_id)
-    return (
-        f"nudge rules explain {user} --events <the user's events, NDJSON> --at {case.opened_at.isoformat()}"
-    )
+    return f"nudge rules explain {user} --events EVENTS.ndjson --at {case.opened_at.isoformat()}"
 
 
 def escalation_data(case: EscalationCase, trigger: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -99,6 +98,14 @@ def _money(mrr: float | None) -> str:
 def _escape(text: str) -> str:
     # Slack's mrkdwn: &, < and > are control characters (links, mentions); everything else is text.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# Slack refuses a section text over 3,000 characters (and the whole message with it).
+SLACK_TEXT_MAX = 3000
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= SLACK_TEXT_MAX else text[: SLACK_TEXT_MAX - 1] + "…"
 
 
 def slack_message(case: EscalationCase, trigger: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -122,17 +129,17 @@ def slack_message(case: EscalationCase, trigger: Mapping[str, Any] | None) -> di
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": headline[:150]}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*\n{_escape(case.reason)}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(f"*Why*\n{_escape(case.reason)}")}},
         {
             "type": "section",
             "text": {
                 "type": "mrkdwn",
-                "text": "*What the user did*\n" + ("\n".join(did) or "nothing recorded"),
+                "text": _cut("*What the user did*\n" + ("\n".join(did) or "nothing recorded")),
             },
         },
         {
             "type": "section",
-            "text": {"type": "mrkdwn", "text": f"*Next step*\n{_escape(case.recommended_next_step)}"},
+            "text": {"type": "mrkdwn", "text": _cut(f"*Next step*\n{_escape(case.recommended_next_step)}")},
         },
         {
             "type": "context",
