@@ -86,7 +86,7 @@ class HttpDestinations:
 
     def post_slack(self, destination: str, body: Mapping[str, Any]) -> str:
         url = self._secret(destination)
-        if urlsplit(url).scheme != "https":
+        if not self._allowed(url):
             raise ReceiverUnavailable(f"destination {destination}: its SSM parameter is not an https URL")
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         headers = {"content-type": "application/json", "user-agent": USER_AGENT}
@@ -115,13 +115,14 @@ class HttpDestinations:
         except Exception as exc:  # SSM unreachable or the parameter missing: retried, then DLQ
             raise ReceiverUnavailable(f"destination {destination}: its secret cannot be read") from exc
 
-    def _check_url(self, url: str) -> None:
+    def _allowed(self, url: str) -> bool:
         parts = urlsplit(url)
-        if parts.scheme == "https":
-            return
-        if parts.scheme == "http" and self.allow_local_http and parts.hostname in LOCAL_HOSTS:
-            return
-        raise SendRejected("insecure_url", "webhooks go over https only")
+        local = parts.scheme == "http" and self.allow_local_http and parts.hostname in LOCAL_HOSTS
+        return parts.scheme == "https" or local
+
+    def _check_url(self, url: str) -> None:
+        if not self._allowed(url):
+            raise SendRejected("insecure_url", "webhooks go over https only")
 
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         response = self.http.request(
