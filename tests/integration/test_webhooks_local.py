@@ -73,7 +73,7 @@ class Setup:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[Setup]:
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)
     warehouse_port = free_port()  # nothing listens there (yet)
@@ -85,12 +85,13 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         )
         with (rules / "triggers.yaml").open("a") as f:
             f.write(TRIGGERS)
+        # Each destination's secret, as a `nudge serve` user gives them
+        monkeypatch.setenv("NUDGE_LOCAL_DESTINATIONS", f"crm={SECRET}, warehouse={SECRET}")
         stack = LocalStack(rules_dir=rules, write_keys=[WRITE_KEY], log_level="WARNING")
         with LocalApiServer(stack) as server, stack:
             s = Setup(stack, server.base_url, receiver, warehouse_port)
-            ssm = s.client("ssm")
-            for name in ("crm", "warehouse"):
-                ssm.put_parameter(Name=f"{DESTINATIONS_PATH}/{name}", Value=SECRET, Type="SecureString")
+            stored = s.client("ssm").get_parameter(Name=f"{DESTINATIONS_PATH}/crm", WithDecryption=True)
+            assert stored["Parameter"]["Value"] == SECRET
             yield s
 
 

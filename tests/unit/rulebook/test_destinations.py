@@ -11,6 +11,7 @@ import pytest
 from nudge.rulebook.destinations import url_problem
 from nudge.rulebook.ruleset import load_rules
 from nudge.rulebook.yamlfile import RuleFileError
+from nudge.tools.local.write_keys import destination_secrets
 from tests.shipped import ROOT
 
 WEBHOOK_TRIGGER = """
@@ -103,3 +104,15 @@ def test_a_webhook_rule_needs_a_known_webhook_destination(tmp_path: Path) -> Non
 def test_an_escalation_destination_must_exist(tmp_path: Path) -> None:
     found = problems(rules_with(tmp_path, "destinations: []\nescalations: [cs_slak]\n", destination=None))
     assert any("unknown destination 'cs_slak'" in p for p in found)
+
+
+def test_the_local_stack_reads_destination_secrets_as_id_equals_secret_pairs() -> None:
+    assert destination_secrets(
+        {"NUDGE_LOCAL_DESTINATIONS": "crm=whsec_a, cs_slack=http://127.0.0.1:9/x"}
+    ) == {
+        "crm": "whsec_a",
+        "cs_slack": "http://127.0.0.1:9/x",
+    }
+    assert destination_secrets({}) == {}
+    with pytest.raises(ValueError, match="'crm' is not id=secret"):
+        destination_secrets({"NUDGE_LOCAL_DESTINATIONS": "crm"})

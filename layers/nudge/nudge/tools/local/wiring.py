@@ -21,6 +21,7 @@ import yaml
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_queues, create_usage_resources, table_names
 from nudge.tools.local.environment import (
+    DESTINATIONS_PATH,
     SUPPRESSION_SECRET_PARAM,
     UNSUBSCRIBE_SECRET_PARAM,
     USER_TOKEN_SECRET_PARAM,
@@ -32,7 +33,7 @@ from nudge.tools.local.simulated_clock import Now
 from nudge.tools.local.sources import queue_sources, schedule_sources, stream_sources
 from nudge.tools.local.streams import StreamPump
 from nudge.tools.local.template import TemplateError, load_template
-from nudge.tools.local.write_keys import LocalKeys
+from nudge.tools.local.write_keys import LocalKeys, destination_secrets
 
 if TYPE_CHECKING:
     import boto3
@@ -77,6 +78,10 @@ def create_resources(
     # suppression list lives and dies with it.
     for name in (UNSUBSCRIBE_SECRET_PARAM, SUPPRESSION_SECRET_PARAM):
         ssm.put_parameter(Name=name, Value=secrets.token_urlsafe(32), Type="SecureString", Overwrite=True)
+    for name, value in destination_secrets().items():
+        ssm.put_parameter(
+            Name=f"{DESTINATIONS_PATH}/{name}", Value=value, Type="SecureString", Overwrite=True
+        )
     return create_queues(sqs, template_path, QUEUE_PREFIX)
 
 
