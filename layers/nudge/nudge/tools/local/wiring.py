@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from email.utils import parseaddr
 from pathlib import Path
@@ -119,7 +120,10 @@ def messaging_resources(
         if resource.get("Type") == "AWS::Events::EventBus":
             # `!Ref` of a bus is its name; moto delivers put_events to rules' SQS targets.
             name = f"{QUEUE_PREFIX}-{logical_id}"
-            session.client("events").create_event_bus(Name=name)
+            events = session.client("events")
+            # An earlier stack of this process may have made it: moto's backends outlive a stack.
+            with contextlib.suppress(events.exceptions.ResourceAlreadyExistsException):
+                events.create_event_bus(Name=name)
             refs[logical_id] = name
     return refs
 
