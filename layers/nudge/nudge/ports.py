@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from nudge.domain.webhooks import WebhookMessage
+from nudge.model.changes import Change
 from nudge.model.channels import Email, EscalationCase, Push, Sms
 from nudge.model.decisions import Decision
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, Outcome, Status, UserLedger
@@ -180,6 +182,19 @@ class Notifier(Protocol):
     def send_push(self, push: Push) -> str: ...
 
 
+class DestinationPoster(Protocol):
+    """Posts to the destinations of rules/destinations.yaml (their secrets are the poster's)."""
+
+    def post_signed(self, destination: str, url: str, message: WebhookMessage) -> str:
+        """POST `message` signed with the destination's secret; its webhook id on a 2xx, else
+        ReceiverUnavailable (retry later, same id) or SendRejected."""
+        ...
+
+    def post_slack(self, destination: str, body: Mapping[str, Any]) -> str:
+        """POST `body` to the destination's Slack incoming webhook (its URL is a secret)."""
+        ...
+
+
 class EscalationDesk(Protocol):
     def open(self, case: EscalationCase, day: date) -> str:
         """Queue `case` (at most once per account, rule and day) and return its message id."""
@@ -199,6 +214,16 @@ class PublishFailed(Exception):
 class DecisionPublisher(Protocol):
     def publish(self, batch: DecisionBatch) -> None:
         """Put one evaluation's decisions on the decision queue, or raise PublishFailed."""
+        ...
+
+
+class ChangesNotPublished(Exception):
+    """Some changes did not reach the event bus; the stream record must be retried."""
+
+
+class ChangePublisher(Protocol):
+    def publish(self, changes: Sequence[Change]) -> None:
+        """Put each change on the bus (at least once), or raise ChangesNotPublished."""
         ...
 
 

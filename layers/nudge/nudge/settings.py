@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     suppression_table: str = "nudge-suppression"
     suppression_secret_param: str = "/nudge/dev/suppression-secret"  # noqa: S105 - a parameter name
     dispatch_attempts: int = Field(default=8, ge=1)
+    # Webhooks and Slack (rules/destinations.yaml): their queue, the SSM path holding each
+    # destination's secret (`<path>/<id>`: a whsec_ secret, or a Slack URL), and whether plain
+    # http to localhost is allowed (the local stack's receivers; deployed, https only).
+    webhook_queue_url: str = ""
+    destinations_path: str = "/nudge/dev/destinations"
+    webhook_allow_local_http: bool = False
+    # The EventBridge bus segment entries/exits, band changes and conversions go to.
+    event_bus_name: str = ""
 
 
 @lru_cache(maxsize=1)

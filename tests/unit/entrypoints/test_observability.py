@@ -409,6 +409,8 @@ def test_every_function_has_a_throttles_alarm_and_the_consumers_an_error_rate_al
         "EscalateFunction",
         "EvaluateFunction",
         "SweepFunction",
+        "WebhookFunction",
+        "ChangesFunction",
     }
     assert set(alarmed_functions("Invocations")) == rated
     for alarm in alarms():

@@ -5,16 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import boto3
+from aws_lambda_powertools.utilities import parameters
 
 from nudge.adapters.cs_desk import SqsEscalationDesk
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.ses import SesEmailSender
 from nudge.adapters.sns import SnsNotifier, SnsPushEndpoints
+from nudge.adapters.webhooks import HttpDestinations
 from nudge.bootstrap import ledger_from, read_secrets, suppression_list_from
 from nudge.bootstrap.rules import load_rules_or_explain
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.deliver import Channels, DeliverPorts
 from nudge.settings import Settings, get_settings
+
+# How long a destination's secret is cached: a rotation reaches every container within it.
+DESTINATION_MAX_AGE = 300
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,8 @@ class DeliverService:
 
 
 def wire_deliver(channel: str) -> DeliverService:
-    """One action function's collaborators: `email`, `notify` (push and SMS) or `escalate`."""
+    """One action function's collaborators: `email`, `notify` (push and SMS), `escalate` or
+    `webhook` (webhooks and Slack; each destination's secret read from SSM when first posted to)."""
     settings = get_settings()
     rules = load_rules_or_explain(settings.rules_dir)
     channels = Channels()
@@ -51,11 +57,23 @@ def wire_deliver(channel: str) -> DeliverService:
                 boto3.client("sqs"), settings.cs_queue_url, boto3.client("sns"), settings.cs_topic_arn or None
             )
         )
+    elif channel == "webhook":
+        path = settings.destinations_path.rstrip("/")
+        channels = Channels(
+            destinations=HttpDestinations(
+                lambda destination: str(
+                    parameters.get_parameter(
+                        f"{path}/{destination}", decrypt=True, max_age=DESTINATION_MAX_AGE
+                    )
+                ),
+                allow_local_http=settings.webhook_allow_local_http,
+            )
+        )
     else:
         raise ValueError(f"unknown action channel {channel!r}")
     secrets: tuple[bytes, ...] = ()
     suppressions = None
-    if channel != "escalate":
+    if channel in ("email", "notify"):
         secrets = read_secrets(settings.unsubscribe_secret_param, "unsubscribe")
         suppressions = suppression_list_from(settings)
     if channel == "email" and not settings.unsubscribe_url.startswith(("https://", "http://")):

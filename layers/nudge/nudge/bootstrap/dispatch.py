@@ -35,10 +35,13 @@ def wire_dispatch() -> DispatchService:
         "sms": settings.notify_queue_url,
         "cs": settings.escalation_queue_url,
     }
+    if rules.destinations.by_id:
+        # Only rules naming destinations route there; the queue is always in template.yaml.
+        queues["webhook"] = settings.webhook_queue_url
     missing = sorted(channel for channel, url in queues.items() if not url)
     if missing:
         raise ValueError(
-            f"no queue URL for {', '.join(missing)}: set NUDGE_EMAIL/NOTIFY/ESCALATION_QUEUE_URL"
+            f"no queue URL for {', '.join(missing)}: set NUDGE_EMAIL/NOTIFY/ESCALATION/WEBHOOK_QUEUE_URL"
         )
     dynamodb = boto3.client("dynamodb")
     segments = DynamoSegmentStore(

@@ -317,7 +317,7 @@ def _transition(
     return SegmentState(segment=segment, since=now, history=history[-SEGMENT_HISTORY_KEPT:]), segment, before
 
 
-CHANNELS = {"email": "email", "push": "push", "sms": "sms", "escalate": "cs"}
+CHANNELS = {"email": "email", "push": "push", "sms": "sms", "escalate": "cs", "webhook": "webhook"}
 
 
 def decision_id(rule: str, subject: str, trigger: Trigger, now: datetime) -> str:
@@ -365,4 +365,5 @@ def _decide(
         facts=shown,
         decided_at=now,
         trigger=trigger_of(subjects_in(trigger.condition), user),
+        destination=(spec.destination or "") if action == "webhook" else "",
     )

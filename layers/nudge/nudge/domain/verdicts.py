@@ -21,6 +21,7 @@ the others are suppressed as `lower_priority`. The checks, in order, each a reas
 Transactional rules skip consent for marketing, preferences, escalation suppression, caps,
 holdouts and quiet hours, and do not take the slot: they are not marketing.
 Escalations (to CS, not to the user) are judged apart: one open escalation per account.
+Webhooks (a hand-off to another system, not a message) pass on the rule's cooldown and `once` alone.
 """
 
 from __future__ import annotations
@@ -214,6 +215,19 @@ def guard(
         rule = choices(spec, guardrails)
         current = DeliveryRecord(sends=sends, last_by_rule=last_by_rule, unsubscribed=record.unsubscribed)
 
+        if decision.channel == "webhook":
+            # A hand-off to another system (a CRM, an ad audience), not a message to the user: no
+            # address, consent, cap, quiet hours, holdout or slot; the rule's cooldown and `once` hold.
+            last = last_by_rule.get(decision.rule)
+            repeat = ""
+            if last is not None:
+                repeat = "once" if rule.once else "cooldown" if now - last < rule.cooldown else ""
+            if repeat:
+                verdicts.append(Verdict(decision, "suppressed", repeat))
+            else:
+                verdicts.append(Verdict(decision, "send", ""))
+                last_by_rule[decision.rule] = now
+            continue
         reason = ""
         if not traits.get(ADDRESS_TRAITS[decision.channel]):
             reason = "no_address"

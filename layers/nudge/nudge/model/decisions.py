@@ -56,3 +56,6 @@ class Decision(BaseModel):
     correlation_id: str = ""
     # The event the rule fired on, for the template (None: its condition names no event done).
     trigger: TriggerEvent | None = None
+    # The destination (rules/destinations.yaml) a `webhook` decision posts to: the rule's, or for
+    # an escalation's copy, one of the destinations escalations also go to. "" for other channels.
+    destination: str = ""

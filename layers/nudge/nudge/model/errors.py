@@ -77,3 +77,9 @@ class SendFailed(SendError):
 
 class RecipientOptedOut(SendError):
     """The recipient opted out of this channel (for SMS, at the carrier: they replied STOP)."""
+
+
+class ReceiverUnavailable(SendThrottled):
+    """A webhook receiver did not confirm (unreachable, no answer, an error status) after a few
+    attempts. Retry later under the same webhook-id: receivers dedupe on it, so a post that did
+    arrive is not taken twice. The queue retries, then keeps it in its DLQ: nothing is lost."""

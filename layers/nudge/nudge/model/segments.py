@@ -34,6 +34,11 @@ class SegmentRecord(BaseModel):
     # "rule:action" -> a decision deferred by the guardrails (quiet hours): at `until` the evaluator
     # re-checks the rule and sends the decision back to dispatch if it still holds, else cancels it.
     deferred: dict[str, DeferredSend] = Field(default_factory=dict)
+    # The user's score band (since when) and account as last evaluated: what the changes
+    # function compares across versions to announce band changes (nudge.domain.changes).
+    band: str | None = None
+    account_id: str | None = None
+    band_since: datetime | None = None
     # Stored as due_at, not in the blob: it is the GSI's sort key. Whole seconds (see due_time).
     next_check_at: datetime | None = Field(default=None, exclude=True)
 

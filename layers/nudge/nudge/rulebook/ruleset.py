@@ -21,6 +21,7 @@ from nudge.conditions.facts import SCORE_FACT_KEYS
 from nudge.conditions.tree import Catalog, ConditionGroup, NamedCondition, Node, checks_in
 from nudge.model.durations import Duration
 from nudge.rulebook.conditions import Parser
+from nudge.rulebook.destinations import Destinations, load_destinations
 from nudge.rulebook.guardrails import GUARDRAILS_FILE, Guardrails, load_guardrails
 from nudge.rulebook.plan import NAME_PATTERN, TrackingPlan, load_plan
 from nudge.rulebook.templates import TEMPLATES_DIR, TemplateFile, TemplateRef, check_refs, load_templates
@@ -40,7 +41,7 @@ TRIGGERS_FILE = "triggers.yaml"
 ESCALATE = "escalate__"
 
 Kind = Literal["onboarding", "rescue", "upgrade", "escalation"]
-Action = Literal["email", "push", "sms", "escalate"]
+Action = Literal["email", "push", "sms", "escalate", "webhook"]
 
 
 class _Strict(BaseModel):
@@ -111,6 +112,9 @@ class TriggerSpec(_Strict):
     )
     next_step: str = Field(
         default="", description="For an escalation: what customer success should do next (in the case)."
+    )
+    destination: str | None = Field(
+        default=None, description="For action webhook: a destination of destinations.yaml."
     )
     # Guardrail choices per rule (nudge.guardrails).
     journey: str | None = Field(
@@ -223,6 +227,7 @@ class RuleSet:
         return next((s.id for s in self.segments if s.condition is None), None)
 
     files: list[str] = field(default_factory=list)
+    destinations: Destinations = field(default_factory=Destinations)
 
 
 def _load(
@@ -309,6 +314,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
         scores[subject] = Score(subject, signals, spec_score.bands)
 
     trg_doc, trg_file = trg
+    destinations = load_destinations(rules_dir, problems)
     _duplicates(trg_doc, "triggers", [t.id for t in trg_file.triggers], problems)
     trg_parser = Parser(trg_doc, base, problems)
     triggers: list[Trigger] = []
@@ -335,6 +341,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
             problems.append(
                 trg_doc.problem(("triggers", index, "action"), "an escalation trigger's action is escalate")
             )
+        problems.extend(_destination_problems(trg_doc, index, spec, destinations))
         if spec.goal is not None:
             problems.extend(_goal_problems(trg_doc, ("triggers", index, "goal"), spec.goal, plan))
         if spec.cooldown < timedelta(hours=1):
@@ -368,6 +375,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
         segment_rules=ConditionGroup("segments", [] if merged else segment_rules),
         segments_with_scores=merged,
         guardrails=guardrails,
+        destinations=destinations,
         trigger_rules=ConditionGroup(
             "triggers",
             [NamedCondition(t.id, t.condition) for t in triggers]
@@ -389,6 +397,27 @@ def load_rules(rules_dir: Path) -> RuleSet:
             )
         ],
     )
+
+
+def _destination_problems(
+    doc: YamlDoc, index: int, spec: TriggerSpec, destinations: Destinations
+) -> list[RuleProblem]:
+    loc: tuple[str | int, ...] = ("triggers", index)
+    if spec.action != "webhook":
+        if spec.destination is not None:
+            return [doc.problem((*loc, "destination"), "destination: is for action webhook only")]
+        return []
+    if spec.destination is None:
+        return [doc.problem((*loc, "action"), "action webhook needs destination: <id of destinations.yaml>")]
+    found = destinations.by_id.get(spec.destination)
+    if found is None:
+        hint = did_you_mean(spec.destination, destinations.by_id)
+        return [doc.problem((*loc, "destination"), f"unknown destination '{spec.destination}'{hint}")]
+    if found.kind != "webhook":
+        return [
+            doc.problem((*loc, "destination"), f"'{found.id}' is a {found.kind} destination, not a webhook")
+        ]
+    return []
 
 
 def _goal_problems(

@@ -18,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter
 from nudge.model.durations import format_duration
 from nudge.rulebook import condition_specs as specs
 from nudge.rulebook.cases import CasesFile
+from nudge.rulebook.destinations import DESTINATIONS_FILE, DestinationsFile
 from nudge.rulebook.guardrails import GUARDRAILS_FILE, GuardrailsFile
 from nudge.rulebook.plan import MILESTONES_FILE, PLAN_FILE, MilestonesFile, TrackingPlanFile
 from nudge.rulebook.ruleset import (
@@ -39,13 +40,20 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     SCORING_FILE: (ScoringFile, "Nudge scoring: weighted signals, score bands for users and accounts"),
     TRIGGERS_FILE: (TriggersFile, "Nudge triggers: when to send which message (or escalate)"),
     GUARDRAILS_FILE: (GuardrailsFile, "Nudge guardrails: caps, quiet hours, consent, holdouts, sender"),
+    DESTINATIONS_FILE: (
+        DestinationsFile,
+        "Nudge destinations: webhooks and Slack (secrets in SSM, never here)",
+    ),
     "template.yaml": (TemplateFile, "Nudge message template (Jinja2, autoescaped)"),
     "tests.yaml": (CasesFile, "Nudge rule tests: given events, expect segments and rules"),
 }
 # Help shown by editors for fields the models leave undescribed.
 FIELD_HELP: dict[tuple[str, str], str] = {
     ("TriggerSpec", "kind"): "onboarding, rescue, upgrade or escalation.",
-    ("TriggerSpec", "action"): "email, push, sms, or escalate (hand the account to customer success).",
+    (
+        "TriggerSpec",
+        "action",
+    ): "email, push, sms, webhook (to a destination) or escalate (hand the account to customer success).",
     ("TriggerSpec", "template"): "A file in templates/, without .yaml.",
     ("TriggerSpec", "when"): "When the trigger fires: a condition.",
     ("SegmentSpec", "id"): "lower_snake_case name of the segment.",

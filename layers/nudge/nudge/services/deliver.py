@@ -19,6 +19,7 @@ neither. Every email is tagged `category` marketing or transactional for SES's e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
@@ -29,13 +30,30 @@ from nudge.domain.render import Rendered, RenderError, render, with_footer
 from nudge.domain.suppression import address_of, blocking, kind_of
 from nudge.domain.tokens import make_token
 from nudge.domain.trigger import last_values
+from nudge.domain.webhooks import ESCALATION_OPENED, RULE_FIRED, escalation_data, message, slack_message
 from nudge.model.channels import TREND_WEEKS, Email, EscalationCase, Push, Sms, WeekUsage
-from nudge.model.errors import RecipientOptedOut, SendFailed, SendRejected, SendThrottled
+from nudge.model.decisions import Decision
+from nudge.model.errors import (
+    ReceiverUnavailable,
+    RecipientOptedOut,
+    SendFailed,
+    SendRejected,
+    SendThrottled,
+)
 from nudge.model.ledger import LedgerEntry
 from nudge.model.queue import Delivery
-from nudge.model.state import AccountRollup
+from nudge.model.state import AccountRollup, UserState
 from nudge.observability import logger
-from nudge.ports import EmailSender, EscalationDesk, Ledger, Notifier, PushEndpoints, UsageStore
+from nudge.ports import (
+    DestinationPoster,
+    EmailSender,
+    EscalationDesk,
+    Ledger,
+    Notifier,
+    PushEndpoints,
+    UsageStore,
+)
+from nudge.rulebook.destinations import Destination
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.suppression import SuppressionList
 
@@ -52,6 +70,7 @@ class Channels:
     notifier: Notifier | None = None
     push_endpoints: PushEndpoints | None = None
     desk: EscalationDesk | None = None
+    destinations: DestinationPoster | None = None  # webhooks and Slack (rules/destinations.yaml)
 
 
 @dataclass(frozen=True)
@@ -119,8 +138,9 @@ def deliver(delivery: Delivery, rules: RuleSet, ports: DeliverPorts, now: dateti
         return Delivered("duplicate", "claimed_elsewhere")
     try:
         provider_id = prepared.send()
-    except SendThrottled:
-        ports.ledger.move(entry.subject, entry.decision_id, ["sending"], "queued", now, reason="throttled")
+    except SendThrottled as exc:
+        why = "receiver_unavailable" if isinstance(exc, ReceiverUnavailable) else "throttled"
+        ports.ledger.move(entry.subject, entry.decision_id, ["sending"], "queued", now, reason=why)
         raise DeliveryRetry(
             f"{delivery.channel} throttled; decision {delivery.decision_id} back to queued"
         ) from None
@@ -169,31 +189,25 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
     spec = rules.trigger_by_id[d.rule].spec
     g = rules.guardrails.spec
 
+    if d.channel == "webhook" and d.action == "escalate":
+        # A copy of an escalation for a destination escalations also go to (Slack, a webhook).
+        poster = _poster(channels)
+        case = _case(
+            d, d.decision_id.removesuffix(f".{d.destination}"), user, account_traits, rules, ports, now
+        )
+        trigger = d.trigger.model_dump(mode="json") if d.trigger else None
+        target = _destination(rules, d.destination)
+        if target.kind == "slack":
+            body = slack_message(case, trigger)
+            return _Prepared(lambda: poster.post_slack(target.id, body))
+        posted = message(d.decision_id, ESCALATION_OPENED, escalation_data(case, trigger), now)
+        return _Prepared(lambda: poster.post_signed(target.id, target.url, posted))
+
     if d.channel == "cs":
         desk = channels.desk
         if desk is None:
             raise RuntimeError("no escalation desk configured")
-        rollup = ports.usage.load_rollup(d.account) if d.account else AccountRollup()
-        facts = AccountFacts(dict(account_traits), rollup)
-        evaluation = evaluate(rules, user, facts, None, now)
-        case = EscalationCase(
-            case_id=d.decision_id,
-            account_id=d.account or d.user,
-            account_name=str(account_traits.get("name") or d.account or ""),
-            plan=_str(account_traits.get("plan")),
-            mrr=_num(account_traits.get("mrr")),
-            seats=_int(account_traits.get("seats")),
-            cs_owner=_str(account_traits.get("cs_owner")),
-            score=evaluation.account_score,
-            band=evaluation.account_band,
-            usage_trend=_trend(rollup),
-            rule=d.rule,
-            reason=d.reason,
-            facts=dict(d.facts),
-            recommended_next_step=spec.next_step or "Reach out to the account owner and review their usage.",
-            user_id=d.user,
-            opened_at=now,
-        )
+        case = _case(d, d.decision_id, user, account_traits, rules, ports, now)
         return _Prepared(lambda: desk.open(case, now.date()))
 
     topic = spec.topic or spec.kind
@@ -209,8 +223,10 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
             if blocking(found, d.channel, topic, spec.transactional):
                 raise _NotSent("suppression_list")
             address_key = suppressions.key(d.channel, address)
-    token = make_token(list(ports.unsubscribe_secrets), d.user, scope, now, address_key)
-    unsubscribe = f"{ports.unsubscribe_url}?token={token}"
+    unsubscribe = ""  # a webhook goes to another system, not to the user: nothing to unsubscribe from
+    if d.channel != "webhook":
+        token = make_token(list(ports.unsubscribe_secrets), d.user, scope, now, address_key)
+        unsubscribe = f"{ports.unsubscribe_url}?token={token}"
     context = {
         "user": traits,
         "account": account_traits,
@@ -222,6 +238,24 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
         "last": last_values(user),
     }
     rendered: Rendered = render(rules.templates[d.template], context, name=d.template)
+
+    if d.channel == "webhook":
+        poster = _poster(channels)
+        target = _destination(rules, d.destination)
+        data = {
+            "decision_id": d.decision_id,
+            "rule": d.rule,
+            "kind": d.kind,
+            "reason": d.reason,
+            "decided_at": d.decided_at.isoformat(),
+            "user": {"id": d.user, "traits": traits},
+            "account": {"id": d.account, "traits": account_traits} if d.account else None,
+            "facts": dict(d.facts),
+            "trigger": context["trigger"],
+            "message": {"subject": rendered.subject, "text": rendered.text},
+        }
+        posted = message(d.decision_id, RULE_FIRED, data, now)
+        return _Prepared(lambda: poster.post_signed(target.id, target.url, posted))
 
     if d.channel == "email":
         email_sender = channels.email
@@ -273,6 +307,55 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
         data={"rule": d.rule},
     )
     return _Prepared(lambda: notifier.send_push(push))
+
+
+def _case(
+    d: Decision,
+    case_id: str,
+    user: UserState,
+    account_traits: Mapping[str, Any],
+    rules: RuleSet,
+    ports: DeliverPorts,
+    now: datetime,
+) -> EscalationCase:
+    """What customer success gets: the account, its health and usage, the rule and what next."""
+    rollup = ports.usage.load_rollup(d.account) if d.account else AccountRollup()
+    facts = AccountFacts(dict(account_traits), rollup)
+    evaluation = evaluate(rules, user, facts, None, now)
+    spec = rules.trigger_by_id[d.rule].spec
+    return EscalationCase(
+        case_id=case_id,
+        account_id=d.account or d.user,
+        account_name=str(account_traits.get("name") or d.account or ""),
+        plan=_str(account_traits.get("plan")),
+        mrr=_num(account_traits.get("mrr")),
+        seats=_int(account_traits.get("seats")),
+        cs_owner=_str(account_traits.get("cs_owner")),
+        score=evaluation.account_score,
+        band=evaluation.account_band,
+        usage_trend=_trend(rollup),
+        rule=d.rule,
+        reason=d.reason,
+        facts=dict(d.facts),
+        recommended_next_step=spec.next_step or "Reach out to the account owner and review their usage.",
+        user_id=d.user,
+        opened_at=now,
+    )
+
+
+def _poster(channels: Channels) -> DestinationPoster:
+    if channels.destinations is None:
+        raise RuntimeError("no webhook poster configured")
+    return channels.destinations
+
+
+def _destination(rules: RuleSet, name: str) -> Destination:
+    found = rules.destinations.by_id.get(name)
+    if found is None:
+        # The rules changed since dispatch. Raised before the claim: the queue retries, then keeps
+        # the delivery in its DLQ until the destination is back (nothing is lost).
+        raise LookupError(f"destination {name!r} is not in rules/destinations.yaml")
+    return found
 
 
 def _trend(rollup: AccountRollup) -> list[WeekUsage]:

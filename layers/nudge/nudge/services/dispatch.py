@@ -25,6 +25,7 @@ from typing import Any
 from nudge.backoff import CONTENTION
 from nudge.domain.suppression import kind_of
 from nudge.domain.verdicts import Verdict, guard, guard_escalation
+from nudge.model.decisions import Decision
 from nudge.model.errors import StateConflict
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, subject_of
 from nudge.model.queue import DecisionBatch, Delivery
@@ -130,6 +131,9 @@ def dispatch(
     merged_users: list[str] = []
     guardrails = rules.guardrails
     keys = [(subject_of(d), d.decision_id) for d in batch.decisions]
+    # An escalation's copies for the destinations escalations also go to (Slack, webhooks).
+    copy_keys = [(subject_of(d), c) for d in batch.decisions for c in copy_ids(d, rules)]
+    keys += copy_keys
     keys += [(f"USER#{batch.user}", decision_id) for decision_id in batch.lapsed]
 
     for _ in CONTENTION.with_attempts(attempts).tries():
@@ -154,7 +158,8 @@ def dispatch(
             # All seen before (a redelivery, or an account escalation another user raised first):
             # nothing to judge, so no traits to read and nothing to write.
             result.duplicates = [d.decision_id for d in batch.decisions]
-            _follow_up([], [view.entries[d.decision_id] for d in batch.decisions], ports, result, now)
+            seen = [view.entries[d.decision_id] for d in batch.decisions]
+            _follow_up([], seen + _found(view.entries, copy_keys), ports, result, now)
             return result
         if traits is None:
             users = ports.usage.load_users([batch.user])
@@ -198,6 +203,8 @@ def dispatch(
             suppressed,
         )
         entries = [_entry(v, now) for v in [*escalation_verdicts, *verdicts]]
+        if opening is not None:
+            entries += [_copy(_entry(opening, now), dest, now) for dest in rules.destinations.escalations]
         cancelled = [
             view.entries[i].model_copy(
                 update={
@@ -238,10 +245,37 @@ def dispatch(
         result.verdicts = [*escalation_verdicts, *verdicts]
         result.cancelled = [e.decision_id for e in cancelled]
         duplicates = [view.entries[d.decision_id] for d in batch.decisions if d.decision_id not in fresh_ids]
+        # Copies exist only with their escalation, written in one commit: found, it was a duplicate.
+        duplicates += _found(view.entries, copy_keys)
         result.duplicates = [e.decision_id for e in duplicates]
         _follow_up(entries, duplicates, ports, result, now)
         return result
     raise DispatchContention(f"user {batch.user}: ledger kept changing over {attempts} attempts")
+
+
+def copy_ids(decision: Decision, rules: RuleSet) -> list[str]:
+    """The ledger ids of an escalation's copies, one per destination escalations also go to."""
+    if decision.action != "escalate":
+        return []
+    return [f"{decision.decision_id}.{dest}" for dest in rules.destinations.escalations]
+
+
+def _copy(escalation: LedgerEntry, destination: str, now: datetime) -> LedgerEntry:
+    """An escalation case's copy for one destination: its own entry, so its own claim (at most once
+    per destination) and its own fate, under the account like the escalation."""
+    d = escalation.decision
+    decision = d.model_copy(
+        update={
+            "decision_id": f"{d.decision_id}.{destination}",
+            "channel": "webhook",
+            "destination": destination,
+        }
+    )
+    return escalation.model_copy(update={"decision": decision, "recorded_at": now, "updated_at": now})
+
+
+def _found(entries: dict[str, LedgerEntry], keys: Sequence[tuple[str, str]]) -> list[LedgerEntry]:
+    return [entries[i] for _, i in keys if i in entries]
 
 
 def _follow_up(

@@ -178,6 +178,9 @@ def evaluate_user(
             state_version=max(record.state_version, state_version or 0),
             deferred=waiting,
             next_check_at=due_time(min(checks)) if checks else None,
+            band=evaluation.band,
+            band_since=record.band_since if evaluation.band == record.band else now,
+            account_id=user.account_id,
         )
         if fresh or lapsed:
             ports.publisher.publish(

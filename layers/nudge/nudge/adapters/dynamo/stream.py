@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nudge.adapters.dynamo import codec
+from nudge.model.segments import SegmentRecord
 from nudge.model.state import AccountState, UserState
 from nudge.model.versioned import Versioned
 
@@ -75,3 +76,19 @@ def _account_traits(pk: str, image: Mapping[str, Any]) -> dict[str, Any]:
         return codec.decode(raw, AccountState).trait_values()
     except (KeyError, TypeError, ValueError, zlib.error, binascii.Error) as exc:
         raise UndecodableRecord(f"{pk}: traits cannot be decoded ({type(exc).__name__})") from None
+
+
+def segments_from_stream(
+    keys: Mapping[str, Any], image: Mapping[str, Any] | None
+) -> Versioned[SegmentRecord] | None:
+    """A user's segment record and version in a stream image (USER#<id>/SEGMENTS), or None when
+    the record is another item's or the image is absent (an INSERT's old image)."""
+    pk, sk = str(keys.get("pk", "")), str(keys.get("sk", ""))
+    if sk != "SEGMENTS" or not pk.startswith("USER#") or not image:
+        return None
+    try:
+        blob = image["seg"]
+        raw = base64.b64decode(blob, validate=True) if isinstance(blob, str) else bytes(blob)
+        return Versioned(codec.decode(raw, SegmentRecord), int(image["v"]))
+    except (KeyError, TypeError, ValueError, zlib.error, binascii.Error) as exc:
+        raise UndecodableRecord(f"{pk}: segment record cannot be decoded ({type(exc).__name__})") from None

@@ -1,7 +1,12 @@
 """Every fake adapter, in memory: the same semantics as the AWS ones, for tests, the CLI and benchmarks."""
 
 from nudge.adapters.memory.accounts import MemoryAccountLedger
-from nudge.adapters.memory.channels import MemoryEmailSender, MemoryEscalationDesk, MemoryNotifier
+from nudge.adapters.memory.channels import (
+    MemoryDestinations,
+    MemoryEmailSender,
+    MemoryEscalationDesk,
+    MemoryNotifier,
+)
 from nudge.adapters.memory.ledger import MemoryLedger
 from nudge.adapters.memory.queues import MemoryDecisionPublisher, MemoryRechecks, MemoryRouter
 from nudge.adapters.memory.segments import MemorySegmentStore
@@ -11,6 +16,7 @@ from nudge.adapters.memory.usage import MemoryUsageStore
 __all__ = [
     "MemoryAccountLedger",
     "MemoryDecisionPublisher",
+    "MemoryDestinations",
     "MemoryEmailSender",
     "MemoryEscalationDesk",
     "MemoryLedger",

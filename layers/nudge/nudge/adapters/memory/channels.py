@@ -1,17 +1,19 @@
-"""Fake channels: email, SMS and push, and the customer-success desk, in memory."""
+"""Fake channels: email, SMS and push, the customer-success desk, webhooks and Slack, in memory."""
 
 from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from nudge.adapters.cs_desk import dedupe_id, notice_subject
 from nudge.adapters.ses import build_mime
 from nudge.adapters.sns import check_sms
+from nudge.domain.webhooks import WebhookMessage
 from nudge.model.channels import Email, EscalationCase, Push, Sms
-from nudge.model.errors import RecipientOptedOut, SendError
+from nudge.model.errors import ReceiverUnavailable, RecipientOptedOut, SendError
 
 
 class MemoryEmailSender:
@@ -97,3 +99,26 @@ class MemoryEscalationDesk:
         self.cases.append(case)
         self.notices.append(notice_subject(case))
         return message_id
+
+
+class MemoryDestinations:
+    """In-memory fake of the webhook and Slack poster: `.signed` and `.slack` record each post
+    ((destination, url, message) and (destination, body)); while `down` holds a destination id,
+    posts to it raise ReceiverUnavailable, as the real poster does once its attempts are spent."""
+
+    def __init__(self) -> None:
+        self.signed: list[tuple[str, str, WebhookMessage]] = []
+        self.slack: list[tuple[str, Mapping[str, Any]]] = []
+        self.down: set[str] = set()
+
+    def post_signed(self, destination: str, url: str, message: WebhookMessage) -> str:
+        if destination in self.down:
+            raise ReceiverUnavailable(f"destination {destination} is down")
+        self.signed.append((destination, url, message))
+        return message.webhook_id
+
+    def post_slack(self, destination: str, body: Mapping[str, Any]) -> str:
+        if destination in self.down:
+            raise ReceiverUnavailable(f"destination {destination} is down")
+        self.slack.append((destination, body))
+        return f"slack:{destination}"

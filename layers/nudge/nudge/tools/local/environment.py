@@ -28,6 +28,8 @@ SUPPRESSION_TABLE = "nudge-local-suppression"
 UNSUBSCRIBE_SECRET_PARAM = "/nudge/local/unsubscribe-secret"  # noqa: S105 - a parameter name
 SUPPRESSION_SECRET_PARAM = "/nudge/local/suppression-secret"  # noqa: S105 - a parameter name
 USER_TOKEN_SECRET_PARAM = "/nudge/local/user-token-secret"  # noqa: S105 - a parameter name
+# Each destination's secret (rules/destinations.yaml) is `<path>/<id>` in the stack's SSM.
+DESTINATIONS_PATH = "/nudge/local/destinations"
 # Template parameters the local stack sets rather than taking their Default, as
 # `sam deploy --parameter-overrides` would. DueShards: the due index spreads a day's re-checks
 # over 16 partitions in DynamoDB, but moto has no partitions and answers each index Query by
@@ -73,6 +75,9 @@ def stack_environment(
         "NUDGE_KEYS_MAX_AGE_SECONDS": str(KEYS_MAX_AGE_SECONDS),
         "NUDGE_USER_TOKEN_SECRET_PARAM": USER_TOKEN_SECRET_PARAM,
         "NUDGE_RULES_DIR": str(rules_dir),
+        "NUDGE_DESTINATIONS_PATH": DESTINATIONS_PATH,
+        # Local receivers listen on plain http on localhost; deployed, webhooks go over https only.
+        "NUDGE_WEBHOOK_ALLOW_LOCAL_HTTP": "true",
     }
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from email.utils import parseaddr
 from pathlib import Path
@@ -21,6 +22,7 @@ import yaml
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_queues, create_usage_resources, table_names
 from nudge.tools.local.environment import (
+    DESTINATIONS_PATH,
     SUPPRESSION_SECRET_PARAM,
     UNSUBSCRIBE_SECRET_PARAM,
     USER_TOKEN_SECRET_PARAM,
@@ -32,7 +34,7 @@ from nudge.tools.local.simulated_clock import Now
 from nudge.tools.local.sources import queue_sources, schedule_sources, stream_sources
 from nudge.tools.local.streams import StreamPump
 from nudge.tools.local.template import TemplateError, load_template
-from nudge.tools.local.write_keys import LocalKeys
+from nudge.tools.local.write_keys import LocalKeys, destination_secrets
 
 if TYPE_CHECKING:
     import boto3
@@ -77,6 +79,10 @@ def create_resources(
     # suppression list lives and dies with it.
     for name in (UNSUBSCRIBE_SECRET_PARAM, SUPPRESSION_SECRET_PARAM):
         ssm.put_parameter(Name=name, Value=secrets.token_urlsafe(32), Type="SecureString", Overwrite=True)
+    for name, value in destination_secrets().items():
+        ssm.put_parameter(
+            Name=f"{DESTINATIONS_PATH}/{name}", Value=value, Type="SecureString", Overwrite=True
+        )
     return create_queues(sqs, template_path, QUEUE_PREFIX)
 
 
@@ -96,7 +102,7 @@ def messaging_resources(
     session: boto3.session.Session, rules_dir: Path, template_path: Path
 ) -> dict[str, str]:
     """What the template takes from outside (the SES sender identity, a push platform
-    application) or declares beyond tables and queues (the CS topic), made in moto: the push
+    application) or declares beyond tables and queues (the CS topic, the changes bus), made in moto: the push
     application's and each topic's ARN by logical id, for the functions' `!Ref`s."""
 
     sender = parseaddr(_guardrails_sender(rules_dir))[1]
@@ -111,6 +117,14 @@ def messaging_resources(
     for logical_id, resource in load_template(template_path)["Resources"].items():
         if resource.get("Type") == "AWS::SNS::Topic":
             refs[logical_id] = sns.create_topic(Name=f"{QUEUE_PREFIX}-{logical_id}")["TopicArn"]
+        if resource.get("Type") == "AWS::Events::EventBus":
+            # `!Ref` of a bus is its name; moto delivers put_events to rules' SQS targets.
+            name = f"{QUEUE_PREFIX}-{logical_id}"
+            events = session.client("events")
+            # An earlier stack of this process may have made it: moto's backends outlive a stack.
+            with contextlib.suppress(events.exceptions.ResourceAlreadyExistsException):
+                events.create_event_bus(Name=name)
+            refs[logical_id] = name
     return refs
 
 

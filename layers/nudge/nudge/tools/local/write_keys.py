@@ -5,7 +5,8 @@
   ``NUDGE_ALLOWED_ORIGINS`` (default any: ``*``);
 - ``NUDGE_ADMIN_KEYS``: admin keys (default ``nudge-local-admin-key``), for erasure and export;
 - ``NUDGE_USER_TOKEN_SECRET``: what client user tokens are signed with (default
-  ``nudge-local-user-token-secret``).
+  ``nudge-local-user-token-secret``);
+- ``NUDGE_LOCAL_DESTINATIONS``: ``id=secret`` pairs, each destination's secret (none by default).
 
 The stack stores them hashed, as `nudge keys create` does in AWS. Send a key as the HTTP Basic
 username (Segment SDKs do), as ``Authorization: Bearer <key>``, or as the body's ``writeKey``.
@@ -74,3 +75,19 @@ def local_keys(
         or env.get(USER_TOKEN_SECRET_ENV, "").strip()
         or DEFAULT_USER_TOKEN_SECRET,
     )
+
+
+# `id=secret` pairs, comma-separated: each destination's SSM parameter (rules/destinations.yaml),
+# put by the stack at start: a webhook's whsec_ secret, or a Slack stand-in's URL.
+DESTINATIONS_ENV = "NUDGE_LOCAL_DESTINATIONS"
+
+
+def destination_secrets(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """NUDGE_LOCAL_DESTINATIONS as {destination id: secret}; a pair without `=` is an error naming it."""
+    found: dict[str, str] = {}
+    for item in _listed(environ if environ is not None else os.environ, DESTINATIONS_ENV):
+        name, sep, secret = item.partition("=")
+        if not sep or not name.strip() or not secret.strip():
+            raise ValueError(f"{DESTINATIONS_ENV}: '{name.strip()}' is not id=secret (e.g. crm=whsec_...)")
+        found[name.strip()] = secret.strip()
+    return found

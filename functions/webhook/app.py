@@ -1,0 +1,21 @@
+"""Webhook Lambda: the webhook queue -> signed JSON (Standard Webhooks) or a Slack message, at most
+once per decision and destination; a receiver that is down is retried by the queue, then kept in
+its DLQ."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nudge.entrypoints.deliveries import DeliveryHandler
+from nudge.observability import logger, metrics, tracer
+
+# Rules and the HTTP pool at cold start: a bad rule file fails here. Secrets are read per destination.
+deliveries = DeliveryHandler("webhook")
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return deliveries.handle(event, context)
