@@ -217,7 +217,14 @@ def test_an_email_goes_to_the_users_address_from_the_sender_rendered_from_its_te
     assert email.text.startswith("Hi Ada,\n")
     assert "https://app.acme.example/setup" in email.text
     assert '<a href="https://app.acme.example/setup">Finish setup</a>' in email.html
-    assert email.tags == {"rule": "finish_setup", "decision": delivery.decision_id, "category": "marketing"}
+    # ...and tagged so SES's feedback finds the decision: rule, decision, category, and the user
+    # (base64url, which SES tag values allow)
+    assert email.tags == {
+        "rule": "finish_setup",
+        "decision": delivery.decision_id,
+        "category": "marketing",
+        "user": "YWRhLWVtYWls",
+    }
 
 
 def test_a_marketing_emails_unsubscribe_link_carries_a_signed_token_for_its_user_and_topic() -> None:

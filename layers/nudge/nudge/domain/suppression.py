@@ -30,7 +30,7 @@ CHANNEL_KINDS: Mapping[str, AddressKind] = {"email": "email", "sms": "phone"}
 ADDRESS_TRAITS: Mapping[AddressKind, str] = {"email": "email", "phone": "phone"}
 # Reasons that block transactional messages too: mail to an address that does not exist bounces
 # whatever it says. The others stop marketing only.
-BLOCKS_TRANSACTIONAL: frozenset[Reason] = frozenset({"bounce"})
+BLOCKS_TRANSACTIONAL: frozenset[Reason] = frozenset({"bounce", "soft_bounce"})
 MIN_SECRET_BYTES = 16
 
 _ANGLE = re.compile(r"<([^<>]*)>\s*$")

@@ -14,7 +14,8 @@ Prepare checks the address it is about to send to against the suppression list (
 the user's addresses then; traits may have changed since), and builds the unsubscribe link, whose
 token names that address's key. Marketing email gets the shared footer (unsubscribe link, postal
 address) in both parts, List-Unsubscribe and List-Unsubscribe-Post; transactional email gets
-neither. Every email is tagged `category` marketing or transactional for SES's event feedback.
+neither. Every email is tagged for SES's event feedback (nudge.domain.feedback.feedback_tags): its
+rule, decision, user and `category` (marketing or transactional), so feedback finds its entry.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, Literal
 
 from nudge.conditions.features import AccountFacts
 from nudge.domain.evaluate import evaluate
+from nudge.domain.feedback import feedback_tags
 from nudge.domain.render import Rendered, RenderError, render, with_footer
 from nudge.domain.suppression import address_of, blocking, kind_of
 from nudge.domain.tokens import make_token
@@ -242,11 +244,7 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
             text=rendered.text,
             html=rendered.html,
             unsubscribe_url=unsubscribe if marketing else None,
-            tags={
-                "rule": d.rule,
-                "decision": d.decision_id,
-                "category": "marketing" if marketing else "transactional",
-            },
+            tags=feedback_tags(d.rule, d.decision_id, d.user, marketing),
         )
         return _Prepared(lambda: email_sender.send(email))
 
