@@ -22,6 +22,7 @@ SECTIONS = (
     "transitions",
     "funnel",
     "messages",
+    "feedback",
     "escalations",
     "adoption",
     "lift",

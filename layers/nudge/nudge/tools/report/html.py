@@ -13,6 +13,7 @@ from nudge.tools.report.markup import esc
 from nudge.tools.report.sections import (
     adoption,
     escalations,
+    feedback,
     funnel,
     lift,
     messages,
@@ -82,6 +83,7 @@ SECTIONS = (
     ("transitions", "Moves"),
     ("funnel", "Funnel"),
     ("messages", "Messages"),
+    ("feedback", "Email feedback"),
     ("escalations", "Escalations"),
     ("adoption", "Adoption"),
     ("lift", "Lift"),
@@ -98,6 +100,7 @@ def render(data: ReportData) -> str:
         transitions(data, colors),
         funnel(data),
         messages(data),
+        feedback(data),
         escalations(data),
         adoption(data, colors),
         lift(data),
