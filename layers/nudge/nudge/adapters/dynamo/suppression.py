@@ -49,7 +49,7 @@ class DynamoSuppressionStore:
             }
             while True:
                 response = calls.read(self.client.query, **args)
-                found += [_record(item) for item in response.get("Items", [])]
+                found += [record_of(item) for item in response.get("Items", [])]
                 last = response.get("LastEvaluatedKey")
                 if not last:
                     break
@@ -61,7 +61,7 @@ def sort_key(scope: str, reason: Reason) -> str:
     return scope if reason == "unsubscribe" else f"{scope}#{reason}"
 
 
-def _record(item: dict[str, Any]) -> Suppression:
+def record_of(item: dict[str, Any]) -> Suppression:
     return Suppression(
         key=item["pk"]["S"],
         scope=item["sk"]["S"].split("#", 1)[0],

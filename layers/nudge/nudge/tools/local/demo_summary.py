@@ -329,3 +329,41 @@ def print_lift(console: Console, rows: Sequence[LiftRow]) -> None:
             verdict,
         )
     console.print(table)
+
+
+FEEDBACK_COLUMNS = (
+    ("delivered", "deliv."),
+    ("bounced", "bounced"),
+    ("complained", "compl."),
+    ("opened", "opened"),
+    ("clicked", "clicked"),
+)
+
+
+def print_feedback(console: Console, stack: LocalStack) -> None:
+    """SES's feedback on the email sent (the mailbox simulator's outcomes for the sample's simulator
+    addresses, readers' opens and clicks), per rule, and the addresses it put on the suppression list."""
+
+    by_rule: dict[str, Counter[str]] = {}
+    for entry in stack.decisions():
+        if entry.decision.channel == "email" and entry.outcome == "send" and entry.status == "sent":
+            counts = by_rule.setdefault(entry.decision.rule, Counter())
+            counts["messages"] += 1  # not "sent": SES's Send event is a feedback kind of that name
+            counts.update(entry.feedback.keys())
+    table = Table(
+        title="Email feedback from SES, by rule (bounces, complaints per sent; opens, clicks per delivered)"
+    )
+    table.add_column("rule", no_wrap=True)
+    table.add_column("sent", justify="right")
+    for _, header in FEEDBACK_COLUMNS:
+        table.add_column(header, justify="right")
+    for rule, c in sorted(by_rule.items(), key=lambda item: -item[1]["messages"]):
+        cells = []
+        for kind, _ in FEEDBACK_COLUMNS:
+            whole = c["delivered"] if kind in ("opened", "clicked") else c["messages"]
+            cells.append(f"{c[kind]:,} ({c[kind] / whole:.1%})" if whole else "0")
+        table.add_row(rule, f"{c['messages']:,}", *cells)
+    console.print(table)
+    reasons = Counter(record.reason for record in stack.suppression_records())
+    listed = ", ".join(f"{n:,} {reason}" for reason, n in sorted(reasons.items())) or "none"
+    console.print(f"Suppression list: {listed} (SES feedback and unsubscribes; checked before every send).")
