@@ -78,6 +78,13 @@ class Delivered:
 @dataclass(frozen=True)
 class _Prepared:
     send: Any  # () -> provider id
+    # The suppression key of the address (or device token) sent to, for what the channel reports.
+    address_key: str | None = None
+
+
+# SNS's answer for a push endpoint it has disabled (the app was uninstalled, the token expired):
+# the token is put on the suppression list, so it is never used again.
+ENDPOINT_DISABLED = "EndpointDisabled"
 
 
 def deliver(delivery: Delivery, rules: RuleSet, ports: DeliverPorts, now: datetime) -> Delivered:
@@ -135,6 +142,8 @@ def deliver(delivery: Delivery, rules: RuleSet, ports: DeliverPorts, now: dateti
         moved = ports.ledger.move(
             entry.subject, entry.decision_id, ["sending"], "failed", now, reason=exc.code
         )
+        if exc.code == ENDPOINT_DISABLED:
+            _suppress_device(prepared, ports, now)
         return Delivered("failed", exc.code, moved)
     except SendFailed:
         moved = ports.ledger.move(
@@ -151,6 +160,17 @@ def deliver(delivery: Delivery, rules: RuleSet, ports: DeliverPorts, now: dateti
         # Sent, but the ledger refused the mark (the entry changed under us): the send stands.
         logger.error("deliver: sent but could not mark sent", extra={"decision_id": delivery.decision_id})
     return Delivered("sent", "", moved)
+
+
+def _suppress_device(prepared: _Prepared, ports: DeliverPorts, now: datetime) -> None:
+    """Put a disabled endpoint's device token on the suppression list. Best effort: if the list is
+    down, the next push to the token fails the same way and records it then."""
+    if prepared.address_key is None or ports.suppressions is None:
+        return
+    try:
+        ports.suppressions.record(prepared.address_key, "push", "endpoint_disabled", now)
+    except Exception:  # the send's outcome is recorded already; this is extra
+        logger.warning("deliver: could not record a disabled push endpoint", exc_info=True)
 
 
 class _NotSent(Exception):
@@ -246,7 +266,7 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
             unsubscribe_url=unsubscribe if marketing else None,
             tags=feedback_tags(d.rule, d.decision_id, d.user, marketing),
         )
-        return _Prepared(lambda: email_sender.send(email))
+        return _Prepared(lambda: email_sender.send(email), address_key)
 
     notifier = channels.notifier
     if notifier is None:
@@ -255,7 +275,7 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
         assert address is not None  # checked above
         text = rendered.text if spec.transactional else f"{rendered.text} Reply STOP to opt out."
         sms = Sms(to=address, text=text, transactional=spec.transactional, sender_id=g.sender.sms_sender_id)
-        return _Prepared(lambda: notifier.send_sms(sms))
+        return _Prepared(lambda: notifier.send_sms(sms), address_key)
 
     token_trait = _str(traits.get("push_token"))
     endpoints = channels.push_endpoints
@@ -270,7 +290,7 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
         body=rendered.text,
         data={"rule": d.rule},
     )
-    return _Prepared(lambda: notifier.send_push(push))
+    return _Prepared(lambda: notifier.send_push(push), address_key)
 
 
 def _trend(rollup: AccountRollup) -> list[WeekUsage]:
