@@ -22,14 +22,17 @@ from rich.console import Console
 from rich.table import Table
 
 from nudge.adapters.dynamo import codec
+from nudge.adapters.dynamo.suppression import record_of
 from nudge.domain.lift import LiftRow
 from nudge.domain.verdicts import cap_breaches, choices, user_zone
 from nudge.model.calendar import week_key
 from nudge.model.delivery import Sent
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import UserState
+from nudge.model.suppression import Suppression
 from nudge.rulebook.ruleset import SEGMENTS_FILE, SegmentsFile, load_rules
 from nudge.rulebook.yamlfile import load_yaml, validate
+from nudge.tools.local.environment import SUPPRESSION_TABLE
 from nudge.tools.local.stack import LocalStack
 from nudge.tools.local.streams import PumpStats
 from nudge.tools.samples.generator import SampleHistory
@@ -364,6 +367,19 @@ def print_feedback(console: Console, stack: LocalStack) -> None:
             cells.append(f"{c[kind]:,} ({c[kind] / whole:.1%})" if whole else "0")
         table.add_row(rule, f"{c['messages']:,}", *cells)
     console.print(table)
-    reasons = Counter(record.reason for record in stack.suppression_records())
+    reasons = Counter(record.reason for record in suppression_records(stack))
     listed = ", ".join(f"{n:,} {reason}" for reason, n in sorted(reasons.items())) or "none"
     console.print(f"Suppression list: {listed} (SES feedback and unsubscribes; checked before every send).")
+
+
+def suppression_records(stack: LocalStack) -> list[Suppression]:
+    """Every record on the local stack's suppression list (a Scan: the demo's own reporting)."""
+    client = stack.store.client
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": SUPPRESSION_TABLE}
+    while True:
+        page = client.scan(**kwargs)
+        items += page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return [record_of(item) for item in items]
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -95,7 +95,7 @@ def local_route(stack: LocalStack, method: str, path: str, query: str, body: byt
         return _handle_escalation(stack, parts[1], body)
     if method == "POST" and len(parts) == 3 and parts[0] == "email" and parts[2] in ("open", "click"):
         link = str((json.loads(body or b"{}") or {}).get("link") or "") if parts[2] == "click" else ""
-        published = stack.engage(parts[1], parts[2], link)
+        published = stack.engage_all([(parts[1], parts[2], link)])
         if not published:
             return HTTPStatus.NOT_FOUND, {"message": f"no email {parts[1]!r} sent with the configuration set"}
         return HTTPStatus.OK, {"published": published}

@@ -35,7 +35,6 @@ from nudge import bootstrap
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.snapshot import snapshot_from_tables
-from nudge.adapters.dynamo.suppression import record_of
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.domain.report import build
 from nudge.rulebook.ruleset import load_rules
@@ -45,7 +44,6 @@ from nudge.tools.local.containers import Containers, InProcess, WorkerProcesses
 from nudge.tools.local.environment import (
     LEDGER_TABLE,
     LOCAL_PARAMETERS,
-    SUPPRESSION_TABLE,
     function_environment,
     patched_environ,
     stack_environment,
@@ -70,7 +68,6 @@ if TYPE_CHECKING:
 
     from nudge.domain.report_model import ReportData
     from nudge.model.ledger import LedgerEntry
-    from nudge.model.suppression import Suppression
     from nudge.tools.local.queues import TappedMessage
     from nudge.tools.local.schedules import ScheduledRun
 
@@ -368,13 +365,9 @@ class LocalStack:
                 "keep invoking it (check its FilterCriteria)"
             )
 
-    def engage(self, message_id: str, kind: str, link: str = "") -> int:
-        """A reader opens (`kind` open) or clicks (click, `link`) a sent email: SES's event is
-        published and the feedback function has handled it on return. 0: no such email."""
-        return self.engage_all([(message_id, kind, link)])
-
     def engage_all(self, readings: Sequence[tuple[str, str, str]]) -> int:
-        """`engage` for each (message id, kind, link), then one settle; how many were published."""
+        """Readers open (`kind` open) or click (click, `link`) sent emails, each (message id, kind,
+        link): SES's events are published and handled on return; how many were (0: no such email)."""
         with self._drive:
             mailbox = self._sources.mailbox
             published = sum(mailbox.engage(*reading) for reading in readings) if mailbox is not None else 0
@@ -447,20 +440,6 @@ class LocalStack:
         """Every decision dispatched so far with what became of it (the ledger), oldest first."""
         with self._drive:
             return self.ledger.scan_entries()
-
-    def suppression_records(self) -> list[Suppression]:
-        """Every record on the suppression list (a Scan: the local stack's own reporting)."""
-        with self._drive:
-            client = self.store.client
-            items: list[dict[str, Any]] = []
-            kwargs: dict[str, Any] = {"TableName": SUPPRESSION_TABLE}
-            while True:
-                page = client.scan(**kwargs)
-                items += page.get("Items", [])
-                if "LastEvaluatedKey" not in page:
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-            return [record_of(item) for item in items]
 
     def outbox(self) -> list[dict[str, Any]]:
         """Messages sent to users (email, push, SMS), oldest first: GET /_local/outbox."""
