@@ -364,7 +364,11 @@ def print_feedback(console: Console, stack: LocalStack) -> None:
         cells = []
         for kind, _ in FEEDBACK_COLUMNS:
             whole = c["delivered"] if kind in ("opened", "clicked") else c["messages"]
-            cells.append(f"{c[kind]:,} ({c[kind] / whole:.1%})" if whole else "0")
+            share = c[kind] / whole if whole else 0.0
+            # Short cells for an 80-column terminal: a decimal only where it carries information.
+            cells.append(
+                f"{c[kind]:,} {share:.0%}" if share == 0 or share >= 0.1 else f"{c[kind]:,} {share:.1%}"
+            )
         table.add_row(rule, f"{c['messages']:,}", *cells)
     console.print(table)
     reasons = Counter(record.reason for record in suppression_records(stack))
