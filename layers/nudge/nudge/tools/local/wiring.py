@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
+from botocore.exceptions import ClientError
 
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_queues, create_usage_resources, table_names
@@ -116,7 +117,12 @@ def messaging_resources(
         elif resource.get("Type") == "AWS::SES::ConfigurationSet":
             # The email function sends with it; the mailbox simulator publishes its events.
             refs[logical_id] = configuration_set_name(logical_id)
-            sesv2.create_configuration_set(ConfigurationSetName=refs[logical_id])
+            try:
+                sesv2.create_configuration_set(ConfigurationSetName=refs[logical_id])
+            except ClientError as exc:
+                # A stack started before in this process made it (moto's backends outlive a stack).
+                if "AlreadyExists" not in str(exc.response.get("Error", {}).get("Code", "")):
+                    raise
     return refs
 
 
