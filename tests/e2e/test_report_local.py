@@ -23,6 +23,7 @@ SECTIONS = (
     "funnel",
     "messages",
     "flows",
+    "feedback",
     "escalations",
     "adoption",
     "lift",

@@ -255,6 +255,31 @@ def test_push_and_sms_delivered_twice_through_dispatch_and_notify_are_sent_once(
     assert sns_backends[DEFAULT_ACCOUNT_ID][REGION].sms_messages[sms_entry.provider_id] == (PHONE, text)
 
 
+def test_a_push_endpoint_sns_disabled_is_marked_and_the_token_never_used_again(world: World) -> None:
+    # Given a user whose device's endpoint SNS has disabled (Enabled=false: the app was uninstalled)
+    token = f"device-{uuid.uuid4().hex}"
+    pushed = a_phone_user(world, push_token=token)
+    sns = boto3.client("sns")
+    arn = sns.create_platform_endpoint(PlatformApplicationArn=world.push_app, Token=token)["EndpointArn"]
+    sns.set_endpoint_attributes(EndpointArn=arn, Attributes={"Enabled": "false"})
+    # When a rescue push goes through dispatch and notify
+    world.dispatch(rescue(pushed, "push"))
+    notify = world.handler("NotifyFunction")
+    assert notify.handler({"Records": world.take("NotifyQueue")}, Context()) == {"batchItemFailures": []}
+    # Then it failed as SNS said, and the token is on the suppression list
+    entry = world.entry(pushed, f"d-push-{pushed}")
+    assert (entry.status, entry.reason) == ("failed", "EndpointDisabled")
+    # When the next push decision for the user is dispatched
+    later = rescue(pushed, "push")
+    later.decisions[0].decision_id = f"d-push-again-{pushed}"
+    world.dispatch(later)
+    # Then it is suppressed by the list, never routed to notify, and nothing reached the endpoint
+    again = world.entry(pushed, f"d-push-again-{pushed}")
+    assert (again.outcome, again.reason) == ("suppressed", "suppression_list")
+    assert world.take("NotifyQueue") == []
+    assert pushes_for(world.push_app, token) == []
+
+
 def test_sns_throttling_past_the_retries_is_a_batch_item_failure_and_the_redelivery_sends_once(
     world: World,
 ) -> None:

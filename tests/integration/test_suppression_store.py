@@ -28,20 +28,27 @@ def stores(template_path: Path) -> list[SuppressionStore]:
     ]
 
 
-def test_a_record_is_kept_once_with_its_first_reason_and_time(aws: None, template_path: Path) -> None:
+def test_a_record_is_kept_once_with_its_first_time_and_ses_reasons_beside_an_unsubscribe(
+    aws: None, template_path: Path
+) -> None:
     for store in stores(template_path):
         # Given an address suppressed from onboarding email, then the same again later
         store.add(Suppression("email#aa", "email:onboarding", "unsubscribe", AT))
-        store.add(Suppression("email#aa", "email:onboarding", "complaint", AT + timedelta(days=1)))
-        # ...and from all email, and another address
+        store.add(Suppression("email#aa", "email:onboarding", "unsubscribe", AT + timedelta(days=1)))
+        # ...and from all email, then its mail bouncing (SES feedback) in that scope, twice
         store.add(Suppression("email#aa", "email", "unsubscribe", AT + timedelta(days=2)))
+        store.add(Suppression("email#aa", "email", "bounce", AT + timedelta(days=3)))
+        store.add(Suppression("email#aa", "email", "bounce", AT + timedelta(days=4)))
+        # ...and another address
         store.add(Suppression("email#bb", "email", "unsubscribe", AT))
 
         # When the first address is looked up (under two keys, one unknown)
         found = store.find(["email#aa", "email#zz"])
 
-        # Then each scope is there once, as first recorded, and nothing of the other address
-        assert sorted(found, key=lambda s: s.scope) == [
+        # Then each scope and reason is there once, as first recorded: the bounce beside the
+        # unsubscribe of the same scope (it blocks more), and nothing of the other address
+        assert sorted(found, key=lambda s: (s.scope, s.reason)) == [
+            Suppression("email#aa", "email", "bounce", AT + timedelta(days=3)),
             Suppression("email#aa", "email", "unsubscribe", AT + timedelta(days=2)),
             Suppression("email#aa", "email:onboarding", "unsubscribe", AT),
         ], type(store).__name__

@@ -156,6 +156,27 @@ class SuppressionStore(Protocol):
         ...
 
 
+class SoftBounces(Protocol):
+    """Each address's recent transient bounces (message id, time), versioned: the feedback function
+    reads, adds one, and writes back on the version it read."""
+
+    def load(self, key: str) -> Versioned[list[tuple[str, datetime]]]: ...
+
+    def save(
+        self, key: str, bounces: Sequence[tuple[str, datetime]], version: int, expires_at: datetime
+    ) -> None:
+        """StateConflict when the stored version is no longer `version`."""
+        ...
+
+
+class FeedbackLedger(Protocol):
+    """What the feedback function needs of the ledger."""
+
+    def record_feedback(self, subject: str, decision_id: str, kind: str, at: datetime) -> LedgerEntry | None:
+        """Note `kind` on the entry (its first time stays); None: no such entry."""
+        ...
+
+
 class CsLedger(Protocol):
     """What customer success needs of the ledger (DynamoLedger and MemoryLedger have it)."""
 

@@ -116,6 +116,42 @@ def test_messages_escalations_and_adoption() -> None:
     assert data.adoption["dormant"]["projects"] == 0.0
 
 
+def test_each_rules_email_feedback_is_counted_once_per_message_and_kind() -> None:
+    # Given three finish_setup emails sent: one delivered, opened and clicked, one bounced, one
+    # delivered and complained of; and one suppressed before sending, with no feedback
+    at = MON + DAY
+    entries = [
+        entry("finish_setup", "a", "send", "sent").model_copy(
+            update={"feedback": {"sent": at, "delivered": at, "opened": at, "clicked": at}}
+        ),
+        entry("finish_setup", "b", "send", "sent").model_copy(
+            update={"feedback": {"sent": at, "bounced": at}}
+        ),
+        entry("finish_setup", "c", "send", "sent").model_copy(
+            update={"feedback": {"delivered": at, "complained": at}}
+        ),
+        entry("finish_setup", "d", "suppressed", reason="suppression_list"),
+    ]
+    base = snapshot()
+    data = build(RULES, Snapshot(base.users, base.records, base.accounts, entries), NOW, "test")
+    [finish] = [m for m in data.messages if m.rule == "finish_setup"]
+    # Then the counts are per message, and the rates as mailers quote them
+    assert finish.feedback == {
+        "bounced": 1,
+        "clicked": 1,
+        "complained": 1,
+        "delivered": 2,
+        "opened": 1,
+        "sent": 2,
+    }
+    assert (finish.rate("delivered"), finish.rate("bounced"), finish.rate("complained")) == (
+        2 / 3,
+        1 / 3,
+        1 / 3,
+    )
+    assert (finish.rate("opened"), finish.rate("clicked")) == (1 / 2, 1 / 2)
+
+
 def test_segment_quality_counts_retention_four_weeks_later() -> None:
     data = build(RULES, snapshot(), NOW, "test")
     rows = {r.segment: (r.user_weeks, r.retained) for r in data.quality}

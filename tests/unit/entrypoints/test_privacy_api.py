@@ -452,7 +452,7 @@ def test_the_confirm_pages_button_unsubscribes_the_user_and_the_address(api: Api
     assert headers["Content-Type"].startswith("text/html")
     assert "You&#x27;re unsubscribed from onboarding emails" in done
     assert api.world.ledger.unsubscribed[user] == {"email:onboarding"}
-    assert [(k, scope) for k, scope in api.suppressions.records] == [(key, "email:onboarding")]
+    assert [(k, scope) for k, scope, _ in api.suppressions.records] == [(key, "email:onboarding")]
 
 
 def test_clicking_twice_is_fine(api: Api) -> None:

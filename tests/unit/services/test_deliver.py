@@ -217,7 +217,14 @@ def test_an_email_goes_to_the_users_address_from_the_sender_rendered_from_its_te
     assert email.text.startswith("Hi Ada,\n")
     assert "https://app.acme.example/setup" in email.text
     assert '<a href="https://app.acme.example/setup">Finish setup</a>' in email.html
-    assert email.tags == {"rule": "finish_setup", "decision": delivery.decision_id, "category": "marketing"}
+    # ...and tagged so SES's feedback finds the decision: rule, decision, category, and the user
+    # (base64url, which SES tag values allow)
+    assert email.tags == {
+        "rule": "finish_setup",
+        "decision": delivery.decision_id,
+        "category": "marketing",
+        "user": "YWRhLWVtYWls",
+    }
 
 
 def test_a_marketing_emails_unsubscribe_link_carries_a_signed_token_for_its_user_and_topic() -> None:
@@ -471,3 +478,38 @@ def test_a_crash_between_send_and_mark_sent_is_never_resent() -> None:
     # Then it is not sent again: the entry is still claimed (`sending`), which an operator sees
     assert (again.result, again.reason) == ("duplicate", "sending")
     assert len(w.email.sent) == 1
+
+
+def test_a_push_endpoint_sns_reports_disabled_puts_its_token_on_the_suppression_list() -> None:
+    # Given a user whose device's endpoint SNS has disabled (the app was uninstalled)
+    w = world("uninstalled", notifier=MemoryNotifier(fail_with=SendRejected("EndpointDisabled", "disabled")))
+    first = routed(w, decision("rescue_declining", "uninstalled"))
+    # When a push is delivered to it
+    done = deliver(first, RULES, w.deliver_ports, LATER)
+    # Then it failed, and the token is suppressed for every push (transactional too)
+    assert (done.result, done.reason) == ("failed", "EndpointDisabled")
+    found = w.suppressions.of_address("push", "token-uninstalled")
+    assert [(r.scope, r.reason) for r in found] == [("push", "endpoint_disabled")]
+    # When the next push to that token is judged, by dispatch
+    later = decision("rescue_declining", "uninstalled")
+    result = dispatch(
+        DecisionBatch(user="uninstalled", account="a1", decided_at=LATER, decisions=[later]),
+        RULES,
+        w.dispatch_ports,
+        LATER + timedelta(days=8),
+    )
+    # Then it is not used again: suppressed before any slot or send
+    assert [(v.outcome, v.reason) for v in result.verdicts] == [("suppressed", "suppression_list")]
+    assert w.notifier.pushes == []
+
+
+def test_a_new_device_token_is_not_held_back_by_the_old_ones_disabled_endpoint() -> None:
+    # Given a disabled endpoint's token on the list
+    w = world("reinstalled", push_token="new-token")
+    key = w.suppressions.key("push", "old-token")
+    assert key is not None
+    w.suppressions.record(key, "push", "endpoint_disabled", NOON)
+    # When a push goes to the user's new token
+    delivery = routed(w, decision("rescue_declining", "reinstalled"))
+    # Then it is sent
+    assert deliver(delivery, RULES, w.deliver_ports, LATER).result == "sent"

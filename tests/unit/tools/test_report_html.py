@@ -19,6 +19,7 @@ SECTION_IDS = [
     "funnel",
     "messages",
     "flows",
+    "feedback",
     "escalations",
     "adoption",
     "lift",
@@ -61,6 +62,7 @@ def sample() -> ReportData:
                 2,
                 3,
                 {"cap_email_day": 17, "no_consent": 9},
+                {"delivered": 300, "bounced": 6, "complained": 1, "opened": 150, "clicked": 30},
             ),
             RuleMessages("rescue_push", "rescue", "push", 40, 25, 0, 5, 0, 1, {"quiet_hours": 9}),
         ],
@@ -173,6 +175,11 @@ def test_numbers_appear() -> None:
     has_all(
         section(page, "messages"), '<td class="num">26</td>', "cap email day", "no consent", "quiet hours"
     )
+    # delivered 300 of 310 sent, bounces 6 and complaints 1 per sent; opens 150 and clicks 30 of
+    # the 300 delivered; push has no feedback rows
+    feedback = section(page, "feedback")
+    has_all(feedback, "welcome_tips", "97%", "1.9%", "0.3%", "50%", "10%")
+    assert "rescue_push" not in feedback
     has_all(section(page, "escalations"), "3 of 20 (15%)", "4 of 6 (67%)")
     has_all(section(page, "adoption"), "90%", "25%", "api keys")
     has_all(section(page, "lift"), "60%", "30%", "+30.0 pp", "works", "4 still waiting")
@@ -209,7 +216,7 @@ def test_empty_report() -> None:
     page = render(empty())
     checker = check(page)
     assert checker.ids == SECTION_IDS
-    assert page.count("Nothing yet:") == 9  # every section but the summary
+    assert page.count("Nothing yet:") == 10  # every section but the summary
     assert "no weeks of segment history" in page
     assert "no rule has decided anything" in page
     assert "no rule with a goal" in page

@@ -22,6 +22,7 @@ from nudge.tools.samples.catalog import HIGH_VALUE_MRR, ONBOARDING
 from nudge.tools.samples.generator import SampleHistory, build_history, generate
 from nudge.tools.samples.ndjson import NdjsonError, read_ndjson, write_ndjson
 from nudge.tools.samples.personas import PERSONA_SHARES, Persona
+from nudge.tools.samples.roster import simulated_address
 
 ROOT = Path(__file__).resolve().parents[3]
 START = datetime(2026, 7, 1, tzinfo=UTC)
@@ -242,6 +243,13 @@ def test_identify_traits_are_realistic() -> None:
             continue
         traits = message["traits"]
         account = history.accounts[history.users[message["userId"]].account_id]
+        number = int(message["userId"].removeprefix("user-"))
+        # ...a few at SES's mailbox simulator, so the demo shows feedback (bounces, complaints)
+        if simulated_address(number):
+            assert traits["email"] == simulated_address(number)
+            assert traits["email"].endswith("@simulator.amazonses.com")
+            assert f"+{message['userId']}@" in traits["email"]
+            continue
         assert traits["email"].startswith(message["userId"] + "@")
         assert traits["email"].endswith(".example")
         assert traits["consent"]["email"] is True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from nudge.tools.samples.responses import MODEL, respond
+from nudge.tools.samples.responses import MODEL, engagement, respond
 
 SENT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -40,3 +40,20 @@ def test_an_upgrade_answer_sets_the_accounts_plan() -> None:
     assert group["type"] == "group"
     assert group["groupId"] == "acct"
     assert group["traits"] == {"plan": "business"}
+
+
+def test_readers_open_some_emails_and_click_those_they_act_on() -> None:
+    # Given a thousand finish_setup emails
+    ids = [f"d-{n}" for n in range(1000)]
+    read = [engagement(i, "finish_setup") for i in ids]
+    # Then whoever acts on the message (respond answers) clicked it, and a click implies an open
+    for decision_id, (opened, clicked) in zip(ids, read, strict=True):
+        acted = bool(respond(decision_id, "finish_setup", "u", None, datetime(2026, 3, 2, tzinfo=UTC)))
+        assert clicked == acted
+        assert opened or not clicked
+    # ...more open than click, and not everyone opens; the same email reads the same way twice
+    opens, clicks = sum(o for o, _ in read), sum(c for _, c in read)
+    assert clicks < opens < 1000
+    assert [engagement(i, "finish_setup") for i in ids] == read
+    # ...and a rule nobody answers (rescue_dormant) is never clicked
+    assert not any(engagement(i, "rescue_dormant")[1] for i in ids)

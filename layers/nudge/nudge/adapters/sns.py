@@ -12,7 +12,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from nudge.adapters.retry import DEFAULT_BACKOFF, call_with_backoff
+from botocore.exceptions import ClientError
+
+from nudge.adapters.retry import DEFAULT_BACKOFF, call_with_backoff, error_code
 from nudge.backoff import Backoff
 from nudge.model.channels import Push, Sms
 from nudge.model.errors import RecipientOptedOut, SendRejected
@@ -109,15 +111,32 @@ class SnsNotifier:
         return message_id
 
 
+# SNS refuses CreatePlatformEndpoint for a token whose endpoint exists with other attributes (one SNS
+# disabled: Enabled=false), naming that endpoint in the message; AWS's guidance is to use it.
+_EXISTING_ENDPOINT = re.compile(r"Endpoint (arn:aws[a-z-]*:sns:\S+) already exists with the same [Tt]oken")
+
+
 class SnsPushEndpoints:
-    """A device token -> its SNS platform endpoint (CreatePlatformEndpoint is idempotent per token)."""
+    """A device token -> its SNS platform endpoint (CreatePlatformEndpoint is idempotent per token).
+
+    A token whose endpoint SNS disabled makes CreatePlatformEndpoint fail with InvalidParameter
+    naming the existing endpoint: that endpoint is returned, so the publish meets EndpointDisabled
+    and the send path suppresses the token (before this, the delivery failed before its claim and
+    was retried into the DLQ). The endpoint is not re-enabled: only the app, registering the token
+    again, knows it works."""
 
     def __init__(self, client: Any, application_arn: str) -> None:
         self.client = client
         self.application_arn = application_arn
 
     def endpoint(self, token: str) -> str:
-        response = self.client.create_platform_endpoint(
-            PlatformApplicationArn=self.application_arn, Token=token
-        )
+        try:
+            response = self.client.create_platform_endpoint(
+                PlatformApplicationArn=self.application_arn, Token=token
+            )
+        except ClientError as exc:
+            existing = _EXISTING_ENDPOINT.search(str(exc.response.get("Error", {}).get("Message", "")))
+            if error_code(exc) != "InvalidParameter" or existing is None:
+                raise
+            return existing.group(1).rstrip(".")
         return str(response["EndpointArn"])

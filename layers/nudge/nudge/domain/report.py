@@ -97,6 +97,7 @@ def _messages(rules: RuleSet, entries: Sequence[LedgerEntry]) -> list[RuleMessag
         for channel in sorted({e.decision.channel for e in mine}):
             of = [e for e in mine if e.decision.channel == channel]
             suppressed = Counter(e.reason for e in of if e.outcome == "suppressed")
+            feedback = Counter(kind for e in of if e.status == "sent" for kind in e.feedback)
             rows.append(
                 RuleMessages(
                     rule=trigger.id,
@@ -109,6 +110,7 @@ def _messages(rules: RuleSet, entries: Sequence[LedgerEntry]) -> list[RuleMessag
                     cancelled=sum(1 for e in of if e.outcome == "cancelled"),
                     failed=sum(1 for e in of if e.outcome == "send" and e.status in ("failed", "unknown")),
                     suppressed=dict(suppressed.most_common()),
+                    feedback=dict(sorted(feedback.items())),
                 )
             )
     return rows

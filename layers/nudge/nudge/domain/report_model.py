@@ -29,6 +29,16 @@ class RuleMessages:
     cancelled: int  # deferred, then the rule stopped holding
     failed: int  # refused by the provider, or outcome unknown
     suppressed: dict[str, int] = field(default_factory=dict)  # reason -> decisions
+    # Of the messages sent, how many the channel reported each feedback kind for (SES: delivered,
+    # bounced, soft_bounced, complained, opened, clicked), each message counted once per kind.
+    feedback: dict[str, int] = field(default_factory=dict)
+
+    def rate(self, kind: str) -> float | None:
+        """A feedback rate as mailers quote them: delivered, bounces and complaints per message
+        sent (SES's own reckoning, the one it reviews accounts on); opens and clicks per message
+        delivered. None when nothing was sent (or delivered)."""
+        whole = self.feedback.get("delivered", 0) if kind in ("opened", "clicked") else self.sent
+        return self.feedback.get(kind, 0) / whole if whole else None
 
 
 @dataclass(frozen=True)

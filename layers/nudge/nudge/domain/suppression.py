@@ -24,13 +24,15 @@ from typing import Any, Literal
 
 from nudge.model.suppression import Reason, Suppression
 
-AddressKind = Literal["email", "phone"]
-# The trait each channel sends to, and so the kind of address its suppressions are kept under.
-CHANNEL_KINDS: Mapping[str, AddressKind] = {"email": "email", "sms": "phone"}
-ADDRESS_TRAITS: Mapping[AddressKind, str] = {"email": "email", "phone": "phone"}
+AddressKind = Literal["email", "phone", "device"]
+# The trait each channel sends to, and so the kind of address its suppressions are kept under. A
+# push "address" is the device token: SNS reports a token's endpoint disabled (app uninstalled,
+# token expired), and that token is then suppressed, so it is not used again; a new token is a new key.
+CHANNEL_KINDS: Mapping[str, AddressKind] = {"email": "email", "sms": "phone", "push": "device"}
+ADDRESS_TRAITS: Mapping[AddressKind, str] = {"email": "email", "phone": "phone", "device": "push_token"}
 # Reasons that block transactional messages too: mail to an address that does not exist bounces
-# whatever it says. The others stop marketing only.
-BLOCKS_TRANSACTIONAL: frozenset[Reason] = frozenset({"bounce"})
+# whatever it says, and a disabled device endpoint takes nothing. The others stop marketing only.
+BLOCKS_TRANSACTIONAL: frozenset[Reason] = frozenset({"bounce", "soft_bounce", "endpoint_disabled"})
 MIN_SECRET_BYTES = 16
 
 _ANGLE = re.compile(r"<([^<>]*)>\s*$")
@@ -46,6 +48,8 @@ def normalise(kind: AddressKind, address: str) -> str | None:
         text = (inner.group(1) if inner else text).strip().lower()
         local, at, domain = text.rpartition("@")
         return text if at and local and domain and not any(c.isspace() for c in text) else None
+    if kind == "device":
+        return text if text and not any(c.isspace() for c in text) else None
     text = _PHONE_NOISE.sub("", text)
     if text.startswith("00"):
         text = "+" + text[2:]

@@ -37,6 +37,9 @@ class LedgerEntry(BaseModel):
     recorded_at: datetime
     updated_at: datetime
     provider_id: str = ""  # SES message id, SNS message id, SQS message id
+    # What the channel reported after the send (SES feedback: delivered, bounced, opened, ...),
+    # each kind with the first time it was reported.
+    feedback: dict[str, datetime] = {}
 
     @property
     def subject(self) -> str:

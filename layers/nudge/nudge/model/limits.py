@@ -69,3 +69,11 @@ MAX_ITEM_BYTES = 350 * KB
 # A user's items expire this many days after their last write (DynamoDB TTL on `expires_at`);
 # the template's StateTtlDays parameter sets it (NUDGE_STATE_TTL_DAYS).
 STATE_TTL_DAYS = 730
+
+# --- SES feedback: transient bounces --------------------------------------------------------------
+# An address whose mail bounced transiently (mailbox full, server busy) this many times within the
+# window is suppressed like a hard bounce: mail to it keeps failing, and every failure counts
+# towards the bounce rate SES reviews the account on. The address's bounce times are kept as long
+# as the window (at most this many, newest).
+SOFT_BOUNCE_LIMIT = 3
+SOFT_BOUNCE_WINDOW_DAYS = 14

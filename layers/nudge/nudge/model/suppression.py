@@ -13,9 +13,11 @@ from datetime import datetime
 from typing import Literal
 
 # unsubscribe: the person asked (marketing in `scope`); complaint: they marked a message as spam
-# (marketing in `scope`); bounce: the address does not exist (every message, transactional too).
-Reason = Literal["unsubscribe", "complaint", "bounce"]
-REASONS: tuple[Reason, ...] = ("unsubscribe", "complaint", "bounce")
+# (marketing in `scope`); bounce: the address does not exist (every message, transactional too);
+# soft_bounce: mail to it bounced transiently SOFT_BOUNCE_LIMIT times in a window (every message).
+# endpoint_disabled: SNS reported a device token's push endpoint disabled (every push to that token).
+Reason = Literal["unsubscribe", "complaint", "bounce", "soft_bounce", "endpoint_disabled"]
+REASONS: tuple[Reason, ...] = ("unsubscribe", "complaint", "bounce", "soft_bounce", "endpoint_disabled")
 
 
 @dataclass(frozen=True)

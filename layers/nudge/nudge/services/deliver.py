@@ -14,7 +14,8 @@ Prepare checks the address it is about to send to against the suppression list (
 the user's addresses then; traits may have changed since), and builds the unsubscribe link, whose
 token names that address's key. Marketing email gets the shared footer (unsubscribe link, postal
 address) in both parts, List-Unsubscribe and List-Unsubscribe-Post; transactional email gets
-neither. Every email is tagged `category` marketing or transactional for SES's event feedback.
+neither. Every email is tagged for SES's event feedback (nudge.domain.feedback.feedback_tags): its
+rule, decision, user and `category` (marketing or transactional), so feedback finds its entry.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Literal
 
 from nudge.conditions.features import AccountFacts
 from nudge.domain.evaluate import evaluate
+from nudge.domain.feedback import feedback_tags
 from nudge.domain.render import Rendered, RenderError, render, with_footer
 from nudge.domain.suppression import address_of, blocking, kind_of
 from nudge.domain.tokens import make_token
@@ -95,6 +97,13 @@ class Delivered:
 @dataclass(frozen=True)
 class _Prepared:
     send: Any  # () -> provider id
+    # The suppression key of the address (or device token) sent to, for what the channel reports.
+    address_key: str | None = None
+
+
+# SNS's answer for a push endpoint it has disabled (the app was uninstalled, the token expired):
+# the token is put on the suppression list, so it is never used again.
+ENDPOINT_DISABLED = "EndpointDisabled"
 
 
 def deliver(delivery: Delivery, rules: RuleSet, ports: DeliverPorts, now: datetime) -> Delivered:
@@ -153,6 +162,8 @@ def deliver(delivery: Delivery, rules: RuleSet, ports: DeliverPorts, now: dateti
         moved = ports.ledger.move(
             entry.subject, entry.decision_id, ["sending"], "failed", now, reason=exc.code
         )
+        if exc.code == ENDPOINT_DISABLED:
+            _suppress_device(prepared, ports, now)
         return Delivered("failed", exc.code, moved)
     except SendFailed:
         moved = ports.ledger.move(
@@ -169,6 +180,17 @@ def deliver(delivery: Delivery, rules: RuleSet, ports: DeliverPorts, now: dateti
         # Sent, but the ledger refused the mark (the entry changed under us): the send stands.
         logger.error("deliver: sent but could not mark sent", extra={"decision_id": delivery.decision_id})
     return Delivered("sent", "", moved)
+
+
+def _suppress_device(prepared: _Prepared, ports: DeliverPorts, now: datetime) -> None:
+    """Put a disabled endpoint's device token on the suppression list. Best effort: if the list is
+    down, the next push to the token fails the same way and records it then."""
+    if prepared.address_key is None or ports.suppressions is None:
+        return
+    try:
+        ports.suppressions.record(prepared.address_key, "push", "endpoint_disabled", now)
+    except Exception:  # the send's outcome is recorded already; this is extra
+        logger.warning("deliver: could not record a disabled push endpoint", exc_info=True)
 
 
 class _NotSent(Exception):
@@ -276,13 +298,9 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
             text=rendered.text,
             html=rendered.html,
             unsubscribe_url=unsubscribe if marketing else None,
-            tags={
-                "rule": d.rule,
-                "decision": d.decision_id,
-                "category": "marketing" if marketing else "transactional",
-            },
+            tags=feedback_tags(d.rule, d.decision_id, d.user, marketing),
         )
-        return _Prepared(lambda: email_sender.send(email))
+        return _Prepared(lambda: email_sender.send(email), address_key)
 
     notifier = channels.notifier
     if notifier is None:
@@ -291,7 +309,7 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
         assert address is not None  # checked above
         text = rendered.text if spec.transactional else f"{rendered.text} Reply STOP to opt out."
         sms = Sms(to=address, text=text, transactional=spec.transactional, sender_id=g.sender.sms_sender_id)
-        return _Prepared(lambda: notifier.send_sms(sms))
+        return _Prepared(lambda: notifier.send_sms(sms), address_key)
 
     token_trait = _str(traits.get("push_token"))
     endpoints = channels.push_endpoints
@@ -306,7 +324,7 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
         body=rendered.text,
         data={"rule": d.rule},
     )
-    return _Prepared(lambda: notifier.send_push(push))
+    return _Prepared(lambda: notifier.send_push(push), address_key)
 
 
 def _case(

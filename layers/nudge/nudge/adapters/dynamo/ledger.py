@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 DELIVERY = "DELIVERY"
 ESCALATION = "ESCALATION"
 DECISION = "DECISION#"
+# An entry's feedback: one attribute per kind (fb_delivered, fb_opened, ...), the first time it was
+# reported, so recording is one idempotent SET if_not_exists.
+FEEDBACK = "fb_"
 
 
 def _key(pk: str, sk: str) -> dict[str, Any]:
@@ -65,6 +68,8 @@ def entry_item(entry: LedgerEntry, retention: timedelta) -> dict[str, Any]:
         item["deliver_at"] = {"S": entry.deliver_at.isoformat()}
     if entry.provider_id:
         item["provider_id"] = {"S": entry.provider_id}
+    for kind, at in entry.feedback.items():
+        item[FEEDBACK + kind] = {"S": at.isoformat()}
     return item
 
 
@@ -79,6 +84,11 @@ def entry_of(item: dict[str, Any]) -> LedgerEntry:
         recorded_at=datetime.fromisoformat(item["recorded_at"]["S"]),
         updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
         provider_id=item.get("provider_id", {}).get("S", ""),
+        feedback={
+            name.removeprefix(FEEDBACK): datetime.fromisoformat(value["S"])
+            for name, value in item.items()
+            if name.startswith(FEEDBACK) and "S" in value
+        },
     )
 
 
@@ -261,6 +271,23 @@ class DynamoLedger:
             ConditionExpression=f"attribute_exists(pk) AND {condition}",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        )
+        if response is None:
+            return None
+        return entry_of(response["Attributes"])
+
+    def record_feedback(self, subject: str, decision_id: str, kind: str, at: datetime) -> LedgerEntry | None:
+        """Note `kind` on the decision's entry (its first time stays); None when there is no such
+        entry (erased, expired, or never this stack's)."""
+        response = calls.conditional(
+            self.client.update_item,
+            TableName=self.table,
+            Key=_key(subject, DECISION + decision_id),
+            UpdateExpression="SET #fb = if_not_exists(#fb, :at)",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#fb": FEEDBACK + kind},
+            ExpressionAttributeValues={":at": {"S": at.isoformat()}},
             ReturnValues="ALL_NEW",
         )
         if response is None:

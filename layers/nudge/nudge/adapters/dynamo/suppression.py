@@ -1,9 +1,11 @@
 """The suppression list in its own table (SuppressionTable):
 
-    pk = <address key>   sk = <scope>   reason, at
+    pk = <address key>   sk = <scope> (an unsubscribe) or <scope>#<reason> (SES feedback)   reason, at
 
-One item per address and scope, written with if_not_exists so the first reason and time stay
-(idempotent: a second click changes nothing). Read with one Query per key. Kept in a table of its
+One item per address, scope and kind of reason, written with if_not_exists so the first time stays
+(idempotent: a second click changes nothing). SES's reasons get an item of their own: a bounce after
+an unsubscribe of the same scope must still be recorded as a bounce, which blocks more. Read with
+one Query per key. Kept in a table of its
 own so that no function holds a delete permission on it: erasure cannot remove it, by IAM.
 """
 
@@ -26,7 +28,7 @@ class DynamoSuppressionStore:
         calls.write(
             self.client.update_item,
             TableName=self.table,
-            Key={"pk": {"S": suppression.key}, "sk": {"S": suppression.scope}},
+            Key={"pk": {"S": suppression.key}, "sk": {"S": sort_key(suppression.scope, suppression.reason)}},
             UpdateExpression="SET reason = if_not_exists(reason, :reason), #at = if_not_exists(#at, :at)",
             ExpressionAttributeNames={"#at": "at"},
             ExpressionAttributeValues={
@@ -47,7 +49,7 @@ class DynamoSuppressionStore:
             }
             while True:
                 response = calls.read(self.client.query, **args)
-                found += [_record(item) for item in response.get("Items", [])]
+                found += [record_of(item) for item in response.get("Items", [])]
                 last = response.get("LastEvaluatedKey")
                 if not last:
                     break
@@ -55,10 +57,14 @@ class DynamoSuppressionStore:
         return found
 
 
-def _record(item: dict[str, Any]) -> Suppression:
+def sort_key(scope: str, reason: Reason) -> str:
+    return scope if reason == "unsubscribe" else f"{scope}#{reason}"
+
+
+def record_of(item: dict[str, Any]) -> Suppression:
     return Suppression(
         key=item["pk"]["S"],
-        scope=item["sk"]["S"],
+        scope=item["sk"]["S"].split("#", 1)[0],
         reason=cast(Reason, item["reason"]["S"]),
         at=datetime.fromisoformat(item["at"]["S"]),
     )

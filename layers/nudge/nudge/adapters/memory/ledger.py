@@ -91,6 +91,16 @@ class MemoryLedger:
             self.entries[(subject, decision_id)] = moved
             return moved
 
+    def record_feedback(self, subject: str, decision_id: str, kind: str, at: datetime) -> LedgerEntry | None:
+        with self.lock:
+            entry = self.entries.get((subject, decision_id))
+            if entry is None:
+                return None
+            if kind not in entry.feedback:
+                entry = entry.model_copy(update={"feedback": {**entry.feedback, kind: at}})
+                self.entries[(subject, decision_id)] = entry
+            return entry
+
     def entries_of(self, user_id: str) -> list[LedgerEntry]:
         with self.lock:
             return sorted(

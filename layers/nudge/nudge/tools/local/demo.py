@@ -45,6 +45,7 @@ from nudge.tools.local.demo_summary import (
     WeekSample,
     census,
     print_decisions,
+    print_feedback,
     print_lift,
     print_segments,
     print_summary,
@@ -59,7 +60,7 @@ from nudge.tools.local.stack import LocalStack
 from nudge.tools.local.streams import PumpStats
 from nudge.tools.report.html import render
 from nudge.tools.samples.generator import build_history
-from nudge.tools.samples.responses import respond
+from nudge.tools.samples.responses import engagement, respond
 
 # The replay moves the clock half a day at a time, sweeping after each half: decisions are then
 # judged at two times of day 12 hours apart, and as quiet hours last less than 12 hours, a push
@@ -224,6 +225,7 @@ def _replay(
     week = week_key(start.date())
     answers: list[dict[str, Any]] = []  # users' answers to messages, not yet posted
     answered = 0
+    answered_ids: set[str] = set()  # feedback updates a sent entry: each is answered once
     checked = start
 
     def send(batch: list[dict[str, Any]]) -> None:
@@ -257,10 +259,16 @@ def _replay(
             sent += len(messages)
             last_batch = batches[-1] if batches else last_batch
             _run_due(stack, replay_stats)
+            readings: list[tuple[str, str, str]] = []
             for entry in stack.ledger.scan_entries(updated_after=checked):
                 d = entry.decision
-                if entry.status == "sent" and d.channel != "cs":
+                if entry.status == "sent" and d.channel != "cs" and entry.decision_id not in answered_ids:
+                    answered_ids.add(entry.decision_id)
                     answers += respond(d.decision_id, d.rule, d.user, d.account, entry.updated_at)
+                    if d.channel == "email" and "delivered" in entry.feedback:
+                        readings += _readings(entry.provider_id, d.decision_id, d.rule)
+            # Readers open and click some delivered emails (SES's Open and Click events).
+            stack.engage_all(readings)
             checked = stack.clock.now()
             # moto keeps every item and stream record in this process, and the heap only grows:
             # each full garbage collection walked all of it again (a tenth of the replay's CPU).
@@ -307,6 +315,7 @@ def _replay(
     print_segments(console, segments, replay_stats.samples, histories)
     print_transitions(console, histories)
     breaches = print_decisions(console, stack)
+    print_feedback(console, stack)
     console.print(
         f"The sample's users answered {answered:,} messages with usage (nudge.tools.samples.responses: "
         "some rules work, some do not; held-out users get no message to answer)."
@@ -324,6 +333,13 @@ def _replay(
         and breaches == 0
     )
     return 0 if ok else 1
+
+
+def _readings(message_id: str, decision_id: str, rule: str) -> list[tuple[str, str, str]]:
+    opened, clicked = engagement(decision_id, rule)
+    return [(message_id, "open", "")] * opened + [
+        (message_id, "click", "https://app.acme.example/")
+    ] * clicked
 
 
 def _run_due(stack: LocalStack, replay_stats: ReplayStats) -> None:

@@ -22,14 +22,17 @@ from rich.console import Console
 from rich.table import Table
 
 from nudge.adapters.dynamo import codec
+from nudge.adapters.dynamo.suppression import record_of
 from nudge.domain.lift import LiftRow
 from nudge.domain.verdicts import cap_breaches, choices, user_zone
 from nudge.model.calendar import week_key
 from nudge.model.delivery import Sent
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import UserState
+from nudge.model.suppression import Suppression
 from nudge.rulebook.ruleset import SEGMENTS_FILE, SegmentsFile, load_rules
 from nudge.rulebook.yamlfile import load_yaml, validate
+from nudge.tools.local.environment import SUPPRESSION_TABLE
 from nudge.tools.local.stack import LocalStack
 from nudge.tools.local.streams import PumpStats
 from nudge.tools.samples.generator import SampleHistory
@@ -329,3 +332,58 @@ def print_lift(console: Console, rows: Sequence[LiftRow]) -> None:
             verdict,
         )
     console.print(table)
+
+
+FEEDBACK_COLUMNS = (
+    ("delivered", "deliv."),
+    ("bounced", "bounced"),
+    ("complained", "compl."),
+    ("opened", "opened"),
+    ("clicked", "clicked"),
+)
+
+
+def print_feedback(console: Console, stack: LocalStack) -> None:
+    """SES's feedback on the email sent (the mailbox simulator's outcomes for the sample's simulator
+    addresses, readers' opens and clicks), per rule, and the addresses it put on the suppression list."""
+
+    by_rule: dict[str, Counter[str]] = {}
+    for entry in stack.decisions():
+        if entry.decision.channel == "email" and entry.outcome == "send" and entry.status == "sent":
+            counts = by_rule.setdefault(entry.decision.rule, Counter())
+            counts["messages"] += 1  # not "sent": SES's Send event is a feedback kind of that name
+            counts.update(entry.feedback.keys())
+    table = Table(
+        title="Email feedback from SES, by rule (bounces, complaints per sent; opens, clicks per delivered)"
+    )
+    table.add_column("rule", no_wrap=True)
+    table.add_column("sent", justify="right")
+    for _, header in FEEDBACK_COLUMNS:
+        table.add_column(header, justify="right")
+    for rule, c in sorted(by_rule.items(), key=lambda item: -item[1]["messages"]):
+        cells = []
+        for kind, _ in FEEDBACK_COLUMNS:
+            whole = c["delivered"] if kind in ("opened", "clicked") else c["messages"]
+            share = c[kind] / whole if whole else 0.0
+            # Short cells for an 80-column terminal: a decimal only where it carries information.
+            cells.append(
+                f"{c[kind]:,} {share:.0%}" if share == 0 or share >= 0.1 else f"{c[kind]:,} {share:.1%}"
+            )
+        table.add_row(rule, f"{c['messages']:,}", *cells)
+    console.print(table)
+    reasons = Counter(record.reason for record in suppression_records(stack))
+    listed = ", ".join(f"{n:,} {reason}" for reason, n in sorted(reasons.items())) or "none"
+    console.print(f"Suppression list: {listed} (SES feedback and unsubscribes; checked before every send).")
+
+
+def suppression_records(stack: LocalStack) -> list[Suppression]:
+    """Every record on the local stack's suppression list (a Scan: the demo's own reporting)."""
+    client = stack.store.client
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": SUPPRESSION_TABLE}
+    while True:
+        page = client.scan(**kwargs)
+        items += page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return [record_of(item) for item in items]
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

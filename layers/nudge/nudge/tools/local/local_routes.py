@@ -15,6 +15,9 @@
                                handled (404 when it has none), as `nudge escalations handle`
   GET  /_local/aws             the stack's moto endpoint, region and table names, and its time
                                (`nudge rules explain --local` reads the tables through it)
+  POST /_local/email/{message_id}/open|click
+                               a reader opens the email (or clicks `{"link": URL}` in it): SES's
+                               Open or Click event goes to the feedback function, as in AWS
   GET  /_local/clock           the simulated time
   POST /_local/clock           {"now": ISO8601} moves the simulated clock forward and runs
                                everything due on the way (sweeps, the stream) before answering
@@ -93,6 +96,12 @@ def local_route(stack: LocalStack, method: str, path: str, query: str, body: byt
         and parts[2] == "handled"
     ):
         return _handle_escalation(stack, parts[1], body)
+    if method == "POST" and len(parts) == 3 and parts[0] == "email" and parts[2] in ("open", "click"):
+        link = str((json.loads(body or b"{}") or {}).get("link") or "") if parts[2] == "click" else ""
+        published = stack.engage_all([(parts[1], parts[2], link)])
+        if not published:
+            return HTTPStatus.NOT_FOUND, {"message": f"no email {parts[1]!r} sent with the configuration set"}
+        return HTTPStatus.OK, {"published": published}
     if parts == ["clock"] and reading:
         return HTTPStatus.OK, {"now": stack.clock.now().isoformat()}
     if reading and parts == ["aws"]:
@@ -189,6 +198,7 @@ def ledger_document(entry: LedgerEntry) -> dict[str, Any]:
         "deliver_at": entry.deliver_at.isoformat() if entry.deliver_at else None,
         "recorded_at": entry.recorded_at.isoformat(),
         "updated_at": entry.updated_at.isoformat(),
+        "feedback": {kind: at.isoformat() for kind, at in sorted(entry.feedback.items())},
     }
 
 

@@ -81,6 +81,8 @@ def outbox(entries: Sequence[LedgerEntry]) -> list[dict[str, Any]]:
                 "rule": d.rule,
                 "decision_id": d.decision_id,
                 "template": d.template,
+                "message_id": entry.provider_id,
+                "feedback": {kind: at.isoformat() for kind, at in sorted(entry.feedback.items())},
                 **sent[entry.provider_id],
             }
         )

@@ -50,6 +50,7 @@ from nudge.tools.local.environment import (
 )
 from nudge.tools.local.expiry import expire
 from nudge.tools.local.functions import Route, api_from_template, functions_from_template
+from nudge.tools.local.mailbox_simulator import capture_send_tags, forget_sent
 from nudge.tools.local.moto_speedups import speed_up_moto
 from nudge.tools.local.outbox import outbox
 from nudge.tools.local.queues import QueuePump
@@ -158,6 +159,7 @@ class LocalStack:
         if self._moto is not None:
             raise RuntimeError("the local stack is already started")
         speed_up_moto()
+        capture_send_tags()
         moto = LockedMotoServer()
         moto.start()
         self._moto = moto
@@ -240,6 +242,7 @@ class LocalStack:
         parameters.clear_caches()  # type: ignore[no-untyped-call]
         self._store = None
         self._segments = None
+        forget_sent()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -350,6 +353,9 @@ class LocalStack:
                 # their work may write to the stream again (a deferral), hence the same loop.
                 for queue_pump in self._sources.queue_pumps:
                     invoked += queue_pump.pump().invocations
+                # SES's events for the mail just sent (the feedback queue's pump takes them next).
+                if self._sources.mailbox is not None:
+                    invoked += self._sources.mailbox.pump()
                 if not invoked:
                     for tap in self._sources.taps.values():
                         tap.drain()
@@ -358,6 +364,15 @@ class LocalStack:
                 f"the stream still had work after {MAX_SETTLE_PASSES} passes: a function's own writes "
                 "keep invoking it (check its FilterCriteria)"
             )
+
+    def engage_all(self, readings: Sequence[tuple[str, str, str]]) -> int:
+        """Readers open (`kind` open) or click (click, `link`) sent emails, each (message id, kind,
+        link): SES's events are published and handled on return; how many were (0: no such email)."""
+        with self._drive:
+            mailbox = self._sources.mailbox
+            published = sum(mailbox.engage(*reading) for reading in readings) if mailbox is not None else 0
+            self.settle()
+            return published
 
     def run_due(self) -> list[ScheduledRun]:
         """Run each schedule once if a firing fell since its last run, and settle the stream.

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
+from botocore.exceptions import ClientError
 
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_queues, create_usage_resources, table_names
@@ -28,6 +29,7 @@ from nudge.tools.local.environment import (
     USER_TOKEN_SECRET_PARAM,
 )
 from nudge.tools.local.functions import Invoker
+from nudge.tools.local.mailbox_simulator import MailboxSimulator, feedback_wiring
 from nudge.tools.local.queues import QueuePump, QueueTap
 from nudge.tools.local.schedules import ScheduledFunction
 from nudge.tools.local.simulated_clock import Now
@@ -114,6 +116,7 @@ def messaging_resources(
         Name="nudge-local-push", Platform="GCM", Attributes={"PlatformCredential": "local"}
     )["PlatformApplicationArn"]
     refs = {"PushApplicationArn": application}
+    sesv2 = session.client("sesv2")
     for logical_id, resource in load_template(template_path)["Resources"].items():
         if resource.get("Type") == "AWS::SNS::Topic":
             refs[logical_id] = sns.create_topic(Name=f"{QUEUE_PREFIX}-{logical_id}")["TopicArn"]
@@ -125,7 +128,20 @@ def messaging_resources(
             with contextlib.suppress(events.exceptions.ResourceAlreadyExistsException):
                 events.create_event_bus(Name=name)
             refs[logical_id] = name
+        elif resource.get("Type") == "AWS::SES::ConfigurationSet":
+            # The email function sends with it; the mailbox simulator publishes its events.
+            refs[logical_id] = configuration_set_name(logical_id)
+            try:
+                sesv2.create_configuration_set(ConfigurationSetName=refs[logical_id])
+            except ClientError as exc:
+                # A stack started before in this process made it (moto's backends outlive a stack).
+                if "AlreadyExists" not in str(exc.response.get("Error", {}).get("Code", "")):
+                    raise
     return refs
+
+
+def configuration_set_name(logical_id: str) -> str:
+    return f"{QUEUE_PREFIX}-{logical_id}"
 
 
 class EventSources:
@@ -136,6 +152,8 @@ class EventSources:
         self.queue_pumps: list[QueuePump] = []
         self.schedules: list[ScheduledFunction] = []
         self.taps: dict[str, QueueTap] = {}
+        # SES's events for what was sent with the configuration set (moto publishes none).
+        self.mailbox: MailboxSimulator | None = None
 
     def wire(
         self,
@@ -203,6 +221,13 @@ class EventSources:
             ]
             self.queue_pumps.append(
                 QueuePump(queue_source, queue_url=url, queue_arn=arn, sqs=sqs, invoke=invoke, lanes=lanes)
+            )
+        feedback = feedback_wiring(template_path)
+        if feedback is not None:
+            url = queue(feedback.queue, "the SES feedback rule")
+            assert url is not None
+            self.mailbox = MailboxSimulator(
+                sqs, url, configuration_set_name(feedback.configuration_set), feedback, now
             )
         for logical_id in TAPPED_QUEUES:
             if logical_id in queue_urls:

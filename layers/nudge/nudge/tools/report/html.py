@@ -13,6 +13,7 @@ from nudge.tools.report.markup import esc
 from nudge.tools.report.sections import (
     adoption,
     escalations,
+    feedback,
     flows,
     funnel,
     lift,
@@ -87,6 +88,7 @@ SECTIONS = (
     ("funnel", "Funnel"),
     ("messages", "Messages"),
     ("flows", "Flows"),
+    ("feedback", "Email feedback"),
     ("escalations", "Escalations"),
     ("adoption", "Adoption"),
     ("lift", "Lift"),
@@ -104,6 +106,7 @@ def render(data: ReportData) -> str:
         funnel(data),
         messages(data),
         flows(data),
+        feedback(data),
         escalations(data),
         adoption(data, colors),
         lift(data),

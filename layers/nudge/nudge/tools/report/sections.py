@@ -237,6 +237,34 @@ def messages(data: ReportData) -> str:
     return section("messages", title, lead, body + hbars(reason_bars, ranked[0][1], "Not sent, by reason"))
 
 
+FEEDBACK_RATES = (
+    ("delivered", "delivered"),
+    ("bounced", "bounced"),
+    ("soft_bounced", "soft bounced"),
+    ("complained", "complaints"),
+    ("opened", "opened"),
+    ("clicked", "clicked"),
+)
+
+
+def feedback(data: ReportData) -> str:
+    title = "Email feedback by rule"
+    lead = (
+        "What SES reported back for each rule's email: delivered, bounce and complaint rates per "
+        "message sent (SES reviews a sender above 5% bounces or 0.1% complaints), open and click "
+        "rates per message delivered."
+    )
+    rows = [m for m in data.messages if m.channel == "email" and m.sent]
+    if not rows:
+        return section("feedback", title, lead, nothing("no email has been sent"))
+    table = html_table(
+        ["rule", "sent", *(label for _, label in FEEDBACK_RATES)],
+        ([esc(m.rule), num(m.sent), *(pct(m.rate(kind)) for kind, _ in FEEDBACK_RATES)] for m in rows),
+        range(1, 2 + len(FEEDBACK_RATES)),
+    )
+    return section("feedback", title, lead, table)
+
+
 def escalations(data: ReportData) -> str:
     title, lead = "Escalations by account value", "Accounts handed to customer success, by monthly revenue."
     if not any(b.accounts for b in data.escalations):

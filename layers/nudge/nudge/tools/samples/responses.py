@@ -84,3 +84,17 @@ def _message(decision_id: str, step: int, at: datetime, body: dict[str, Any]) ->
         "timestamp": at.isoformat().replace("+00:00", "Z"),
         "context": {"library": {"name": "nudge-sample", "version": "1"}},
     }
+
+
+# Readers: of the emails delivered, this share are opened; those whose user acts on the message
+# (respond) are opened and clicked, as the click is how they got back to the product.
+OPEN_SHARE = 0.4
+
+
+def engagement(decision_id: str, rule: str) -> tuple[bool, bool]:
+    """(opened, clicked) for one email, drawn from its decision id like the response."""
+    model = MODEL.get(rule)
+    chance, _ = _draws(decision_id)
+    clicked = model is not None and bool(model.events) and chance < model.share
+    opened = clicked or _draws(f"open|{decision_id}")[0] < OPEN_SHARE
+    return opened, clicked

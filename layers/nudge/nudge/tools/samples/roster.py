@@ -140,7 +140,7 @@ class Roster:
         users.sort(key=lambda u: (u.signup, u.account.index))
         for number, user in enumerate(users, start=1):
             user.user_id = f"user-{number}"
-            user.email = f"user-{number}@{user.account.domain}"
+            user.email = simulated_address(number) or f"user-{number}@{user.account.domain}"
             user.account.members.append(user)
         accounts.sort(key=lambda a: (a.members[0].signup, a.index))
         width = max(3, len(str(len(accounts))))
@@ -181,3 +181,18 @@ class Roster:
 
 def round_up(n: int, step: int) -> int:
     return max(step, -(-n // step) * step)
+
+
+# Some of the sample's users have addresses at SES's mailbox simulator, so the demo shows feedback:
+# on real SES they bounce, complain or sit on the account's suppression list without hurting the
+# sender's reputation, and the local stack makes the same outcomes (tools/local/mailbox_simulator).
+# A +label keeps each address its own person's. Every 29th user bounces, every 97th complains, every
+# 151st is on SES's suppression list (a few percent: enough to see, the bounce rate alarm aside).
+SIMULATED = ((29, "bounce"), (97, "complaint"), (151, "suppressionlist"))
+
+
+def simulated_address(number: int) -> str | None:
+    for every, box in SIMULATED:
+        if number % every == 0:
+            return f"{box}+user-{number}@simulator.amazonses.com"
+    return None

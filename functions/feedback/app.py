@@ -1,0 +1,20 @@
+"""Feedback Lambda: SES configuration-set events (EventBridge -> the feedback queue) -> the ledger,
+the suppression list and per-rule metrics."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nudge.entrypoints.feedback import FeedbackHandler
+from nudge.observability import logger, metrics, tracer
+
+# The suppression secret and clients at cold start: a missing secret fails here.
+feedback = FeedbackHandler()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return feedback.handle(event, context)

@@ -1,0 +1,20 @@
+"""The feedback function's services: the ledger, the suppression list and the soft-bounce counts."""
+
+from __future__ import annotations
+
+import boto3
+
+from nudge.adapters.dynamo.soft_bounces import DynamoSoftBounces
+from nudge.bootstrap import built_once, ledger_from, suppression_list_from
+from nudge.services.feedback import FeedbackPorts
+from nudge.settings import get_settings
+
+
+@built_once
+def wire_feedback() -> FeedbackPorts:
+    settings = get_settings()
+    return FeedbackPorts(
+        ledger=ledger_from(settings),
+        suppressions=suppression_list_from(settings),
+        soft_bounces=DynamoSoftBounces(boto3.client("dynamodb"), settings.ledger_table),
+    )
