@@ -419,7 +419,7 @@ def test_backtest_prints_rules_weeks_and_segments(
     assert "2026-W10" in out
     assert "Segment sizes at each ISO week's end" in out
     rows = fires.read_text(encoding="utf-8").splitlines()
-    assert rows[0] == "at,week,rule,action,user,account,segment"
+    assert rows[0] == "at,week,rule,action,channel,user,account,segment"
     assert len(rows) > 1
 
 

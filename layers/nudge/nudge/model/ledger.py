@@ -37,6 +37,9 @@ class LedgerEntry(BaseModel):
     recorded_at: datetime
     updated_at: datetime
     provider_id: str = ""  # SES message id, SNS message id, SQS message id
+    # Of a rule's channels in order of preference, each one looked at and why, ending with the one
+    # chosen ("push: no_address; email: chosen"); "" when the rule names one channel.
+    channel_why: str = ""
 
     @property
     def subject(self) -> str:

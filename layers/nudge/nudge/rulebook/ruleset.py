@@ -13,15 +13,15 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from nudge.conditions.facts import SCORE_FACT_KEYS
 from nudge.conditions.tree import Catalog, ConditionGroup, NamedCondition, Node, checks_in
 from nudge.model.durations import Duration
 from nudge.rulebook.conditions import Parser
-from nudge.rulebook.guardrails import GUARDRAILS_FILE, Guardrails, load_guardrails
+from nudge.rulebook.guardrails import CHANNELS, GUARDRAILS_FILE, Channel, Guardrails, load_guardrails
 from nudge.rulebook.plan import NAME_PATTERN, TrackingPlan, load_plan
 from nudge.rulebook.templates import TEMPLATES_DIR, TemplateFile, TemplateRef, check_refs, load_templates
 from nudge.rulebook.yamlfile import (
@@ -41,6 +41,25 @@ ESCALATE = "escalate__"
 
 Kind = Literal["onboarding", "rescue", "upgrade", "escalation"]
 Action = Literal["email", "push", "sms", "escalate"]
+
+
+def _parse_channels(value: Any) -> Any:
+    """`channel:` as the rule's list of channels, or `preferred`; a bare name is a list of one.
+    One plain error for a name that is not a channel (a union's errors would say it three ways)."""
+    names = [value] if isinstance(value, str) else value
+    if value == "preferred" or not isinstance(names, list):
+        return value
+    for name in names:
+        if name not in CHANNELS:
+            hint = did_you_mean(str(name), CHANNELS) or f"; use {', '.join(CHANNELS)} (or preferred)"
+            raise ValueError(f"unknown channel '{name}'{hint}")
+    return names
+
+
+ChannelChoice = Annotated[
+    list[Channel] | Literal["preferred"],
+    BeforeValidator(_parse_channels, json_schema_input_type=Channel | list[Channel] | Literal["preferred"]),
+]
 
 
 class _Strict(BaseModel):
@@ -100,7 +119,18 @@ class TriggerSpec(_Strict):
     description: str = ""
     kind: Kind
     when: Any
-    action: Action
+    action: Action | None = Field(
+        default=None,
+        description="email, push, sms, or escalate (hand the account to customer success); or `channel`.",
+    )
+    channel: ChannelChoice | None = Field(
+        default=None,
+        description=(
+            "Channels in order of preference, e.g. [push, email]: the first the user can receive is "
+            "used (the user's preferred_channel trait first). `preferred`: any channel, the user's "
+            "preference first. Instead of `action`."
+        ),
+    )
     template: str
     priority: int = Field(default=50, ge=1, le=100, description="Higher wins when several fire together.")
     cooldown: Duration = Field(default=timedelta(days=7), description="Not again for this long after firing.")
@@ -133,6 +163,37 @@ class TriggerSpec(_Strict):
         default=None,
         description="In the user's quiet hours: defer to their end, or drop (default: guardrails.yaml).",
     )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_channels(self) -> TriggerSpec:
+        if self.action is None and self.channel is None:
+            raise ValueError(
+                "name the message's `action` (email, push, sms or escalate) or its `channel` list"
+            )
+        if self.action is not None and self.channel is not None:
+            raise ValueError(
+                "give `action` or `channel`, not both: "
+                "`channel: [push, email]` alone names a message's channels"
+            )
+        if isinstance(self.channel, list):
+            if not self.channel:
+                raise ValueError("channel: name at least one channel, e.g. [push, email]")
+            twice = sorted({c for c in self.channel if self.channel.count(c) > 1})
+            if twice:
+                raise ValueError(f"channel: {', '.join(twice)} named twice; name each channel once")
+        if self.action is None:
+            # The first choice stands for the message where one action is read (decision ids, lint).
+            object.__setattr__(self, "action", self.channels[0])
+        return self
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """A message's channels in the rule's order of preference; () for an escalation."""
+        if self.channel == "preferred":
+            return CHANNELS
+        if isinstance(self.channel, list):
+            return tuple(self.channel)
+        return () if self.action == "escalate" else (str(self.action),)
 
 
 class TriggersFile(_Strict):
@@ -344,7 +405,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
             problems.extend(check_refs(refs.get(spec.template, []), spec.id, node, plan))
 
     journeys = {t.journey or t.kind for t in trg_file.triggers}
-    marketing_email = [t.id for t in trg_file.triggers if t.action == "email" and not t.transactional]
+    marketing_email = [t.id for t in trg_file.triggers if "email" in t.channels and not t.transactional]
     guardrails = load_guardrails(rules_dir, journeys, problems, marketing_email)
     if problems or guardrails is None:
         raise RuleFileError(problems)

@@ -45,7 +45,6 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
 # Help shown by editors for fields the models leave undescribed.
 FIELD_HELP: dict[tuple[str, str], str] = {
     ("TriggerSpec", "kind"): "onboarding, rescue, upgrade or escalation.",
-    ("TriggerSpec", "action"): "email, push, sms, or escalate (hand the account to customer success).",
     ("TriggerSpec", "template"): "A file in templates/, without .yaml.",
     ("TriggerSpec", "when"): "When the trigger fires: a condition.",
     ("SegmentSpec", "id"): "lower_snake_case name of the segment.",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
+from nudge.domain.verdicts import channel_for
 from nudge.model.calendar import week_key
 from nudge.model.decisions import Decision
 from nudge.model.messages import Group, Message
@@ -59,6 +60,9 @@ class Fire:
     user: str
     account: str | None
     segment: str | None
+    # The channel the message would take (the first of the rule's the user can receive by address,
+    # consent and quiet hours; nudge.domain.verdicts.channel_for); "cs" for an escalation.
+    channel: str = ""
 
 
 @dataclass
@@ -131,6 +135,15 @@ class _Consumers:
         return label
 
 
+def _channel(rules: RuleSet, stores: BacktestStores, decision: Decision, now: datetime) -> str:
+    if decision.action == "escalate" or len(decision.channels) < 2:
+        return decision.channel
+    users = stores.usage.load_users([decision.user])
+    traits = users[decision.user].value.trait_values() if decision.user in users else {}
+    choice = channel_for(rules.trigger_by_id[decision.rule].spec, traits, rules.guardrails, now)
+    return choice.channel if choice is not None else decision.channel
+
+
 def _day_end(day: date) -> datetime:
     # The last instant of the UTC day: "within 1d" and today's counts still mean this day.
     return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) - timedelta(microseconds=1)
@@ -189,8 +202,9 @@ def backtest(
                 label = consumers.counted(decision, batch.account, now)
                 if label is not None:
                     segment = evaluated[batch.user].segment
+                    channel = _channel(rules, stores, decision, now)
                     result.fires.append(
-                        Fire(now, week, label, decision.action, batch.user, batch.account, segment)
+                        Fire(now, week, label, decision.action, batch.user, batch.account, segment, channel)
                     )
 
         if day.weekday() == 6 or offset == total - 1:

@@ -65,6 +65,8 @@ def entry_item(entry: LedgerEntry, retention: timedelta) -> dict[str, Any]:
         item["deliver_at"] = {"S": entry.deliver_at.isoformat()}
     if entry.provider_id:
         item["provider_id"] = {"S": entry.provider_id}
+    if entry.channel_why:
+        item["channel_why"] = {"S": entry.channel_why}
     return item
 
 
@@ -79,6 +81,7 @@ def entry_of(item: dict[str, Any]) -> LedgerEntry:
         recorded_at=datetime.fromisoformat(item["recorded_at"]["S"]),
         updated_at=datetime.fromisoformat(item["updated_at"]["S"]),
         provider_id=item.get("provider_id", {}).get("S", ""),
+        channel_why=item.get("channel_why", {}).get("S", ""),
     )
 
 

@@ -84,7 +84,7 @@ def write_fires_csv(path: Path, fires: Iterable[Fire]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["at", "week", "rule", "action", "user", "account", "segment"])
+        writer.writerow(["at", "week", "rule", "action", "channel", "user", "account", "segment"])
         for fire in fires:
             writer.writerow(
                 [
@@ -92,6 +92,7 @@ def write_fires_csv(path: Path, fires: Iterable[Fire]) -> None:
                     fire.week,
                     fire.rule,
                     fire.action,
+                    fire.channel,
                     fire.user,
                     fire.account or "",
                     fire.segment or "",
@@ -127,18 +128,17 @@ def print_backtest(
         by_rule[fire.rule].append(fire)
 
     totals = Table(title="Fires over the whole period (each rule's cooldown applied; other guardrails not)")
-    for column in ("rule", "action", "fires", "distinct users", "first", "e.g."):
+    for column in ("rule", "action", "fires", "distinct users", "by channel", "first", "e.g."):
         totals.add_column(column, justify="right" if column in ("fires", "distinct users") else "left")
     for label in labels:
         fires = by_rule.get(label, [])
         users = list(dict.fromkeys(f.user for f in fires))
-        action = (
-            fires[0].action
-            if fires
-            else ("escalate" if label.endswith("(escalate)") else _action(rules, label))
-        )
+        action = "escalate" if label.endswith("(escalate)") else _action(rules, label)
         first = str(fires[0].at.date()) if fires else "-"
-        totals.add_row(label, action, str(len(fires)), str(len(users)), first, ", ".join(users[:3]))
+        # A rule naming channels in order of preference: which one each user could receive.
+        channels = Counter(f.channel for f in fires if f.channel)
+        spread = ", ".join(f"{c} {n}" for c, n in channels.most_common()) or "-"
+        totals.add_row(label, action, str(len(fires)), str(len(users)), spread, first, ", ".join(users[:3]))
     console.print(totals)
 
     segment_ids = [s.id for s in rules.segments]
@@ -187,4 +187,4 @@ def print_backtest(
 
 
 def _action(rules: RuleSet, rule: str) -> str:
-    return next((t.spec.action for t in rules.triggers if t.id == rule), "")
+    return next((" > ".join(t.spec.channels) or "escalate" for t in rules.triggers if t.id == rule), "")
