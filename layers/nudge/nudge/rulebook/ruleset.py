@@ -8,7 +8,7 @@ file:line: message, so `nudge rules lint` shows them all at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import cached_property
@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from nudge.conditions.facts import SCORE_FACT_KEYS
 from nudge.conditions.tree import Catalog, ConditionGroup, NamedCondition, Node, checks_in
 from nudge.model.durations import Duration
+from nudge.rulebook import locales
 from nudge.rulebook.conditions import Parser
 from nudge.rulebook.guardrails import CHANNELS, GUARDRAILS_FILE, Channel, Guardrails, load_guardrails
 from nudge.rulebook.plan import NAME_PATTERN, TrackingPlan, load_plan
@@ -261,6 +262,16 @@ class RuleSet:
     # When no segment reads a score or band, segments are matched in the scores' pass (one
     # durable_rules call fewer) and segment_rules is empty.
     segments_with_scores: bool = False
+    # Each template's versions by locale tag (templates/<name>.<locale>.yaml; nudge.rulebook.locales).
+    versions: dict[str, dict[str, TemplateFile]] = field(default_factory=dict)
+
+    def template_for(self, name: str, wanted: Sequence[str | None]) -> tuple[TemplateFile, str]:
+        """The version of template `name` for the first of the user's locales (their trait, then
+        their SDK's context) that has one, else the default; and the locale to format it in."""
+        by_tag = self.versions.get(name, {})
+        tag = locales.pick(by_tag, wanted)
+        template = by_tag[tag] if tag is not None else self.templates[name]
+        return template, locales.formatting_locale(tag, wanted)
 
     @cached_property
     def trigger_by_id(self) -> dict[str, Trigger]:
@@ -316,7 +327,8 @@ def load_rules(rules_dir: Path) -> RuleSet:
         problems.extend(exc.problems)
         plan = None
     refs: dict[str, list[TemplateRef]] = {}
-    templates = load_templates(rules_dir, problems, refs)
+    versions: dict[str, dict[str, TemplateFile]] = {}
+    templates = load_templates(rules_dir, problems, refs, versions)
     seg = _load(rules_dir, SEGMENTS_FILE, SegmentsFile, problems)
     sco = _load(rules_dir, SCORING_FILE, ScoringFile, problems)
     trg = _load(rules_dir, TRIGGERS_FILE, TriggersFile, problems)
@@ -425,6 +437,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
         account_score=scores["account"],
         triggers=triggers,
         templates=templates,
+        versions=versions,
         score_rules=ConditionGroup("scores", score_rules + (segment_rules if merged else [])),
         segment_rules=ConditionGroup("segments", [] if merged else segment_rules),
         segments_with_scores=merged,

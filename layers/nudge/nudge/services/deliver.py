@@ -19,6 +19,7 @@ neither. Every email is tagged `category` marketing or transactional for SES's e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
@@ -33,7 +34,7 @@ from nudge.model.channels import TREND_WEEKS, Email, EscalationCase, Push, Sms, 
 from nudge.model.errors import RecipientOptedOut, SendFailed, SendRejected, SendThrottled
 from nudge.model.ledger import LedgerEntry
 from nudge.model.queue import Delivery
-from nudge.model.state import AccountRollup
+from nudge.model.state import AccountRollup, Stamped
 from nudge.observability import logger
 from nudge.ports import EmailSender, EscalationDesk, Ledger, Notifier, PushEndpoints, UsageStore
 from nudge.rulebook.ruleset import RuleSet
@@ -221,7 +222,10 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
         "trigger": d.trigger.model_dump(mode="json") if d.trigger else {"event": "", "properties": {}},
         "last": last_values(user),
     }
-    rendered: Rendered = render(rules.templates[d.template], context, name=d.template)
+    # The user's locale trait, then their SDK's (context.locale), then the default template.
+    wanted = [_str(_stamped(user.traits, "locale")), _str(_stamped(user.context, "locale"))]
+    template, locale = rules.template_for(d.template, wanted)
+    rendered: Rendered = render(template, context, name=d.template, locale=locale)
 
     if d.channel == "email":
         email_sender = channels.email
@@ -283,6 +287,11 @@ def _trend(rollup: AccountRollup) -> list[WeekUsage]:
         start = date.fromisocalendar(int(year), int(week), 1)
         trend.append(WeekUsage(week_start=start, active_users=stats.active_users, sessions=stats.sessions))
     return trend
+
+
+def _stamped(values: Mapping[str, Stamped], key: str) -> object:
+    stamped = values.get(key)
+    return stamped.v if stamped is not None else None
 
 
 def _str(value: object) -> str | None:
