@@ -4,7 +4,9 @@
 
 At most one message per user per evaluation: decisions are judged highest priority first, and
 the first that passes every check takes the slot (sent, deferred for quiet hours, or held out);
-the others are suppressed as `lower_priority`. The checks, in order, each a reason when it fails:
+the others are suppressed as `lower_priority`. A rule naming several channels in order of preference
+first gets the one the user can receive (nudge.domain.channel_choice: the first three checks below
+and quiet hours, per channel); the checks then run on it. In order, each a reason when it fails:
 
     no_address       no email / phone / push token to send to
     suppression_list the address is on the suppression list for this (nudge.domain.suppression):
