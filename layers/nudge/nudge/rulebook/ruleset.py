@@ -116,6 +116,13 @@ class GoalSpec(_Strict):
 
 
 class TriggerSpec(_Strict):
+    # Editors flag a trigger naming neither or both, as lint does (`_one_way_to_name_channels`).
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"oneOf": [{"required": ["action"]}, {"required": ["channel"]}]},
+    )
+
     id: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     kind: Kind
