@@ -137,3 +137,8 @@ def test_preferred_means_every_channel_with_the_users_choice_first() -> None:
     choice = channel_for(spec, traits, RULES.guardrails, NOON)
     assert choice is not None
     assert (choice.channel, choice.why) == ("sms", "sms: chosen (preferred_channel)")
+
+
+def test_rules_may_read_the_preference_trait_without_declaring_it() -> None:
+    # Nudge itself reads preferred_channel, so a condition on it is no unknown trait to lint
+    assert "preferred_channel" in RULES.plan.user_traits
