@@ -415,6 +415,7 @@ def test_backtest_prints_rules_weeks_and_segments(
     assert "Backtest of" in out
     assert "40 users" in out
     assert "Fires over the whole period" in out
+    assert "by channel" in out  # which of a rule's channels its fires would take
     assert "Fires per ISO week" in out
     assert "2026-W10" in out
     assert "Segment sizes at each ISO week's end" in out
