@@ -5,8 +5,8 @@
 
 The locale is the render context's `locale` (nudge.rulebook.locales says which); dates and times are
 shown in the user's timezone trait when they have one. Only the send path imports this module (and
-Babel with it, about 15-30 ms): ingest, evaluate, dispatch and the sweep never pay for it. A
-locale's data loads on its first use in a container (about 40 ms), then stays cached.
+Babel with it, tens of milliseconds): ingest, evaluate, dispatch and the sweep never pay for it. A
+locale's data loads on its first use in a container, then stays cached.
 """
 
 from __future__ import annotations
