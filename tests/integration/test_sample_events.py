@@ -13,9 +13,10 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from moto.events.models import EventPattern
 
 from nudge.tools.local.stack import LocalStack
 from nudge.tools.local.template import load_template
@@ -34,6 +35,7 @@ class Source:
     name: str
     type: str
     resource: str  # the logical id of the queue or table; "" for HttpApi and Schedule
+    patterns: tuple[str, ...] = ()  # the event source's FilterCriteria patterns (JSON), if any
 
 
 def sources() -> list[Source]:
@@ -46,7 +48,9 @@ def sources() -> list[Source]:
             props = event.get("Properties", {})
             ref = props.get("Queue") or props.get("Stream") or {}
             resource = ref["Fn::GetAtt"][0] if isinstance(ref, dict) and "Fn::GetAtt" in ref else ""
-            found.append(Source(function, name, event["Type"], resource))
+            filters = props.get("FilterCriteria", {}).get("Filters", [])
+            patterns = tuple(f["Pattern"] for f in filters)
+            found.append(Source(function, name, event["Type"], resource, patterns))
     return found
 
 
@@ -65,6 +69,9 @@ def source_of(event: dict[str, Any], stack: LocalStack) -> Source:
         kind = {"aws:sqs": "SQS", "aws:dynamodb": "DynamoDB"}.get(origin)
         # A deployed queue or table is named <stack>-<LogicalId>-<suffix>: the ARN names its resource.
         hits = [s for s in every if s.type == kind and s.resource and f"-{s.resource}-" in arn]
+        # Several functions may read one stream, each through its filter: Lambda hands a record
+        # only to the sources whose FilterCriteria it matches.
+        hits = [s for s in hits if passes(s, records[0])]
         assert len(hits) == 1, f"{origin} record from {arn}: no single event source of template.yaml reads it"
         return hits[0]
     if event.get("detail-type") == "Scheduled Event":
@@ -75,6 +82,13 @@ def source_of(event: dict[str, Any], stack: LocalStack) -> Source:
     raise AssertionError(
         "an event of a kind this test cannot route yet: teach source_of how AWS delivers it to its function"
     )
+
+
+def passes(source: Source, record: dict[str, Any]) -> bool:
+    """Whether the event source's FilterCriteria (any of its patterns) lets `record` through."""
+    if not source.patterns:
+        return True
+    return any(EventPattern.load(p).matches_event(cast(Any, record)) for p in source.patterns)
 
 
 @pytest.fixture(scope="module")
