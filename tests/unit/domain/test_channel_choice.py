@@ -142,3 +142,9 @@ def test_preferred_means_every_channel_with_the_users_choice_first() -> None:
 def test_rules_may_read_the_preference_trait_without_declaring_it() -> None:
     # Nudge itself reads preferred_channel, so a condition on it is no unknown trait to lint
     assert "preferred_channel" in RULES.plan.user_traits
+
+
+def test_an_action_that_reaches_no_user_channel_has_no_channels_to_choose() -> None:
+    spec = RULES.trigger_by_id["at_risk_account"].spec
+    assert (spec.action, spec.channels) == ("escalate", ())
+    assert RULES.trigger_by_id["finish_setup"].spec.channels == ("email",)

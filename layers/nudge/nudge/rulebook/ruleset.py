@@ -196,12 +196,13 @@ class TriggerSpec(_Strict):
 
     @property
     def channels(self) -> tuple[str, ...]:
-        """A message's channels in the rule's order of preference; () for an escalation."""
+        """A message's channels in the rule's order of preference; () for an action that reaches no
+        user channel (an escalation, or any hand-off to another system)."""
         if self.channel == "preferred":
             return CHANNELS
         if isinstance(self.channel, list):
             return tuple(self.channel)
-        return () if self.action == "escalate" else (str(self.action),)
+        return (str(self.action),) if self.action in CHANNELS else ()
 
 
 class TriggersFile(_Strict):

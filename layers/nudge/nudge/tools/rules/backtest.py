@@ -187,4 +187,6 @@ def print_backtest(
 
 
 def _action(rules: RuleSet, rule: str) -> str:
-    return next((" > ".join(t.spec.channels) or "escalate" for t in rules.triggers if t.id == rule), "")
+    return next(
+        (" > ".join(t.spec.channels) or str(t.spec.action) for t in rules.triggers if t.id == rule), ""
+    )

@@ -185,7 +185,7 @@ def explain_lines(rules: RuleSet, judged: Judged, source: str) -> list[str]:
     for trigger in rules.triggers:
         spec = trigger.spec
         verdict = "FIRES" if trigger.id in fired else "does not fire"
-        action = " > ".join(spec.channels) or "escalate"
+        action = " > ".join(spec.channels) or str(spec.action)
         lines.append(f"  {trigger.id} ({spec.kind}, {action}, template {spec.template}): {verdict}")
         lines += condition_lines(trigger.condition, ctx, 2)
         choice = _channel(rules, judged, trigger.spec)
