@@ -244,3 +244,22 @@ def test_a_merged_id_gets_nothing_and_the_log_line_does_not_carry_it(
     line = next(r for r in caplog.records if "merged into another user" in r.getMessage())
     assert "user_id" not in line.__dict__
     assert "ada@example.com" not in str(line.__dict__)
+
+
+def test_a_declining_user_without_a_device_is_rescued_by_email_and_the_ledger_says_why() -> None:
+    # Given a user with an email address and no push device (the rescue names push, then email)
+    ports = world()
+    assert isinstance(ports.usage, MemoryUsageStore)
+    state = ports.usage.users["u1"].value
+    traits = {k: v for k, v in state.traits.items() if k != "push_token"}
+    ports.usage.users["u1"] = Versioned(state.model_copy(update={"traits": traits}), 2)
+    spec = RULES.trigger_by_id["rescue_declining"].spec
+    rescue = decision("rescue_declining").model_copy(update={"channels": list(spec.channels)})
+    # When dispatch judges the rescue
+    result = dispatch(batch(rescue), RULES, ports, NOON)
+    # Then it is routed to the email queue, and the ledger records the channel and why
+    assert [(v.outcome, v.decision.channel) for v in result.verdicts] == [("send", "email")]
+    assert isinstance(ports.router, MemoryRouter)
+    assert [(d.decision_id, d.channel) for d in ports.router.routed] == [(rescue.decision_id, "email")]
+    (entry,) = ports.ledger.entries_of("u1")
+    assert (entry.decision.channel, entry.channel_why) == ("email", "push: no_address; email: chosen")

@@ -423,7 +423,7 @@ def test_backtest_prints_rules_weeks_and_segments(
     assert "2026-W10" in out
     assert "Segment sizes at each ISO week's end" in out
     rows = fires.read_text(encoding="utf-8").splitlines()
-    assert rows[0] == "at,week,rule,action,user,account,segment,outcome,reason,settled_at"
+    assert rows[0] == "at,week,rule,action,channel,user,account,segment,outcome,reason,settled_at"
     assert len(rows) > 1
 
 
@@ -512,6 +512,9 @@ def test_the_shipped_files_are_valid_against_their_schemas() -> None:
         ("cooldown: 3d", "cooldown: 3 days"),  # not a duration
         ("escalate_when: {account: {band: high}}", "escalate_when: {account: {band: hihg}}"),
         ("frequency: heavy", "frequency: hevy"),
+        ("channel: [push, email]", "channel: [push, email]\n    action: push"),  # action and channel
+        ("channel: [push, email]", "channel: [push, pigeon]"),  # not a channel
+        ("    action: email\n    template: come_back", "    template: come_back"),  # neither
     ],
 )
 def test_an_editor_flags_what_lint_would_refuse(old: str, new: str) -> None:

@@ -270,7 +270,9 @@ def evaluate(
     decisions: list[Decision] = []
     for rule_id in fired:
         trigger = by_id[rule_id]
-        decisions.append(_decide(trigger, trigger.spec.action, user, plan, facts, now))
+        action = trigger.spec.action
+        assert action is not None  # the rule file's check sets it: the action, or the first channel
+        decisions.append(_decide(trigger, action, user, plan, facts, now))
         if rule_id in escalations and trigger.spec.action != "escalate":
             decisions.append(_decide(trigger, "escalate", user, plan, facts, now))
     if len(decisions) > 1:
@@ -359,6 +361,8 @@ def _decide(
         kind="escalation" if escalation else spec.kind,
         action=action,
         channel=CHANNELS[action],
+        # A message's channels in order of preference (dispatch chooses); none for an escalation.
+        channels=list(spec.channels) if action == spec.action and len(spec.channels) > 1 else [],
         template=spec.template if action == spec.action else "cs_escalation",
         priority=spec.priority,
         reason=spec.description or trigger.id,

@@ -3,7 +3,8 @@
 Context keys the templates use: user (traits), account (traits, or empty), facts (incl.
 summary), links (name -> url, incl. unsubscribe), next_step, rule, trigger (the event the rule
 fired on: event, at, properties; nudge.domain.trigger) and last (event -> property -> the user's
-latest kept value).
+latest kept value); and locale, the tag the filters `date`, `datetime`, `number`, `percent` and
+`currency` format in (nudge.domain.formats).
 
 Marketing email gets one shared footer (`with_footer`), added by the send path after rendering,
 so no template can forget it: a visible unsubscribe link and the sender's postal address, in the
@@ -26,6 +27,8 @@ from typing import Any, Literal
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from nudge.domain.formats import FILTERS
+from nudge.rulebook.locales import DEFAULT_LOCALE
 from nudge.rulebook.templates import TemplateFile
 
 TRAIT_MAX_CHARS = 500
@@ -88,7 +91,9 @@ def one_line(subject: str) -> str:
 # account both work.
 @cache
 def _environment(escaped: bool) -> jinja2.Environment:
-    return SandboxedEnvironment(autoescape=escaped, undefined=jinja2.ChainableUndefined)
+    env = SandboxedEnvironment(autoescape=escaped, undefined=jinja2.ChainableUndefined)
+    env.filters.update(FILTERS)  # date, number, ... in the message's locale (nudge.domain.formats)
+    return env
 
 
 @lru_cache(maxsize=256)
@@ -109,12 +114,20 @@ def _render_part(name: str, part: Part, source: str, context: Mapping[str, Any])
         raise RenderError(name, f"{part}: {type(exc).__name__} while rendering") from exc
 
 
-def render(template: TemplateFile, context: Mapping[str, Any], *, name: str = "template") -> Rendered:
+def render(
+    template: TemplateFile,
+    context: Mapping[str, Any],
+    *,
+    name: str = "template",
+    locale: str = DEFAULT_LOCALE,
+) -> Rendered:
     """Subject, text and html of `template` for `context`; raise RenderError if one fails.
 
-    `name` (the template's file stem) is only used in errors.
+    `name` (the template's file stem) is only used in errors; `locale` is what the date and number
+    filters format in (the template reads it as `locale`).
     """
     safe = {key: sanitize(value) if key in UNTRUSTED_KEYS else value for key, value in context.items()}
+    safe["locale"] = locale
     return Rendered(
         subject=one_line(_render_part(name, "subject", template.subject, safe)),
         text=_render_part(name, "text", template.text, safe),

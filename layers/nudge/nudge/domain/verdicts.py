@@ -4,7 +4,9 @@
 
 At most one message per user per evaluation: decisions are judged highest priority first, and
 the first that passes every check takes the slot (sent, deferred for quiet hours, or held out);
-the others are suppressed as `lower_priority`. The checks, in order, each a reason when it fails:
+the others are suppressed as `lower_priority`. A rule naming several channels in order of preference
+first gets the one the user can receive (nudge.domain.channel_choice: the first three checks below
+and quiet hours, per channel); the checks then run on it. In order, each a reason when it fails:
 
     no_address       no email / phone / push token to send to
     suppression_list the address is on the suppression list for this (nudge.domain.suppression):
@@ -27,13 +29,14 @@ Webhooks (a hand-off to another system, not a message) pass on the rule's cooldo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from nudge.domain.channel_choice import Choice, choose
 from nudge.domain.suppression import blocking
 from nudge.model.decisions import Decision
 from nudge.model.delivery import DeliveryRecord, Sent
@@ -51,6 +54,9 @@ class Verdict:
     outcome: Outcome
     reason: str  # why, in a word or two; "" for a plain send
     deliver_at: datetime | None = None  # for a deferral: when the quiet hours end
+    # Of several channels in order of preference, which was chosen and why (nudge.domain.channel_choice);
+    # "" for a rule naming one channel.
+    channel_why: str = ""
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,56 @@ def _consent(
     return ""
 
 
+def _blocked(
+    channel: str,
+    rule: RuleChoices,
+    traits: Mapping[str, Any],
+    record: DeliveryRecord,
+    g: Guardrails,
+    suppressed: Mapping[str, Sequence[Suppression]],
+) -> str:
+    """Why the user cannot receive this rule on `channel` (address, suppression, consent), or ""."""
+    address = ADDRESS_TRAITS.get(channel)
+    if address is not None and not traits.get(address):
+        return "no_address"
+    if blocking(suppressed.get(channel, ()), channel, rule.topic, rule.transactional):
+        return "suppression_list"
+    if not rule.transactional:
+        return _consent(channel, rule.topic, traits, record, g)
+    return ""
+
+
+def choose_channel(
+    candidates: Sequence[str],
+    rule: RuleChoices,
+    traits: Mapping[str, Any],
+    record: DeliveryRecord,
+    g: Guardrails,
+    suppressed: Mapping[str, Sequence[Suppression]] | None,
+    quiet_now: Collection[str],
+) -> Choice:
+    """Of a rule's channels, the first the user can receive (nudge.domain.channel_choice)."""
+
+    def blocked(channel: str) -> str:
+        return _blocked(channel, rule, traits, record, g, suppressed or {})
+
+    return choose(candidates, traits, blocked, quiet_now)
+
+
+def channel_for(spec: TriggerSpec, traits: Mapping[str, Any], g: Guardrails, now: datetime) -> Choice | None:
+    """The channel a rule's message would take for a user at `now`, by address, consent and quiet
+    hours (not the suppression list, unsubscribes or caps: the CLI's replays have none of them);
+    None for an escalation. What `nudge rules explain` and the backtest show."""
+    if not spec.channels:
+        return None
+    rule = choices(spec, g)
+    quiet = g.spec.quiet_hours
+    zone = user_zone(traits, quiet.fallback_timezone if quiet else "UTC")
+    until = quiet_until(quiet, zone, now) if quiet else None
+    quiet_now = quiet.channels if quiet and until is not None and not rule.transactional else ()
+    return choose_channel(spec.channels, rule, traits, DeliveryRecord(), g, None, quiet_now)
+
+
 def guard(
     decisions: Sequence[Decision],
     record: DeliveryRecord,
@@ -210,6 +266,8 @@ def guard(
         else False
     )
 
+    quiet = guardrails.spec.quiet_hours
+    until = quiet_until(quiet, zone, now) if quiet else None
     for decision in sorted(decisions, key=lambda d: (-d.priority, d.rule)):
         spec = rules.trigger_by_id[decision.rule].spec
         rule = choices(spec, guardrails)
@@ -228,17 +286,17 @@ def guard(
                 verdicts.append(Verdict(decision, "send", ""))
                 last_by_rule[decision.rule] = now
             continue
-        reason = ""
-        if not traits.get(ADDRESS_TRAITS[decision.channel]):
-            reason = "no_address"
-        elif blocking(
-            (suppressed or {}).get(decision.channel, ()), decision.channel, rule.topic, rule.transactional
-        ):
-            reason = "suppression_list"
-        elif not rule.transactional:
-            reason = _consent(decision.channel, rule.topic, traits, current, guardrails)
-            if not reason and account_escalated and guardrails.spec.escalations.suppress_marketing:
-                reason = "account_escalated"
+        quiet_now = quiet.channels if quiet and until is not None and not rule.transactional else ()
+        choice = choose_channel(
+            decision.channels or [decision.channel], rule, traits, current, guardrails, suppressed, quiet_now
+        )
+        if choice.channel != decision.channel:
+            decision = decision.model_copy(update={"channel": choice.channel})
+        why = choice.why
+        reason = choice.reason
+        marketing_held = account_escalated and guardrails.spec.escalations.suppress_marketing
+        if not reason and not rule.transactional and marketing_held:
+            reason = "account_escalated"
         if not reason:
             last = last_by_rule.get(decision.rule)
             if last is not None and rule.once:
@@ -250,10 +308,10 @@ def guard(
             if not reason and slot_taken:
                 reason = "lower_priority"
         if reason:
-            verdicts.append(Verdict(decision, "suppressed", reason))
+            verdicts.append(Verdict(decision, "suppressed", reason, channel_why=why))
             continue
         if rule.transactional:
-            verdicts.append(Verdict(decision, "send", ""))
+            verdicts.append(Verdict(decision, "send", "", channel_why=why))
             last_by_rule[decision.rule] = now
             continue
 
@@ -265,18 +323,16 @@ def guard(
             held = "rule_holdout"
         if held:
             # Held out users keep the treated users' cooldowns, so both groups are counted alike.
-            verdicts.append(Verdict(decision, "held_out", held))
+            verdicts.append(Verdict(decision, "held_out", held, channel_why=why))
             last_by_rule[decision.rule] = now
             continue
-        quiet = guardrails.spec.quiet_hours
-        until = quiet_until(quiet, zone, now) if quiet and decision.channel in quiet.channels else None
-        if until is not None:
+        if decision.channel in quiet_now:
             if rule.quiet == "drop":
-                verdicts.append(Verdict(decision, "suppressed", "quiet_hours"))
+                verdicts.append(Verdict(decision, "suppressed", "quiet_hours", channel_why=why))
             else:
-                verdicts.append(Verdict(decision, "deferred", "quiet_hours", until))
+                verdicts.append(Verdict(decision, "deferred", "quiet_hours", until, why))
             continue
-        verdicts.append(Verdict(decision, "send", ""))
+        verdicts.append(Verdict(decision, "send", "", channel_why=why))
         sends.append(Sent(at=now, channel=decision.channel, rule=decision.rule, journey=rule.journey))
         last_by_rule[decision.rule] = now
 

@@ -44,7 +44,10 @@ class Decision(BaseModel):
     rule: str
     kind: str
     action: str
-    channel: str
+    channel: str  # the channel to send on: the rule's first choice until dispatch chooses
+    # A rule naming channels in order of preference: all of them, in the rule's order (dispatch
+    # picks the first the user can receive, nudge.domain.channel_choice); empty: only `channel`.
+    channels: list[str] = Field(default_factory=list)
     template: str
     priority: int
     reason: str

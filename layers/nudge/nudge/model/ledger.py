@@ -40,6 +40,9 @@ class LedgerEntry(BaseModel):
     # What the channel reported after the send (SES feedback: delivered, bounced, opened, ...),
     # each kind with the first time it was reported.
     feedback: dict[str, datetime] = {}
+    # Of a rule's channels in order of preference, each one looked at and why, ending with the one
+    # chosen ("push: no_address; email: chosen"); "" when the rule names one channel.
+    channel_why: str = ""
 
     @property
     def subject(self) -> str:

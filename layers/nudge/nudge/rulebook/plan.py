@@ -75,6 +75,7 @@ BUILTIN_USER_TRAITS = frozenset(
         "timezone",
         "locale",
         "consent",
+        "preferred_channel",  # the channel (or list) the user would rather hear on: channel choice
         "name",
         "first_name",
         "last_name",

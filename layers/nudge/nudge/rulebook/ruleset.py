@@ -8,21 +8,22 @@ file:line: message, so `nudge rules lint` shows them all at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from nudge.conditions.facts import SCORE_FACT_KEYS
 from nudge.conditions.tree import Catalog, ConditionGroup, NamedCondition, Node, checks_in
 from nudge.model.durations import Duration
+from nudge.rulebook import locales
 from nudge.rulebook.conditions import Parser
 from nudge.rulebook.destinations import Destinations, load_destinations
-from nudge.rulebook.guardrails import GUARDRAILS_FILE, Guardrails, load_guardrails
+from nudge.rulebook.guardrails import CHANNELS, GUARDRAILS_FILE, Channel, Guardrails, load_guardrails
 from nudge.rulebook.plan import NAME_PATTERN, TrackingPlan, load_plan
 from nudge.rulebook.templates import TEMPLATES_DIR, TemplateFile, TemplateRef, check_refs, load_templates
 from nudge.rulebook.yamlfile import (
@@ -42,6 +43,25 @@ ESCALATE = "escalate__"
 
 Kind = Literal["onboarding", "rescue", "upgrade", "escalation"]
 Action = Literal["email", "push", "sms", "escalate", "webhook"]
+
+
+def _parse_channels(value: Any) -> Any:
+    """`channel:` as the rule's list of channels, or `preferred`; a bare name is a list of one.
+    One plain error for a name that is not a channel (a union's errors would say it three ways)."""
+    names = [value] if isinstance(value, str) else value
+    if value == "preferred" or not isinstance(names, list):
+        return value
+    for name in names:
+        if name not in CHANNELS:
+            hint = did_you_mean(str(name), CHANNELS) or f"; use {', '.join(CHANNELS)} (or preferred)"
+            raise ValueError(f"unknown channel '{name}'{hint}")
+    return names
+
+
+ChannelChoice = Annotated[
+    list[Channel] | Literal["preferred"],
+    BeforeValidator(_parse_channels, json_schema_input_type=Channel | list[Channel] | Literal["preferred"]),
+]
 
 
 class _Strict(BaseModel):
@@ -97,11 +117,29 @@ class GoalSpec(_Strict):
 
 
 class TriggerSpec(_Strict):
+    # Editors flag a trigger naming neither or both, as lint does (`_one_way_to_name_channels`).
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"oneOf": [{"required": ["action"]}, {"required": ["channel"]}]},
+    )
+
     id: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     kind: Kind
     when: Any
-    action: Action
+    action: Action | None = Field(
+        default=None,
+        description="email, push, sms, or escalate (hand the account to customer success); or `channel`.",
+    )
+    channel: ChannelChoice | None = Field(
+        default=None,
+        description=(
+            "Channels in order of preference, e.g. [push, email]: the first the user can receive is "
+            "used (the user's preferred_channel trait first). `preferred`: any channel, the user's "
+            "preference first. Instead of `action`."
+        ),
+    )
     template: str
     priority: int = Field(default=50, ge=1, le=100, description="Higher wins when several fire together.")
     cooldown: Duration = Field(default=timedelta(days=7), description="Not again for this long after firing.")
@@ -137,6 +175,38 @@ class TriggerSpec(_Strict):
         default=None,
         description="In the user's quiet hours: defer to their end, or drop (default: guardrails.yaml).",
     )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_channels(self) -> TriggerSpec:
+        if self.action is None and self.channel is None:
+            raise ValueError(
+                "name the message's `action` (email, push, sms or escalate) or its `channel` list"
+            )
+        if self.action is not None and self.channel is not None:
+            raise ValueError(
+                "give `action` or `channel`, not both: "
+                "`channel: [push, email]` alone names a message's channels"
+            )
+        if isinstance(self.channel, list):
+            if not self.channel:
+                raise ValueError("channel: name at least one channel, e.g. [push, email]")
+            twice = sorted({c for c in self.channel if self.channel.count(c) > 1})
+            if twice:
+                raise ValueError(f"channel: {', '.join(twice)} named twice; name each channel once")
+        if self.action is None:
+            # The first choice stands for the message where one action is read (decision ids, lint).
+            object.__setattr__(self, "action", self.channels[0])
+        return self
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """A message's channels in the rule's order of preference; () for an action that reaches no
+        user channel (an escalation, or any hand-off to another system)."""
+        if self.channel == "preferred":
+            return CHANNELS
+        if isinstance(self.channel, list):
+            return tuple(self.channel)
+        return (str(self.action),) if self.action in CHANNELS else ()
 
 
 class TriggersFile(_Strict):
@@ -204,6 +274,16 @@ class RuleSet:
     # When no segment reads a score or band, segments are matched in the scores' pass (one
     # durable_rules call fewer) and segment_rules is empty.
     segments_with_scores: bool = False
+    # Each template's versions by locale tag (templates/<name>.<locale>.yaml; nudge.rulebook.locales).
+    versions: dict[str, dict[str, TemplateFile]] = field(default_factory=dict)
+
+    def template_for(self, name: str, wanted: Sequence[str | None]) -> tuple[TemplateFile, str]:
+        """The version of template `name` for the first of the user's locales (their trait, then
+        their SDK's context) that has one, else the default; and the locale to format it in."""
+        by_tag = self.versions.get(name, {})
+        tag = locales.pick(by_tag, wanted)
+        template = by_tag[tag] if tag is not None else self.templates[name]
+        return template, locales.formatting_locale(tag, wanted)
 
     @cached_property
     def trigger_by_id(self) -> dict[str, Trigger]:
@@ -260,7 +340,8 @@ def load_rules(rules_dir: Path) -> RuleSet:
         problems.extend(exc.problems)
         plan = None
     refs: dict[str, list[TemplateRef]] = {}
-    templates = load_templates(rules_dir, problems, refs)
+    versions: dict[str, dict[str, TemplateFile]] = {}
+    templates = load_templates(rules_dir, problems, refs, versions)
     seg = _load(rules_dir, SEGMENTS_FILE, SegmentsFile, problems)
     sco = _load(rules_dir, SCORING_FILE, ScoringFile, problems)
     trg = _load(rules_dir, TRIGGERS_FILE, TriggersFile, problems)
@@ -351,7 +432,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
             problems.extend(check_refs(refs.get(spec.template, []), spec.id, node, plan))
 
     journeys = {t.journey or t.kind for t in trg_file.triggers}
-    marketing_email = [t.id for t in trg_file.triggers if t.action == "email" and not t.transactional]
+    marketing_email = [t.id for t in trg_file.triggers if "email" in t.channels and not t.transactional]
     guardrails = load_guardrails(rules_dir, journeys, problems, marketing_email)
     if problems or guardrails is None:
         raise RuleFileError(problems)
@@ -371,6 +452,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
         account_score=scores["account"],
         triggers=triggers,
         templates=templates,
+        versions=versions,
         score_rules=ConditionGroup("scores", score_rules + (segment_rules if merged else [])),
         segment_rules=ConditionGroup("segments", [] if merged else segment_rules),
         segments_with_scores=merged,

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+from jinja2 import meta
 from pydantic import BaseModel, ConfigDict
 
 from nudge.conditions.tree import Node, subjects_in
+from nudge.rulebook import locales
 from nudge.rulebook.plan import TrackingPlan
 from nudge.rulebook.yamlfile import (
     RuleFileError,
@@ -96,35 +98,158 @@ def _refs(env: jinja2.Environment, source: str) -> list[tuple[int, tuple[str, ..
     return found
 
 
+def _variables(env: jinja2.Environment, source: str) -> dict[tuple[str, ...], int]:
+    """Each variable a template reads (the longest chain: `links.dashboard`, `user.first_name`),
+    with the line of the source it is first read on. Names the template sets itself are not."""
+    tree = env.parse(source)
+    free = meta.find_undeclared_variables(tree)
+    found: dict[tuple[str, ...], int] = {}
+    inner: set[int] = set()
+    chains = (jinja2.nodes.Getattr, jinja2.nodes.Getitem, jinja2.nodes.Name)
+    # `a.b.method(...)` reads a.b: the method is not a variable.
+    called = {id(call.node) for call in tree.find_all(jinja2.nodes.Call)}
+    for node in tree.find_all(chains):
+        if id(node) in inner:
+            continue
+        inner.update(id(n) for n in node.find_all(chains))
+        path = _path(node)
+        if path is not None and id(node) in called and len(path) > 1:
+            path = path[:-1]
+        if path is not None and path[0] in free:
+            found.setdefault(path, node.lineno)
+    return found
+
+
+DATES_ONE_WAY = "strftime formats dates one way for everyone; use | date or | datetime"
+NUMBERS_ONE_WAY = "| format writes numbers one way for everyone; use | number, | percent or | currency"
+
+
+def _unlocalized(env: jinja2.Environment, source: str) -> list[tuple[int, str]]:
+    """(line, problem) for each date or number formatted in a fixed way instead of per locale."""
+    tree = env.parse(source)
+    problems = [
+        (call.lineno, DATES_ONE_WAY)
+        for call in tree.find_all(jinja2.nodes.Call)
+        if isinstance(call.node, jinja2.nodes.Getattr) and call.node.attr == "strftime"
+    ]
+    problems += [
+        (f.lineno, NUMBERS_ONE_WAY) for f in tree.find_all(jinja2.nodes.Filter) if f.name == "format"
+    ]
+    return problems
+
+
+@dataclass
+class _Read:
+    """One template file as read, for comparing the versions of a template."""
+
+    file: str
+    parts: dict[str, int]  # part -> line of its first line
+    variables: dict[tuple[str, ...], tuple[str, int]]  # variable -> (part, line)
+    broken: bool = False  # a part did not parse: its variables are not known (its error says so)
+
+
 def load_templates(
-    rules_dir: Path, problems: list[RuleProblem], refs: dict[str, list[TemplateRef]] | None = None
+    rules_dir: Path,
+    problems: list[RuleProblem],
+    refs: dict[str, list[TemplateRef]] | None = None,
+    versions: dict[str, dict[str, TemplateFile]] | None = None,
 ) -> dict[str, TemplateFile]:
-    """Every template, checked; `refs` (when given) receives what each reads of event properties."""
+    """Every default template, checked; `refs` (when given) receives what each reads of event
+    properties (its versions' reads too), and `versions` each template's versions by locale tag
+    (nudge.rulebook.locales). Every version must read the same variables as its default."""
     templates: dict[str, TemplateFile] = {}
+    localized: dict[str, dict[str, TemplateFile]] = {}
+    read: dict[tuple[str, str | None], _Read] = {}
     env = jinja2.Environment(autoescape=True)
+    env.filters.update(locales.LINT_FILTERS)
     for path in sorted((rules_dir / TEMPLATES_DIR).glob("*.yaml")):
         name = f"{TEMPLATES_DIR}/{path.name}"
+        stem, tag = locales.split_stem(path.stem)
         try:
             doc = load_yaml(rules_dir / name, display_path(rules_dir, name))
             template = validate(doc, TemplateFile)
         except RuleFileError as exc:
             problems.extend(exc.problems)
             continue
+        if tag is not None and not locales.is_tag(tag):
+            problems.append(
+                RuleProblem(
+                    doc.file,
+                    1,
+                    f"'{tag}' is not a locale: name a template's version for a locale "
+                    f"{stem}.<locale>.yaml, e.g. {stem}.fr.yaml or {stem}.pt-BR.yaml",
+                )
+            )
+            continue
+        seen = _Read(doc.file, {}, {})
         for part in PARTS:
             source = getattr(template, part)
             # The line of the part's first line: a block scalar (|) starts on the next line.
             first = doc.line_of((part,)) + (1 if "\n" in source else 0)
+            seen.parts[part] = first
             try:
                 _check_template(env, source)
                 if refs is not None:
-                    refs.setdefault(path.stem, []).extend(
+                    refs.setdefault(stem, []).extend(
                         TemplateRef(doc.file, first + line - 1, ref) for line, ref in _refs(env, source)
                     )
+                for variable, line in _variables(env, source).items():
+                    seen.variables.setdefault(variable, (part, first + line - 1))
+                for line, problem in _unlocalized(env, source):
+                    problems.append(RuleProblem(doc.file, first + line - 1, f"{part}: {problem}"))
             except jinja2.TemplateSyntaxError as exc:
                 line = first + max(0, (exc.lineno or 1) - 1)
                 problems.append(RuleProblem(doc.file, line, f"{part}: template error: {exc.message}"))
-        templates[path.stem] = template
+                seen.broken = True
+        read[(stem, tag)] = seen
+        if tag is None:
+            templates[stem] = template
+        else:
+            localized.setdefault(stem, {})[locales.normal(tag)] = template
+    for stem, by_tag in localized.items():
+        for tag in by_tag:
+            problems.extend(_compare(stem, read.get((stem, None)), read[(stem, tag)]))
+    if versions is not None:
+        versions.update({stem: by_tag for stem, by_tag in localized.items() if stem in templates})
     return templates
+
+
+def _compare(stem: str, default: _Read | None, version: _Read) -> list[RuleProblem]:
+    """A version of a template reads what its default reads, no more and no less."""
+    if default is None:
+        return [
+            RuleProblem(
+                version.file,
+                1,
+                f"no default {TEMPLATES_DIR}/{stem}.yaml for this locale's version; add it "
+                "(a user whose locale has no version of a template gets the default)",
+            )
+        ]
+    problems: list[RuleProblem] = []
+    if default.broken or version.broken:
+        return problems
+    for variable, (part, line) in default.variables.items():
+        if variable not in version.variables:
+            where = version.parts.get(part, 1)
+            problems.append(
+                RuleProblem(
+                    version.file,
+                    where,
+                    f"{part}: does not use {'.'.join(variable)}, which {default.file}:{line} uses; "
+                    "every locale of a template uses the same variables",
+                )
+            )
+    for variable, (part, line) in version.variables.items():
+        if variable not in default.variables:
+            problems.append(
+                RuleProblem(
+                    version.file,
+                    line,
+                    f"{part}: uses {'.'.join(variable)}, which the default {default.file} does not; "
+                    "every locale of a template uses the same variables",
+                )
+            )
+    return problems
 
 
 def check_refs(refs: list[TemplateRef], rule: str, condition: Node, plan: TrackingPlan) -> list[RuleProblem]:

@@ -87,6 +87,9 @@ class Fire:
     outcome: str = "send"
     reason: str = ""  # dispatch's reason: cap_email_day, quiet_hours, cooldown, rule_holdout, ...
     settled_at: datetime | None = None  # when the outcome was decided (a deferred one: later)
+    # The channel dispatch chose (the first of the rule's the user can receive); "cs" for escalations.
+    channel: str = ""
+    channel_why: str = ""
 
     @property
     def sent(self) -> bool:
@@ -179,6 +182,8 @@ class _Judged:
                     outcome=verdict.outcome,
                     reason=verdict.reason,
                     settled_at=now,
+                    channel=d.channel,
+                    channel_why=verdict.channel_why,
                 )
             )
         for decision_id in result.cancelled:

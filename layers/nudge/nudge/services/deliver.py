@@ -44,7 +44,7 @@ from nudge.model.errors import (
 )
 from nudge.model.ledger import LedgerEntry
 from nudge.model.queue import Delivery
-from nudge.model.state import AccountRollup, UserState
+from nudge.model.state import AccountRollup, Stamped, UserState
 from nudge.observability import logger
 from nudge.ports import (
     DestinationPoster,
@@ -259,7 +259,10 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
         "trigger": d.trigger.model_dump(mode="json") if d.trigger else {"event": "", "properties": {}},
         "last": last_values(user),
     }
-    rendered: Rendered = render(rules.templates[d.template], context, name=d.template)
+    # The user's locale trait, then their SDK's (context.locale), then the default template.
+    wanted = [_str(_stamped(user.traits, "locale")), _str(_stamped(user.context, "locale"))]
+    template, locale = rules.template_for(d.template, wanted)
+    rendered: Rendered = render(template, context, name=d.template, locale=locale)
 
     if d.channel == "webhook":
         poster = _poster(channels)
@@ -384,6 +387,11 @@ def _trend(rollup: AccountRollup) -> list[WeekUsage]:
         start = date.fromisocalendar(int(year), int(week), 1)
         trend.append(WeekUsage(week_start=start, active_users=stats.active_users, sessions=stats.sessions))
     return trend
+
+
+def _stamped(values: Mapping[str, Stamped], key: str) -> object:
+    stamped = values.get(key)
+    return stamped.v if stamped is not None else None
 
 
 def _str(value: object) -> str | None:

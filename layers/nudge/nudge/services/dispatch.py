@@ -108,6 +108,7 @@ def _entry(verdict: Verdict, now: datetime) -> LedgerEntry:
         reason=verdict.reason,
         status="queued" if verdict.outcome == "send" else "",
         deliver_at=verdict.deliver_at,
+        channel_why=verdict.channel_why,
         recorded_at=now,
         updated_at=now,
     )
@@ -174,7 +175,9 @@ def dispatch(
                 return result
             traits = state.trait_values()
             merged_users = [i for i in state.merged if not is_anonymous(i)]
-            addressed = [d.channel for d in batch.decisions if kind_of(d.channel) is not None]
+            # Every channel a decision may fall back to: the guard judges each (channel choice).
+            named = dict.fromkeys(c for d in batch.decisions for c in (d.channels or [d.channel]))
+            addressed = [c for c in named if kind_of(c) is not None]
             if ports.suppressions is not None and addressed:
                 suppressed = ports.suppressions.of_traits(traits, addressed)
         adopting = [i for i in merged_users if i not in view.record.value.adopted]

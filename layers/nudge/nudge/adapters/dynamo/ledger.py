@@ -70,6 +70,8 @@ def entry_item(entry: LedgerEntry, retention: timedelta) -> dict[str, Any]:
         item["provider_id"] = {"S": entry.provider_id}
     for kind, at in entry.feedback.items():
         item[FEEDBACK + kind] = {"S": at.isoformat()}
+    if entry.channel_why:
+        item["channel_why"] = {"S": entry.channel_why}
     return item
 
 
@@ -89,6 +91,7 @@ def entry_of(item: dict[str, Any]) -> LedgerEntry:
             for name, value in item.items()
             if name.startswith(FEEDBACK) and "S" in value
         },
+        channel_why=item.get("channel_why", {}).get("S", ""),
     )
 
 

@@ -194,6 +194,7 @@ def ledger_document(entry: LedgerEntry) -> dict[str, Any]:
         **entry.decision.model_dump(mode="json"),
         "outcome": entry.outcome,
         "outcome_reason": entry.reason,
+        "channel_why": entry.channel_why,
         "status": entry.status,
         "deliver_at": entry.deliver_at.isoformat() if entry.deliver_at else None,
         "recorded_at": entry.recorded_at.isoformat(),

@@ -94,7 +94,19 @@ def write_fires_csv(path: Path, fires: Iterable[Fire]) -> None:
     with path.open("w", newline="", encoding="utf-8") as stream:
         writer = csv.writer(stream)
         writer.writerow(
-            ["at", "week", "rule", "action", "user", "account", "segment", "outcome", "reason", "settled_at"]
+            [
+                "at",
+                "week",
+                "rule",
+                "action",
+                "channel",
+                "user",
+                "account",
+                "segment",
+                "outcome",
+                "reason",
+                "settled_at",
+            ]
         )
         for fire in fires:
             writer.writerow(
@@ -103,6 +115,7 @@ def write_fires_csv(path: Path, fires: Iterable[Fire]) -> None:
                     fire.week,
                     fire.rule,
                     fire.action,
+                    fire.channel,
                     fire.user,
                     fire.account or "",
                     fire.segment or "",
@@ -245,4 +258,6 @@ def _reasons(fires: Iterable[Fire]) -> str:
 
 
 def _action(rules: RuleSet, rule: str) -> str:
-    return next((t.spec.action for t in rules.triggers if t.id == rule), "")
+    return next(
+        (" > ".join(t.spec.channels) or str(t.spec.action) for t in rules.triggers if t.id == rule), ""
+    )

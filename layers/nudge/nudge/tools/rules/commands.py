@@ -237,6 +237,13 @@ def load_folder(rules_dir: Path) -> tuple[RuleSet, list[LoadedCase]] | None:
 # The commands: lint here, the others' work in their modules once the rules have loaded
 
 
+def _versions(rules: RuleSet) -> str:
+    """ " (1 in other locales: fr)" for the summary line, when templates have locale versions."""
+    tags = sorted({tag for by_tag in rules.versions.values() for tag in by_tag})
+    count = sum(len(by_tag) for by_tag in rules.versions.values())
+    return f" ({count} in other locales: {', '.join(tags)})" if count else ""
+
+
 def run_lint(args: argparse.Namespace) -> int:
     rules_dir: Path = args.dir
     loaded = load_folder(rules_dir)
@@ -246,7 +253,8 @@ def run_lint(args: argparse.Namespace) -> int:
     print(
         f"{rules_dir}: OK - {len(rules.plan.events)} events, {len(rules.plan.milestones)} milestones, "
         f"{len(rules.segments)} segments, {len(rules.user_score.signals) + len(rules.account_score.signals)} "
-        f"score signals, {len(rules.triggers)} triggers, {len(rules.templates)} templates, "
+        f"score signals, {len(rules.triggers)} triggers, {len(rules.templates)} templates"
+        f"{_versions(rules)}, "
         f"{len(cases)} test cases"
     )
     return 0

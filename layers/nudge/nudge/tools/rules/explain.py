@@ -18,7 +18,9 @@ from typing import Any
 from nudge.adapters.memory import MemoryUsageStore
 from nudge.conditions import features as F
 from nudge.conditions import tree as C
-from nudge.rulebook.ruleset import RuleSet
+from nudge.domain.channel_choice import Choice
+from nudge.domain.verdicts import channel_for
+from nudge.rulebook.ruleset import RuleSet, TriggerSpec
 from nudge.rulebook.yamlfile import did_you_mean
 from nudge.services.rule_tests import Judged, judge_user, replay
 from nudge.tools.args import aware
@@ -183,8 +185,12 @@ def explain_lines(rules: RuleSet, judged: Judged, source: str) -> list[str]:
     for trigger in rules.triggers:
         spec = trigger.spec
         verdict = "FIRES" if trigger.id in fired else "does not fire"
-        lines.append(f"  {trigger.id} ({spec.kind}, {spec.action}, template {spec.template}): {verdict}")
+        action = " > ".join(spec.channels) or str(spec.action)
+        lines.append(f"  {trigger.id} ({spec.kind}, {action}, template {spec.template}): {verdict}")
         lines += condition_lines(trigger.condition, ctx, 2)
+        choice = _channel(rules, judged, trigger.spec)
+        if trigger.id in fired and choice is not None and len(spec.channels) > 1:
+            lines.append(f"    channel: {choice.channel}" + (f" ({choice.why})" if choice.why else ""))
         if trigger.escalate_when is not None:
             escalates = "escalates to customer success" if trigger.id in escalated else "no escalation"
             lines.append(f"    escalate_when: {escalates}")
@@ -231,7 +237,20 @@ def explain_data(rules: RuleSet, judged: Judged) -> dict[str, Any]:
                 "fires": t.id in e.fired,
                 "condition": tree(t.condition),
                 "escalate_when": tree(t.escalate_when) if t.escalate_when else None,
+                "channels": list(t.spec.channels),
+                "channel": _channel_data(_channel(rules, judged, t.spec)),
             }
             for t in rules.triggers
         ],
     }
+
+
+def _channel(rules: RuleSet, judged: Judged, spec: TriggerSpec) -> Choice | None:
+    """The channel the rule's message would take for this user now (address, consent, quiet hours)."""
+    return channel_for(spec, judged.user.trait_values(), rules.guardrails, judged.now)
+
+
+def _channel_data(choice: Choice | None) -> dict[str, str] | None:
+    if choice is None:
+        return None
+    return {"channel": choice.channel, "blocked": choice.reason, "why": choice.why}
