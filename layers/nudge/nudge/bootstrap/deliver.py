@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import boto3
 
 from nudge.adapters.cs_desk import SqsEscalationDesk
+from nudge.adapters.dynamo.inbox import DynamoInbox
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.ses import SesEmailSender
 from nudge.adapters.sns import SnsNotifier, SnsPushEndpoints
@@ -25,7 +26,7 @@ class DeliverService:
 
 
 def wire_deliver(channel: str) -> DeliverService:
-    """One action function's collaborators: `email`, `notify` (push and SMS) or `escalate`."""
+    """One action function's collaborators: `email`, `notify` (push, SMS, in-app) or `escalate`."""
     settings = get_settings()
     rules = load_rules_or_explain(settings.rules_dir)
     channels = Channels()
@@ -40,8 +41,12 @@ def wire_deliver(channel: str) -> DeliverService:
         endpoints = (
             SnsPushEndpoints(sns, settings.push_application_arn) if settings.push_application_arn else None
         )
+        # In-app messages ride the notify queue: one more way to reach the user, stored in the
+        # ledger table beside their decisions (adapters/dynamo/inbox.py says why).
         channels = Channels(
-            notifier=SnsNotifier(sns, sms_enabled=settings.sms_enabled), push_endpoints=endpoints
+            notifier=SnsNotifier(sns, sms_enabled=settings.sms_enabled),
+            push_endpoints=endpoints,
+            inbox=DynamoInbox(boto3.client("dynamodb"), settings.ledger_table),
         )
     elif channel == "escalate":
         if not settings.cs_queue_url:

@@ -42,6 +42,10 @@ from nudge.rulebook.ruleset import RuleSet, TriggerSpec
 
 Outcome = Literal["send", "suppressed", "deferred", "held_out"]
 ADDRESS_TRAITS = {"email": "email", "sms": "phone", "push": "push_token"}
+# Channels that need no address: in-app messages wait in the user's inbox for their next visit.
+# Nor do they interrupt anyone, so they neither take nor wait for an evaluation's one message slot
+# (caps, consent, cooldowns and holdouts apply as to any channel).
+ADDRESSLESS = frozenset({"in_app"})
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,7 @@ def guard(
         current = DeliveryRecord(sends=sends, last_by_rule=last_by_rule, unsubscribed=record.unsubscribed)
 
         reason = ""
-        if not traits.get(ADDRESS_TRAITS[decision.channel]):
+        if decision.channel not in ADDRESSLESS and not traits.get(ADDRESS_TRAITS[decision.channel]):
             reason = "no_address"
         elif blocking(
             (suppressed or {}).get(decision.channel, ()), decision.channel, rule.topic, rule.transactional
@@ -233,7 +237,7 @@ def guard(
                 reason = "cooldown"
         if not reason and not rule.transactional:
             reason = full_cap(current, decision.channel, rule.journey, guardrails, zone, now) or ""
-            if not reason and slot_taken:
+            if not reason and slot_taken and decision.channel not in ADDRESSLESS:
                 reason = "lower_priority"
         if reason:
             verdicts.append(Verdict(decision, "suppressed", reason))
@@ -243,7 +247,7 @@ def guard(
             last_by_rule[decision.rule] = now
             continue
 
-        slot_taken = True
+        slot_taken = slot_taken or decision.channel not in ADDRESSLESS
         held = "control_group" if control else ""
         if not held and in_group(
             guardrails.spec.holdout.salt, f"{decision.rule}|{decision.user}", rule.holdout

@@ -25,18 +25,21 @@ from typing import Any, Literal
 
 from nudge.conditions.features import AccountFacts
 from nudge.domain.evaluate import evaluate
+from nudge.domain.inbox import in_app_message, safe_link
 from nudge.domain.render import Rendered, RenderError, render, with_footer
 from nudge.domain.suppression import address_of, blocking, kind_of
 from nudge.domain.tokens import make_token
 from nudge.domain.trigger import last_values
 from nudge.model.channels import TREND_WEEKS, Email, EscalationCase, Push, Sms, WeekUsage
 from nudge.model.errors import RecipientOptedOut, SendFailed, SendRejected, SendThrottled
+from nudge.model.inapp import InAppMessage
 from nudge.model.ledger import LedgerEntry
 from nudge.model.queue import Delivery
 from nudge.model.state import AccountRollup
 from nudge.observability import logger
-from nudge.ports import EmailSender, EscalationDesk, Ledger, Notifier, PushEndpoints, UsageStore
+from nudge.ports import EmailSender, EscalationDesk, Inbox, Ledger, Notifier, PushEndpoints, UsageStore
 from nudge.rulebook.ruleset import RuleSet
+from nudge.rulebook.templates import InAppSpec, TemplateFile
 from nudge.services.suppression import SuppressionList
 
 Result = Literal["sent", "duplicate", "suppressed", "failed", "unknown", "gone"]
@@ -52,6 +55,7 @@ class Channels:
     notifier: Notifier | None = None
     push_endpoints: PushEndpoints | None = None
     desk: EscalationDesk | None = None
+    inbox: Inbox | None = None
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,28 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
         "trigger": d.trigger.model_dump(mode="json") if d.trigger else {"event": "", "properties": {}},
         "last": last_values(user),
     }
-    rendered: Rendered = render(rules.templates[d.template], context, name=d.template)
+    template = rules.templates[d.template]
+    rendered: Rendered = render(template, context, name=d.template)
+
+    if d.channel == "in_app":
+        inbox = channels.inbox
+        if inbox is None:
+            raise RuntimeError("no in-app inbox configured")
+        spec_in_app = template.in_app or InAppSpec()
+        link = render(TemplateFile(subject=spec_in_app.link, text=""), context, name=d.template).subject
+        message = in_app_message(
+            message_id=d.decision_id,
+            user_id=d.user,
+            rule=d.rule,
+            title=rendered.subject,
+            body=rendered.text,
+            link=safe_link(link),
+            survey=spec_in_app.survey.survey() if spec_in_app.survey else None,
+            expires_after=spec_in_app.expires,
+            now=now,
+        )
+        # Stored once per decision (a conditional put): a second copy changes nothing.
+        return _Prepared(lambda: _store(inbox, message))
 
     if d.channel == "email":
         email_sender = channels.email
@@ -273,6 +298,11 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
         data={"rule": d.rule},
     )
     return _Prepared(lambda: notifier.send_push(push))
+
+
+def _store(inbox: Inbox, message: InAppMessage) -> str:
+    inbox.put(message)
+    return f"inbox:{message.message_id}"
 
 
 def _trend(rollup: AccountRollup) -> list[WeekUsage]:

@@ -2,6 +2,7 @@
 
 from nudge.adapters.memory.accounts import MemoryAccountLedger
 from nudge.adapters.memory.channels import MemoryEmailSender, MemoryEscalationDesk, MemoryNotifier
+from nudge.adapters.memory.inbox import MemoryInbox
 from nudge.adapters.memory.ledger import MemoryLedger
 from nudge.adapters.memory.queues import MemoryDecisionPublisher, MemoryRechecks, MemoryRouter
 from nudge.adapters.memory.segments import MemorySegmentStore
@@ -13,6 +14,7 @@ __all__ = [
     "MemoryDecisionPublisher",
     "MemoryEmailSender",
     "MemoryEscalationDesk",
+    "MemoryInbox",
     "MemoryLedger",
     "MemoryNotifier",
     "MemoryRechecks",
