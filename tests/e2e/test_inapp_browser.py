@@ -16,6 +16,7 @@ import pytest
 
 from nudge.domain.inbox import inbox_token
 from nudge.domain.verdicts import in_group
+from tests.e2e.conftest import nudge_keys
 from tests.e2e.test_browser_sdk import CHROMIUM, FLAGS, site, site_key  # noqa: F401 - fixtures
 from tests.shipped import RULES
 
@@ -144,11 +145,14 @@ def test_the_script_renders_the_checklist_and_a_survey_and_the_answer_reaches_th
     assert (after["status"], after["answer"]) == ("answered", "too complicated")
 
 
-def test_a_forged_or_expired_token_or_a_key_alone_opens_no_inbox(api: Api) -> None:
+def test_a_forged_or_expired_token_or_a_key_alone_opens_no_inbox(
+    api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
     user = f"inapp-forged-{uuid.uuid4().hex[:8]}"
     secret = api.user_token_secret.encode()
     now = api.stack.clock.now()
-    good = inbox_token(secret, user, now + timedelta(hours=1))
+    # The token as `nudge keys user-token --inbox` signs it (what a product's server does)
+    good = nudge_keys(api, capsys, "user-token", user, "--inbox", "3600").strip()
     forged = inbox_token(b"not-the-secret-at-all-0123456789", user, now + timedelta(hours=1))
     expired = inbox_token(secret, user, now - timedelta(seconds=1))
     key = {"Authorization": f"Bearer {api.client_key}"}
