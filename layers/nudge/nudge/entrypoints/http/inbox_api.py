@@ -94,7 +94,11 @@ _COMMON: dict[int, OpenAPIResponse] = {
         "description": "The key's kind may not do this, or the page's origin is not allowed.",
         "content": _REFUSED,
     },
+    413: {"description": "Body over the size limit.", "content": _REFUSED},
     503: {"description": "Storage unavailable; retry.", "content": _REFUSED},
+}
+_BAD_BODY: dict[int, OpenAPIResponse] = {
+    400: {"description": "The body is not as documented; the error names the field.", "content": _REFUSED}
 }
 
 
@@ -161,6 +165,7 @@ def inbox() -> Response[InboxResponse]:
     responses={
         200: {"description": "Recorded: the event in_app_<action> counted once per message and action."},
         404: {"description": "Not a live message of this user.", "content": _REFUSED},
+        **_BAD_BODY,
         **_COMMON,
     },
     tags=["in-app"],
