@@ -195,3 +195,12 @@ def test_an_in_app_message_takes_no_slot_from_an_email_decided_with_it() -> None
         ("email", "send"),
         ("in_app", "send"),
     ]
+
+
+def test_seen_reported_again_past_the_dedupe_window_still_counts_once() -> None:
+    usage, inbox, message_id = _sent("inapp-late-seen")
+    ports = _ports(usage, inbox)
+    act(ports, "inapp-late-seen", message_id, "seen", LATER)
+    # eight days later (messageIds are deduped for seven), the page reports it seen again
+    act(ports, "inapp-late-seen", message_id, "seen", LATER + timedelta(days=8))
+    assert usage.users["inapp-late-seen"].value.events["in_app_seen"].count == 1
