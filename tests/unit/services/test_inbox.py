@@ -14,6 +14,7 @@ from nudge.adapters.memory import (
     MemoryNotifier,
     MemoryRechecks,
     MemoryRouter,
+    MemorySegmentStore,
     MemoryUsageStore,
 )
 from nudge.model.decisions import Decision
@@ -22,6 +23,7 @@ from nudge.model.state import Stamped, UserState
 from nudge.model.versioned import Versioned
 from nudge.services.deliver import Channels, DeliverPorts, deliver
 from nudge.services.dispatch import DispatchPorts, dispatch
+from nudge.services.export import export_user
 from nudge.services.inbox import (
     AnswerRefused,
     InboxPorts,
@@ -204,3 +206,14 @@ def test_seen_reported_again_past_the_dedupe_window_still_counts_once() -> None:
     # eight days later (messageIds are deduped for seven), the page reports it seen again
     act(ports, "inapp-late-seen", message_id, "seen", LATER + timedelta(days=8))
     assert usage.users["inapp-late-seen"].value.events["in_app_seen"].count == 1
+
+
+def test_the_users_export_holds_their_in_app_messages_and_survey_answers() -> None:
+    usage, inbox, message_id = _sent("inapp-export")
+    answer_survey(_ports(usage, inbox), "inapp-export", message_id, "no time right now", LATER)
+    held = export_user(
+        "inapp-export", usage=usage, segments=MemorySegmentStore(), ledger=MemoryLedger(), inbox=inbox
+    )
+    assert [(m["message_id"], m["status"], m["answer"]) for m in held.in_app] == [
+        (message_id, "answered", "no time right now")
+    ]
