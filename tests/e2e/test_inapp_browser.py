@@ -119,9 +119,16 @@ def test_the_script_renders_the_checklist_and_a_survey_and_the_answer_reaches_th
             # and the survey its question and choices
             box = page.locator(f'article[data-message="{survey["message_id"]}"]')
             assert box.locator(".question").inner_text() == "What is keeping you from finishing setup?"
-            choices = box.locator("button.choice").all_inner_texts()
-            assert choices == RULES.templates["setup_blocker_survey"].in_app.survey.choices  # type: ignore[union-attr]
-            box.locator("button.choice", has_text="too complicated").click()
+            spec = RULES.templates["setup_blocker_survey"].in_app
+            assert spec is not None
+            assert spec.survey is not None
+            choices = box.locator("button.choice").evaluate_all("(bs) => bs.map((b) => b.dataset.choice)")
+            assert choices == spec.survey.choices
+            # (the buttons show the labels; the value is what lands)
+            assert (
+                box.locator('button.choice[data-choice="too_complex"]').inner_text() == "It's too complicated"
+            )
+            box.locator('button.choice[data-choice="too_complex"]').click()
             page.wait_for_selector(".thanks", timeout=30_000)
             # the page outside the shadow root never sees the widget's elements
             assert page.evaluate("document.querySelectorAll('.checklist, .survey').length") == 0
@@ -139,10 +146,10 @@ def test_the_script_renders_the_checklist_and_a_survey_and_the_answer_reaches_th
     assert document is not None, "the answer never reached the user's state"
     assert document["event_counts"]["survey_answered"] == 1
     assert document["event_counts"]["in_app_seen"] == 1
-    assert document["last_values"]["survey_answered"]["blocker"] == "too complicated"
+    assert document["last_values"]["survey_answered"]["blocker"] == "too_complex"
     # and the inbox shows the survey answered
     [after] = _inbox(api, api.client_key, token)["messages"]
-    assert (after["status"], after["answer"]) == ("answered", "too complicated")
+    assert (after["status"], after["answer"]) == ("answered", "too_complex")
 
 
 def test_a_forged_or_expired_token_or_a_key_alone_opens_no_inbox(
@@ -176,7 +183,7 @@ def test_an_answer_to_a_message_that_is_not_the_users_is_400_naming_it(api: Api)
     token = inbox_token(api.user_token_secret.encode(), user, api.stack.clock.now() + timedelta(hours=1))
     response = api.session.post(
         f"{api.base_url}/v1/inbox/someone-elses-message/answer",
-        json={"answer": "too complicated"},
+        json={"answer": "too_complex"},
         headers={"Authorization": f"Bearer {api.client_key}", "X-Nudge-User-Token": token},
         timeout=30,
     )

@@ -128,18 +128,17 @@ def test_seen_clicked_and_dismissed_fold_back_as_events_counted_once_each() -> N
 def test_a_survey_answer_lands_as_survey_answered_with_the_answer_as_its_property() -> None:
     usage, inbox, message_id = _sent("inapp-answer")
     ports = _ports(usage, inbox)
-    done = answer_survey(ports, "inapp-answer", message_id, "too complicated", LATER)
-    assert (done.status, done.answer) == ("answered", "too complicated")
+    done = answer_survey(ports, "inapp-answer", message_id, "too_complex", LATER)
+    assert (done.status, done.answer) == ("answered", "too_complex")
     state = usage.users["inapp-answer"].value
     answered = state.events["survey_answered"]
     assert answered.count == 1
-    # the property is kept for rules (a dimension, and the last value for templates)
+    # the property is kept for rules and templates (its last value)
     assert answered.props is not None
-    assert list(answered.props.values["blocker"]) == ["too complicated"]
-    assert answered.props.last["blocker"].v == "too complicated"
+    assert answered.props.last["blocker"].v == "too_complex"
     # A second answer is refused, naming the message
     with pytest.raises(AnswerRefused) as refused:
-        answer_survey(ports, "inapp-answer", message_id, "no time right now", LATER)
+        answer_survey(ports, "inapp-answer", message_id, "no_time", LATER)
     assert refused.value.field == "messageId"
     assert "answered already" in refused.value.message
     assert usage.users["inapp-answer"].value.events["survey_answered"].count == 1
@@ -148,8 +147,8 @@ def test_a_survey_answer_lands_as_survey_answered_with_the_answer_as_its_propert
 @pytest.mark.parametrize(
     ("user", "answer", "at", "field", "says"),
     [
-        ("someone-else", "no time right now", LATER, "messageId", "no such message"),
-        ("inapp-refused", "no time right now", LATER + timedelta(days=15), "messageId", "expired"),
+        ("someone-else", "no_time", LATER, "messageId", "no such message"),
+        ("inapp-refused", "no_time", LATER + timedelta(days=15), "messageId", "expired"),
         ("inapp-refused", "the cat ate it", LATER, "answer", "must be one of"),
     ],
     ids=["foreign", "expired", "not-offered"],
@@ -210,10 +209,10 @@ def test_seen_reported_again_past_the_dedupe_window_still_counts_once() -> None:
 
 def test_the_users_export_holds_their_in_app_messages_and_survey_answers() -> None:
     usage, inbox, message_id = _sent("inapp-export")
-    answer_survey(_ports(usage, inbox), "inapp-export", message_id, "no time right now", LATER)
+    answer_survey(_ports(usage, inbox), "inapp-export", message_id, "no_time", LATER)
     held = export_user(
         "inapp-export", usage=usage, segments=MemorySegmentStore(), ledger=MemoryLedger(), inbox=inbox
     )
     assert [(m["message_id"], m["status"], m["answer"]) for m in held.in_app] == [
-        (message_id, "answered", "no time right now")
+        (message_id, "answered", "no_time")
     ]

@@ -27,6 +27,7 @@ class Survey(BaseModel):
 
     question: str
     choices: list[str] = Field(default_factory=list)  # empty: free text only
+    labels: dict[str, str] = Field(default_factory=dict)  # what the user reads for a choice (default: it)
     free_text: bool = False  # an "other" answer in the user's words (besides the choices, if any)
     property: str  # the property of `survey_answered` the answer lands in, e.g. blocker
 

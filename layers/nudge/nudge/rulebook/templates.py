@@ -43,6 +43,11 @@ class SurveySpec(BaseModel):
         max_length=SURVEY_CHOICES_MAX,
         description="The answers offered (each lands as the property's value); none: free text only.",
     )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="What the user reads for each choice, e.g. {too_complex: It's too complicated} "
+        "(default: the choice itself, which is what lands in the property).",
+    )
     free_text: bool = Field(default=False, description="Also take an answer in the user's own words.")
     property: str = Field(
         description=(
@@ -53,7 +58,11 @@ class SurveySpec(BaseModel):
 
     def survey(self) -> Survey:
         return Survey(
-            question=self.question, choices=self.choices, free_text=self.free_text, property=self.property
+            question=self.question,
+            choices=self.choices,
+            labels=self.labels,
+            free_text=self.free_text,
+            property=self.property,
         )
 
 
@@ -190,7 +199,8 @@ def load_templates(
             if survey is not None and plan is not None:
                 problem = _survey_problem(survey, plan)
                 if problem:
-                    problems.append(doc.problem(("in_app", "survey", "property"), problem))
+                    at = "labels" if problem.startswith("in_app.survey.labels") else "property"
+                    problems.append(doc.problem(("in_app", "survey", at), problem))
         templates[path.stem] = template
     return templates
 
@@ -198,6 +208,9 @@ def load_templates(
 def _survey_problem(survey: SurveySpec, plan: TrackingPlan) -> str | None:
     """A survey's answer must land in a property the plan declares on `survey_answered` (a string,
     whose enum, if any, holds every choice): otherwise rules could not read it."""
+    unknown = sorted(set(survey.labels) - set(survey.choices))
+    if unknown:
+        return f"in_app.survey.labels: {unknown} are not among the choices; label a choice, or add it"
     event = plan.events.get(SURVEY_EVENT)
     if event is None:
         return (

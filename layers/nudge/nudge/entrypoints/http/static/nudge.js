@@ -112,7 +112,8 @@
         });
     }
     survey.choices.forEach(function (choice) {
-      var button = el("button", { type: "button", class: "choice", text: choice });
+      var label = (survey.labels && survey.labels[choice]) || choice;
+      var button = el("button", { type: "button", class: "choice", "data-choice": choice, text: label });
       button.addEventListener("click", function () {
         send(choice);
       });
