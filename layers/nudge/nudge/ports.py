@@ -10,6 +10,7 @@ from nudge.domain.webhooks import WebhookMessage
 from nudge.model.changes import Change
 from nudge.model.channels import Email, EscalationCase, Push, Sms
 from nudge.model.decisions import Decision
+from nudge.model.inapp import InAppMessage
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, Outcome, Status, UserLedger
 from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.model.queue import DecisionBatch, Delivery
@@ -213,6 +214,25 @@ class DestinationPoster(Protocol):
 
     def post_slack(self, destination: str, body: Mapping[str, Any]) -> str:
         """POST `body` to the destination's Slack incoming webhook (its URL is a secret)."""
+        ...
+
+
+class Inbox(Protocol):
+    """Users' in-app messages, each until it expires (the in-app channel's store)."""
+
+    def put(self, message: InAppMessage) -> bool:
+        """Store `message` unless one with its id is there already (False then: at most once)."""
+        ...
+
+    def get(self, user_id: str, message_id: str) -> InAppMessage | None: ...
+
+    def list(self, user_id: str, now: datetime, limit: int) -> list[InAppMessage]:
+        """The user's live messages (not expired), newest first, at most `limit`."""
+        ...
+
+    def replace(self, message: InAppMessage, expected_status: str) -> bool:
+        """Write `message` (a new status, an answer) if the stored one is still at
+        `expected_status`; False if it moved meanwhile or is gone."""
         ...
 
 

@@ -7,13 +7,17 @@ import json
 import pytest
 
 from nudge.domain.keys import Scope
-from nudge.entrypoints.http.access import scope_of
+from nudge.entrypoints.http.access import inbox_route, scope_of
 from nudge.entrypoints.http.ingest_api import PUBLIC_PATHS, openapi_json
 from nudge.entrypoints.http.sdk_settings import settings_key
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/track", "/v1/t", "/v1/alias", "/v1/a", "/v1/b", "/v1/projects/k/settings"]
+    "path",
+    [
+        *("/v1/track", "/v1/t", "/v1/alias", "/v1/a", "/v1/b", "/v1/projects/k/settings"),
+        *("/v1/inbox", "/v1/inbox/m1", "/v1/inbox/m1/answer", "/v1/checklist"),
+    ],
 )
 def test_the_tracking_routes_and_the_sdk_settings_take_ingest_keys(path: str) -> None:
     assert scope_of(path) is Scope.INGEST
@@ -43,10 +47,16 @@ def test_the_openapi_document_declares_the_key_each_route_checks(method: str, pa
     declared = {
         name for requirement in DOCUMENT["paths"][path][method].get("security", []) for name in requirement
     }
-    sample = path.replace("{userId}", "u1").replace("{writeKey}", "k")
+    sample = path.replace("{userId}", "u1").replace("{writeKey}", "k").replace("{messageId}", "m1")
     if sample in PUBLIC_PATHS or settings_key(sample) is not None:
         # No header key: a signed token, or the key in the path (checked as such before routing).
         assert declared == set()
+    elif inbox_route(sample):
+        # A key and the user's token, both in each alternative.
+        assert scope_of(sample) is Scope.INGEST
+        requirements = DOCUMENT["paths"][path][method]["security"]
+        assert all("userToken" in r for r in requirements)
+        assert declared == {"writeKey", "writeKeyBearer", "userToken"}
     elif scope_of(sample) is Scope.INGEST:
         assert declared == {"writeKey", "writeKeyBearer"}
     else:

@@ -11,6 +11,7 @@ import boto3
 from aws_lambda_powertools.utilities import parameters
 
 from nudge.adapters.dynamo.accounts import DynamoAccountLedger
+from nudge.adapters.dynamo.inbox import DynamoInbox
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.rate_limits import DynamoRateCounter
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
@@ -19,7 +20,7 @@ from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.bootstrap import UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS, built_once, state_ttl
 from nudge.domain.fold import FoldWindow
 from nudge.observability import logger
-from nudge.ports import Ledger, RateCounter, SegmentStore, UsageStore
+from nudge.ports import Inbox, Ledger, RateCounter, SegmentStore, UsageStore
 from nudge.rulebook.plan import TrackingPlan, load_plan
 from nudge.services.auth import ApiKeys
 from nudge.services.erasure import AccountLedger
@@ -47,6 +48,8 @@ class Services:
     # Where an unsubscribe records the address, so it outlives erasure (None: nowhere, in tests of
     # other routes).
     suppressions: SuppressionList | None = None
+    # The in-app inbox (entrypoints.http.inbox_api; None: none, in tests of other routes).
+    inbox: Inbox | None = None
 
 
 def limits_from(settings: Settings) -> IngestLimits:
@@ -119,4 +122,5 @@ def services() -> Services:
         suppressions=SuppressionList(
             DynamoSuppressionStore(client, settings.suppression_table), fetch_suppression_secrets
         ),
+        inbox=DynamoInbox(client, settings.ledger_table),
     )

@@ -8,6 +8,7 @@ import boto3
 from aws_lambda_powertools.utilities import parameters
 
 from nudge.adapters.cs_desk import SqsEscalationDesk
+from nudge.adapters.dynamo.inbox import DynamoInbox
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.ses import SesEmailSender
 from nudge.adapters.sns import SnsNotifier, SnsPushEndpoints
@@ -30,7 +31,7 @@ class DeliverService:
 
 
 def wire_deliver(channel: str) -> DeliverService:
-    """One action function's collaborators: `email`, `notify` (push and SMS), `escalate` or
+    """One action function's collaborators: `email`, `notify` (push, SMS, in-app), `escalate` or
     `webhook` (webhooks and Slack; each destination's secret read from SSM when first posted to)."""
     settings = get_settings()
     rules = load_rules_or_explain(settings.rules_dir)
@@ -46,8 +47,12 @@ def wire_deliver(channel: str) -> DeliverService:
         endpoints = (
             SnsPushEndpoints(sns, settings.push_application_arn) if settings.push_application_arn else None
         )
+        # In-app messages ride the notify queue: one more way to reach the user, stored in the
+        # ledger table beside their decisions (adapters/dynamo/inbox.py says why).
         channels = Channels(
-            notifier=SnsNotifier(sns, sms_enabled=settings.sms_enabled), push_endpoints=endpoints
+            notifier=SnsNotifier(sns, sms_enabled=settings.sms_enabled),
+            push_endpoints=endpoints,
+            inbox=DynamoInbox(boto3.client("dynamodb"), settings.ledger_table),
         )
     elif channel == "escalate":
         if not settings.cs_queue_url:

@@ -33,6 +33,7 @@ def wire_dispatch() -> DispatchService:
         "email": settings.email_queue_url,
         "push": settings.notify_queue_url,
         "sms": settings.notify_queue_url,
+        "in_app": settings.notify_queue_url,
         "cs": settings.escalation_queue_url,
     }
     if rules.destinations.by_id:

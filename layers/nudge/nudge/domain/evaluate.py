@@ -319,7 +319,14 @@ def _transition(
     return SegmentState(segment=segment, since=now, history=history[-SEGMENT_HISTORY_KEPT:]), segment, before
 
 
-CHANNELS = {"email": "email", "push": "push", "sms": "sms", "escalate": "cs", "webhook": "webhook"}
+CHANNELS = {
+    "email": "email",
+    "push": "push",
+    "sms": "sms",
+    "in_app": "in_app",
+    "escalate": "cs",
+    "webhook": "webhook",
+}
 
 
 def decision_id(rule: str, subject: str, trigger: Trigger, now: datetime) -> str:

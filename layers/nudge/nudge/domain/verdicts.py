@@ -46,6 +46,10 @@ from nudge.rulebook.ruleset import RuleSet, TriggerSpec
 
 Outcome = Literal["send", "suppressed", "deferred", "held_out"]
 ADDRESS_TRAITS = {"email": "email", "sms": "phone", "push": "push_token"}
+# Channels that need no address: in-app messages wait in the user's inbox for their next visit.
+# Nor do they interrupt anyone, so they neither take nor wait for an evaluation's one message slot
+# (caps, consent, cooldowns and holdouts apply as to any channel).
+ADDRESSLESS = frozenset({"in_app"})
 
 
 @dataclass(frozen=True)
@@ -305,7 +309,7 @@ def guard(
                 reason = "cooldown"
         if not reason and not rule.transactional:
             reason = full_cap(current, decision.channel, rule.journey, guardrails, zone, now) or ""
-            if not reason and slot_taken:
+            if not reason and slot_taken and decision.channel not in ADDRESSLESS:
                 reason = "lower_priority"
         if reason:
             verdicts.append(Verdict(decision, "suppressed", reason, channel_why=why))
@@ -315,7 +319,7 @@ def guard(
             last_by_rule[decision.rule] = now
             continue
 
-        slot_taken = True
+        slot_taken = slot_taken or decision.channel not in ADDRESSLESS
         held = "control_group" if control else ""
         if not held and in_group(
             guardrails.spec.holdout.salt, f"{decision.rule}|{decision.user}", rule.holdout

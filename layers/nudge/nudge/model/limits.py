@@ -77,3 +77,17 @@ STATE_TTL_DAYS = 730
 # as the window (at most this many, newest).
 SOFT_BOUNCE_LIMIT = 3
 SOFT_BOUNCE_WINDOW_DAYS = 14
+
+# --- the in-app channel (issue 16) ---------------------------------------------------------------
+# An inbox token (`<userId b64url>.<expiry>.<signature>`) is refused when its expiry lies further
+# ahead than this: a token copied out of a page stops working within a day, whatever its signer set.
+INBOX_TOKEN_MAX_LIFETIME_SECONDS = 24 * 3600
+# An in-app message is shown until it expires (its template's `in_app.expires`, this by default)
+# and is then deleted by the ledger table's TTL.
+IN_APP_DEFAULT_EXPIRY_DAYS = 14
+IN_APP_MAX_EXPIRY_DAYS = 90
+# Messages one inbox answer lists (the newest).
+INBOX_MESSAGES_SHOWN = 50
+# A survey: its choices, and a free-text answer's length (characters), refused past it.
+SURVEY_CHOICES_MAX = 10
+SURVEY_ANSWER_CHARS = 100

@@ -118,6 +118,7 @@ class Caps(_Strict):
     email: list[Cap] = Field(default_factory=list)
     push: list[Cap] = Field(default_factory=list)
     sms: list[Cap] = Field(default_factory=list)
+    in_app: list[Cap] = Field(default_factory=list)
     all: list[Cap] = Field(default_factory=list, description="Every channel together (the global cap).")
 
     def of(self, channel: str) -> list[Cap]:
@@ -153,6 +154,8 @@ class Consent(_Strict):
     email: ConsentMode = "opt_out"
     push: ConsentMode = "opt_in"
     sms: ConsentMode = "opt_in"
+    # In the product, to a signed-in user: nothing to opt into; an unsubscribe from it still holds.
+    in_app: ConsentMode = "opt_out"
 
 
 class Holdout(_Strict):

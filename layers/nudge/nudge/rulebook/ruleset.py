@@ -42,7 +42,7 @@ TRIGGERS_FILE = "triggers.yaml"
 ESCALATE = "escalate__"
 
 Kind = Literal["onboarding", "rescue", "upgrade", "escalation"]
-Action = Literal["email", "push", "sms", "escalate", "webhook"]
+Action = Literal["email", "push", "sms", "in_app", "escalate", "webhook"]
 
 
 def _parse_channels(value: Any) -> Any:
@@ -341,7 +341,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
         plan = None
     refs: dict[str, list[TemplateRef]] = {}
     versions: dict[str, dict[str, TemplateFile]] = {}
-    templates = load_templates(rules_dir, problems, refs, versions)
+    templates = load_templates(rules_dir, problems, refs, versions, plan)
     seg = _load(rules_dir, SEGMENTS_FILE, SegmentsFile, problems)
     sco = _load(rules_dir, SCORING_FILE, ScoringFile, problems)
     trg = _load(rules_dir, TRIGGERS_FILE, TriggersFile, problems)
@@ -416,6 +416,16 @@ def load_rules(rules_dir: Path) -> RuleSet:
                         if (hint := did_you_mean(spec.template, templates))
                         else f"; add {TEMPLATES_DIR}/{spec.template}.yaml"
                     ),
+                )
+            )
+        template = templates.get(spec.template)
+        in_app = template.in_app if template is not None else None
+        if in_app is not None and in_app.survey is not None and spec.action != "in_app":
+            problems.append(
+                trg_doc.problem(
+                    ("triggers", index, "action"),
+                    f"template '{spec.template}' is a survey, which only the in-app channel can ask; "
+                    "set action: in_app",
                 )
             )
         if spec.kind == "escalation" and spec.action != "escalate":

@@ -10,13 +10,17 @@ render empty at send time; lint refuses it, at the template's line.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import jinja2
 from jinja2 import meta
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nudge.conditions.tree import Node, subjects_in
+from nudge.model.durations import Duration
+from nudge.model.inapp import SURVEY_EVENT, Survey
+from nudge.model.limits import IN_APP_DEFAULT_EXPIRY_DAYS, IN_APP_MAX_EXPIRY_DAYS, SURVEY_CHOICES_MAX
 from nudge.rulebook import locales
 from nudge.rulebook.plan import TrackingPlan
 from nudge.rulebook.yamlfile import (
@@ -32,12 +36,69 @@ TEMPLATES_DIR = "templates"
 PARTS = ("subject", "text", "html")
 
 
+class SurveySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    question: str = Field(min_length=1, description="The one question, e.g. What is getting in your way?")
+    choices: list[str] = Field(
+        default_factory=list,
+        max_length=SURVEY_CHOICES_MAX,
+        description="The answers offered (each lands as the property's value); none: free text only.",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="What the user reads for each choice, e.g. {too_complex: It's too complicated} "
+        "(default: the choice itself, which is what lands in the property).",
+    )
+    free_text: bool = Field(default=False, description="Also take an answer in the user's own words.")
+    property: str = Field(
+        description=(
+            f"The property of the event `{SURVEY_EVENT}` the answer lands in, declared in the tracking "
+            "plan (e.g. blocker), so rules and journeys can branch on it."
+        )
+    )
+
+    def survey(self) -> Survey:
+        return Survey(
+            question=self.question,
+            choices=self.choices,
+            labels=self.labels,
+            free_text=self.free_text,
+            property=self.property,
+        )
+
+
+class InAppSpec(BaseModel):
+    """What an in-app message needs beyond a title (`subject`) and a body (`text`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    link: str = Field(
+        default="", description="Where the message's button goes (a template, e.g. {{ links.dashboard }})."
+    )
+    expires: Duration = Field(
+        default=timedelta(days=IN_APP_DEFAULT_EXPIRY_DAYS),
+        description=f"Shown until this long after it was sent (at most {IN_APP_MAX_EXPIRY_DAYS}d).",
+    )
+    survey: SurveySpec | None = Field(default=None, description="Makes the message a one-question survey.")
+
+    @field_validator("expires")
+    @classmethod
+    def _bounded(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0) or value > timedelta(days=IN_APP_MAX_EXPIRY_DAYS):
+            raise ValueError(f"expires must be between 1s and {IN_APP_MAX_EXPIRY_DAYS}d, e.g. 14d")
+        return value
+
+
 class TemplateFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     subject: str = ""
     text: str
     html: str = ""
+    in_app: InAppSpec | None = Field(
+        default=None, description="For the in_app channel: link, expiry, and an optional survey."
+    )
 
 
 @dataclass(frozen=True)
@@ -153,10 +214,12 @@ def load_templates(
     problems: list[RuleProblem],
     refs: dict[str, list[TemplateRef]] | None = None,
     versions: dict[str, dict[str, TemplateFile]] | None = None,
+    plan: TrackingPlan | None = None,
 ) -> dict[str, TemplateFile]:
     """Every default template, checked; `refs` (when given) receives what each reads of event
     properties (its versions' reads too), and `versions` each template's versions by locale tag
-    (nudge.rulebook.locales). Every version must read the same variables as its default."""
+    (nudge.rulebook.locales). Every version must read the same variables as its default. With
+    `plan`, a survey's property is checked to be declared on `survey_answered`."""
     templates: dict[str, TemplateFile] = {}
     localized: dict[str, dict[str, TemplateFile]] = {}
     read: dict[tuple[str, str | None], _Read] = {}
@@ -201,6 +264,19 @@ def load_templates(
                 line = first + max(0, (exc.lineno or 1) - 1)
                 problems.append(RuleProblem(doc.file, line, f"{part}: template error: {exc.message}"))
                 seen.broken = True
+        if template.in_app is not None:
+            try:
+                _check_template(env, template.in_app.link)
+            except jinja2.TemplateSyntaxError as exc:
+                problems.append(
+                    doc.problem(("in_app", "link"), f"in_app.link: template error: {exc.message}")
+                )
+            survey = template.in_app.survey
+            if survey is not None and plan is not None:
+                issue = _survey_problem(survey, plan)
+                if issue:
+                    at = "labels" if issue.startswith("in_app.survey.labels") else "property"
+                    problems.append(doc.problem(("in_app", "survey", at), issue))
         read[(stem, tag)] = seen
         if tag is None:
             templates[stem] = template
@@ -250,6 +326,38 @@ def _compare(stem: str, default: _Read | None, version: _Read) -> list[RuleProbl
                 )
             )
     return problems
+
+
+def _survey_problem(survey: SurveySpec, plan: TrackingPlan) -> str | None:
+    """A survey's answer must land in a property the plan declares on `survey_answered` (a string,
+    whose enum, if any, holds every choice): otherwise rules could not read it."""
+    unknown = sorted(set(survey.labels) - set(survey.choices))
+    if unknown:
+        return f"in_app.survey.labels: {unknown} are not among the choices; label a choice, or add it"
+    event = plan.events.get(SURVEY_EVENT)
+    if event is None:
+        return (
+            f"in_app.survey: the tracking plan has no event '{SURVEY_EVENT}'; "
+            f"declare it with a '{survey.property}' property"
+        )
+    declared = plan.properties_of.get(SURVEY_EVENT, {})
+    spec = declared.get(survey.property)
+    if spec is None:
+        return (
+            f"in_app.survey.property: '{SURVEY_EVENT}' declares no property '{survey.property}'"
+            f"{did_you_mean(survey.property, declared)}; declare it in the tracking plan"
+        )
+    if spec.type != "string":
+        return (
+            f"in_app.survey.property: '{survey.property}' of '{SURVEY_EVENT}' must be a string "
+            f"(it is {spec.type})"
+        )
+    if spec.enum is not None:
+        outside = [c for c in survey.choices if c not in spec.enum]
+        if outside or survey.free_text:
+            what = f"choices {outside}" if outside else "free_text answers"
+            return f"in_app.survey: {what} are outside the enum of '{survey.property}' in the tracking plan"
+    return None
 
 
 def check_refs(refs: list[TemplateRef], rule: str, condition: Node, plan: TrackingPlan) -> list[RuleProblem]:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from nudge.conditions.features import AccountFacts
 from nudge.domain.evaluate import evaluate
 from nudge.domain.feedback import feedback_tags
+from nudge.domain.inbox import in_app_message, safe_link
 from nudge.domain.render import Rendered, RenderError, render, with_footer
 from nudge.domain.suppression import address_of, blocking, kind_of
 from nudge.domain.tokens import make_token
@@ -42,6 +43,7 @@ from nudge.model.errors import (
     SendRejected,
     SendThrottled,
 )
+from nudge.model.inapp import InAppMessage
 from nudge.model.ledger import LedgerEntry
 from nudge.model.queue import Delivery
 from nudge.model.state import AccountRollup, Stamped, UserState
@@ -50,6 +52,7 @@ from nudge.ports import (
     DestinationPoster,
     EmailSender,
     EscalationDesk,
+    Inbox,
     Ledger,
     Notifier,
     PushEndpoints,
@@ -57,6 +60,7 @@ from nudge.ports import (
 )
 from nudge.rulebook.destinations import Destination
 from nudge.rulebook.ruleset import RuleSet
+from nudge.rulebook.templates import InAppSpec, TemplateFile
 from nudge.services.suppression import SuppressionList
 
 Result = Literal["sent", "duplicate", "suppressed", "failed", "unknown", "gone"]
@@ -73,6 +77,7 @@ class Channels:
     push_endpoints: PushEndpoints | None = None
     desk: EscalationDesk | None = None
     destinations: DestinationPoster | None = None  # webhooks and Slack (rules/destinations.yaml)
+    inbox: Inbox | None = None
 
 
 @dataclass(frozen=True)
@@ -282,6 +287,26 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
         posted = message(d.decision_id, RULE_FIRED, data, now)
         return _Prepared(lambda: poster.post_signed(target.id, target.url, posted))
 
+    if d.channel == "in_app":
+        inbox = channels.inbox
+        if inbox is None:
+            raise RuntimeError("no in-app inbox configured")
+        spec_in_app = template.in_app or InAppSpec()
+        link = render(TemplateFile(subject=spec_in_app.link, text=""), context, name=d.template).subject
+        inbox_message = in_app_message(
+            message_id=d.decision_id,
+            user_id=d.user,
+            rule=d.rule,
+            title=rendered.subject,
+            body=rendered.text,
+            link=safe_link(link),
+            survey=spec_in_app.survey.survey() if spec_in_app.survey else None,
+            expires_after=spec_in_app.expires,
+            now=now,
+        )
+        # Stored once per decision (a conditional put): a second copy changes nothing.
+        return _Prepared(lambda: _store(inbox, inbox_message))
+
     if d.channel == "email":
         email_sender = channels.email
         assert address is not None  # checked above
@@ -377,6 +402,11 @@ def _destination(rules: RuleSet, name: str) -> Destination:
         # the delivery in its DLQ until the destination is back (nothing is lost).
         raise LookupError(f"destination {name!r} is not in rules/destinations.yaml")
     return found
+
+
+def _store(inbox: Inbox, message: InAppMessage) -> str:
+    inbox.put(message)
+    return f"inbox:{message.message_id}"
 
 
 def _trend(rollup: AccountRollup) -> list[WeekUsage]:

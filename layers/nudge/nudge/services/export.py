@@ -6,6 +6,7 @@ same stores erasure deletes from, so the two always cover the same items.
 - delivery: the delivery record (recent sends, last send per rule, unsubscribes);
 - decisions: every ledger entry of the user (sent, suppressed, held out, deferred...);
 - account: the account the user belongs to and its traits, when they belong to one;
+- in_app: the person's in-app messages still stored, with their status and survey answers;
 - merged: the same (but account) for each id merged into the person (anonymous devices, userIds
   aliased into them, and theirs in turn), labelled with its id: erasure deletes those too.
 
@@ -17,9 +18,10 @@ delete, and `merged_into` names that person, so the admin knows which profile an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from nudge.ports import Ledger, SegmentStore, UsageStore
+from nudge.ports import Inbox, Ledger, SegmentStore, UsageStore
 from nudge.services.erasure import chain_of, ids_of
 
 
@@ -61,14 +63,30 @@ class UserExport:
     merged_into: str | None = None
     # Each id merged into the person, in erasure's order: {user_id, usage, segments, delivery, decisions}.
     merged: tuple[dict[str, Any], ...] = ()
+    # The person's in-app messages, expired ones the table's TTL has not removed yet included.
+    in_app: tuple[dict[str, Any], ...] = ()
 
 
-def export_user(user_id: str, *, usage: UsageStore, segments: SegmentStore, ledger: Ledger) -> UserExport:
+# Listing "live at the epoch" lists every message stored; this many at most (an inbox is bounded by
+# the decisions its rules can make within the longest expiry).
+_EVERY = datetime.fromtimestamp(0, UTC)
+_EXPORTED_MESSAGES = 10_000
+
+
+def export_user(
+    user_id: str,
+    *,
+    usage: UsageStore,
+    segments: SegmentStore,
+    ledger: Ledger,
+    inbox: Inbox | None = None,
+) -> UserExport:
     chain = chain_of(user_id, usage)
     person = chain[-1]
     ids = ids_of(chain, usage)
     held = {i: _held_on(i, usage=usage, segments=segments, ledger=ledger) for i in ids}
     own = held[person]
+    messages = inbox.list(person, _EVERY, _EXPORTED_MESSAGES) if inbox is not None else []
     account: dict[str, Any] | None = None
     if own.account_id:
         loaded = usage.load_account(own.account_id)
@@ -76,7 +94,7 @@ def export_user(user_id: str, *, usage: UsageStore, segments: SegmentStore, ledg
         account = {"account_id": own.account_id, "traits": traits}
     return UserExport(
         user_id=user_id,
-        found=any(h.found for h in held.values()),
+        found=any(h.found for h in held.values()) or bool(messages),
         usage=own.usage,
         segments=own.segments,
         delivery=own.delivery,
@@ -84,6 +102,7 @@ def export_user(user_id: str, *, usage: UsageStore, segments: SegmentStore, ledg
         account=account,
         merged_into=person if person != user_id else None,
         merged=tuple(held[i].as_json() for i in ids if i != person),
+        in_app=tuple(m.model_dump(mode="json") for m in messages),
     )
 
 

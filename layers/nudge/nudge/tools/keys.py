@@ -15,11 +15,12 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from nudge.domain.inbox import inbox_token
 from nudge.domain.keys import (
     KeyKind,
     KeyRecord,
@@ -28,6 +29,7 @@ from nudge.domain.keys import (
     normalize_origin,
     user_token,
 )
+from nudge.model.limits import INBOX_TOKEN_MAX_LIFETIME_SECONDS
 from nudge.services.auth import load_records
 from nudge.services.unsubscribe import parse_secrets
 from nudge.tools.args import positive
@@ -154,6 +156,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     token.add_argument("user_id", metavar="USER_ID")
+    token.add_argument(
+        "--inbox",
+        type=positive,
+        metavar="SECONDS",
+        help="an inbox token for the in-app routes instead, expiring in SECONDS "
+        f"(at most {INBOX_TOKEN_MAX_LIFETIME_SECONDS})",
+    )
     token.set_defaults(run=run_user_token)
 
     for command in (create, listing, revoke, token):
@@ -252,5 +261,15 @@ def run_user_token(args: argparse.Namespace) -> int:
     if not signing:
         print(f"nudge keys user-token: {name} is empty", file=sys.stderr)
         return 1
+    if args.inbox is not None:
+        if args.inbox > INBOX_TOKEN_MAX_LIFETIME_SECONDS:
+            print(
+                f"nudge keys user-token: --inbox is at most {INBOX_TOKEN_MAX_LIFETIME_SECONDS} seconds",
+                file=sys.stderr,
+            )
+            return 2
+        expires = datetime.now(UTC) + timedelta(seconds=args.inbox)
+        print(inbox_token(signing[0], args.user_id, expires))
+        return 0
     print(user_token(signing[0], args.user_id))
     return 0

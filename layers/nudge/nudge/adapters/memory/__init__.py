@@ -7,6 +7,7 @@ from nudge.adapters.memory.channels import (
     MemoryEscalationDesk,
     MemoryNotifier,
 )
+from nudge.adapters.memory.inbox import MemoryInbox
 from nudge.adapters.memory.ledger import MemoryLedger
 from nudge.adapters.memory.queues import MemoryDecisionPublisher, MemoryRechecks, MemoryRouter
 from nudge.adapters.memory.segments import MemorySegmentStore
@@ -19,6 +20,7 @@ __all__ = [
     "MemoryDestinations",
     "MemoryEmailSender",
     "MemoryEscalationDesk",
+    "MemoryInbox",
     "MemoryLedger",
     "MemoryNotifier",
     "MemoryRechecks",

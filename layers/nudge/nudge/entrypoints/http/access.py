@@ -1,9 +1,12 @@
 """Which key kind each route needs, and the CORS answers, decided per key by the API itself (API
 Gateway's static CORS settings cannot vary by key, so the HTTP API has none).
 
-    ingest (client or server key): the tracking routes below, long and short, and the SDK settings
+    ingest (client or server key): the tracking routes below, long and short, and the SDK settings;
+                                   the in-app routes (/v1/inbox..., /v1/checklist), which also need
+                                   the user's token (entrypoints/http/inbox_api.py)
     admin (admin key):             DELETE /v1/users/{id} (erasure), GET /v1/users/{id}/export
-    none:                          the OpenAPI document, unsubscribe links (their token is the credential)
+    none:                          the OpenAPI document, unsubscribe links (their token is the
+                                   credential), the in-app script /v1/nudge.js
 
 CORS: a preflight carries no key, so it is granted when some live client key allows the requesting
 origin; the request that follows is judged by its own key: a client key listing the origin (or `*`)
@@ -12,7 +15,13 @@ is answered with `Access-Control-Allow-Origin: <origin>`, anything else is refus
 
 from __future__ import annotations
 
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBase, HTTPBearer, SecurityScheme
+from aws_lambda_powertools.event_handler.openapi.models import (
+    APIKey,
+    APIKeyIn,
+    HTTPBase,
+    HTTPBearer,
+    SecurityScheme,
+)
 
 from nudge.domain.keys import Scope
 from nudge.entrypoints.http.sdk_settings import settings_key
@@ -28,7 +37,12 @@ INGEST_PATHS = frozenset(
 )
 
 ALLOW_METHODS = "POST, GET, OPTIONS"
-ALLOW_HEADERS = "Content-Type, Authorization, Content-Encoding"
+# The in-app routes' user token travels in its own header (nudge.domain.inbox).
+USER_TOKEN_HEADER = "x-nudge-user-token"  # noqa: S105 - a header's name
+# The in-app routes (entrypoints/http/inbox_api.py): a key and the user's token; pages call them.
+INBOX_PREFIX = "/v1/inbox"
+CHECKLIST_PATH = "/v1/checklist"
+ALLOW_HEADERS = "Content-Type, Authorization, Content-Encoding, X-Nudge-User-Token"
 # What a page may read of an answer beyond the simple headers: analytics-next waits for
 # x-ratelimit-reset after a 429.
 EXPOSE_HEADERS = "Retry-After, x-ratelimit-reset"
@@ -49,9 +63,20 @@ SECURITY_SCHEMES: dict[str, SecurityScheme] = {
         scheme="basic", description="An admin key as the Basic username, the password empty."
     ),
     "adminKeyBearer": HTTPBearer(description="An admin key as a Bearer token."),
+    "userToken": APIKey(
+        name="X-Nudge-User-Token",
+        **{"in": APIKeyIn.header},
+        description="The signed-in user's inbox token, `<base64url user id>.<expiry>.<signature>`, signed "
+        "by the product's server (README, In-app messages); with a client or server key.",
+    ),
 }
 INGEST_SECURITY: list[dict[str, list[str]]] = [{"writeKey": []}, {"writeKeyBearer": []}]
 ADMIN_SECURITY: list[dict[str, list[str]]] = [{"adminKey": []}, {"adminKeyBearer": []}]
+# Both at once: a key (which product) and the user's token (which user).
+INBOX_SECURITY: list[dict[str, list[str]]] = [
+    {"writeKey": [], "userToken": []},
+    {"writeKeyBearer": [], "userToken": []},
+]
 
 
 def scope_of(path: str) -> Scope:
@@ -62,7 +87,12 @@ def scope_of(path: str) -> Scope:
 
 def cors_route(path: str) -> bool:
     """Routes a page may call: the tracking routes and the settings document analytics-next fetches."""
-    return path in INGEST_PATHS or settings_key(path) is not None
+    return path in INGEST_PATHS or settings_key(path) is not None or inbox_route(path)
+
+
+def inbox_route(path: str) -> bool:
+    """The in-app routes but the script (which is public): a key and a user token."""
+    return path in (INBOX_PREFIX, CHECKLIST_PATH) or path.startswith(INBOX_PREFIX + "/")
 
 
 def granted(origin: str) -> dict[str, str]:

@@ -25,6 +25,8 @@ from nudge.entrypoints.http.access import (
     scope_of,
 )
 from nudge.entrypoints.http.body import BodyError, as_json, header, load_json, normalize, take_body_key
+from nudge.entrypoints.http.inbox_api import SCRIPT_PATH
+from nudge.entrypoints.http.inbox_api import router as inbox_router
 from nudge.entrypoints.http.privacy_api import UNSUBSCRIBE_PATH, refused
 from nudge.entrypoints.http.privacy_api import router as privacy_router
 from nudge.entrypoints.http.sdk_settings import SdkSettings, sdk_settings, settings_key
@@ -52,14 +54,16 @@ from nudge.services.rate_limit import check_rate
 
 API_TITLE = "Nudge ingest API"
 API_VERSION = "1.0.0"
-# No write key: the OpenAPI document, and unsubscribe links (their signed token is the credential).
-PUBLIC_PATHS = {"/v1/openapi.json", UNSUBSCRIBE_PATH}
+# No write key: the OpenAPI document, unsubscribe links (their signed token is the credential) and
+# the in-app script.
+PUBLIC_PATHS = {"/v1/openapi.json", UNSUBSCRIBE_PATH, SCRIPT_PATH}
 
 # debug=False whatever POWERTOOLS_DEV says: in debug mode the resolver prints every event, write
 # key and traits included, to stdout, which Lambda keeps in the logs. Bodies are read by
 # body.load_json: an integer too long for Python's json is a per-message error.
 app = APIGatewayHttpResolver(enable_validation=True, debug=False, json_body_deserializer=load_json)
 app.include_router(privacy_router)
+app.include_router(inbox_router)
 # Where resolve() leaves the request's key record for the routes (Powertools clears it per request).
 API_KEY = "api_key"
 

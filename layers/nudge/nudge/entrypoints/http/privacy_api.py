@@ -115,6 +115,10 @@ class UserExportResponse(BaseModel):
         default_factory=list,
         description="What is held under each id merged into the person (erased with them).",
     )
+    in_app: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The person's in-app messages still stored: status, and a survey's answer.",
+    )
 
 
 class _Unavailable(Exception):
@@ -252,7 +256,7 @@ def erase(user_id: Annotated[str, Path(alias="userId", min_length=1)]) -> Respon
 def export(user_id: Annotated[str, Path(alias="userId", min_length=1)]) -> Response[UserExportResponse]:
     user_id = (router.current_event.get("pathParameters") or {}).get("userId") or user_id
     svc = services()
-    held = export_user(user_id, usage=svc.store, segments=svc.segments, ledger=svc.ledger)
+    held = export_user(user_id, usage=svc.store, segments=svc.segments, ledger=svc.ledger, inbox=svc.inbox)
     metrics.add_metric(name="UsersExported", unit="Count", value=1)
     logger.info(
         "user exported",
@@ -268,6 +272,7 @@ def export(user_id: Annotated[str, Path(alias="userId", min_length=1)]) -> Respo
         account=held.account,
         merged_into=held.merged_into,
         merged=[MergedIdExport.model_validate(m) for m in held.merged],
+        in_app=list(held.in_app),
     )
     # The export holds contact details: never cached on the way.
     return Response(200, content_types.APPLICATION_JSON, body, headers={"Cache-Control": "no-store"})

@@ -286,7 +286,12 @@ def print_decisions(console: Console, stack: LocalStack) -> int:
     channels = Counter(m["channel"] for m in sent)
     cases = stack.escalations()
     per_channel = ", ".join(f"{n:,} {c}" for c, n in sorted(channels.items())) or "none"
-    console.print(f"Sent: {len(sent):,} messages ({per_channel}); {len(cases):,} CS escalations.")
+    # In-app messages go to the users' inboxes, not an outbox: counted from the ledger.
+    in_app = sum(1 for e in entries if e.decision.channel == "in_app" and e.status == "sent")
+    console.print(
+        f"Sent: {len(sent):,} messages ({per_channel}); {in_app:,} in-app messages and surveys "
+        f"put in inboxes; {len(cases):,} CS escalations."
+    )
     fallback = (
         rules.guardrails.spec.quiet_hours.fallback_timezone if rules.guardrails.spec.quiet_hours else "UTC"
     )

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
+from nudge.domain.trigger import last_values
 from nudge.model.ledger import LedgerEntry
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import UserState
@@ -126,6 +127,8 @@ def user_document(
         "traits": state.trait_values(),
         "context": state.context_values(),
         "event_counts": state.event_counts,
+        # The latest kept value of each `last: true` property, by event (a survey's answer).
+        "last_values": last_values(state),
         "milestones": dumped["milestones"],
         # The lifecycle segment is the one segment a user is in (the first that matches).
         "segments": [segments.segment] if segments is not None and segments.segment else [],
