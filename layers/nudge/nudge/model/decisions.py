@@ -56,3 +56,8 @@ class Decision(BaseModel):
     correlation_id: str = ""
     # The event the rule fired on, for the template (None: its condition names no event done).
     trigger: TriggerEvent | None = None
+    # Set on a journey's decisions (nudge.domain.journeys): the journey is `rule`; its step, and
+    # the instance (journey#key) it advanced, so dispatch can re-check its goal and exits.
+    step: str = ""
+    instance: str = ""
+    journey: str = ""

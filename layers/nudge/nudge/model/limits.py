@@ -69,3 +69,13 @@ MAX_ITEM_BYTES = 350 * KB
 # A user's items expire this many days after their last write (DynamoDB TTL on `expires_at`);
 # the template's StateTtlDays parameter sets it (NUDGE_STATE_TTL_DAYS).
 STATE_TTL_DAYS = 730
+
+# --- journeys (rules/journeys/*.yaml): per user, in the segment record ---------------------------
+# Journey instances a user keeps (live and ended, for re-entry): ended ones are dropped oldest first.
+JOURNEY_INSTANCES_KEPT = 40
+# Steps one evaluation may advance one instance through before it must wait (lint refuses a loop
+# with no wait; this bounds what a journey file changed under a live instance could do).
+JOURNEY_STEPS_PER_ADVANCE = 50
+# An event enters an event-entry journey when it is at most this old at evaluation: a journey
+# shipped today does not enter everyone who did the event last month.
+JOURNEY_EVENT_ENTRY_SECONDS = 24 * 3600

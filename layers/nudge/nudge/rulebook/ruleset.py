@@ -22,6 +22,7 @@ from nudge.conditions.tree import Catalog, ConditionGroup, NamedCondition, Node,
 from nudge.model.durations import Duration
 from nudge.rulebook.conditions import Parser
 from nudge.rulebook.guardrails import GUARDRAILS_FILE, Guardrails, load_guardrails
+from nudge.rulebook.journeys import Journey, load_journeys
 from nudge.rulebook.plan import NAME_PATTERN, TrackingPlan, load_plan
 from nudge.rulebook.templates import TEMPLATES_DIR, TemplateFile, TemplateRef, check_refs, load_templates
 from nudge.rulebook.yamlfile import (
@@ -223,6 +224,12 @@ class RuleSet:
         return next((s.id for s in self.segments if s.condition is None), None)
 
     files: list[str] = field(default_factory=list)
+    # rules/journeys/*.yaml (nudge.rulebook.journeys), run by nudge.domain.journeys.
+    journeys: list[Journey] = field(default_factory=list)
+
+    @cached_property
+    def journey_by_id(self) -> dict[str, Journey]:
+        return {j.id: j for j in self.journeys}
 
 
 def _load(
@@ -343,8 +350,14 @@ def load_rules(rules_dir: Path) -> RuleSet:
             triggers.append(Trigger(spec, node, escalate))
             problems.extend(check_refs(refs.get(spec.template, []), spec.id, node, plan))
 
-    journeys = {t.journey or t.kind for t in trg_file.triggers}
+    journey_files = load_journeys(rules_dir, base, plan, templates, problems)
+    journeys = {t.journey or t.kind for t in trg_file.triggers} | {j.id for j in journey_files}
     marketing_email = [t.id for t in trg_file.triggers if t.action == "email" and not t.transactional]
+    marketing_email += [
+        j.id
+        for j in journey_files
+        if any(s.kind == "send" and s.spec.send and s.spec.send.channel == "email" for s in j.steps.values())
+    ]
     guardrails = load_guardrails(rules_dir, journeys, problems, marketing_email)
     if problems or guardrails is None:
         raise RuleFileError(problems)
@@ -377,6 +390,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
                 if t.escalate_when is not None
             ],
         ),
+        journeys=journey_files,
         files=[
             display_path(rules_dir, n)
             for n in (
@@ -387,7 +401,8 @@ def load_rules(rules_dir: Path) -> RuleSet:
                 TRIGGERS_FILE,
                 GUARDRAILS_FILE,
             )
-        ],
+        ]
+        + [j.file for j in journey_files],
     )
 
 
@@ -416,4 +431,5 @@ def all_conditions(rules: RuleSet) -> list[Node]:
     nodes += [s.condition for s in rules.account_score.signals]
     nodes += [t.condition for t in rules.triggers]
     nodes += [t.escalate_when for t in rules.triggers if t.escalate_when is not None]
+    nodes += [node for journey in rules.journeys for node in journey.conditions]
     return nodes

@@ -19,6 +19,7 @@ from nudge.model.durations import format_duration
 from nudge.rulebook import condition_specs as specs
 from nudge.rulebook.cases import CasesFile
 from nudge.rulebook.guardrails import GUARDRAILS_FILE, GuardrailsFile
+from nudge.rulebook.journey_specs import JourneyFile
 from nudge.rulebook.plan import MILESTONES_FILE, PLAN_FILE, MilestonesFile, TrackingPlanFile
 from nudge.rulebook.ruleset import (
     SCORING_FILE,
@@ -39,6 +40,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
     SCORING_FILE: (ScoringFile, "Nudge scoring: weighted signals, score bands for users and accounts"),
     TRIGGERS_FILE: (TriggersFile, "Nudge triggers: when to send which message (or escalate)"),
     GUARDRAILS_FILE: (GuardrailsFile, "Nudge guardrails: caps, quiet hours, consent, holdouts, sender"),
+    "journey.yaml": (JourneyFile, "Nudge journey: entry, steps, goal and exits of a multi-step sequence"),
     "template.yaml": (TemplateFile, "Nudge message template (Jinja2, autoescaped)"),
     "tests.yaml": (CasesFile, "Nudge rule tests: given events, expect segments and rules"),
 }
