@@ -30,7 +30,11 @@ from nudge.domain.trigger import trigger_of
 from nudge.domain.verdicts import in_group, user_zone
 from nudge.model.decisions import Decision, Value
 from nudge.model.journeys import HOLDOUT, Ended, JourneyInstance, instance_key
-from nudge.model.limits import JOURNEY_EVENT_ENTRY_SECONDS, JOURNEY_STEPS_PER_ADVANCE
+from nudge.model.limits import (
+    JOURNEY_EVENT_ENTRY_SECONDS,
+    JOURNEY_INSTANCES_KEPT,
+    JOURNEY_STEPS_PER_ADVANCE,
+)
 from nudge.rulebook.journey_specs import END, ReEntryAfter, WaitSpec
 from nudge.rulebook.journeys import Journey, Step
 
@@ -75,6 +79,44 @@ def run_journey(
         if moved.live and moved.wake_at is not None:
             wakes.append(moved.wake_at)
     return JourneyRun(out, decisions, updates, min(wakes) if wakes else None, visited)
+
+
+def run_journeys(
+    journeys: list[Journey],
+    instances: Mapping[str, JourneyInstance],
+    ctx: Context,
+    facts: dict[str, Value],
+    *,
+    entered_segment: str | None = None,
+    fallback_timezone: str = "UTC",
+) -> JourneyRun:
+    """Every journey of the rules for one user at one evaluation; instances of a journey no longer
+    in the rules end with reason journey_removed. Ended instances beyond the bound are dropped,
+    oldest first (live ones never)."""
+    by_id = {j.id: j for j in journeys}
+    out = end_orphans(instances, by_id, ctx.now)
+    decisions: list[Decision] = []
+    updates: dict[str, Value] = {}
+    visited: list[str] = []
+    wakes: list[datetime] = []
+    for journey in journeys:
+        mine = {k: i for k, i in out.items() if i.journey == journey.id}
+        run = run_journey(
+            journey, mine, ctx, facts, entered_segment=entered_segment, fallback_timezone=fallback_timezone
+        )
+        out.update(run.instances)
+        decisions += run.decisions
+        updates.update(run.updates)
+        visited += [f"{journey.id}:{v}" for v in run.visited]
+        if run.wake_at is not None:
+            wakes.append(run.wake_at)
+    return JourneyRun(_bounded(out), decisions, updates, min(wakes) if wakes else None, visited)
+
+
+def _bounded(instances: dict[str, JourneyInstance]) -> dict[str, JourneyInstance]:
+    ended = sorted((i.exited_at, k) for k, i in instances.items() if i.exited_at is not None)
+    drop = {k for _, k in ended[: max(0, len(instances) - JOURNEY_INSTANCES_KEPT)]}
+    return {k: i for k, i in instances.items() if k not in drop}
 
 
 def end_orphans(

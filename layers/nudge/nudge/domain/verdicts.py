@@ -210,7 +210,7 @@ def guard(
     )
 
     for decision in sorted(decisions, key=lambda d: (-d.priority, d.rule)):
-        spec = rules.trigger_by_id[decision.rule].spec
+        spec = rules.spec_by_rule[decision.rule]
         rule = choices(spec, guardrails)
         current = DeliveryRecord(sends=sends, last_by_rule=last_by_rule, unsubscribed=record.unsubscribed)
 

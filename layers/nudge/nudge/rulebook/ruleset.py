@@ -231,6 +231,34 @@ class RuleSet:
     def journey_by_id(self) -> dict[str, Journey]:
         return {j.id: j for j in self.journeys}
 
+    @cached_property
+    def spec_by_rule(self) -> dict[str, TriggerSpec]:
+        """What the guardrails and the channels read of a decision's rule: a trigger's spec, or
+        a journey's as one (its sends paced by its own waits: no cooldown)."""
+        specs = {t.id: t.spec for t in self.triggers}
+        specs.update({j.id: journey_rule_spec(j) for j in self.journeys})
+        return specs
+
+
+def journey_rule_spec(journey: Journey) -> TriggerSpec:
+    """A journey as the guardrails and channels see a rule: its kind (topic, caps), priority, no
+    cooldown (its waits pace it) and no rule holdout (the journey holds out at entry)."""
+    steps = list(journey.steps.values())
+    sends = [s.spec.send.channel for s in steps if s.spec.send is not None]
+    escalations = [s.spec.escalate for s in steps if s.spec.escalate is not None]
+    return TriggerSpec(
+        id=journey.id,
+        description=journey.spec.description,
+        kind=journey.spec.kind,
+        when=None,
+        action=sends[0] if sends else "escalate",
+        template="",
+        priority=journey.spec.priority,
+        cooldown=timedelta(0),
+        journey=journey.id,
+        next_step=escalations[0].next_step if escalations else "",
+    )
+
 
 def _load(
     rules_dir: Path, name: str, model: type[BaseModel], problems: list[RuleProblem]

@@ -166,7 +166,7 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
     account = ports.usage.load_account(d.account) if d.account else None
     account_traits = account.value.trait_values() if account else {}
     channels = ports.channels
-    spec = rules.trigger_by_id[d.rule].spec
+    spec = rules.spec_by_rule[d.rule]
     g = rules.guardrails.spec
 
     if d.channel == "cs":
