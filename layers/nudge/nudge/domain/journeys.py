@@ -119,6 +119,22 @@ def _bounded(instances: dict[str, JourneyInstance]) -> dict[str, JourneyInstance
     return {k: i for k, i in instances.items() if k not in drop}
 
 
+def over_at_send(journey: Journey, ctx: Context, facts: dict[str, Value], decided_at: datetime) -> str | None:
+    """Why a journey's message decided at `decided_at` must not go out now (None: it may): the user
+    reached the goal since (converted: a message that waited in a queue is not sent), or an exit
+    holds. The goal is judged as the engine judges it, its event after the decision."""
+    if journey.goal is not None:
+        if holds_in(journey.goal, facts):
+            return "converted"
+    elif journey.spec.goal is not None and journey.spec.goal.event is not None:
+        done = last_done(ctx, journey.spec.goal.event, journey.goal_where)
+        if done is not None and done > decided_at:
+            return "converted"
+    if any(holds_in(node, facts) for node in journey.exits):
+        return "exited"
+    return None
+
+
 def end_orphans(
     instances: Mapping[str, JourneyInstance], journeys: Mapping[str, Journey], now: datetime
 ) -> dict[str, JourneyInstance]:

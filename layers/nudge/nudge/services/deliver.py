@@ -37,6 +37,7 @@ from nudge.model.state import AccountRollup
 from nudge.observability import logger
 from nudge.ports import EmailSender, EscalationDesk, Ledger, Notifier, PushEndpoints, UsageStore
 from nudge.rulebook.ruleset import RuleSet
+from nudge.services.journeys import journey_over
 from nudge.services.suppression import SuppressionList
 
 Result = Literal["sent", "duplicate", "suppressed", "failed", "unknown", "gone"]
@@ -165,6 +166,10 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
     traits = user.trait_values()
     account = ports.usage.load_account(d.account) if d.account else None
     account_traits = account.value.trait_values() if account else {}
+    over = journey_over(rules, d, user, ports.usage, now)
+    if over is not None:
+        # Converted or left while the message waited in the queue: it is not sent.
+        raise _NotSent(over)
     channels = ports.channels
     spec = rules.spec_by_rule[d.rule]
     g = rules.guardrails.spec

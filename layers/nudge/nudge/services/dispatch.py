@@ -25,14 +25,16 @@ from typing import Any
 from nudge.backoff import CONTENTION
 from nudge.domain.suppression import kind_of
 from nudge.domain.verdicts import Verdict, guard, guard_escalation
+from nudge.model.decisions import Decision
 from nudge.model.errors import StateConflict
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, subject_of
 from nudge.model.queue import DecisionBatch, Delivery
-from nudge.model.state import is_anonymous
+from nudge.model.state import UserState, is_anonymous
 from nudge.model.suppression import Suppression
 from nudge.observability import MetricCounts, logger
 from nudge.ports import DeliveryRouter, Ledger, Rechecks, UsageStore
 from nudge.rulebook.ruleset import RuleSet
+from nudge.services.journeys import journey_over
 from nudge.services.suppression import SuppressionList
 
 
@@ -124,6 +126,7 @@ def dispatch(
         )
         return result
     traits: dict[str, Any] | None = None
+    state: UserState | None = None
     suppressed: dict[str, list[Suppression]] = {}
     # userIds merged into this user (an alias): their delivery records join the user's once, so
     # caps, cooldowns, `once` and unsubscribes follow the merge (anonymous ids were never sent to).
@@ -179,6 +182,13 @@ def dispatch(
             except StateConflict:
                 result.conflicts += 1
             continue  # judge against the record as it is now
+        # A journey's decision whose user converted or left since it was decided: not sent.
+        over = {
+            d.decision_id: why
+            for d in fresh
+            if d.journey and (why := _journey_over(rules, d, state, ports, now))
+        }
+        fresh = [d for d in fresh if d.decision_id not in over]
         escalations = [d for d in fresh if d.action == "escalate"]
         messages = [d for d in fresh if d.action != "escalate"]
 
@@ -197,6 +207,9 @@ def dispatch(
             now,
             suppressed,
         )
+        verdicts += [
+            Verdict(d, "suppressed", over[d.decision_id]) for d in batch.decisions if d.decision_id in over
+        ]
         entries = [_entry(v, now) for v in [*escalation_verdicts, *verdicts]]
         cancelled = [
             view.entries[i].model_copy(
@@ -242,6 +255,12 @@ def dispatch(
         _follow_up(entries, duplicates, ports, result, now)
         return result
     raise DispatchContention(f"user {batch.user}: ledger kept changing over {attempts} attempts")
+
+
+def _journey_over(
+    rules: RuleSet, decision: Decision, state: UserState | None, ports: DispatchPorts, now: datetime
+) -> str | None:
+    return journey_over(rules, decision, state, ports.usage, now) if state is not None else None
 
 
 def _follow_up(
