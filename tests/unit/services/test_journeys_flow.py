@@ -16,18 +16,18 @@ from nudge.adapters.memory import (
     MemoryDecisionPublisher,
     MemoryEmailSender,
     MemoryLedger,
-    MemoryRechecks,
     MemoryRouter,
     MemorySegmentStore,
     MemoryUsageStore,
 )
+from nudge.model.journeys import JourneyInstance
 from nudge.model.messages import Identify, Message, Track
 from nudge.model.segments import SegmentRecord
 from nudge.model.versioned import Versioned
 from nudge.rulebook.ruleset import RuleSet, load_rules
 from nudge.services.deliver import Channels, DeliverPorts, deliver
 from nudge.services.dispatch import DispatchPorts, dispatch
-from nudge.services.evaluate import RulesPorts, evaluate_user
+from nudge.services.evaluate import RulesPorts, SegmentRechecks, evaluate_user
 from nudge.services.ingest import ingest
 from tests.shipped import without_holdouts
 
@@ -50,12 +50,31 @@ steps:
 """
 
 
+BURST = """
+id: burst
+kind: upgrade
+entry: {event: {name: premium_feature_attempted}}
+blocked: {do: %s}
+steps:
+  - id: first
+    send: {channel: email, template: upgrade_offer}
+  - id: second
+    send: {channel: email, template: sso_offer}
+  - id: pause
+    wait: 7d
+"""
+
+
+def rules_with(tmp: Path, name: str, text: str) -> RuleSet:
+    target = tmp / "rules"
+    shutil.copytree(ROOT / "rules", target)
+    (target / "journeys" / f"{name}.yaml").write_text(text, encoding="utf-8")
+    return without_holdouts(load_rules(target))
+
+
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
-    target = tmp_path_factory.mktemp("flow") / "rules"
-    shutil.copytree(ROOT / "rules", target)
-    (target / "journeys" / "upgrade_sequence.yaml").write_text(UPGRADE, encoding="utf-8")
-    return without_holdouts(load_rules(target))
+    return rules_with(tmp_path_factory.mktemp("flow"), "upgrade_sequence", UPGRADE)
 
 
 @dataclasses.dataclass
@@ -102,9 +121,8 @@ class World:
         evaluate_user(stored.value, self.rules, ports, now, state_version=stored.version, previous=previous)
 
     def dispatch_all(self, now: datetime) -> None:
-        ports = DispatchPorts(
-            ledger=self.ledger, usage=self.usage, router=self.router, rechecks=MemoryRechecks()
-        )
+        rechecks = SegmentRechecks(self.segments)
+        ports = DispatchPorts(ledger=self.ledger, usage=self.usage, router=self.router, rechecks=rechecks)
         for batch in self.publisher.batches[self.dispatched :]:
             dispatch(batch, self.rules, ports, now)
         self.dispatched = len(self.publisher.batches)
@@ -127,8 +145,12 @@ class World:
     def journey_decisions(self) -> list[str]:
         return [d.decision_id for d in self.publisher.published if d.journey]
 
-    def instance(self, user: str) -> object:
-        return self.segments.records[user].value.journeys["upgrade_sequence"]
+    def instance(self, user: str, journey: str = "upgrade_sequence") -> JourneyInstance:
+        return self.segments.records[user].value.journeys[journey]
+
+    def outcomes(self, user: str) -> list[tuple[str, str]]:
+        entries = [self.ledger.get(f"USER#{user}", i) for i in self.journey_decisions()]
+        return [(e.decision.step, e.outcome) for e in entries if e is not None]
 
 
 def test_a_journey_message_already_queued_is_not_sent_once_the_user_converted(rules: RuleSet) -> None:
@@ -191,3 +213,42 @@ def test_two_evaluations_racing_for_one_user_never_fork_an_instance(rules: RuleS
     assert len(set(ids)) == 1  # the loser published at most the same id again
     world.dispatch_all(NOON + timedelta(seconds=3))
     assert world.deliver_all(NOON + timedelta(seconds=3)).count("sent") == 1
+
+
+# ------------------------------------------------------------------------------ blocked sends
+
+
+def test_a_send_held_back_by_a_cap_is_retried_the_next_day_and_then_sent(tmp_path: Path) -> None:
+    # Given a journey whose two emails come at once (the second exceeds 1 email a day)
+    world = World(rules_with(tmp_path, "burst", BURST % "retry"))
+    world.send("eve", NOON, "premium_feature_attempted")
+    world.evaluate("eve", NOON)
+    world.dispatch_all(NOON)
+    # Then the second is deferred, not dropped, and the journey goes on to its wait
+    assert world.outcomes("eve") == [("first", "send"), ("second", "deferred")]
+    assert world.instance("eve", "burst").step == "pause"
+    # When the sweep wakes the user a day later, the deferred send goes back to dispatch, and out
+    world.evaluate("eve", NOON + DAY)
+    world.dispatch_all(NOON + DAY)
+    assert world.deliver_all(NOON + DAY) == ["sent", "sent"]
+    assert world.templates() == ["upgrade_offer", "sso_offer"]
+
+
+def test_a_send_held_back_ends_the_journey_when_it_says_exit(tmp_path: Path) -> None:
+    world = World(rules_with(tmp_path, "burst", BURST % "exit"))
+    world.send("fay", NOON, "premium_feature_attempted")
+    world.evaluate("fay", NOON)
+    world.dispatch_all(NOON)
+    assert world.outcomes("fay") == [("first", "send"), ("second", "suppressed")]
+    assert world.instance("fay", "burst").reason == "blocked"
+
+
+def test_a_send_held_back_is_skipped_when_it_says_skip(tmp_path: Path) -> None:
+    world = World(rules_with(tmp_path, "burst", BURST % "skip"))
+    world.send("gus", NOON, "premium_feature_attempted")
+    world.evaluate("gus", NOON)
+    world.dispatch_all(NOON)
+    assert world.outcomes("gus") == [("first", "send"), ("second", "suppressed")]
+    instance = world.instance("gus", "burst")
+    assert instance.live
+    assert instance.step == "pause"

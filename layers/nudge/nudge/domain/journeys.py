@@ -27,12 +27,13 @@ from typing import Any
 from nudge.conditions.facts import last_done
 from nudge.conditions.tree import Context, Subject, holds_in, subjects_in
 from nudge.domain.trigger import trigger_of
-from nudge.domain.verdicts import in_group, user_zone
+from nudge.domain.verdicts import Verdict, in_group, user_zone
 from nudge.model.decisions import Decision, Value
 from nudge.model.journeys import HOLDOUT, Ended, JourneyInstance, instance_key
 from nudge.model.limits import (
     JOURNEY_EVENT_ENTRY_SECONDS,
     JOURNEY_INSTANCES_KEPT,
+    JOURNEY_RETRY_SECONDS,
     JOURNEY_STEPS_PER_ADVANCE,
 )
 from nudge.rulebook.journey_specs import END, ReEntryAfter, WaitSpec
@@ -135,6 +136,29 @@ def over_at_send(journey: Journey, ctx: Context, facts: dict[str, Value], decide
     return None
 
 
+EXIT_MARK = ":exit"  # ends the reason of a blocked send that ends its journey (blocked: exit)
+
+
+def when_blocked(journey: Journey, verdict: Verdict, now: datetime) -> Verdict:
+    """What a journey's send the guardrails suppressed becomes, by the journey's `blocked:` policy.
+
+    retry: held back by a cap or a higher-priority message, it is deferred a day and judged again,
+    while within retry_within of its decision (consent, an address or the suppression list are no
+    reason to retry: it is skipped). exit: suppressed, and the instance ends (EXIT_MARK on the
+    reason tells dispatch to end it). skip: suppressed, the journey goes on (its next step was
+    already taken)."""
+    if verdict.outcome != "suppressed":
+        return verdict
+    policy = journey.spec.blocked
+    if policy.do == "retry" and (verdict.reason.startswith("cap_") or verdict.reason == "lower_priority"):
+        at = now + timedelta(seconds=JOURNEY_RETRY_SECONDS)
+        if at <= verdict.decision.decided_at + policy.retry_within:
+            return Verdict(verdict.decision, "deferred", f"retry_{verdict.reason}", at)
+    if policy.do == "exit":
+        return Verdict(verdict.decision, "suppressed", verdict.reason + EXIT_MARK)
+    return verdict
+
+
 def end_orphans(
     instances: Mapping[str, JourneyInstance], journeys: Mapping[str, Journey], now: datetime
 ) -> dict[str, JourneyInstance]:
@@ -235,6 +259,11 @@ def _enter(journey: Journey, user_id: str, key: str, run: int, now: datetime) ->
     return JourneyInstance(
         journey=journey.id, key=key, run=run, step=journey.first, step_since=now, entered_at=now
     )
+
+
+def blocked_end(instance: JourneyInstance, now: datetime) -> JourneyInstance:
+    """The instance ended because a send was blocked and the journey says exit."""
+    return _ended(instance, now, "blocked") if instance.live else instance
 
 
 def _ended(instance: JourneyInstance, now: datetime, reason: Ended) -> JourneyInstance:

@@ -79,3 +79,6 @@ JOURNEY_STEPS_PER_ADVANCE = 50
 # An event enters an event-entry journey when it is at most this old at evaluation: a journey
 # shipped today does not enter everyone who did the event last month.
 JOURNEY_EVENT_ENTRY_SECONDS = 24 * 3600
+# A journey send the guardrails hold back (a cap, a higher-priority message) with `blocked: retry`
+# is tried again this long after, while within the journey's retry_within.
+JOURNEY_RETRY_SECONDS = 24 * 3600

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from nudge.backoff import CONTENTION
+from nudge.domain.journeys import EXIT_MARK, when_blocked
 from nudge.domain.suppression import kind_of
 from nudge.domain.verdicts import Verdict, guard, guard_escalation
 from nudge.model.decisions import Decision
@@ -207,6 +208,7 @@ def dispatch(
             now,
             suppressed,
         )
+        verdicts = [_blocked(v, rules, now) for v in verdicts]
         verdicts += [
             Verdict(d, "suppressed", over[d.decision_id]) for d in batch.decisions if d.decision_id in over
         ]
@@ -257,6 +259,12 @@ def dispatch(
     raise DispatchContention(f"user {batch.user}: ledger kept changing over {attempts} attempts")
 
 
+def _blocked(verdict: Verdict, rules: RuleSet, now: datetime) -> Verdict:
+    """A journey's send held back follows the journey's `blocked:` policy (retry, skip or exit)."""
+    journey = rules.journey_by_id.get(verdict.decision.journey) if verdict.decision.journey else None
+    return when_blocked(journey, verdict, now) if journey is not None else verdict
+
+
 def _journey_over(
     rules: RuleSet, decision: Decision, state: UserState | None, ports: DispatchPorts, now: datetime
 ) -> str | None:
@@ -280,3 +288,5 @@ def _follow_up(
     for entry in every:
         if entry.outcome == "deferred" and entry.deliver_at is not None:
             ports.rechecks.defer(entry.decision.user, entry.decision, entry.deliver_at, now)
+        elif entry.outcome == "suppressed" and entry.decision.journey and entry.reason.endswith(EXIT_MARK):
+            ports.rechecks.end_journey(entry.decision.user, entry.decision, now)

@@ -32,7 +32,7 @@ from nudge.backoff import CONTENTION
 from nudge.conditions.features import AccountFacts
 from nudge.conditions.tree import Context
 from nudge.domain.evaluate import Evaluation, evaluate
-from nudge.domain.journeys import JourneyRun, run_journeys
+from nudge.domain.journeys import JourneyRun, blocked_end, run_journeys
 from nudge.model.decisions import Decision
 from nudge.model.errors import StateConflict
 from nudge.model.outcomes import SweepResult, UserOutcome
@@ -322,6 +322,23 @@ class SegmentRechecks:
             except StateConflict:
                 continue
         raise EvaluationContention(f"user {user_id}: could not schedule a deferred send")
+
+    def end_journey(self, user_id: str, decision: Decision, now: datetime) -> None:
+        for _ in CONTENTION.with_attempts(self.attempts).tries():
+            current = self.segments.load([user_id])[user_id]
+            record = current.value
+            instance = record.journeys.get(decision.instance)
+            if instance is None or not instance.live:
+                return  # gone, or already ended (a redelivered batch)
+            journeys = {**record.journeys, decision.instance: blocked_end(instance, now)}
+            try:
+                self.segments.save(
+                    user_id, record.model_copy(update={"journeys": journeys}), current.version, now
+                )
+                return
+            except StateConflict:
+                continue
+        raise EvaluationContention(f"user {user_id}: could not end a journey instance")
 
 
 class AccountEvaluationFailed(Exception):
