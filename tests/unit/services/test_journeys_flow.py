@@ -252,3 +252,25 @@ def test_a_send_held_back_is_skipped_when_it_says_skip(tmp_path: Path) -> None:
     instance = world.instance("gus", "burst")
     assert instance.live
     assert instance.step == "pause"
+
+
+TAG = """
+id: tagging
+kind: upgrade
+entry: {event: {name: premium_feature_attempted}}
+steps:
+  - id: tag
+    update: {trait: plan, value: trial}
+"""
+
+
+def test_an_update_step_sets_the_trait_once_through_ingest(tmp_path: Path) -> None:
+    world = World(rules_with(tmp_path, "tagging", TAG))
+    world.send("hal", NOON, "premium_feature_attempted")
+    world.evaluate("hal", NOON)
+    state = world.usage.users["hal"]
+    assert state.value.traits["plan"].v == "trial"
+    # Evaluating the same starting instance again (a race's loser) sets nothing twice
+    world.segments.records.pop("hal")
+    world.evaluate("hal", NOON + timedelta(seconds=1))
+    assert world.usage.users["hal"].version == state.version

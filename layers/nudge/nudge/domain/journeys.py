@@ -48,7 +48,8 @@ class JourneyRun:
 
     instances: dict[str, JourneyInstance]  # instance_key -> instance, every one given plus any new
     decisions: list[Decision] = field(default_factory=list)
-    updates: dict[str, Value] = field(default_factory=dict)  # user traits `update` steps set
+    # User traits `update` steps set: message id (deterministic, like a decision id) -> (trait, value).
+    updates: dict[str, tuple[str, Value]] = field(default_factory=dict)
     wake_at: datetime | None = None
     visited: list[str] = field(default_factory=list)  # "key:step" in the order run (tests, explain)
 
@@ -69,7 +70,7 @@ def run_journey(
         key, run = entering
         out[instance_key(journey.id, key)] = _enter(journey, ctx.user.user_id, key, run, now)
     decisions: list[Decision] = []
-    updates: dict[str, Value] = {}
+    updates: dict[str, tuple[str, Value]] = {}
     visited: list[str] = []
     wakes: list[datetime] = []
     for ikey, instance in sorted(out.items()):
@@ -97,7 +98,7 @@ def run_journeys(
     by_id = {j.id: j for j in journeys}
     out = end_orphans(instances, by_id, ctx.now)
     decisions: list[Decision] = []
-    updates: dict[str, Value] = {}
+    updates: dict[str, tuple[str, Value]] = {}
     visited: list[str] = []
     wakes: list[datetime] = []
     for journey in journeys:
@@ -290,7 +291,7 @@ class _Advance:
         facts: dict[str, Value],
         fallback_timezone: str,
         decisions: list[Decision],
-        updates: dict[str, Value],
+        updates: dict[str, tuple[str, Value]],
         visited: list[str],
     ) -> None:
         self.journey = journey
@@ -369,7 +370,9 @@ class _Advance:
             return self.moved(instance, step.next, now)
         if step.kind == "update":
             assert spec.update is not None
-            self.updates[spec.update.trait] = spec.update.value
+            user = f"user:{self.ctx.user.user_id}"
+            message_id = journey_decision_id(self.journey.id, user, instance, step.id)
+            self.updates[message_id] = (spec.update.trait, spec.update.value)
             return self.moved(instance, step.next, now)
         if step.kind == "branch":
             to = next((target for node, target in step.cases if holds_in(node, self.facts)), step.otherwise)

@@ -33,8 +33,9 @@ from nudge.conditions.features import AccountFacts
 from nudge.conditions.tree import Context
 from nudge.domain.evaluate import Evaluation, evaluate
 from nudge.domain.journeys import JourneyRun, blocked_end, run_journeys
-from nudge.model.decisions import Decision
+from nudge.model.decisions import Decision, Value
 from nudge.model.errors import StateConflict
+from nudge.model.messages import Identify, Message
 from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.model.queue import DecisionBatch
 from nudge.model.segments import DeferredSend, SegmentRecord, due_time
@@ -43,6 +44,7 @@ from nudge.model.versioned import Versioned
 from nudge.observability import logger
 from nudge.ports import DecisionPublisher, EvaluationMetrics, SegmentStore, UsageStore
 from nudge.rulebook.ruleset import RuleSet
+from nudge.services.ingest import ingest
 
 # ------------------------------------------------------------------------------------ ports
 
@@ -100,6 +102,24 @@ def decision_key(decision: Decision) -> str:
     if decision.step:  # a journey's: one per step
         return f"{decision.rule}:{decision.step}:{decision.action}"
     return f"{decision.rule}:{decision.action}"
+
+
+def _set_traits(
+    user_id: str, updates: dict[str, tuple[str, Value]], rules: RuleSet, ports: RulesPorts, now: datetime
+) -> None:
+    """A journey's `update` steps, as identify calls through ingest: one implementation of a trait
+    change, deduplicated by message id (the same step of the same instance sets it once, whoever
+    evaluates it), and a stream record that evaluates the user again with the trait set."""
+    messages: list[Message] = [
+        Identify(userId=user_id, traits={trait: value}, timestamp=now, messageId=f"journey-{message_id}")
+        for message_id, (trait, value) in updates.items()
+    ]
+    result = ingest(list(enumerate(messages)), rules.plan, ports.usage, now)
+    if result.errors:
+        logger.warning(
+            "journey trait update refused",
+            extra={"user_id": user_id, "errors": [e.message for e in result.errors]},
+        )
 
 
 def _journeys(
@@ -245,6 +265,8 @@ def evaluate_user(
                     "lapsed": lapsed,
                 },
             )
+        if journeys.updates:
+            _set_traits(user.user_id, journeys.updates, rules, ports, now)
         # The state version alone is no reason to write (it moves with every usage change).
         if updated.model_copy(update={"state_version": record.state_version}) == record:
             outcome = UserOutcome(
