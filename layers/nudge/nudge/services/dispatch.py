@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from nudge.backoff import CONTENTION
-from nudge.domain.journeys import EXIT_MARK, when_blocked
+from nudge.domain.journey_sends import EXIT_MARK, when_blocked
 from nudge.domain.suppression import kind_of
 from nudge.domain.verdicts import Verdict, guard, guard_escalation
 from nudge.model.decisions import Decision

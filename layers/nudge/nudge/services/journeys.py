@@ -8,7 +8,7 @@ from datetime import datetime
 
 from nudge.conditions.tree import Context
 from nudge.domain.evaluate import evaluate
-from nudge.domain.journeys import over_at_send
+from nudge.domain.journey_sends import over_at_send
 from nudge.model.decisions import Decision
 from nudge.model.state import UserState
 from nudge.ports import UsageStore
