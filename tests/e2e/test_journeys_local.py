@@ -186,3 +186,32 @@ def test_the_rescue_stops_when_the_user_comes_back_a_queued_message_included(jou
     move_clock(api, 10 * DAY)
     assert [c for c, _ in sent(api, user)] == ["push"]
     assert ("survey", "suppressed", "converted") in decided(api, user)
+
+
+def test_every_record_and_message_delivered_twice_out_of_order_advances_and_sends_once(
+    journey_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = journey_api
+    user = unheld("twice")
+
+    # Given every event source of the stack delivering each record twice in its batch, out of order
+    def doubled(invoke: Any) -> Any:
+        def twice(function: str, event: dict[str, Any]) -> dict[str, Any]:
+            records = event["Records"]
+            result: dict[str, Any] = invoke(function, {**event, "Records": [*reversed(records), *records]})
+            return result
+
+        return twice
+
+    for pump in [*api.stack.pumps, *api.stack.queue_pumps]:
+        monkeypatch.setattr(pump, "_invoke", doubled(pump._invoke))
+    # When the rescue runs its push, its wait, its survey and the answer
+    declining(api, user, f"acct-{uuid.uuid4().hex[:8]}", mrr=50)
+    move_clock(api, 3 * DAY + HOUR)
+    move_clock(api, DAY)
+    post(api, user, "survey_answered", blocker="too_complex")
+    move_clock(api, HOUR)
+    # Then each step sent once, in order, and no step was decided twice
+    assert [c for c, _ in sent(api, user)] == ["push", "email", "email"]
+    steps = [step for step, _, _ in decided(api, user)]
+    assert sorted(steps) == sorted(set(steps)) == ["quick_win", "survey", "walkthrough"]
