@@ -18,7 +18,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from nudge.conditions.facts import SCORE_FACT_KEYS
-from nudge.conditions.tree import Catalog, ConditionGroup, NamedCondition, Node, checks_in
+from nudge.conditions.tree import (
+    All,
+    Catalog,
+    Check,
+    ConditionGroup,
+    Fact,
+    NamedCondition,
+    Node,
+    Subject,
+    checks_in,
+)
 from nudge.model.durations import Duration
 from nudge.rulebook.conditions import Parser
 from nudge.rulebook.guardrails import GUARDRAILS_FILE, Guardrails, load_guardrails
@@ -240,6 +250,32 @@ class RuleSet:
         return specs
 
 
+def journey_templates(journey: Journey) -> list[str]:
+    """Every template a journey's sends may use (variants included)."""
+    names: list[str] = []
+    for step in journey.steps.values():
+        send = step.spec.send
+        if send is not None:
+            names += [send.template] if send.template else [v.template for v in send.variants or []]
+    return list(dict.fromkeys(names))
+
+
+def journey_entry_condition(journey: Journey) -> Node:
+    """What a journey's templates may read of `trigger`: the event it is entered on (an event
+    entry), the events its entry condition says the user did, or none (a segment entry)."""
+    if journey.entry is not None:
+        return journey.entry
+    event = journey.spec.entry.event
+    if event is None:
+        return All(())
+    subject = Subject(event.name, journey.entry_where)
+    return Check(Fact("journey_entry", f"entered on {event.name}", _no_value, subject=subject), "eq", 0)
+
+
+def _no_value(ctx: object) -> int:
+    return 0
+
+
 def journey_rule_spec(journey: Journey) -> TriggerSpec:
     """A journey as the guardrails and channels see a rule: its kind (topic, caps), priority, no
     cooldown (its waits pace it) and no rule holdout (the journey holds out at entry)."""
@@ -379,6 +415,10 @@ def load_rules(rules_dir: Path) -> RuleSet:
             problems.extend(check_refs(refs.get(spec.template, []), spec.id, node, plan))
 
     journey_files = load_journeys(rules_dir, base, plan, templates, problems)
+    for journey in journey_files:
+        entered_on = journey_entry_condition(journey)
+        for template in journey_templates(journey):
+            problems.extend(check_refs(refs.get(template, []), journey.id, entered_on, plan))
     journeys = {t.journey or t.kind for t in trg_file.triggers} | {j.id for j in journey_files}
     marketing_email = [t.id for t in trg_file.triggers if t.action == "email" and not t.transactional]
     marketing_email += [
