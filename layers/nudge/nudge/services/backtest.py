@@ -111,7 +111,7 @@ class _Consumers:
     """
 
     def __init__(self, rules: RuleSet) -> None:
-        self.triggers = rules.trigger_by_id
+        self.specs = rules.spec_by_rule  # triggers', and journeys' as rules
         self.published: set[str] = set()
         self.last_sent: dict[tuple[str, str], datetime] = {}  # (rule label, user or account) -> last counted
 
@@ -120,12 +120,12 @@ class _Consumers:
         if decision.decision_id in self.published:
             return None
         self.published.add(decision.decision_id)
-        trigger = self.triggers[decision.rule]
-        handoff = decision.action == "escalate" and trigger.spec.action != "escalate"
+        spec = self.specs[decision.rule]
+        handoff = decision.action == "escalate" and spec.action != "escalate"
         label = f"{decision.rule} (escalate)" if handoff else decision.rule
         subject = (account or decision.user) if decision.action == "escalate" else decision.user
         previous = self.last_sent.get((label, subject))
-        if previous is not None and (trigger.spec.once or now - previous < trigger.spec.cooldown):
+        if previous is not None and (spec.once or now - previous < spec.cooldown):
             return None
         self.last_sent[(label, subject)] = now
         return label
