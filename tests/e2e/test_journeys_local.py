@@ -186,6 +186,9 @@ def test_the_rescue_stops_when_the_user_comes_back_a_queued_message_included(jou
     move_clock(api, 10 * DAY)
     assert [c for c, _ in sent(api, user)] == ["push"]
     assert ("survey", "suppressed", "converted") in decided(api, user)
+    journey = api.user(user)["journeys"]["declining_rescue"]
+    assert journey["reason"] == "converted"
+    assert journey["converted_at"] is not None
 
 
 def test_every_record_and_message_delivered_twice_out_of_order_advances_and_sends_once(
