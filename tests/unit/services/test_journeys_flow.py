@@ -89,11 +89,17 @@ class World:
     dispatched: int = 0
     delivered: int = 0
 
-    def send(self, user: str, at: datetime, *events: str) -> None:
+    def send(self, user: str, at: datetime, *events: str, zone: str = "America/New_York") -> None:
+        traits = {
+            "email": f"{user}@example.com",
+            "timezone": zone,
+            "push_token": f"token-{user}",
+            "consent": {"email": True, "push": True},
+        }
         messages: list[Message] = [
             Identify(
                 userId=user,
-                traits={"email": f"{user}@example.com", "timezone": "America/New_York"},
+                traits=traits,
                 timestamp=at - 30 * DAY,
                 messageId=f"{user}-identify",
             )
@@ -149,7 +155,7 @@ class World:
         return self.segments.records[user].value.journeys[journey]
 
     def outcomes(self, user: str) -> list[tuple[str, str]]:
-        entries = [self.ledger.get(f"USER#{user}", i) for i in self.journey_decisions()]
+        entries = [self.ledger.get(f"USER#{user}", i) for i in dict.fromkeys(self.journey_decisions())]
         return [(e.decision.step, e.outcome) for e in entries if e is not None]
 
 
@@ -274,3 +280,51 @@ def test_an_update_step_sets_the_trait_once_through_ingest(tmp_path: Path) -> No
     world.segments.records.pop("hal")
     world.evaluate("hal", NOON + timedelta(seconds=1))
     assert world.usage.users["hal"].version == state.version
+
+
+NIGHT = """
+id: nightly
+kind: upgrade
+entry: {event: {name: premium_feature_attempted}}
+goal: {event: invoice_paid, within: 14d}
+steps:
+  - id: nudge
+    send: {channel: push, template: upgrade_offer}
+  - id: pause
+    wait: 7d
+"""
+TOKYO_MORNING = datetime(2025, 3, 4, 23, 0, tzinfo=UTC)  # 08:00 in Tokyo, where NOON is 02:00
+
+
+def test_a_push_deferred_by_quiet_hours_resumes_at_their_end_and_is_not_repeated(tmp_path: Path) -> None:
+    # Given a user in Tokyo entering at 02:00 their time: the push waits for the quiet hours' end
+    world = World(rules_with(tmp_path, "nightly", NIGHT))
+    world.send("ivy", NOON, "premium_feature_attempted", zone="Asia/Tokyo")
+    world.evaluate("ivy", NOON)
+    world.dispatch_all(NOON)
+    assert world.outcomes("ivy") == [("nudge", "deferred")]
+    assert world.segments.records["ivy"].value.next_check_at == TOKYO_MORNING
+    # When the sweep wakes them at 08:00, the same decision goes back to dispatch and out, once
+    world.evaluate("ivy", TOKYO_MORNING)
+    world.dispatch_all(TOKYO_MORNING)
+    assert world.outcomes("ivy") == [("nudge", "send")]
+    assert [d.channel for d in world.router.routed] == ["push"]
+    world.evaluate("ivy", TOKYO_MORNING + DAY)
+    world.dispatch_all(TOKYO_MORNING + DAY)
+    assert len(world.router.routed) == 1
+    assert world.instance("ivy", "nightly").step == "pause"
+
+
+def test_a_deferred_push_is_cancelled_when_the_user_converts_before_it_goes(tmp_path: Path) -> None:
+    world = World(rules_with(tmp_path, "nightly", NIGHT))
+    world.send("jay", NOON, "premium_feature_attempted", zone="Asia/Tokyo")
+    world.evaluate("jay", NOON)
+    world.dispatch_all(NOON)
+    # The user pays during the night: converted; the deferred push is cancelled, not sent
+    world.send("jay", NOON + timedelta(hours=2), "invoice_paid", zone="Asia/Tokyo")
+    world.evaluate("jay", NOON + timedelta(hours=2))
+    world.evaluate("jay", TOKYO_MORNING)
+    world.dispatch_all(TOKYO_MORNING)
+    assert world.instance("jay", "nightly").reason == "converted"
+    assert world.router.routed == []
+    assert world.outcomes("jay") == [("nudge", "cancelled")]
