@@ -306,3 +306,30 @@ def test_an_instance_whose_journey_or_step_is_gone_ends_with_the_reason(rules: R
     assert run.instances["removed_journey"].reason == "journey_removed"
     assert run.instances[journey.id].reason == "step_removed"
     assert run.decisions == []
+
+
+EVERY_TIME = """
+id: every_time_test
+kind: upgrade
+entry: {when: {trait: {name: plan, equals: free}}}
+re_entry: every_time
+steps:
+  - id: offer
+    send: {channel: email, template: come_back}
+"""
+
+
+def test_a_condition_entry_enters_again_only_after_the_condition_was_false(tmp_path: Path) -> None:
+    rules = rules_with(tmp_path, every_time=EVERY_TIME)
+    max_ = Person(rules, "every_time_test")
+    max_.identify(START, plan="free")
+    assert templates(max_.run(START)) == ["come_back"]  # entered, sent, ended
+    # Still free: the same entry, not a new one, however often evaluated
+    assert templates(max_.run(START + DAY)) == []
+    assert templates(max_.run(START + 2 * DAY)) == []
+    # Off the free plan, then back on it: a new entry
+    max_.identify(START + 3 * DAY, plan="team")
+    assert templates(max_.run(START + 3 * DAY)) == []
+    max_.identify(START + 4 * DAY, plan="free")
+    assert templates(max_.run(START + 4 * DAY)) == ["come_back"]
+    assert sorted(i.run for i in max_.instances.values()) == [1]

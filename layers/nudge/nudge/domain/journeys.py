@@ -64,7 +64,15 @@ def run_journey(
 ) -> JourneyRun:
     now = ctx.now
     out = dict(instances)
-    entering = _entering(journey, instances, ctx, facts, entered_segment)
+    if journey.entry is not None and not holds_in(journey.entry, facts):
+        out.update(
+            {
+                k: i.model_copy(update={"rearmed": True})
+                for k, i in out.items()
+                if not i.live and not i.rearmed
+            }
+        )
+    entering = _entering(journey, out, ctx, facts, entered_segment)
     if entering is not None:
         key, run = entering
         out[instance_key(journey.id, key)] = _enter(journey, ctx.user.user_id, key, run, now)
@@ -181,6 +189,8 @@ def _entering(
             return None
         if since is not None and since <= last.entered_at:
             return None  # the event that entered the last one
+        if journey.entry is not None and re_entry == "every_time" and not last.rearmed:
+            return None  # the condition that entered the last one, still holding
         if isinstance(re_entry, ReEntryAfter):
             ended = last.exited_at or last.entered_at
             if now < ended + re_entry.after:

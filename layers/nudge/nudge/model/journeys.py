@@ -29,6 +29,9 @@ class JourneyInstance(BaseModel):
     reason: Ended | None = None
     variant: str = ""  # the variant or split path this user was assigned ("holdout" when held out)
     wake_at: datetime | None = None  # when time alone moves it on (a wait, a timeout, the goal window)
+    # Ended, of a journey entered on a condition: the condition has since been seen false, so it
+    # holding again is a new entry (every_time), not the same one still holding.
+    rearmed: bool = False
 
     @property
     def live(self) -> bool:
