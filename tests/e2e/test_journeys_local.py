@@ -2,7 +2,7 @@
 the wait, the survey, the answer, the branch, customer success for a high-value account only; and
 the journey stopping the moment the user comes back, a message already queued included.
 
-Its own stack, on a copy of rules/ holding tests/journeys/declining_rescue.yaml in place of the
+Its own stack (marked own_stack: it runs before the shared stack starts), on a copy of rules/ holding tests/journeys/declining_rescue.yaml in place of the
 one-shot rescue and at-risk triggers it replaces (the shipped rules keep those until the journey
 ships), so the journey's messages are the only rescue messages.
 """
@@ -19,14 +19,15 @@ from typing import Any
 
 import pytest
 import requests
+from moto.moto_api._internal.models import moto_api_backend
 
 from nudge.domain.verdicts import in_group
 from nudge.rulebook.ruleset import load_rules
 from nudge.tools.local.http import LocalApiServer
 from nudge.tools.local.stack import LocalStack
-from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, WRITE_KEY, Api
+from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, SHARED, WRITE_KEY, Api
 
-pytestmark = [pytest.mark.e2e, pytest.mark.moves_clock]
+pytestmark = [pytest.mark.e2e, pytest.mark.moves_clock, pytest.mark.own_stack]
 ROOT = Path(__file__).resolve().parents[2]
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -59,8 +60,14 @@ def journey_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         admin_keys=[ADMIN_KEY],
         log_level="WARNING",
     )
-    with LocalApiServer(stack) as server, stack, requests.Session() as session:
-        yield Api(stack, server.base_url, session)
+    assert not SHARED, "the shared stack is up: own_stack modules run before it (tests/conftest.py)"
+    try:
+        with LocalApiServer(stack) as server, stack, requests.Session() as session:
+            yield Api(stack, server.base_url, session)
+    finally:
+        # moto's backends are process-wide: the shared stack, next, starts from nothing, as it would
+        # have without this module.
+        moto_api_backend.reset()
 
 
 def midday_zone(now: datetime) -> str:
