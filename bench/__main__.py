@@ -24,6 +24,7 @@ from bench import bodies as bodies_bench
 from bench import coldstart as coldstart_bench
 from bench import cost as cost_bench
 from bench import dispatch as dispatch_bench
+from bench import journeys as journeys_bench
 from bench import rules as rules_bench
 from bench import sample
 from bench import sweep as sweep_bench
@@ -39,7 +40,7 @@ from nudge.rulebook.plan import TrackingPlan, load_plan
 from nudge.rulebook.ruleset import RuleSet, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("ingest", "rules", "sweep", "dispatch", "coldstart", "cost", "load", "bodies")
+SECTIONS = ("ingest", "rules", "sweep", "dispatch", "coldstart", "cost", "load", "bodies", "journeys")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,10 +190,39 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(_bodies_report(bodies_bench.measure(repeats=args.body_repeats)))
 
+    if "journeys" in only:
+        print(
+            "\n11. Journeys: nudge.domain.journeys.run_journeys (in memory, facts computed beforehand), "
+            f"one process, one thread, best of {args.repeats}; DynamoDB requests of evaluate_user on the "
+            "segment records (moto) per step, against the floor of one conditional write per evaluation "
+            "that advances"
+        )
+        print(_journeys_report(args.repeats))
+
     if args.profile and "ingest" in only:
         _profile(cpu_bodies, plan, now)
     print(f"\nTotal bench time: {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def _journeys_report(repeats: int, users: int = 2_000, dynamo_users: int = 300) -> str:
+    rules = journeys_bench.journey_rules()
+    population = journeys_bench.users(rules, users)
+    cpu = journeys_bench.throughput(rules, population, repeats)
+    requests = journeys_bench.dynamo_requests(rules, population[:dynamo_users])
+    return "\n".join(
+        [
+            f"  engine  : {cpu.steps:,} steps of {cpu.users:,} users in {cpu.seconds:.3f} s CPU: "
+            f"{cpu.per_second:,.0f} steps advanced per second per core",
+            f"  dynamo  : {requests.evaluations:,} evaluations, {requests.advancing:,} advanced an instance "
+            f"({requests.steps:,} steps): {requests.writes:,} PutItem "
+            f"({requests.writes_per_advancing:.2f} per advancing evaluation, floor 1.00; "
+            f"{requests.writes / requests.steps:.2f} per step), "
+            f"{requests.reads:,} BatchGetItem (the record's load)",
+            "  note    : an update step also writes the user's state once (an identify through ingest); "
+            "not counted here (in-memory usage store)",
+        ]
+    )
 
 
 def _machine(args: list[str]) -> str:

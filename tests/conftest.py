@@ -38,7 +38,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     only moves forward: a test that moves it (marked moves_clock) would move it for every test after
     it, and one that sends the wall clock's time (an SDK's) would see its events dated weeks ago."""
     items.sort(
-        key=lambda item: (item.path.is_relative_to(E2E), item.get_closest_marker("moves_clock") is not None)
+        key=lambda item: (
+            item.path.is_relative_to(E2E),
+            # A module with its own stack (own_stack) runs before the shared one starts: one local
+            # stack per process at a time (its environment and moto's backends are process-wide).
+            item.get_closest_marker("own_stack") is None,
+            item.get_closest_marker("moves_clock") is not None,
+        )
     )
 
 

@@ -281,6 +281,10 @@ class Rechecks(Protocol):
         """Have the sweep re-check `decision`'s rule for the user at `until` (idempotent)."""
         ...
 
+    def end_journey(self, user_id: str, decision: Decision, now: datetime) -> None:
+        """End the journey instance `decision` was sent from (its send was blocked; idempotent)."""
+        ...
+
 
 class EvaluationMetrics(Protocol):
     def outcome(self, outcome: UserOutcome) -> None: ...

@@ -173,7 +173,7 @@ def test_big_history_is_sorted_within_window_and_planned(big: Digest, plan: Trac
     events = {event for tracks in big.tracks.values() for _, event in tracks}
     assert events <= set(plan.events)
     # The whole plan is exercised, but for the mobile app's screens: the sample is the web app's.
-    # Nor Nudge's own in-app events, which its inbox posts.
+    # Nor Nudge's own in-app events, which its inbox posts (survey answers included).
     in_app = {"in_app_seen", "in_app_clicked", "in_app_dismissed", "survey_answered"}
     assert events == set(plan.events) - {"screen_viewed"} - in_app
     assert set(big.types) == {"track", "identify", "group"}

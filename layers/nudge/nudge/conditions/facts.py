@@ -70,6 +70,11 @@ def _last(ctx: Context, event: str, where: Where = None) -> datetime | None:
 Where = tuple[str, frozenset[str]] | None
 
 
+def last_done(ctx: Context, event: str, where: Where = None) -> datetime | None:
+    """When the user last did `event` ('any': anything meaningful), with one of `where:`'s values."""
+    return _last(ctx, event, where)
+
+
 def where_key(where: Where) -> tuple[str, ...]:
     """A `where:` as key parts: the property, and a digest of the exact values (keys keep only
     [a-z0-9_], so "Pricing" and "pricing" would otherwise meet)."""

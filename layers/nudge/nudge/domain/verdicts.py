@@ -273,7 +273,7 @@ def guard(
     quiet = guardrails.spec.quiet_hours
     until = quiet_until(quiet, zone, now) if quiet else None
     for decision in sorted(decisions, key=lambda d: (-d.priority, d.rule)):
-        spec = rules.trigger_by_id[decision.rule].spec
+        spec = rules.spec_by_rule[decision.rule]
         rule = choices(spec, guardrails)
         current = DeliveryRecord(sends=sends, last_by_rule=last_by_rule, unsubscribed=record.unsubscribed)
 

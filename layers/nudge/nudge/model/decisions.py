@@ -62,3 +62,8 @@ class Decision(BaseModel):
     # The destination (rules/destinations.yaml) a `webhook` decision posts to: the rule's, or for
     # an escalation's copy, one of the destinations escalations also go to. "" for other channels.
     destination: str = ""
+    # Set on a journey's decisions (nudge.domain.journeys): the journey is `rule`; its step, and
+    # the instance (journey#key) it advanced, so dispatch can re-check its goal and exits.
+    step: str = ""
+    instance: str = ""
+    journey: str = ""

@@ -91,3 +91,16 @@ INBOX_MESSAGES_SHOWN = 50
 # A survey: its choices, and a free-text answer's length (characters), refused past it.
 SURVEY_CHOICES_MAX = 10
 SURVEY_ANSWER_CHARS = 100
+
+# --- journeys (rules/journeys/*.yaml): per user, in the segment record ---------------------------
+# Journey instances a user keeps (live and ended, for re-entry): ended ones are dropped oldest first.
+JOURNEY_INSTANCES_KEPT = 40
+# Steps one evaluation may advance one instance through before it must wait (lint refuses a loop
+# with no wait; this bounds what a journey file changed under a live instance could do).
+JOURNEY_STEPS_PER_ADVANCE = 50
+# An event enters an event-entry journey when it is at most this old at evaluation: a journey
+# shipped today does not enter everyone who did the event last month.
+JOURNEY_EVENT_ENTRY_SECONDS = 24 * 3600
+# A journey send the guardrails hold back (a cap, a higher-priority message) with `blocked: retry`
+# is tried again this long after, while within the journey's retry_within.
+JOURNEY_RETRY_SECONDS = 24 * 3600

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
-from nudge.model.decisions import SegmentState
+from nudge.model.decisions import Decision, SegmentState
+from nudge.model.journeys import JourneyInstance
 
 BUCKET = timedelta(days=1)
 
@@ -17,6 +18,9 @@ BUCKET = timedelta(days=1)
 class DeferredSend(BaseModel):
     decision_id: str
     until: datetime
+    # A journey's decision, kept whole: no trigger decides it again at `until`; it goes back to
+    # dispatch as it was while its instance is still live (converted or exited: cancelled).
+    decision: Decision | None = None
 
 
 class SegmentRecord(BaseModel):
@@ -39,6 +43,9 @@ class SegmentRecord(BaseModel):
     band: str | None = None
     account_id: str | None = None
     band_since: datetime | None = None
+    # instance_key (journey#key) -> the user's journey instances, live and ended (for re-entry);
+    # at most limits.JOURNEY_INSTANCES_KEPT. Their timers ride on next_check_at.
+    journeys: dict[str, JourneyInstance] = Field(default_factory=dict)
     # Stored as due_at, not in the blob: it is the GSI's sort key. Whole seconds (see due_time).
     next_check_at: datetime | None = Field(default=None, exclude=True)
 

@@ -20,6 +20,7 @@ from nudge.rulebook import condition_specs as specs
 from nudge.rulebook.cases import CasesFile
 from nudge.rulebook.destinations import DESTINATIONS_FILE, DestinationsFile
 from nudge.rulebook.guardrails import GUARDRAILS_FILE, GuardrailsFile
+from nudge.rulebook.journey_specs import JourneyFile
 from nudge.rulebook.plan import MILESTONES_FILE, PLAN_FILE, MilestonesFile, TrackingPlanFile
 from nudge.rulebook.ruleset import (
     SCORING_FILE,
@@ -44,6 +45,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], str]] = {
         DestinationsFile,
         "Nudge destinations: webhooks and Slack (secrets in SSM, never here)",
     ),
+    "journey.yaml": (JourneyFile, "Nudge journey: entry, steps, goal and exits of a multi-step sequence"),
     "template.yaml": (TemplateFile, "Nudge message template (Jinja2, autoescaped)"),
     "tests.yaml": (CasesFile, "Nudge rule tests: given events, expect segments and rules"),
 }

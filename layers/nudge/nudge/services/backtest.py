@@ -145,13 +145,13 @@ class _Judged:
     judged again, or cancelled) settles its outcome."""
 
     def __init__(self, rules: RuleSet) -> None:
-        self.triggers = rules.trigger_by_id
+        self.specs = rules.spec_by_rule  # triggers', and journeys' as rules
         self.fires: list[Fire] = []
         self.index: dict[str, int] = {}  # decision id -> its fire
         self.waiting: set[datetime] = set()  # when deferred decisions come due
 
     def label(self, decision: Decision) -> str:
-        handoff = decision.action == "escalate" and self.triggers[decision.rule].spec.action != "escalate"
+        handoff = decision.action == "escalate" and self.specs[decision.rule].action != "escalate"
         return f"{decision.rule} (escalate)" if handoff else decision.rule
 
     def record(

@@ -61,6 +61,7 @@ from nudge.ports import (
 from nudge.rulebook.destinations import Destination
 from nudge.rulebook.ruleset import RuleSet
 from nudge.rulebook.templates import InAppSpec, TemplateFile
+from nudge.services.journeys import journey_over
 from nudge.services.suppression import SuppressionList
 
 Result = Literal["sent", "duplicate", "suppressed", "failed", "unknown", "gone"]
@@ -212,8 +213,12 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
     traits = user.trait_values()
     account = ports.usage.load_account(d.account) if d.account else None
     account_traits = account.value.trait_values() if account else {}
+    over = journey_over(rules, d, user, ports.usage, now)
+    if over is not None:
+        # Converted or left while the message waited in the queue: it is not sent.
+        raise _NotSent(over)
     channels = ports.channels
-    spec = rules.trigger_by_id[d.rule].spec
+    spec = rules.spec_by_rule[d.rule]
     g = rules.guardrails.spec
 
     if d.channel == "webhook" and d.action == "escalate":

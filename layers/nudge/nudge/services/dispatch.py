@@ -23,17 +23,19 @@ from datetime import datetime
 from typing import Any
 
 from nudge.backoff import CONTENTION
+from nudge.domain.journey_sends import EXIT_MARK, when_blocked
 from nudge.domain.suppression import kind_of
 from nudge.domain.verdicts import Verdict, guard, guard_escalation
 from nudge.model.decisions import Decision
 from nudge.model.errors import StateConflict
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, subject_of
 from nudge.model.queue import DecisionBatch, Delivery
-from nudge.model.state import is_anonymous
+from nudge.model.state import UserState, is_anonymous
 from nudge.model.suppression import Suppression
 from nudge.observability import MetricCounts, logger
 from nudge.ports import DeliveryRouter, Ledger, Rechecks, UsageStore
 from nudge.rulebook.ruleset import RuleSet
+from nudge.services.journeys import journey_over
 from nudge.services.suppression import SuppressionList
 
 
@@ -126,6 +128,7 @@ def dispatch(
         )
         return result
     traits: dict[str, Any] | None = None
+    state: UserState | None = None
     suppressed: dict[str, list[Suppression]] = {}
     # userIds merged into this user (an alias): their delivery records join the user's once, so
     # caps, cooldowns, `once` and unsubscribes follow the merge (anonymous ids were never sent to).
@@ -187,6 +190,13 @@ def dispatch(
             except StateConflict:
                 result.conflicts += 1
             continue  # judge against the record as it is now
+        # A journey's decision whose user converted or left since it was decided: not sent.
+        over = {
+            d.decision_id: why
+            for d in fresh
+            if d.journey and (why := _journey_over(rules, d, state, ports, now))
+        }
+        fresh = [d for d in fresh if d.decision_id not in over]
         escalations = [d for d in fresh if d.action == "escalate"]
         messages = [d for d in fresh if d.action != "escalate"]
 
@@ -205,6 +215,10 @@ def dispatch(
             now,
             suppressed,
         )
+        verdicts = [_blocked(v, rules, now) for v in verdicts]
+        verdicts += [
+            Verdict(d, "suppressed", over[d.decision_id]) for d in batch.decisions if d.decision_id in over
+        ]
         entries = [_entry(v, now) for v in [*escalation_verdicts, *verdicts]]
         if opening is not None:
             entries += [_copy(_entry(opening, now), dest, now) for dest in rules.destinations.escalations]
@@ -281,6 +295,18 @@ def _found(entries: dict[str, LedgerEntry], keys: Sequence[tuple[str, str]]) -> 
     return [entries[i] for _, i in keys if i in entries]
 
 
+def _blocked(verdict: Verdict, rules: RuleSet, now: datetime) -> Verdict:
+    """A journey's send held back follows the journey's `blocked:` policy (retry, skip or exit)."""
+    journey = rules.journey_by_id.get(verdict.decision.journey) if verdict.decision.journey else None
+    return when_blocked(journey, verdict, now) if journey is not None else verdict
+
+
+def _journey_over(
+    rules: RuleSet, decision: Decision, state: UserState | None, ports: DispatchPorts, now: datetime
+) -> str | None:
+    return journey_over(rules, decision, state, ports.usage, now) if state is not None else None
+
+
 def _follow_up(
     entries: Sequence[LedgerEntry],
     duplicates: Sequence[LedgerEntry],
@@ -298,3 +324,5 @@ def _follow_up(
     for entry in every:
         if entry.outcome == "deferred" and entry.deliver_at is not None:
             ports.rechecks.defer(entry.decision.user, entry.decision, entry.deliver_at, now)
+        elif entry.outcome == "suppressed" and entry.decision.journey and entry.reason.endswith(EXIT_MARK):
+            ports.rechecks.end_journey(entry.decision.user, entry.decision, now)

@@ -30,9 +30,12 @@ from datetime import datetime
 
 from nudge.backoff import CONTENTION
 from nudge.conditions.features import AccountFacts
-from nudge.domain.evaluate import evaluate
-from nudge.model.decisions import Decision
+from nudge.conditions.tree import Context
+from nudge.domain.evaluate import Evaluation, evaluate
+from nudge.domain.journeys import JourneyRun, blocked_end, run_journeys
+from nudge.model.decisions import Decision, Value
 from nudge.model.errors import StateConflict
+from nudge.model.messages import Identify, Message
 from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.model.queue import DecisionBatch
 from nudge.model.segments import DeferredSend, SegmentRecord, due_time
@@ -41,6 +44,7 @@ from nudge.model.versioned import Versioned
 from nudge.observability import logger
 from nudge.ports import DecisionPublisher, EvaluationMetrics, SegmentStore, UsageStore
 from nudge.rulebook.ruleset import RuleSet
+from nudge.services.ingest import ingest
 
 # ------------------------------------------------------------------------------------ ports
 
@@ -95,7 +99,56 @@ class EvaluationContention(StateConflict):
 
 
 def decision_key(decision: Decision) -> str:
+    if decision.step:  # a journey's: one per step
+        return f"{decision.rule}:{decision.step}:{decision.action}"
     return f"{decision.rule}:{decision.action}"
+
+
+def _set_traits(
+    user_id: str, updates: dict[str, tuple[str, Value]], rules: RuleSet, ports: RulesPorts, now: datetime
+) -> None:
+    """A journey's `update` steps, as identify calls through ingest: one implementation of a trait
+    change, deduplicated by message id (the same step of the same instance sets it once, whoever
+    evaluates it), and a stream record that evaluates the user again with the trait set."""
+    messages: list[Message] = [
+        Identify(userId=user_id, traits={trait: value}, timestamp=now, messageId=f"journey-{message_id}")
+        for message_id, (trait, value) in updates.items()
+    ]
+    result = ingest(list(enumerate(messages)), rules.plan, ports.usage, now)
+    if result.errors:
+        logger.warning(
+            "journey trait update refused",
+            extra={"user_id": user_id, "errors": [e.message for e in result.errors]},
+        )
+
+
+def _journeys(
+    rules: RuleSet,
+    user: UserState,
+    account: AccountFacts | None,
+    evaluation: Evaluation,
+    record: SegmentRecord,
+    now: datetime,
+) -> JourneyRun:
+    """The user's journeys moved on by this evaluation (nudge.domain.journeys)."""
+    if not rules.journeys and not record.journeys:
+        return JourneyRun(dict(record.journeys))
+    ctx = Context(user, now, account).scored(
+        evaluation.segment or "",
+        evaluation.score,
+        evaluation.band,
+        evaluation.account_score,
+        evaluation.account_band,
+    )
+    quiet = rules.guardrails.spec.quiet_hours
+    return run_journeys(
+        rules.journeys,
+        record.journeys,
+        ctx,
+        evaluation.facts,
+        entered_segment=evaluation.entered,
+        fallback_timezone=quiet.fallback_timezone if quiet else "UTC",
+    )
 
 
 def evaluate_user(
@@ -156,27 +209,40 @@ def evaluate_user(
             decision_key(d): d.model_copy(update={"correlation_id": correlation_id}) if correlation_id else d
             for d in evaluation.decisions
         }
+        journeys = _journeys(rules, user, account, evaluation, record, now)
+        live = {k for k, i in journeys.instances.items() if i.live}
         # Deferrals that came due: the rule still holds -> the deferred decision goes back to
-        # dispatch under its own id (judged again); it does not -> dispatch cancels it.
+        # dispatch under its own id (judged again); it does not -> dispatch cancels it. A journey's
+        # goes back while its instance is live (it was decided at its step, which is behind it now:
+        # it resumes, never repeats), and is cancelled once the user converted or left.
         due = {k: v for k, v in record.deferred.items() if v.until <= now}
         returning = [
             decided[k].model_copy(update={"decision_id": v.decision_id})
             for k, v in due.items()
             if k in decided
-        ]
-        lapsed = [v.decision_id for k, v in due.items() if k not in decided]
-        fresh = [
-            d for k, d in decided.items() if record.decided.get(k) != d.decision_id and k not in due
-        ] + returning
+        ] + [v.decision for v in due.values() if v.decision is not None and v.decision.instance in live]
+        returning_ids = {d.decision_id for d in returning}
+        lapsed = [v.decision_id for v in due.values() if v.decision_id not in returning_ids]
+        fresh = (
+            [d for k, d in decided.items() if record.decided.get(k) != d.decision_id and k not in due]
+            + returning
+            + [
+                d.model_copy(update={"correlation_id": correlation_id}) if correlation_id else d
+                for d in journeys.decisions
+            ]
+        )
         waiting = {k: v for k, v in record.deferred.items() if k not in due}
         checks = [
-            c for c in (evaluation.next_check_at, *(v.until for v in waiting.values())) if c is not None
+            c
+            for c in (evaluation.next_check_at, journeys.wake_at, *(v.until for v in waiting.values()))
+            if c is not None
         ]
         updated = SegmentRecord(
             segments=evaluation.segments,
             decided={**record.decided, **{k: d.decision_id for k, d in decided.items()}},
             state_version=max(record.state_version, state_version or 0),
             deferred=waiting,
+            journeys=journeys.instances,
             next_check_at=due_time(min(checks)) if checks else None,
             band=evaluation.band,
             band_since=record.band_since if evaluation.band == record.band else now,
@@ -202,6 +268,8 @@ def evaluate_user(
                     "lapsed": lapsed,
                 },
             )
+        if journeys.updates:
+            _set_traits(user.user_id, journeys.updates, rules, ports, now)
         # The state version alone is no reason to write (it moves with every usage change).
         if updated.model_copy(update={"state_version": record.state_version}) == record:
             outcome = UserOutcome(
@@ -261,7 +329,9 @@ class SegmentRechecks:
 
     def defer(self, user_id: str, decision: Decision, until: datetime, now: datetime) -> None:
         key = decision_key(decision)
-        wanted = DeferredSend(decision_id=decision.decision_id, until=until)
+        wanted = DeferredSend(
+            decision_id=decision.decision_id, until=until, decision=decision if decision.step else None
+        )
         for _ in CONTENTION.with_attempts(self.attempts).tries():
             current = self.segments.load([user_id])[user_id]
             record = current.value
@@ -277,6 +347,23 @@ class SegmentRechecks:
             except StateConflict:
                 continue
         raise EvaluationContention(f"user {user_id}: could not schedule a deferred send")
+
+    def end_journey(self, user_id: str, decision: Decision, now: datetime) -> None:
+        for _ in CONTENTION.with_attempts(self.attempts).tries():
+            current = self.segments.load([user_id])[user_id]
+            record = current.value
+            instance = record.journeys.get(decision.instance)
+            if instance is None or not instance.live:
+                return  # gone, or already ended (a redelivered batch)
+            journeys = {**record.journeys, decision.instance: blocked_end(instance, now)}
+            try:
+                self.segments.save(
+                    user_id, record.model_copy(update={"journeys": journeys}), current.version, now
+                )
+                return
+            except StateConflict:
+                continue
+        raise EvaluationContention(f"user {user_id}: could not end a journey instance")
 
 
 class AccountEvaluationFailed(Exception):

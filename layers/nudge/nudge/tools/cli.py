@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from nudge.tools import escalations as cs_commands
+from nudge.tools import journeys as journey_commands
 from nudge.tools import keys as key_commands
 from nudge.tools.local import commands as local_commands
 from nudge.tools.report import commands as report_commands
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     cs_commands.register(sub)
     report_commands.register(sub)
     key_commands.register(sub)
+    journey_commands.register(sub)
     return parser
 
 

@@ -44,5 +44,10 @@ class MemoryRechecks:
     def __init__(self) -> None:
         self.deferred: dict[tuple[str, str], datetime] = {}
 
+        self.ended: set[tuple[str, str]] = set()
+
     def defer(self, user_id: str, decision: Decision, until: datetime, now: datetime) -> None:
         self.deferred[(user_id, decision.decision_id)] = until
+
+    def end_journey(self, user_id: str, decision: Decision, now: datetime) -> None:
+        self.ended.add((user_id, decision.instance))

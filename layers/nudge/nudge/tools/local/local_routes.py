@@ -139,6 +139,11 @@ def user_document(
             for t in (segments.history if segments is not None else [])
         ],
         "next_check_at": check.isoformat() if check is not None else None,
+        # Journey instances (journey#key -> step, entered/converted/exited at, variant, reason).
+        "journeys": {
+            key: instance.model_dump(mode="json")
+            for key, instance in (record.value.journeys if record is not None else {}).items()
+        },
         "first_seen": dumped["first_seen"],
         "last_seen": dumped["last_seen"],
         "last_meaningful": dumped["last_meaningful"],

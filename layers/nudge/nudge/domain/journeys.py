@@ -1,0 +1,452 @@
+"""The journey engine: pure, takes `now`, returns values.
+
+Given a journey (nudge.rulebook.journeys), the user's instances of it, the user's Context and the
+facts of this evaluation, `run_journey` says whether the user enters, moves each live instance on
+as far as it can go now, and returns the new instances, the decisions to send and when time alone
+moves something next (the timer, for the due index).
+
+Order on each instance: the goal (converted), then exits (left), then steps. A step is left only
+when its time has come; a wait counts from when the step began (`step_since`), never from the
+evaluation, so a late sweep does not stretch a journey. Decision ids hash (journey, user, key, run,
+step, seq): the same starting instance makes the same ids whoever evaluates it, so a redelivered
+record or two racing evaluations publish one decision once (dispatch claims ids), and the
+versioned write of the record lets one of them advance it.
+
+Assignment is deterministic per user and journey (a hash, as holdouts are): a user's variant,
+split path and holdout never change between evaluations or Lambdas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from nudge.conditions.facts import last_done
+from nudge.conditions.tree import Context, Subject, holds_in, subjects_in
+from nudge.domain.trigger import trigger_of
+from nudge.domain.verdicts import in_group, user_zone
+from nudge.model.decisions import Decision, Value
+from nudge.model.journeys import HOLDOUT, Ended, JourneyInstance, instance_key
+from nudge.model.limits import (
+    JOURNEY_EVENT_ENTRY_SECONDS,
+    JOURNEY_INSTANCES_KEPT,
+    JOURNEY_STEPS_PER_ADVANCE,
+)
+from nudge.rulebook.journey_specs import END, ReEntryAfter, WaitSpec
+from nudge.rulebook.journeys import Journey, Step
+
+CHANNELS = {"email": "email", "push": "push", "sms": "sms", "escalate": "cs"}
+
+
+@dataclass(frozen=True)
+class JourneyRun:
+    """What one evaluation did to a user's instances of one journey."""
+
+    instances: dict[str, JourneyInstance]  # instance_key -> instance, every one given plus any new
+    decisions: list[Decision] = field(default_factory=list)
+    # User traits `update` steps set: message id (deterministic, like a decision id) -> (trait, value).
+    updates: dict[str, tuple[str, Value]] = field(default_factory=dict)
+    wake_at: datetime | None = None
+    visited: list[str] = field(default_factory=list)  # "key:step" in the order run (tests, explain)
+
+
+def run_journey(
+    journey: Journey,
+    instances: Mapping[str, JourneyInstance],
+    ctx: Context,
+    facts: dict[str, Value],
+    *,
+    entered_segment: str | None = None,
+    fallback_timezone: str = "UTC",
+) -> JourneyRun:
+    now = ctx.now
+    out = dict(instances)
+    if journey.entry is not None and not holds_in(journey.entry, facts):
+        out.update(
+            {
+                k: i.model_copy(update={"rearmed": True})
+                for k, i in out.items()
+                if not i.live and not i.rearmed
+            }
+        )
+    entering = _entering(journey, out, ctx, facts, entered_segment)
+    if entering is not None:
+        key, run = entering
+        out[instance_key(journey.id, key)] = _enter(journey, ctx.user.user_id, key, run, now)
+    decisions: list[Decision] = []
+    updates: dict[str, tuple[str, Value]] = {}
+    visited: list[str] = []
+    wakes: list[datetime] = []
+    for ikey, instance in sorted(out.items()):
+        if not instance.live:
+            continue
+        moved = _Advance(journey, instance, ctx, facts, fallback_timezone, decisions, updates, visited).go()
+        out[ikey] = moved
+        if moved.live and moved.wake_at is not None:
+            wakes.append(moved.wake_at)
+    return JourneyRun(out, decisions, updates, min(wakes) if wakes else None, visited)
+
+
+def run_journeys(
+    journeys: list[Journey],
+    instances: Mapping[str, JourneyInstance],
+    ctx: Context,
+    facts: dict[str, Value],
+    *,
+    entered_segment: str | None = None,
+    fallback_timezone: str = "UTC",
+) -> JourneyRun:
+    """Every journey of the rules for one user at one evaluation; instances of a journey no longer
+    in the rules end with reason journey_removed. Ended instances beyond the bound are dropped,
+    oldest first (live ones never)."""
+    by_id = {j.id: j for j in journeys}
+    out = end_orphans(instances, by_id, ctx.now)
+    decisions: list[Decision] = []
+    updates: dict[str, tuple[str, Value]] = {}
+    visited: list[str] = []
+    wakes: list[datetime] = []
+    for journey in journeys:
+        mine = {k: i for k, i in out.items() if i.journey == journey.id}
+        run = run_journey(
+            journey, mine, ctx, facts, entered_segment=entered_segment, fallback_timezone=fallback_timezone
+        )
+        out.update(run.instances)
+        decisions += run.decisions
+        updates.update(run.updates)
+        visited += [f"{journey.id}:{v}" for v in run.visited]
+        if run.wake_at is not None:
+            wakes.append(run.wake_at)
+    return JourneyRun(_bounded(out), decisions, updates, min(wakes) if wakes else None, visited)
+
+
+def _bounded(instances: dict[str, JourneyInstance]) -> dict[str, JourneyInstance]:
+    ended = sorted((i.exited_at, k) for k, i in instances.items() if i.exited_at is not None)
+    drop = {k for _, k in ended[: max(0, len(instances) - JOURNEY_INSTANCES_KEPT)]}
+    return {k: i for k, i in instances.items() if k not in drop}
+
+
+def end_orphans(
+    instances: Mapping[str, JourneyInstance], journeys: Mapping[str, Journey], now: datetime
+) -> dict[str, JourneyInstance]:
+    """Live instances whose journey file is gone end with that reason (never a crash or a retry)."""
+    return {
+        k: (_ended(i, now, "journey_removed") if i.live and i.journey not in journeys else i)
+        for k, i in instances.items()
+    }
+
+
+def assigned(user_id: str, salt: str, weights: list[int]) -> int:
+    """The index of the weighted choice this user gets (deterministic per user and salt)."""
+    digest = hashlib.sha256(f"{salt}|{user_id}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(weights)
+    total = 0
+    for index, weight in enumerate(weights):
+        total += weight
+        if point < total:
+            return index
+    return len(weights) - 1
+
+
+# ------------------------------------------------------------------------------------ entry
+
+
+def _entering(
+    journey: Journey,
+    instances: Mapping[str, JourneyInstance],
+    ctx: Context,
+    facts: dict[str, Value],
+    entered_segment: str | None,
+) -> tuple[str, int] | None:
+    """(entry key, run) when the user enters now, else None."""
+    spec = journey.spec.entry
+    now = ctx.now
+    key = ""
+    since: datetime | None = None
+    if journey.entry is not None:
+        if not holds_in(journey.entry, facts):
+            return None
+    elif spec.segment is not None:
+        if entered_segment != spec.segment:
+            return None
+    elif spec.event is not None:
+        since = last_done(ctx, spec.event.name, journey.entry_where)
+        if since is None or (now - since).total_seconds() > JOURNEY_EVENT_ENTRY_SECONDS:
+            return None
+        if spec.event.key is not None:
+            key = _key_value(ctx, spec.event.name, spec.event.key)
+            if not key:
+                return None
+    previous = [i for i in instances.values() if i.journey == journey.id and i.key == key]
+    if any(i.live for i in previous):
+        return None  # one instance per user, journey and key
+    if previous:
+        last = max(previous, key=lambda i: i.run)
+        re_entry = journey.spec.re_entry
+        if re_entry == "once":
+            return None
+        if since is not None and since <= last.entered_at:
+            return None  # the event that entered the last one
+        if journey.entry is not None and re_entry == "every_time" and not last.rearmed:
+            return None  # the condition that entered the last one, still holding
+        if isinstance(re_entry, ReEntryAfter):
+            ended = last.exited_at or last.entered_at
+            if now < ended + re_entry.after:
+                return None
+        return key, last.run + 1
+    return key, 0
+
+
+def _key_value(ctx: Context, event: str, prop: str) -> str:
+    stats = ctx.user.events.get(event)
+    props = stats.props if stats else None
+    if props is None:
+        return ""
+    stamped = props.last.get(prop)
+    if stamped is not None and stamped.v is not None:
+        return str(stamped.v)
+    return props.newest_value(prop) or ""
+
+
+def _enter(journey: Journey, user_id: str, key: str, run: int, now: datetime) -> JourneyInstance:
+    held = in_group(f"journey:{journey.id}", user_id, journey.spec.holdout)
+    goal = journey.spec.goal
+    if held:
+        # Held out: sent nothing, but followed to the end of the goal window, for lift.
+        wake = now + goal.within if goal is not None else None
+        instance = JourneyInstance(
+            journey=journey.id,
+            key=key,
+            run=run,
+            step=None,
+            step_since=now,
+            entered_at=now,
+            variant=HOLDOUT,
+            wake_at=wake,
+        )
+        return instance if goal is not None else _ended(instance, now, "holdout")
+    return JourneyInstance(
+        journey=journey.id, key=key, run=run, step=journey.first, step_since=now, entered_at=now
+    )
+
+
+def blocked_end(instance: JourneyInstance, now: datetime) -> JourneyInstance:
+    """The instance ended because a send was blocked and the journey says exit."""
+    return _ended(instance, now, "blocked") if instance.live else instance
+
+
+def _ended(instance: JourneyInstance, now: datetime, reason: Ended) -> JourneyInstance:
+    return instance.model_copy(
+        update={
+            "step": None,
+            "exited_at": now,
+            "reason": reason,
+            "wake_at": None,
+            "converted_at": now if reason == "converted" else instance.converted_at,
+        }
+    )
+
+
+# ------------------------------------------------------------------------------------ steps
+
+
+class _Advance:
+    def __init__(
+        self,
+        journey: Journey,
+        instance: JourneyInstance,
+        ctx: Context,
+        facts: dict[str, Value],
+        fallback_timezone: str,
+        decisions: list[Decision],
+        updates: dict[str, tuple[str, Value]],
+        visited: list[str],
+    ) -> None:
+        self.journey = journey
+        self.instance = instance
+        self.ctx = ctx
+        self.now = ctx.now
+        self.facts = facts
+        self.fallback = fallback_timezone
+        self.decisions = decisions
+        self.updates = updates
+        self.visited = visited
+
+    def go(self) -> JourneyInstance:
+        journey, now = self.journey, self.now
+        instance = self.instance
+        goal = journey.spec.goal
+        in_window = goal is not None and now <= instance.entered_at + goal.within
+        if goal is not None and in_window and self.converted():
+            return _ended(instance, now, "converted")
+        if any(holds_in(node, self.facts) for node in journey.exits):
+            return _ended(instance, now, "exited")
+        if instance.variant == HOLDOUT:
+            if not in_window:
+                return _ended(instance, now, "holdout")
+            return instance
+        for _ in range(JOURNEY_STEPS_PER_ADVANCE):
+            if instance.step is None or instance.step == END:
+                return _ended(instance, now, "completed")
+            step = journey.steps.get(instance.step)
+            if step is None:
+                return _ended(instance, now, "step_removed")
+            outcome = self.step(step, instance)
+            if outcome is None:  # waiting: the timer is set
+                return self.instance
+            instance = outcome
+            self.instance = instance
+        return instance  # the bound: picked up again at the next evaluation
+
+    def converted(self) -> bool:
+        journey = self.journey
+        if journey.goal is not None:
+            return holds_in(journey.goal, self.facts)
+        goal = journey.spec.goal
+        assert goal is not None
+        assert goal.event is not None
+        done = last_done(self.ctx, goal.event, journey.goal_where)
+        return done is not None and done > self.instance.entered_at
+
+    def moved(self, instance: JourneyInstance, to: str, since: datetime, **changes: Any) -> JourneyInstance:
+        self.visited.append(f"{instance.key}:{instance.step}")
+        return instance.model_copy(
+            update={"step": to, "step_since": since, "seq": instance.seq + 1, "wake_at": None, **changes}
+        )
+
+    def waiting(self, instance: JourneyInstance, until: datetime | None) -> None:
+        self.instance = instance.model_copy(update={"wake_at": until})
+
+    def step(self, step: Step, instance: JourneyInstance) -> JourneyInstance | None:
+        now = self.now
+        spec = step.spec
+        if step.kind == "send":
+            send = spec.send
+            assert send is not None
+            template, variant = send.template or "", instance.variant
+            if send.variants:
+                index = assigned(
+                    self.ctx.user.user_id, f"{self.journey.id}:{step.id}", [v.weight for v in send.variants]
+                )
+                template = send.variants[index].template
+                variant = variant or template
+            self.decide(step, instance, send.channel, template)
+            return self.moved(instance, step.next, now, variant=variant)
+        if step.kind == "escalate":
+            assert spec.escalate is not None
+            self.decide(step, instance, "escalate", spec.escalate.template)
+            return self.moved(instance, step.next, now)
+        if step.kind == "update":
+            assert spec.update is not None
+            user = f"user:{self.ctx.user.user_id}"
+            message_id = journey_decision_id(self.journey.id, user, instance, step.id)
+            self.updates[message_id] = (spec.update.trait, spec.update.value)
+            return self.moved(instance, step.next, now)
+        if step.kind == "branch":
+            to = next((target for node, target in step.cases if holds_in(node, self.facts)), step.otherwise)
+            return self.moved(instance, to, now)
+        if step.kind == "split":
+            paths = spec.split or []
+            index = assigned(self.ctx.user.user_id, f"{self.journey.id}:{step.id}", [p.weight for p in paths])
+            return self.moved(
+                instance, paths[index].step, now, variant=instance.variant or f"{step.id}:{paths[index].step}"
+            )
+        if step.kind == "wait":
+            until = self.wait_end(step, instance.step_since)
+            if until is None or now < until:
+                self.waiting(instance, until)
+                return None
+            return self.moved(instance, step.next, until)
+        # wait_until
+        wait = spec.wait_until
+        assert wait is not None
+        if wait.event is not None:
+            done = last_done(self.ctx, wait.event, step.where)
+            happened = done is not None and done > instance.step_since
+        else:
+            happened = step.condition is not None and holds_in(step.condition, self.facts)
+        if happened:
+            return self.moved(instance, wait.then or step.next, now)
+        assert wait.timeout is not None  # lint refuses a wait_until without one
+        deadline = instance.step_since + wait.timeout
+        if now >= deadline:
+            return self.moved(instance, wait.on_timeout or step.next, deadline)
+        self.waiting(instance, deadline)
+        return None
+
+    def wait_end(self, step: Step, since: datetime) -> datetime | None:
+        wait = step.spec.wait
+        if isinstance(wait, timedelta):
+            return since + wait
+        assert isinstance(wait, WaitSpec)
+        traits = {k: s.v for k, s in self.ctx.user.traits.items()}
+        zone = user_zone(traits, self.fallback)
+        if wait.until_time is not None:
+            hour, minute = (int(p) for p in wait.until_time.split(":"))
+            local = since.astimezone(zone)
+            at = datetime.combine(local.date(), time(hour, minute), tzinfo=zone)
+            if at <= local:
+                at = datetime.combine(local.date() + timedelta(days=1), time(hour, minute), tzinfo=zone)
+            return at.astimezone(UTC)
+        assert wait.until_trait is not None
+        return _trait_date(traits.get(wait.until_trait), zone)
+
+    def decide(self, step: Step, instance: JourneyInstance, action: str, template: str) -> None:
+        user = self.ctx.user
+        journey = self.journey
+        escalation = action == "escalate"
+        subject = f"account:{user.account_id}" if escalation and user.account_id else f"user:{user.user_id}"
+        entry = journey.spec.entry
+        subjects = (
+            [Subject(entry.event.name, journey.entry_where)]
+            if entry.event is not None
+            else subjects_in(journey.entry)
+            if journey.entry is not None
+            else []
+        )
+        spec = step.spec
+        self.decisions.append(
+            Decision(
+                decision_id=journey_decision_id(journey.id, subject, instance, step.id),
+                user=user.user_id,
+                account=user.account_id,
+                rule=journey.id,
+                kind="escalation" if escalation else journey.spec.kind,
+                action=action,
+                channel=CHANNELS[action],
+                template=template,
+                priority=journey.spec.priority,
+                reason=(spec.escalate.next_step if escalation and spec.escalate else "")
+                or journey.spec.description
+                or journey.id,
+                facts={},
+                decided_at=self.now,
+                trigger=trigger_of(subjects, user),
+                journey=journey.id,
+                step=step.id,
+                instance=instance_key(journey.id, instance.key),
+            )
+        )
+
+
+def journey_decision_id(journey: str, subject: str, instance: JourneyInstance, step: str) -> str:
+    """Deterministic per journey, subject, instance (key and run) and step visit (seq)."""
+    raw = f"journey:{journey}|{subject}|{instance.key}|{instance.run}|{step}|{instance.seq}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def _trait_date(value: object, zone: Any) -> datetime | None:
+    """A trait holding a date or an instant (ISO 8601); a date means its midnight in the user's zone."""
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            return None
+        return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    return at if at.tzinfo is not None else at.replace(tzinfo=zone).astimezone(UTC)

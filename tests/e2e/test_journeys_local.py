@@ -1,0 +1,227 @@
+"""The declining rescue journey end to end on the local stack, with clock moves: the quick-win push,
+the wait, the survey, the answer, the branch, customer success for a high-value account only; and
+the journey stopping the moment the user comes back, a message already queued included.
+
+Its own stack (marked own_stack: it runs before the shared stack starts), on a copy of rules/ holding tests/journeys/declining_rescue.yaml in place of the
+one-shot rescue and at-risk triggers it replaces (the shipped rules keep those until the journey
+ships), so the journey's messages are the only rescue messages.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from moto.moto_api._internal.models import moto_api_backend
+
+from nudge.domain.verdicts import in_group
+from nudge.rulebook.ruleset import load_rules
+from nudge.tools.local.http import LocalApiServer
+from nudge.tools.local.stack import LocalStack
+from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, SHARED, WRITE_KEY, Api
+
+pytestmark = [pytest.mark.e2e, pytest.mark.moves_clock, pytest.mark.own_stack]
+ROOT = Path(__file__).resolve().parents[2]
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+
+
+def _without_trigger(text: str, trigger: str) -> str:
+    """triggers.yaml without one trigger's block (from its `- id:` line to the next one)."""
+    pattern = re.compile(rf"\n  - id: {trigger}\n.*?(?=\n  - id: |\Z)", re.S)
+    out, count = pattern.subn("", text)
+    assert count == 1, trigger
+    return out
+
+
+@pytest.fixture(scope="module")
+def journey_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    base = tmp_path_factory.mktemp("journeys-stack")
+    rules = base / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    shutil.copy(ROOT / "tests" / "journeys" / "declining_rescue.yaml", rules / "journeys")
+    triggers = (rules / "triggers.yaml").read_text(encoding="utf-8")
+    for replaced in ("rescue_declining", "at_risk_account"):
+        triggers = _without_trigger(triggers, replaced)
+    (rules / "triggers.yaml").write_text(triggers, encoding="utf-8")
+    shutil.rmtree(rules / "tests")  # rule tests of the replaced triggers
+    load_rules(rules)  # fails here, not in a container, if the copy is broken
+    stack = LocalStack(
+        rules_dir=rules,
+        write_keys=[WRITE_KEY],
+        client_keys=[CLIENT_KEY],
+        admin_keys=[ADMIN_KEY],
+        log_level="WARNING",
+    )
+    assert not SHARED, "the shared stack is up: own_stack modules run before it (tests/conftest.py)"
+    try:
+        with LocalApiServer(stack) as server, stack, requests.Session() as session:
+            yield Api(stack, server.base_url, session)
+    finally:
+        # moto's backends are process-wide: the shared stack, next, starts from nothing, as it would
+        # have without this module.
+        moto_api_backend.reset()
+
+
+def midday_zone(now: datetime) -> str:
+    """An IANA zone where it is around noon at `now` (push has quiet hours at night)."""
+    shift = (12 - now.astimezone(UTC).hour) % 24
+    return f"Etc/GMT-{shift}" if shift <= 12 else f"Etc/GMT+{24 - shift}"
+
+
+def unheld(prefix: str, rules_dir_salt: str = "acme-2025") -> str:
+    """A user id neither the control group (5%) nor the journey's holdout (10%) holds out."""
+    for n in range(200):
+        user = f"{prefix}-{uuid.uuid4().hex[:8]}-{n}"
+        if not in_group(rules_dir_salt, user, 5) and not in_group("journey:declining_rescue", user, 10):
+            return user
+    raise AssertionError("no id outside the holdouts")
+
+
+def declining(api: Api, user: str, account: str, mrr: int) -> None:
+    """Five weeks of daily use that stopped 23 days ago: declining now (not dormant)."""
+    now = api.stack.clock.now()
+
+    def at(days: float) -> str:
+        return (now - timedelta(days=days)).isoformat()
+
+    def track(event: str, days: float, **properties: Any) -> dict[str, Any]:
+        return {"type": "track", "userId": user, "event": event, "properties": properties,
+                "messageId": str(uuid.uuid4()), "timestamp": at(days)}  # fmt: skip
+
+    batch = [
+        {"type": "identify", "userId": user, "messageId": str(uuid.uuid4()), "timestamp": at(60),
+         "traits": {"email": f"{user}@example.com", "push_token": f"token-{user}", "timezone": midday_zone(now),
+                    "consent": {"email": True, "push": True}}},
+        {"type": "group", "userId": user, "groupId": account, "messageId": str(uuid.uuid4()), "timestamp": at(60),
+         "traits": {"name": f"Acme {account}", "mrr": mrr, "seats": 30 if mrr >= 2000 else 3, "plan": "business"}},
+        track("signed_up", 60), track("setup_completed", 60), track("teammate_invited", 59),
+        *(track("project_created", 58 - i) for i in range(35)),
+    ]  # fmt: skip
+    response = api.post("/v1/batch", {"batch": batch})
+    assert response.status_code == 200, response.text
+
+
+def post(api: Api, user: str, event: str, **properties: Any) -> None:
+    body = {"type": "track", "userId": user, "event": event, "properties": properties,
+            "messageId": str(uuid.uuid4()), "timestamp": api.stack.clock.now().isoformat()}  # fmt: skip
+    response = api.post("/v1/track", body)
+    assert response.status_code == 200, response.text
+
+
+def move_clock(api: Api, delta: timedelta) -> None:
+    when = api.stack.clock.now() + delta
+    response = api.session.post(f"{api.base_url}/_local/clock", json={"now": when.isoformat()}, timeout=600)
+    assert response.status_code == 200, response.text
+
+
+def sent(api: Api, user: str) -> list[tuple[str, str]]:
+    response = api.session.get(f"{api.base_url}/_local/outbox", params={"user": user}, timeout=60)
+    assert response.status_code == 200, response.text
+    return [(m["channel"], m.get("template") or m["subject"]) for m in response.json()["messages"]]
+
+
+def decided(api: Api, user: str) -> list[tuple[str, str, str]]:
+    response = api.session.get(f"{api.base_url}/_local/decisions", params={"user": user}, timeout=60)
+    assert response.status_code == 200, response.text
+    return [(d["step"], d["outcome"], d["outcome_reason"]) for d in response.json()["decisions"]]
+
+
+def escalated(api: Api, account: str) -> list[dict[str, Any]]:
+    response = api.session.get(f"{api.base_url}/_local/escalations", timeout=60)
+    assert response.status_code == 200, response.text
+    cases: list[dict[str, Any]] = response.json()["escalations"]
+    return [c for c in cases if c.get("account_id") == account]
+
+
+def test_the_rescue_runs_end_to_end_and_escalates_a_high_value_account_only(journey_api: Api) -> None:
+    api = journey_api
+    big, small = unheld("big"), unheld("small")
+    big_account, small_account = f"acct-{uuid.uuid4().hex[:8]}", f"acct-{uuid.uuid4().hex[:8]}"
+    # Given two users declining for two weeks, one of a high-value account
+    declining(api, big, big_account, mrr=5000)
+    declining(api, small, small_account, mrr=50)
+    # Then each gets the quick-win push on entering the segment
+    assert [c for c, _ in sent(api, big)] == ["push"]
+    assert [c for c, _ in sent(api, small)] == ["push"]
+    # When three days pass, the survey goes out by email
+    move_clock(api, 3 * DAY + HOUR)
+    assert [c for c, _ in sent(api, big)] == ["push", "email"]
+    # When both answer "too complex" the next day
+    move_clock(api, DAY)
+    post(api, big, "survey_answered", blocker="too_complex")
+    post(api, small, "survey_answered", blocker="too_complex")
+    move_clock(api, HOUR)
+    # Then the low-value user gets the walkthrough and no escalation; the high-value account goes
+    # to customer success (whose open case holds back marketing to its users: no walkthrough)
+    assert len(sent(api, small)) == 3
+    assert escalated(api, small_account) == []
+    assert len(escalated(api, big_account)) == 1
+    assert ("walkthrough", "suppressed", "account_escalated") in decided(api, big)
+    assert [step for step, outcome, _ in decided(api, small) if outcome == "send"] == [
+        "quick_win",
+        "survey",
+        "walkthrough",
+    ]
+
+
+def test_the_rescue_stops_when_the_user_comes_back_a_queued_message_included(journey_api: Api) -> None:
+    api = journey_api
+    user = unheld("back")
+    declining(api, user, f"acct-{uuid.uuid4().hex[:8]}", mrr=50)
+    assert [c for c, _ in sent(api, user)] == ["push"]
+    # Given the survey decided and queued while the email function is not running (a backlog)
+    email_pump = next(p for p in api.stack.queue_pumps if p.source.function == "EmailFunction")
+    original = email_pump.pump
+    email_pump.pump = lambda: type(email_pump.stats)()  # type: ignore[method-assign]
+    try:
+        move_clock(api, 3 * DAY + HOUR)
+        assert [step for step, outcome, _ in decided(api, user) if outcome == "send"][-1] == "survey"
+        # When the user comes back before it is delivered
+        post(api, user, "report_exported")
+    finally:
+        email_pump.pump = original  # type: ignore[method-assign]
+    move_clock(api, HOUR)
+    # Then the queued survey is not sent, and nothing more is, however long the clock runs
+    move_clock(api, 10 * DAY)
+    assert [c for c, _ in sent(api, user)] == ["push"]
+    assert ("survey", "suppressed", "converted") in decided(api, user)
+    journey = api.user(user)["journeys"]["declining_rescue"]
+    assert journey["reason"] == "converted"
+    assert journey["converted_at"] is not None
+
+
+def test_every_record_and_message_delivered_twice_out_of_order_advances_and_sends_once(
+    journey_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = journey_api
+    user = unheld("twice")
+
+    # Given every event source of the stack delivering each record twice in its batch, out of order
+    def doubled(invoke: Any) -> Any:
+        def twice(function: str, event: dict[str, Any]) -> dict[str, Any]:
+            records = event["Records"]
+            result: dict[str, Any] = invoke(function, {**event, "Records": [*reversed(records), *records]})
+            return result
+
+        return twice
+
+    for pump in [*api.stack.pumps, *api.stack.queue_pumps]:
+        monkeypatch.setattr(pump, "_invoke", doubled(pump._invoke))
+    # When the rescue runs its push, its wait, its survey and the answer
+    declining(api, user, f"acct-{uuid.uuid4().hex[:8]}", mrr=50)
+    move_clock(api, 3 * DAY + HOUR)
+    move_clock(api, DAY)
+    post(api, user, "survey_answered", blocker="too_complex")
+    move_clock(api, HOUR)
+    # Then each step sent once, in order, and no step was decided twice
+    assert [c for c, _ in sent(api, user)] == ["push", "email", "email"]
+    steps = [step for step, _, _ in decided(api, user)]
+    assert sorted(steps) == sorted(set(steps)) == ["quick_win", "survey", "walkthrough"]
