@@ -38,7 +38,8 @@ def texts(body: dict[str, object]) -> list[str]:
 
     def walk(node: object) -> None:
         if isinstance(node, dict):
-            if isinstance(node.get("text"), str):
+            # plain_text (the header) is shown as is: Slack reads no mention or link in it.
+            if isinstance(node.get("text"), str) and node.get("type") != "plain_text":
                 found.append(node["text"])
             for value in node.values():
                 walk(value)
@@ -68,3 +69,11 @@ def test_a_trait_cannot_mention_the_channel_or_make_a_link_and_no_text_passes_sl
     assert not any("<!channel>" in t or "<https://" in t for t in everything)
     assert "&lt;!channel&gt;" in body["text"]
     assert max(len(t) for t in everything) <= SLACK_TEXT_MAX
+
+
+def test_the_header_shows_the_account_name_as_written() -> None:
+    body = slack_message(case(account_name="AT&T <Labs>"), None)
+    header = body["blocks"][0]["text"]
+    assert header["type"] == "plain_text"
+    assert header["text"].startswith("At-risk account: AT&T <Labs> (")
+    assert "AT&amp;T &lt;Labs&gt;" in body["text"]  # the mrkdwn fallback stays escaped

@@ -3,7 +3,9 @@ the user does with a message folds back as an event in their usage state."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +23,7 @@ from nudge.model.decisions import Decision
 from nudge.model.queue import DecisionBatch
 from nudge.model.state import Stamped, UserState
 from nudge.model.versioned import Versioned
+from nudge.rulebook.ruleset import load_rules
 from nudge.services.deliver import Channels, DeliverPorts, deliver
 from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.services.export import export_user
@@ -34,7 +37,7 @@ from nudge.services.inbox import (
     user_checklist,
 )
 from nudge.services.ingest import IngestLimits
-from tests.shipped import UNHELD
+from tests.shipped import ROOT, UNHELD, without_holdouts
 
 RULES = UNHELD
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)
@@ -216,3 +219,36 @@ def test_the_users_export_holds_their_in_app_messages_and_survey_answers() -> No
     assert [(m["message_id"], m["status"], m["answer"]) for m in held.in_app] == [
         (message_id, "answered", "no_time")
     ]
+
+
+def test_seen_after_a_click_past_the_dedupe_window_is_not_counted() -> None:
+    usage, inbox, message_id = _sent("inapp-late-seen-2")
+    ports = _ports(usage, inbox)
+    act(ports, "inapp-late-seen-2", message_id, "seen", LATER)
+    act(ports, "inapp-late-seen-2", message_id, "clicked", LATER + timedelta(minutes=1))
+    # eight days later (past the seven-day dedupe), an old page reports it seen: a click was seen
+    act(ports, "inapp-late-seen-2", message_id, "seen", LATER + timedelta(days=8))
+    assert usage.users["inapp-late-seen-2"].value.events["in_app_seen"].count == 1
+
+
+def test_a_locales_version_without_its_in_app_part_still_asks_the_survey(tmp_path: Path) -> None:
+    # A French version that translates the texts but leaves `in_app:` out (lint allows it: it reads
+    # the same variables): French readers must still get the survey, its link and expiry.
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules_dir)
+    (rules_dir / "templates" / "setup_blocker_survey.fr.yaml").write_text(
+        'subject: "Une question"\ntext: "Qu\'est-ce qui vous retient ?"\n', encoding="utf-8"
+    )
+    rules = without_holdouts(load_rules(rules_dir))
+    usage, ledger, router, inbox = _world("inapp-fr")
+    usage.users["inapp-fr"].value.traits["locale"] = Stamped(v="fr-FR", at=NOON, mid="m")
+    batch = DecisionBatch(user="inapp-fr", decided_at=NOON, decisions=[_decision("inapp-fr")])
+    dispatch(batch, rules, DispatchPorts(ledger, usage, router, MemoryRechecks()), NOON)
+    [delivery] = router.routed
+    channels = Channels(email=MemoryEmailSender(), notifier=MemoryNotifier(), inbox=inbox)
+    ports = DeliverPorts(ledger, usage, channels, (b"s" * 32,), "https://api.example/v1/unsubscribe")
+    assert deliver(delivery, rules, ports, LATER).result == "sent"
+    [message] = read_inbox(inbox, "inapp-fr", LATER)
+    assert message.title == "Une question"
+    assert message.survey is not None
+    assert message.survey.property == "blocker"

@@ -103,13 +103,12 @@ def escalation_row(record: CaseRecord, rules: RuleSet, now: datetime) -> Escalat
     escalation = record.escalation
     open_for = rules.guardrails.spec.escalations.open_for
     traits = record.traits
-    trigger = rules.trigger_by_id.get(escalation.rule)
+    spec = rules.spec_by_rule.get(escalation.rule)  # a trigger's, or a journey's as a rule
     decision = record.entry.decision if record.entry is not None else None
     score = account_score(rules, record.account_id, traits, record.rollup, now)
+    reason = spec.description if spec is not None else ""
     if decision is not None:
         reason = decision.reason
-    else:
-        reason = trigger.spec.description if trigger is not None else ""
     return EscalationRow(
         account_id=record.account_id,
         account_name=_text(traits.get("name")) or record.account_id,
@@ -122,7 +121,7 @@ def escalation_row(record: CaseRecord, rules: RuleSet, now: datetime) -> Escalat
         rule=escalation.rule,
         reason=reason or escalation.rule,
         facts=dict(decision.facts) if decision is not None else {},
-        next_step=(trigger.spec.next_step if trigger is not None else "") or DEFAULT_NEXT_STEP,
+        next_step=(spec.next_step if spec is not None else "") or DEFAULT_NEXT_STEP,
         case_id=escalation.decision_id,
         status=status_of(escalation, now, open_for),
         opened_at=escalation.opened_at,

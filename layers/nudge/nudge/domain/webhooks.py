@@ -112,8 +112,12 @@ def slack_message(case: EscalationCase, trigger: Mapping[str, Any] | None) -> di
     """A Slack incoming-webhook body for a case: a one-line `text` (notifications, screen readers)
     and blocks a CS agent reads at a glance: account and MRR, why, what the user did, what next,
     and the command that explains the rule."""
-    name = _escape(case.account_name or case.account_id)
-    headline = f"At-risk account: {name} ({_money(case.mrr)})"
+    plain = case.account_name or case.account_id
+    name = _escape(plain)
+    # The header is plain_text: Slack shows it as is, so it takes the name unescaped; the
+    # notification's text is mrkdwn, where a name could mention or link, so it is escaped.
+    headline = f"At-risk account: {plain} ({_money(case.mrr)})"
+    fallback = f"At-risk account: {name} ({_money(case.mrr)})"
     did = [f"• {_escape(str(k))}: {_escape(str(v))}" for k, v in case.facts.items()]
     if trigger and trigger.get("event"):
         did.insert(0, f"• last: {_escape(str(trigger['event']))} at {_escape(str(trigger.get('at', '')))}")
@@ -150,4 +154,4 @@ def slack_message(case: EscalationCase, trigger: Mapping[str, Any] | None) -> di
             ],
         },
     ]
-    return {"text": headline, "blocks": blocks}
+    return {"text": fallback, "blocks": blocks}

@@ -296,7 +296,9 @@ def _prepare(entry: LedgerEntry, rules: RuleSet, ports: DeliverPorts, now: datet
         inbox = channels.inbox
         if inbox is None:
             raise RuntimeError("no in-app inbox configured")
-        spec_in_app = template.in_app or InAppSpec()
+        # The default template's in-app part (link, expiry, survey): a locale's version translates
+        # the texts, and a version without `in_app:` must not drop the survey for its readers.
+        spec_in_app = template.in_app or rules.templates[d.template].in_app or InAppSpec()
         link = render(TemplateFile(subject=spec_in_app.link, text=""), context, name=d.template).subject
         inbox_message = in_app_message(
             message_id=d.decision_id,
@@ -373,7 +375,7 @@ def _case(
     rollup = ports.usage.load_rollup(d.account) if d.account else AccountRollup()
     facts = AccountFacts(dict(account_traits), rollup)
     evaluation = evaluate(rules, user, facts, None, now)
-    spec = rules.trigger_by_id[d.rule].spec
+    spec = rules.spec_by_rule[d.rule]  # a trigger's, or a journey's as a rule
     return EscalationCase(
         case_id=case_id,
         account_id=d.account or d.user,

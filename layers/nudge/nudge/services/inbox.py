@@ -58,8 +58,9 @@ def act(ports: InboxPorts, user_id: str, message_id: str, action: InAppAction, n
     message = ports.inbox.get(user_id, message_id)
     if message is None or message.user_id != user_id or not message.live(now):
         raise NotInInbox(message_id)
-    if message.status == action:
-        # Recorded before its status was set: nothing to count again, even past the dedupe window.
+    if STATUS_RANK[action] <= STATUS_RANK[message.status]:
+        # Recorded before its status was set, or implied by a later one (a click was seen): nothing
+        # to count again, even past the ingest dedupe window.
         return message
     _record(
         ports,

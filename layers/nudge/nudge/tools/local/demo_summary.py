@@ -299,7 +299,8 @@ def print_decisions(console: Console, stack: LocalStack) -> int:
     for entry in entries:
         if entry.outcome == "send" and entry.status in ("sent", "sending", "unknown", "queued"):
             d = entry.decision
-            journey = choices(rules.trigger_by_id[d.rule].spec, rules.guardrails).journey
+            spec = rules.spec_by_rule.get(d.rule)  # a trigger's or a journey's; None: a rule removed
+            journey = choices(spec, rules.guardrails).journey if spec is not None else d.rule
             sends.setdefault(d.user, []).append(
                 Sent(at=entry.recorded_at, channel=d.channel, rule=d.rule, journey=journey)
             )
