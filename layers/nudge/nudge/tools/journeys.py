@@ -13,6 +13,7 @@ from nudge.conditions import tree as C
 from nudge.model.durations import format_duration
 from nudge.rulebook.journey_specs import END, ReEntryAfter, WaitSpec
 from nudge.rulebook.journeys import Journey, Step
+from nudge.tools.journey_state import run_snapshot
 from nudge.tools.rules.commands import DEFAULT_RULES, load_or_report
 
 _OPS = {"eq": "=", "neq": "≠", "gte": "≥", "lte": "≤", "gt": ">", "lt": "<"}
@@ -22,9 +23,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     journeys = subparsers.add_parser(
         "journeys",
         help="List the journeys of a rules folder, or draw one.",
-        description="The journeys of rules/journeys/: `list` names them, `show ID` draws one as text.",
+        description="The journeys of rules/journeys/: `list` names them, `show ID` draws one as text, "
+        "`snapshot` writes the live instances for `nudge rules lint --state`.",
     )
-    sub = journeys.add_subparsers(dest="journeys_command", metavar="{list,show}", required=True)
+    sub = journeys.add_subparsers(dest="journeys_command", metavar="{list,show,snapshot}", required=True)
     listing = sub.add_parser("list", help="Every journey: id, kind, entry, steps.")
     listing.add_argument(
         "--rules", type=Path, default=DEFAULT_RULES, metavar="DIR", help="rules folder (default rules)"
@@ -36,6 +38,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--rules", type=Path, default=DEFAULT_RULES, metavar="DIR", help="rules folder (default rules)"
     )
     show.set_defaults(run=run_show)
+    snapshot = sub.add_parser(
+        "snapshot",
+        help="Write every user's journey instances as JSON lines (for `nudge rules lint --state`).",
+        description="Scan the usage table's segment records (a running `nudge serve`, or the deployed "
+        "table; AWS credentials from the environment) and write one line per user with journey "
+        'instances: {"user": ..., "journeys": {key: instance}}. User ids and journey positions only.',
+    )
+    where = snapshot.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", metavar="URL", help="a running local stack, e.g. http://127.0.0.1:8080")
+    where.add_argument("--table", metavar="NAME", help="the deployed usage table")
+    snapshot.add_argument("--out", type=Path, default=None, metavar="FILE", help="default: standard output")
+    snapshot.set_defaults(run=run_snapshot)
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ import sys
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
@@ -32,6 +32,9 @@ from nudge.settings import Settings, get_settings
 from nudge.tools.args import aware
 from nudge.tools.rules.explain import explain_data, explain_lines
 from nudge.tools.rules.history import iso
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
 
 SHOWN_DECISIONS = 20  # the newest; --json has them all
 
@@ -70,16 +73,8 @@ def _boto_message(exc: Exception) -> str:
 def _ports(args: argparse.Namespace) -> tuple[ExplainPorts, datetime]:
     """The stores to read and the time to judge at (the local stack's simulated clock, else now)."""
     if args.local:
-        where = _local_aws(args.local)
+        client, where = local_dynamo(args.local)
         settings = Settings(usage_table=where["usage_table"], ledger_table=where["ledger_table"])
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=where["endpoint_url"],
-            region_name=where["region"],
-            # moto takes any credentials; these never leave the machine.
-            aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106 - moto's, not a secret
-        )
         source = f"the local stack at {args.local.rstrip('/')}"
         now = aware(datetime.fromisoformat(where["now"]))
         return explain_ports(settings, client=client, source=source), now
@@ -93,6 +88,20 @@ def _ports(args: argparse.Namespace) -> tuple[ExplainPorts, datetime]:
     ledger = args.ledger_table
     settings = settings.model_copy(update={"usage_table": args.table, "ledger_table": ledger or ""})
     return explain_ports(settings, with_ledger=bool(ledger)), datetime.now(UTC)
+
+
+def local_dynamo(url: str) -> tuple[DynamoDBClient, dict[str, str]]:
+    """A DynamoDB client on the local stack's moto, and what `GET /_local/aws` says (tables, clock)."""
+    where = _local_aws(url)
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=where["endpoint_url"],
+        region_name=where["region"],
+        # moto takes any credentials; these never leave the machine.
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106 - moto's, not a secret
+    )
+    return client, where
 
 
 def _local_aws(url: str) -> dict[str, str]:
