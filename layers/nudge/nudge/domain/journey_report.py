@@ -16,7 +16,7 @@ usage keeps the arms comparable. Instances whose window has not closed are pendi
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +24,7 @@ from datetime import datetime
 from nudge.domain.experiment import Arm, Comparison, against
 from nudge.domain.flow import Flow, FlowEdge, FlowNode
 from nudge.domain.lift import reached
+from nudge.model.calendar import week_key
 from nudge.model.journeys import HOLDOUT, JourneyInstance
 from nudge.model.ledger import LedgerEntry
 from nudge.model.state import UserState
@@ -216,3 +217,56 @@ def journey_reports(
         flows.append(journey_flow(journey, mine, kept))
         results.append(journey_result(journey, mine, users, meaningful, now))
     return flows, results
+
+
+@dataclass(frozen=True)
+class JourneyWeek:
+    week: str  # ISO week
+    entered: int  # instances that entered in it (held out included)
+    converted: int  # instances converted in it
+    ended: dict[str, int]  # other endings in it: reason -> instances (exited, completed, holdout...)
+
+
+@dataclass(frozen=True)
+class JourneyTally:
+    """A journey over a backtest's instances: how many entered, reached each step, converted,
+    ended otherwise and why, are still at a step, and all of it per ISO week."""
+
+    journey: str
+    entered: int
+    held_out: int
+    reached: dict[str, int]  # step -> instances that got there
+    converted: int
+    ended: dict[str, int]  # reason (other than converted) -> instances
+    at_step: dict[str, int]  # step -> instances still there at the end
+    weeks: list[JourneyWeek]
+
+
+def journey_tally(journey: Journey, instances: list[tuple[str, JourneyInstance]]) -> JourneyTally:
+    all_of = [i for _, i in instances]
+    entries = {week_key(i.entered_at.date()) for i in all_of}
+    rows: list[JourneyWeek] = []
+    ends = [(week_key(i.exited_at.date()), i) for i in all_of if i.exited_at is not None]
+    for week in sorted({*entries, *(w for w, _ in ends)}):
+        mine = [i for w, i in ends if w == week]
+        ended = Counter(str(i.reason) for i in mine if i.reason != "converted")
+        rows.append(
+            JourneyWeek(
+                week,
+                sum(1 for i in all_of if week_key(i.entered_at.date()) == week),
+                sum(1 for i in mine if i.reason == "converted"),
+                dict(sorted(ended.items())),
+            )
+        )
+    return JourneyTally(
+        journey=journey.id,
+        entered=len(all_of),
+        held_out=sum(1 for i in all_of if i.variant == HOLDOUT),
+        reached={s: sum(1 for i in all_of if s in i.path) for s in journey.steps},
+        converted=sum(1 for i in all_of if i.reason == "converted"),
+        ended=dict(
+            sorted(Counter(str(i.reason) for i in all_of if i.reason not in (None, "converted")).items())
+        ),
+        at_step=dict(Counter(i.step for i in all_of if i.live and i.step)),
+        weeks=rows,
+    )
