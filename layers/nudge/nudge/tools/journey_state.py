@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from nudge.adapters.dynamo.snapshot import scan_journeys
 from nudge.model.journeys import JourneyInstance
-from nudge.tools.rules.explain_live import SourceError, local_dynamo
+from nudge.tools.local_source import SourceError, local_dynamo
 
 
 class StateFileError(ValueError):
