@@ -167,3 +167,19 @@ def test_the_report_draws_each_journey_as_a_flow_with_its_arms(rules: RuleSet) -
     assert "journey declining_rescue" in html
     assert "treated against holdout" in html
     assert html.count("<svg") >= 1
+
+
+def test_variants_are_each_compared_with_the_holdout_and_with_each_other(rules: RuleSet) -> None:
+    records: dict[str, list[JourneyInstance]] = {}
+    for arm, converted in (("quick:a", 20), ("quick:b", 10), (HOLDOUT, 5)):
+        for i in range(40):
+            path = () if arm == HOLDOUT else RESCUE
+            reason = "converted" if i < converted else (HOLDOUT if arm == HOLDOUT else "completed")
+            records[f"{arm}{i}"] = [instance(path, reason, arm, converted=i < converted)]
+    users = {uid: UserState(user_id=uid, first_seen=START) for uid in records}
+    _, (result,) = journey_reports(rules.journeys, records, users, [], rules.plan.meaningful, NOW)
+    pairs = [(c.a.name, c.b.name, round(c.alpha, 4)) for c in result.comparisons]
+    # Two arms against the holdout share alpha (Bonferroni); the variants against the first variant
+    assert pairs == [("quick:a", HOLDOUT, 0.025), ("quick:b", HOLDOUT, 0.025), ("quick:b", "quick:a", 0.05)]
+    assert [a.name for a in result.arms] == ["quick:a", "quick:b", HOLDOUT]
+    assert [a.converted for a in result.arms] == [20, 10, 5]
