@@ -23,6 +23,7 @@ from moto.moto_api._internal.models import moto_api_backend
 
 from nudge.domain.verdicts import in_group
 from nudge.rulebook.ruleset import load_rules
+from nudge.tools.cli import main
 from nudge.tools.local.http import LocalApiServer
 from nudge.tools.local.stack import LocalStack
 from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, SHARED, WRITE_KEY, Api
@@ -225,3 +226,38 @@ def test_every_record_and_message_delivered_twice_out_of_order_advances_and_send
     assert [c for c, _ in sent(api, user)] == ["push", "email", "email"]
     steps = [step for step, _, _ in decided(api, user)]
     assert sorted(steps) == sorted(set(steps)) == ["quick_win", "survey", "walkthrough"]
+
+
+def test_the_report_explain_and_lint_see_the_rescue_in_flight(
+    journey_api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = journey_api
+    user = unheld("seen")
+    declining(api, user, f"acct-{uuid.uuid4().hex[:8]}", mrr=50)
+    # Given the survey sent and the journey waiting for the answer
+    move_clock(api, 3 * DAY + HOUR)
+    assert api.user(user)["journeys"]["declining_rescue"]["step"] == "answer"
+    # Then the report draws the journey as a flow, with its arms
+    html = api.session.get(f"{api.base_url}/_local/report", timeout=600).text
+    assert "journey declining_rescue: rescue" in html
+    assert "answer (wait_until)" in html
+    # explain, from the running stack, says where the user is and what is next
+    rules_dir = str(api.stack.rules_dir)
+    assert main(["rules", "explain", user, "--local", api.base_url, "--rules", rules_dir]) == 0
+    out = capsys.readouterr().out
+    assert "    at step answer since " in out
+    assert "on to route as soon as it happens, else to high_value at the timeout" in out
+    # and a snapshot of the stack's instances tells the lint what removing the journey would end
+    snapshot = tmp_path / "state.jsonl"
+    assert main(["journeys", "snapshot", "--local", api.base_url, "--out", str(snapshot)]) == 0
+    assert any(f'"user":"{user}"' in line for line in snapshot.read_text().splitlines())
+    without = tmp_path / "rules"
+    shutil.copytree(api.stack.rules_dir, without)
+    (without / "journeys" / "declining_rescue.yaml").unlink()
+    capsys.readouterr()
+    assert main(["rules", "lint", str(without), "--state", str(snapshot)]) == 0
+    assert re.search(
+        r"  declining_rescue: journey removed: \d+ live instances \(\d+ users\) will exit with reason "
+        r"journey_removed",
+        capsys.readouterr().out,
+    )

@@ -23,6 +23,7 @@ SECTIONS = (
     "funnel",
     "messages",
     "flows",
+    "journeys",
     "feedback",
     "escalations",
     "adoption",

@@ -5,6 +5,7 @@ segment, each rule's tests, the ledger's decisions with their verdicts, and what
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.memory import MemoryDecisionPublisher, MemoryRechecks, MemoryRouter
 from nudge.model.decisions import Decision
+from nudge.model.journeys import JourneyInstance
 from nudge.model.messages import Identify, Message, Track
 from nudge.model.queue import DecisionBatch
 from nudge.services.dispatch import DispatchPorts, dispatch
@@ -204,3 +206,41 @@ def test_an_unknown_user_is_named(tables: Tables, capsys: pytest.CaptureFixture[
     code, _, err = explain(capsys, "nobody", "--table", tables.settings.usage_table)
     assert code == 1
     assert f"nobody: no usage state in table {tables.settings.usage_table}" in err
+
+
+def test_explain_shows_where_a_live_user_is_in_each_journey(
+    tables: Tables, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given Ann's segment record holding a rescue instance waiting for her survey answer
+    ann = ann_signed_up_and_was_emailed(tables)
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(REPO / "rules", rules_dir)
+    shutil.copy(REPO / "tests" / "journeys" / "declining_rescue.yaml", rules_dir / "journeys")
+    stored = tables.segments.load([ann])[ann]
+    since = NOW - timedelta(days=1)
+    waiting = JourneyInstance(
+        journey="declining_rescue",
+        step="answer",
+        step_since=since,
+        entered_at=since - timedelta(days=3),
+        wake_at=since + timedelta(days=4),
+        path=("quick_win", "pause", "survey", "answer"),
+    )
+    record = stored.value.model_copy(update={"journeys": {"declining_rescue": waiting}})
+    tables.segments.save(ann, record, stored.version, NOW)
+    s = tables.settings
+    argv = ["rules", "explain", ann, "--table", s.usage_table, "--rules", str(rules_dir)]
+    # When a marketer asks, from the tables
+    assert main([*argv, "--at", NOW.isoformat()]) == 0
+    out = capsys.readouterr().out
+    # Then the journey part says where she is, why she has not moved on, and what is next and when
+    assert "  declining_rescue (rescue, entry on entering segment declining):" in out
+    assert f"    at step answer since {since:%Y-%m-%dT%H:%M:%SZ}" in out
+    assert f"      ✗ did survey_answered since {since:%Y-%m-%dT%H:%M:%SZ}" in out
+    wake = since + timedelta(days=4)
+    assert (
+        f"    next: {wake:%Y-%m-%dT%H:%M:%SZ}: on to route as soon as it happens, else to high_value at the timeout"
+    ) in out
+    assert main([*argv, "--at", NOW.isoformat(), "--json"]) == 0
+    (rescue,) = json.loads(capsys.readouterr().out)["journeys"]
+    assert rescue["instances"][0]["step"] == "answer"

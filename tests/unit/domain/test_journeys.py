@@ -154,6 +154,17 @@ def test_the_rescue_runs_reminder_wait_survey_answer_branch_and_escalates_a_high
     assert run.decisions[1].reason.startswith("Offer the team")
     assert ann.only.reason == "completed"
     assert not ann.only.live
+    # The instance kept the path it took, for the report's flow (users per step and edge)
+    assert ann.only.path == (
+        "quick_win",
+        "pause",
+        "survey",
+        "answer",
+        "route",
+        "walkthrough",
+        "high_value",
+        "customer_success",
+    )
 
 
 def test_a_low_value_account_is_not_escalated_and_an_unanswered_survey_times_out(rules: RuleSet) -> None:

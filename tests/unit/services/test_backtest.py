@@ -20,9 +20,11 @@ from nudge.adapters.memory import (
     MemorySegmentStore,
     MemoryUsageStore,
 )
+from nudge.domain.journey_report import journey_instances, journey_tally
 from nudge.model.messages import Message
 from nudge.rulebook.ruleset import RuleSet, load_rules
 from nudge.services.backtest import BacktestResult, BacktestStores, backtest
+from nudge.tools.rules.backtest import print_backtest
 from nudge.tools.rules.history import parse_messages
 
 SHIPPED = Path(__file__).resolve().parents[3] / "rules"
@@ -146,3 +148,83 @@ def test_the_same_history_and_rules_predict_the_same(tmp_path: Path) -> None:
     assert [(f.decision_id, f.outcome, f.reason) for f in first.fires] == [
         (f.decision_id, f.outcome, f.reason) for f in second.fires
     ]
+
+
+WELCOME = """
+id: welcome
+kind: onboarding
+entry: {event: {name: signed_up}}
+goal: {event: project_created, within: 7d}
+steps:
+  - id: hello
+    send: {channel: email, template: first_project}
+  - id: pause
+    wait: 2d
+  - id: nudge
+    send: {channel: email, template: first_project}
+"""
+
+
+def test_the_backtest_tallies_each_journey_per_step_and_week(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a journey entered on signing up, with a goal of a first project
+    rules_with(tmp_path)
+    folder = tmp_path / "rules"
+    (folder / "journeys" / "welcome.yaml").write_text(WELCOME, encoding="utf-8")
+    rules = load_rules(folder)
+    raw: list[dict[str, Any]] = []
+    # ann signs up and never creates a project; bob creates one the next day; cat signs up a week later
+    for n, (user, day) in enumerate((("ann", 0), ("bob", 0), ("cat", 7))):
+        at = (START + day * DAY).isoformat()
+        raw.append(
+            {
+                "type": "identify",
+                "userId": user,
+                "traits": {"email": f"{user}@example.com"},
+                "timestamp": at,
+                "messageId": f"i{n}",
+            }
+        )
+        raw.append(
+            {"type": "track", "userId": user, "event": "signed_up", "timestamp": at, "messageId": f"s{n}"}
+        )
+    raw.append(
+        {
+            "type": "track",
+            "userId": "bob",
+            "event": "project_created",
+            "timestamp": (START + DAY).isoformat(),
+            "messageId": "p",
+        }
+    )
+    raw.append(
+        {
+            "type": "track",
+            "userId": "dan",
+            "event": "page_viewed",
+            "timestamp": (START + 8 * DAY).isoformat(),
+            "messageId": "d",
+        }
+    )
+    messages, skipped = parse_messages(raw, "history")
+    assert skipped == []
+    result = run(rules, messages)
+    # Then each user's instance is kept, and the tally says who reached which step and how each ended
+    tally = journey_tally(rules.journey_by_id["welcome"], journey_instances(result.journeys, "welcome"))
+    assert tally.entered == 3
+    assert tally.reached == {"hello": 3, "pause": 3, "nudge": 1}
+    assert tally.converted == 1
+    assert tally.ended == {"completed": 1}
+    assert tally.at_step == {"pause": 1}  # cat, one day into the 2-day wait
+    weeks = {w.week: w for w in tally.weeks}
+    assert (weeks["2026-W10"].entered, weeks["2026-W10"].converted) == (2, 1)
+    assert weeks["2026-W10"].ended == {"completed": 1}
+    assert weeks["2026-W11"].entered == 1
+    # And its sends went through dispatch, as the journey's id
+    assert Counter(f.user for f in result.fires if f.rule == "welcome") == {"ann": 2, "bob": 1, "cat": 1}
+    # And `nudge rules backtest` prints the tally
+    print_backtest(rules, result, weekly=False, elapsed=0, source="history")
+    out = capsys.readouterr().out
+    assert "Journey welcome: 3 entered (0 held out), 1 converted, ended otherwise: completed 1" in out
+    assert "Journey welcome per ISO week" in out

@@ -19,6 +19,7 @@ SECTION_IDS = [
     "funnel",
     "messages",
     "flows",
+    "journeys",
     "feedback",
     "escalations",
     "adoption",
@@ -216,10 +217,11 @@ def test_empty_report() -> None:
     page = render(empty())
     checker = check(page)
     assert checker.ids == SECTION_IDS
-    assert page.count("Nothing yet:") == 10  # every section but the summary
+    assert page.count("Nothing yet:") == 11  # every section but the summary
     assert "no weeks of segment history" in page
     assert "no rule has decided anything" in page
     assert "no rule with a goal" in page
+    assert "no one has entered a journey" in page
     assert "<svg" not in page
 
 

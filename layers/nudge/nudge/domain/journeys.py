@@ -33,6 +33,7 @@ from nudge.model.journeys import HOLDOUT, Ended, JourneyInstance, instance_key
 from nudge.model.limits import (
     JOURNEY_EVENT_ENTRY_SECONDS,
     JOURNEY_INSTANCES_KEPT,
+    JOURNEY_PATH_KEPT,
     JOURNEY_STEPS_PER_ADVANCE,
 )
 from nudge.rulebook.journey_specs import END, ReEntryAfter, WaitSpec
@@ -228,7 +229,13 @@ def _enter(journey: Journey, user_id: str, key: str, run: int, now: datetime) ->
         )
         return instance if goal is not None else _ended(instance, now, "holdout")
     return JourneyInstance(
-        journey=journey.id, key=key, run=run, step=journey.first, step_since=now, entered_at=now
+        journey=journey.id,
+        key=key,
+        run=run,
+        step=journey.first,
+        step_since=now,
+        entered_at=now,
+        path=(journey.first,),
     )
 
 
@@ -312,9 +319,9 @@ class _Advance:
 
     def moved(self, instance: JourneyInstance, to: str, since: datetime, **changes: Any) -> JourneyInstance:
         self.visited.append(f"{instance.key}:{instance.step}")
-        return instance.model_copy(
-            update={"step": to, "step_since": since, "seq": instance.seq + 1, "wake_at": None, **changes}
-        )
+        path = instance.path if to == END else (*instance.path, to)[-JOURNEY_PATH_KEPT:]
+        update = {"step": to, "step_since": since, "seq": instance.seq + 1, "wake_at": None, "path": path}
+        return instance.model_copy(update={**update, **changes})
 
     def waiting(self, instance: JourneyInstance, until: datetime | None) -> None:
         self.instance = instance.model_copy(update={"wake_at": until})

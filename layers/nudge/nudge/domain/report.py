@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from nudge.domain.flow import trigger_flows
+from nudge.domain.journey_report import journey_reports
 from nudge.domain.lift import lift
 from nudge.domain.report_model import EscalationBucket, FunnelStep, QualityRow, ReportData, RuleMessages
 from nudge.model.calendar import week_key
@@ -203,6 +204,10 @@ def build(rules: RuleSet, snapshot: Snapshot, now: datetime, source: str) -> Rep
     segment_of = {uid: r.segments.segment for uid, r in records.items() if r.segments.segment}
     features, adoption = _adoption(rules, users, segment_of)
     quality, overall = _quality(rules, users, records, now)
+    instances = {uid: list(r.journeys.values()) for uid, r in records.items() if r.journeys}
+    journey_flows, journeys = journey_reports(
+        rules.journeys, instances, users, entries, rules.plan.meaningful, now
+    )
     return ReportData(
         generated_at=now,
         source=source,
@@ -220,6 +225,8 @@ def build(rules: RuleSet, snapshot: Snapshot, now: datetime, source: str) -> Rep
         quality=quality,
         retained_overall=overall,
         rule_flows=trigger_flows(rules, entries, users, accounts, now),
+        journey_flows=journey_flows,
+        journeys=journeys,
     )
 
 

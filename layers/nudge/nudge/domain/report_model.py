@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from nudge.domain.flow import Flow
+from nudge.domain.journey_report import JourneyResult
 from nudge.domain.lift import LiftRow
 
 
@@ -75,3 +76,7 @@ class ReportData:
     # Each rule's users step by step (eligible -> sent / held out / not sent -> converted), drawn
     # as flows; a journey's steps are flows of the same shape.
     rule_flows: list[Flow] = field(default_factory=list)
+    # Each journey anyone entered: its flow (users per step and edge) and its experiment (per
+    # variant, split path and holdout), nudge.domain.journey_report.
+    journey_flows: list[Flow] = field(default_factory=list)
+    journeys: list[JourneyResult] = field(default_factory=list)

@@ -32,6 +32,9 @@ class JourneyInstance(BaseModel):
     # Ended, of a journey entered on a condition: the condition has since been seen false, so it
     # holding again is a new entry (every_time), not the same one still holding.
     rearmed: bool = False
+    # The steps it has been at, in order (the latest JOURNEY_PATH_KEPT): the report counts users per
+    # step and per edge from it. Empty on instances written before it was kept.
+    path: tuple[str, ...] = ()
 
     @property
     def live(self) -> bool:

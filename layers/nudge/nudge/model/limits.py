@@ -104,3 +104,6 @@ JOURNEY_EVENT_ENTRY_SECONDS = 24 * 3600
 # A journey send the guardrails hold back (a cap, a higher-priority message) with `blocked: retry`
 # is tried again this long after, while within the journey's retry_within.
 JOURNEY_RETRY_SECONDS = 24 * 3600
+# The steps an instance passed through, in order, kept on it for the report's journey flows (users
+# per step and per edge); a journey looping through its waits keeps the latest this many.
+JOURNEY_PATH_KEPT = 30

@@ -35,6 +35,7 @@ from typing import Protocol
 
 from nudge.model.calendar import week_key
 from nudge.model.decisions import Decision
+from nudge.model.journeys import JourneyInstance
 from nudge.model.messages import Group, Message
 from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.model.queue import DecisionBatch
@@ -109,6 +110,8 @@ class BacktestResult:
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
     users: int = 0
     accounts: int = 0
+    # Each user's journey instances at the end (their segment records): the journeys' tallies.
+    journeys: dict[str, list[JourneyInstance]] = field(default_factory=dict)
 
     @property
     def weeks(self) -> list[str]:
@@ -272,7 +275,10 @@ def backtest(
             progress(offset + 1, total)
     result.fires = judged.fires
     replayed = [m for day_messages in by_day.values() for m in day_messages]
-    result.users = len(stores.usage.load_users(sorted({m.identity for m in replayed})))
+    identities = sorted({m.identity for m in replayed})
+    result.users = len(stores.usage.load_users(identities))
+    records = stores.segments.load(identities)
+    result.journeys = {u: list(r.value.journeys.values()) for u, r in records.items() if r.value.journeys}
     groups = sorted({m.groupId for m in replayed if isinstance(m, Group)})
     result.accounts = sum(1 for account_id in groups if stores.usage.load_account(account_id) is not None)
     return result

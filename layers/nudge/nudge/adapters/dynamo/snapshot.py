@@ -3,12 +3,14 @@ what `nudge report` and the local stack's report draw from. Reports only, never 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from nudge.adapters.dynamo import codec
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.segments import record_of
 from nudge.domain.report import Snapshot
+from nudge.model.journeys import JourneyInstance
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import AccountState, UserState
 
@@ -39,6 +41,26 @@ def scan_usage(
                 accounts[pk[8:]] = codec.decode(item["state"]["B"], AccountState)
         if "LastEvaluatedKey" not in page:
             return users, records, accounts
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def scan_journeys(client: DynamoDBClient, table: str) -> Iterator[tuple[str, dict[str, JourneyInstance]]]:
+    """Each user's journey instances, from the segment records of the usage table (a Scan of the
+    SEGMENTS items only: `nudge journeys snapshot`, never a Lambda's path)."""
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "FilterExpression": "sk = :segments",
+        "ExpressionAttributeValues": {":segments": {"S": "SEGMENTS"}},
+    }
+    while True:
+        page = client.scan(**kwargs)
+        for item in page.get("Items", []):
+            if item["pk"]["S"].startswith("USER#"):
+                record = record_of(item)
+                if record.journeys:
+                    yield item["pk"]["S"][5:], record.journeys
+        if "LastEvaluatedKey" not in page:
+            return
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 

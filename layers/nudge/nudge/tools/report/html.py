@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from nudge.domain.report_model import ReportData
 from nudge.tools.report.charts import PALETTE
+from nudge.tools.report.journeys import journeys
 from nudge.tools.report.markup import esc
 from nudge.tools.report.sections import (
     adoption,
@@ -88,6 +89,7 @@ SECTIONS = (
     ("funnel", "Funnel"),
     ("messages", "Messages"),
     ("flows", "Flows"),
+    ("journeys", "Journeys"),
     ("feedback", "Email feedback"),
     ("escalations", "Escalations"),
     ("adoption", "Adoption"),
@@ -106,6 +108,7 @@ def render(data: ReportData) -> str:
         funnel(data),
         messages(data),
         flows(data),
+        journeys(data),
         feedback(data),
         escalations(data),
         adoption(data, colors),

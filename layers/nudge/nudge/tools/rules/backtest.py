@@ -28,6 +28,7 @@ from nudge.adapters.memory import (
     MemorySegmentStore,
     MemoryUsageStore,
 )
+from nudge.domain.journey_report import journey_instances, journey_tally
 from nudge.model.messages import Message
 from nudge.observability import quiet_logs
 from nudge.rulebook.ruleset import RuleSet
@@ -193,6 +194,7 @@ def print_backtest(
             sent_to,
         )
     console.print(totals)
+    print_journeys(console, rules, result)
 
     segment_ids = [s.id for s in rules.segments]
     entered = Counter[str]()
@@ -245,6 +247,35 @@ def print_backtest(
             counts, came = result.sizes[week], result.entries.get(week, Counter())
             seg_week.add_row(week, *(f"{counts.get(s, 0)} (+{came.get(s, 0)})" for s in segment_ids))
         console.print(seg_week)
+
+
+def print_journeys(console: Console, rules: RuleSet, result: BacktestResult) -> None:
+    """Per journey anyone entered: entered, held out, each step reached (and still there at the end),
+    converted and the other endings, then the same per ISO week. Its sends went through every
+    guardrail: the decisions table above has them under the journey's id."""
+    for journey in rules.journeys:
+        mine = journey_instances(result.journeys, journey.id)
+        if not mine:
+            continue
+        tally = journey_tally(journey, mine)
+        ended = ", ".join(f"{reason} {count}" for reason, count in tally.ended.items()) or "-"
+        console.print(
+            f"Journey {journey.id}: {tally.entered} entered ({tally.held_out} held out), "
+            f"{tally.converted} converted, ended otherwise: {ended}"
+        )
+        steps = Table(title=f"Journey {journey.id}: instances at each step")
+        for column in ("step", "kind", "reached", "there at the end"):
+            steps.add_column(column, justify="left" if column in ("step", "kind") else "right")
+        for step_id, step in journey.steps.items():
+            steps.add_row(step_id, step.kind, str(tally.reached[step_id]), str(tally.at_step.get(step_id, 0)))
+        console.print(steps)
+        weeks = Table(title=f"Journey {journey.id} per ISO week: entered, converted, ended otherwise")
+        for column in ("week", "entered", "converted", "ended otherwise"):
+            weeks.add_column(column, justify="left" if column in ("week", "ended otherwise") else "right")
+        for row in tally.weeks:
+            other = ", ".join(f"{reason} {count}" for reason, count in row.ended.items()) or "-"
+            weeks.add_row(row.week, str(row.entered), str(row.converted), other)
+        console.print(weeks)
 
 
 def _outcomes(fires: Iterable[Fire]) -> Counter[str]:

@@ -30,11 +30,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 # Re-exported: the time a case is judged at unless it says otherwise, as callers of the CLI know it.
+from nudge.domain.journey_changes import changes
 from nudge.rulebook.cases import DEFAULT_CASE_AT as DEFAULT_CASE_AT
 from nudge.rulebook.cases import LoadedCase, load_cases
 from nudge.rulebook.ruleset import RuleSet, load_rules
 from nudge.rulebook.yamlfile import RuleFileError, RuleProblem
 from nudge.tools.args import iso_time
+from nudge.tools.journey_state import StateFileError, read_state
 from nudge.tools.rules.backtest import backtest_history
 from nudge.tools.rules.explain import explain_user
 from nudge.tools.rules.explain_live import explain_live_user
@@ -64,6 +66,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "exits 1 when there is any; exits 0 and prints a one-line summary when all is well.",
     )
     lint.add_argument("dir", nargs="?", type=Path, default=DEFAULT_RULES, help="rules folder (default rules)")
+    lint.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a snapshot of live journey instances (JSON lines, from `nudge journeys snapshot`): also list "
+        "how many of them each journey change ends (step removed, journey removed)",
+    )
     lint.set_defaults(run=_guarded("lint", run_lint))
 
     test = sub.add_parser(
@@ -257,6 +267,31 @@ def run_lint(args: argparse.Namespace) -> int:
         f"{_versions(rules)}, "
         f"{len(cases)} test cases"
     )
+    return 0 if args.state is None else lint_state(rules, args.state)
+
+
+def lint_state(rules: RuleSet, path: Path) -> int:
+    """What deploying these rules does to the instances in flight of the snapshot at `path`."""
+    try:
+        instances = list(read_state(path))
+    except StateFileError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 1
+    live = [(u, i) for u, i in instances if i.live]
+    users = len({u for u, _ in instances})
+    print(f"{path}: {len(live)} live journey instances of {users} users")
+    found = changes(rules.journey_by_id, live)
+    for change in found:
+        what = f"step {change.step!r} removed" if change.step else "journey removed"
+        print(
+            f"  {change.journey}: {what}: {change.instances} live instances ({change.users} users) "
+            f"will exit with reason {change.reason} at their next evaluation"
+        )
+    if not found:
+        print("  no live instance is on a removed journey or step")
     return 0
 
 

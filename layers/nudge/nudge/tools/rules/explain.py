@@ -20,11 +20,15 @@ from nudge.conditions import features as F
 from nudge.conditions import tree as C
 from nudge.domain.channel_choice import Choice
 from nudge.domain.verdicts import channel_for
+from nudge.model.journeys import JourneyInstance, instance_key
+from nudge.model.messages import Message
 from nudge.rulebook.ruleset import RuleSet, TriggerSpec
 from nudge.rulebook.yamlfile import did_you_mean
 from nudge.services.rule_tests import Judged, judge_user, replay
 from nudge.tools.args import aware
+from nudge.tools.rules.backtest import backtest
 from nudge.tools.rules.condition_lines import condition_lines, score_lines
+from nudge.tools.rules.explain_journeys import journey_data, journey_lines
 from nudge.tools.rules.history import iso, parse_messages, read_history, report_skipped
 
 
@@ -58,11 +62,29 @@ def explain_user(args: argparse.Namespace, rules: RuleSet) -> int:
             file=sys.stderr,
         )
         return 1
+    instances = history_instances(rules, wanted, judged.user.user_id)
     if args.json:
-        print(json.dumps(explain_data(rules, judged), indent=2, default=str))
+        data = explain_data(rules, judged)
+        if rules.journeys:
+            data["journeys"] = journey_data(rules, instances, judged.context)
+        print(json.dumps(data, indent=2, default=str))
     else:
-        print("\n".join(explain_lines(rules, judged, str(args.events))))
+        lines = explain_lines(rules, judged, str(args.events))
+        journeys = journey_lines(rules, instances, judged.context)
+        print("\n".join([*lines, "", *journeys] if journeys else lines))
     return 0
+
+
+def history_instances(
+    rules: RuleSet, messages: Sequence[Message], user_id: str
+) -> dict[str, JourneyInstance]:
+    """The user's journey instances as production would hold them after these messages: the
+    backtest's replay (evaluations at each day's end, the sweep, dispatch), over this user's and
+    their account's messages only. Nothing to replay without journeys."""
+    if not rules.journeys:
+        return {}
+    kept = backtest(rules, messages).journeys.get(user_id, [])
+    return {instance_key(i.journey, i.key): i for i in kept}
 
 
 def _file_end(raw: Sequence[dict[str, Any]]) -> datetime | None:

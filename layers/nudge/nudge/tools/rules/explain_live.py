@@ -15,12 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nudge.bootstrap.explain import StackNotReadable, explain_ports, stack_tables
@@ -30,14 +27,12 @@ from nudge.rulebook.ruleset import RuleSet
 from nudge.services.explain import ExplainPorts, LiveExplanation, explain_live
 from nudge.settings import Settings, get_settings
 from nudge.tools.args import aware
+from nudge.tools.local_source import SourceError, local_dynamo
 from nudge.tools.rules.explain import explain_data, explain_lines
+from nudge.tools.rules.explain_journeys import journey_data, journey_lines
 from nudge.tools.rules.history import iso
 
 SHOWN_DECISIONS = 20  # the newest; --json has them all
-
-
-class SourceError(Exception):
-    """The live state could not be reached; the message says why, in one line."""
 
 
 def explain_live_user(args: argparse.Namespace, rules: RuleSet) -> int:
@@ -70,16 +65,8 @@ def _boto_message(exc: Exception) -> str:
 def _ports(args: argparse.Namespace) -> tuple[ExplainPorts, datetime]:
     """The stores to read and the time to judge at (the local stack's simulated clock, else now)."""
     if args.local:
-        where = _local_aws(args.local)
+        client, where = local_dynamo(args.local)
         settings = Settings(usage_table=where["usage_table"], ledger_table=where["ledger_table"])
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=where["endpoint_url"],
-            region_name=where["region"],
-            # moto takes any credentials; these never leave the machine.
-            aws_access_key_id="local",
-            aws_secret_access_key="local",  # noqa: S106 - moto's, not a secret
-        )
         source = f"the local stack at {args.local.rstrip('/')}"
         now = aware(datetime.fromisoformat(where["now"]))
         return explain_ports(settings, client=client, source=source), now
@@ -93,23 +80,6 @@ def _ports(args: argparse.Namespace) -> tuple[ExplainPorts, datetime]:
     ledger = args.ledger_table
     settings = settings.model_copy(update={"usage_table": args.table, "ledger_table": ledger or ""})
     return explain_ports(settings, with_ledger=bool(ledger)), datetime.now(UTC)
-
-
-def _local_aws(url: str) -> dict[str, str]:
-    base = url.rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise SourceError(f"--local wants the local API's URL, like http://127.0.0.1:8080, not {url!r}")
-    try:
-        with urllib.request.urlopen(f"{base}/_local/aws", timeout=120) as response:  # noqa: S310 - a URL the user gave
-            answer: dict[str, str] = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        raise SourceError(f"the local stack at {base} answered {exc.code}: {exc.reason}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise SourceError(
-            f"cannot reach the local stack at {base} ({reason}); is `nudge serve` running?"
-        ) from exc
-    return answer
 
 
 def verdict(entry: LedgerEntry) -> str:
@@ -145,6 +115,8 @@ def live_lines(rules: RuleSet, explained: LiveExplanation, ports: ExplainPorts) 
         check = iso(record.next_check_at) if record.next_check_at else "none"
         lines.append(f"  next time-based re-check: {check}")
     lines.append("")
+    journeys = journey_lines(rules, record.journeys if record else {}, explained.judged.context)
+    lines += [*journeys, ""] if journeys else []
     if ports.ledger is None:
         lines.append("Decisions: the ledger was not read (give --ledger-table, or --stack)")
     else:
@@ -180,6 +152,7 @@ def live_data(rules: RuleSet, explained: LiveExplanation, ports: ExplainPorts) -
             "next_check_at": iso(record.next_check_at) if record.next_check_at else None,
         }
     )
+    data["journeys"] = journey_data(rules, record.journeys if record else {}, explained.judged.context)
     data["decisions"] = (
         None
         if ports.ledger is None
