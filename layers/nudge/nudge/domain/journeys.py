@@ -10,7 +10,10 @@ when its time has come; a wait counts from when the step began (`step_since`), n
 evaluation, so a late sweep does not stretch a journey. Decision ids hash (journey, user, key, run,
 step, seq): the same starting instance makes the same ids whoever evaluates it, so a redelivered
 record or two racing evaluations publish one decision once (dispatch claims ids), and the
-versioned write of the record lets one of them advance it.
+versioned write of the record lets one of them advance it. Two racing evaluations that took
+different paths (one saw an event, the other a timeout) make different ids: each instance keeps the
+ids its advances made (`decided`), and dispatch sends only those of the saved instance
+(nudge.domain.journey_sends.on_saved_path).
 
 Assignment is deterministic per user and journey (a hash, as holdouts are): a user's variant,
 split path and holdout never change between evaluations or Lambdas.
