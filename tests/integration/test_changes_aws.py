@@ -1,10 +1,12 @@
 """The changes function on moto: the sample segment-record stream event (events/) -> its changes
-on the bus -> a rule's SQS target; and a record handled twice makes the same change ids."""
+on the bus -> a rule's SQS target; and a record handled twice makes the same change ids. A journey's
+conversion written by the segment store reaches the bus once, from the table's own stream."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,11 @@ import boto3
 import pytest
 
 from nudge import bootstrap
+from nudge.adapters.dynamo.segments import DynamoSegmentStore
+from nudge.model.journeys import JourneyInstance
+from nudge.model.segments import SegmentRecord
 from nudge.tools.local.aws import _create_table
+from nudge.tools.local.streams import lambda_record
 from tests.integration.conftest import REPO
 from tests.shipped import load_handler
 
@@ -72,6 +78,60 @@ def test_the_sample_segment_event_reaches_a_rule_target_as_exit_entry_and_band_c
     assert {e["detail"]["account_id"] for e in first} == {"acct-7"}
     # ... and the retry repeats the same change ids, for consumers to drop
     assert sorted(e["detail"]["change_id"] for e in again) == sorted(e["detail"]["change_id"] for e in first)
+
+
+def test_a_journey_conversion_reaches_the_bus_once_from_the_write_that_recorded_it(
+    bus: tuple[Any, str], template_path: Path
+) -> None:
+    sqs, queue = bus
+    dynamodb = boto3.client("dynamodb")
+    _create_table(dynamodb, template_path, "UsageTable", "usage-conversions")
+    segments = DynamoSegmentStore(dynamodb, "usage-conversions")
+    entered = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    paid = entered + timedelta(days=3)
+    # Given a user's segment record written three times: the instance live, converted, then a later write
+    live = JourneyInstance(
+        journey="upgrade_sequence", step="pause", step_since=entered, entered_at=entered, decided=()
+    )
+    converted = live.model_copy(
+        update={
+            "step": None,
+            "exited_at": paid,
+            "converted_at": paid,
+            "reason": "converted",
+            "goal": "event:invoice_paid",
+        }
+    )
+    base = SegmentRecord(account_id="acct-7")
+    for version, (instance, at) in enumerate([(live, entered), (converted, paid), (converted, paid)]):
+        journeys = {"upgrade_sequence": instance}
+        segments.save(
+            "ann", base.model_copy(update={"journeys": journeys, "state_version": version}), version, at
+        )
+    # When the changes function handles the table's stream records, as Lambda delivers them
+    stream_arn = dynamodb.describe_table(TableName="usage-conversions")["Table"]["LatestStreamArn"]
+    streams = boto3.client("dynamodbstreams")
+    [shard] = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = streams.get_records(ShardIterator=iterator)["Records"]
+    assert len(records) == 3
+    event = {"Records": [lambda_record(r, stream_arn, paid) for r in records]}
+    app = load_handler(REPO / "functions/changes/app.py", "changes_app")
+    assert app.handler(event, Context()) == {"batchItemFailures": []}
+    # Then one Journey Converted is on the bus, with its documented detail
+    [change] = [e for e in drain(sqs, queue) if e["detail-type"] == "Journey Converted"]
+    assert change["source"] == "nudge"
+    detail = change["detail"]
+    assert {k: detail[k] for k in ("user_id", "account_id", "journey", "goal", "variant")} == {
+        "user_id": "ann",
+        "account_id": "acct-7",
+        "journey": "upgrade_sequence",
+        "goal": "event:invoice_paid",
+        "variant": "",
+    }
+    assert (detail["entered_at"], detail["at"]) == (entered.isoformat(), paid.isoformat())
 
 
 def test_the_sample_webhook_delivery_is_what_the_webhook_handler_reads(

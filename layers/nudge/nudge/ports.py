@@ -11,6 +11,7 @@ from nudge.model.changes import Change
 from nudge.model.channels import Email, EscalationCase, Push, Sms
 from nudge.model.decisions import Decision
 from nudge.model.inapp import InAppMessage
+from nudge.model.journeys import JourneyInstance
 from nudge.model.ledger import Commit, Escalation, LedgerEntry, Outcome, Status, UserLedger
 from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.model.queue import DecisionBatch, Delivery
@@ -283,6 +284,10 @@ class Rechecks(Protocol):
 
     def end_journey(self, user_id: str, decision: Decision, now: datetime) -> None:
         """End the journey instance `decision` was sent from (its send was blocked; idempotent)."""
+        ...
+
+    def saved_journeys(self, user_id: str) -> Mapping[str, JourneyInstance]:
+        """The user's journey instances as last saved (strongly consistent; none: no record yet)."""
         ...
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from nudge.domain.changes import changes_between
 from nudge.model.changes import Change, journey_converted
 from nudge.model.decisions import SegmentState
+from nudge.model.journeys import JourneyInstance
 from nudge.model.segments import SegmentRecord
 from nudge.model.versioned import Versioned
 from nudge.services.changes import announce
@@ -85,6 +86,61 @@ def test_announce_publishes_a_newer_version_only() -> None:
 
 
 def test_a_journey_conversion_has_its_documented_detail() -> None:
-    change = journey_converted("u1", "acme", "rescue", "inst-1", "event:any", T0, T1)
+    change = journey_converted("u1", "acme", "rescue", "inst-1", "event:any", T0, T1, "holdout")
     assert change.detail_type == "Journey Converted"
-    assert set(change.detail) == {"change_id", "user_id", "account_id", "journey", "goal", "entered_at", "at"}
+    assert set(change.detail) == {
+        "change_id",
+        "user_id",
+        "account_id",
+        "journey",
+        "goal",
+        "variant",
+        "entered_at",
+        "at",
+    }
+
+
+def instance(run: int = 0, converted_at: datetime | None = None, variant: str = "") -> JourneyInstance:
+    live = JourneyInstance(
+        journey="rescue", run=run, step="pause", step_since=T0, entered_at=T0, variant=variant
+    )
+    if converted_at is None:
+        return live
+    ended = {"step": None, "exited_at": converted_at, "converted_at": converted_at, "reason": "converted"}
+    return live.model_copy(update={**ended, "goal": "event:any"})
+
+
+def with_journeys(**instances: JourneyInstance) -> SegmentRecord:
+    return record("habitual", T0).model_copy(update={"journeys": instances})
+
+
+def test_a_journey_conversion_is_announced_by_the_write_that_recorded_it_only() -> None:
+    # Given a write that converts an instance (and leaves another one live)
+    before = with_journeys(rescue=instance(), upgrade=instance())
+    after = with_journeys(rescue=instance(converted_at=T1, variant="holdout"), upgrade=instance())
+    # Then that write announces one Journey Converted, naming the goal, the variant and when
+    [change] = changes_between("u1", before, after, 6)
+    assert change.detail_type == "Journey Converted"
+    assert change.at == T1
+    assert {k: change.detail[k] for k in ("user_id", "account_id", "journey", "goal", "variant")} == {
+        "user_id": "u1",
+        "account_id": "acme",
+        "journey": "rescue",
+        "goal": "event:any",
+        "variant": "holdout",
+    }
+    assert (change.detail["entered_at"], change.detail["at"]) == (T0.isoformat(), T1.isoformat())
+    # And no later write announces it again; the same write handled again makes the same id
+    later = after.model_copy(update={"band": "low", "band_since": T1})
+    assert [c.detail_type for c in changes_between("u1", after, later, 7)] == ["Score Band Changed"]
+    assert changes_between("u1", before, after, 6)[0].change_id == change.change_id
+
+
+def test_each_run_of_a_journey_converting_is_its_own_conversion() -> None:
+    first = with_journeys(rescue=instance(converted_at=T1))
+    second = with_journeys(rescue=instance(run=1, converted_at=T1 + timedelta(days=40)))
+    [again] = changes_between("u1", first, second, 9)
+    # converted by the record's first write (which also enters its first segment)
+    [once] = [c for c in changes_between("u1", None, first, 1) if c.detail_type == "Journey Converted"]
+    assert again.change_id != once.change_id
+    assert again.at == T1 + timedelta(days=40)

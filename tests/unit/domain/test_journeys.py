@@ -17,7 +17,8 @@ from nudge.domain.evaluate import evaluate
 from nudge.domain.fold import fold
 from nudge.domain.journeys import JourneyRun, assigned, run_journey, run_journeys
 from nudge.domain.verdicts import in_group
-from nudge.model.journeys import HOLDOUT, JourneyInstance, instance_key
+from nudge.model.journeys import HOLDOUT, Decided, JourneyInstance, instance_key
+from nudge.model.limits import JOURNEY_DECISIONS_KEPT
 from nudge.model.messages import Identify, Message, Track
 from nudge.model.state import UserState
 from nudge.rulebook.journeys import Journey
@@ -188,6 +189,7 @@ def test_the_user_coming_back_converts_the_instance_whatever_step_it_is_at(rules
     assert templates(run) == []
     assert cat.only.reason == "converted"
     assert cat.only.converted_at == START + 3 * DAY + HOUR
+    assert cat.only.goal == "event:any"  # what the Journey Converted change names
 
 
 def test_an_exit_condition_ends_the_instance_without_converting(rules: RuleSet) -> None:
@@ -223,6 +225,33 @@ def test_the_same_instance_evaluated_twice_decides_the_same_ids(rules: RuleSet) 
     assert [d.decision_id for d in first.decisions] == [d.decision_id for d in again.decisions]
     survey = fay.run(START + 3 * DAY + HOUR)
     assert survey.decisions[0].decision_id not in {d.decision_id for d in first.decisions}
+
+
+def test_an_instance_remembers_its_decisions_newest_kept_and_carried_to_its_next_run(
+    rules: RuleSet,
+) -> None:
+    # What dispatch checks a journey's decision against: the saved instance made it (its run, seq)
+    kit = Person(rules, "declining_rescue", not_held(rules, "declining_rescue"))
+    kit.did("project_created", START - 20 * DAY)
+    [quick_win] = kit.run(START, entered="declining").decisions
+    assert (quick_win.run, quick_win.seq) == (0, 0)
+    assert kit.only.decided == (Decided(0, 0, quick_win.decision_id),)
+    [survey] = kit.run(START + 3 * DAY + HOUR).decisions
+    assert (survey.run, survey.seq) == (0, 2)
+    assert [d.decision_id for d in kit.only.decided or ()] == [quick_win.decision_id, survey.decision_id]
+    # Bounded: the newest are kept
+    old = tuple(Decided(0, -i, f"old{i}") for i in range(JOURNEY_DECISIONS_KEPT, 0, -1))
+    kit.instances = {k: i.model_copy(update={"decided": old}) for k, i in kit.instances.items()}
+    kit.did("survey_answered", START + 4 * DAY, blocker="too_complex")
+    [walkthrough] = kit.run(START + 4 * DAY, account_band="low").decisions
+    kept = kit.only.decided or ()
+    assert len(kept) == JOURNEY_DECISIONS_KEPT
+    assert kept[-1] == Decided(0, walkthrough.seq or 0, walkthrough.decision_id)
+    assert kept[0].decision_id == "old9"
+    # A new run of the key starts from the last one's: a decision of it may still be on its way
+    [again] = kit.run(START + 41 * DAY, entered="declining", segment="declining").decisions
+    assert again.run == 1
+    assert (kit.only.decided or ())[-2:] == (kept[-1], Decided(1, 0, again.decision_id))
 
 
 def test_one_live_instance_per_user_and_re_entry_as_the_journey_says(rules: RuleSet) -> None:

@@ -1,16 +1,19 @@
-"""A journey's send after the engine decided it: what the journey says when the guardrails hold it
-back (`when_blocked`, applied by dispatch), and whether it may still go out at send time
-(`over_at_send`: dispatch and the channel functions ask it). Pure, takes `now`."""
+"""A journey's send after the engine decided it: whether the saved instance made it (`on_saved_path`:
+dispatch asks it first), what the journey says when the guardrails hold it back (`when_blocked`,
+applied by dispatch), and whether it may still go out at send time (`over_at_send`: dispatch and the
+channel functions ask it). Pure, takes `now`."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Literal
 
 from nudge.conditions.facts import last_done
 from nudge.conditions.tree import Context, holds_in
 from nudge.domain.verdicts import Verdict
-from nudge.model.decisions import Value
-from nudge.model.limits import JOURNEY_RETRY_SECONDS
+from nudge.model.decisions import Decision, Value
+from nudge.model.journeys import JourneyInstance
+from nudge.model.limits import JOURNEY_DECISIONS_KEPT, JOURNEY_RETRY_SECONDS
 from nudge.rulebook.journeys import Journey
 
 
@@ -28,6 +31,38 @@ def over_at_send(journey: Journey, ctx: Context, facts: dict[str, Value], decide
     if any(holds_in(node, facts) for node in journey.exits):
         return "exited"
     return None
+
+
+SUPERSEDED = "superseded"
+PathVerdict = Literal["saved", "superseded", "pending"]
+
+
+def on_saved_path(saved: JourneyInstance | None, decision: Decision) -> PathVerdict:
+    """Whether a journey's decision is one the user's saved instance made.
+
+    Evaluations publish before their versioned save, and two of them from one version of the record
+    may move one instance along different paths (the sweep saw a wait_until's timeout, the stream
+    the event): both publish, one save wins. The saved instance remembers the decisions of its own
+    advances, so once it has moved past the decision's step visit (run, seq), the decision is
+    `saved` (one of them) or `superseded` (the loser's: never sent). Before that, the winning save
+    may not have landed yet: `pending` (ask again later). An instance that ended has moved past all
+    of its run. Not checked (`saved`): a decision or an instance from before decisions were kept, and
+    a decision older than every one remembered (more were saved before it got here).
+    """
+    if decision.seq is None or not decision.journey:
+        return "saved"
+    if saved is None:
+        return "pending"  # the instance's first save has not landed yet
+    at = (decision.run, decision.seq)
+    if saved.run < decision.run or (saved.run == decision.run and saved.live and saved.seq <= decision.seq):
+        return "pending"
+    if saved.decided is None:
+        return "saved"
+    if any(d.decision_id == decision.decision_id for d in saved.decided):
+        return "saved"
+    if len(saved.decided) >= JOURNEY_DECISIONS_KEPT and at < (saved.decided[0].run, saved.decided[0].seq):
+        return "saved"  # older than what the instance remembers: cannot tell, so sent as before
+    return "superseded"
 
 
 EXIT_MARK = ":exit"  # ends the reason of a blocked send that ends its journey (blocked: exit)

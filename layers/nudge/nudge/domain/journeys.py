@@ -10,7 +10,10 @@ when its time has come; a wait counts from when the step began (`step_since`), n
 evaluation, so a late sweep does not stretch a journey. Decision ids hash (journey, user, key, run,
 step, seq): the same starting instance makes the same ids whoever evaluates it, so a redelivered
 record or two racing evaluations publish one decision once (dispatch claims ids), and the
-versioned write of the record lets one of them advance it.
+versioned write of the record lets one of them advance it. Two racing evaluations that took
+different paths (one saw an event, the other a timeout) make different ids: each instance keeps the
+ids its advances made (`decided`), and dispatch sends only those of the saved instance
+(nudge.domain.journey_sends.on_saved_path).
 
 Assignment is deterministic per user and journey (a hash, as holdouts are): a user's variant,
 split path and holdout never change between evaluations or Lambdas.
@@ -29,8 +32,9 @@ from nudge.conditions.tree import Context, Subject, holds_in, subjects_in
 from nudge.domain.trigger import trigger_of
 from nudge.domain.verdicts import in_group, user_zone
 from nudge.model.decisions import Decision, Value
-from nudge.model.journeys import HOLDOUT, Ended, JourneyInstance, instance_key
+from nudge.model.journeys import HOLDOUT, Decided, Ended, JourneyInstance, instance_key
 from nudge.model.limits import (
+    JOURNEY_DECISIONS_KEPT,
     JOURNEY_EVENT_ENTRY_SECONDS,
     JOURNEY_INSTANCES_KEPT,
     JOURNEY_PATH_KEPT,
@@ -76,7 +80,11 @@ def run_journey(
     entering = _entering(journey, out, ctx, facts, entered_segment)
     if entering is not None:
         key, run = entering
-        out[instance_key(journey.id, key)] = _enter(journey, ctx.user.user_id, key, run, now)
+        ikey = instance_key(journey.id, key)
+        prior = out.get(ikey)
+        entered = _enter(journey, ctx.user.user_id, key, run, now)
+        # The previous run's decisions stay known: one of them may still be on its way to dispatch.
+        out[ikey] = entered.model_copy(update={"decided": prior.decided or ()}) if prior else entered
     decisions: list[Decision] = []
     updates: dict[str, tuple[str, Value]] = {}
     visited: list[str] = []
@@ -226,6 +234,7 @@ def _enter(journey: Journey, user_id: str, key: str, run: int, now: datetime) ->
             entered_at=now,
             variant=HOLDOUT,
             wake_at=wake,
+            decided=(),
         )
         return instance if goal is not None else _ended(instance, now, "holdout")
     return JourneyInstance(
@@ -236,6 +245,7 @@ def _enter(journey: Journey, user_id: str, key: str, run: int, now: datetime) ->
         step_since=now,
         entered_at=now,
         path=(journey.first,),
+        decided=(),
     )
 
 
@@ -252,6 +262,7 @@ def _ended(instance: JourneyInstance, now: datetime, reason: Ended) -> JourneyIn
             "reason": reason,
             "wake_at": None,
             "converted_at": now if reason == "converted" else instance.converted_at,
+            "decided": instance.decided or (),
         }
     )
 
@@ -287,7 +298,8 @@ class _Advance:
         goal = journey.spec.goal
         in_window = goal is not None and now <= instance.entered_at + goal.within
         if goal is not None and in_window and self.converted():
-            return _ended(instance, now, "converted")
+            what = f"event:{goal.event}" if goal.event is not None else "condition"
+            return _ended(instance, now, "converted").model_copy(update={"goal": what})
         if any(holds_in(node, self.facts) for node in journey.exits):
             return _ended(instance, now, "exited")
         if instance.variant == HOLDOUT:
@@ -320,8 +332,10 @@ class _Advance:
     def moved(self, instance: JourneyInstance, to: str, since: datetime, **changes: Any) -> JourneyInstance:
         self.visited.append(f"{instance.key}:{instance.step}")
         path = instance.path if to == END else (*instance.path, to)[-JOURNEY_PATH_KEPT:]
+        # An instance saved before decisions were kept starts keeping them at its first advance.
+        kept = {"decided": instance.decided or ()}
         update = {"step": to, "step_since": since, "seq": instance.seq + 1, "wake_at": None, "path": path}
-        return instance.model_copy(update={**update, **changes})
+        return instance.model_copy(update={**update, **kept, **changes})
 
     def waiting(self, instance: JourneyInstance, until: datetime | None) -> None:
         self.instance = instance.model_copy(update={"wake_at": until})
@@ -339,12 +353,12 @@ class _Advance:
                 )
                 template = send.variants[index].template
                 variant = variant or template
-            self.decide(step, instance, send.channel, template)
-            return self.moved(instance, step.next, now, variant=variant)
+            decided = self.decide(step, instance, send.channel, template)
+            return self.moved(instance, step.next, now, variant=variant, decided=decided)
         if step.kind == "escalate":
             assert spec.escalate is not None
-            self.decide(step, instance, "escalate", spec.escalate.template)
-            return self.moved(instance, step.next, now)
+            decided = self.decide(step, instance, "escalate", spec.escalate.template)
+            return self.moved(instance, step.next, now, decided=decided)
         if step.kind == "update":
             assert spec.update is not None
             user = f"user:{self.ctx.user.user_id}"
@@ -400,7 +414,10 @@ class _Advance:
         assert wait.until_trait is not None
         return _trait_date(traits.get(wait.until_trait), zone)
 
-    def decide(self, step: Step, instance: JourneyInstance, action: str, template: str) -> None:
+    def decide(
+        self, step: Step, instance: JourneyInstance, action: str, template: str
+    ) -> tuple[Decided, ...]:
+        """Append the step's decision; the instance's decisions with it (the newest kept)."""
         user = self.ctx.user
         journey = self.journey
         escalation = action == "escalate"
@@ -414,9 +431,10 @@ class _Advance:
             else []
         )
         spec = step.spec
+        decision_id = journey_decision_id(journey.id, subject, instance, step.id)
         self.decisions.append(
             Decision(
-                decision_id=journey_decision_id(journey.id, subject, instance, step.id),
+                decision_id=decision_id,
                 user=user.user_id,
                 account=user.account_id,
                 rule=journey.id,
@@ -434,8 +452,12 @@ class _Advance:
                 journey=journey.id,
                 step=step.id,
                 instance=instance_key(journey.id, instance.key),
+                run=instance.run,
+                seq=instance.seq,
             )
         )
+        made = Decided(instance.run, instance.seq, decision_id)
+        return (*(instance.decided or ()), made)[-JOURNEY_DECISIONS_KEPT:]
 
 
 def journey_decision_id(journey: str, subject: str, instance: JourneyInstance, step: str) -> str:

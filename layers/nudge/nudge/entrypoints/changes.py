@@ -1,5 +1,5 @@
-"""The usage table's stream (USER#/SEGMENTS writes only) -> segment entries and exits, band changes
--> the EventBridge bus. Metric: `ChangesPublished` by `type` (detail-type)."""
+"""The usage table's stream (USER#/SEGMENTS writes only) -> segment entries and exits, band changes,
+journey conversions -> the EventBridge bus. Metric: `ChangesPublished` by `type` (detail-type)."""
 
 from __future__ import annotations
 

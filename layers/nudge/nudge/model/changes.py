@@ -1,6 +1,6 @@
 """What Nudge tells other systems on its EventBridge bus: a user entered or left a segment, their
-score band moved, they converted in a journey. Shared by the producers (the changes function, and
-journeys when they land) and the publisher.
+score band moved, they converted in a journey. Shared by the producer (the changes function, from
+the segment record's versions: nudge.domain.changes) and the publisher.
 
 Each change has an id derived from what it is (the user, the version of the record that made it,
 its kind): the same stream record handled again makes the same id, so a consumer can drop a
@@ -53,8 +53,11 @@ def journey_converted(
     goal: str,
     entered_at: datetime,
     converted_at: datetime,
+    variant: str = "",
 ) -> Change:
-    """A journey's conversion (its goal reached within the window), for journeys to publish."""
+    """A journey's conversion (its goal reached within the window). `instance` names the one
+    instance (journey, key and run); `variant` the variant or split path it was on ("holdout" for a
+    held-out entrant, followed through the goal window and sent nothing; "" for none)."""
     return Change(
         detail_type="Journey Converted",
         at=converted_at,
@@ -64,6 +67,7 @@ def journey_converted(
             "account_id": account_id,
             "journey": journey,
             "goal": goal,
+            "variant": variant,
             "entered_at": entered_at.isoformat(),
             "at": converted_at.isoformat(),
         },

@@ -67,3 +67,8 @@ class Decision(BaseModel):
     step: str = ""
     instance: str = ""
     journey: str = ""
+    # The instance's run and step visit (seq) that made it: dispatch sends it only once the saved
+    # instance has moved past that point on the same path (nudge.domain.journey_sends.on_saved_path).
+    # seq None: decided before these were carried (not checked).
+    run: int = 0
+    seq: int | None = None

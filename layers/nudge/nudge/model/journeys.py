@@ -5,13 +5,21 @@ step is the record's one versioned write and a timer is its next_check_at on the
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
 # Why an instance ended.
 Ended = Literal["converted", "exited", "completed", "step_removed", "journey_removed", "blocked", "holdout"]
 HOLDOUT = "holdout"
+
+
+class Decided(NamedTuple):
+    """A decision an instance's advance made: at which run and step visit (seq), under which id."""
+
+    run: int
+    seq: int
+    decision_id: str
 
 
 class JourneyInstance(BaseModel):
@@ -35,6 +43,13 @@ class JourneyInstance(BaseModel):
     # The steps it has been at, in order (the latest JOURNEY_PATH_KEPT): the report counts users per
     # step and per edge from it. Empty on instances written before it was kept.
     path: tuple[str, ...] = ()
+    # The decisions its advances made, oldest first, the newest limits.JOURNEY_DECISIONS_KEPT, carried
+    # from run to run of one key: what dispatch checks a journey's decision against, so only the
+    # saved path's decisions are sent (two evaluations from one version may take different paths:
+    # one saw the event, the other the timeout). None: saved before they were kept (not checked).
+    decided: tuple[Decided, ...] | None = None
+    # What converted it, once it did: "event:<name>" or "condition" (for the Journey Converted change).
+    goal: str = ""
 
     @property
     def live(self) -> bool:

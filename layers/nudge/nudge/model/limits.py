@@ -95,6 +95,11 @@ SURVEY_ANSWER_CHARS = 100
 # --- journeys (rules/journeys/*.yaml): per user, in the segment record ---------------------------
 # Journey instances a user keeps (live and ended, for re-entry): ended ones are dropped oldest first.
 JOURNEY_INSTANCES_KEPT = 40
+# Decisions an instance remembers (the newest, carried from run to run of one entry key): dispatch
+# sends a journey's decision only if the saved instance made it, so a path taken by an evaluation
+# that lost the race for the record is never sent (nudge.domain.journey_sends.on_saved_path). A
+# decision older than all of them (more were saved before it reached dispatch) is sent unchecked.
+JOURNEY_DECISIONS_KEPT = 10
 # Steps one evaluation may advance one instance through before it must wait (lint refuses a loop
 # with no wait; this bounds what a journey file changed under a live instance could do).
 JOURNEY_STEPS_PER_ADVANCE = 50

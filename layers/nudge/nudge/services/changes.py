@@ -1,5 +1,6 @@
 """Changes out: one versioned write of a user's segment record (old and new, from the table's
-stream) -> the segment entries and exits and band changes it made -> the event bus."""
+stream) -> the segment entries and exits, band changes and journey conversions it made -> the
+event bus."""
 
 from __future__ import annotations
 

@@ -12,6 +12,13 @@ once for one user cannot both take the last slot of a cap: the loser re-reads an
 against the winner's sends. Routing comes after the commit; if it fails, the batch is retried and
 entries still `queued` are routed again (the action functions claim `queued -> sending`, so a
 second copy on a channel queue sends nothing).
+
+Only the saved path of a journey: two evaluations from one version of a user's record may move an
+instance along different paths and both publish before one save wins. A journey's decision is
+judged only once the saved instance has moved past its step visit, and sent only if the instance
+made it; the loser's are suppressed `superseded`. While the winning save has not landed (it follows
+its publish by milliseconds) the record is read again after a backoff, then the batch fails and
+its queue delivers it again later (JourneyNotSaved).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from nudge.backoff import CONTENTION
-from nudge.domain.journey_sends import EXIT_MARK, when_blocked
+from nudge.domain.journey_sends import EXIT_MARK, SUPERSEDED, PathVerdict, on_saved_path, when_blocked
 from nudge.domain.suppression import kind_of
 from nudge.domain.verdicts import Verdict, guard, guard_escalation
 from nudge.model.decisions import Decision
@@ -41,6 +48,11 @@ from nudge.services.suppression import SuppressionList
 
 class DispatchContention(StateConflict):
     """The user's ledger kept moving under us; the batch is retried by its queue."""
+
+
+class JourneyNotSaved(DispatchContention):
+    """A journey decision's evaluation has not saved the instance yet; the batch is retried by its
+    queue (at most its maxReceiveCount times, then its DLQ)."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +152,9 @@ def dispatch(
     keys += copy_keys
     keys += [(f"USER#{batch.user}", decision_id) for decision_id in batch.lapsed]
 
+    pending = False
     for _ in CONTENTION.with_attempts(attempts).tries():
+        pending = False
         view = ports.ledger.load(batch.user, batch.account, keys)
         # A deferral comes back once: an entry rewritten at or after this batch was decided is this
         # batch's own earlier delivery (deferred again, say), not a deferral still waiting for it.
@@ -196,6 +210,12 @@ def dispatch(
             for d in fresh
             if d.journey and (why := _journey_over(rules, d, state, ports, now))
         }
+        # Only the saved path's: a decision of an evaluation that lost the race for the record is not.
+        paths = _paths(batch.user, [d for d in fresh if d.journey and d.decision_id not in over], ports)
+        if "pending" in paths.values():
+            pending = True
+            continue  # the winning save has not landed yet: read again after a backoff
+        over.update({i: SUPERSEDED for i, v in paths.items() if v == "superseded"})
         fresh = [d for d in fresh if d.decision_id not in over]
         escalations = [d for d in fresh if d.action == "escalate"]
         messages = [d for d in fresh if d.action != "escalate"]
@@ -267,6 +287,11 @@ def dispatch(
         result.duplicates = [e.decision_id for e in duplicates]
         _follow_up(entries, duplicates, ports, result, now)
         return result
+    if pending:
+        raise JourneyNotSaved(
+            f"user {batch.user}: a journey decision's instance was not saved past its step within "
+            f"{attempts} reads; its queue delivers the batch again"
+        )
     raise DispatchContention(f"user {batch.user}: ledger kept changing over {attempts} attempts")
 
 
@@ -305,6 +330,14 @@ def _journey_over(
     rules: RuleSet, decision: Decision, state: UserState | None, ports: DispatchPorts, now: datetime
 ) -> str | None:
     return journey_over(rules, decision, state, ports.usage, now) if state is not None else None
+
+
+def _paths(user: str, decisions: Sequence[Decision], ports: DispatchPorts) -> dict[str, PathVerdict]:
+    """Each journey decision judged against the user's saved instances (one read, none without)."""
+    if not any(d.seq is not None for d in decisions):
+        return {}
+    saved = ports.rechecks.saved_journeys(user)
+    return {d.decision_id: on_saved_path(saved.get(d.instance), d) for d in decisions}
 
 
 def _follow_up(

@@ -25,6 +25,7 @@ The sweep (services/sweep.py) evaluates the users whose re-check is due with `ev
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,6 +36,7 @@ from nudge.domain.evaluate import Evaluation, evaluate
 from nudge.domain.journeys import JourneyRun, blocked_end, run_journeys
 from nudge.model.decisions import Decision, Value
 from nudge.model.errors import StateConflict
+from nudge.model.journeys import JourneyInstance
 from nudge.model.messages import Identify, Message
 from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.model.queue import DecisionBatch
@@ -364,6 +366,9 @@ class SegmentRechecks:
             except StateConflict:
                 continue
         raise EvaluationContention(f"user {user_id}: could not end a journey instance")
+
+    def saved_journeys(self, user_id: str) -> Mapping[str, JourneyInstance]:
+        return self.segments.load([user_id])[user_id].value.journeys
 
 
 class AccountEvaluationFailed(Exception):

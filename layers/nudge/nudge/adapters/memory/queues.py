@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from nudge.model.decisions import Decision
+from nudge.model.journeys import JourneyInstance
 from nudge.model.queue import DecisionBatch, Delivery
 from nudge.ports import PublishFailed, RouteFailed
 
@@ -41,13 +42,19 @@ class MemoryRouter:
 
 
 class MemoryRechecks:
+    """The fake: what was deferred and ended; `saved` (user -> instances) is what a test says the
+    user's segment record holds (journeys flows use SegmentRechecks over a MemorySegmentStore)."""
+
     def __init__(self) -> None:
         self.deferred: dict[tuple[str, str], datetime] = {}
-
         self.ended: set[tuple[str, str]] = set()
+        self.saved: dict[str, dict[str, JourneyInstance]] = {}
 
     def defer(self, user_id: str, decision: Decision, until: datetime, now: datetime) -> None:
         self.deferred[(user_id, decision.decision_id)] = until
 
     def end_journey(self, user_id: str, decision: Decision, now: datetime) -> None:
         self.ended.add((user_id, decision.instance))
+
+    def saved_journeys(self, user_id: str) -> Mapping[str, JourneyInstance]:
+        return self.saved.get(user_id, {})

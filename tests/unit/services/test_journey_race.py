@@ -1,0 +1,137 @@
+"""Two evaluations racing for one user from one version of the record, each taking another path of
+one journey instance (the sweep read the state just before an event landed and saw the
+wait_until's timeout; the stream saw the event): both publish, one save wins, and only the saved
+path's message is ever sent. In-memory fakes, through evaluate_user and dispatch."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from nudge.model.queue import DecisionBatch
+from nudge.rulebook.ruleset import RuleSet
+from nudge.services.dispatch import DispatchPorts, JourneyNotSaved, dispatch
+from nudge.services.evaluate import RulesPorts, SegmentRechecks, evaluate_user
+from tests.unit.services.test_journeys_flow import DAY, NOON, World, rules_with
+
+INVITE = """
+id: invite_nudge
+kind: upgrade
+entry: {event: {name: premium_feature_attempted}}
+steps:
+  - id: ask
+    wait_until: {event: teammate_invited, timeout: 2d, then: thanks, on_timeout: reminder}
+  - id: thanks
+    send: {channel: email, template: upgrade_offer}
+    next: end
+  - id: reminder
+    send: {channel: email, template: sso_offer}
+"""
+DEADLINE = NOON + 2 * DAY
+
+
+@pytest.fixture(scope="module")
+def rules(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
+    return rules_with(tmp_path_factory.mktemp("race"), "invite_nudge", INVITE)
+
+
+def divergent(world: World, user: str, *, stream_first: bool) -> None:
+    """The user waits at `ask`; the sweep (after the deadline, on the state read before the invite)
+    and the stream (on the state with it) both evaluate from one version of the record."""
+    world.send(user, NOON, "premium_feature_attempted")
+    world.evaluate(user, NOON)
+    world.dispatch_all(NOON)
+    assert world.instance(user, "invite_nudge").step == "ask"
+    record = world.segments.load([user])[user]
+    before = world.usage.users[user]
+    world.send(user, DEADLINE - timedelta(minutes=1), "teammate_invited")
+    after = world.usage.users[user]
+    ports = RulesPorts(world.usage, world.segments, world.publisher)
+
+    def sweep() -> None:
+        evaluate_user(before.value, world.rules, ports, DEADLINE + timedelta(minutes=1), previous=record)
+
+    def stream() -> None:
+        evaluate_user(
+            after.value,
+            world.rules,
+            ports,
+            DEADLINE - timedelta(seconds=30),
+            state_version=after.version,
+            previous=record,
+        )
+
+    # The first to save wins; the other's save conflicts (after it published), it re-reads and
+    # finds the instance already past the wait.
+    for evaluation in (stream, sweep) if stream_first else (sweep, stream):
+        evaluation()
+
+
+@pytest.mark.parametrize(
+    ("stream_first", "sent_step", "superseded_step"),
+    [(False, "reminder", "thanks"), (True, "thanks", "reminder")],
+    ids=["the sweep saves first", "the stream saves first"],
+)
+def test_two_evaluations_taking_different_paths_send_only_the_saved_one(
+    rules: RuleSet, stream_first: bool, sent_step: str, superseded_step: str
+) -> None:
+    # Given two evaluations from one record version, one seeing the invite, one the timeout
+    world = World(rules)
+    divergent(world, "ann", stream_first=stream_first)
+    published = {d.step for d in world.publisher.published if d.journey}
+    assert published == {"thanks", "reminder"}  # both published before one save won
+
+    # When dispatch judges everything published
+    world.dispatch_all(DEADLINE + timedelta(minutes=2))
+    results = world.deliver_all(DEADLINE + timedelta(minutes=2))
+
+    # Then only the saved path's message is sent; the other is suppressed as superseded, on record
+    assert results == ["sent"]
+    saved = world.instance("ann", "invite_nudge")
+    sent = world.ledger.get("USER#ann", world.router.routed[0].decision_id)
+    assert sent is not None
+    assert sent.decision.step == sent_step
+    assert sent.decision.decision_id in {d.decision_id for d in saved.decided or ()}
+    assert (superseded_step, "suppressed") in world.outcomes("ann")
+    [loser] = [d for d in world.publisher.published if d.step == superseded_step]
+    entry = world.ledger.get("USER#ann", loser.decision_id)
+    assert entry is not None
+    assert (entry.outcome, entry.reason) == ("suppressed", "superseded")
+
+
+def test_a_decision_whose_save_has_not_landed_fails_its_batch_and_goes_out_once_it_has(
+    rules: RuleSet,
+) -> None:
+    # Given an evaluation whose decision reaches dispatch before its record is saved
+    world = World(rules)
+    world.send("bob", NOON, "premium_feature_attempted")
+    world.evaluate("bob", NOON)
+    world.send("bob", NOON + DAY, "teammate_invited")
+    ports = DispatchPorts(world.ledger, world.usage, world.router, SegmentRechecks(world.segments))
+    early: list[DecisionBatch] = []
+
+    class DispatchAtPublish:
+        def publish(self, batch: DecisionBatch) -> None:
+            world.publisher.publish(batch)
+            try:
+                dispatch(batch, world.rules, ports, NOON + DAY, attempts=2)
+            except JourneyNotSaved:
+                early.append(batch)
+
+    stored = world.usage.users["bob"]
+    evaluate_user(
+        stored.value,
+        world.rules,
+        RulesPorts(world.usage, world.segments, DispatchAtPublish()),
+        NOON + DAY,
+        state_version=stored.version,
+    )
+    # Then that dispatch judged nothing (its queue delivers the batch again), and wrote nothing
+    assert len(early) == 1
+    assert world.router.routed == []
+    assert world.outcomes("bob") == []
+    # When the queue delivers it again, after the save: it is sent
+    result = dispatch(early[0], world.rules, ports, NOON + DAY + timedelta(seconds=30))
+    assert [v.outcome for v in result.verdicts] == ["send"]
+    assert world.templates() == ["upgrade_offer"]
