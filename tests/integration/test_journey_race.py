@@ -30,7 +30,7 @@ from nudge.services.evaluate import RulesPorts, evaluate_user
 from nudge.services.ingest import ingest
 from nudge.settings import Settings
 from nudge.tools.local.aws import LockedMotoServer, create_usage_resources
-from tests.shipped import without_holdouts
+from tests.shipped import ONE_SHOT_DIR, without_holdouts
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
@@ -53,7 +53,7 @@ steps:
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
     target = tmp_path_factory.mktemp("race") / "rules"
-    shutil.copytree(REPO / "rules", target)
+    shutil.copytree(ONE_SHOT_DIR, target)  # no shipped journey beside this one
     (target / "journeys" / "upgrade_sequence.yaml").write_text(JOURNEY, encoding="utf-8")
     return without_holdouts(load_rules(target))
 

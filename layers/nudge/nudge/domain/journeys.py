@@ -38,7 +38,7 @@ from nudge.model.limits import (
 from nudge.rulebook.journey_specs import END, ReEntryAfter, WaitSpec
 from nudge.rulebook.journeys import Journey, Step
 
-CHANNELS = {"email": "email", "push": "push", "sms": "sms", "escalate": "cs"}
+CHANNELS = {"email": "email", "push": "push", "sms": "sms", "in_app": "in_app", "escalate": "cs"}
 
 
 @dataclass(frozen=True)
@@ -332,7 +332,7 @@ class _Advance:
                 )
                 template = send.variants[index].template
                 variant = variant or template
-            self.decide(step, instance, send.channel, template)
+            self.decide(step, instance, send.channels[0], template, list(send.channels))
             return self.moved(instance, step.next, now, variant=variant)
         if step.kind == "escalate":
             assert spec.escalate is not None
@@ -393,7 +393,14 @@ class _Advance:
         assert wait.until_trait is not None
         return _trait_date(traits.get(wait.until_trait), zone)
 
-    def decide(self, step: Step, instance: JourneyInstance, action: str, template: str) -> None:
+    def decide(
+        self,
+        step: Step,
+        instance: JourneyInstance,
+        action: str,
+        template: str,
+        channels: list[str] | None = None,
+    ) -> None:
         user = self.ctx.user
         journey = self.journey
         escalation = action == "escalate"
@@ -416,6 +423,8 @@ class _Advance:
                 kind="escalation" if escalation else journey.spec.kind,
                 action=action,
                 channel=CHANNELS[action],
+                # A send's channels in order of preference (dispatch chooses); none for one channel.
+                channels=channels if channels and len(channels) > 1 else [],
                 template=template,
                 priority=journey.spec.priority,
                 reason=(spec.escalate.next_step if escalation and spec.escalate else "")

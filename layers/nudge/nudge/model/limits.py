@@ -104,3 +104,6 @@ JOURNEY_EVENT_ENTRY_SECONDS = 24 * 3600
 # A journey send the guardrails hold back (a cap, a higher-priority message) with `blocked: retry`
 # is tried again this long after, while within the journey's retry_within.
 JOURNEY_RETRY_SECONDS = 24 * 3600
+# A journey rule test (rules/tests) evaluates its user at each event and each timer up to the case's
+# time: a case needing more evaluations than this fails, naming the bound, rather than running on.
+JOURNEY_TEST_EVALUATIONS = 2000
