@@ -208,11 +208,14 @@ def run_journey_case(rules: RuleSet, case: LoadedCase, store: UsageStore) -> tup
     path = [v.rsplit(":", 1)[1] for v in visited]
     key, last = mine[-1] if mine else ("", None)
     steps = next((j.steps for j in journeys if j.id == journey_id), {})
-    at = last.step if last is not None and last.live else waiting.get(key) if last is not None else None
-    if last is not None and last.reason not in (None, "converted", "exited"):
-        at = None  # completed: it went through every step it reached
-    if at in steps:
-        path.append(at)  # the step it waits at, or was at when it converted or left
+    # The step it waits at, or was at when its goal or an exit ended it (a completed one has none).
+    current: str | None = None
+    if last is not None:
+        current = (
+            last.step if last.live else waiting.get(key) if last.reason in ("converted", "exited") else None
+        )
+    if current is not None and current in steps:
+        path.append(current)
     sends = [(d.step or "", d.template, channel) for d, channel in decisions]
     return JourneyTrace(path, sends, last.reason if last is not None else None), []
 
