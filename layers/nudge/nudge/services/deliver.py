@@ -373,7 +373,7 @@ def _case(
     rollup = ports.usage.load_rollup(d.account) if d.account else AccountRollup()
     facts = AccountFacts(dict(account_traits), rollup)
     evaluation = evaluate(rules, user, facts, None, now)
-    spec = rules.trigger_by_id[d.rule].spec
+    spec = rules.spec_by_rule[d.rule]  # a trigger, or a journey as a rule (its escalate step)
     return EscalationCase(
         case_id=case_id,
         account_id=d.account or d.user,
