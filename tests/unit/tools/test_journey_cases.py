@@ -107,3 +107,35 @@ def test_a_path_without_its_journey_is_refused(rules_copy: Path, capsys: pytest.
     code, out = run(capsys, "lint", "rules")
     assert code == 1
     assert "name it, e.g. journey: declining_rescue" in out
+
+
+TAGGER = """\
+id: tagger
+kind: onboarding
+entry: {event: {name: signed_up}}
+steps:
+  - id: tag
+    update: {trait: plan, value: team}
+  - id: pause
+    wait: 1h
+  - id: check
+    branch:
+      - when: {trait: {name: plan, equals: team}}
+        step: mail
+      - else: end
+  - id: mail
+    send: {channel: email, template: first_project}
+"""
+
+
+def test_a_trait_an_update_step_sets_is_seen_by_the_steps_after_it(
+    rules_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (rules_copy / "journeys" / "tagger.yaml").write_text(TAGGER, encoding="utf-8")
+    (rules_copy / "tests" / "extra.yaml").write_text(
+        "cases:\n  - name: tagged\n    given: [{event: signed_up, at: -1d}]\n"
+        "    expect: {journey: tagger, path: [tag, pause, check, mail], sends: [{template: first_project}]}\n",
+        encoding="utf-8",
+    )
+    code, out = run(capsys, "test", "rules", "-k", "tagged")
+    assert code == 0, out

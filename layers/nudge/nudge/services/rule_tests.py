@@ -31,7 +31,7 @@ from nudge.domain.verdicts import channel_for
 from nudge.model.decisions import Decision, SegmentState
 from nudge.model.journeys import JourneyInstance
 from nudge.model.limits import JOURNEY_TEST_EVALUATIONS
-from nudge.model.messages import Message
+from nudge.model.messages import Identify, Message
 from nudge.model.state import UserState
 from nudge.ports import UsageStore
 from nudge.rulebook.cases import CASE_USER, LoadedCase
@@ -178,6 +178,12 @@ def run_journey_case(rules: RuleSet, case: LoadedCase, store: UsageStore) -> tup
             fallback_timezone=quiet.fallback_timezone if quiet else "UTC",
         )
         instances = run.instances
+        # An `update` step's trait, through ingest as the evaluate service sets it.
+        updates: list[Message] = [
+            Identify(userId=CASE_USER, traits={trait: value}, timestamp=now, messageId=f"journey-{mid}")
+            for mid, (trait, value) in run.updates.items()
+        ]
+        replay(store, updates, rules, now)
         # Where each live instance waits: a goal or an exit ends one before it moves, at that step.
         waiting.update(
             {k: i.step for k, i in instances.items() if i.journey == journey_id and i.live and i.step}
