@@ -18,6 +18,7 @@ from nudge.tools.cli import main
 from nudge.tools.local.environment import KEYS_MAX_AGE_SECONDS
 from nudge.tools.local.http import LocalApiServer
 from nudge.tools.local.stack import LocalStack
+from tests.shipped import ONE_SHOT_DIR
 
 WRITE_KEY = "e2e-write-key"
 OTHER_KEY = "e2e-rotated-key"
@@ -81,6 +82,7 @@ class Api:
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     logs: Path = tmp_path_factory.mktemp("local-stack") / "functions.log"
     stack = LocalStack(
+        rules_dir=ONE_SHOT_DIR,  # the machinery's tests name one-shot triggers (tests/shipped.py)
         write_keys=[WRITE_KEY, OTHER_KEY],
         client_keys=[CLIENT_KEY],
         admin_keys=[ADMIN_KEY],

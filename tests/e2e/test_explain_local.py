@@ -12,6 +12,7 @@ import pytest
 
 from nudge.tools.cli import main
 from tests.e2e.conftest import Api
+from tests.shipped import ONE_SHOT_DIR
 
 pytestmark = [pytest.mark.e2e]
 
@@ -19,7 +20,7 @@ VERDICTS = ("sent", "queued to send", "sending", "held out (control_group)", "he
 
 
 def explain(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["rules", "explain", *argv])
+    code = main(["rules", "explain", *argv, "--rules", str(ONE_SHOT_DIR)])  # the shared stack's rules
     printed = capsys.readouterr()
     assert "Traceback" not in printed.out + printed.err
     return code, printed.out, printed.err

@@ -1,10 +1,10 @@
-"""The declining rescue journey end to end on the local stack, with clock moves: the quick-win push,
-the wait, the survey, the answer, the branch, customer success for a high-value account only; and
-the journey stopping the moment the user comes back, a message already queued included.
+"""The shipped declining rescue journey end to end on the local stack, with clock moves: the
+quick-win push, the wait, the survey in the user's in-app inbox, the answer posted from the inbox,
+the branch for that blocker, customer success for a high-value account only; and the journey
+stopping the moment the user comes back, a message already queued included.
 
-Its own stack (marked own_stack: it runs before the shared stack starts), on a copy of rules/ holding tests/journeys/declining_rescue.yaml in place of the
-one-shot rescue and at-risk triggers it replaces (the shipped rules keep those until the journey
-ships), so the journey's messages are the only rescue messages.
+Its own stack (marked own_stack: it runs before the shared stack starts) on the shipped rules/
+(the shared stack runs the one-shot triggers the machinery's tests name: tests/shipped.py).
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import pytest
 import requests
 from moto.moto_api._internal.models import moto_api_backend
 
+from nudge.domain.inbox import inbox_token
 from nudge.domain.verdicts import in_group
 from nudge.rulebook.ruleset import load_rules
 from nudge.tools.cli import main
 from nudge.tools.local.http import LocalApiServer
 from nudge.tools.local.stack import LocalStack
-from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, SHARED, WRITE_KEY, Api
+from tests.e2e.conftest import ADMIN_KEY, CLIENT_KEY, SHARED, USER_TOKEN_SECRET, WRITE_KEY, Api
 
 pytestmark = [pytest.mark.e2e, pytest.mark.moves_clock, pytest.mark.own_stack]
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,31 +35,18 @@ DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 
 
-def _without_trigger(text: str, trigger: str) -> str:
-    """triggers.yaml without one trigger's block (from its `- id:` line to the next one)."""
-    pattern = re.compile(rf"\n  - id: {trigger}\n.*?(?=\n  - id: |\Z)", re.S)
-    out, count = pattern.subn("", text)
-    assert count == 1, trigger
-    return out
-
-
 @pytest.fixture(scope="module")
 def journey_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     base = tmp_path_factory.mktemp("journeys-stack")
     rules = base / "rules"
     shutil.copytree(ROOT / "rules", rules)
-    shutil.copy(ROOT / "tests" / "journeys" / "declining_rescue.yaml", rules / "journeys")
-    triggers = (rules / "triggers.yaml").read_text(encoding="utf-8")
-    for replaced in ("rescue_declining", "at_risk_account"):
-        triggers = _without_trigger(triggers, replaced)
-    (rules / "triggers.yaml").write_text(triggers, encoding="utf-8")
-    shutil.rmtree(rules / "tests")  # rule tests of the replaced triggers
     load_rules(rules)  # fails here, not in a container, if the copy is broken
     stack = LocalStack(
         rules_dir=rules,
         write_keys=[WRITE_KEY],
         client_keys=[CLIENT_KEY],
         admin_keys=[ADMIN_KEY],
+        user_token_secret=USER_TOKEN_SECRET,
         log_level="WARNING",
     )
     assert not SHARED, "the shared stack is up: own_stack modules run before it (tests/conftest.py)"
@@ -135,6 +123,26 @@ def decided(api: Api, user: str) -> list[tuple[str, str, str]]:
     return [(d["step"], d["outcome"], d["outcome_reason"]) for d in response.json()["decisions"]]
 
 
+def inbox(api: Api, user: str) -> list[dict[str, Any]]:
+    """The user's in-app inbox as the product's front end reads it: a client key and the user token."""
+    token = inbox_token(USER_TOKEN_SECRET.encode(), user, api.stack.clock.now() + HOUR)
+    headers = {"Authorization": f"Bearer {api.client_key}", "X-Nudge-User-Token": token}
+    response = api.session.get(f"{api.base_url}/v1/inbox", headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    messages: list[dict[str, Any]] = response.json()["messages"]
+    return messages
+
+
+def answer(api: Api, user: str, message_id: str, choice: str) -> None:
+    """The user picks a survey choice in the inbox (what nudge.js posts)."""
+    token = inbox_token(USER_TOKEN_SECRET.encode(), user, api.stack.clock.now() + HOUR)
+    headers = {"Authorization": f"Bearer {api.client_key}", "X-Nudge-User-Token": token}
+    response = api.session.post(
+        f"{api.base_url}/v1/inbox/{message_id}/answer", json={"answer": choice}, headers=headers, timeout=60
+    )
+    assert response.status_code == 200, response.text
+
+
 def escalated(api: Api, account: str) -> list[dict[str, Any]]:
     response = api.session.get(f"{api.base_url}/_local/escalations", timeout=60)
     assert response.status_code == 200, response.text
@@ -152,17 +160,21 @@ def test_the_rescue_runs_end_to_end_and_escalates_a_high_value_account_only(jour
     # Then each gets the quick-win push on entering the segment
     assert [c for c, _ in sent(api, big)] == ["push"]
     assert [c for c, _ in sent(api, small)] == ["push"]
-    # When three days pass, the survey goes out by email
+    # When three days pass, the one-question survey is in each user's in-app inbox
     move_clock(api, 3 * DAY + HOUR)
-    assert [c for c, _ in sent(api, big)] == ["push", "email"]
-    # When both answer "too complex" the next day
+    surveys = {user: inbox(api, user) for user in (big, small)}
+    for messages in surveys.values():
+        assert [(m["rule"], m["survey"]["property"]) for m in messages] == [("declining_rescue", "blocker")]
+    assert [c for c, _ in sent(api, big)] == ["push"]  # the survey took no email
+    # When both answer "too complex" from the inbox the next day
     move_clock(api, DAY)
-    post(api, big, "survey_answered", blocker="too_complex")
-    post(api, small, "survey_answered", blocker="too_complex")
+    for user, messages in surveys.items():
+        answer(api, user, messages[0]["message_id"], "too_complex")
     move_clock(api, HOUR)
-    # Then the low-value user gets the walkthrough and no escalation; the high-value account goes
-    # to customer success (whose open case holds back marketing to its users: no walkthrough)
-    assert len(sent(api, small)) == 3
+    # Then the low-value user gets the walkthrough the branch chose for that blocker, and no
+    # escalation; the high-value account goes to customer success (whose open case holds back
+    # marketing to its users: no walkthrough)
+    assert [c for c, _ in sent(api, small)] == ["push", "email"]
     assert escalated(api, small_account) == []
     assert len(escalated(api, big_account)) == 1
     assert ("walkthrough", "suppressed", "account_escalated") in decided(api, big)
@@ -178,21 +190,24 @@ def test_the_rescue_stops_when_the_user_comes_back_a_queued_message_included(jou
     user = unheld("back")
     declining(api, user, f"acct-{uuid.uuid4().hex[:8]}", mrr=50)
     assert [c for c, _ in sent(api, user)] == ["push"]
-    # Given the survey decided and queued while the email function is not running (a backlog)
-    email_pump = next(p for p in api.stack.queue_pumps if p.source.function == "EmailFunction")
-    original = email_pump.pump
-    email_pump.pump = lambda: type(email_pump.stats)()  # type: ignore[method-assign]
+    # Given the in-app survey decided and queued while the notify function (push, SMS, in-app) is
+    # not running (a backlog)
+    notify_pump = next(p for p in api.stack.queue_pumps if p.source.function == "NotifyFunction")
+    original = notify_pump.pump
+    notify_pump.pump = lambda: type(notify_pump.stats)()  # type: ignore[method-assign]
     try:
         move_clock(api, 3 * DAY + HOUR)
         assert [step for step, outcome, _ in decided(api, user) if outcome == "send"][-1] == "survey"
         # When the user comes back before it is delivered
         post(api, user, "report_exported")
     finally:
-        email_pump.pump = original  # type: ignore[method-assign]
+        notify_pump.pump = original  # type: ignore[method-assign]
     move_clock(api, HOUR)
-    # Then the queued survey is not sent, and nothing more is, however long the clock runs
+    # Then the queued survey never reaches the inbox, and nothing more is sent, however long the
+    # clock runs
     move_clock(api, 10 * DAY)
     assert [c for c, _ in sent(api, user)] == ["push"]
+    assert inbox(api, user) == []
     assert ("survey", "suppressed", "converted") in decided(api, user)
     journey = api.user(user)["journeys"]["declining_rescue"]
     assert journey["reason"] == "converted"
@@ -220,10 +235,12 @@ def test_every_record_and_message_delivered_twice_out_of_order_advances_and_send
     declining(api, user, f"acct-{uuid.uuid4().hex[:8]}", mrr=50)
     move_clock(api, 3 * DAY + HOUR)
     move_clock(api, DAY)
-    post(api, user, "survey_answered", blocker="too_complex")
+    [survey] = inbox(api, user)
+    answer(api, user, survey["message_id"], "too_complex")
     move_clock(api, HOUR)
     # Then each step sent once, in order, and no step was decided twice
-    assert [c for c, _ in sent(api, user)] == ["push", "email", "email"]
+    assert [c for c, _ in sent(api, user)] == ["push", "email"]
+    assert len(inbox(api, user)) == 1
     steps = [step for step, _, _ in decided(api, user)]
     assert sorted(steps) == sorted(set(steps)) == ["quick_win", "survey", "walkthrough"]
 
@@ -254,6 +271,7 @@ def test_the_report_explain_and_lint_see_the_rescue_in_flight(
     without = tmp_path / "rules"
     shutil.copytree(api.stack.rules_dir, without)
     (without / "journeys" / "declining_rescue.yaml").unlink()
+    shutil.rmtree(without / "tests")  # its cases name the journey: lint would refuse them first
     capsys.readouterr()
     assert main(["rules", "lint", str(without), "--state", str(snapshot)]) == 0
     assert re.search(

@@ -43,7 +43,7 @@ from nudge.services.ingest import ingest
 from nudge.settings import Settings
 from nudge.tools.local.aws import LockedMotoServer, create_queues, create_usage_resources
 from nudge.tools.local.queues import sqs_record
-from tests.shipped import UNHELD, load_handler
+from tests.shipped import ONE_SHOT_DIR, UNHELD, load_handler
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)  # noon in New York: outside quiet hours
@@ -157,7 +157,7 @@ def race(
         "AWS_ENDPOINT_URL": endpoint,
         "NUDGE_USAGE_TABLE": settings.usage_table,
         "NUDGE_LEDGER_TABLE": settings.ledger_table,
-        "NUDGE_RULES_DIR": str(REPO / "rules"),
+        "NUDGE_RULES_DIR": str(ONE_SHOT_DIR),
         "NUDGE_EMAIL_QUEUE_URL": queues["EmailQueue"],
         "NUDGE_NOTIFY_QUEUE_URL": queues["NotifyQueue"],
         "NUDGE_ESCALATION_QUEUE_URL": queues["EscalationQueue"],
@@ -185,7 +185,7 @@ def race(
         ),
     ]
     store = DynamoUsageStore(client("dynamodb"), settings.usage_table, settings.rollup_shards)
-    assert not ingest(list(enumerate(messages)), load_plan(REPO / "rules"), store, NOW).errors
+    assert not ingest(list(enumerate(messages)), load_plan(ONE_SHOT_DIR), store, NOW).errors
     # The functions' log lines, as CloudWatch would keep them.
     logs = io.StringIO()
     handler = logger.registered_handler

@@ -26,7 +26,7 @@ from nudge.domain.verdicts import in_group
 from nudge.observability import logger
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_queues, create_usage_resources
-from tests.shipped import RULES, load_handler
+from tests.shipped import ONE_SHOT_DIR, RULES, load_handler
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)  # noon in New York
@@ -148,7 +148,7 @@ def world(
         "NUDGE_USAGE_TABLE": settings.usage_table,
         "NUDGE_LEDGER_TABLE": settings.ledger_table,
         "NUDGE_KEYS_PATH": settings.keys_path,
-        "NUDGE_RULES_DIR": str(REPO / "rules"),
+        "NUDGE_RULES_DIR": str(ONE_SHOT_DIR),
         "NUDGE_DECISION_QUEUE_URL": queues["DecisionQueue"],
         "NUDGE_EMAIL_QUEUE_URL": queues["EmailQueue"],
         "NUDGE_NOTIFY_QUEUE_URL": queues["NotifyQueue"],

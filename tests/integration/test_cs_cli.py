@@ -31,10 +31,10 @@ from nudge.tools.local.aws import create_usage_resources
 from nudge.tools.local.http import LocalApiServer
 from nudge.tools.local.simulated_clock import SimulatedClock
 from nudge.tools.local.stack import LocalStack
-from tests.shipped import UNHELD
+from tests.shipped import ONE_SHOT_DIR, UNHELD
 
 REPO = Path(__file__).resolve().parents[2]
-PLAN = load_plan(REPO / "rules")
+PLAN = load_plan(ONE_SHOT_DIR)
 RULES = UNHELD  # no holdouts: whether a send goes out must not depend on the user id's hash
 NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)  # noon in New York: outside quiet hours
 NEXT_STEP = RULES.trigger_by_id["at_risk_account"].spec.next_step
@@ -67,7 +67,7 @@ def tables(
     create_usage_resources(client, boto3.client("ssm"), template_path, settings, ["wk"])
     monkeypatch.setenv("NUDGE_USAGE_TABLE", settings.usage_table)
     monkeypatch.setenv("NUDGE_LEDGER_TABLE", settings.ledger_table)
-    monkeypatch.setenv("NUDGE_RULES_DIR", str(REPO / "rules"))
+    monkeypatch.setenv("NUDGE_RULES_DIR", str(ONE_SHOT_DIR))
     get_settings.cache_clear()
     use_clock(lambda: NOW + timedelta(hours=3))
     try:

@@ -34,10 +34,10 @@ from nudge.services.dispatch import DispatchPorts, DispatchResult, dispatch
 from nudge.services.ingest import ingest
 from nudge.settings import Settings, get_settings
 from nudge.tools.local.aws import LockedMotoServer, create_queues, create_usage_resources
-from tests.shipped import UNHELD, load_handler
+from tests.shipped import ONE_SHOT_DIR, UNHELD, load_handler
 
 REPO = Path(__file__).resolve().parents[2]
-PLAN = load_plan(REPO / "rules")
+PLAN = load_plan(ONE_SHOT_DIR)
 RULES = UNHELD  # the shipped rules without holdouts (this file's ids must not be held out)
 NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)  # noon in New York: outside quiet hours
 REGION = "us-east-1"
@@ -123,7 +123,7 @@ def pipeline(
     env = {
         "NUDGE_USAGE_TABLE": settings.usage_table,
         "NUDGE_LEDGER_TABLE": settings.ledger_table,
-        "NUDGE_RULES_DIR": str(REPO / "rules"),
+        "NUDGE_RULES_DIR": str(ONE_SHOT_DIR),
         "NUDGE_EMAIL_QUEUE_URL": queues["EmailQueue"],
         "NUDGE_NOTIFY_QUEUE_URL": queues["NotifyQueue"],
         "NUDGE_ESCALATION_QUEUE_URL": queues["EscalationQueue"],
@@ -349,7 +349,7 @@ def test_dispatch_refuses_to_start_on_a_bad_guardrails_file(
 
     # Given rules whose guardrails.yaml caps a channel that does not exist
     rules = tmp_path / "rules"
-    shutil.copytree(REPO / "rules", rules)
+    shutil.copytree(ONE_SHOT_DIR, rules)
     guardrails = rules / "guardrails.yaml"
     guardrails.write_text(guardrails.read_text().replace("  sms:\n", "  smss:\n", 1))
     for name, value in {

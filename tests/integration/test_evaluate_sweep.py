@@ -26,10 +26,10 @@ from nudge.services.ingest import ingest
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_queues, create_usage_resources
 from nudge.tools.local.template import load_template
-from tests.shipped import load_handler
+from tests.shipped import ONE_SHOT_DIR, load_handler
 
 REPO = Path(__file__).resolve().parents[2]
-PLAN = load_plan(REPO / "rules")
+PLAN = load_plan(ONE_SHOT_DIR)
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -217,7 +217,7 @@ def stack(
     queues = create_queues(boto3.client("sqs"), template_path, f"it-{suffix}")
     monkeypatch.setenv("NUDGE_USAGE_TABLE", settings.usage_table)
     monkeypatch.setenv("NUDGE_DECISION_QUEUE_URL", queues["DecisionQueue"])
-    monkeypatch.setenv("NUDGE_RULES_DIR", str(REPO / "rules"))
+    monkeypatch.setenv("NUDGE_RULES_DIR", str(ONE_SHOT_DIR))
     bootstrap.reset()
     now = [NOW]
     use_clock(lambda: now[0])
@@ -459,7 +459,7 @@ def test_a_bad_rule_file_fails_the_cold_start_naming_file_and_line(
     from nudge.rulebook.yamlfile import RuleFileError
 
     rules = tmp_path / "rules"
-    shutil.copytree(REPO / "rules", rules)
+    shutil.copytree(ONE_SHOT_DIR, rules)
     triggers = rules / "triggers.yaml"
     triggers.write_text(triggers.read_text().replace("segment: not_activated", "segment: not_activatd", 1))
     monkeypatch.setenv("NUDGE_RULES_DIR", str(rules))

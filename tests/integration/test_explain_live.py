@@ -30,7 +30,7 @@ from nudge.services.ingest import ingest
 from nudge.settings import Settings, get_settings
 from nudge.tools.cli import main
 from nudge.tools.local.aws import create_usage_resources
-from tests.shipped import UNHELD
+from tests.shipped import ONE_SHOT_DIR, UNHELD
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = UNHELD  # no holdouts: whether a send goes out must not depend on the user id's hash
@@ -52,7 +52,7 @@ def tables(aws: None, template_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     settings = Settings(usage_table=f"usage-{suffix}", ledger_table=f"ledger-{suffix}")
     client = boto3.client("dynamodb")
     create_usage_resources(client, boto3.client("ssm"), template_path, settings, ["wk"])
-    monkeypatch.setenv("NUDGE_RULES_DIR", str(REPO / "rules"))
+    monkeypatch.setenv("NUDGE_RULES_DIR", str(ONE_SHOT_DIR))
     get_settings.cache_clear()
     try:
         yield Tables(
@@ -110,7 +110,7 @@ def ann_signed_up_and_was_emailed(tables: Tables) -> str:
 
 
 def explain(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["rules", "explain", *argv, "--rules", str(REPO / "rules")])
+    code = main(["rules", "explain", *argv, "--rules", str(ONE_SHOT_DIR)])
     printed = capsys.readouterr()
     assert "Traceback" not in printed.out + printed.err
     return code, printed.out, printed.err

@@ -17,13 +17,13 @@ import requests
 from nudge.tools.local.http import LocalApiServer
 from nudge.tools.local.stack import LocalStack
 from tests.e2e.test_actions_local import unheld
-from tests.integration.conftest import REPO
+from tests.shipped import ONE_SHOT_DIR
 
 
 @pytest.fixture
 def local(tmp_path: Path) -> Iterator[tuple[LocalStack, str]]:
     rules = tmp_path / "rules"
-    shutil.copytree(REPO / "rules", rules)
+    shutil.copytree(ONE_SHOT_DIR, rules)
     triggers = rules / "triggers.yaml"
     text = triggers.read_text()
     marker = "  - id: create_first_project\n    kind: onboarding\n"

@@ -37,7 +37,7 @@ from nudge.services.evaluate import RulesPorts, SegmentRechecks, evaluate_user
 from nudge.services.ingest import ingest
 from nudge.settings import Settings
 from nudge.tools.local.aws import LockedMotoServer, create_usage_resources
-from tests.shipped import without_holdouts
+from tests.shipped import ONE_SHOT_DIR, without_holdouts
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
@@ -74,7 +74,7 @@ steps:
 
 def rules_with(tmp: Path, name: str, text: str) -> RuleSet:
     target = tmp / "rules"
-    shutil.copytree(REPO / "rules", target)
+    shutil.copytree(ONE_SHOT_DIR, target)  # no shipped journey beside this one
     (target / "journeys" / f"{name}.yaml").write_text(text, encoding="utf-8")
     return without_holdouts(load_rules(target))
 

@@ -41,7 +41,7 @@ from nudge.tools.local.aws import HandlerFailed, create_queues, create_usage_res
 from nudge.tools.local.queues import QueuePump, sqs_record
 from nudge.tools.local.sources import queue_sources
 from nudge.tools.local.template import load_template
-from tests.shipped import UNHELD, load_handler
+from tests.shipped import ONE_SHOT_DIR, UNHELD, load_handler
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)  # noon in New York: outside quiet hours
@@ -143,7 +143,7 @@ def world(
     env = {
         "NUDGE_USAGE_TABLE": settings.usage_table,
         "NUDGE_LEDGER_TABLE": settings.ledger_table,
-        "NUDGE_RULES_DIR": str(REPO / "rules"),
+        "NUDGE_RULES_DIR": str(ONE_SHOT_DIR),
         "NUDGE_EMAIL_QUEUE_URL": queues["EmailQueue"],
         "NUDGE_NOTIFY_QUEUE_URL": queues["NotifyQueue"],
         "NUDGE_ESCALATION_QUEUE_URL": queues["EscalationQueue"],
@@ -188,7 +188,7 @@ def a_phone_user(world: World, **traits: Any) -> str:
     store = DynamoUsageStore(
         boto3.client("dynamodb"), world.settings.usage_table, world.settings.rollup_shards
     )
-    assert not ingest(list(enumerate(messages)), load_plan(REPO / "rules"), store, NOW).errors
+    assert not ingest(list(enumerate(messages)), load_plan(ONE_SHOT_DIR), store, NOW).errors
     return user
 
 

@@ -58,14 +58,14 @@ def test_the_shipped_rules_pass_the_build_and_are_packed(tmp_path: Path) -> None
 
 
 def test_a_broken_rule_file_stops_the_build_with_its_file_and_line(rules_copy: Path, tmp_path: Path) -> None:
-    # Given a trigger that names an event the tracking plan does not have
-    _replace(rules_copy / "triggers.yaml", "project_created", "project_create")
+    # Given a journey that names an event the tracking plan does not have
+    _replace(rules_copy / "journeys" / "upgrade.yaml", "premium_feature_attempted", "premium_feature_attempt")
     # When the layer builds
     done, packed = build(rules_copy, tmp_path)
     # Then it fails, naming the file and line as `nudge rules lint` does, and packs nothing
     assert done.returncode != 0
-    assert "rules/triggers.yaml:" in done.stdout
-    assert "project_create" in done.stdout
+    assert "rules/journeys/upgrade.yaml:" in done.stdout
+    assert "premium_feature_attempt'" in done.stdout
     assert "sam build stopped: fix the rule files" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert not packed.exists()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +13,9 @@ from nudge.model.decisions import Decision
 from nudge.model.ledger import LedgerEntry
 from nudge.model.state import AccountState, EventStats, Stamped, UserState
 from nudge.rulebook.ruleset import GoalSpec, RuleSet, load_rules
+from tests.shipped import ONE_SHOT_DIR
 
-RULES = load_rules(Path(__file__).resolve().parents[3] / "rules")
+RULES = load_rules(ONE_SHOT_DIR)
 T0 = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 NOW = T0 + 60 * DAY

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from nudge.conditions.tree import Subject
 from nudge.domain.evaluate import evaluate
@@ -13,8 +12,9 @@ from nudge.domain.trigger import last_values, trigger_of
 from nudge.model.messages import Identify, Message, Track
 from nudge.rulebook.ruleset import load_rules
 from nudge.rulebook.templates import TemplateFile
+from tests.shipped import ONE_SHOT_DIR
 
-RULES = load_rules(Path("rules"))
+RULES = load_rules(ONE_SHOT_DIR)
 NOW = datetime(2026, 6, 17, 12, tzinfo=UTC)
 DAY = timedelta(days=1)
 

@@ -41,6 +41,7 @@ from nudge.services.export import export_user
 from nudge.services.suppression import SecretsUnavailable, SuppressionList
 from nudge.services.unsubscribe import unsubscribe
 from nudge.settings import Settings
+from tests.shipped import ONE_SHOT_DIR
 
 REPO = Path(__file__).resolve().parents[3]
 NOW = datetime(2025, 3, 12, 10, 0, tzinfo=UTC)
@@ -382,7 +383,7 @@ def api(monkeypatch: pytest.MonkeyPatch, use_clock: Callable[[clock.Source], Non
 
     svc = wiring.Services(
         settings=Settings(),
-        plan=load_plan(REPO / "rules"),
+        plan=load_plan(ONE_SHOT_DIR),
         store=w.usage,
         keys=ApiKeys(live_keys),
         limits=wiring.limits_from(Settings()),

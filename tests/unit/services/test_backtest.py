@@ -26,8 +26,9 @@ from nudge.rulebook.ruleset import RuleSet, load_rules
 from nudge.services.backtest import BacktestResult, BacktestStores, backtest
 from nudge.tools.rules.backtest import print_backtest
 from nudge.tools.rules.history import parse_messages
+from tests.shipped import ONE_SHOT_DIR
 
-SHIPPED = Path(__file__).resolve().parents[3] / "rules"
+SHIPPED = ONE_SHOT_DIR
 START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
 DAY = timedelta(days=1)
 NO_HOLDOUT = ("control_group: 5%", "control_group: 0%")

@@ -39,7 +39,7 @@ from nudge.rulebook.ruleset import RuleSet
 from nudge.services.deliver import Channels, DeliverPorts, DeliveryRetry, deliver
 from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.services.suppression import SuppressionList
-from tests.shipped import UNHELD
+from tests.shipped import SHIPPED, UNHELD, without_holdouts
 
 RULES = UNHELD  # no holdouts: these tests are about what else happens to a decision
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # 12:00 in New York: no quiet hours
@@ -435,6 +435,29 @@ def test_an_escalation_opens_one_case_with_the_account_the_rules_next_step_and_t
     )
     assert (case.user_id, case.rule, case.case_id) == ("champion", "at_risk_account", delivery.decision_id)
     assert entry_of(w, delivery).status == "sent"
+
+
+def test_a_journeys_escalation_opens_a_case_with_its_steps_next_step() -> None:
+    # Given the shipped rescue journey's customer_success step, escalating a high-value account
+    rules = without_holdouts(SHIPPED)
+    w = world("walker")
+    traits = {"name": "Initech", "plan": "business", "mrr": 5000, "seats": 40}
+    w.usage.accounts["a1"] = Versioned(AccountState(account_id="a1", traits=stamped(traits)), 1)
+    d = decision("at_risk_account", "walker").model_copy(
+        update={
+            "rule": "declining_rescue",
+            "journey": "declining_rescue",
+            "step": "customer_success",
+            "instance": "declining_rescue#",
+        }
+    )
+    # When it is delivered
+    delivery = routed(w, d, rules)
+    assert deliver(delivery, rules, w.deliver_ports, LATER).result == "sent"
+    # Then customer success has one case, with the journey's next step (not a trigger's)
+    [case] = w.desk.cases
+    assert (case.account_id, case.rule) == ("a1", "declining_rescue")
+    assert case.recommended_next_step.startswith("Offer the team a 30-minute session")
 
 
 # ------------------------------------------------------------------------ erasure

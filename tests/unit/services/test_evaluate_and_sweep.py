@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,8 +37,9 @@ from nudge.services.evaluate import (
 )
 from nudge.services.ingest import ingest
 from nudge.services.sweep import SweepOptions, sweep
+from tests.shipped import ONE_SHOT_DIR
 
-RULES: RuleSet = load_rules(Path("rules"))
+RULES: RuleSet = load_rules(ONE_SHOT_DIR)
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)

@@ -29,7 +29,7 @@ from nudge.services.deliver import Channels, DeliverPorts, deliver
 from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.services.evaluate import RulesPorts, SegmentRechecks, evaluate_user
 from nudge.services.ingest import ingest
-from tests.shipped import without_holdouts
+from tests.shipped import ONE_SHOT_DIR, without_holdouts
 
 ROOT = Path(__file__).resolve().parents[3]
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # 12:00 in New York: no quiet hours
@@ -67,7 +67,7 @@ steps:
 
 def rules_with(tmp: Path, name: str, text: str) -> RuleSet:
     target = tmp / "rules"
-    shutil.copytree(ROOT / "rules", target)
+    shutil.copytree(ONE_SHOT_DIR, target)  # no shipped journey beside this one
     (target / "journeys" / f"{name}.yaml").write_text(text, encoding="utf-8")
     return without_holdouts(load_rules(target))
 

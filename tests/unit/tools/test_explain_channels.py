@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from nudge.tools.cli import main
+from tests.shipped import ONE_SHOT_DIR
 
 ROOT = Path(__file__).resolve().parents[3]
 END = datetime(2026, 3, 30, 12, 0, tzinfo=UTC)
@@ -42,7 +43,7 @@ def history(path: Path, user: str, traits: dict[str, Any]) -> Path:
 def test_explain_shows_the_rescue_going_by_email_to_a_user_without_a_device(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(ONE_SHOT_DIR.parent)  # the one-shot rescue trigger
     events = history(tmp_path / "h.ndjson", "dee", {"email": "dee@example.com", "timezone": "UTC"})
     argv = ["rules", "explain", "dee", "--events", str(events), "--at", END.isoformat()]
     assert main(argv) == 0

@@ -37,7 +37,7 @@ def test_show_names_the_known_journeys_for_an_unknown_id(
     rules_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["journeys", "show", "declining_rescu", "--rules", str(rules_dir)]) == 1
-    assert "(journeys: declining_rescue)" in capsys.readouterr().err
+    assert "(journeys: declining_rescue, onboarding, upgrade)" in capsys.readouterr().err
 
 
 def test_list_names_every_journey(rules_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,6 @@ import dataclasses
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -20,9 +19,10 @@ from nudge.model.state import EventStats, UserState
 from nudge.rulebook.ruleset import load_rules
 from nudge.tools.report.flow import depths, flow_svg
 from nudge.tools.report.html import render
+from tests.shipped import ONE_SHOT_DIR
 
 SVG = "{http://www.w3.org/2000/svg}"
-RULES = load_rules(Path(__file__).resolve().parents[3] / "rules")
+RULES = load_rules(ONE_SHOT_DIR)
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 

@@ -22,6 +22,7 @@ from nudge.tools.rules.history import parse_messages
 from nudge.tools.rules.test import run_case
 from nudge.tools.samples.generator import build_history
 from nudge.tools.samples.ndjson import read_ndjson, write_ndjson
+from tests.shipped import ONE_SHOT_DIR
 
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = ROOT / "rules"
@@ -38,9 +39,10 @@ def nudge(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str
 
 @pytest.fixture
 def rules_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the shipped rules in an empty folder that is also the working directory."""
+    """A copy of the rules with the one-shot triggers (tests/shipped.py) in an empty folder that is
+    also the working directory."""
     target = tmp_path / "rules"
-    shutil.copytree(SHIPPED, target)
+    shutil.copytree(ONE_SHOT_DIR, target)
     monkeypatch.chdir(tmp_path)
     return target
 
@@ -74,8 +76,8 @@ def test_every_shipped_rule_test_passes(
 
 
 def test_every_segment_trigger_and_band_has_a_case() -> None:
-    rules = load_rules(SHIPPED)
-    cases, problems = load_cases(SHIPPED, rules)
+    rules = load_rules(ONE_SHOT_DIR)
+    cases, problems = load_cases(ONE_SHOT_DIR, rules)
     assert problems == []
     segments = {c.expect.segment for c in cases}
     fired = {r for c in cases for r in c.expect.fires}
@@ -275,8 +277,8 @@ def test_a_case_with_nothing_expected_is_refused(
 
 
 def test_a_case_judges_one_user_with_traits_and_account() -> None:
-    rules = load_rules(SHIPPED)
-    cases, _ = load_cases(SHIPPED, rules)
+    rules = load_rules(ONE_SHOT_DIR)
+    cases, _ = load_cases(ONE_SHOT_DIR, rules)
     case = next(c for c in cases if c.name.startswith("rescue_declining also escalates"))
     failures, judged = run_case(rules, case)
     assert failures == []
@@ -290,8 +292,8 @@ def test_a_case_judges_one_user_with_traits_and_account() -> None:
 
 
 def test_case_messages_are_what_a_product_would_send() -> None:
-    rules = load_rules(SHIPPED)
-    cases, _ = load_cases(SHIPPED, rules)
+    rules = load_rules(ONE_SHOT_DIR)
+    cases, _ = load_cases(ONE_SHOT_DIR, rules)
     case: LoadedCase = next(c for c in cases if c.name.startswith("upgrade_power_user - a power user"))
     kinds = [m.type for m in case.messages]
     assert kinds.count("track") == 52
@@ -316,7 +318,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_explain_shows_each_segment_and_trigger_with_values(
     history: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(ONE_SHOT_DIR.parent)
     code, out, _ = nudge(capsys, "rules", "explain", "user-1", "--events", str(history))
     assert code == 0
     assert out.startswith("user-1 at 2026-03-")
@@ -331,7 +333,7 @@ def test_explain_shows_each_segment_and_trigger_with_values(
 def test_explain_as_json_agrees_with_evaluate(
     history: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(ONE_SHOT_DIR.parent)
     code, out, _ = nudge(capsys, "rules", "explain", "user-2", "--events", str(history), "--json")
     assert code == 0
     data = json.loads(out)
@@ -343,7 +345,7 @@ def test_explain_as_json_agrees_with_evaluate(
 def test_explain_an_unknown_user_suggests_a_known_one(
     history: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(ONE_SHOT_DIR.parent)
     code, _, err = nudge(capsys, "rules", "explain", "usr-1", "--events", str(history))
     assert code == 1
     assert "usr-1: no messages for this user" in err
@@ -353,7 +355,7 @@ def test_explain_an_unknown_user_suggests_a_known_one(
 def test_explain_at_an_earlier_time_ignores_later_events(
     history: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(ONE_SHOT_DIR.parent)
     _, late, _ = nudge(capsys, "rules", "explain", "user-1", "--events", str(history), "--json")
     code, early, _ = nudge(
         capsys,
@@ -374,7 +376,7 @@ def test_explain_at_an_earlier_time_ignores_later_events(
 def test_explain_a_bad_events_file_names_its_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(ONE_SHOT_DIR.parent)
     bad = tmp_path / "bad.ndjson"
     bad.write_text('{"type": "track"}\nnot json\n', encoding="utf-8")
     code, _, err = nudge(capsys, "rules", "explain", "u", "--events", str(bad))
@@ -383,7 +385,7 @@ def test_explain_a_bad_events_file_names_its_line(
 
 
 def test_backtest_replays_day_by_day_and_counts_each_decision_once(history: Path) -> None:
-    rules = load_rules(SHIPPED)
+    rules = load_rules(ONE_SHOT_DIR)
     messages, skipped = parse_messages(read_ndjson(history), str(history))
     result = backtest(rules, messages)
     assert skipped == []
@@ -409,7 +411,7 @@ def test_backtest_replays_day_by_day_and_counts_each_decision_once(history: Path
 def test_backtest_prints_rules_weeks_and_segments(
     history: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(ONE_SHOT_DIR.parent)
     fires = tmp_path / "fires.csv"
     code, out, _ = nudge(
         capsys, "rules", "backtest", "--events", str(history), "--weekly", "--fires-csv", str(fires)
@@ -430,7 +432,7 @@ def test_backtest_prints_rules_weeks_and_segments(
 def test_backtest_of_a_missing_file_says_so(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(ONE_SHOT_DIR.parent)
     code, _, err = nudge(capsys, "rules", "backtest", "--events", "nope.ndjson")
     assert code == 1
     assert "nope.ndjson: cannot read" in err
@@ -519,7 +521,7 @@ def test_the_shipped_files_are_valid_against_their_schemas() -> None:
 )
 def test_an_editor_flags_what_lint_would_refuse(old: str, new: str) -> None:
     for name in ("segments", "triggers"):
-        text = (SHIPPED / f"{name}.yaml").read_text(encoding="utf-8")
+        text = (ONE_SHOT_DIR / f"{name}.yaml").read_text(encoding="utf-8")
         if old in text:
             data = json.loads(json.dumps(yaml.safe_load(text.replace(old, new, 1)), default=str))
             assert list(_validator(f"{name}.schema.json").iter_errors(data)) != []
@@ -531,7 +533,7 @@ def test_explain_counts_the_anonymous_steps_an_identify_merged_into_the_user(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a history whose onboarding was sent anonymously before the identify
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(ONE_SHOT_DIR.parent)
     steps = [
         {"type": "track", "anonymousId": "dev-9", "event": event, "timestamp": f"2026-03-02T10:0{i}:00Z"}
         for i, event in enumerate(["setup_completed", "project_created", "teammate_invited"])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from nudge.tools.samples.responses import MODEL, engagement, respond
+from nudge.rulebook.ruleset import load_rules
+from nudge.tools.samples.responses import MODEL, engagement, respond, response_key
+from tests.shipped import ROOT
 
 SENT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -57,3 +59,15 @@ def test_readers_open_some_emails_and_click_those_they_act_on() -> None:
     assert [engagement(i, "finish_setup") for i in ids] == read
     # ...and a rule nobody answers (rescue_dormant) is never clicked
     assert not any(engagement(i, "rescue_dormant")[1] for i in ids)
+
+
+def test_the_shipped_journeys_sends_are_answered_per_step() -> None:
+    # Given the shipped journeys' send steps (a journey decision's rule is the journey)
+    rules = load_rules(ROOT / "rules")
+    keys = [response_key(j.id, s.id) for j in rules.journeys for s in j.steps.values() if s.kind == "send"]
+    # Then the rescue's quick win and the onboarding's nudges have a response model, and only a
+    # journey's step reads it, not a rule of the same name
+    assert "declining_rescue:quick_win" in keys
+    assert "onboarding:finish_setup" in keys
+    assert any(a for a in answers(response_key("declining_rescue", "quick_win"), 200))
+    assert response_key("rescue_dormant", None) == "rescue_dormant"

@@ -43,7 +43,7 @@ from nudge.model.limits import (
 from nudge.rulebook.journey_specs import END, ReEntryAfter, WaitSpec
 from nudge.rulebook.journeys import Journey, Step
 
-CHANNELS = {"email": "email", "push": "push", "sms": "sms", "escalate": "cs"}
+CHANNELS = {"email": "email", "push": "push", "sms": "sms", "in_app": "in_app", "escalate": "cs"}
 
 
 @dataclass(frozen=True)
@@ -353,7 +353,7 @@ class _Advance:
                 )
                 template = send.variants[index].template
                 variant = variant or template
-            decided = self.decide(step, instance, send.channel, template)
+            decided = self.decide(step, instance, send.channels[0], template, list(send.channels))
             return self.moved(instance, step.next, now, variant=variant, decided=decided)
         if step.kind == "escalate":
             assert spec.escalate is not None
@@ -415,7 +415,12 @@ class _Advance:
         return _trait_date(traits.get(wait.until_trait), zone)
 
     def decide(
-        self, step: Step, instance: JourneyInstance, action: str, template: str
+        self,
+        step: Step,
+        instance: JourneyInstance,
+        action: str,
+        template: str,
+        channels: list[str] | None = None,
     ) -> tuple[Decided, ...]:
         """Append the step's decision; the instance's decisions with it (the newest kept)."""
         user = self.ctx.user
@@ -441,6 +446,8 @@ class _Advance:
                 kind="escalation" if escalation else journey.spec.kind,
                 action=action,
                 channel=CHANNELS[action],
+                # A send's channels in order of preference (dispatch chooses); none for one channel.
+                channels=channels if channels and len(channels) > 1 else [],
                 template=template,
                 priority=journey.spec.priority,
                 reason=(spec.escalate.next_step if escalation and spec.escalate else "")

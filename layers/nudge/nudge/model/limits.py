@@ -112,3 +112,6 @@ JOURNEY_RETRY_SECONDS = 24 * 3600
 # The steps an instance passed through, in order, kept on it for the report's journey flows (users
 # per step and per edge); a journey looping through its waits keeps the latest this many.
 JOURNEY_PATH_KEPT = 30
+# A journey rule test (rules/tests) evaluates its user at each event and each timer up to the case's
+# time: a case needing more evaluations than this fails, naming the bound, rather than running on.
+JOURNEY_TEST_EVALUATIONS = 2000

@@ -114,6 +114,15 @@ class GivenAccount(_CaseModel):
     traits: dict[str, Any] = Field(default_factory=dict, description="Account traits, e.g. mrr, seats, plan.")
 
 
+class ExpectSend(_CaseModel):
+    template: str = Field(description="The message's template.")
+    channel: str | None = Field(
+        default=None,
+        description="The channel it goes by (of a [push, email] list, the one the user can receive).",
+    )
+    step: str | None = Field(default=None, description="The journey step that sent it.")
+
+
 class Expect(_CaseModel):
     segment: str | None = Field(default=None, description="The user's lifecycle segment.")
     fires: list[str] = Field(default_factory=list, description="Triggers that must fire.")
@@ -125,11 +134,33 @@ class Expect(_CaseModel):
     score: float | None = Field(default=None, description="The user's score.")
     account_band: Band | None = Field(default=None, description="The account's score band.")
     account_score: float | None = Field(default=None, description="The account's score.")
+    journey: str | None = Field(
+        default=None,
+        description="A journey (journeys/): the case runs over time, from the first event to its `at`.",
+    )
+    path: list[str] | None = Field(
+        default=None, description="The journey's steps the user reached, in order (needs journey)."
+    )
+    sends: list[ExpectSend] | None = Field(
+        default=None, description="The journey's messages, in order; [] for none (needs journey)."
+    )
+    ended: Literal["converted", "exited", "completed", "holdout"] | None = Field(
+        default=None, description="How the journey ended by the case's `at` (needs journey)."
+    )
 
     @model_validator(mode="after")
     def _something(self) -> Expect:
         single = (self.segment, self.band, self.score, self.account_band, self.account_score)
-        if all(v is None for v in single) and not (self.fires or self.not_fires or self.escalates):
+        journey = (self.path, self.sends, self.ended)
+        if self.journey is None and any(v is not None for v in journey):
+            raise ValueError("path, sends and ended are a journey's: name it, e.g. journey: declining_rescue")
+        if self.journey is not None and all(v is None for v in journey):
+            raise ValueError("say what to expect of the journey: path, sends or ended")
+        if (
+            self.journey is None
+            and all(v is None for v in single)
+            and not (self.fires or self.not_fires or self.escalates)
+        ):
             raise ValueError("say what to expect: segment, fires, not_fires, escalates, band or score")
         return self
 
@@ -208,7 +239,8 @@ def _check_case_names(
     for i, given in enumerate(case.given):
         known("event", given.event, rules.plan.events, (*loc, "given", i, "event"))
     for trait in case.traits:
-        known("user trait", trait, rules.plan.user_traits, (*loc, "traits", trait))
+        # push_token: an address the product sets (a case's user with a device), not a trait rules read
+        known("user trait", trait, rules.plan.user_traits | {"push_token"}, (*loc, "traits", trait))
     if case.account is not None:
         for trait in case.account.traits:
             known("account trait", trait, rules.plan.account_traits, (*loc, "account", "traits", trait))
@@ -219,6 +251,8 @@ def _check_case_names(
     for key in ("fires", "not_fires", "escalates"):
         for i, rule in enumerate(getattr(expect, key)):
             known("trigger", rule, triggers, (*loc, "expect", key, i))
+    if expect.journey is not None:
+        _check_journey_names(doc, loc, expect, rules, problems)
     for rule in set(expect.fires) & set(expect.not_fires):
         problems.append(doc.problem((*loc, "expect"), f"'{rule}' is under both fires and not_fires"))
     escalating = {t.id for t in rules.triggers if t.escalate_when is not None}
@@ -228,6 +262,45 @@ def _check_case_names(
                 doc.problem(
                     (*loc, "expect", "escalates", i),
                     f"trigger '{rule}' has no escalate_when; list it under fires",
+                )
+            )
+
+
+def _check_journey_names(
+    doc: YamlDoc, loc: tuple[str | int, ...], expect: Expect, rules: RuleSet, problems: list[RuleProblem]
+) -> None:
+    journeys = {j.id: j for j in rules.journeys}
+    journey = journeys.get(expect.journey or "")
+    if journey is None:
+        name = expect.journey or ""
+        problems.append(
+            doc.problem(
+                (*loc, "expect", "journey"), f"unknown journey '{name}'{did_you_mean(name, journeys)}"
+            )
+        )
+        return
+    for i, step in enumerate(expect.path or []):
+        if step not in journey.steps:
+            problems.append(
+                doc.problem(
+                    (*loc, "expect", "path", i),
+                    f"journey '{journey.id}' has no step '{step}'{did_you_mean(step, journey.steps)}",
+                )
+            )
+    for i, send in enumerate(expect.sends or []):
+        if send.template not in rules.templates:
+            problems.append(
+                doc.problem(
+                    (*loc, "expect", "sends", i, "template"),
+                    f"unknown template '{send.template}'{did_you_mean(send.template, rules.templates)}",
+                )
+            )
+        if send.step is not None and send.step not in journey.steps:
+            problems.append(
+                doc.problem(
+                    (*loc, "expect", "sends", i, "step"),
+                    f"journey '{journey.id}' has no step '{send.step}'"
+                    f"{did_you_mean(send.step, journey.steps)}",
                 )
             )
 

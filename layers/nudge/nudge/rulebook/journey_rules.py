@@ -46,7 +46,7 @@ def journey_rule_spec(journey: Journey) -> TriggerSpec:
     """A journey as the guardrails and channels see a rule: its kind (topic, caps), priority, no
     cooldown (its waits pace it) and no rule holdout (the journey holds out at entry)."""
     steps = list(journey.steps.values())
-    sends = [s.spec.send.channel for s in steps if s.spec.send is not None]
+    sends = [s.spec.send.channels[0] for s in steps if s.spec.send is not None]
     escalations = [s.spec.escalate for s in steps if s.spec.escalate is not None]
     return TriggerSpec(
         id=journey.id,

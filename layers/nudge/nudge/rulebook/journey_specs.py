@@ -32,7 +32,7 @@ from nudge.rulebook.plan import NAME_PATTERN
 
 END = "end"
 TIME_OF_DAY = r"^([01]\d|2[0-3]):[0-5]\d$"
-SendChannel = Literal["email", "push", "sms"]
+SendChannel = Literal["email", "push", "sms", "in_app"]
 
 
 class _Strict(BaseModel):
@@ -79,11 +79,18 @@ class Variant(_Strict):
 
 
 class SendSpec(_Strict):
-    channel: SendChannel
+    channel: SendChannel | list[SendChannel] = Field(
+        description="A channel, or a list in order of preference: the first the user can receive."
+    )
     template: str | None = Field(default=None, description="A file in templates/ (or give variants).")
     variants: list[Variant] | None = Field(
         default=None, description="A/B: templates with weights summing to 100, assigned per user."
     )
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The send's channels in order of preference (one or more)."""
+        return tuple(self.channel) if isinstance(self.channel, list) else (self.channel,)
 
 
 class WaitSpec(_Strict):

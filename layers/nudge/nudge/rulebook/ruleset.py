@@ -344,7 +344,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
     marketing_email += [
         j.id
         for j in journey_files
-        if any(s.kind == "send" and s.spec.send and s.spec.send.channel == "email" for s in j.steps.values())
+        if any(s.kind == "send" and s.spec.send and "email" in s.spec.send.channels for s in j.steps.values())
     ]
     guardrails = load_guardrails(rules_dir, journeys, problems, marketing_email)
     if problems or guardrails is None:

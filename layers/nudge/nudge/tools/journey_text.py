@@ -67,8 +67,8 @@ def step_text(step: Step) -> str:
     if spec.send is not None:
         if spec.send.variants:
             shares = ", ".join(f"{v.template} {v.weight}%" for v in spec.send.variants)
-            return f"send {spec.send.channel}: variants {shares}"
-        return f"send {spec.send.channel}: {spec.send.template}"
+            return f"send {' > '.join(spec.send.channels)}: variants {shares}"
+        return f"send {' > '.join(spec.send.channels)}: {spec.send.template}"
     if step.kind == "wait":
         wait = spec.wait
         if isinstance(wait, timedelta):

@@ -46,6 +46,7 @@ from nudge.tools.local.demo_summary import (
     census,
     print_decisions,
     print_feedback,
+    print_journeys,
     print_lift,
     print_segments,
     print_summary,
@@ -60,7 +61,7 @@ from nudge.tools.local.stack import LocalStack
 from nudge.tools.local.streams import PumpStats
 from nudge.tools.report.html import render
 from nudge.tools.samples.generator import build_history
-from nudge.tools.samples.responses import engagement, respond
+from nudge.tools.samples.responses import engagement, respond, response_key
 
 # The replay moves the clock half a day at a time, sweeping after each half: decisions are then
 # judged at two times of day 12 hours apart, and as quiet hours last less than 12 hours, a push
@@ -264,7 +265,8 @@ def _replay(
                 d = entry.decision
                 if entry.status == "sent" and d.channel != "cs" and entry.decision_id not in answered_ids:
                     answered_ids.add(entry.decision_id)
-                    answers += respond(d.decision_id, d.rule, d.user, d.account, entry.updated_at)
+                    key = response_key(d.rule, d.step)
+                    answers += respond(d.decision_id, key, d.user, d.account, entry.updated_at)
                     if d.channel == "email" and "delivered" in entry.feedback:
                         readings += _readings(entry.provider_id, d.decision_id, d.rule)
             # Readers open and click some delivered emails (SES's Open and Click events).
@@ -315,6 +317,7 @@ def _replay(
     print_segments(console, segments, replay_stats.samples, histories)
     print_transitions(console, histories)
     breaches = print_decisions(console, stack)
+    print_journeys(console, stack, histories)
     print_feedback(console, stack)
     console.print(
         f"The sample's users answered {answered:,} messages with usage (nudge.tools.samples.responses: "

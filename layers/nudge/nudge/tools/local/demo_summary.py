@@ -27,6 +27,7 @@ from nudge.domain.lift import LiftRow
 from nudge.domain.verdicts import cap_breaches, choices, user_zone
 from nudge.model.calendar import week_key
 from nudge.model.delivery import Sent
+from nudge.model.journeys import HOLDOUT
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import UserState
 from nudge.model.suppression import Suppression
@@ -317,6 +318,36 @@ def print_decisions(console: Console, stack: LocalStack) -> int:
     if not breaches:
         console.print(f"Caps audit: no user's sends break any cap ({len(sends):,} users messaged).")
     return breaches
+
+
+def print_journeys(console: Console, stack: LocalStack, histories: Sequence[SegmentRecord]) -> None:
+    """Each journey's funnel: entered (held out), where the running ones wait, messages sent per
+    step (the ledger), and how the others ended (converted, exited, completed)."""
+    rules = load_rules(stack.rules_dir)
+    if not rules.journeys:
+        return
+    sent: Counter[tuple[str, str]] = Counter(
+        (e.decision.journey, e.decision.step or "")
+        for e in stack.decisions()
+        if e.decision.journey and e.outcome == "send" and e.status == "sent"
+    )
+    for journey in rules.journeys:
+        instances = [i for r in histories for i in r.journeys.values() if i.journey == journey.id]
+        held = sum(1 for i in instances if i.variant == HOLDOUT)
+        ended = Counter(i.reason for i in instances if not i.live)
+        waiting = Counter(i.step for i in instances if i.live and i.variant != HOLDOUT)
+        table = Table(
+            title=f"Journey {journey.id}: {len(instances):,} entered ({held:,} held out), "
+            f"{ended['converted']:,} converted, {ended['exited']:,} exited, {ended['completed']:,} completed"
+        )
+        table.add_column("step", no_wrap=True)
+        table.add_column("kind")
+        table.add_column("waiting now", justify="right")
+        table.add_column("sent", justify="right")
+        for step in journey.steps.values():
+            shown = f"{sent[(journey.id, step.id)]:,}" if step.kind in ("send", "escalate") else ""
+            table.add_row(step.id, step.kind, f"{waiting[step.id]:,}", shown)
+        console.print(table)
 
 
 def print_lift(console: Console, rows: Sequence[LiftRow]) -> None:

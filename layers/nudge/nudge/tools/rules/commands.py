@@ -263,7 +263,8 @@ def run_lint(args: argparse.Namespace) -> int:
     print(
         f"{rules_dir}: OK - {len(rules.plan.events)} events, {len(rules.plan.milestones)} milestones, "
         f"{len(rules.segments)} segments, {len(rules.user_score.signals) + len(rules.account_score.signals)} "
-        f"score signals, {len(rules.triggers)} triggers, {len(rules.templates)} templates"
+        f"score signals, {len(rules.triggers)} triggers, {len(rules.journeys)} journeys, "
+        f"{len(rules.templates)} templates"
         f"{_versions(rules)}, "
         f"{len(cases)} test cases"
     )

@@ -45,6 +45,22 @@ MODEL: dict[str, Response] = {
         0.30, ("login",), (timedelta(days=1), timedelta(days=12)), account_traits=(("plan", "business"),)
     ),
 }
+# The shipped journeys' sends, keyed journey:step (a journey decision's rule is the journey's id).
+MODEL |= {
+    "onboarding:finish_setup": MODEL["finish_setup"],
+    "onboarding:first_project": MODEL["create_first_project"],
+    "onboarding:invite_teammate": MODEL["invite_a_teammate"],
+    "declining_rescue:quick_win": MODEL["rescue_declining"],
+    "declining_rescue:walkthrough": MODEL["rescue_declining"],
+    "declining_rescue:reminder": MODEL["rescue_declining"],
+    "upgrade:offer": MODEL["upgrade_power_user"],
+    "upgrade:reminder": MODEL["upgrade_power_user"],
+}
+
+
+def response_key(rule: str, step: str | None) -> str:
+    """The model's key for a message: the rule's id, or journey:step for a journey's."""
+    return f"{rule}:{step}" if step else rule
 
 
 def _draws(decision_id: str) -> tuple[float, float]:
