@@ -214,7 +214,7 @@ def test_explain_shows_where_a_live_user_is_in_each_journey(
     # Given Ann's segment record holding a rescue instance waiting for her survey answer
     ann = ann_signed_up_and_was_emailed(tables)
     rules_dir = tmp_path / "rules"
-    shutil.copytree(REPO / "rules", rules_dir)
+    shutil.copytree(ONE_SHOT_DIR, rules_dir)  # no shipped journey beside the fixture's
     shutil.copy(REPO / "tests" / "journeys" / "declining_rescue.yaml", rules_dir / "journeys")
     stored = tables.segments.load([ann])[ann]
     since = NOW - timedelta(days=1)

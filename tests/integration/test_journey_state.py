@@ -20,6 +20,7 @@ from nudge.model.segments import SegmentRecord
 from nudge.settings import Settings
 from nudge.tools.cli import main
 from nudge.tools.local.aws import create_usage_resources
+from tests.shipped import ONE_SHOT_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -28,7 +29,7 @@ NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 @pytest.fixture
 def rules_dir(tmp_path: Path) -> Path:
     target = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", target)
+    shutil.copytree(ONE_SHOT_DIR, target)  # no shipped journey beside the fixture's
     shutil.copy(ROOT / "tests" / "journeys" / "declining_rescue.yaml", target / "journeys")
     return target
 

@@ -37,7 +37,7 @@ from nudge.services.inbox import (
     user_checklist,
 )
 from nudge.services.ingest import IngestLimits
-from tests.shipped import ROOT, UNHELD, without_holdouts
+from tests.shipped import ONE_SHOT_DIR, UNHELD, without_holdouts
 
 RULES = UNHELD
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)
@@ -235,7 +235,7 @@ def test_a_locales_version_without_its_in_app_part_still_asks_the_survey(tmp_pat
     # A French version that translates the texts but leaves `in_app:` out (lint allows it: it reads
     # the same variables): French readers must still get the survey, its link and expiry.
     rules_dir = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules_dir)
+    shutil.copytree(ONE_SHOT_DIR, rules_dir)
     (rules_dir / "templates" / "setup_blocker_survey.fr.yaml").write_text(
         'subject: "Une question"\ntext: "Qu\'est-ce qui vous retient ?"\n', encoding="utf-8"
     )

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from nudge.tools.cli import main
+from tests.shipped import ONE_SHOT_DIR
 
 ROOT = Path(__file__).resolve().parents[3]
 START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
@@ -42,7 +43,7 @@ steps:
 @pytest.fixture
 def rules_dir(tmp_path: Path) -> Path:
     target = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", target)
+    shutil.copytree(ONE_SHOT_DIR, target)  # the one-shot rules: no shipped journey beside these
     (target / "journeys" / "welcome.yaml").write_text(WELCOME, encoding="utf-8")
     return target
 
