@@ -90,7 +90,6 @@ class Fire:
     settled_at: datetime | None = None  # when the outcome was decided (a deferred one: later)
     # The channel dispatch chose (the first of the rule's the user can receive); "cs" for escalations.
     channel: str = ""
-    channel_why: str = ""
 
     @property
     def sent(self) -> bool:
@@ -186,7 +185,6 @@ class _Judged:
                     reason=verdict.reason,
                     settled_at=now,
                     channel=d.channel,
-                    channel_why=verdict.channel_why,
                 )
             )
         for decision_id in result.cancelled:
