@@ -10,6 +10,7 @@ from typing import Any
 
 from nudge.adapters.webhooks import TIMEOUT, WEBHOOK_BACKOFF
 from nudge.tools.local.template import load_template
+from tests.unit.test_security_posture import statements
 
 RESOURCES: dict[str, Any] = load_template(Path("template.yaml"))["Resources"]
 
@@ -22,7 +23,7 @@ def _worst_delivery_seconds() -> float:
         min(WEBHOOK_BACKOFF.max_delay, WEBHOOK_BACKOFF.base_delay * 2**i)
         for i in range(WEBHOOK_BACKOFF.attempts - 1)
     )
-    return WEBHOOK_BACKOFF.attempts * attempt + delays
+    return float(WEBHOOK_BACKOFF.attempts * attempt + delays)
 
 
 def test_a_batch_to_a_hanging_receiver_ends_before_the_function_times_out() -> None:
@@ -31,17 +32,19 @@ def test_a_batch_to_a_hanging_receiver_ends_before_the_function_times_out() -> N
     assert batch * _worst_delivery_seconds() < function["Timeout"]
 
 
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement.get("Action", [])
+    return action if isinstance(action, list) else [action]
+
+
 def test_only_the_notify_function_puts_inbox_items_into_the_ledger() -> None:
-    writers = set()
-    for name, resource in RESOURCES.items():
-        if resource["Type"] != "AWS::Serverless::Function":
-            continue
-        for policy in resource["Properties"].get("Policies", []):
-            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
-                action = statement.get("Action", [])
-                actions = action if isinstance(action, list) else [action]
-                if statement.get("Sid") == "InboxWrite" and "dynamodb:PutItem" in actions:
-                    writers.add(name)
+    writers = {
+        name
+        for name, resource in RESOURCES.items()
+        if resource["Type"] == "AWS::Serverless::Function"
+        for statement in statements(resource)
+        if statement.get("Sid") == "InboxWrite" and "dynamodb:PutItem" in _actions(statement)
+    }
     assert writers == {"NotifyFunction"}
 
 
