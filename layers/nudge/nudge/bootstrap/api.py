@@ -17,10 +17,11 @@ from nudge.adapters.dynamo.rate_limits import DynamoRateCounter
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
+from nudge.adapters.sqs import SqsIngestBuffer
 from nudge.bootstrap import UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS, built_once, state_ttl
 from nudge.domain.fold import FoldWindow
 from nudge.observability import logger
-from nudge.ports import Inbox, Ledger, RateCounter, SegmentStore, UsageStore
+from nudge.ports import Inbox, IngestBuffer, Ledger, RateCounter, SegmentStore, UsageStore
 from nudge.rulebook.plan import TrackingPlan, load_plan
 from nudge.services.auth import ApiKeys
 from nudge.services.erasure import AccountLedger
@@ -50,6 +51,9 @@ class Services:
     suppressions: SuppressionList | None = None
     # The in-app inbox (entrypoints.http.inbox_api; None: none, in tests of other routes).
     inbox: Inbox | None = None
+    # The buffered front door's queue (settings.ingest_queue_url): tracking messages go there
+    # instead of the store (None: written at once, the HTTP API's way).
+    buffer: IngestBuffer | None = None
 
 
 def limits_from(settings: Settings) -> IngestLimits:
@@ -123,4 +127,7 @@ def services() -> Services:
             DynamoSuppressionStore(client, settings.suppression_table), fetch_suppression_secrets
         ),
         inbox=DynamoInbox(client, settings.ledger_table),
+        buffer=SqsIngestBuffer(boto3.client("sqs"), settings.ingest_queue_url)
+        if settings.ingest_queue_url
+        else None,
     )

@@ -17,6 +17,7 @@ from nudge.bootstrap.api import services
 from nudge.domain.keys import KeyKind, KeyRecord, origin_allowed
 from nudge.entrypoints.http import privacy_api
 from nudge.entrypoints.http.access import (
+    INGEST_PATHS,
     INGEST_SECURITY,
     SECURITY_SCHEMES,
     cors_route,
@@ -48,6 +49,7 @@ from nudge.model.messages import (
 from nudge.model.numbers import request_scope
 from nudge.observability import logger, metrics
 from nudge.services.auth import Forbidden, KeysUnavailable, Unauthorized, authorize
+from nudge.services.buffer import enqueue
 from nudge.services.client_keys import DROPPED_HINT, Sensitive, screen_messages
 from nudge.services.ingest import Contention, IngestResult, Problem, ingest
 from nudge.services.rate_limit import check_rate
@@ -110,7 +112,16 @@ def _run(messages: list[tuple[int, Message]], rejected: list[Problem]) -> Respon
         # The request id the handler made this invocation's correlation id: kept on each user's
         # state written, so evaluate, dispatch and the send log under it too.
         correlation_id = logger.get_correlation_id() or ""
-        result = ingest(messages, svc.plan, svc.store, clock.now(), svc.limits, correlation_id=correlation_id)
+        if svc.buffer is not None:
+            # The front door: checked and answered now, folded with other requests' messages by
+            # the ingest queue's consumer (nudge.services.buffer).
+            result = enqueue(
+                messages, svc.plan, svc.buffer, clock.now(), svc.limits, request_id=correlation_id
+            )
+        else:
+            result = ingest(
+                messages, svc.plan, svc.store, clock.now(), svc.limits, correlation_id=correlation_id
+            )
     errors = sorted([*rejected, *result.errors], key=lambda p: (p.index, p.field))
     metrics.add_metric(name="EventsAccepted", unit="Count", value=result.accepted)
     metrics.add_metric(name="EventsRejected", unit="Count", value=len(errors))
@@ -336,6 +347,13 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         event = normalize(event, limit)
     except BodyError as exc:
         return _early(exc.status, exc.field, exc.message)
+    if svc.buffer is not None and not _front_door_route(path):
+        return _early(
+            404,
+            "path",
+            f"{path} is not served here: this front door takes tracking calls only; "
+            "use the API's URL (ApiUrl) for the other routes",
+        )
     if path in PUBLIC_PATHS:
         public: dict[str, Any] = app.resolve(event, context)
         return public
@@ -370,6 +388,12 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if origin is not None:
         result["headers"] = {**(result.get("headers") or {}), **granted(origin)}
     return result
+
+
+def _front_door_route(path: str) -> bool:
+    """What the buffered front door (the function URL) serves: tracking calls and the settings SDKs
+    fetch; its role may write nothing else (privacy, inbox and unsubscribe stay on the HTTP API)."""
+    return path in INGEST_PATHS or settings_key(path) is not None
 
 
 def _admit(record: KeyRecord, path: str, origin: str | None) -> None:
