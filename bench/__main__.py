@@ -23,6 +23,7 @@ import pydantic
 from bench import bodies as bodies_bench
 from bench import coldstart as coldstart_bench
 from bench import cost as cost_bench
+from bench import front_door as front_door_bench
 from bench import dispatch as dispatch_bench
 from bench import journeys as journeys_bench
 from bench import rules as rules_bench
@@ -74,6 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--cost-events", type=int, default=10_000, help="sample messages for the cost per million events"
+    )
+    parser.add_argument(
+        "--cost-single-events",
+        type=int,
+        default=0,
+        help="sample messages sent one a request for the one-event cost (default: --cost-events)",
+    )
+    parser.add_argument(
+        "--consumer-batch",
+        type=int,
+        default=front_door_bench.CONSUMER_BATCH,
+        help="one-event cost: messages the ingest queue's consumer folds at a time",
     )
     parser.add_argument("--load-clients", type=int, default=16, help="load: concurrent clients")
     parser.add_argument("--load-requests", type=int, default=50, help="load: /v1/batch requests per client")
@@ -174,6 +187,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         cpu = cost_bench.cpu_pass(cost_bodies, rules)
         print(_cost_report(cost_bench.requests_pass(cost_bodies, rules), cpu))
+        single = messages[: args.cost_single_events or args.cost_events]
+        print(
+            f"\n8b. Cost per million events at one event a request: first {len(single):,} messages, each "
+            f"its own request; the ingest queue's consumer folds {args.consumer_batch} at a time"
+        )
+        print(
+            front_door_bench.report(
+                front_door_bench.measure(single, rules, args.consumer_batch, front_door_bench.WINDOW_SECONDS)
+            )
+        )
 
     if "load" in only:
         print(
