@@ -23,8 +23,8 @@ import pydantic
 from bench import bodies as bodies_bench
 from bench import coldstart as coldstart_bench
 from bench import cost as cost_bench
-from bench import front_door as front_door_bench
 from bench import dispatch as dispatch_bench
+from bench import front_door as front_door_bench
 from bench import journeys as journeys_bench
 from bench import rules as rules_bench
 from bench import sample

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bench.cost import (
+    INVOCATION_OVERHEAD_SECONDS,
     MEMORY_GB,
     PRICE_DYNAMO_WRITE_UNIT,
     PRICE_HTTP_API_REQUEST,
@@ -33,7 +34,6 @@ from bench.cost import (
     PRICE_LAMBDA_REQUEST,
     PRICE_SQS_REQUEST,
     ROUND_TRIP_SECONDS,
-    INVOCATION_OVERHEAD_SECONDS,
     SQS_BATCH_SIZE,
     STREAM_BATCH_SIZE,
     Cpu,
@@ -153,7 +153,8 @@ def front_lines(cpu: FrontCpu, events: int, queue: str) -> list[Line]:
         ),
         Line(
             "Lambda front door: duration",
-            f"{seconds * per_k * 1000:,.0f} ms ({cpu.seconds * per_k * 1000:,.0f} CPU + {aws * per_k:.1f} AWS requests)",
+            f"{seconds * per_k * 1000:,.0f} ms ({cpu.seconds * per_k * 1000:,.0f} CPU + "
+            f"{aws * per_k:.1f} AWS requests)",
             seconds * per_k * m * MEMORY_GB * PRICE_LAMBDA_GB_SECOND,
         ),
     ]
@@ -190,7 +191,11 @@ def consumer_lines(run: Run, cpu: Cpu) -> list[Line]:
 
 def http_api_line(requests: int, events: int) -> Line:
     per_k = 1_000 / events
-    return Line("HTTP API requests", f"{requests * per_k:.1f} requests", requests * per_k * 1_000 * PRICE_HTTP_API_REQUEST)
+    return Line(
+        "HTTP API requests",
+        f"{requests * per_k:.1f} requests",
+        requests * per_k * 1_000 * PRICE_HTTP_API_REQUEST,
+    )
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,11 @@ class OneEvent:
     def designs(self) -> list[Design]:
         n = self.events
         rate = rate_counter_lines(n, n)
-        at_once = [line for line in price(busy(self.today), self.today_cpu) if not line.component.startswith("HTTP API")]
+        at_once = [
+            line
+            for line in price(busy(self.today), self.today_cpu)
+            if not line.component.startswith("HTTP API")
+        ]
         consumer = consumer_lines(self.consumer, self.consumer_cpu)
         wait = f"up to {self.window_seconds} s batching window + poll"
         return [
@@ -253,7 +262,7 @@ def report(result: OneEvent) -> str:
     designs = result.designs()
     out: list[str] = []
     for design in (designs[0], designs[3]):
-        rows = [("component", "per 1,000 events", "$ per million events", "share")]
+        rows: list[tuple[str, ...]] = [("component", "per 1,000 events", "$ per million events", "share")]
         rows += [
             (
                 line.component,
@@ -265,9 +274,9 @@ def report(result: OneEvent) -> str:
         ]
         rows.append(("total", "", f"{design.total:.3f}", "100%"))
         out += [f"  {design.name}:", _table(rows), ""]
-    rows = [("design", "$ per million events", "latency added")]
-    rows += [(d.name, f"{d.total:.3f}", d.latency) for d in designs]
-    out += ["  designs at one event a request:", _table(rows)]
+    table: list[tuple[str, ...]] = [("design", "$ per million events", "latency added")]
+    table += [(d.name, f"{d.total:.3f}", d.latency) for d in designs]
+    out += ["  designs at one event a request:", _table(table)]
     today, consumer = result.today, result.consumer
     per_k = 1_000 / result.events
     out += [
@@ -275,7 +284,8 @@ def report(result: OneEvent) -> str:
         f"{today.users_evaluated * per_k:.1f} user evaluations per 1,000 events; queue consumer "
         f"(batches of {result.consumer_batch}): {consumer.stream_records * per_k:.1f} stream records, "
         f"{consumer.users_evaluated * per_k:.1f} user evaluations",
-        f"  front door CPU (in memory): {result.front.seconds / max(result.front.requests, 1) * 1e6:.0f} us per request",
+        "  front door CPU (in memory): "
+        f"{result.front.seconds / max(result.front.requests, 1) * 1e6:.0f} us per request",
         *(f"  assumption: {text}" for text in ASSUMPTIONS),
         f"  moto wall time, for information: {today.seconds + consumer.seconds:.0f} s",
     ]
@@ -286,7 +296,10 @@ def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
-        cells = [cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
         lines.append("  " + " | ".join(cells))
         if n == 0:
             lines.append("  " + "-+-".join("-" * w for w in widths))
