@@ -68,6 +68,8 @@ app.include_router(privacy_router)
 app.include_router(inbox_router)
 # Where resolve() leaves the request's key record for the routes (Powertools clears it per request).
 API_KEY = "api_key"
+# Set by resolve() for the buffered front door's requests (the function URL's handler).
+FRONT_DOOR = "front_door"
 
 
 RouteFunction = TypeVar("RouteFunction", bound=Callable[..., Any])
@@ -112,7 +114,7 @@ def _run(messages: list[tuple[int, Message]], rejected: list[Problem]) -> Respon
         # The request id the handler made this invocation's correlation id: kept on each user's
         # state written, so evaluate, dispatch and the send log under it too.
         correlation_id = logger.get_correlation_id() or ""
-        if svc.buffer is not None:
+        if app.context.get(FRONT_DOOR) and svc.buffer is not None:
             # The front door: checked and answered now, folded with other requests' messages by
             # the ingest queue's consumer (nudge.services.buffer).
             result = enqueue(
@@ -333,9 +335,10 @@ def cold_start() -> None:
     services()
 
 
-def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def resolve(event: dict[str, Any], context: LambdaContext, *, front_door: bool = False) -> dict[str, Any]:
     """Answer preflights; bound and inflate the body; authenticate, authorize and check the page's
-    origin; then route. Keys are never logged."""
+    origin; then route. Keys are never logged. `front_door`: the buffered front door's request
+    (tracking routes only; messages go on the ingest queue, nudge.services.buffer)."""
     path = event.get("rawPath") or ""
     method = str(((event.get("requestContext") or {}).get("http") or {}).get("method") or "").upper()
     if method == "OPTIONS":
@@ -347,7 +350,12 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         event = normalize(event, limit)
     except BodyError as exc:
         return _early(exc.status, exc.field, exc.message)
-    if svc.buffer is not None and not _front_door_route(path):
+    if front_door and svc.buffer is None:
+        logger.error("front door without NUDGE_INGEST_QUEUE_URL: nowhere to put messages")
+        return _early(
+            503, "", "this front door has no ingest queue configured; retry later", {"Retry-After": "60"}
+        )
+    if front_door and not _front_door_route(path):
         return _early(
             404,
             "path",
@@ -376,7 +384,7 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except Forbidden as exc:
         logger.info("key refused", extra={"kind": record.kind.value, "key_id": record.key_id})
         return _early(403, "authorization", str(exc))
-    app.append_context(**{API_KEY: record})  # type: ignore[no-untyped-call]
+    app.append_context(**{API_KEY: record, FRONT_DOOR: front_door})  # type: ignore[no-untyped-call]
     # Segment's routes take JSON whatever the declared type, as Segment's and RudderStack's
     # servers do: text/plain (the browser and Kotlin SDKs), the form type rudder-sdk-node 3
     # declares on its gzip batches, anything. Declared as JSON, no form parser runs either
