@@ -26,6 +26,7 @@ from nudge.rulebook.plan import TrackingPlan, load_plan
 from nudge.services.auth import ApiKeys
 from nudge.services.erasure import AccountLedger
 from nudge.services.ingest import IngestLimits
+from nudge.services.rate_limit import LeasedRateCounter
 from nudge.services.suppression import SuppressionList
 from nudge.services.unsubscribe import parse_secrets
 from nudge.settings import Settings, get_settings
@@ -110,7 +111,8 @@ def services() -> Services:
         ),
         keys=ApiKeys(fetch_keys),
         limits=limits_from(settings),
-        rate_counter=DynamoRateCounter(client, settings.rate_limit_table),
+        # One shared write per lease of the window's budget, not per request (services.rate_limit).
+        rate_counter=LeasedRateCounter(DynamoRateCounter(client, settings.rate_limit_table)),
         user_token_secrets=fetch_user_token_secrets,
         segments=DynamoSegmentStore(
             client, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
