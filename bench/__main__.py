@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cost-single-events",
         type=int,
-        default=0,
-        help="sample messages sent one a request for the one-event cost (default: --cost-events)",
+        default=2_000,
+        help="sample messages sent one a request for the one-event cost (each its own request on moto: slow)",
     )
     parser.add_argument(
         "--consumer-batch",
@@ -114,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     # Rules, sweep and dispatch need the whole history; ingest takes its first messages; the
     # adversarial bodies need none.
     whole = bool(only & {"rules", "sweep", "dispatch"})
-    wanted = max(args.events, args.dynamo_events, args.cost_events) if only - {"bodies"} else 1
+    wanted = (
+        max(args.events, args.dynamo_events, args.cost_events, args.cost_single_events)
+        if only - {"bodies"}
+        else 1
+    )
     messages = sample.sample_messages(sys.maxsize if whole else wanted)
     cpu_bodies = sample.batches(messages[: args.events])
     dynamo_bodies = sample.batches(messages[: args.dynamo_events])
@@ -187,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         cpu = cost_bench.cpu_pass(cost_bodies, rules)
         print(_cost_report(cost_bench.requests_pass(cost_bodies, rules), cpu))
-        single = messages[: args.cost_single_events or args.cost_events]
+        single = messages[: args.cost_single_events]
         print(
             f"\n8b. Cost per million events at one event a request: first {len(single):,} messages, each "
             f"its own request; the ingest queue's consumer folds {args.consumer_batch} at a time"

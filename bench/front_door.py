@@ -45,10 +45,12 @@ from bench.cost import (
 )
 from bench.sample import Body, batches
 from nudge.adapters.memory import MemoryIngestBuffer
+from nudge.domain.keys import DEFAULT_RATE_LIMIT
 from nudge.model.messages import Batch, InvalidMessage
 from nudge.observability import quiet_logs
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.buffer import enqueue
+from nudge.services.rate_limit import LEASE_SHARE, WINDOW_SECONDS
 
 # Kinesis Data Streams, provisioned, us-east-1: $0.014 per million PUT payload units (25 KB each:
 # one event is one unit) and $0.015 per shard-hour (1,000 records/s or 1 MB/s in per shard).
@@ -57,21 +59,25 @@ PRICE_KINESIS_SHARD_HOUR = 0.015
 # The ingest queue's event source (template.yaml IngestQueueFunction): Lambda's pollers receive up
 # to 10 messages per ReceiveMessage and delete them 10 per DeleteMessageBatch.
 SQS_RECEIVE_BATCH = 10
-# Client keys (browsers, apps) are rate-limited per key: one conditional UpdateItem per request on
-# the rate-limit table (nudge.services.rate_limit), 1 WRU (the item is under 1 KB).
-RATE_COUNTER_WRU = 1
+# Client keys (browsers, apps) are rate-limited per key on the rate-limit table, 1 WRU per
+# conditional UpdateItem (the item is under 1 KB): today (main) one per request; with
+# LeasedRateCounter one per lease, 1% of the window's budget: 10 messages at the default 100/s
+# (traffic near the key's limit; a container seeing less takes a lease per window instead).
+RATE_WRU_PER_REQUEST_TODAY = 1.0
+RATE_WRU_PER_REQUEST_LEASED = 1 / max(1, DEFAULT_RATE_LIMIT * WINDOW_SECONDS // LEASE_SHARE)
 # template.yaml's IngestQueueFunction event source: BatchSize and MaximumBatchingWindowInSeconds.
 CONSUMER_BATCH = 100
 WINDOW_SECONDS = 5
 
 ASSUMPTIONS = [
     "one event a request: each sample message its own request (the SDK's /v1/t, /v1/p, ... as a "
-    "body of one message), with a client key: one rate-limit UpdateItem (1 WRU, 10 ms) per request",
+    "body of one message), with a client key at its default limit (100 messages/s): today one "
+    "rate-limit UpdateItem (1 WRU, 10 ms) per request; leased (LeasedRateCounter), one per 10",
     "the evaluator and dispatch under one-event traffic: busy stream and queue, full batches "
     f"({STREAM_BATCH_SIZE} stream records, {SQS_BATCH_SIZE} decision batches per invocation)",
     "the front door function: CPU of parse + validate + checks + packing (measured in memory), "
     f"{INVOCATION_OVERHEAD_SECONDS * 1000:.0f} ms per invocation, {ROUND_TRIP_SECONDS * 1000:.0f} ms "
-    "per AWS request (the queue send, the rate counter)",
+    "per AWS request (the queue send; the rate counter's on its own line)",
     f"the ingest queue: one SendMessageBatch per request; Lambda's pollers receive and delete "
     f"{SQS_RECEIVE_BATCH} messages per request; SQS standard $0.40/M requests",
     "Kinesis (priced only): provisioned, $0.014/M PUT payload units (one per event), "
@@ -126,15 +132,21 @@ def busy(run: Run) -> Run:
     return replace(run, stages=stages, evaluate_invocations=stages["evaluate"].invocations)
 
 
-def rate_counter_lines(events: int, requests: int) -> list[Line]:
+def rate_counter_lines(events: int, requests: int, per_request: float) -> list[Line]:
     per_k = 1_000 / events
     m = 1_000
+    wru = requests * per_request
     return [
         Line(
             "DynamoDB rate counter",
-            f"{requests * RATE_COUNTER_WRU * per_k:.1f} WRU",
-            requests * RATE_COUNTER_WRU * per_k * m * PRICE_DYNAMO_WRITE_UNIT,
-        )
+            f"{wru * per_k:.1f} WRU",
+            wru * per_k * m * PRICE_DYNAMO_WRITE_UNIT,
+        ),
+        Line(
+            "Lambda rate counter: duration",
+            f"{wru * per_k * ROUND_TRIP_SECONDS * 1000:,.0f} ms ({wru * per_k:.1f} AWS requests)",
+            wru * per_k * ROUND_TRIP_SECONDS * m * MEMORY_GB * PRICE_LAMBDA_GB_SECOND,
+        ),
     ]
 
 
@@ -143,7 +155,7 @@ def front_lines(cpu: FrontCpu, events: int, queue: str) -> list[Line]:
     rate counter), and the buffer's own price."""
     per_k = 1_000 / events
     m = 1_000
-    aws = cpu.requests * 2  # the put, the rate counter
+    aws = cpu.requests  # the put (the rate counter is its own line)
     seconds = cpu.seconds + cpu.requests * INVOCATION_OVERHEAD_SECONDS + aws * ROUND_TRIP_SECONDS
     lines = [
         Line(
@@ -212,7 +224,8 @@ class OneEvent:
 
     def designs(self) -> list[Design]:
         n = self.events
-        rate = rate_counter_lines(n, n)
+        today_rate = rate_counter_lines(n, n, RATE_WRU_PER_REQUEST_TODAY)
+        rate = rate_counter_lines(n, n, RATE_WRU_PER_REQUEST_LEASED)
         at_once = [
             line
             for line in price(busy(self.today), self.today_cpu)
@@ -221,8 +234,8 @@ class OneEvent:
         consumer = consumer_lines(self.consumer, self.consumer_cpu)
         wait = f"up to {self.window_seconds} s batching window + poll"
         return [
-            Design("today: HTTP API, written at once", [http_api_line(n, n), *at_once, *rate], "none"),
-            Design("function URL, written at once", [*at_once, *rate], "none"),
+            Design("today: HTTP API, written at once", [http_api_line(n, n), *at_once, *today_rate], "none"),
+            Design("function URL, written at once (leased counts)", [*at_once, *rate], "none"),
             Design(
                 "HTTP API + SQS ingest queue",
                 [http_api_line(n, n), *front_lines(self.front, n, "sqs"), *rate, *consumer],
