@@ -24,6 +24,7 @@ from bench import bodies as bodies_bench
 from bench import coldstart as coldstart_bench
 from bench import cost as cost_bench
 from bench import dispatch as dispatch_bench
+from bench import front_door as front_door_bench
 from bench import journeys as journeys_bench
 from bench import rules as rules_bench
 from bench import sample
@@ -75,6 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cost-events", type=int, default=10_000, help="sample messages for the cost per million events"
     )
+    parser.add_argument(
+        "--cost-single-events",
+        type=int,
+        default=2_000,
+        help="sample messages sent one a request for the one-event cost (each its own request on moto: slow)",
+    )
+    parser.add_argument(
+        "--consumer-batch",
+        type=int,
+        default=front_door_bench.CONSUMER_BATCH,
+        help="one-event cost: messages the ingest queue's consumer folds at a time",
+    )
     parser.add_argument("--load-clients", type=int, default=16, help="load: concurrent clients")
     parser.add_argument("--load-requests", type=int, default=50, help="load: /v1/batch requests per client")
     parser.add_argument("--load-users", type=int, default=2_000, help="load: distinct users")
@@ -101,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     # Rules, sweep and dispatch need the whole history; ingest takes its first messages; the
     # adversarial bodies need none.
     whole = bool(only & {"rules", "sweep", "dispatch"})
-    wanted = max(args.events, args.dynamo_events, args.cost_events) if only - {"bodies"} else 1
+    wanted = (
+        max(args.events, args.dynamo_events, args.cost_events, args.cost_single_events)
+        if only - {"bodies"}
+        else 1
+    )
     messages = sample.sample_messages(sys.maxsize if whole else wanted)
     cpu_bodies = sample.batches(messages[: args.events])
     dynamo_bodies = sample.batches(messages[: args.dynamo_events])
@@ -174,6 +191,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         cpu = cost_bench.cpu_pass(cost_bodies, rules)
         print(_cost_report(cost_bench.requests_pass(cost_bodies, rules), cpu))
+        single = messages[: args.cost_single_events]
+        print(
+            f"\n8b. Cost per million events at one event a request: first {len(single):,} messages, each "
+            f"its own request; the ingest queue's consumer folds {args.consumer_batch} at a time"
+        )
+        print(
+            front_door_bench.report(
+                front_door_bench.measure(single, rules, args.consumer_batch, front_door_bench.WINDOW_SECONDS)
+            )
+        )
 
     if "load" in only:
         print(

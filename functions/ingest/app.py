@@ -1,4 +1,6 @@
-"""Ingest Lambda: Segment-compatible tracking API in front of the usage table."""
+"""Ingest Lambda: Segment-compatible tracking API in front of the usage table. The same code is the
+buffered front door (FrontDoorFunction, behind a function URL): `front_door` answers as `handler`
+does, and puts the messages on the ingest queue instead of writing them."""
 
 from typing import Any
 
@@ -18,3 +20,10 @@ cold_start()
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return resolve(event, context)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL, log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def front_door(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return resolve(event, context, front_door=True)

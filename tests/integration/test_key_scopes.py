@@ -282,7 +282,8 @@ def test_a_failing_rate_limiter_lets_client_traffic_through(
 ) -> None:
     monkeypatch.setenv("NUDGE_RATE_LIMIT_TABLE", "no-such-table")
     counter = api.services().rate_counter
-    monkeypatch.setattr(counter, "_table", "no-such-table")
+    # The shared count behind the container's leases (services.rate_limit.LeasedRateCounter).
+    monkeypatch.setattr(counter.shared, "_table", "no-such-table")
 
     status, _, _ = call(handler, request("POST", "/v1/track", track("sc-10"), key=CLIENT))
 

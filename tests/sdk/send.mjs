@@ -1,18 +1,26 @@
 // Sends one user's identify, group, track, page and screen through an official Node SDK, unchanged,
 // to a Nudge endpoint, then flushes. Used by tests/e2e/test_server_sdks.py:
-//   node send.mjs <analytics-node|rudder-sdk-node> <baseUrl> <writeKey> <userId>
+//   node send.mjs <analytics-node|rudder-sdk-node> <baseUrl> <writeKey> <userId> [flushAt]
+// flushAt (default 10): messages per request; 1 sends one event a request, as browsers and apps do.
 // Exits 1 (printing what failed) when the SDK reports an error or a non-2xx answer.
 import { Analytics } from "@segment/analytics-node";
 import RudderAnalytics from "@rudderstack/rudder-sdk-node";
 
-const [sdk, baseUrl, writeKey, userId] = process.argv.slice(2);
+const [sdk, baseUrl, writeKey, userId, flushArg] = process.argv.slice(2);
+const flushAt = Number(flushArg ?? 10);
 const account = `acct-${userId}`;
 const failures = [];
+const sizes = []; // messages in each request analytics-node made
 
 async function segment() {
-  const client = new Analytics({ writeKey, host: baseUrl, maxRetries: 1, flushAt: 10 });
+  const client = new Analytics({ writeKey, host: baseUrl, maxRetries: 1, flushAt });
   client.on("error", (error) => failures.push(String(error?.reason ?? error)));
   client.on("http_request", (request) => {
+    try {
+      sizes.push(JSON.parse(request.body).batch.length);
+    } catch {
+      sizes.push(-1);
+    }
     if (request.status !== undefined && (request.status < 200 || request.status > 299)) {
       failures.push(`HTTP ${request.status}`);
     }
@@ -51,4 +59,6 @@ if (failures.length) {
   console.error(JSON.stringify(failures));
   process.exit(1);
 }
+// What the test can check: the messages in each request analytics-node made.
+console.log(JSON.stringify({ sizes }));
 process.exit(0);

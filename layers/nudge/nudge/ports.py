@@ -302,3 +302,10 @@ class RateCounter(Protocol):
         """Add `amount` to the bucket's count if it stays within `limit`; whether it did.
         StoreUnavailable when the count could not be read or written."""
         ...
+
+
+class IngestBuffer(Protocol):
+    def put(self, bodies: Sequence[str]) -> None:
+        """Keep each body durably for the ingest queue's consumer (services.buffer), all or
+        raise StoreUnavailable: the front door then answers 503 and the SDK sends again."""
+        ...

@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     # Client keys' rate-limit counters (nudge.services.rate_limit).
     rate_limit_table: str = "nudge-rate-limits"
     rules_dir: Path = Path("rules")
+    # The buffered front door (the function URL, nudge.services.buffer): when set, the API checks
+    # and answers each request, then puts its messages on this queue instead of writing them; the
+    # ingest queue's consumer folds them, many requests per write.
+    ingest_queue_url: str = ""
 
     max_message_bytes: int = Field(default=32 * 1024, gt=0)
     max_batch_bytes: int = Field(default=500 * 1024, gt=0)

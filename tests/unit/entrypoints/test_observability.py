@@ -400,8 +400,8 @@ def alarmed_functions(metric: str) -> Counter[str]:
 def test_every_function_has_a_throttles_alarm_and_the_consumers_an_error_rate_alarm() -> None:
     # Then each function is alarmed on throttles
     assert set(alarmed_functions("Throttles")) == set(functions())
-    # ...and every function but ingest (alarmed on errors and API 5xx) on its error rate, which
-    # divides its Errors by its Invocations above a minimum of invocations
+    # ...and every function but ingest and the front door (alarmed on errors, and API 5xx) on its
+    # error rate, which divides its Errors by its Invocations above a minimum of invocations
     rated = {
         "DispatchFunction",
         "EmailFunction",
@@ -412,6 +412,7 @@ def test_every_function_has_a_throttles_alarm_and_the_consumers_an_error_rate_al
         "WebhookFunction",
         "ChangesFunction",
         "FeedbackFunction",
+        "IngestQueueFunction",
     }
     assert set(alarmed_functions("Invocations")) == rated
     for alarm in alarms():

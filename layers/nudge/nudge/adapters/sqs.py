@@ -1,4 +1,5 @@
-"""SQS: the decision queue (one message per evaluation) and the channel queues dispatch routes to."""
+"""SQS: the decision queue (one message per evaluation), the channel queues dispatch routes to, and
+the ingest queue the buffered front door fills (nudge.services.buffer)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nudge.backoff import THROTTLING
+from nudge.model.errors import StoreUnavailable
+from nudge.model.limits import INGEST_QUEUE_BATCH_ENTRIES, INGEST_QUEUE_BODY_BYTES
 from nudge.model.queue import DecisionBatch, Delivery
 from nudge.ports import PublishFailed, RouteFailed
 
@@ -95,3 +98,48 @@ class SqsDeliveryRouter:
             retry = {f["Id"] for f in failed}
             entries = [e for e in entries if e["Id"] in retry]
         raise RouteFailed(f"{len(entries)} deliveries still failing after {self.backoff.attempts} attempts")
+
+
+class SqsIngestBuffer:
+    """The ingest queue: bodies sent ten (and 256 KB) per SendMessageBatch, the entries SQS could
+    not take retried; anything else is StoreUnavailable (the front door answers 503)."""
+
+    def __init__(self, client: SQSClient, queue_url: str, attempts: int = 3) -> None:
+        self.client = client
+        self.queue_url = queue_url
+        self.backoff = THROTTLING.with_attempts(attempts)
+
+    def put(self, bodies: Sequence[str]) -> None:
+        entries: list[SendMessageBatchRequestEntryTypeDef] = []
+        size = 0
+        for i, body in enumerate(bodies):
+            length = len(body.encode())
+            if entries and (
+                len(entries) == INGEST_QUEUE_BATCH_ENTRIES or size + length > INGEST_QUEUE_BODY_BYTES
+            ):
+                self._send(entries)
+                entries, size = [], 0
+            entries.append({"Id": str(i), "MessageBody": body})
+            size += length
+        if entries:
+            self._send(entries)
+
+    def _send(self, entries: list[SendMessageBatchRequestEntryTypeDef]) -> None:
+        for _ in self.backoff.tries():
+            try:
+                response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in RETRYABLE_SQS:
+                    continue
+                raise StoreUnavailable(f"ingest queue refused the messages: {code or exc}") from exc
+            except BotoCoreError as exc:
+                raise StoreUnavailable(f"ingest queue unreachable: {type(exc).__name__}") from exc
+            failed = response.get("Failed", [])
+            if not failed:
+                return
+            if any(f.get("SenderFault") for f in failed):
+                raise StoreUnavailable(f"ingest queue refused {len(failed)} message(s)")
+            retry = {f["Id"] for f in failed}
+            entries = [e for e in entries if e["Id"] in retry]
+        raise StoreUnavailable(f"ingest queue still busy after {self.backoff.attempts} attempts")

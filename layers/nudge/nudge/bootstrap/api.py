@@ -17,14 +17,16 @@ from nudge.adapters.dynamo.rate_limits import DynamoRateCounter
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
+from nudge.adapters.sqs import SqsIngestBuffer
 from nudge.bootstrap import UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS, built_once, state_ttl
 from nudge.domain.fold import FoldWindow
 from nudge.observability import logger
-from nudge.ports import Inbox, Ledger, RateCounter, SegmentStore, UsageStore
+from nudge.ports import Inbox, IngestBuffer, Ledger, RateCounter, SegmentStore, UsageStore
 from nudge.rulebook.plan import TrackingPlan, load_plan
 from nudge.services.auth import ApiKeys
 from nudge.services.erasure import AccountLedger
 from nudge.services.ingest import IngestLimits
+from nudge.services.rate_limit import LeasedRateCounter
 from nudge.services.suppression import SuppressionList
 from nudge.services.unsubscribe import parse_secrets
 from nudge.settings import Settings, get_settings
@@ -50,6 +52,9 @@ class Services:
     suppressions: SuppressionList | None = None
     # The in-app inbox (entrypoints.http.inbox_api; None: none, in tests of other routes).
     inbox: Inbox | None = None
+    # The buffered front door's queue (settings.ingest_queue_url): tracking messages go there
+    # instead of the store (None: written at once, the HTTP API's way).
+    buffer: IngestBuffer | None = None
 
 
 def limits_from(settings: Settings) -> IngestLimits:
@@ -106,7 +111,8 @@ def services() -> Services:
         ),
         keys=ApiKeys(fetch_keys),
         limits=limits_from(settings),
-        rate_counter=DynamoRateCounter(client, settings.rate_limit_table),
+        # One shared write per lease of the window's budget, not per request (services.rate_limit).
+        rate_counter=LeasedRateCounter(DynamoRateCounter(client, settings.rate_limit_table)),
         user_token_secrets=fetch_user_token_secrets,
         segments=DynamoSegmentStore(
             client, settings.usage_table, index=settings.due_index, due_shards=settings.due_shards
@@ -123,4 +129,7 @@ def services() -> Services:
             DynamoSuppressionStore(client, settings.suppression_table), fetch_suppression_secrets
         ),
         inbox=DynamoInbox(client, settings.ledger_table),
+        buffer=SqsIngestBuffer(boto3.client("sqs"), settings.ingest_queue_url)
+        if settings.ingest_queue_url
+        else None,
     )

@@ -115,3 +115,10 @@ JOURNEY_PATH_KEPT = 30
 # A journey rule test (rules/tests) evaluates its user at each event and each timer up to the case's
 # time: a case needing more evaluations than this fails, naming the bound, rather than running on.
 JOURNEY_TEST_EVALUATIONS = 2000
+
+# --- the ingest queue (the buffered front door, nudge.services.buffer) --------------------------
+# One SQS message, and one SendMessageBatch request in all, hold at most this many bytes: a
+# request's accepted messages are packed into as few queue messages as fit.
+INGEST_QUEUE_BODY_BYTES = 256 * KB
+# SendMessageBatch takes at most this many entries.
+INGEST_QUEUE_BATCH_ENTRIES = 10

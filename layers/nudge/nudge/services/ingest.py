@@ -179,8 +179,21 @@ def ingest(
     has room for it (DynamoDB), so the evaluator's logs and decisions carry it on.
     """
     result = IngestResult()
+    accepted = admit(messages, plan, now, limits, result)
+    return store_admitted(accepted, plan, store, now, limits, sleep, correlation_id, result)
+
+
+def admit(
+    messages: Sequence[tuple[int, Message]],
+    plan: TrackingPlan,
+    now: datetime,
+    limits: IngestLimits,
+    result: IngestResult,
+) -> list[tuple[int, Message]]:
+    """The messages acceptable at `now` (problems and warnings into `result`), each with its dedupe
+    key and timestamp pinned: what a buffered front door hands on (services.buffer) is then the
+    same message however often the queue redelivers it."""
     accepted: list[tuple[int, Message]] = []
-    groups: dict[str, list[tuple[int, Group]]] = defaultdict(list)
     for index, message in messages:
         problems = check(index, message, plan, limits, now)
         if problems:
@@ -196,6 +209,21 @@ def ingest(
         if message.timestamp is None:
             message.timestamp = now
         accepted.append((index, message))
+    return accepted
+
+
+def store_admitted(
+    accepted: list[tuple[int, Message]],
+    plan: TrackingPlan,
+    store: UsageStore,
+    now: datetime,
+    limits: IngestLimits,
+    sleep: Callable[[float], None],
+    correlation_id: str,
+    result: IngestResult,
+) -> IngestResult:
+    """Fold admitted messages into usage state and write it (the second half of `ingest`)."""
+    groups: dict[str, list[tuple[int, Group]]] = defaultdict(list)
     # Another writer got there first: re-read, fold again, write again, after a jittered pause.
     backoff = replace(CONTENTION.with_attempts(limits.write_attempts), sleep=sleep)
     # Accounts are read before any user is written: a group refused for its account's traits is

@@ -11,6 +11,7 @@ Gateway's own throttling still bounds the whole API.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,3 +43,47 @@ def check_rate(counter: RateCounter, record: KeyRecord, amount: int, now: dateti
     if taken:
         return RateDecision(allowed=True)
     return RateDecision(allowed=False, retry_after=max(1, math.ceil(end - epoch)))
+
+
+# A container takes its share of a window's budget this many at a time: 1/LEASE_SHARE of it.
+LEASE_SHARE = 100
+# Counted buckets a container remembers (one per key and window); past it, it starts afresh.
+LEASES_KEPT = 1024
+
+
+class LeasedRateCounter:
+    """A RateCounter that takes from the shared one a lease at a time (1/LEASE_SHARE of the
+    window's budget, at least the amount asked) and spends it locally: one shared write per lease
+    instead of one per request (the buffered front door's requests carry one event each).
+
+    Never more than the budget is let through: every message spent was taken from the shared
+    count first. A lease left unspent when its window ends counts as used: with C containers the
+    key may be refused up to (C - 1) leases early, 1% of the budget each. When a lease no longer
+    fits, the exact amount is asked for, so the window's last messages still pass."""
+
+    def __init__(self, shared: RateCounter, share: int = LEASE_SHARE) -> None:
+        self.shared = shared
+        self._share = share
+        self._left: dict[str, int] = {}
+        # The local stack serves requests on threads of one process: a lease is spent once.
+        self._lock = threading.Lock()
+
+    def take(self, bucket: str, amount: int, limit: int, expires_at: int) -> bool:
+        with self._lock:
+            return self._take(bucket, amount, limit, expires_at)
+
+    def _take(self, bucket: str, amount: int, limit: int, expires_at: int) -> bool:
+        left = self._left.get(bucket, 0)
+        if left >= amount:
+            self._left[bucket] = left - amount
+            return True
+        lease = max(amount, limit // self._share)
+        if lease > amount and self.shared.take(bucket, lease, limit, expires_at):
+            self._remember(bucket, left + lease - amount)
+            return True
+        return self.shared.take(bucket, amount, limit, expires_at)
+
+    def _remember(self, bucket: str, left: int) -> None:
+        if len(self._left) >= LEASES_KEPT:
+            self._left.clear()  # old windows' leftovers: spent or expired, never needed again
+        self._left[bucket] = left

@@ -9,7 +9,12 @@ from nudge.adapters.memory.channels import (
 )
 from nudge.adapters.memory.inbox import MemoryInbox
 from nudge.adapters.memory.ledger import MemoryLedger
-from nudge.adapters.memory.queues import MemoryDecisionPublisher, MemoryRechecks, MemoryRouter
+from nudge.adapters.memory.queues import (
+    MemoryDecisionPublisher,
+    MemoryIngestBuffer,
+    MemoryRechecks,
+    MemoryRouter,
+)
 from nudge.adapters.memory.segments import MemorySegmentStore
 from nudge.adapters.memory.suppression import MemorySuppressionStore
 from nudge.adapters.memory.usage import MemoryUsageStore
@@ -21,6 +26,7 @@ __all__ = [
     "MemoryEmailSender",
     "MemoryEscalationDesk",
     "MemoryInbox",
+    "MemoryIngestBuffer",
     "MemoryLedger",
     "MemoryNotifier",
     "MemoryRechecks",

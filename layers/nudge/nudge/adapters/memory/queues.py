@@ -1,4 +1,5 @@
-"""Fake queues: the decision queue, the channel queues and dispatch's re-checks, in memory."""
+"""Fake queues: the decision queue, the channel queues, dispatch's re-checks and the ingest queue,
+in memory."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from nudge.model.decisions import Decision
+from nudge.model.errors import StoreUnavailable
 from nudge.model.journeys import JourneyInstance
 from nudge.model.queue import DecisionBatch, Delivery
 from nudge.ports import PublishFailed, RouteFailed
@@ -58,3 +60,17 @@ class MemoryRechecks:
 
     def saved_journeys(self, user_id: str) -> Mapping[str, JourneyInstance]:
         return self.saved.get(user_id, {})
+
+
+class MemoryIngestBuffer:
+    """The fake ingest queue: bodies put, in order; `fail` makes the next put raise."""
+
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+        self.fail = False
+
+    def put(self, bodies: Sequence[str]) -> None:
+        if self.fail:
+            self.fail = False
+            raise StoreUnavailable("ingest queue unavailable (fake)")
+        self.bodies.extend(bodies)

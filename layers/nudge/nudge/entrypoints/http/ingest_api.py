@@ -17,6 +17,7 @@ from nudge.bootstrap.api import services
 from nudge.domain.keys import KeyKind, KeyRecord, origin_allowed
 from nudge.entrypoints.http import privacy_api
 from nudge.entrypoints.http.access import (
+    INGEST_PATHS,
     INGEST_SECURITY,
     SECURITY_SCHEMES,
     cors_route,
@@ -48,6 +49,7 @@ from nudge.model.messages import (
 from nudge.model.numbers import request_scope
 from nudge.observability import logger, metrics
 from nudge.services.auth import Forbidden, KeysUnavailable, Unauthorized, authorize
+from nudge.services.buffer import enqueue
 from nudge.services.client_keys import DROPPED_HINT, Sensitive, screen_messages
 from nudge.services.ingest import Contention, IngestResult, Problem, ingest
 from nudge.services.rate_limit import check_rate
@@ -66,6 +68,8 @@ app.include_router(privacy_router)
 app.include_router(inbox_router)
 # Where resolve() leaves the request's key record for the routes (Powertools clears it per request).
 API_KEY = "api_key"
+# Set by resolve() for the buffered front door's requests (the function URL's handler).
+FRONT_DOOR = "front_door"
 
 
 RouteFunction = TypeVar("RouteFunction", bound=Callable[..., Any])
@@ -110,7 +114,16 @@ def _run(messages: list[tuple[int, Message]], rejected: list[Problem]) -> Respon
         # The request id the handler made this invocation's correlation id: kept on each user's
         # state written, so evaluate, dispatch and the send log under it too.
         correlation_id = logger.get_correlation_id() or ""
-        result = ingest(messages, svc.plan, svc.store, clock.now(), svc.limits, correlation_id=correlation_id)
+        if app.context.get(FRONT_DOOR) and svc.buffer is not None:
+            # The front door: checked and answered now, folded with other requests' messages by
+            # the ingest queue's consumer (nudge.services.buffer).
+            result = enqueue(
+                messages, svc.plan, svc.buffer, clock.now(), svc.limits, request_id=correlation_id
+            )
+        else:
+            result = ingest(
+                messages, svc.plan, svc.store, clock.now(), svc.limits, correlation_id=correlation_id
+            )
     errors = sorted([*rejected, *result.errors], key=lambda p: (p.index, p.field))
     metrics.add_metric(name="EventsAccepted", unit="Count", value=result.accepted)
     metrics.add_metric(name="EventsRejected", unit="Count", value=len(errors))
@@ -322,9 +335,10 @@ def cold_start() -> None:
     services()
 
 
-def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def resolve(event: dict[str, Any], context: LambdaContext, *, front_door: bool = False) -> dict[str, Any]:
     """Answer preflights; bound and inflate the body; authenticate, authorize and check the page's
-    origin; then route. Keys are never logged."""
+    origin; then route. Keys are never logged. `front_door`: the buffered front door's request
+    (tracking routes only; messages go on the ingest queue, nudge.services.buffer)."""
     path = event.get("rawPath") or ""
     method = str(((event.get("requestContext") or {}).get("http") or {}).get("method") or "").upper()
     if method == "OPTIONS":
@@ -336,6 +350,18 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         event = normalize(event, limit)
     except BodyError as exc:
         return _early(exc.status, exc.field, exc.message)
+    if front_door and svc.buffer is None:
+        logger.error("front door without NUDGE_INGEST_QUEUE_URL: nowhere to put messages")
+        return _early(
+            503, "", "this front door has no ingest queue configured; retry later", {"Retry-After": "60"}
+        )
+    if front_door and not _front_door_route(path):
+        return _early(
+            404,
+            "path",
+            f"{path} is not served here: this front door takes tracking calls only; "
+            "use the API's URL (ApiUrl) for the other routes",
+        )
     if path in PUBLIC_PATHS:
         public: dict[str, Any] = app.resolve(event, context)
         return public
@@ -358,7 +384,7 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except Forbidden as exc:
         logger.info("key refused", extra={"kind": record.kind.value, "key_id": record.key_id})
         return _early(403, "authorization", str(exc))
-    app.append_context(**{API_KEY: record})  # type: ignore[no-untyped-call]
+    app.append_context(**{API_KEY: record, FRONT_DOOR: front_door})  # type: ignore[no-untyped-call]
     # Segment's routes take JSON whatever the declared type, as Segment's and RudderStack's
     # servers do: text/plain (the browser and Kotlin SDKs), the form type rudder-sdk-node 3
     # declares on its gzip batches, anything. Declared as JSON, no form parser runs either
@@ -370,6 +396,12 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if origin is not None:
         result["headers"] = {**(result.get("headers") or {}), **granted(origin)}
     return result
+
+
+def _front_door_route(path: str) -> bool:
+    """What the buffered front door (the function URL) serves: tracking calls and the settings SDKs
+    fetch; its role may write nothing else (privacy, inbox and unsubscribe stay on the HTTP API)."""
+    return path in INGEST_PATHS or settings_key(path) is not None
 
 
 def _admit(record: KeyRecord, path: str, origin: str | None) -> None:

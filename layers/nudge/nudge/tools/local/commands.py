@@ -68,6 +68,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="handler processes, each serving one request at a time like a Lambda container "
         "(default 2; 0 runs the handler in this process)",
     )
+    serve.add_argument(
+        "--front-door-port",
+        type=port,
+        default=None,
+        help="also serve the buffered front door (FrontDoorUrl: one event a request) on this port",
+    )
     serve.add_argument("--quiet", action="store_true", help="no access log on stderr")
     serve.set_defaults(run=run_serve)
 
@@ -122,9 +128,15 @@ def run_serve(args: argparse.Namespace) -> int:
     stack = LocalStack(rules_dir=args.rules, containers=args.containers)
     # Bound first, so the stack's links (unsubscribe) point at the port really served.
     server = LocalApiServer(stack, args.host, args.port, quiet=args.quiet)
+    front = None
+    if args.front_door_port is not None:
+        front = LocalApiServer(stack, args.host, args.front_door_port, quiet=args.quiet, front_door=True)
     try:
         with stack:
             print(f"Nudge local API on {server.base_url}")
+            if front is not None:
+                front.start()
+                print(f"Front door (one event a request, folded every 5 s) on {front.base_url}")
             keys = stack.keys
             for kind, env, listed in (
                 ("Server", WRITE_KEYS_ENV, keys.server),
@@ -143,6 +155,8 @@ def run_serve(args: argparse.Namespace) -> int:
                 print("\nStopping.", file=sys.stderr)
     finally:
         server.stop()
+        if front is not None:
+            front.stop()
     return 0
 
 

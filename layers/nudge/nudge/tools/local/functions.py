@@ -108,7 +108,8 @@ def _function_code(
 
 
 def functions_from_template(template_path: Path) -> dict[str, FunctionCode]:
-    """Every function the local stack runs: those with an API route, a stream or a schedule."""
+    """Every function the local stack runs: those with an API route, a stream, a schedule, a queue
+    or a function URL."""
 
     template = load_template(template_path)
     globals_fn = (template.get("Globals") or {}).get("Function") or {}
@@ -117,9 +118,22 @@ def functions_from_template(template_path: Path) -> dict[str, FunctionCode]:
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
         props = resource.get("Properties") or {}
-        if any(e.get("Type") in LOCAL_EVENT_TYPES for e in (props.get("Events") or {}).values()):
+        served = any(e.get("Type") in LOCAL_EVENT_TYPES for e in (props.get("Events") or {}).values())
+        if served or props.get("FunctionUrlConfig"):
             functions[logical_id] = _function_code(template_path, logical_id, props, globals_fn)
     return functions
+
+
+def function_url_from_template(template_path: Path) -> str | None:
+    """The function with a function URL (the buffered front door), if the template has one: a
+    LocalApiServer made with ``front_door=True`` sends it every request, as its URL would."""
+    template = load_template(template_path)
+    for logical_id, resource in template["Resources"].items():
+        if resource.get("Type") == "AWS::Serverless::Function" and (resource.get("Properties") or {}).get(
+            "FunctionUrlConfig"
+        ):
+            return str(logical_id)
+    return None
 
 
 def api_from_template(template_path: Path) -> tuple[list[Route], dict[str, FunctionCode]]:

@@ -62,13 +62,26 @@ class LocalApiServer:
     (``LocalStack.serve_at``), so links in messages point at the port really served."""
 
     def __init__(
-        self, stack: LocalStack, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True
+        self,
+        stack: LocalStack,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        quiet: bool = True,
+        front_door: bool = False,
     ) -> None:
         self.stack = stack
         self.quiet = quiet
+        # The buffered front door: every request to the template's function-URL function, as its
+        # URL would send it (the API's links keep pointing at the API server).
+        self.front_door = front_door
+        if front_door and stack.front_door_route is None:
+            raise ValueError("the template has no function with a FunctionUrlConfig to serve as front door")
         self._httpd = _Server((host, port), _RequestHandler)
         self._httpd.api = self
         self._thread: threading.Thread | None = None
+        if front_door:
+            return
         try:
             stack.serve_at(self.public_url)
         except BaseException:
@@ -187,7 +200,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 status, payload = local_route(api.stack, self.command, path, query, body)
                 self._send_json(status, payload)
             else:
-                found = api.stack.match(self.command, path)
+                front = api.stack.front_door_route if api.front_door else None
+                found = (front, {}) if front is not None else api.stack.match(self.command, path)
                 if found is None:
                     # API Gateway's own answer for a route it doesn't have.
                     self._send_json(HTTPStatus.NOT_FOUND, {"message": "Not Found"})

@@ -17,6 +17,7 @@ Keys: the stack accepts the server keys in ``NUDGE_WRITE_KEYS``, the client keys
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import traceback
@@ -49,7 +50,12 @@ from nudge.tools.local.environment import (
     stack_environment,
 )
 from nudge.tools.local.expiry import expire
-from nudge.tools.local.functions import Route, api_from_template, functions_from_template
+from nudge.tools.local.functions import (
+    Route,
+    api_from_template,
+    function_url_from_template,
+    functions_from_template,
+)
 from nudge.tools.local.mailbox_simulator import capture_send_tags, forget_sent
 from nudge.tools.local.moto_speedups import speed_up_moto
 from nudge.tools.local.outbox import outbox
@@ -137,6 +143,11 @@ class LocalStack:
             raise ValueError("function_logs needs containers >= 1: in-process handlers share this stdout")
         self.function_logs = function_logs
         self.routes, _ = api_from_template(self.template_path)
+        front = function_url_from_template(self.template_path)
+        # A function URL sends every path and method to its function (routeKey $default).
+        self.front_door_route = (
+            Route("ANY", "/{proxy+}", front, re.compile(".*")) if front is not None else None
+        )
         self.functions = functions_from_template(self.template_path)
         self.queue_urls: dict[str, str] = {}
         self._moto: LockedMotoServer | None = None

@@ -1,0 +1,19 @@
+"""Ingest queue Lambda: the buffered front door's messages, folded into usage state in batches."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nudge.entrypoints.ingest_queue import IngestQueueHandler
+from nudge.observability import logger, metrics, tracer
+
+# Settings, the tracking plan and the client at cold start: a bad rule file fails here.
+queue = IngestQueueHandler()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return queue.handle(event, context)

@@ -1,0 +1,135 @@
+"""The buffered front door: a request's messages are checked and answered at once, then folded
+later, many requests together, by the ingest queue's consumer with the same ingest service.
+
+    enqueue (front door, per request): screen as ever (entrypoints), `admit` (the same checks,
+        dedupe key and timestamp pinned), pack the admitted messages into queue bodies, put them;
+        the answer (200, or 400 naming each refused message) is the one `ingest` would give for
+        what a request alone can show.
+    drain (queue consumer, per batch of queue messages): unpack, then `store_admitted`: one
+        versioned write per user per batch however many requests its messages came in.
+
+What only the stored state can show (an alias that would make a cycle, a profile or an account
+with no room left) is found when the batch is folded, after the 200: those messages are refused
+then, logged by index and field (never values) and counted (`BufferedRefused`). A redelivered
+queue message folds to nothing new: its messages carry the dedupe keys pinned at the front door.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from nudge.model.limits import INGEST_QUEUE_BODY_BYTES
+from nudge.model.messages import Alias, Message
+from nudge.ports import IngestBuffer, UsageStore
+from nudge.rulebook.plan import TrackingPlan
+from nudge.services.ingest import IngestLimits, IngestResult, admit, store_admitted
+
+# Bumped when the body's shape changes, so a consumer can tell an old body from a new one.
+BODY_VERSION = 1
+_MESSAGE: TypeAdapter[Message] = TypeAdapter(Message)
+DEFAULT_LIMITS = IngestLimits()
+
+
+class BadQueueBody(ValueError):
+    """A queue body this consumer cannot read (a bug or another writer): never folded, never lost:
+    the queue retries it, then keeps it in its DLQ."""
+
+
+def enqueue(
+    messages: Sequence[tuple[int, Message]],
+    plan: TrackingPlan,
+    buffer: IngestBuffer,
+    now: datetime,
+    limits: IngestLimits = DEFAULT_LIMITS,
+    request_id: str = "",
+) -> IngestResult:
+    """Check the messages as `ingest` would and put the acceptable ones on the queue; `accepted`
+    counts what was queued. Raises StoreUnavailable (nothing answered 200) if the queue refuses."""
+    result = IngestResult()
+    admitted = admit(messages, plan, now, limits, result)
+    if admitted:
+        buffer.put(pack([m for _, m in admitted], request_id))
+    result.accepted = len(admitted)
+    return result
+
+
+def pack(messages: Sequence[Message], request_id: str, limit: int = INGEST_QUEUE_BODY_BYTES) -> list[str]:
+    """Queue bodies holding the messages, in order, each under `limit` bytes (one message is at most
+    32 KB, so each fits). An alias keeps whether it came with a client key (no pydantic field)."""
+    bodies: list[str] = []
+    entries: list[str] = []
+    size = 0
+    for message in messages:
+        # Unset stays unset (the fold reads which traits a message set); the type always goes.
+        fields = message.model_dump(mode="json", exclude_unset=True)
+        fields["type"] = message.type
+        wrapped: dict[str, Any] = {"message": fields}
+        if isinstance(message, Alias) and message.anonymous_only:
+            wrapped["anonymous_only"] = True
+        entry = json.dumps(wrapped, separators=(",", ":"), ensure_ascii=False)
+        if entries and size + len(entry.encode()) + 64 > limit:
+            bodies.append(_body(entries, request_id))
+            entries, size = [], 0
+        entries.append(entry)
+        size += len(entry.encode()) + 1
+    if entries:
+        bodies.append(_body(entries, request_id))
+    return bodies
+
+
+def _body(entries: list[str], request_id: str) -> str:
+    return f'{{"v":{BODY_VERSION},"request":{json.dumps(request_id)},"messages":[{",".join(entries)}]}}'
+
+
+def unpack(body: str) -> list[Message]:
+    """The messages of one queue body, as the front door admitted them."""
+    try:
+        data: Any = json.loads(body)
+        if data.get("v") != BODY_VERSION:
+            raise BadQueueBody(f"queue body version {data.get('v')!r}; this consumer reads {BODY_VERSION}")
+        messages: list[Message] = []
+        for entry in data["messages"]:
+            message = _MESSAGE.validate_python(entry["message"])
+            if entry.get("anonymous_only") and isinstance(message, Alias):
+                message.limit_to_anonymous()
+            messages.append(message)
+        return messages
+    except BadQueueBody:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BadQueueBody(f"unreadable queue body: {type(exc).__name__}") from exc
+
+
+@dataclass(frozen=True)
+class Drained:
+    """What a batch of queue bodies came to: the ingest result (indexes into `messages`), and the
+    messages in the order folded."""
+
+    result: IngestResult
+    messages: list[Message]
+
+
+def drain(
+    bodies: Sequence[Sequence[Message]],
+    plan: TrackingPlan,
+    store: UsageStore,
+    now: datetime,
+    limits: IngestLimits = DEFAULT_LIMITS,
+    sleep: Callable[[float], None] = time.sleep,
+    correlation_id: str = "",
+) -> Drained:
+    """Fold the messages of many queue bodies at once (each user written once), as admitted at the
+    front door: they are not checked again, so a message accepted there is not refused here for
+    the time it waited. Raises Contention or StoreUnavailable: the whole batch is then retried."""
+    messages = [m for body in bodies for m in body]
+    result = store_admitted(
+        list(enumerate(messages)), plan, store, now, limits, sleep, correlation_id, IngestResult()
+    )
+    return Drained(result, messages)
