@@ -10,7 +10,7 @@ from nudge.model.decisions import Decision, SegmentState, Transition
 from nudge.model.ledger import LedgerEntry
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import AccountState, EventStats, FeatureStats, Stamped, UserState, WeekStats
-from tests.shipped import RULES
+from tests.shipped import RULES, SHIPPED
 
 MON = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday: ISO week 2025-W10
 DAY = timedelta(days=1)
@@ -150,6 +150,52 @@ def test_each_rules_email_feedback_is_counted_once_per_message_and_kind() -> Non
         1 / 3,
     )
     assert (finish.rate("opened"), finish.rate("clicked")) == (1 / 2, 1 / 2)
+
+
+def journey_entry(step: str, channel: str, user: str, status: str = "sent", **kw: Any) -> LedgerEntry:
+    d = Decision(
+        decision_id=f"declining_rescue-{step}-{user}",
+        user=user,
+        account=None,
+        rule="declining_rescue",
+        kind="rescue",
+        action=channel,
+        channel=channel,
+        channels=["push", "sms", "email"] if step == "quick_win" else [],
+        template="declining_nudge",
+        priority=70,
+        reason="",
+        facts={},
+        decided_at=MON,
+        step=step,
+        journey="declining_rescue",
+    )
+    return LedgerEntry(
+        decision=d, outcome="send", status=status, recorded_at=MON, updated_at=MON, **kw
+    )  # type: ignore[arg-type]
+
+
+def test_a_journeys_messages_are_counted_per_step_and_channel_chosen() -> None:
+    # Given the shipped rescue's quick win sent by SMS to two users and by email to one (opened),
+    # and its survey put in one user's inbox
+    at = MON + DAY
+    entries = [
+        journey_entry("quick_win", "sms", "a"),
+        journey_entry("quick_win", "sms", "b"),
+        journey_entry("quick_win", "email", "c", feedback={"delivered": at, "opened": at}),
+        journey_entry("survey", "in_app", "a"),
+    ]
+    base = snapshot()
+    data = build(SHIPPED, Snapshot(base.users, base.records, base.accounts, entries), NOW, "test")
+    # Then "Messages by rule and journey step" has a row per step and channel, in the journey's order
+    rows = [(m.rule, m.channel, m.sent) for m in data.messages]
+    assert rows == [
+        ("declining_rescue:quick_win", "email", 1),
+        ("declining_rescue:quick_win", "sms", 2),
+        ("declining_rescue:survey", "in_app", 1),
+    ]
+    [email] = [m for m in data.messages if m.channel == "email"]
+    assert (email.kind, email.rate("opened")) == ("rescue", 1.0)
 
 
 def test_segment_quality_counts_retention_four_weeks_later() -> None:

@@ -90,31 +90,38 @@ def _funnel(users: Iterable[UserState]) -> list[FunnelStep]:
 
 
 def _messages(rules: RuleSet, entries: Sequence[LedgerEntry]) -> list[RuleMessages]:
-    rows: list[RuleMessages] = []
+    """Per one-shot rule, then per journey step in the journey's order, what happened to its
+    decisions on each channel (a step naming [push, sms, email] has a row per channel chosen)."""
+    groups: list[tuple[str, list[LedgerEntry]]] = []
     for trigger in rules.triggers:
-        mine = [e for e in entries if e.decision.rule == trigger.id]
-        if not mine:
-            continue
+        groups.append((trigger.id, [e for e in entries if e.decision.rule == trigger.id]))
+    for journey in rules.journeys:
+        mine = [e for e in entries if e.decision.journey == journey.id]
+        for step in journey.steps:
+            groups.append((f"{journey.id}:{step}", [e for e in mine if e.decision.step == step]))
+    rows: list[RuleMessages] = []
+    for label, mine in groups:
         for channel in sorted({e.decision.channel for e in mine}):
-            of = [e for e in mine if e.decision.channel == channel]
-            suppressed = Counter(e.reason for e in of if e.outcome == "suppressed")
-            feedback = Counter(kind for e in of if e.status == "sent" for kind in e.feedback)
-            rows.append(
-                RuleMessages(
-                    rule=trigger.id,
-                    kind=of[0].decision.kind,
-                    channel=channel,
-                    decisions=len(of),
-                    sent=sum(1 for e in of if e.outcome == "send" and e.status == "sent"),
-                    deferred=sum(1 for e in of if e.outcome == "deferred"),
-                    held_out=sum(1 for e in of if e.outcome == "held_out"),
-                    cancelled=sum(1 for e in of if e.outcome == "cancelled"),
-                    failed=sum(1 for e in of if e.outcome == "send" and e.status in ("failed", "unknown")),
-                    suppressed=dict(suppressed.most_common()),
-                    feedback=dict(sorted(feedback.items())),
-                )
-            )
+            rows.append(_channel_row(label, [e for e in mine if e.decision.channel == channel]))
     return rows
+
+
+def _channel_row(label: str, of: Sequence[LedgerEntry]) -> RuleMessages:
+    suppressed = Counter(e.reason for e in of if e.outcome == "suppressed")
+    feedback = Counter(kind for e in of if e.status == "sent" for kind in e.feedback)
+    return RuleMessages(
+        rule=label,
+        kind=of[0].decision.kind,
+        channel=of[0].decision.channel,
+        decisions=len(of),
+        sent=sum(1 for e in of if e.outcome == "send" and e.status == "sent"),
+        deferred=sum(1 for e in of if e.outcome == "deferred"),
+        held_out=sum(1 for e in of if e.outcome == "held_out"),
+        cancelled=sum(1 for e in of if e.outcome == "cancelled"),
+        failed=sum(1 for e in of if e.outcome == "send" and e.status in ("failed", "unknown")),
+        suppressed=dict(suppressed.most_common()),
+        feedback=dict(sorted(feedback.items())),
+    )
 
 
 def _mrr(account: AccountState) -> float:

@@ -20,9 +20,9 @@ class FunnelStep:
 
 @dataclass(frozen=True)
 class RuleMessages:
-    rule: str
+    rule: str  # a one-shot rule's id, or journey:step for a journey's step
     kind: str  # onboarding | rescue | upgrade | escalation
-    channel: str  # email | push | sms | cs
+    channel: str  # email | push | sms | in_app | webhook | cs (the channel chosen, of a list)
     decisions: int
     sent: int
     deferred: int  # still waiting for quiet hours to end

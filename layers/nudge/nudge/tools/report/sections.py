@@ -199,7 +199,8 @@ def _statuses(m: RuleMessages) -> list[tuple[str, int]]:
 
 
 def messages(data: ReportData) -> str:
-    title, lead = "Messages by rule", "What happened to each rule's decisions, per channel."
+    title = "Messages by rule and journey step"
+    lead = "What happened to each rule's and journey step's decisions, per channel (the one chosen)."
     if not data.messages:
         return section("messages", title, lead, nothing("no rule has decided anything"))
     bars = []
