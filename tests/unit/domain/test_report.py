@@ -170,9 +170,8 @@ def journey_entry(step: str, channel: str, user: str, status: str = "sent", **kw
         step=step,
         journey="declining_rescue",
     )
-    return LedgerEntry(
-        decision=d, outcome="send", status=status, recorded_at=MON, updated_at=MON, **kw
-    )  # type: ignore[arg-type]
+    fields = {"decision": d, "outcome": "send", "status": status, "recorded_at": MON, "updated_at": MON}
+    return LedgerEntry.model_validate({**fields, **kw})
 
 
 def test_a_journeys_messages_are_counted_per_step_and_channel_chosen() -> None:
