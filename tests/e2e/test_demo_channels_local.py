@@ -97,6 +97,13 @@ def test_the_report_shows_sms_per_journey_step_and_the_three_journeys_as_flows(p
     messages = page.split('<section id="messages">', 1)[1].split("</section>", 1)[0]
     assert "<td>declining_rescue:quick_win</td><td>rescue</td><td>sms</td>" in messages
     assert "<td>declining_rescue:survey</td><td>rescue</td><td>in_app</td>" in messages
+    # ...what users did with the survey, from their inbox items, beside the email feedback
+    feedback = page.split('<section id="feedback">', 1)[1].split("</section>", 1)[0]
+    assert "<td>declining_rescue:survey</td>" in feedback
+    assert re.search(
+        r"<td>declining_rescue:survey</td>.*?(too_complex|missing_feature|no_time|switched|other) \d",
+        feedback,
+    )
     journeys = page.split('<section id="journeys">', 1)[1].split("</section>", 1)[0]
     for journey in ("declining_rescue", "onboarding", "upgrade"):
         assert f'data-flow="journey:{journey}"' in journeys

@@ -7,6 +7,7 @@ from typing import Any
 
 from nudge.domain.report import Snapshot, build, segment_at
 from nudge.model.decisions import Decision, SegmentState, Transition
+from nudge.model.inapp import InAppMessage, Survey
 from nudge.model.ledger import LedgerEntry
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import AccountState, EventStats, FeatureStats, Stamped, UserState, WeekStats
@@ -195,6 +196,35 @@ def test_a_journeys_messages_are_counted_per_step_and_channel_chosen() -> None:
     ]
     [email] = [m for m in data.messages if m.channel == "email"]
     assert (email.kind, email.rate("opened")) == ("rescue", 1.0)
+
+
+def test_what_users_did_with_a_steps_in_app_messages_comes_from_their_inbox_items() -> None:
+    # Given the rescue's survey in three inboxes: answered "too_complex", dismissed, not opened
+    entries = [journey_entry("survey", "in_app", u) for u in ("a", "b", "c")]
+    statuses = {"a": ("answered", "too_complex"), "b": ("dismissed", None), "c": ("new", None)}
+    inbox = {
+        e.decision_id: InAppMessage(
+            message_id=e.decision_id,
+            user_id=e.decision.user,
+            rule="declining_rescue",
+            title="One question",
+            body="Why?",
+            survey=Survey(question="Why?", choices=["too_complex", "no_time"], property="blocker"),
+            created_at=MON,
+            expires_at=MON + 7 * DAY,
+            status=statuses[e.decision.user][0],  # type: ignore[arg-type]
+            answer=statuses[e.decision.user][1],
+        )
+        for e in entries
+    }
+    base = snapshot()
+    data = build(SHIPPED, Snapshot(base.users, base.records, base.accounts, entries, inbox), NOW, "test")
+    # Then the step's row counts how far each got (answered and dismissed were seen first) and the answers
+    [survey] = data.messages
+    assert (survey.rule, survey.channel, survey.sent) == ("declining_rescue:survey", "in_app", 3)
+    assert survey.feedback == {"seen": 2, "answered": 1, "dismissed": 1}
+    assert survey.answers == {"too_complex": 1}
+    assert (survey.rate("seen"), survey.rate("answered")) == (2 / 3, 1 / 3)
 
 
 def test_segment_quality_counts_retention_four_weeks_later() -> None:

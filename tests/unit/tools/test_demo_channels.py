@@ -78,5 +78,5 @@ def test_in_app_counts_read_how_far_each_user_took_the_message_and_the_answers()
     }
     per_step, answers = in_app_counts(sent, messages)
     # Then an answered survey counts as seen too, and each answer by its property
-    assert per_step["declining_rescue:survey"] == {"sent": 5, "seen": 3, "answered": 2, "new": 1}
+    assert per_step["declining_rescue:survey"] == {"sent": 5, "seen": 3, "answered": 2}
     assert answers == {"blocker=too_complex": 1, "blocker=no_time": 1}

@@ -9,20 +9,19 @@ decisions) say what each user did with their in-app message and which answer a s
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
-from nudge.adapters.dynamo.inbox import DynamoInbox
+from nudge.adapters.dynamo.inbox import scan_inbox
+from nudge.domain.report import in_app_reached
 from nudge.model.inapp import InAppMessage
 from nudge.model.ledger import LedgerEntry
 from nudge.tools.local.demo_inbox import InboxTally
 from nudge.tools.local.stack import LocalStack
 
 CHANNELS = ("email", "push", "sms", "in_app", "cs")
-# An in-app message's status, as far as it got (a survey answered was seen first).
-REACHED = {"seen": ("seen",), "clicked": ("seen", "clicked"), "answered": ("seen", "answered")}
 
 
 def step_label(entry: LedgerEntry) -> str:
@@ -41,7 +40,7 @@ def channel_counts(entries: Sequence[LedgerEntry]) -> dict[str, Counter[str]]:
 
 
 def in_app_counts(
-    entries: Sequence[LedgerEntry], messages: dict[str, InAppMessage]
+    entries: Sequence[LedgerEntry], messages: Mapping[str, InAppMessage]
 ) -> tuple[dict[str, Counter[str]], Counter[str]]:
     """Per rule or journey step, the in-app messages put in inboxes and how far users took them
     (seen, clicked, answered, dismissed); and the survey answers given (property=answer)."""
@@ -55,22 +54,15 @@ def in_app_counts(
         message = messages.get(entry.decision_id)
         if message is None:
             continue  # expired and gone from the table (TTL), or erased
-        counts.update(REACHED.get(message.status, (message.status,)))
+        counts.update(in_app_reached(message))
         if message.answer is not None and message.survey is not None:
             answers[f"{message.survey.property}={message.answer}"] += 1
     return per_step, answers
 
 
-def inbox_messages(stack: LocalStack, entries: Sequence[LedgerEntry]) -> dict[str, InAppMessage]:
-    """The inbox items of the in-app messages sent (one read each: the demo's own reporting)."""
-    inbox = DynamoInbox(stack.store.client, stack.settings.ledger_table)
-    found: dict[str, InAppMessage] = {}
-    for entry in entries:
-        if entry.decision.channel == "in_app" and entry.status == "sent":
-            message = inbox.get(entry.decision.user, entry.decision_id)
-            if message is not None:
-                found[entry.decision_id] = message
-    return found
+def inbox_messages(stack: LocalStack) -> dict[str, InAppMessage]:
+    """Every in-app message still stored, by message id (= decision id)."""
+    return {m.message_id: m for m in scan_inbox(stack.store.client, stack.settings.ledger_table)}
 
 
 def print_channels(console: Console, stack: LocalStack, tally: InboxTally) -> None:
@@ -87,7 +79,7 @@ def print_channels(console: Console, stack: LocalStack, tally: InboxTally) -> No
     table.add_row("all", *(f"{totals[ch]:,}" for ch in CHANNELS), style="bold")
     console.print(table)
 
-    per_step, answers = in_app_counts(entries, inbox_messages(stack, entries))
+    per_step, answers = in_app_counts(entries, inbox_messages(stack))
     inapp = Table(title="In-app messages and surveys: what the users did (the inbox, read back)")
     inapp.add_column("rule / journey:step", no_wrap=True)
     for column in ("in inboxes", "seen", "clicked", "answered", "dismissed"):
