@@ -57,7 +57,9 @@ def test_the_demo_sends_sms_through_sns_for_the_rescue(printed: str) -> None:
     # The outbox (what left moto's SES and SNS, matched to the ledger) counts SMS beside email and push
     sent = re.search(r"Sent: [\d,]+ messages \(([^)]*)\)", printed)
     assert sent is not None, printed
-    channels = {name: int(n.replace(",", "")) for n, name in re.findall(r"([\d,]+) (\w+)", sent.group(1))}
+    channels = {
+        name: int(n.replace(",", "")) for n, name in re.findall(r"(\d[\d,]*) ([a-z_]+)", sent.group(1))
+    }
     assert channels.get("sms", 0) >= 1, sent.group(0)
     assert channels.get("email", 0) > channels["sms"]
     # ...and the per-step table says which step sent them: the rescue's quick win
