@@ -9,7 +9,7 @@ from pathlib import Path
 
 import boto3
 
-from nudge.adapters.dynamo.inbox import DynamoInbox
+from nudge.adapters.dynamo.inbox import DynamoInbox, scan_inbox
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.memory import MemoryInbox
 from nudge.model.inapp import InAppMessage, Survey
@@ -91,3 +91,21 @@ def test_erasing_the_users_ledger_erases_their_inbox(aws: None, template_path: P
     DynamoLedger(client, settings.ledger_table).erase_user("ann")
     assert inbox.get("ann", "m1") is None
     assert inbox.get("bob", "m2") is not None
+
+
+def test_a_scan_for_the_report_finds_every_users_messages_and_no_decision(
+    aws: None, template_path: Path
+) -> None:
+    # Given messages for two users in the ledger table, beside a decision of the ledger's own
+    settings = _settings(template_path)
+    client = boto3.client("dynamodb")
+    store = DynamoInbox(client, settings.ledger_table)
+    store.put(_message("m1"))
+    store.put(_message("m2", user="bob"))
+    assert store.replace(_message("m1").model_copy(update={"status": "answered", "answer": "a"}), "new")
+    client.put_item(
+        TableName=settings.ledger_table, Item={"pk": {"S": "USER#ann"}, "sk": {"S": "DECISION#d1"}}
+    )
+    # Then the scan returns the two messages as stored, and nothing else
+    found = {m.message_id: (m.user_id, m.status, m.answer) for m in scan_inbox(client, settings.ledger_table)}
+    assert found == {"m1": ("ann", "answered", "a"), "m2": ("bob", "new", None)}

@@ -7,10 +7,11 @@ from typing import Any
 
 from nudge.domain.report import Snapshot, build, segment_at
 from nudge.model.decisions import Decision, SegmentState, Transition
+from nudge.model.inapp import InAppMessage, Survey
 from nudge.model.ledger import LedgerEntry
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import AccountState, EventStats, FeatureStats, Stamped, UserState, WeekStats
-from tests.shipped import RULES
+from tests.shipped import RULES, SHIPPED
 
 MON = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday: ISO week 2025-W10
 DAY = timedelta(days=1)
@@ -150,6 +151,80 @@ def test_each_rules_email_feedback_is_counted_once_per_message_and_kind() -> Non
         1 / 3,
     )
     assert (finish.rate("opened"), finish.rate("clicked")) == (1 / 2, 1 / 2)
+
+
+def journey_entry(step: str, channel: str, user: str, status: str = "sent", **kw: Any) -> LedgerEntry:
+    d = Decision(
+        decision_id=f"declining_rescue-{step}-{user}",
+        user=user,
+        account=None,
+        rule="declining_rescue",
+        kind="rescue",
+        action=channel,
+        channel=channel,
+        channels=["push", "sms", "email"] if step == "quick_win" else [],
+        template="declining_nudge",
+        priority=70,
+        reason="",
+        facts={},
+        decided_at=MON,
+        step=step,
+        journey="declining_rescue",
+    )
+    fields = {"decision": d, "outcome": "send", "status": status, "recorded_at": MON, "updated_at": MON}
+    return LedgerEntry.model_validate({**fields, **kw})
+
+
+def test_a_journeys_messages_are_counted_per_step_and_channel_chosen() -> None:
+    # Given the shipped rescue's quick win sent by SMS to two users and by email to one (opened),
+    # and its survey put in one user's inbox
+    at = MON + DAY
+    entries = [
+        journey_entry("quick_win", "sms", "a"),
+        journey_entry("quick_win", "sms", "b"),
+        journey_entry("quick_win", "email", "c", feedback={"delivered": at, "opened": at}),
+        journey_entry("survey", "in_app", "a"),
+    ]
+    base = snapshot()
+    data = build(SHIPPED, Snapshot(base.users, base.records, base.accounts, entries), NOW, "test")
+    # Then "Messages by rule and journey step" has a row per step and channel, in the journey's order
+    rows = [(m.rule, m.channel, m.sent) for m in data.messages]
+    assert rows == [
+        ("declining_rescue:quick_win", "email", 1),
+        ("declining_rescue:quick_win", "sms", 2),
+        ("declining_rescue:survey", "in_app", 1),
+    ]
+    [email] = [m for m in data.messages if m.channel == "email"]
+    assert (email.kind, email.rate("opened")) == ("rescue", 1.0)
+
+
+def test_what_users_did_with_a_steps_in_app_messages_comes_from_their_inbox_items() -> None:
+    # Given the rescue's survey in three inboxes: answered "too_complex", dismissed, not opened
+    entries = [journey_entry("survey", "in_app", u) for u in ("a", "b", "c")]
+    statuses = {"a": ("answered", "too_complex"), "b": ("dismissed", None), "c": ("new", None)}
+    inbox = {
+        e.decision_id: InAppMessage(
+            message_id=e.decision_id,
+            user_id=e.decision.user,
+            rule="declining_rescue",
+            title="One question",
+            body="Why?",
+            survey=Survey(question="Why?", choices=["too_complex", "no_time"], property="blocker"),
+            created_at=MON,
+            expires_at=MON + 7 * DAY,
+            status=statuses[e.decision.user][0],  # type: ignore[arg-type]
+            answer=statuses[e.decision.user][1],
+        )
+        for e in entries
+    }
+    base = snapshot()
+    data = build(SHIPPED, Snapshot(base.users, base.records, base.accounts, entries, inbox), NOW, "test")
+    # Then the step's row counts how far each got (answered and dismissed were seen first) and the answers
+    [survey] = data.messages
+    assert (survey.rule, survey.channel, survey.sent) == ("declining_rescue:survey", "in_app", 3)
+    assert survey.feedback == {"seen": 2, "answered": 1, "dismissed": 1}
+    assert survey.answers == {"too_complex": 1}
+    assert (survey.rate("seen"), survey.rate("answered")) == (2 / 3, 1 / 3)
 
 
 def test_segment_quality_counts_retention_four_weeks_later() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -186,6 +187,20 @@ def test_numbers_appear() -> None:
     has_all(section(page, "lift"), "60%", "30%", "+30.0 pp", "works", "4 still waiting")
     quality = section(page, "quality")
     has_all(quality, "80%", "overall 53%", "predicts nothing: redefine it")
+
+
+def test_in_app_feedback_per_step_beside_email() -> None:
+    # Given the rescue's survey put in 20 inboxes: 12 seen, 8 answered (5 too complex, 3 no time)
+    survey = RuleMessages(
+        "declining_rescue:survey", "rescue", "in_app", 20, 20, 0, 0, 0, 0, {},
+        {"seen": 12, "answered": 8}, {"too_complex": 5, "no_time": 3},
+    )  # fmt: skip
+    page = render(dataclasses.replace(sample(), messages=[*sample().messages, survey]))
+    # Then the feedback section has it per message put in an inbox, with the answers, beside email
+    feedback = section(page, "feedback")
+    has_all(
+        feedback, "welcome_tips", "declining_rescue:survey", "12 · 60%", "8 · 40%", "too_complex 5, no_time 3"
+    )
 
 
 def test_warning_shown_plainly_without_whisker() -> None:

@@ -263,6 +263,23 @@ def test_identify_traits_are_realistic() -> None:
     assert zones.most_common(1)[0][1] < 0.5 * sum(zones.values())
 
 
+def test_a_minority_opt_in_to_sms_with_a_phone_and_some_of_them_prefer_texts(big: Digest) -> None:
+    # Given the first identify of every user of the big sample
+    firsts: dict[str, dict[str, Any]] = {}
+    for message in big.history.messages():
+        if message["type"] == "identify" and "email" in message["traits"]:
+            firsts.setdefault(message["userId"], message["traits"])
+    texted = [t for t in firsts.values() if t["consent"]["sms"]]
+    # Then a minority opted in to SMS, each with an E.164 phone number, and nobody else has one
+    assert 0.1 * len(firsts) < len(texted) < 0.3 * len(firsts)
+    assert all(str(t["phone"]).startswith("+1") and str(t["phone"])[1:].isdigit() for t in texted)
+    assert not any("phone" in t for t in firsts.values() if not t["consent"]["sms"])
+    # ...some of them chose texts as the way to reach them, and only people who opted in did
+    preferring = [t for t in firsts.values() if t.get("preferred_channel") == "sms"]
+    assert 0.25 * len(texted) < len(preferring) < 0.75 * len(texted)
+    assert all(t["consent"]["sms"] and "phone" in t for t in preferring)
+
+
 # --- personas -----------------------------------------------------------------------------------
 
 

@@ -19,12 +19,13 @@ import itertools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from nudge.domain.experiment import Arm, Comparison, against
 from nudge.domain.flow import Flow, FlowEdge, FlowNode
 from nudge.domain.lift import reached
 from nudge.model.calendar import week_key
+from nudge.model.durations import format_duration
 from nudge.model.journeys import HOLDOUT, JourneyInstance
 from nudge.model.ledger import LedgerEntry
 from nudge.model.state import UserState
@@ -70,7 +71,10 @@ def _goal_words(journey: Journey) -> str:
     if goal is None:
         return ""
     what = f"event {goal.event}" if goal.event else "its condition"
-    return f"{what} within {goal.within}"
+    # In the file's words ("21d" reads 21 days), not timedelta's "21 days, 0:00:00".
+    days, rest = divmod(goal.within, timedelta(days=1))
+    span = f"{days} day{'s' if days != 1 else ''}" if not rest else format_duration(goal.within)
+    return f"{what} within {span}"
 
 
 def _event_goal(journey: Journey) -> GoalSpec | None:

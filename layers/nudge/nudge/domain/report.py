@@ -13,7 +13,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from nudge.domain.flow import trigger_flows
@@ -22,6 +22,7 @@ from nudge.domain.lift import lift
 from nudge.domain.report_model import EscalationBucket, FunnelStep, QualityRow, ReportData, RuleMessages
 from nudge.model.calendar import week_key
 from nudge.model.decisions import SegmentState
+from nudge.model.inapp import InAppMessage
 from nudge.model.ledger import LedgerEntry
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import AccountState, UserState
@@ -43,6 +44,8 @@ class Snapshot:
     records: dict[str, SegmentRecord]
     accounts: dict[str, AccountState]
     entries: list[LedgerEntry]
+    # The in-app messages still stored, by message id (= decision id): what each user did with one.
+    inbox: Mapping[str, InAppMessage] = field(default_factory=dict)
 
 
 def _week_end(week: str) -> datetime:
@@ -89,32 +92,65 @@ def _funnel(users: Iterable[UserState]) -> list[FunnelStep]:
     return steps
 
 
-def _messages(rules: RuleSet, entries: Sequence[LedgerEntry]) -> list[RuleMessages]:
-    rows: list[RuleMessages] = []
+def _messages(
+    rules: RuleSet, entries: Sequence[LedgerEntry], inbox: Mapping[str, InAppMessage]
+) -> list[RuleMessages]:
+    """Per one-shot rule, then per journey step in the journey's order, what happened to its
+    decisions on each channel (a step naming [push, sms, email] has a row per channel chosen)."""
+    groups: list[tuple[str, list[LedgerEntry]]] = []
     for trigger in rules.triggers:
-        mine = [e for e in entries if e.decision.rule == trigger.id]
-        if not mine:
-            continue
+        groups.append((trigger.id, [e for e in entries if e.decision.rule == trigger.id]))
+    for journey in rules.journeys:
+        mine = [e for e in entries if e.decision.journey == journey.id]
+        for step in journey.steps:
+            groups.append((f"{journey.id}:{step}", [e for e in mine if e.decision.step == step]))
+    rows: list[RuleMessages] = []
+    for label, mine in groups:
         for channel in sorted({e.decision.channel for e in mine}):
-            of = [e for e in mine if e.decision.channel == channel]
-            suppressed = Counter(e.reason for e in of if e.outcome == "suppressed")
-            feedback = Counter(kind for e in of if e.status == "sent" for kind in e.feedback)
-            rows.append(
-                RuleMessages(
-                    rule=trigger.id,
-                    kind=of[0].decision.kind,
-                    channel=channel,
-                    decisions=len(of),
-                    sent=sum(1 for e in of if e.outcome == "send" and e.status == "sent"),
-                    deferred=sum(1 for e in of if e.outcome == "deferred"),
-                    held_out=sum(1 for e in of if e.outcome == "held_out"),
-                    cancelled=sum(1 for e in of if e.outcome == "cancelled"),
-                    failed=sum(1 for e in of if e.outcome == "send" and e.status in ("failed", "unknown")),
-                    suppressed=dict(suppressed.most_common()),
-                    feedback=dict(sorted(feedback.items())),
-                )
-            )
+            rows.append(_channel_row(label, [e for e in mine if e.decision.channel == channel], inbox))
     return rows
+
+
+def in_app_reached(message: InAppMessage) -> tuple[str, ...]:
+    """How far the user took an in-app message, each step implying those before (an answer or a
+    dismissal was seen first)."""
+    return IN_APP_REACHED.get(message.status, ())
+
+
+IN_APP_REACHED: dict[str, tuple[str, ...]] = {
+    "seen": ("seen",),
+    "clicked": ("seen", "clicked"),
+    "answered": ("seen", "answered"),
+    "dismissed": ("seen", "dismissed"),
+}
+
+
+def _channel_row(label: str, of: Sequence[LedgerEntry], inbox: Mapping[str, InAppMessage]) -> RuleMessages:
+    suppressed = Counter(e.reason for e in of if e.outcome == "suppressed")
+    sent = [e for e in of if e.status == "sent"]
+    # An email's feedback is SES's, on its ledger entry; an in-app message's is its inbox item's.
+    feedback = Counter(kind for e in sent for kind in e.feedback)
+    answers: Counter[str] = Counter()
+    for entry in sent:
+        message = inbox.get(entry.decision_id)
+        if message is not None:
+            feedback.update(in_app_reached(message))
+            if message.answer is not None:
+                answers[message.answer] += 1
+    return RuleMessages(
+        rule=label,
+        kind=of[0].decision.kind,
+        channel=of[0].decision.channel,
+        decisions=len(of),
+        sent=sum(1 for e in of if e.outcome == "send" and e.status == "sent"),
+        deferred=sum(1 for e in of if e.outcome == "deferred"),
+        held_out=sum(1 for e in of if e.outcome == "held_out"),
+        cancelled=sum(1 for e in of if e.outcome == "cancelled"),
+        failed=sum(1 for e in of if e.outcome == "send" and e.status in ("failed", "unknown")),
+        suppressed=dict(suppressed.most_common()),
+        feedback=dict(sorted(feedback.items())),
+        answers=dict(answers.most_common()),
+    )
 
 
 def _mrr(account: AccountState) -> float:
@@ -217,7 +253,7 @@ def build(rules: RuleSet, snapshot: Snapshot, now: datetime, source: str) -> Rep
         weekly_sizes=weekly,
         flows=dict(flows),
         funnel=_funnel(users.values()),
-        messages=_messages(rules, entries),
+        messages=_messages(rules, entries, snapshot.inbox),
         escalations=_escalations(accounts, entries),
         features=features,
         adoption=adoption,

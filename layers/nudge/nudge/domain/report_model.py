@@ -20,9 +20,9 @@ class FunnelStep:
 
 @dataclass(frozen=True)
 class RuleMessages:
-    rule: str
+    rule: str  # a one-shot rule's id, or journey:step for a journey's step
     kind: str  # onboarding | rescue | upgrade | escalation
-    channel: str  # email | push | sms | cs
+    channel: str  # email | push | sms | in_app | webhook | cs (the channel chosen, of a list)
     decisions: int
     sent: int
     deferred: int  # still waiting for quiet hours to end
@@ -32,13 +32,17 @@ class RuleMessages:
     suppressed: dict[str, int] = field(default_factory=dict)  # reason -> decisions
     # Of the messages sent, how many the channel reported each feedback kind for (SES: delivered,
     # bounced, soft_bounced, complained, opened, clicked), each message counted once per kind.
+    # In-app messages: how far users took them (seen, clicked, answered, dismissed), from the inbox.
     feedback: dict[str, int] = field(default_factory=dict)
+    answers: dict[str, int] = field(default_factory=dict)  # a survey's answers given -> users
 
     def rate(self, kind: str) -> float | None:
         """A feedback rate as mailers quote them: delivered, bounces and complaints per message
         sent (SES's own reckoning, the one it reviews accounts on); opens and clicks per message
-        delivered. None when nothing was sent (or delivered)."""
-        whole = self.feedback.get("delivered", 0) if kind in ("opened", "clicked") else self.sent
+        delivered. An in-app message's, per message put in the inbox. None when nothing was sent (or
+        delivered)."""
+        per_delivered = kind in ("opened", "clicked") and self.channel != "in_app"
+        whole = self.feedback.get("delivered", 0) if per_delivered else self.sent
         return self.feedback.get(kind, 0) / whole if whole else None
 
 

@@ -89,3 +89,21 @@ class DynamoInbox:
             ExpressionAttributeValues={":expected": {"S": expected_status}},
         )
         return done is not None
+
+
+def scan_inbox(client: DynamoDBClient, table: str) -> list[InAppMessage]:
+    """Every in-app message still stored, every user's (a Scan: for reports, never a Lambda's path;
+    expired ones go with DynamoDB's TTL)."""
+    args: dict[str, Any] = {
+        "TableName": table,
+        "FilterExpression": "begins_with(sk, :prefix)",
+        "ExpressionAttributeValues": {":prefix": {"S": INAPP}},
+    }
+    messages: list[InAppMessage] = []
+    while True:
+        response = calls.read(client.scan, **args)
+        messages += [InAppMessage.model_validate_json(i["msg"]["S"]) for i in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        if not last:
+            return messages
+        args["ExclusiveStartKey"] = last

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from nudge.adapters.dynamo import codec
+from nudge.adapters.dynamo.inbox import scan_inbox
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.segments import record_of
 from nudge.domain.report import Snapshot
@@ -67,4 +68,7 @@ def scan_journeys(client: DynamoDBClient, table: str) -> Iterator[tuple[str, dic
 def snapshot_from_tables(client: DynamoDBClient, usage_table: str, ledger_table: str) -> Snapshot:
 
     users, records, accounts = scan_usage(client, usage_table)
-    return Snapshot(users, records, accounts, DynamoLedger(client, ledger_table).scan_entries())
+    entries = DynamoLedger(client, ledger_table).scan_entries()
+    # In-app messages live in the ledger table beside their decisions: what users did with them.
+    inbox = {m.message_id: m for m in scan_inbox(client, ledger_table)}
+    return Snapshot(users, records, accounts, entries, inbox)

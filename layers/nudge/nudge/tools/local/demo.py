@@ -38,6 +38,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nudge.model.calendar import week_key
+from nudge.tools.local.demo_channels import print_channels
+from nudge.tools.local.demo_inbox import InboxVisitor
 from nudge.tools.local.demo_summary import (
     ReplayStats,
     Resent,
@@ -228,6 +230,8 @@ def _replay(
     answered = 0
     answered_ids: set[str] = set()  # feedback updates a sent entry: each is answered once
     checked = start
+    # The product's page for users who come back to an in-app message (a survey answered).
+    visitor = InboxVisitor(server.host, server.port, stack.keys.client[0], stack.keys.user_token_secret)
 
     def send(batch: list[dict[str, Any]]) -> None:
         status, body, retries = sender.post(batch)
@@ -255,6 +259,7 @@ def _replay(
             answers = [m for m in answers if datetime.fromisoformat(m["timestamp"]) >= end_of_day]
             messages = sorted(planned + due, key=lambda m: datetime.fromisoformat(m["timestamp"]))
             answered += len(due)
+            visitor.visit_due(end_of_day, stack.clock.now())
             batches = list(_batches(messages, rng))
             list(pool.map(send, batches))
             sent += len(messages)
@@ -267,8 +272,9 @@ def _replay(
                     answered_ids.add(entry.decision_id)
                     key = response_key(d.rule, d.step)
                     answers += respond(d.decision_id, key, d.user, d.account, entry.updated_at)
+                    visitor.plan(entry)
                     if d.channel == "email" and "delivered" in entry.feedback:
-                        readings += _readings(entry.provider_id, d.decision_id, d.rule)
+                        readings += _readings(entry.provider_id, d.decision_id, key)
             # Readers open and click some delivered emails (SES's Open and Click events).
             stack.engage_all(readings)
             checked = stack.clock.now()
@@ -319,6 +325,7 @@ def _replay(
     breaches = print_decisions(console, stack)
     print_journeys(console, stack, histories)
     print_feedback(console, stack)
+    print_channels(console, stack, visitor.tally)
     console.print(
         f"The sample's users answered {answered:,} messages with usage (nudge.tools.samples.responses: "
         "some rules work, some do not; held-out users get no message to answer)."
@@ -338,8 +345,10 @@ def _replay(
     return 0 if ok else 1
 
 
-def _readings(message_id: str, decision_id: str, rule: str) -> list[tuple[str, str, str]]:
-    opened, clicked = engagement(decision_id, rule)
+def _readings(message_id: str, decision_id: str, key: str) -> list[tuple[str, str, str]]:
+    """Opens and clicks of one delivered email; `key` is the response model's (journey:step for a
+    journey's email, whose rule is the journey)."""
+    opened, clicked = engagement(decision_id, key)
     return [(message_id, "open", "")] * opened + [
         (message_id, "click", "https://app.acme.example/")
     ] * clicked

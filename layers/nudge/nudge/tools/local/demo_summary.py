@@ -321,8 +321,9 @@ def print_decisions(console: Console, stack: LocalStack) -> int:
 
 
 def print_journeys(console: Console, stack: LocalStack, histories: Sequence[SegmentRecord]) -> None:
-    """Each journey's funnel: entered (held out), where the running ones wait, messages sent per
-    step (the ledger), and how the others ended (converted, exited, completed)."""
+    """Each journey's funnel: entered (held out), how many reached each step (a branch's arms show
+    which way its users went), where the running ones wait, messages sent per step (the ledger), and
+    how the others ended (converted, exited, completed)."""
     rules = load_rules(stack.rules_dir)
     if not rules.journeys:
         return
@@ -336,17 +337,19 @@ def print_journeys(console: Console, stack: LocalStack, histories: Sequence[Segm
         held = sum(1 for i in instances if i.variant == HOLDOUT)
         ended = Counter(i.reason for i in instances if not i.live)
         waiting = Counter(i.step for i in instances if i.live and i.variant != HOLDOUT)
+        reached = Counter(step for i in instances for step in set(i.path))
         table = Table(
             title=f"Journey {journey.id}: {len(instances):,} entered ({held:,} held out), "
             f"{ended['converted']:,} converted, {ended['exited']:,} exited, {ended['completed']:,} completed"
         )
         table.add_column("step", no_wrap=True)
         table.add_column("kind")
+        table.add_column("reached", justify="right")
         table.add_column("waiting now", justify="right")
         table.add_column("sent", justify="right")
         for step in journey.steps.values():
             shown = f"{sent[(journey.id, step.id)]:,}" if step.kind in ("send", "escalate") else ""
-            table.add_row(step.id, step.kind, f"{waiting[step.id]:,}", shown)
+            table.add_row(step.id, step.kind, f"{reached[step.id]:,}", f"{waiting[step.id]:,}", shown)
         console.print(table)
 
 

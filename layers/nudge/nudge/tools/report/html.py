@@ -90,7 +90,7 @@ SECTIONS = (
     ("messages", "Messages"),
     ("flows", "Flows"),
     ("journeys", "Journeys"),
-    ("feedback", "Email feedback"),
+    ("feedback", "Feedback"),
     ("escalations", "Escalations"),
     ("adoption", "Adoption"),
     ("lift", "Lift"),

@@ -199,7 +199,8 @@ def _statuses(m: RuleMessages) -> list[tuple[str, int]]:
 
 
 def messages(data: ReportData) -> str:
-    title, lead = "Messages by rule", "What happened to each rule's decisions, per channel."
+    title = "Messages by rule and journey step"
+    lead = "What happened to each rule's and journey step's decisions, per channel (the one chosen)."
     if not data.messages:
         return section("messages", title, lead, nothing("no rule has decided anything"))
     bars = []
@@ -247,22 +248,47 @@ FEEDBACK_RATES = (
 )
 
 
+IN_APP_KINDS = ("seen", "clicked", "answered", "dismissed")
+
+
 def feedback(data: ReportData) -> str:
-    title = "Email feedback by rule"
+    title = "Feedback by rule and journey step"
     lead = (
         "What SES reported back for each rule's email: delivered, bounce and complaint rates per "
         "message sent (SES reviews a sender above 5% bounces or 0.1% complaints), open and click "
-        "rates per message delivered."
+        "rates per message delivered. Then what users did with their in-app messages and surveys, "
+        "per message put in their inbox, and the answers they gave."
     )
     rows = [m for m in data.messages if m.channel == "email" and m.sent]
+    in_app = [m for m in data.messages if m.channel == "in_app" and m.sent]
+    if not rows and not in_app:
+        return section("feedback", title, lead, nothing("no email or in-app message has been sent"))
+    body = "<h3>Email</h3>"
     if not rows:
-        return section("feedback", title, lead, nothing("no email has been sent"))
-    table = html_table(
-        ["rule", "sent", *(label for _, label in FEEDBACK_RATES)],
-        ([esc(m.rule), num(m.sent), *(pct(m.rate(kind)) for kind, _ in FEEDBACK_RATES)] for m in rows),
-        range(1, 2 + len(FEEDBACK_RATES)),
+        body += nothing("no email has been sent")
+    else:
+        body += html_table(
+            ["rule", "sent", *(label for _, label in FEEDBACK_RATES)],
+            ([esc(m.rule), num(m.sent), *(pct(m.rate(kind)) for kind, _ in FEEDBACK_RATES)] for m in rows),
+            range(1, 2 + len(FEEDBACK_RATES)),
+        )
+    body += "<h3>In-app messages and surveys</h3>"
+    if not in_app:
+        return section("feedback", title, lead, body + nothing("no in-app message has been sent"))
+    body += html_table(
+        ["rule", "in inboxes", *IN_APP_KINDS, "answers"],
+        (
+            [
+                esc(m.rule),
+                num(m.sent),
+                *(f"{num(m.feedback.get(kind, 0))} · {pct(m.rate(kind))}" for kind in IN_APP_KINDS),
+                esc(", ".join(f"{answer} {n:,}" for answer, n in m.answers.items())) or "—",
+            ]
+            for m in in_app
+        ),
+        range(1, 2 + len(IN_APP_KINDS)),
     )
-    return section("feedback", title, lead, table)
+    return section("feedback", title, lead, body)
 
 
 def escalations(data: ReportData) -> str:
