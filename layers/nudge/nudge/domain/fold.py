@@ -49,6 +49,7 @@ from nudge.model.state import (
 from nudge.rulebook.plan import TrackingPlan
 
 _CONTEXT_KEYS = frozenset(CONTEXT_KEPT)
+_ZERO = timedelta(0)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = _EPOCH.date().toordinal()
 
@@ -115,10 +116,15 @@ def fold(
     new_days: set[int] = set()
     starts: list[int] = []
     for message in messages:
-        mid = message.dedupe_key()
+        mid = message.messageId or message.dedupe_key()
         if not seen.add(digest(mid)):
             continue
         at = message.timestamp or now
+        if at.tzinfo is not UTC and at.utcoffset() == _ZERO:
+            # Pydantic gives each parsed time a tzinfo of its own, and two aware times with
+            # different tzinfo objects compare through both offsets (ten times the cost): the
+            # fold compares each time several times, so it takes it in UTC once (the same instant).
+            at = at.replace(tzinfo=UTC)
         if first_seen is None or at < first_seen:
             first_seen = at
         if last_seen is None or at > last_seen:
@@ -384,11 +390,44 @@ def weeks_of(state: UserState) -> dict[str, WeekStats]:
     return _weeks(state.active_days, state.sessions, {})
 
 
+# Past this many weeks between a history's first and last day, counting day by day costs less than
+# bisecting week by week (a kept history spans FoldWindow.weeks_kept; only future timestamps go further).
+_WEEKS_BISECTED = 64
+
+
 def _weeks(
     active_days: list[int], sessions: list[tuple[int, int]], previous: dict[str, WeekStats]
 ) -> dict[str, WeekStats]:
-    """Active days and sessions per ISO week, counted in plain dicts: `previous` weeks whose
+    """Active days and session starts per ISO week, each week's found by bisection of the sorted
+    days and sessions (a few lookups a week, whatever the history holds): `previous` weeks whose
     figures did not change are kept as they are (only a changed week makes a model)."""
+    if not active_days and not sessions:
+        return {}
+    firsts = [active_days[0]] if active_days else []
+    lasts = [active_days[-1]] if active_days else []
+    if sessions:
+        firsts.append(sessions[0][0] // 86400 + _EPOCH_ORDINAL)
+        lasts.append(sessions[-1][0] // 86400 + _EPOCH_ORDINAL)
+    monday, last = min(firsts), max(lasts)
+    monday -= (monday - 1) % 7  # day ordinal 1 is a Monday
+    if last - monday > 7 * _WEEKS_BISECTED:
+        return _weeks_counted(active_days, sessions, previous)
+    weeks: dict[str, WeekStats] = {}
+    day_at = session_at = 0
+    while monday <= last:
+        monday += 7
+        day_end = bisect.bisect_left(active_days, monday, day_at)
+        session_end = bisect.bisect_left(sessions, ((monday - _EPOCH_ORDINAL) * 86400,), session_at)
+        if day_end > day_at or session_end > session_at:
+            _week(weeks, _week_of_day(monday - 7), session_end - session_at, day_end - day_at, previous)
+        day_at, session_at = day_end, session_end
+    return weeks
+
+
+def _weeks_counted(
+    active_days: list[int], sessions: list[tuple[int, int]], previous: dict[str, WeekStats]
+) -> dict[str, WeekStats]:
+    """`_weeks` day by day and session by session, for a history spanning many weeks."""
     days: dict[str, int] = {}
     starts: dict[str, int] = {}
     for day in active_days:
@@ -399,12 +438,17 @@ def _weeks(
         starts[week] = starts.get(week, 0) + 1
     weeks: dict[str, WeekStats] = {}
     for week in sorted(days.keys() | starts.keys()):
-        count, active = starts.get(week, 0), days.get(week, 0)
-        before = previous.get(week)
-        if before is None or before.sessions != count or before.active_days != active:
-            before = built(WeekStats, {"sessions": count, "active_days": active})
-        weeks[week] = before
+        _week(weeks, week, starts.get(week, 0), days.get(week, 0), previous)
     return weeks
+
+
+def _week(
+    weeks: dict[str, WeekStats], week: str, sessions: int, active_days: int, previous: dict[str, WeekStats]
+) -> None:
+    before = previous.get(week)
+    if before is None or before.sessions != sessions or before.active_days != active_days:
+        before = built(WeekStats, {"sessions": sessions, "active_days": active_days})
+    weeks[week] = before
 
 
 def fold_account(state: AccountState | None, account_id: str, groups: Sequence[Group]) -> AccountState:
