@@ -8,11 +8,8 @@ give the same sessions; milestones and weekly figures are derived afresh at the 
 
 from __future__ import annotations
 
-import base64
 import bisect
-import hashlib
 import json
-import struct
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,16 +18,22 @@ from functools import lru_cache
 from typing import Any
 
 from nudge.domain.bounds import cap_unplanned
+from nudge.domain.fold_parts import DIGEST_BYTES as DIGEST_BYTES  # identity merges the digests
+from nudge.domain.fold_parts import (
+    Seen,
+    built,
+    digest,
+    keep_properties,
+    private_copy,
+    trim_props,
+)
 from nudge.model.calendar import week_key
 from nudge.model.limits import (
     CONTEXT_VALUE_BYTES,
-    DIMENSION_VALUES_KEPT,
     SEEN_KEPT,
     UNPLANNED_EVENTS_KEPT,
-    VALUE_CHARS_KEPT,
 )
-from nudge.model.messages import Alias, Group, Identify, Message, UsageEvent, event_name, event_properties
-from nudge.model.properties import PropertySpec, accepts, canonical
+from nudge.model.messages import Alias, Group, Identify, Message, event_name, event_properties
 from nudge.model.state import (
     CONTEXT_FALLBACKS,
     CONTEXT_KEPT,
@@ -40,16 +43,13 @@ from nudge.model.state import (
     PropertyStats,
     RollupDelta,
     Stamped,
-    SumStats,
     UserState,
-    ValueStats,
     WeekStats,
-    cap_values,
 )
 from nudge.rulebook.plan import TrackingPlan
 
-DIGEST_BYTES = 8
 _CONTEXT_KEYS = frozenset(CONTEXT_KEPT)
+_ZERO = timedelta(0)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = _EPOCH.date().toordinal()
 
@@ -65,10 +65,6 @@ class FoldWindow:
     max_seen: int = SEEN_KEPT
 
 
-def digest(key: str) -> bytes:
-    return hashlib.blake2b(key.encode(), digest_size=DIGEST_BYTES).digest()
-
-
 def horizon_start(now: datetime, weeks_kept: int) -> datetime:
     """Midnight UTC on the Monday that opens the oldest kept ISO week."""
     today = now.astimezone(UTC).date()
@@ -76,38 +72,16 @@ def horizon_start(now: datetime, weeks_kept: int) -> datetime:
     return datetime(monday.year, monday.month, monday.day, tzinfo=UTC)
 
 
-class _Seen:
-    """Digests of messageIds by UTC day received; days older than the window are dropped.
+@lru_cache(maxsize=64)
+def _bounds(now: datetime, weeks_kept: int) -> tuple[datetime, int, int, int]:
+    """(horizon, its first day, its epoch second, today) for one `now`: the same for every user of
+    a request."""
+    horizon = horizon_start(now, weeks_kept)
+    return horizon, horizon.toordinal(), int(horizon.timestamp()), now.astimezone(UTC).toordinal()
 
-    Held as big-endian integers (unpacked in C, read on every fold): sorted, they pack back to
-    the digests in byte order, as stored."""
 
-    def __init__(self, stored: dict[int, str], today: int, window_days: int) -> None:
-        self.today = today
-        self.days: dict[int, set[int]] = {}
-        for day, blob in stored.items():
-            if day > today - window_days - 1:
-                raw = base64.b64decode(blob)
-                self.days[day] = set(struct.unpack(f">{len(raw) // DIGEST_BYTES}Q", raw))
-
-    def add(self, key: bytes) -> bool:
-        """Record a digest; False when it was already seen."""
-        value = int.from_bytes(key, "big")
-        if any(value in keys for keys in self.days.values()):
-            return False
-        self.days.setdefault(self.today, set()).add(value)
-        return True
-
-    def dump(self, max_seen: int) -> dict[int, str]:
-        total = sum(len(keys) for keys in self.days.values())
-        for day in sorted(self.days):
-            if total <= max_seen or day == self.today:
-                break
-            total -= len(self.days.pop(day))
-        return {
-            day: base64.b64encode(struct.pack(f">{len(keys)}Q", *sorted(keys))).decode()
-            for day, keys in sorted(self.days.items())
-        }
+# Won stamps, per key: (at, messageId, value), made into Stamped models once, at the end.
+_Won = dict[str, tuple[datetime, str, Any]]
 
 
 def fold(
@@ -122,73 +96,205 @@ def fold(
 
     Every message must carry a timestamp (the ingest service fills a missing one with `now`).
     """
-    # Copy on write: only what this fold changes is copied, so `state` stays untouched and the
-    # fold costs what the messages touch, not what the user has accumulated.
-    if state is None:
-        new = UserState(user_id=user_id)
-    else:
-        new = state.model_copy()
-        new.events, new.features, new.traits = dict(state.events), dict(state.features), dict(state.traits)
-        new.context = dict(state.context)
-    seen = _Seen(new.seen, now.astimezone(UTC).toordinal(), window.dedupe_days)
-    horizon = horizon_start(now, window.weeks_kept)
-    counter = _Counter(new, plan, horizon)
-    first_seen, last_seen = new.first_seen, new.last_seen
+    # One pass over the messages into local tallies; the state's models are made once at the end,
+    # one per event, feature, trait or week this fold changed: `state` stays untouched and the fold
+    # costs what the messages touch, not what the user has accumulated.
+    old = UserState(user_id=user_id).__dict__ if state is None else state.__dict__
+    horizon, first_day, horizon_epoch, today = _bounds(now, window.weeks_kept)
+    seen = Seen(old["seen"], today, window.dedupe_days)
+    old_events: dict[str, EventStats] = old["events"]
+    kept_of, feature_of, meaningful = plan.kept_of, plan.feature_of, plan.meaningful
+    first_seen, last_seen, last_meaningful = old["first_seen"], old["last_seen"], old["last_meaningful"]
+    # event or feature -> [count, first, last, {day: count} or {day}] of this fold's occurrences
+    tallies: dict[str, list[Any]] = {}
+    uses: dict[str, list[Any]] = {}
+    props: dict[str, PropertyStats] = {}  # private copies, per event whose plan keeps properties
+    owned: set[int] = set()
+    traits: _Won = {}
+    context: _Won = {}
+    account: tuple[datetime, str, Any] | None = None
+    new_days: set[int] = set()
+    starts: list[int] = []
     for message in messages:
-        mid = message.dedupe_key()
+        mid = message.messageId or message.dedupe_key()
         if not seen.add(digest(mid)):
             continue
         at = message.timestamp or now
+        if at.tzinfo is not UTC and at.utcoffset() == _ZERO:
+            # Pydantic gives each parsed time a tzinfo of its own, and two aware times with
+            # different tzinfo objects compare through both offsets (ten times the cost): the
+            # fold compares each time several times, so it takes it in UTC once (the same instant).
+            at = at.replace(tzinfo=UTC)
         if first_seen is None or at < first_seen:
             first_seen = at
         if last_seen is None or at > last_seen:
             last_seen = at
         if message.context and not _CONTEXT_KEYS.isdisjoint(message.context):
-            _set_latest(new.context, _kept_context(message.context), at, mid)
+            _win(context, old["context"], _kept_context(message.context), at, mid)
         if isinstance(message, Identify):
-            _set_latest(new.traits, message.traits.model_dump(exclude_unset=True), at, mid)
-        elif isinstance(message, Group):
-            stamped = Stamped(v=message.groupId, at=at, mid=mid)
-            if stamped.newer_than(new.account):
-                new.account = stamped
-        elif isinstance(message, Alias):
-            pass  # seen, like an identify without traits; the merge it asks for is the ingest's
+            _win(traits, old["traits"], message.traits.model_dump(exclude_unset=True), at, mid)
+            continue
+        if isinstance(message, Group):
+            if account is None:
+                best = old["account"]
+                newer = best is None or (at, mid) > (best.at, best.mid)
+            else:
+                newer = (at, mid) > (account[0], account[1])
+            if newer:
+                account = (at, mid, message.groupId)
+            continue
+        if isinstance(message, Alias):
+            continue  # seen, like an identify without traits; the merge it asks for is the ingest's
+        name = event_name(message)
+        seconds = at.timestamp()
+        day = int(seconds // 86400) + _EPOCH_ORDINAL
+        recent = at >= horizon
+        tally = tallies.get(name)
+        if tally is None:
+            tally = tallies[name] = [1, at, at, {}]
         else:
-            counter.count(message, at, mid)
-    new.first_seen, new.last_seen = first_seen, last_seen
-    first_day = horizon.toordinal()
-    new.active_days = sorted(d for d in counter.days if d >= first_day)
+            tally[0] += 1
+            if at < tally[1]:
+                tally[1] = at
+            if at > tally[2]:
+                tally[2] = at
+        if recent:
+            daily = tally[3]
+            daily[day] = daily.get(day, 0) + 1
+        kept = kept_of.get(name)
+        if kept is not None:  # the one lookup an event whose plan keeps no property costs
+            kept_props = props.get(name)
+            if kept_props is None:
+                before = old_events.get(name)
+                kept_props = props[name] = private_copy(before.props if before is not None else None)
+            keep_properties(
+                kept_props, kept, event_properties(message), at, day if recent else None, mid, owned
+            )
+        feature = feature_of.get(name)
+        if feature is not None:
+            use = uses.get(feature)
+            if use is None:
+                use = uses[feature] = [1, at, at, set()]
+            else:
+                use[0] += 1
+                if at < use[1]:
+                    use[1] = at
+                if at > use[2]:
+                    use[2] = at
+            if recent:
+                use[3].add(day)
+        if name in meaningful:
+            if last_meaningful is None or at > last_meaningful:
+                last_meaningful = at
+            if recent:
+                new_days.add(day)
+                starts.append(int(seconds))
+    events = _counted(old_events, tallies, props)
+    features = _used(old["features"], uses)
     # The horizon moves once a week: only then can a daily count have fallen out of the kept weeks.
-    if new.kept_from < first_day:
-        for name, stats in new.events.items():
-            if stats.daily and min(stats.daily) < first_day:
-                daily = {d: n for d, n in stats.daily.items() if d >= first_day}
-                stats = new.events[name] = stats.model_copy(update={"daily": daily})
-            if stats.props is not None:
-                trimmed = _trim_props(stats.props, first_day)
-                if trimmed is not None:
-                    new.events[name] = stats.model_copy(update={"props": trimmed})
-        for feature, fstats in new.features.items():
-            if fstats.days and fstats.days[0] < first_day:
-                days = [d for d in fstats.days if d >= first_day]
-                new.features[feature] = fstats.model_copy(update={"days": days})
-    new.kept_from = first_day
+    if old["kept_from"] < first_day:
+        _trim(events, features, first_day)
     # One comparison for nearly every user: only one with this many events can be over the bound.
-    if len(new.events) > UNPLANNED_EVENTS_KEPT:
-        cap_unplanned(new.events, plan)
-    horizon_epoch = int(horizon.timestamp())
-    new.sessions = [s for s in counter.sessions if s[1] >= horizon_epoch]
-    new.milestones = milestones_of(new, plan)
+    if len(events) > UNPLANNED_EVENTS_KEPT:
+        cap_unplanned(events, plan)
+    sessions = old["sessions"]
+    if starts:
+        sessions = list(sessions)
+        gap = int(plan.session_gap.total_seconds())
+        for start in starts:
+            insert_session(sessions, start, gap)
+    sessions = sessions[bisect.bisect_left(sessions, horizon_epoch, key=_end) :]
+    active_days = old["active_days"]
+    if not new_days.issubset(active_days):
+        active_days = sorted(new_days.union(active_days))
+    active_days = active_days[bisect.bisect_left(active_days, first_day) :]
     # The weeks follow from active days and session starts alone: unchanged, they are kept.
-    unchanged = (
+    weeks = old["weeks"]
+    if not (
         state is not None
-        and new.active_days == state.active_days
-        and len(new.sessions) == len(state.sessions)
-        and all(a[0] == b[0] for a, b in zip(new.sessions, state.sessions, strict=True))
+        and active_days == old["active_days"]
+        and len(sessions) == len(old["sessions"])
+        and all(a[0] == b[0] for a, b in zip(sessions, old["sessions"], strict=True))
+    ):
+        weeks = _weeks(active_days, sessions, weeks)
+    fields = dict(old)
+    fields.update(
+        first_seen=first_seen,
+        last_seen=last_seen,
+        last_meaningful=last_meaningful,
+        events=events,
+        features=features,
+        milestones=_milestones(events, plan),
+        traits=_stamped(old["traits"], traits),
+        context=_stamped(old["context"], context),
+        account=old["account"]
+        if account is None
+        else built(Stamped, {"v": account[2], "at": account[0], "mid": account[1]}),
+        sessions=sessions,
+        active_days=active_days,
+        weeks=weeks,
+        kept_from=first_day,
+        seen=seen.dump(window.max_seen),
     )
-    new.weeks = state.weeks if unchanged and state is not None else weeks_of(new)
-    new.seen = seen.dump(window.max_seen)
-    return new
+    return built(UserState, fields)
+
+
+def _counted(
+    old: dict[str, EventStats], tallies: dict[str, list[Any]], props: dict[str, PropertyStats]
+) -> dict[str, EventStats]:
+    """The events with this fold's tallies added (the stats of events it did not see are shared)."""
+    events = dict(old)
+    for name, (count, first, last, daily) in tallies.items():
+        before = old.get(name)
+        if before is None:
+            fields = {"count": count, "first": first, "last": last, "daily": daily, "props": props.get(name)}
+        else:
+            total = dict(before.daily)
+            for day, n in daily.items():
+                total[day] = total.get(day, 0) + n
+            fields = {
+                "count": before.count + count,
+                "first": min(before.first, first),
+                "last": max(before.last, last),
+                "daily": total,
+                "props": props.get(name, before.props),
+            }
+        events[name] = built(EventStats, fields)
+    return events
+
+
+def _used(old: dict[str, FeatureStats], uses: dict[str, list[Any]]) -> dict[str, FeatureStats]:
+    """The features with this fold's uses added; a feature's days of use stay sorted and distinct."""
+    features = dict(old)
+    for feature, (count, first, last, days) in uses.items():
+        before = old.get(feature)
+        if before is None:
+            fields = {"first": first, "last": last, "count": count, "days": sorted(days)}
+        else:
+            fields = {
+                "first": min(before.first, first),
+                "last": max(before.last, last),
+                "count": before.count + count,
+                "days": list(before.days) if days.issubset(before.days) else sorted(days.union(before.days)),
+            }
+        features[feature] = built(FeatureStats, fields)
+    return features
+
+
+def _trim(events: dict[str, EventStats], features: dict[str, FeatureStats], first_day: int) -> None:
+    """Drop (in the fold's own dicts) the daily counts and days of use before `first_day`."""
+    for name, stats in events.items():
+        if stats.daily and min(stats.daily) < first_day:
+            daily = {d: n for d, n in stats.daily.items() if d >= first_day}
+            stats = events[name] = stats.model_copy(update={"daily": daily})
+        if stats.props is not None:
+            trimmed = trim_props(stats.props, first_day)
+            if trimmed is not None:
+                events[name] = stats.model_copy(update={"props": trimmed})
+    for feature, fstats in features.items():
+        if fstats.days and fstats.days[0] < first_day:
+            days = [d for d in fstats.days if d >= first_day]
+            features[feature] = fstats.model_copy(update={"days": days})
 
 
 def _kept_context(context: dict[str, Any]) -> dict[str, Any]:
@@ -203,184 +309,35 @@ def _kept_context(context: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def _win(won: _Won, kept: dict[str, Stamped], values: dict[str, Any], at: datetime, mid: str) -> None:
+    """Each value where it is newer than the one kept (or won earlier in this fold): traits and
+    context, in any order."""
+    for key, value in values.items():
+        best = won.get(key)
+        if best is None:
+            stamped = kept.get(key)
+            newer = stamped is None or (at, mid) > (stamped.at, stamped.mid)
+        else:
+            newer = (at, mid) > (best[0], best[1])
+        if newer:
+            won[key] = (at, mid, value)
+
+
 def _set_latest(kept: dict[str, Stamped], values: dict[str, Any], at: datetime, mid: str) -> None:
-    """Each value where it is newer than the one kept: traits and context, in any order."""
+    """Each value where it is newer than the one kept (account traits, folded per group call)."""
     for key, value in values.items():
         stamped = Stamped(v=value, at=at, mid=mid)
         if stamped.newer_than(kept.get(key)):
             kept[key] = stamped
 
 
-class _Counter:
-    """Counts usage events into a state whose events/features dicts are already private copies."""
-
-    def __init__(self, state: UserState, plan: TrackingPlan, horizon: datetime) -> None:
-        self.state = state
-        self.plan = plan
-        self.horizon = horizon
-        self.gap = int(plan.session_gap.total_seconds())
-        self.days = set(state.active_days)
-        self.sessions = list(state.sessions)
-        self.copied_events: set[str] = set()
-        self.copied_features: set[str] = set()
-        self.copied_props: set[str] = set()
-        # ids of the sum stats and value dailies this fold made or copied (so may change in place)
-        self.owned: set[int] = set()
-
-    def count(self, message: UsageEvent, at: datetime, mid: str) -> None:
-        state = self.state
-        name = event_name(message)
-        day = at.astimezone(UTC).toordinal()
-        recent = at >= self.horizon
-        stats = state.events.get(name)
-        if stats is None:
-            stats = state.events[name] = EventStats(count=0, first=at, last=at)
-            self.copied_events.add(name)
-        elif name not in self.copied_events:
-            stats = state.events[name] = stats.model_copy(update={"daily": dict(stats.daily)})
-            self.copied_events.add(name)
-        _one_more(stats, at)
-        if recent:
-            stats.daily[day] = stats.daily.get(day, 0) + 1
-        kept = self.plan.kept_of.get(name)
-        if kept is not None:  # the one lookup an event whose plan keeps no property costs
-            if name not in self.copied_props:
-                stats.props = _private_copy(stats.props) if stats.props else PropertyStats()
-                self.copied_props.add(name)
-            assert stats.props is not None
-            values = event_properties(message)
-            _keep_properties(stats.props, kept, values, at, day if recent else None, mid, self.owned)
-        feature = self.plan.feature_of.get(name)
-        if feature is not None:
-            self._use_feature(feature, at, day if recent else None)
-        if name not in self.plan.meaningful:
-            return
-        if state.last_meaningful is None or at > state.last_meaningful:
-            state.last_meaningful = at
-        if recent:
-            self.days.add(day)
-            insert_session(self.sessions, int(at.timestamp()), self.gap)
-
-    def _use_feature(self, feature: str, at: datetime, day: int | None) -> None:
-        """One more use of `feature`; `day` (None: older than the kept weeks) joins its days of use."""
-        features = self.state.features
-        fstats = features.get(feature)
-        if fstats is None:
-            features[feature] = FeatureStats(first=at, last=at, count=1, days=[] if day is None else [day])
-            self.copied_features.add(feature)
-            return
-        if feature not in self.copied_features:
-            fstats = features[feature] = fstats.model_copy(update={"days": list(fstats.days)})
-            self.copied_features.add(feature)
-        _one_more(fstats, at)
-        if day is None:
-            return
-        index = bisect.bisect_left(fstats.days, day)
-        if index == len(fstats.days) or fstats.days[index] != day:
-            fstats.days.insert(index, day)
-
-
-def _one_more(stats: EventStats | FeatureStats, at: datetime) -> None:
-    """One more occurrence at `at`, on the fold's own copy, changed through its __dict__ (the hot
-    path: pydantic's __setattr__ costs more than the rest of counting an event; no validation on
-    assignment is lost)."""
-    fields = stats.__dict__
-    fields["count"] += 1
-    if at < fields["first"]:
-        fields["first"] = at
-    if at > fields["last"]:
-        fields["last"] = at
-
-
-# A number beyond this is no amount a rule could mean: not summed (and the sum stays a small integer).
-SUM_LIMIT = 10**15
-
-
-def _keep_properties(
-    props: PropertyStats,
-    kept: dict[str, PropertySpec],
-    values: dict[str, Any],
-    at: datetime,
-    day: int | None,
-    mid: str,
-    owned: set[int],
-) -> None:
-    """One event's declared properties into its PropertyStats (whose dicts are private copies; the
-    sum stats and value dailies in them are copied on first change, unless their id is in `owned`).
-    A value of the wrong type, or text over VALUE_CHARS_KEPT, is not kept: ingest refused or
-    flagged it already. `day` is None for an event older than the kept weeks (counted in totals,
-    not per day)."""
-    for prop, spec in kept.items():
-        value = values.get(prop)
-        if value is None or not accepts(spec.type, value):
-            continue
-        if isinstance(value, str) and len(value) > VALUE_CHARS_KEPT:
-            continue
-        if spec.dimension:
-            key = canonical(value)
-            dim = props.values.setdefault(prop, {})
-            vstats = dim.get(key)
-            if vstats is None:
-                daily: dict[int, int] = {}
-                vstats = ValueStats(0, at, at, daily)
-            else:
-                daily = vstats.daily
-                if id(daily) not in owned:  # shared with the state folded from: copied once
-                    daily = dict(daily)
-            owned.add(id(daily))
-            if day is not None:
-                daily[day] = daily.get(day, 0) + 1
-            dim[key] = ValueStats(vstats.count + 1, min(vstats.first, at), max(vstats.last, at), daily)
-            if len(dim) > DIMENSION_VALUES_KEPT:
-                props.values[prop] = cap_values(dim)
-        if spec.sum and abs(value) < SUM_LIMIT:
-            micros = round(value * 1_000_000)
-            sums = props.sums.get(prop)
-            if sums is None or id(sums) not in owned:
-                sums = props.sums[prop] = (
-                    sums.model_copy(update={"daily": dict(sums.daily)}) if sums is not None else SumStats()
-                )
-                owned.add(id(sums))
-            sums.micros += micros
-            if day is not None:
-                sums.daily[day] = sums.daily.get(day, 0) + micros
-        if spec.last:
-            stamped = Stamped(v=value, at=at, mid=mid)
-            if stamped.newer_than(props.last.get(prop)):
-                props.last[prop] = stamped
-
-
-def _private_copy(props: PropertyStats) -> PropertyStats:
-    """A copy whose dicts may change; the stats in them are shared until _keep_properties copies them."""
-    return props.model_copy(
-        update={
-            "values": {dim: dict(by_value) for dim, by_value in props.values.items()},
-            "sums": dict(props.sums),
-            "last": dict(props.last),
-        }
-    )
-
-
-def _trim_props(props: PropertyStats, first_day: int) -> PropertyStats | None:
-    """`props` without the days before the kept weeks (None: nothing to drop)."""
-    old = any(
-        min(s.daily, default=first_day) < first_day for dim in props.values.values() for s in dim.values()
-    )
-    old = old or any(min(s.daily, default=first_day) < first_day for s in props.sums.values())
-    if not old:
-        return None
-    values = {
-        dim: {
-            v: s._replace(daily={d: n for d, n in s.daily.items() if d >= first_day})
-            for v, s in by_value.items()
-        }
-        for dim, by_value in props.values.items()
-    }
-    sums = {
-        prop: s.model_copy(update={"daily": {d: n for d, n in s.daily.items() if d >= first_day}})
-        for prop, s in props.sums.items()
-    }
-    return props.model_copy(update={"values": values, "sums": sums})
+def _stamped(kept: dict[str, Stamped], won: _Won) -> dict[str, Stamped]:
+    if not won:
+        return dict(kept)
+    out = dict(kept)
+    for key, (at, mid, value) in won.items():
+        out[key] = built(Stamped, {"v": value, "at": at, "mid": mid})
+    return out
 
 
 def add_to_sessions(sessions: list[tuple[int, int]], at: int, gap: int) -> list[tuple[int, int]]:
@@ -412,9 +369,13 @@ def insert_session(sessions: list[tuple[int, int]], at: int, gap: int) -> None:
 
 
 def milestones_of(state: UserState, plan: TrackingPlan) -> dict[str, datetime]:
+    return _milestones(state.events, plan)
+
+
+def _milestones(events: dict[str, EventStats], plan: TrackingPlan) -> dict[str, datetime]:
     reached: dict[str, datetime] = {}
     for name, spec in plan.milestones.items():
-        firsts = [state.events[e].first for e in spec.all if e in state.events]
+        firsts = [events[e].first for e in spec.all if e in events]
         if len(firsts) == len(spec.all):
             reached[name] = max(firsts)
     return reached
@@ -426,19 +387,68 @@ def _week_of_day(day: int) -> str:
 
 
 def weeks_of(state: UserState) -> dict[str, WeekStats]:
-    # Counted in plain dicts, one WeekStats per week at the end: the fold's hot path.
+    return _weeks(state.active_days, state.sessions, {})
+
+
+# Past this many weeks between a history's first and last day, counting day by day costs less than
+# bisecting week by week (a kept history spans FoldWindow.weeks_kept; only future timestamps go further).
+_WEEKS_BISECTED = 64
+
+
+def _weeks(
+    active_days: list[int], sessions: list[tuple[int, int]], previous: dict[str, WeekStats]
+) -> dict[str, WeekStats]:
+    """Active days and session starts per ISO week, each week's found by bisection of the sorted
+    days and sessions (a few lookups a week, whatever the history holds): `previous` weeks whose
+    figures did not change are kept as they are (only a changed week makes a model)."""
+    if not active_days and not sessions:
+        return {}
+    firsts = [active_days[0]] if active_days else []
+    lasts = [active_days[-1]] if active_days else []
+    if sessions:
+        firsts.append(sessions[0][0] // 86400 + _EPOCH_ORDINAL)
+        lasts.append(sessions[-1][0] // 86400 + _EPOCH_ORDINAL)
+    monday, last = min(firsts), max(lasts)
+    monday -= (monday - 1) % 7  # day ordinal 1 is a Monday
+    if last - monday > 7 * _WEEKS_BISECTED:
+        return _weeks_counted(active_days, sessions, previous)
+    weeks: dict[str, WeekStats] = {}
+    day_at = session_at = 0
+    while monday <= last:
+        monday += 7
+        day_end = bisect.bisect_left(active_days, monday, day_at)
+        session_end = bisect.bisect_left(sessions, ((monday - _EPOCH_ORDINAL) * 86400,), session_at)
+        if day_end > day_at or session_end > session_at:
+            _week(weeks, _week_of_day(monday - 7), session_end - session_at, day_end - day_at, previous)
+        day_at, session_at = day_end, session_end
+    return weeks
+
+
+def _weeks_counted(
+    active_days: list[int], sessions: list[tuple[int, int]], previous: dict[str, WeekStats]
+) -> dict[str, WeekStats]:
+    """`_weeks` day by day and session by session, for a history spanning many weeks."""
     days: dict[str, int] = {}
-    sessions: dict[str, int] = {}
-    for day in state.active_days:
+    starts: dict[str, int] = {}
+    for day in active_days:
         week = _week_of_day(day)
         days[week] = days.get(week, 0) + 1
-    for start, _end in state.sessions:
+    for start, _end in sessions:
         week = _week_of_day(start // 86400 + _EPOCH_ORDINAL)
-        sessions[week] = sessions.get(week, 0) + 1
-    return {
-        week: WeekStats(sessions=sessions.get(week, 0), active_days=days.get(week, 0))
-        for week in sorted(days.keys() | sessions.keys())
-    }
+        starts[week] = starts.get(week, 0) + 1
+    weeks: dict[str, WeekStats] = {}
+    for week in sorted(days.keys() | starts.keys()):
+        _week(weeks, week, starts.get(week, 0), days.get(week, 0), previous)
+    return weeks
+
+
+def _week(
+    weeks: dict[str, WeekStats], week: str, sessions: int, active_days: int, previous: dict[str, WeekStats]
+) -> None:
+    before = previous.get(week)
+    if before is None or before.sessions != sessions or before.active_days != active_days:
+        before = built(WeekStats, {"sessions": sessions, "active_days": active_days})
+    weeks[week] = before
 
 
 def fold_account(state: AccountState | None, account_id: str, groups: Sequence[Group]) -> AccountState:
