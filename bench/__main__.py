@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     print(_machine(sys.argv[1:] if argv is None else argv))
     plan = load_plan(ROOT / "rules")
     # Rules, sweep and dispatch need the whole history; ingest takes its first messages; the
-    # adversarial bodies need none.
+    # adversarial bodies and the latency section need none.
     whole = bool(only & {"rules", "sweep", "dispatch"})
-    wanted = max(args.events, args.dynamo_events, args.cost_events) if only - {"bodies"} else 1
+    wanted = max(args.events, args.dynamo_events, args.cost_events) if only - {"bodies", "latency"} else 1
     messages = sample.sample_messages(sys.maxsize if whole else wanted)
     cpu_bodies = sample.batches(messages[: args.events])
     dynamo_bodies = sample.batches(messages[: args.dynamo_events])

@@ -351,7 +351,7 @@ def run_rate(
     try:
         began = time.time()
         _seed(stack, url, sessions, users, senders)
-        say(f"{len(users):,} users identified and evaluated in {time.time() - began:.0f} s; posting")
+        say(f"  ... {len(users):,} users identified and evaluated in {time.time() - began:.0f} s; posting")
         stack.take_durations()  # the seeding's evaluations are not the run's
         posts = [Post(users=users[i * batch : (i + 1) * batch], scheduled=0.0) for i in range(bodies)]
         start = time.time() + 0.5
@@ -373,7 +373,7 @@ def run_rate(
     while time.time() < deadline and (sent := stack.count("sent", wanted)) < len(wanted):
         if time.time() - said >= 10:
             decided = stack.count("decided", wanted)
-            say(f"{len(wanted):,} accepted, {decided:,} decided, {sent:,} sent")
+            say(f"  ... {len(wanted):,} accepted, {decided:,} decided, {sent:,} sent")
             said = time.time()
         time.sleep(0.2)
     run.drained = stack.count("sent", wanted) == len(wanted)
