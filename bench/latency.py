@@ -444,6 +444,10 @@ def measure(
                     progress=progress,
                 )
             )
+            if progress is not None:
+                # Each load's figures as soon as they are in: a later load that never drains loses
+                # nothing of the earlier ones.
+                progress("\n".join(report(runs[-1:], hops())))
     return runs
 
 
