@@ -385,7 +385,12 @@ def run_rate(
 def _check_ledger(stack: LocalStack, run: Run) -> None:
     """The ledger's word, beside the stamps: decisions recorded and sent for the run's users."""
     mine = set(run.users)
-    entries = [e for e in stack.decisions() if e.decision.user in mine and e.decision.rule == TRIGGER]
+    # Read straight from the table, not through stack.decisions(): that waits for the background
+    # loop's settle, which has nothing left to do for these users (every one was sent) but may be
+    # long at work on (or stuck in) something else.
+    entries = [
+        e for e in stack.ledger.scan_entries() if e.decision.user in mine and e.decision.rule == TRIGGER
+    ]
     run.ledger_decisions = len({e.decision.user for e in entries})
     run.ledger_sent = len({e.decision.user for e in entries if e.status == "sent"})
 
