@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.latency import DISPATCH, EMAIL, EVALUATE, POLLING, aws_implied, hops, percentile, window_wait
+from bench.latency import DISPATCH, EMAIL, EVALUATE, POLLING, ROOT, aws_implied, hops, percentile, window_wait
 from nudge.tools.local.template import load_template
-from tests.shipped import ROOT
 
 
 def test_percentiles_are_nearest_rank_and_ordered() -> None:
