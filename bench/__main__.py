@@ -2,7 +2,8 @@
 evaluations per core against hand-written predicates, the sweep's reads against users due, and
 dispatch: decisions per second per core through the guardrails, DynamoDB requests per decision;
 cold start (import and init of each function against a minimal Powertools handler, package sizes),
-dollars per million events, and adversarial bodies' time per KB through the ingest handler."""
+dollars per million events, adversarial bodies' time per KB through the ingest handler, and
+event-to-decision and event-to-send latency on the local stack under an open-loop load."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from bench import cost as cost_bench
 from bench import dispatch as dispatch_bench
 from bench import front_door as front_door_bench
 from bench import journeys as journeys_bench
+from bench import latency as latency_bench
 from bench import rules as rules_bench
 from bench import sample
 from bench import sweep as sweep_bench
@@ -41,7 +43,18 @@ from nudge.rulebook.plan import TrackingPlan, load_plan
 from nudge.rulebook.ruleset import RuleSet, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("ingest", "rules", "sweep", "dispatch", "coldstart", "cost", "load", "bodies", "journeys")
+SECTIONS = (
+    "ingest",
+    "rules",
+    "sweep",
+    "dispatch",
+    "coldstart",
+    "cost",
+    "load",
+    "bodies",
+    "journeys",
+    "latency",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-users", type=int, default=2_000, help="load: distinct users")
     parser.add_argument("--load-accounts", type=int, default=5, help="load: hot accounts")
     parser.add_argument(
+        "--latency-rates",
+        default=",".join(str(r) for r in latency_bench.RATES),
+        help="latency: offered events/s, comma-separated (one run each)",
+    )
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=latency_bench.SECONDS,
+        help="latency: seconds offered per rate",
+    )
+    parser.add_argument("--latency-batch", type=int, default=100, help="latency: events per /v1/batch body")
+    parser.add_argument(
         "--body-repeats", type=int, default=3, help="adversarial bodies: best of this many posts of each"
     )
     parser.add_argument(
@@ -112,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     print(_machine(sys.argv[1:] if argv is None else argv))
     plan = load_plan(ROOT / "rules")
     # Rules, sweep and dispatch need the whole history; ingest takes its first messages; the
-    # adversarial bodies need none.
+    # adversarial bodies and the latency section need none.
     whole = bool(only & {"rules", "sweep", "dispatch"})
     wanted = (
         max(args.events, args.dynamo_events, args.cost_events, args.cost_single_events)
-        if only - {"bodies"}
+        if only - {"bodies", "latency"}
         else 1
     )
     messages = sample.sample_messages(sys.maxsize if whole else wanted)
@@ -225,6 +250,20 @@ def main(argv: list[str] | None = None) -> int:
             "that advances"
         )
         print(_journeys_report(args.repeats))
+
+    if "latency" in only:
+        rates = [float(r) for r in args.latency_rates.split(",") if r.strip()]
+        print(
+            f"\n12. Latency: event to decision and to send on the local stack (LocalStack + LocalApiServer, "
+            f"moto, 3 containers, driven every second as `nudge serve` does); open loop, "
+            f"{args.latency_seconds:g} s at each of {', '.join(f'{r:,.0f}' for r in rates)} events/s "
+            f"offered, bodies of {args.latency_batch}; each event an email at once (bench rule set)"
+        )
+        with tempfile.TemporaryDirectory(prefix="nudge-latency-") as work:
+            runs = latency_bench.measure(
+                rates, args.latency_seconds, Path(work), batch=args.latency_batch, progress=print
+            )
+        print("\n".join(latency_bench.report(runs, latency_bench.hops())))
 
     if args.profile and "ingest" in only:
         _profile(cpu_bodies, plan, now)
