@@ -82,7 +82,12 @@ def test_any_state_round_trips(user_id: str, traits: dict[str, object], days: li
 def test_a_folded_state_round_trips_and_is_smaller_than_plain_zlib() -> None:
     messages = [
         Identify.model_validate(
-            {"userId": "u1", "traits": {"email": "u1@example.com", "plan": "team"}, "timestamp": AT, "messageId": "i"}
+            {
+                "userId": "u1",
+                "traits": {"email": "u1@example.com", "plan": "team"},
+                "timestamp": AT,
+                "messageId": "i",
+            }
         ),
         Group(userId="u1", groupId="acct-1", timestamp=AT, messageId="g"),
         *[
