@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from nudge.adapters.dynamo import codec
 from nudge.domain.fold import FoldWindow, fold
+from nudge.model.delivery import DeliveryRecord, Sent
 from nudge.model.messages import Group, Identify, Track
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import AccountState, Stamped, UserState
@@ -33,11 +34,11 @@ STATE = UserState(
     kept_from=739201,
 )
 STORED = (
-    b"\x01C)Vu\x0f\xafD+U!e=R\x91\x8a$\x80\\\x9eB\x84\xe1\xc9\r5\x91\xa3'\xd4Z\\\xa5}T\xfe\xe1\xd5\n1"
-    b"\xa5@G\xa2f~\x90?\x8cB\x0c\x8c\xad\x0cL\xac\x0cL\x81\xfe0C)vs\r\xd1\xb2;r\x8e\x84\xd6\x92\x88x"
+    b"\x01C)Vu\x0f\xafD+U!\xd5\x05R\x91\x8a$\x80\\\x9eB\x84\xe1\xc9\r5\x91\xa3'\xd4Z\\\xa5}T\xfe\xe1\xd5\n1"
+    b"\xa5@G\xa2f~\x90?\x8cB\x0c\x8c\xad\x0cL\xac\x0cL\x81\xfe0C)vs\r\xd1\xb2;r\x8e\x84V\xb4\x88x"
     b"\xc3\x8c0cK#\x0b\x03\xa4XC\x8b\x0c\xa0\xb4\x81!<F\x08\xc6\x05\x00"
 )
-DICTIONARY_SHA256 = "98109f5bf3e9b58f1c4eeb8614f29ce408f858fa4fe0b924e09c1be68da2a5dd"
+DICTIONARY_SHA256 = "3edc96baea1e27fd194973770402c5fe26097d7316d688b9921872d5decd6a9d"
 
 JSON_VALUES = st.recursive(
     # JSON has no infinity (traits come from JSON bodies): pydantic writes it as null either way.
@@ -101,8 +102,18 @@ def test_a_folded_state_round_trips_and_is_smaller_than_plain_zlib() -> None:
     assert len(blob) < len(zlib.compress(state.model_dump_json().encode(), 6))
 
 
-@pytest.mark.parametrize("model", [SegmentRecord(), AccountState(account_id="a1"), UserState(user_id="u1")])
-def test_every_stored_kind_round_trips(model: SegmentRecord | AccountState | UserState) -> None:
+@pytest.mark.parametrize(
+    "model",
+    [
+        SegmentRecord(),
+        AccountState(account_id="a1"),
+        UserState(user_id="u1"),
+        DeliveryRecord(sends=[Sent(at=AT, channel="email", rule="r", journey="")], unsubscribed={"sms"}),
+    ],
+)
+def test_every_stored_kind_round_trips(
+    model: SegmentRecord | AccountState | UserState | DeliveryRecord,
+) -> None:
     assert codec.decode(codec.encode(model), type(model)) == model
 
 

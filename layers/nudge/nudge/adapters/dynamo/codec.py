@@ -33,7 +33,8 @@ LEVEL = 6  # 9 saves under 1% here and costs more CPU
 DICTIONARY = (
     b'{"segments":{"segment":null,"since":null,"history":[]},"decided":{},"state_version":0,'
     b'"deferred":{},"band":null,"account_id":null,"band_since":null,"journeys":{}}'
-    b'{"recent":[],"last_by_rule":{},"unsubscribed":[]}'
+    b'{"sends":[{"at":"2026-","channel":"email","rule":"","journey":""}],"last_by_rule":{},'
+    b'"unsubscribed":[],"adopted":[]}'
     b'{"account_id":"","traits":{"name":{"v":"","at":"20'
     b'{"user_id":"user-","first_seen":"2026-","last_seen":"2026-","last_meaningful":"2026-'
     b'"traits":{"email":{"v":"@example.com","at":"2026-01-01T00:00:00.000000Z","mid":"'
