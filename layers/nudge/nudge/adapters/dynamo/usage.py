@@ -152,7 +152,7 @@ class DynamoUsageStore:
             }
             items.append({"Put": {"TableName": self.table, "Item": back}})
         if rollup is not None:
-            items.extend(self._rollup_updates(state.user_id, rollup, now))
+            items.extend(self._rollup_updates(state.user_id, rollup))
         calls.write(self.client.transact_write_items, TransactItems=items)
 
     def fits(self, state: UserState, correlation_id: str = "") -> bool:
@@ -198,9 +198,7 @@ class DynamoUsageStore:
             targets = sources
         return found
 
-    def _rollup_updates(
-        self, user_id: str, delta: RollupDelta, now: datetime
-    ) -> list[TransactWriteItemTypeDef]:
+    def _rollup_updates(self, user_id: str, delta: RollupDelta) -> list[TransactWriteItemTypeDef]:
         """One Update of the user's rollup shard: ADD the week and feature counts, and REMOVE the
         weeks just past the kept ones (those no write adds to any more)."""
         names: dict[str, str] = {}
