@@ -276,6 +276,8 @@ def item_kind(key: dict[str, Any]) -> str:
         return "user state"
     if sk == "TRAITS":
         return "account traits"
+    if sk.startswith("ROLLUP#"):
+        return "account rollup shard"
     if sk.startswith("WEEK#"):
         return "account rollup, week shard"
     if sk.startswith("FEATURES#"):

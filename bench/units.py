@@ -12,7 +12,7 @@ and counts every request by operation, and the write and read units each one cos
 
 The meter keeps a shadow of each item's size (by key), so a replacing Put is billed on the
 larger of old and new, and an Update on the item as it is after the update. Updates here only
-ADD or SET numbers, so the shadow keeps those numbers and sizes the item exactly.
+ADD, SET or REMOVE numbers, so the shadow keeps those numbers and sizes the item exactly.
 """
 
 from __future__ import annotations
@@ -145,12 +145,16 @@ class Meter:
         self._charge(key, self.sizes.get(_key_id(key), 0), size, factor)
 
     def _update(self, update: dict[str, Any], factor: int) -> None:
-        """An `ADD a :x, b :y SET c = :z` on numbers: the item after it holds those attributes."""
+        """An `ADD a :x, b :y SET c = :z REMOVE d` on numbers: the item after it holds those
+        attributes, less the removed ones."""
         key = update["Key"]
         numbers = self.numbers.setdefault(_key_id(key), {})
         names = update.get("ExpressionAttributeNames", {})
         values = update.get("ExpressionAttributeValues", {})
         for action, clause in _clauses(update["UpdateExpression"]):
+            if action == "REMOVE":
+                numbers.pop(names.get(clause, clause), None)
+                continue
             name, placeholder = clause.replace("=", " ").split()
             attribute = names.get(name, name)
             value = int(values[placeholder]["N"])

@@ -406,7 +406,7 @@ def test_the_filter_passes_account_traits_and_still_rejects_segments_and_rollups
     assert {key_of(r) for r in own} == {("USER#dee", "SEGMENTS")}
     passed = {key_of(r) for r in records + own if matches_filter(template_path, r)}
     assert passed == {("USER#dee", "STATE"), ("ACCOUNT#acme", "TRAITS")}
-    assert any(key_of(r)[1].startswith("WEEK#") for r in records)  # rollups were there, rejected
+    assert any(key_of(r)[1].startswith("ROLLUP#") for r in records)  # rollups were there, rejected
 
 
 # ---------------------------------------------------------------------------- sweep

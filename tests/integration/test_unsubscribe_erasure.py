@@ -312,7 +312,7 @@ def test_delete_erases_that_user_only_and_a_second_delete_answers_zeros(handler:
     assert len(items(USAGE_TABLE, f"USER#{kept}")) == 2
     assert len(items(LEDGER_TABLE, f"USER#{kept}")) == 2
     assert unsubscribed(kept) == {"sms"}
-    assert any(i["sk"]["S"].startswith("WEEK#") for i in items(USAGE_TABLE, f"ACCOUNT#{ACCOUNT}"))
+    assert any(i["sk"]["S"].startswith("ROLLUP#") for i in items(USAGE_TABLE, f"ACCOUNT#{ACCOUNT}"))
     members = api.services().store.users_of_account(ACCOUNT)
     assert gone not in members
     assert kept in members

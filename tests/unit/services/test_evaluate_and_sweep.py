@@ -559,6 +559,7 @@ def test_unchanged_trait_values_evaluate_nobody() -> None:
     # A new account (INSERT, no old image) with traits is a change; other account items are not
     assert account_from_stream(ACME_TRAITS, new_image, None) == AccountChange("acme", frozenset({"mrr"}))
     assert account_from_stream({"pk": "ACCOUNT#acme", "sk": "WEEK#2026-W48#00"}, new_image, None) is None
+    assert account_from_stream({"pk": "ACCOUNT#acme", "sk": "ROLLUP#00"}, new_image, None) is None
     assert account_from_stream({"pk": "USER#dee", "sk": "STATE"}, new_image, None) is None
     with pytest.raises(UndecodableRecord, match="ACCOUNT#acme: traits cannot be decoded"):
         account_from_stream(ACME_TRAITS, {"v": 2, "state": b"not zlib"}, old_image)

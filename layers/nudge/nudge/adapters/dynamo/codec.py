@@ -1,6 +1,18 @@
-"""State is stored as zlib-compressed JSON: a user's state is mostly repeated keys and numbers,
-which compress 3-5x, and DynamoDB bills writes by the kilobyte. And the size of an item, as
-DynamoDB counts it against its 400 KB limit and bills it."""
+"""How state blobs are stored, and the size of an item as DynamoDB counts it against its 400 KB
+limit and bills it (writes by the kilobyte: a user item just over 1 KB costs twice one under it).
+
+A blob is JSON deflated against a preset dictionary (`DICTIONARY`): a user's state is a few
+hundred bytes to a few kilobytes, too little for deflate to learn its own repeated keys, so the
+keys and shapes every state shares are given up front (about a fifth smaller than plain zlib on
+the sample product's users, bench section 3). Layout: one format byte, then raw deflate
+(no zlib header or checksum: DynamoDB keeps the bytes intact, and a corrupt blob still fails to
+inflate or to validate).
+
+Formats, told apart by the first byte (items written by an older Nudge stay readable):
+- 0x78: zlib (RFC 1950) of the JSON, no dictionary: the layout before format 1;
+- 0x01: format 1, raw deflate against `DICTIONARY`.
+`DICTIONARY` must never change once blobs use it: a better one is a new format byte.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +23,67 @@ from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
 
+FORMAT_ZLIB = 0x78  # the first byte of a zlib stream with a 32 KB window, as zlib.compress writes it
+FORMAT_1 = 0x01
+LEVEL = 6  # 9 saves under 1% here and costs more CPU
+
+# Shapes and keys of UserState, SegmentRecord, DeliveryRecord and AccountState as pydantic dumps
+# them, with values of the usual kinds (ISO timestamps, date ordinals, ids); deflate refers back
+# into it from the first byte of a blob. The most common strings come last (nearest).
+DICTIONARY = (
+    b'{"segments":{"segment":null,"since":null,"history":[]},"decided":{},"state_version":0,'
+    b'"deferred":{},"band":null,"account_id":null,"band_since":null,"journeys":{}}'
+    b'{"sends":[{"at":"2026-","channel":"email","rule":"","journey":""}],"last_by_rule":{},'
+    b'"unsubscribed":[],"adopted":[]}'
+    b'{"account_id":"","traits":{"name":{"v":"","at":"20'
+    b'{"user_id":"user-","first_seen":"2026-","last_seen":"2026-","last_meaningful":"2026-'
+    b'"traits":{"email":{"v":"@example.com","at":"2026-01-01T00:00:00.000000Z","mid":"'
+    b'"},"plan":{"v":"free","at":"2026-","mid":"'
+    b'"},"timezone":{"v":"America/New_York","at":"2026-","mid":"'
+    b'"},"locale":{"v":"en-US","at":"2026-","mid":"'
+    b'"},"consent":{"v":{"email":true,"push":true,"sms":false},"at":"2026-","mid":"'
+    b'"},"created_at":{"v":"2026-","at":"2026-","mid":"'
+    b'"},"push_token":{"v":"","at":"2026-","mid":"'
+    b'"},"phone":{"v":"+1","at":"2026-","mid":"'
+    b'"},"name":{"v":"","at":"2026-","mid":"'
+    b'"}},"context":{"timezone":{"v":"Europe/","at":"2026-","mid":"'
+    b'"},"locale":{"v":"en-GB","at":"2026-","mid":"'
+    b'"}},"account":{"v":"acct-","at":"2026-","mid":"'
+    b'"},"features":{"setup":{"first":"2026-","last":"2026-","count":1,"days":[7'
+    b']},"milestones":{"activated":"2026-'
+    b'"events":{"signed_up":{"count":1,"first":"2026-","last":"2026-","daily":{"7":1},"props":null},'
+    b'"login":{"count":1,"first":"2026-","last":"2026-","daily":{"7":1},"props":null},'
+    b'"page_viewed":{"count":1,"first":"2026-","last":"2026-","daily":{"7":1},'
+    b'"props":{"values":{"name":{"Dashboard":[1,"2026-","2026-",{"7":1}]}},"sums":{},"last":{}}},'
+    b'"sessions":[[17,17]],"active_days":[7],"weeks":{"2026-W01":{"sessions":1,"active_days":1}},'
+    b'"kept_from":7,"seen":{"7":""},"merged":[],"merged_into":null}'
+    b'.000000Z","last":"2026-01-01T00:00:00.000000Z","daily":{"7'
+)
+
 
 def encode(model: BaseModel) -> bytes:
-    return zlib.compress(model.model_dump_json().encode(), 6)
+    deflater = zlib.compressobj(LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=DICTIONARY)
+    return bytes((FORMAT_1,)) + deflater.compress(model.model_dump_json().encode()) + deflater.flush()
 
 
 def decode(blob: bytes, model: type[M]) -> M:
-    return model.model_validate_json(zlib.decompress(blob))
+    return model.model_validate_json(inflate(blob))
+
+
+def inflate(blob: bytes) -> bytes:
+    """The JSON of a stored blob, whichever format wrote it."""
+    if blob[:1] == bytes((FORMAT_1,)):
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS, zdict=DICTIONARY)
+        text = inflater.decompress(blob[1:]) + inflater.flush()
+        if not inflater.eof:
+            raise ValueError("stored state is truncated (format 1): the item was not written by Nudge")
+        return text
+    if blob[:1] == bytes((FORMAT_ZLIB,)):
+        return zlib.decompress(blob)
+    raise ValueError(
+        f"stored state starts with byte {blob[:1].hex() or 'nothing'}, which no Nudge format uses "
+        "(0x01: format 1, 0x78: zlib): the item was not written by Nudge"
+    )
 
 
 def number_bytes(text: str) -> int:

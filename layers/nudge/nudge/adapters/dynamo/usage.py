@@ -2,29 +2,37 @@
 
 Keys:  USER#<id> / STATE               one item per user: version, account, compressed state,
                                        `corr`: the request that last wrote it (for the logs),
-                                       `expires_at`: TTL, the state TTL after this write
+                                       `expires_at`: TTL, the state TTL after this write (so the
+                                       write time too: items written before this layout also
+                                       hold it as `updated_at`, 42 bytes of every write)
        USER#<id> / MERGED#<other>      a back-reference: <other>'s history was merged into <id>
                                        (and USER#<other> / STATE points here); erasure follows them.
                                        Pointer and back-reference expire with the state TTL from
                                        the merge, the back-reference a week later (it must outlive
                                        the pointer it lets erasure find)
        ACCOUNT#<id> / TRAITS           account traits (last writer wins per trait)
-       ACCOUNT#<id> / WEEK#<week>#<k>  rollup shard k of one ISO week: active users, sessions
-       ACCOUNT#<id> / FEATURES#<k>     rollup shard k: users who adopted each feature
+       ACCOUNT#<id> / ROLLUP#<k>       rollup shard k: per ISO week `u:<week>` active users and
+                                       `s:<week>` sessions (the ROLLUP_WEEKS_KEPT latest weeks),
+                                       and `adopters:<feature>` users who adopted each feature
+       ACCOUNT#<id> / WEEK#<week>#<k>  the layout before ROLLUP#<k> (one item per week, and
+       ACCOUNT#<id> / FEATURES#<k>     one for features): still read and summed, no longer written
 Index by_account (sparse, keys only): account_id -> the USER#<id> STATE items that carry it
 (people only: an anonymous profile or a pointer carries no account_id).
 A user's write and the rollup deltas it implies go in one transaction, so they apply together
-exactly once; shards (by a hash of the user id) spread a hot account over many items.
+exactly once; shards (by a hash of the user id) spread a hot account over many items. One rollup
+item per shard, weeks and features together, so a transaction holds two items, not three
+(each item of a transaction bills twice its kilobytes: bench section 3).
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from nudge.adapters.dynamo import calls, codec
+from nudge.model.calendar import week_key
 from nudge.model.errors import ItemTooLarge
 from nudge.model.limits import MAX_ITEM_BYTES, ROLLUP_WEEKS_KEPT, STATE_TTL_DAYS
 from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState, WeekRollup
@@ -45,6 +53,13 @@ EXPIRES = "expires_at"
 BACK_REFERENCE_GRACE = timedelta(days=7)
 # What `fits` leaves for the item's version digits and write time, which only the write knows.
 FITS_MARGIN = 64
+ROLLUP = "ROLLUP#"
+ACTIVE = "u:"
+SESSIONS = "s:"
+ADOPTERS = "adopters:"
+# Each rollup write removes the weeks this many weeks past the kept ones: a shard written at least
+# that often holds no older week (and older ones are not read).
+WEEKS_REMOVED = 4
 
 
 def user_key(user_id: str) -> dict[str, Any]:
@@ -137,7 +152,7 @@ class DynamoUsageStore:
             }
             items.append({"Put": {"TableName": self.table, "Item": back}})
         if rollup is not None:
-            items.extend(self._rollup_updates(state.user_id, rollup, now))
+            items.extend(self._rollup_updates(state.user_id, rollup))
         calls.write(self.client.transact_write_items, TransactItems=items)
 
     def fits(self, state: UserState, correlation_id: str = "") -> bool:
@@ -157,7 +172,6 @@ class DynamoUsageStore:
         item: dict[str, Any] = {
             **user_key(state.user_id),
             "v": {"N": str(version + 1)},
-            "updated_at": {"S": now.isoformat()},
             "state": {"B": codec.encode(state)},
             EXPIRES: self._expires(now),
         }
@@ -184,42 +198,39 @@ class DynamoUsageStore:
             targets = sources
         return found
 
-    def _rollup_updates(
-        self, user_id: str, delta: RollupDelta, now: datetime
-    ) -> list[TransactWriteItemTypeDef]:
-        shard = shard_of(user_id, self.shards)
-        updates: list[TransactWriteItemTypeDef] = []
-        expires = int((now + timedelta(weeks=ROLLUP_WEEKS_KEPT)).timestamp())
-        for week in sorted(set(delta.week_users) | set(delta.week_sessions)):
-            updates.append(
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": account_key(delta.account_id, f"WEEK#{week}#{shard:02d}"),
-                        "UpdateExpression": "ADD active_users :u, sessions :s SET expires_at = :e",
-                        "ExpressionAttributeValues": {
-                            ":u": {"N": str(delta.week_users.get(week, 0))},
-                            ":s": {"N": str(delta.week_sessions.get(week, 0))},
-                            ":e": {"N": str(expires)},
-                        },
-                    }
+    def _rollup_updates(self, user_id: str, delta: RollupDelta) -> list[TransactWriteItemTypeDef]:
+        """One Update of the user's rollup shard: ADD the week and feature counts, and REMOVE the
+        weeks just past the kept ones (those no write adds to any more)."""
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        adds: list[str] = []
+        counts = [
+            *((ACTIVE + week, n) for week, n in sorted(delta.week_users.items())),
+            *((SESSIONS + week, n) for week, n in sorted(delta.week_sessions.items())),
+            *((ADOPTERS + feature, n) for feature, n in sorted(delta.feature_adopters.items())),
+        ]
+        for i, (name, n) in enumerate(counts):
+            names[f"#a{i}"] = name
+            values[f":a{i}"] = {"N": str(n)}
+            adds.append(f"#a{i} :a{i}")
+        expression = "ADD " + ", ".join(adds)
+        weeks = set(delta.week_users) | set(delta.week_sessions)
+        if weeks:
+            gone = sorted(set(_weeks_past(max(weeks))) - weeks)
+            for i, week in enumerate(w for old in gone for w in (ACTIVE + old, SESSIONS + old)):
+                names[f"#r{i}"] = week
+            expression += " REMOVE " + ", ".join(n for n in names if n.startswith("#r"))
+        return [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": account_key(delta.account_id, f"{ROLLUP}{shard_of(user_id, self.shards):02d}"),
+                    "UpdateExpression": expression,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
                 }
-            )
-        if delta.feature_adopters:
-            names = {f"#f{i}": f"adopters:{feature}" for i, feature in enumerate(delta.feature_adopters)}
-            values = {f":f{i}": {"N": str(n)} for i, n in enumerate(delta.feature_adopters.values())}
-            updates.append(
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": account_key(delta.account_id, f"FEATURES#{shard:02d}"),
-                        "UpdateExpression": "ADD " + ", ".join(f"{n} :{n[1:]}" for n in names),
-                        "ExpressionAttributeNames": names,
-                        "ExpressionAttributeValues": values,
-                    }
-                }
-            )
-        return updates
+            }
+        ]
 
     def load_account(self, account_id: str) -> Versioned[AccountState] | None:
         response = calls.read(
@@ -243,6 +254,8 @@ class DynamoUsageStore:
         calls.write(self.client.put_item, **calls.versioned_put(self.table, item, version))
 
     def load_rollup(self, account_id: str) -> AccountRollup:
+        """The account's rollup summed over its shards, in this layout (ROLLUP#<k>) and the one
+        before it (WEEK#<week>#<k>, FEATURES#<k>), which deployed tables still hold."""
         rollup = AccountRollup()
         kwargs: dict[str, Any] = {
             "TableName": self.table,
@@ -253,21 +266,30 @@ class DynamoUsageStore:
             response = calls.read(self.client.query, **kwargs)
             for item in response.get("Items", []):
                 sort = item["sk"]["S"]
-                if sort.startswith("WEEK#"):
-                    week = rollup.weeks.setdefault(sort.split("#")[1], WeekRollup())
+                if sort.startswith(ROLLUP):
+                    for name, value in item.items():
+                        if name.startswith(ACTIVE):
+                            _week(rollup, name.removeprefix(ACTIVE)).active_users += int(value["N"])
+                        elif name.startswith(SESSIONS):
+                            _week(rollup, name.removeprefix(SESSIONS)).sessions += int(value["N"])
+                elif sort.startswith("WEEK#"):
+                    week = _week(rollup, sort.split("#")[1])
                     week.active_users += int(item.get("active_users", {}).get("N", "0"))
                     week.sessions += int(item.get("sessions", {}).get("N", "0"))
-                elif sort.startswith("FEATURES#"):
+                if sort.startswith((ROLLUP, "FEATURES#")):
                     for name, value in item.items():
-                        if name.startswith("adopters:"):
-                            feature = name.removeprefix("adopters:")
+                        if name.startswith(ADOPTERS):
+                            feature = name.removeprefix(ADOPTERS)
                             rollup.feature_adopters[feature] = rollup.feature_adopters.get(feature, 0) + int(
                                 value["N"]
                             )
             if "LastEvaluatedKey" not in response:
                 break
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        rollup.weeks = dict(sorted(rollup.weeks.items()))
+        # The kept weeks only (as the TTL of WEEK# items kept them): a shard not written for a
+        # while may still hold older ones.
+        horizon = _weeks_past(max(rollup.weeks))[0] if rollup.weeks else ""
+        rollup.weeks = {week: rollup.weeks[week] for week in sorted(rollup.weeks) if week > horizon}
         return rollup
 
     def users_of_account(self, account_id: str, limit: int | None = None) -> list[str]:
@@ -295,3 +317,14 @@ class DynamoUsageStore:
         The user's account rollups hold counts only and stay."""
         keys = partition_keys(self.client, self.table, f"USER#{user_id}")
         return calls.batch_delete(self.client, self.table, keys)
+
+
+def _week(rollup: AccountRollup, week: str) -> WeekRollup:
+    return rollup.weeks.setdefault(week, WeekRollup())
+
+
+def _weeks_past(latest: str) -> list[str]:
+    """The WEEKS_REMOVED ISO weeks just before the ROLLUP_WEEKS_KEPT weeks that end with `latest`."""
+    year, week = latest.split("-W")
+    monday = date.fromisocalendar(int(year), int(week), 1)
+    return [week_key(monday - timedelta(weeks=ROLLUP_WEEKS_KEPT + i)) for i in range(WEEKS_REMOVED)]

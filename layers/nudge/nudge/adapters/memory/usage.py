@@ -17,13 +17,10 @@ TRANSACTION_ITEMS = 100
 
 def transaction_items(rollup: RollupDelta | None, absorbed: Sequence[tuple[str, int]]) -> int:
     """How many items the DynamoDB store's save_user writes in its transaction: the person, a
-    pointer and a back-reference per absorbed id, one rollup item per week touched and one for
-    feature adopters. (With neither rollup nor absorbed ids it is a single PutItem.)"""
-    items = 1 + 2 * len(absorbed)
-    if rollup is not None:
-        items += len(set(rollup.week_users) | set(rollup.week_sessions))
-        items += 1 if rollup.feature_adopters else 0
-    return items
+    pointer and a back-reference per absorbed id, and one rollup item (the user's shard holds
+    the weeks and the feature adopters). (With neither rollup nor absorbed ids it is a single
+    PutItem.)"""
+    return 1 + 2 * len(absorbed) + (0 if rollup is None else 1)
 
 
 class MemoryUsageStore:

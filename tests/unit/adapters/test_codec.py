@@ -1,0 +1,126 @@
+"""State blobs (nudge.adapters.dynamo.codec): format 1 round-trips any state, items written in the
+layout before it stay readable, the dictionary never changes under stored blobs, and what is not
+a Nudge blob fails with a reason."""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nudge.adapters.dynamo import codec
+from nudge.domain.fold import FoldWindow, fold
+from nudge.model.delivery import DeliveryRecord, Sent
+from nudge.model.messages import Group, Identify, Track
+from nudge.model.segments import SegmentRecord
+from nudge.model.state import AccountState, Stamped, UserState
+from nudge.rulebook.plan import TrackingPlan, load_plan
+
+PLAN: TrackingPlan = load_plan(Path("rules"))
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+AT = datetime(2026, 12, 1, 9, 30, 5, 123456, tzinfo=UTC)
+
+# A format-1 blob as this Nudge writes it for STATE below: pins the format and the dictionary (a
+# stored blob must decode for as long as the table keeps it).
+STATE = UserState(
+    user_id="u-\u00e9",
+    traits={"name": Stamped(v="Zo\u00eb \x01", at=datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=UTC), mid="m1")},
+    active_days=[739280],
+    kept_from=739201,
+)
+STORED = (
+    b"\x01C)Vu\x0f\xafD+U!\xd5\x05R\x91\x8a$\x80\\\x9eB\x84\xe1\xc9\r5\x91\xa3'\xd4Z\\\xa5}T\xfe\xe1\xd5\n1"
+    b"\xa5@G\xa2f~\x90?\x8cB\x0c\x8c\xad\x0cL\xac\x0cL\x81\xfe0C)vs\r\xd1\xb2;r\x8e\x84V\xb4\x88x"
+    b"\xc3\x8c0cK#\x0b\x03\xa4XC\x8b\x0c\xa0\xb4\x81!<F\x08\xc6\x05\x00"
+)
+DICTIONARY_SHA256 = "3edc96baea1e27fd194973770402c5fe26097d7316d688b9921872d5decd6a9d"
+
+JSON_VALUES = st.recursive(
+    # JSON has no infinity (traits come from JSON bodies): pydantic writes it as null either way.
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def test_a_blob_written_in_format_1_still_decodes() -> None:
+    assert codec.decode(STORED, UserState) == STATE
+    assert hashlib.sha256(codec.DICTIONARY).hexdigest() == DICTIONARY_SHA256, (
+        "codec.DICTIONARY changed: stored blobs would no longer inflate; add a new format byte instead"
+    )
+
+
+def test_an_item_in_the_layout_before_format_1_still_decodes() -> None:
+    old = zlib.compress(STATE.model_dump_json().encode(), 6)  # what the previous codec wrote
+    assert old[0] == codec.FORMAT_ZLIB
+    assert codec.decode(old, UserState) == STATE
+    assert codec.encode(STATE)[0] == codec.FORMAT_1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    user_id=st.text(min_size=1, max_size=40),
+    traits=st.dictionaries(st.text(min_size=1, max_size=12), JSON_VALUES, max_size=5),
+    days=st.lists(st.integers(min_value=0, max_value=800_000), max_size=10),
+    micros=st.integers(min_value=0, max_value=10**12),
+)
+def test_any_state_round_trips(user_id: str, traits: dict[str, object], days: list[int], micros: int) -> None:
+    at = AT + timedelta(microseconds=micros)
+    state = UserState(
+        user_id=user_id,
+        first_seen=at,
+        traits={k: Stamped(v=v, at=at, mid=k) for k, v in traits.items()},
+        active_days=days,
+    )
+    assert codec.decode(codec.encode(state), UserState) == state
+
+
+def test_a_folded_state_round_trips_and_is_smaller_than_plain_zlib() -> None:
+    messages = [
+        Identify.model_validate(
+            {
+                "userId": "u1",
+                "traits": {"email": "u1@example.com", "plan": "team"},
+                "timestamp": AT,
+                "messageId": "i",
+            }
+        ),
+        Group(userId="u1", groupId="acct-1", timestamp=AT, messageId="g"),
+        *[
+            Track(userId="u1", event=event, timestamp=AT + timedelta(hours=i), messageId=f"m{i}")
+            for i, event in enumerate(["signed_up", "setup_completed", "project_created", "login"] * 5)
+        ],
+    ]
+    state = fold(None, "u1", messages, PLAN, NOW, FoldWindow())
+    blob = codec.encode(state)
+    assert codec.decode(blob, UserState) == state
+    assert len(blob) < len(zlib.compress(state.model_dump_json().encode(), 6))
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        SegmentRecord(),
+        AccountState(account_id="a1"),
+        UserState(user_id="u1"),
+        DeliveryRecord(sends=[Sent(at=AT, channel="email", rule="r", journey="")], unsubscribed={"sms"}),
+    ],
+)
+def test_every_stored_kind_round_trips(
+    model: SegmentRecord | AccountState | UserState | DeliveryRecord,
+) -> None:
+    assert codec.decode(codec.encode(model), type(model)) == model
+
+
+@pytest.mark.parametrize(
+    ("blob", "reason"),
+    [(b"not zlib at all", "no Nudge format"), (b"", "no Nudge format"), (STORED[:20], "truncated")],
+)
+def test_what_nudge_did_not_write_fails_with_a_reason(blob: bytes, reason: str) -> None:
+    with pytest.raises((ValueError, zlib.error), match=reason):
+        codec.decode(blob, UserState)
