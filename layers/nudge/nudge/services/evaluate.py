@@ -270,8 +270,6 @@ def evaluate_user(
                     "lapsed": lapsed,
                 },
             )
-        if journeys.updates:
-            _set_traits(user.user_id, journeys.updates, rules, ports, now)
         # The state version alone is no reason to write (it moves with every usage change).
         if updated.model_copy(update={"state_version": record.state_version}) == record:
             outcome = UserOutcome(
@@ -294,6 +292,10 @@ def evaluate_user(
             conflicts += 1
             current = ports.segments.load([user.user_id])[user.user_id]
             continue
+        if journeys.updates:
+            # Only the evaluation whose save won sets a trait: the loser of a race (another path of
+            # the same instance) must not, and its re-read finds the instance already moved on.
+            _set_traits(user.user_id, journeys.updates, rules, ports, now)
         outcome = UserOutcome(
             user.user_id,
             True,
