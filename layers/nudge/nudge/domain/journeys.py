@@ -30,6 +30,7 @@ from typing import Any
 from nudge.conditions.facts import last_done
 from nudge.conditions.tree import Context, Subject, holds_in, subjects_in
 from nudge.domain.trigger import trigger_of
+from nudge.domain.trigger_decisions import trigger_decision
 from nudge.domain.verdicts import in_group, user_zone
 from nudge.model.decisions import Decision, Value
 from nudge.model.journeys import HOLDOUT, Decided, Ended, JourneyInstance, instance_key
@@ -66,10 +67,13 @@ def run_journey(
     *,
     entered_segment: str | None = None,
     fallback_timezone: str = "UTC",
+    entries: frozenset[str] | None = None,
 ) -> JourneyRun:
+    """`entries`: the ids of the programs whose `when` entry holds (the evaluation's entries pass);
+    None: judged here."""
     now = ctx.now
     out = dict(instances)
-    if journey.entry is not None and not holds_in(journey.entry, facts):
+    if journey.entry is not None and not _entry_holds(journey, facts, entries):
         out.update(
             {
                 k: i.model_copy(update={"rearmed": True})
@@ -77,7 +81,7 @@ def run_journey(
                 if not i.live and not i.rearmed
             }
         )
-    entering = _entering(journey, out, ctx, facts, entered_segment)
+    entering = _entering(journey, out, ctx, facts, entered_segment, entries)
     if entering is not None:
         key, run = entering
         ikey = instance_key(journey.id, key)
@@ -93,6 +97,11 @@ def run_journey(
         if not instance.live:
             continue
         moved = _Advance(journey, instance, ctx, facts, fallback_timezone, decisions, updates, visited).go()
+        if journey.trigger is not None:
+            # A compiled trigger ends where it began (one step); its window remembers it (its
+            # decision ids), not an instance.
+            del out[ikey]
+            continue
         out[ikey] = moved
         if moved.live and moved.wake_at is not None:
             wakes.append(moved.wake_at)
@@ -107,10 +116,11 @@ def run_journeys(
     *,
     entered_segment: str | None = None,
     fallback_timezone: str = "UTC",
+    entries: frozenset[str] | None = None,
 ) -> JourneyRun:
-    """Every journey of the rules for one user at one evaluation; instances of a journey no longer
-    in the rules end with reason journey_removed. Ended instances beyond the bound are dropped,
-    oldest first (live ones never)."""
+    """Every program of the rules (RuleSet.programs: triggers as one-step journeys, then journeys)
+    for one user at one evaluation; instances of a journey no longer in the rules end with reason
+    journey_removed. Ended instances beyond the bound are dropped, oldest first (live ones never)."""
     by_id = {j.id: j for j in journeys}
     out = end_orphans(instances, by_id, ctx.now)
     decisions: list[Decision] = []
@@ -118,9 +128,17 @@ def run_journeys(
     visited: list[str] = []
     wakes: list[datetime] = []
     for journey in journeys:
-        mine = {k: i for k, i in out.items() if i.journey == journey.id}
+        mine = {k: i for k, i in out.items() if i.journey == journey.id} if out else {}
+        if not mine and entries is not None and journey.entry is not None and journey.id not in entries:
+            continue  # nothing to move on, and no entry (most programs, most evaluations)
         run = run_journey(
-            journey, mine, ctx, facts, entered_segment=entered_segment, fallback_timezone=fallback_timezone
+            journey,
+            mine,
+            ctx,
+            facts,
+            entered_segment=entered_segment,
+            fallback_timezone=fallback_timezone,
+            entries=entries,
         )
         out.update(run.instances)
         decisions += run.decisions
@@ -168,6 +186,7 @@ def _entering(
     ctx: Context,
     facts: dict[str, Value],
     entered_segment: str | None,
+    entries: frozenset[str] | None,
 ) -> tuple[str, int] | None:
     """(entry key, run) when the user enters now, else None."""
     spec = journey.spec.entry
@@ -175,7 +194,7 @@ def _entering(
     key = ""
     since: datetime | None = None
     if journey.entry is not None:
-        if not holds_in(journey.entry, facts):
+        if not _entry_holds(journey, facts, entries):
             return None
     elif spec.segment is not None:
         if entered_segment != spec.segment:
@@ -206,6 +225,11 @@ def _entering(
                 return None
         return key, last.run + 1
     return key, 0
+
+
+def _entry_holds(journey: Journey, facts: dict[str, Value], entries: frozenset[str] | None) -> bool:
+    assert journey.entry is not None
+    return journey.id in entries if entries is not None else holds_in(journey.entry, facts)
 
 
 def _key_value(ctx: Context, event: str, prop: str) -> str:
@@ -343,6 +367,11 @@ class _Advance:
     def step(self, step: Step, instance: JourneyInstance) -> JourneyInstance | None:
         now = self.now
         spec = step.spec
+        trigger = self.journey.trigger
+        if trigger is not None and step.kind in ("send", "escalate"):
+            action = str(trigger.spec.action) if step.kind == "send" else "escalate"
+            self.decisions.append(trigger_decision(trigger, action, self.ctx.user, self.facts, now))
+            return self.moved(instance, step.next, now)
         if step.kind == "send":
             send = spec.send
             assert send is not None

@@ -31,9 +31,8 @@ from datetime import datetime
 
 from nudge.backoff import CONTENTION
 from nudge.conditions.features import AccountFacts
-from nudge.conditions.tree import Context
-from nudge.domain.evaluate import Evaluation, evaluate
-from nudge.domain.journeys import JourneyRun, blocked_end, run_journeys
+from nudge.domain.evaluate import evaluate
+from nudge.domain.journeys import blocked_end
 from nudge.model.decisions import Decision, Value
 from nudge.model.errors import StateConflict
 from nudge.model.journeys import JourneyInstance
@@ -124,35 +123,6 @@ def _set_traits(
         )
 
 
-def _journeys(
-    rules: RuleSet,
-    user: UserState,
-    account: AccountFacts | None,
-    evaluation: Evaluation,
-    record: SegmentRecord,
-    now: datetime,
-) -> JourneyRun:
-    """The user's journeys moved on by this evaluation (nudge.domain.journeys)."""
-    if not rules.journeys and not record.journeys:
-        return JourneyRun(dict(record.journeys))
-    ctx = Context(user, now, account).scored(
-        evaluation.segment or "",
-        evaluation.score,
-        evaluation.band,
-        evaluation.account_score,
-        evaluation.account_band,
-    )
-    quiet = rules.guardrails.spec.quiet_hours
-    return run_journeys(
-        rules.journeys,
-        record.journeys,
-        ctx,
-        evaluation.facts,
-        entered_segment=evaluation.entered,
-        fallback_timezone=quiet.fallback_timezone if quiet else "UTC",
-    )
-
-
 def evaluate_user(
     user: UserState,
     rules: RuleSet,
@@ -199,7 +169,9 @@ def evaluate_user(
             ports.metrics.outcome(outcome)
             return outcome
 
-        evaluation = evaluate(rules, user, account, record.segments if current.version else None, now)
+        evaluation = evaluate(
+            rules, user, account, record.segments if current.version else None, now, record.journeys
+        )
         if evaluation.ignored:
             # A trait out of range (kept before the bounds existed): answered as missing, so this
             # user and the account's others are still evaluated. Fact names only: no value, no id.
@@ -207,11 +179,15 @@ def evaluate_user(
                 "facts out of range answered as missing",
                 extra={"facts": list(evaluation.ignored), "account_id": user.account_id},
             )
+        # The engine's decisions: a trigger's is made at each evaluation its condition holds, under
+        # its window's id, and is fresh only when the record has not decided that id (its window
+        # re-enters it); a journey's is made once, at the step its instance advances through.
         decided = {
             decision_key(d): d.model_copy(update={"correlation_id": correlation_id}) if correlation_id else d
             for d in evaluation.decisions
+            if not d.journey
         }
-        journeys = _journeys(rules, user, account, evaluation, record, now)
+        journeys = evaluation.journeys
         live = {k for k, i in journeys.instances.items() if i.live}
         # Deferrals that came due: the rule still holds -> the deferred decision goes back to
         # dispatch under its own id (judged again); it does not -> dispatch cancels it. A journey's
@@ -230,7 +206,8 @@ def evaluate_user(
             + returning
             + [
                 d.model_copy(update={"correlation_id": correlation_id}) if correlation_id else d
-                for d in journeys.decisions
+                for d in evaluation.decisions
+                if d.journey
             ]
         )
         waiting = {k: v for k, v in record.deferred.items() if k not in due}
