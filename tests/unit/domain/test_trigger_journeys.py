@@ -21,6 +21,7 @@ from nudge.model.messages import Batch, InvalidMessage, Message
 from nudge.model.state import UserState
 from nudge.rulebook.journey_specs import END as STEP_END
 from nudge.rulebook.ruleset import Trigger
+from nudge.rulebook.yamlfile import RuleFileError
 from nudge.services.ingest import IngestLimits, ingest
 from nudge.tools.samples.generator import generate
 from tests.shipped import RULES
@@ -147,3 +148,12 @@ def test_the_entries_pass_enters_a_journey_exactly_when_its_condition_holds(
         assert ("when_entry" in evaluation.journeys.instances) == holds, user.user_id
         entered += holds
     assert 0 < entered < len(population)
+
+
+def test_a_journey_named_as_a_trigger_is_refused_naming_both(tmp_path: Path) -> None:
+    # One engine runs both: the ledger, the caps and the report would not tell them apart
+    with pytest.raises(RuleFileError) as refused:
+        rules_with(tmp_path, "rescue_dormant", WHEN_ENTRY.replace("id: when_entry", "id: rescue_dormant"))
+    [problem] = refused.value.problems
+    assert problem.file.endswith("journeys/rescue_dormant.yaml")
+    assert "journey id 'rescue_dormant' is also a trigger's id (triggers.yaml); rename one" in problem.message

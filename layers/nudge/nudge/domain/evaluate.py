@@ -261,9 +261,10 @@ def evaluate(
     ctx = ctx.scored(segment or "", score, band, account_score, account_band)
 
     state, entered, exited = _transition(previous, segment, now)
-    entries = frozenset(_matches(plan.entry_engine, facts, ignored))
+    matched = _matches(plan.entry_engine, facts, ignored)  # triggers first, in file order
+    entries = frozenset(matched)
     by_id = rules.trigger_by_id
-    fired = [name for name in by_id if name in entries]
+    fired = [name for name in matched if name in by_id]
     quiet = rules.guardrails.spec.quiet_hours
     run = run_journeys(
         rules.programs if programs is None else list(programs),

@@ -71,6 +71,11 @@ def run_journey(
 ) -> JourneyRun:
     """`entries`: the ids of the programs whose `when` entry holds (the evaluation's entries pass);
     None: judged here."""
+    if journey.trigger is not None:
+        decided: list[Decision] = []
+        steps: list[str] = []
+        _run_instant(journey, ctx, facts, entries, decided, steps)
+        return JourneyRun({}, decided, visited=[v.removeprefix(journey.id) for v in steps])
     now = ctx.now
     out = dict(instances)
     if journey.entry is not None and not _entry_holds(journey, facts, entries):
@@ -97,15 +102,53 @@ def run_journey(
         if not instance.live:
             continue
         moved = _Advance(journey, instance, ctx, facts, fallback_timezone, decisions, updates, visited).go()
-        if journey.trigger is not None:
-            # A compiled trigger ends where it began (one step); its window remembers it (its
-            # decision ids), not an instance.
-            del out[ikey]
-            continue
         out[ikey] = moved
         if moved.live and moved.wake_at is not None:
             wakes.append(moved.wake_at)
     return JourneyRun(out, decisions, updates, min(wakes) if wakes else None, visited)
+
+
+def _run_instant(
+    journey: Journey,
+    ctx: Context,
+    facts: dict[str, Value],
+    entries: frozenset[str] | None,
+    decisions: list[Decision],
+    visited: list[str],
+) -> None:
+    """A program that keeps no instance, a compiled trigger (nudge.rulebook.trigger_journeys): when
+    its entry holds it runs from its first step to its end at once (send, a branch, escalate: no
+    wait), deciding at each send and escalate step. Its decision ids, per cooldown window, are what
+    re-enters it (nudge.domain.trigger_decisions), so no instance is written, read or copied."""
+    trigger = journey.trigger
+    assert trigger is not None
+    if not _entry_holds(journey, facts, entries):
+        return
+    at = journey.first
+    for _ in range(JOURNEY_STEPS_PER_ADVANCE):
+        if at == END:
+            return
+        step = journey.steps[at]
+        visited.append(f"{journey.id}::{at}")  # journey:key:step, its key ""
+        if step.kind == "branch":
+            at = _branch(step, facts)
+            continue
+        action = str(trigger.spec.action) if step.kind == "send" else "escalate"
+        decisions.append(trigger_decision(trigger, action, ctx.user, facts, ctx.now))
+        at = step.next
+
+
+def _branch(step: Step, facts: dict[str, Value]) -> str:
+    """A branch's target: the first case whose condition holds, else its `else`."""
+    return next((target for node, target in step.cases if holds_in(node, facts)), step.otherwise)
+
+
+def _may_enter(journey: Journey, entries: frozenset[str] | None, entered_segment: str | None) -> bool:
+    """False when the user cannot enter now, on what is known at no cost (the rest is _entering's)."""
+    if journey.entry is not None:
+        return entries is None or journey.id in entries
+    segment = journey.spec.entry.segment
+    return segment is None or segment == entered_segment
 
 
 def run_journeys(
@@ -121,16 +164,26 @@ def run_journeys(
     """Every program of the rules (RuleSet.programs: triggers as one-step journeys, then journeys)
     for one user at one evaluation; instances of a journey no longer in the rules end with reason
     journey_removed. Ended instances beyond the bound are dropped, oldest first (live ones never)."""
-    by_id = {j.id: j for j in journeys}
-    out = end_orphans(instances, by_id, ctx.now)
+    # A compiled trigger keeps no instance: one of its id in the record is a removed journey's.
+    kept = {j.id: j for j in journeys if j.trigger is None} if instances else {}
+    out = end_orphans(instances, kept, ctx.now) if instances else {}
     decisions: list[Decision] = []
     updates: dict[str, tuple[str, Value]] = {}
     visited: list[str] = []
     wakes: list[datetime] = []
     for journey in journeys:
-        mine = {k: i for k, i in out.items() if i.journey == journey.id} if out else {}
-        if not mine and entries is not None and journey.entry is not None and journey.id not in entries:
-            continue  # nothing to move on, and no entry (most programs, most evaluations)
+        if journey.trigger is not None:
+            if entries is None or journey.id in entries:
+                _run_instant(journey, ctx, facts, entries, decisions, visited)
+            continue
+        if out:
+            mine = {k: i for k, i in out.items() if i.journey == journey.id}
+            if not mine and not _may_enter(journey, entries, entered_segment):
+                continue
+        elif _may_enter(journey, entries, entered_segment):
+            mine = {}
+        else:
+            continue  # nothing to move on, and no entry (most journeys, most evaluations)
         run = run_journey(
             journey,
             mine,
@@ -142,7 +195,8 @@ def run_journeys(
         )
         out.update(run.instances)
         decisions += run.decisions
-        updates.update(run.updates)
+        if run.updates:
+            updates.update(run.updates)
         visited += [f"{journey.id}:{v}" for v in run.visited]
         if run.wake_at is not None:
             wakes.append(run.wake_at)
@@ -367,11 +421,6 @@ class _Advance:
     def step(self, step: Step, instance: JourneyInstance) -> JourneyInstance | None:
         now = self.now
         spec = step.spec
-        trigger = self.journey.trigger
-        if trigger is not None and step.kind in ("send", "escalate"):
-            action = str(trigger.spec.action) if step.kind == "send" else "escalate"
-            self.decisions.append(trigger_decision(trigger, action, self.ctx.user, self.facts, now))
-            return self.moved(instance, step.next, now)
         if step.kind == "send":
             send = spec.send
             assert send is not None
@@ -395,8 +444,7 @@ class _Advance:
             self.updates[message_id] = (spec.update.trait, spec.update.value)
             return self.moved(instance, step.next, now)
         if step.kind == "branch":
-            to = next((target for node, target in step.cases if holds_in(node, self.facts)), step.otherwise)
-            return self.moved(instance, to, now)
+            return self.moved(instance, _branch(step, self.facts), now)
         if step.kind == "split":
             paths = spec.split or []
             index = assigned(self.ctx.user.user_id, f"{self.journey.id}:{step.id}", [p.weight for p in paths])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from nudge.conditions.facts import Where
@@ -76,8 +77,8 @@ class Journey:
     # decisions are the trigger's (ids per cooldown window), and it keeps no instance.
     trigger: Trigger | None = field(default=None, compare=False)
 
-    @property
-    def id(self) -> str:
+    @cached_property
+    def id(self) -> str:  # read for every program at every evaluation: kept once read
         return self.spec.id
 
 

@@ -2,8 +2,10 @@
 
 `evaluate_user` wires ports around the pure `nudge.domain.evaluate.evaluate`:
 
-    account facts (traits + rollup, cached per batch) -> previous SegmentRecord -> evaluate
+    account facts (traits + rollup, cached per batch) -> previous SegmentRecord -> evaluate (the
+    one engine: triggers as one-step journeys, and the user's journey instances)
     -> publish the decisions not published yet -> versioned save of the new record + next check
+    -> the journeys' trait updates
 
 Order and retries, and why:
 - Decisions are published BEFORE the record that remembers them is saved. A crash between the two
@@ -14,6 +16,8 @@ Order and retries, and why:
   (and counted) once, by the writer that won.
 - A record that would not change is not written: most usage changes move no segment and fire
   nothing new, and a write would cost a WCU and a stream record for nothing.
+- A journey's `update` step sets its trait after the save that moved the instance won (only the
+  winner's path sets anything), by an identify whose message id is the step's (set once).
 - A stream record older than the state the record was last written from (the sweep already read
   a newer one) is skipped: it must not move the user back to a segment they already left.
 
@@ -110,7 +114,9 @@ def _set_traits(
 ) -> None:
     """A journey's `update` steps, as identify calls through ingest: one implementation of a trait
     change, deduplicated by message id (the same step of the same instance sets it once, whoever
-    evaluates it), and a stream record that evaluates the user again with the trait set."""
+    evaluates it), and a stream record that evaluates the user again with the trait set. Called
+    after the instance's save won, never before: the loser of a race must not set its path's trait
+    (a crash between the save and this call loses the trait, which the other order leaked)."""
     messages: list[Message] = [
         Identify(userId=user_id, traits={trait: value}, timestamp=now, messageId=f"journey-{message_id}")
         for message_id, (trait, value) in updates.items()
