@@ -435,7 +435,7 @@ def _rules_report(rules: RuleSet, pop: rules_bench.Population, repeats: int) -> 
     rest = ours.seconds - sum(t.seconds for t in stages)
     parts.append(
         (
-            "the rest, by difference (contexts, scores, transition, decisions)",
+            "the rest, by difference (contexts, scores, transition, the engine)",
             f"{rest / ours.evaluations * 1e6:.0f}",
             f"{rest / ours.seconds:.0%}",
             "",

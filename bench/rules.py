@@ -122,12 +122,9 @@ def hand_written(user: UserState, account: AccountFacts | None, now: datetime) -
     reporting = F.feature_status(user, "reporting", now)
     integrations = F.feature_status(user, "integrations", now)
     premium_28d = F.count_within(user, "premium_feature_attempted", 28, now)
-    premium_14d = F.count_within(user, "premium_feature_attempted", 14, now)
-    stuck_setup = F.did_but_not_within(user, "signed_up", "setup_completed", F.DAY, now)
-    stuck_project = F.did_but_not_within(user, "setup_completed", "project_created", F.DAY, now)
-    stuck_invite = F.did_but_not_within(user, "project_created", "teammate_invited", 2 * F.DAY, now)
-    age = F.age_days(user, now)
-    plan = user.trait_values().get("plan")
+    invoices = user.events.get("invoice_paid")
+    revenue = invoices.props.sums.get("revenue") if invoices and invoices.props else None
+    revenue_28d = revenue.total_since(F.instant_at(now).today - 27) if revenue is not None else 0.0
 
     # scoring.yaml, user
     score = 0.0
@@ -143,6 +140,8 @@ def hand_written(user: UserState, account: AccountFacts | None, now: datetime) -
         score += 10
     if premium_28d >= 1:
         score += 15
+    if revenue_28d >= 100:
+        score += 10
     band = _band(score, 70, 40)
 
     # scoring.yaml, account
@@ -174,24 +173,13 @@ def hand_written(user: UserState, account: AccountFacts | None, now: datetime) -
     else:
         segment = "habitual"
 
-    # triggers.yaml, in file order
+    # triggers.yaml, in file order (the onboarding, rescue and upgrade programs are journeys now)
     fired: list[str] = []
-    if segment == "not_activated" and stuck_setup and age <= 14:
-        fired.append("finish_setup")
-    if segment == "not_activated" and stuck_project and age <= 21:
-        fired.append("create_first_project")
-    if segment == "not_activated" and stuck_invite and age <= 28:
-        fired.append("invite_a_teammate")
-    if segment == "declining":
-        fired.append("rescue_declining")
     if segment == "dormant" and activated:
         fired.append("rescue_dormant")
-    if segment == "power" and plan in ("free", "team") and premium_14d >= 1:
-        fired.append("upgrade_power_user")
-    if segment in ("declining", "dormant") and account_band == "high":
+    if segment == "dormant" and account_band == "high":
         fired.append("at_risk_account")
-    escalated = ("rescue_declining",) if "rescue_declining" in fired and account_band == "high" else ()
-    return Verdict(segment, score, band, account_score, account_band, tuple(fired), escalated)
+    return Verdict(segment, score, band, account_score, account_band, tuple(fired), ())
 
 
 # -- agreement ---------------------------------------------------------------------------------
@@ -299,7 +287,7 @@ class _Prepared:
 
     contexts: list[Context]  # before scores and segment (what the facts are computed from)
     scored: list[dict[str, Value]]  # facts + score and bands (what the segment pass sees)
-    segmented: list[dict[str, Value]]  # + segment (what the trigger pass sees)
+    segmented: list[dict[str, Value]]  # + segment (what the entries pass sees)
     # With segment and scores, sharing what computing the facts left in the context's memo, as
     # in evaluate (what next_check is computed from).
     full: list[Context]
@@ -343,8 +331,8 @@ def stages(rules: RuleSet, pop: Population, repeats: int) -> list[Timing]:
             facts_for(rules, Context(user=ctx.user, now=ctx.now, account=ctx.account))
         return len(p.contexts)
 
-    score_engine, segment_engine, trigger_engine = (
-        compiled(g) for g in (rules.score_rules, rules.segment_rules, rules.trigger_rules)
+    score_engine, segment_engine, entry_engine = (
+        compiled(g) for g in (rules.score_rules, rules.segment_rules, rules.entry_rules)
     )
 
     def scores() -> int:
@@ -357,9 +345,9 @@ def stages(rules: RuleSet, pop: Population, repeats: int) -> list[Timing]:
             segment_engine.matches(f)
         return len(p.scored)
 
-    def triggers() -> int:
+    def entries() -> int:
         for f in p.segmented:
-            trigger_engine.matches(f)
+            entry_engine.matches(f)
         return len(p.segmented)
 
     def next_checks() -> int:
@@ -372,7 +360,7 @@ def stages(rules: RuleSet, pop: Population, repeats: int) -> list[Timing]:
             ("facts (a context, facts_for: every fact of every condition)", facts),
             ("durable_rules pass 1: score signals", scores),
             ("durable_rules pass 2: segments", segments),
-            ("durable_rules pass 3: triggers + escalations", triggers),
+            ("durable_rules pass 3: entries (triggers, journeys' when)", entries),
             ("next_check (changes_at of the tests time can flip + cooldowns)", next_checks),
         ],
         repeats,

@@ -26,7 +26,7 @@ from nudge.domain.evaluate import evaluate, facts_for, next_check, rules_checks,
 from nudge.model.decisions import Value
 from nudge.model.messages import Batch, InvalidMessage, Message
 from nudge.model.state import UserState
-from nudge.rulebook.ruleset import ESCALATE, RuleSet, load_rules
+from nudge.rulebook.ruleset import RuleSet, load_rules
 from nudge.services.ingest import IngestLimits, ingest
 from nudge.tools.samples.generator import generate
 
@@ -373,9 +373,10 @@ def test_a_value_that_slips_past_the_facts_bounds_is_answered_as_missing_too(
     assert got.account_score == evaluate(RULES, user, without, None, END).account_score
 
 
-def test_escalations_are_named_apart_from_their_trigger() -> None:
-    names = [rule.name for rule in RULES.trigger_rules.rules]
-    assert all(name.startswith(ESCALATE) or name in RULES.trigger_by_id for name in names)
+def test_the_entries_pass_names_each_program_by_its_id_triggers_first() -> None:
+    names = [rule.name for rule in RULES.entry_rules.rules]
+    assert names == [p.id for p in RULES.programs if p.entry is not None]
+    assert names[: len(RULES.triggers)] == [t.id for t in RULES.triggers]
 
 
 def test_weeks_below_counts_the_week_a_user_signed_up_at_its_very_start() -> None:

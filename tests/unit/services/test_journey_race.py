@@ -36,13 +36,13 @@ def rules(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
     return rules_with(tmp_path_factory.mktemp("race"), "invite_nudge", INVITE)
 
 
-def divergent(world: World, user: str, *, stream_first: bool) -> None:
+def divergent(world: World, user: str, *, stream_first: bool, journey: str = "invite_nudge") -> None:
     """The user waits at `ask`; the sweep (after the deadline, on the state read before the invite)
     and the stream (on the state with it) both evaluate from one version of the record."""
     world.send(user, NOON, "premium_feature_attempted")
     world.evaluate(user, NOON)
     world.dispatch_all(NOON)
-    assert world.instance(user, "invite_nudge").step == "ask"
+    assert world.instance(user, journey).step == "ask"
     record = world.segments.load([user])[user]
     before = world.usage.users[user]
     world.send(user, DEADLINE - timedelta(minutes=1), "teammate_invited")
@@ -135,3 +135,40 @@ def test_a_decision_whose_save_has_not_landed_fails_its_batch_and_goes_out_once_
     result = dispatch(early[0], world.rules, ports, NOON + DAY + timedelta(seconds=30))
     assert [v.outcome for v in result.verdicts] == ["send"]
     assert world.templates() == ["upgrade_offer"]
+
+
+TAGGING = """
+id: invite_tagging
+kind: upgrade
+entry: {event: {name: premium_feature_attempted}}
+steps:
+  - id: ask
+    wait_until: {event: teammate_invited, timeout: 2d, then: thanks, on_timeout: tag_lapsed}
+  - id: thanks
+    send: {channel: email, template: upgrade_offer}
+    next: end
+  - id: tag_lapsed
+    update: {trait: plan, value: lapsed}
+"""
+
+
+@pytest.mark.parametrize(
+    "stream_first", [True, False], ids=["the stream saves first", "the sweep saves first"]
+)
+def test_the_losing_path_of_a_race_sets_no_trait(
+    tmp_path_factory: pytest.TempPathFactory, stream_first: bool
+) -> None:
+    # Given a race where the sweep takes the timeout path (an update step) and the stream the event path
+    world = World(rules_with(tmp_path_factory.mktemp("tagging"), "invite_tagging", TAGGING))
+    divergent(world, "cy", stream_first=stream_first, journey="invite_tagging")
+
+    # Then the trait is set only when the sweep's path is the saved one
+    saved = world.segments.records["cy"].value.journeys["invite_tagging"]
+    plan = world.usage.users["cy"].value.traits.get("plan")
+    if stream_first:
+        assert "tag_lapsed" not in saved.path
+        assert plan is None or plan.v != "lapsed"
+    else:
+        assert "tag_lapsed" in saved.path
+        assert plan is not None
+        assert plan.v == "lapsed"

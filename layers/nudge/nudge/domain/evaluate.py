@@ -1,4 +1,5 @@
-"""Evaluate one user: facts -> scores -> lifecycle segment (+ transition) -> fired triggers -> decisions.
+"""Evaluate one user: facts -> scores -> lifecycle segment (+ transition) -> entries -> the engine
+(nudge.domain.journeys) runs every program, triggers as one-step journeys -> decisions.
 
 Pure: takes the states and `now`, returns values. The evaluate Lambda, the sweep, the CLI
 (test, backtest, explain) and the local stack all call `evaluate`.
@@ -6,22 +7,23 @@ Pure: takes the states and `now`, returns values. The evaluate Lambda, the sweep
 
 from __future__ import annotations
 
-import hashlib
-import math
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from nudge.conditions.facts import IGNORED, MISSING_NUMBER
 from nudge.conditions.features import AccountFacts
-from nudge.conditions.tree import Check, Context, Fact, Op, checks_in, no_change, subjects_in
+from nudge.conditions.tree import Check, Context, Fact, Op, checks_in, no_change
 from nudge.domain.engine import CompiledGroup, UnreadableFact, compiled
-from nudge.domain.trigger import trigger_of
+from nudge.domain.journeys import JourneyRun, run_journeys
+from nudge.domain.trigger_decisions import window_end as window_end
 from nudge.model.decisions import Decision, SegmentState, Transition, Value
+from nudge.model.journeys import JourneyInstance
 from nudge.model.limits import SEGMENT_HISTORY_KEPT
 from nudge.model.state import UserState
-from nudge.rulebook.ruleset import ESCALATE, RuleSet, Trigger, all_conditions
+from nudge.rulebook.journeys import Journey
+from nudge.rulebook.ruleset import RuleSet, all_conditions
 
 
 @dataclass(frozen=True, init=False)
@@ -34,13 +36,17 @@ class Evaluation:
     band: str
     account_score: float
     account_band: str
+    # The triggers whose condition holds (whether or not their window already decided it).
     fired: list[str]
+    # What the engine decided: the triggers' and the journeys' decisions, highest priority first.
     decisions: list[Decision]
     next_check_at: datetime | None
     facts: dict[str, Value]
     # Facts whose value was out of range (a stored trait of 1e19, a sum that overflowed), answered
     # as missing so the rest of the evaluation holds: for the caller to report.
     ignored: tuple[str, ...]
+    # The engine's run: the user's journey instances moved on, trait updates, the journeys' timer.
+    journeys: JourneyRun
 
     def __init__(
         self,
@@ -57,8 +63,9 @@ class Evaluation:
         next_check_at: datetime | None,
         facts: dict[str, Value],
         ignored: tuple[str, ...] = (),
+        journeys: JourneyRun | None = None,
     ) -> None:
-        # Written to __dict__ at once: a frozen dataclass's own __init__ sets each of the thirteen
+        # Written to __dict__ at once: a frozen dataclass's own __init__ sets each of the fourteen
         # fields through object.__setattr__, once per evaluation.
         self.__dict__.update(
             segment=segment,
@@ -74,6 +81,7 @@ class Evaluation:
             next_check_at=next_check_at,
             facts=facts,
             ignored=ignored,
+            journeys=journeys if journeys is not None else JourneyRun({}),
         )
 
 
@@ -112,17 +120,13 @@ class _Plan:
     # changes, and a fact whose answer ignores the threshold asked once (so is a week closing,
     # shared by every weekly fact).
     probes: list[Probe]
-    # Per trigger, what its decision shows: (key, description) of the facts its condition reads,
-    # and for an escalation (its own action, or escalate_when's) with escalate_when's too.
-    shown: dict[str, list[tuple[str, str]]]
-    shown_escalation: dict[str, list[tuple[str, str]]]
     # Points by signal name, as Score.points reads them (subject__id).
     user_points: dict[str, float]
     account_points: dict[str, float]
     # The three durable_rules passes, compiled when this rule set is first evaluated.
     score_engine: CompiledGroup
     segment_engine: CompiledGroup
-    trigger_engine: CompiledGroup
+    entry_engine: CompiledGroup
 
 
 def _plan(rules: RuleSet) -> _Plan:
@@ -152,26 +156,16 @@ def _plan(rules: RuleSet) -> _Plan:
                 probes.append((fact.anchor, wait, fact.changes_at, check.op, check.value))
         else:
             probes.append((None, _ZERO, fact.changes_at, check.op, check.value))
-    shown: dict[str, list[tuple[str, str]]] = {}
-    shown_escalation: dict[str, list[tuple[str, str]]] = {}
-    for trigger in rules.triggers:
-        used = {t.fact.key: t.fact for t in checks_in(trigger.condition)}
-        shown[trigger.id] = [(key, fact.describe) for key, fact in used.items()]
-        if trigger.escalate_when is not None:
-            used.update({t.fact.key: t.fact for t in checks_in(trigger.escalate_when)})
-        shown_escalation[trigger.id] = [(key, fact.describe) for key, fact in used.items()]
     plan = _Plan(
         list(facts.values()),
         [(fact.key, fact.compute) for fact in facts.values()],
         list(unique.values()),
         probes,
-        shown,
-        shown_escalation,
         {f"{rules.user_score.subject}__{s.id}": s.points for s in rules.user_score.signals},
         {f"{rules.account_score.subject}__{s.id}": s.points for s in rules.account_score.signals},
         compiled(rules.score_rules),
         compiled(rules.segment_rules),
-        compiled(rules.trigger_rules),
+        compiled(rules.entry_rules),
     )
     _plans[id(rules)] = (weakref.ref(rules), plan)
     return plan
@@ -234,7 +228,11 @@ def evaluate(
     account: AccountFacts | None,
     previous: SegmentState | None,
     now: datetime,
+    instances: Mapping[str, JourneyInstance] | None = None,
+    programs: Sequence[Journey] | None = None,
 ) -> Evaluation:
+    """instances: the user's journey instances (SegmentRecord.journeys; none: a first evaluation).
+    programs: what the engine runs (RuleSet.programs unless given: a rule test runs its journeys)."""
     ctx = Context(user=user, now=now, account=account)
     plan = _plan(rules)
     facts = {key: compute(ctx) for key, compute in plan.computes}
@@ -263,20 +261,23 @@ def evaluate(
     ctx = ctx.scored(segment or "", score, band, account_score, account_band)
 
     state, entered, exited = _transition(previous, segment, now)
-    matched_triggers = _matches(plan.trigger_engine, facts, ignored)
-    fired = [name for name in matched_triggers if not name.startswith(ESCALATE)]
-    escalations = {name.removeprefix(ESCALATE) for name in matched_triggers if name.startswith(ESCALATE)}
+    matched = _matches(plan.entry_engine, facts, ignored)  # triggers first, in file order
+    entries = frozenset(matched)
     by_id = rules.trigger_by_id
-    decisions: list[Decision] = []
-    for rule_id in fired:
-        trigger = by_id[rule_id]
-        action = trigger.spec.action
-        assert action is not None  # the rule file's check sets it: the action, or the first channel
-        decisions.append(_decide(trigger, action, user, plan, facts, now))
-        if rule_id in escalations and trigger.spec.action != "escalate":
-            decisions.append(_decide(trigger, "escalate", user, plan, facts, now))
+    fired = [name for name in matched if name in by_id]
+    quiet = rules.guardrails.spec.quiet_hours
+    run = run_journeys(
+        rules.programs if programs is None else list(programs),
+        instances or {},
+        ctx,
+        facts,
+        entered_segment=entered,
+        fallback_timezone=quiet.fallback_timezone if quiet else "UTC",
+        entries=entries,
+    )
+    decisions = run.decisions
     if len(decisions) > 1:
-        decisions.sort(key=lambda d: (-d.priority, d.rule, d.action))
+        decisions = sorted(decisions, key=lambda d: (-d.priority, d.rule, d.action))
 
     return Evaluation(
         segment=segment,
@@ -292,6 +293,7 @@ def evaluate(
         next_check_at=next_check(rules, ctx, fired),
         facts=facts,
         ignored=tuple(dict.fromkeys(ignored)),
+        journeys=run,
     )
 
 
@@ -317,64 +319,3 @@ def _transition(
         return previous, None, None
     history = [*(previous.history if previous else []), Transition(from_=before, to=segment or "", at=now)]
     return SegmentState(segment=segment, since=now, history=history[-SEGMENT_HISTORY_KEPT:]), segment, before
-
-
-CHANNELS = {
-    "email": "email",
-    "push": "push",
-    "sms": "sms",
-    "in_app": "in_app",
-    "escalate": "cs",
-    "webhook": "webhook",
-}
-
-
-def decision_id(rule: str, subject: str, trigger: Trigger, now: datetime) -> str:
-    """Deterministic per rule, subject and eligibility window, so a redelivered record decides the same."""
-    if trigger.spec.once:
-        window = "once"
-    else:
-        window = str(math.floor(now.timestamp() / trigger.spec.cooldown.total_seconds()))
-    return hashlib.sha256(f"{rule}|{subject}|{window}".encode()).hexdigest()[:32]
-
-
-def window_end(trigger: Trigger, now: datetime) -> datetime | None:
-    """When the eligibility window of `decision_id` that holds `now` ends (None for `once`)."""
-    if trigger.spec.once:
-        return None
-    seconds = trigger.spec.cooldown.total_seconds()
-    return datetime.fromtimestamp((math.floor(now.timestamp() / seconds) + 1) * seconds, tz=UTC)
-
-
-def _decide(
-    trigger: Trigger,
-    action: str,
-    user: UserState,
-    plan: _Plan,
-    facts: dict[str, Value],
-    now: datetime,
-) -> Decision:
-    account_id = user.account_id
-    escalation = action == "escalate"
-    subject = f"account:{account_id}" if escalation and account_id else f"user:{user.user_id}"
-    shown_facts = (plan.shown_escalation if escalation else plan.shown)[trigger.id]
-    shown: dict[str, Value] = {describe: facts[key] for key, describe in shown_facts if key in facts}
-    spec = trigger.spec
-    return Decision(
-        decision_id=decision_id(f"{trigger.id}:{action}", subject, trigger, now),
-        user=user.user_id,
-        account=account_id,
-        rule=trigger.id,
-        kind="escalation" if escalation else spec.kind,
-        action=action,
-        channel=CHANNELS[action],
-        # A message's channels in order of preference (dispatch chooses); none for an escalation.
-        channels=list(spec.channels) if action == spec.action and len(spec.channels) > 1 else [],
-        template=spec.template if action == spec.action else "cs_escalation",
-        priority=spec.priority,
-        reason=spec.description or trigger.id,
-        facts=shown,
-        decided_at=now,
-        trigger=trigger_of(subjects_in(trigger.condition), user),
-        destination=(spec.destination or "") if action == "webhook" else "",
-    )

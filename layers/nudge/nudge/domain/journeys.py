@@ -30,6 +30,7 @@ from typing import Any
 from nudge.conditions.facts import last_done
 from nudge.conditions.tree import Context, Subject, holds_in, subjects_in
 from nudge.domain.trigger import trigger_of
+from nudge.domain.trigger_decisions import trigger_decision
 from nudge.domain.verdicts import in_group, user_zone
 from nudge.model.decisions import Decision, Value
 from nudge.model.journeys import HOLDOUT, Decided, Ended, JourneyInstance, instance_key
@@ -66,10 +67,18 @@ def run_journey(
     *,
     entered_segment: str | None = None,
     fallback_timezone: str = "UTC",
+    entries: frozenset[str] | None = None,
 ) -> JourneyRun:
+    """`entries`: the ids of the programs whose `when` entry holds (the evaluation's entries pass);
+    None: judged here."""
+    if journey.trigger is not None:
+        decided: list[Decision] = []
+        steps: list[str] = []
+        _run_instant(journey, ctx, facts, entries, decided, steps)
+        return JourneyRun({}, decided, visited=[v.removeprefix(journey.id) for v in steps])
     now = ctx.now
     out = dict(instances)
-    if journey.entry is not None and not holds_in(journey.entry, facts):
+    if journey.entry is not None and not _entry_holds(journey, facts, entries):
         out.update(
             {
                 k: i.model_copy(update={"rearmed": True})
@@ -77,7 +86,7 @@ def run_journey(
                 if not i.live and not i.rearmed
             }
         )
-    entering = _entering(journey, out, ctx, facts, entered_segment)
+    entering = _entering(journey, out, ctx, facts, entered_segment, entries)
     if entering is not None:
         key, run = entering
         ikey = instance_key(journey.id, key)
@@ -99,6 +108,49 @@ def run_journey(
     return JourneyRun(out, decisions, updates, min(wakes) if wakes else None, visited)
 
 
+def _run_instant(
+    journey: Journey,
+    ctx: Context,
+    facts: dict[str, Value],
+    entries: frozenset[str] | None,
+    decisions: list[Decision],
+    visited: list[str],
+) -> None:
+    """A program that keeps no instance, a compiled trigger (nudge.rulebook.trigger_journeys): when
+    its entry holds it runs from its first step to its end at once (send, a branch, escalate: no
+    wait), deciding at each send and escalate step. Its decision ids, per cooldown window, are what
+    re-enters it (nudge.domain.trigger_decisions), so no instance is written, read or copied."""
+    trigger = journey.trigger
+    assert trigger is not None
+    if not _entry_holds(journey, facts, entries):
+        return
+    at = journey.first
+    for _ in range(JOURNEY_STEPS_PER_ADVANCE):
+        if at == END:
+            return
+        step = journey.steps[at]
+        visited.append(f"{journey.id}::{at}")  # journey:key:step, its key ""
+        if step.kind == "branch":
+            at = _branch(step, facts)
+            continue
+        action = str(trigger.spec.action) if step.kind == "send" else "escalate"
+        decisions.append(trigger_decision(trigger, action, ctx.user, facts, ctx.now))
+        at = step.next
+
+
+def _branch(step: Step, facts: dict[str, Value]) -> str:
+    """A branch's target: the first case whose condition holds, else its `else`."""
+    return next((target for node, target in step.cases if holds_in(node, facts)), step.otherwise)
+
+
+def _may_enter(journey: Journey, entries: frozenset[str] | None, entered_segment: str | None) -> bool:
+    """False when the user cannot enter now, on what is known at no cost (the rest is _entering's)."""
+    if journey.entry is not None:
+        return entries is None or journey.id in entries
+    segment = journey.spec.entry.segment
+    return segment is None or segment == entered_segment
+
+
 def run_journeys(
     journeys: list[Journey],
     instances: Mapping[str, JourneyInstance],
@@ -107,24 +159,44 @@ def run_journeys(
     *,
     entered_segment: str | None = None,
     fallback_timezone: str = "UTC",
+    entries: frozenset[str] | None = None,
 ) -> JourneyRun:
-    """Every journey of the rules for one user at one evaluation; instances of a journey no longer
-    in the rules end with reason journey_removed. Ended instances beyond the bound are dropped,
-    oldest first (live ones never)."""
-    by_id = {j.id: j for j in journeys}
-    out = end_orphans(instances, by_id, ctx.now)
+    """Every program of the rules (RuleSet.programs: triggers as one-step journeys, then journeys)
+    for one user at one evaluation; instances of a journey no longer in the rules end with reason
+    journey_removed. Ended instances beyond the bound are dropped, oldest first (live ones never)."""
+    # A compiled trigger keeps no instance: one of its id in the record is a removed journey's.
+    kept = {j.id: j for j in journeys if j.trigger is None} if instances else {}
+    out = end_orphans(instances, kept, ctx.now) if instances else {}
     decisions: list[Decision] = []
     updates: dict[str, tuple[str, Value]] = {}
     visited: list[str] = []
     wakes: list[datetime] = []
     for journey in journeys:
-        mine = {k: i for k, i in out.items() if i.journey == journey.id}
+        if journey.trigger is not None:
+            if entries is None or journey.id in entries:
+                _run_instant(journey, ctx, facts, entries, decisions, visited)
+            continue
+        if out:
+            mine = {k: i for k, i in out.items() if i.journey == journey.id}
+            if not mine and not _may_enter(journey, entries, entered_segment):
+                continue
+        elif _may_enter(journey, entries, entered_segment):
+            mine = {}
+        else:
+            continue  # nothing to move on, and no entry (most journeys, most evaluations)
         run = run_journey(
-            journey, mine, ctx, facts, entered_segment=entered_segment, fallback_timezone=fallback_timezone
+            journey,
+            mine,
+            ctx,
+            facts,
+            entered_segment=entered_segment,
+            fallback_timezone=fallback_timezone,
+            entries=entries,
         )
         out.update(run.instances)
         decisions += run.decisions
-        updates.update(run.updates)
+        if run.updates:
+            updates.update(run.updates)
         visited += [f"{journey.id}:{v}" for v in run.visited]
         if run.wake_at is not None:
             wakes.append(run.wake_at)
@@ -168,6 +240,7 @@ def _entering(
     ctx: Context,
     facts: dict[str, Value],
     entered_segment: str | None,
+    entries: frozenset[str] | None,
 ) -> tuple[str, int] | None:
     """(entry key, run) when the user enters now, else None."""
     spec = journey.spec.entry
@@ -175,7 +248,7 @@ def _entering(
     key = ""
     since: datetime | None = None
     if journey.entry is not None:
-        if not holds_in(journey.entry, facts):
+        if not _entry_holds(journey, facts, entries):
             return None
     elif spec.segment is not None:
         if entered_segment != spec.segment:
@@ -206,6 +279,11 @@ def _entering(
                 return None
         return key, last.run + 1
     return key, 0
+
+
+def _entry_holds(journey: Journey, facts: dict[str, Value], entries: frozenset[str] | None) -> bool:
+    assert journey.entry is not None
+    return journey.id in entries if entries is not None else holds_in(journey.entry, facts)
 
 
 def _key_value(ctx: Context, event: str, prop: str) -> str:
@@ -366,8 +444,7 @@ class _Advance:
             self.updates[message_id] = (spec.update.trait, spec.update.value)
             return self.moved(instance, step.next, now)
         if step.kind == "branch":
-            to = next((target for node, target in step.cases if holds_in(node, self.facts)), step.otherwise)
-            return self.moved(instance, to, now)
+            return self.moved(instance, _branch(step, self.facts), now)
         if step.kind == "split":
             paths = spec.split or []
             index = assigned(self.ctx.user.user_id, f"{self.journey.id}:{step.id}", [p.weight for p in paths])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from nudge.conditions.facts import Where
@@ -17,6 +18,7 @@ from nudge.rulebook.conditions import Parser
 from nudge.rulebook.journey_specs import END, STEP_KINDS, JourneyFile, StepSpec, WaitSpec
 from nudge.rulebook.plan import TrackingPlan
 from nudge.rulebook.property_conditions import declared, parse_where
+from nudge.rulebook.rule_specs import Trigger
 from nudge.rulebook.templates import TEMPLATES_DIR, TemplateFile
 from nudge.rulebook.yamlfile import (
     Loc,
@@ -71,9 +73,12 @@ class Journey:
     goal_where: Where = None
     exits: tuple[Node, ...] = ()
     conditions: tuple[Node, ...] = field(default=(), compare=False)
+    # Set on the one-step journey a trigger compiles into (nudge.rulebook.trigger_journeys): its
+    # decisions are the trigger's (ids per cooldown window), and it keeps no instance.
+    trigger: Trigger | None = field(default=None, compare=False)
 
-    @property
-    def id(self) -> str:
+    @cached_property
+    def id(self) -> str:  # read for every program at every evaluation: kept once read
         return self.spec.id
 
 

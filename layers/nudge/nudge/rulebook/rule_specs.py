@@ -3,11 +3,14 @@ JSON Schemas); nudge.rulebook.ruleset checks them against each other."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from nudge.conditions.tree import Node, checks_in
 from nudge.model.durations import Duration
 from nudge.rulebook.guardrails import CHANNELS, Channel
 from nudge.rulebook.plan import NAME_PATTERN
@@ -18,7 +21,6 @@ from nudge.rulebook.yamlfile import (
 SEGMENTS_FILE = "segments.yaml"
 SCORING_FILE = "scoring.yaml"
 TRIGGERS_FILE = "triggers.yaml"
-ESCALATE = "escalate__"
 
 Kind = Literal["onboarding", "rescue", "upgrade", "escalation"]
 Action = Literal["email", "push", "sms", "in_app", "escalate", "webhook"]
@@ -190,3 +192,31 @@ class TriggerSpec(_Strict):
 
 class TriggersFile(_Strict):
     triggers: list[TriggerSpec]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A trigger checked against the other rule files; the engine runs it as a one-step journey
+    (nudge.rulebook.trigger_journeys)."""
+
+    spec: TriggerSpec
+    condition: Node
+    escalate_when: Node | None
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @cached_property
+    def shown(self) -> tuple[tuple[str, str], ...]:
+        """(key, description) of the facts its condition reads: what its decision shows."""
+        used = {t.fact.key: t.fact for t in checks_in(self.condition)}
+        return tuple((key, fact.describe) for key, fact in used.items())
+
+    @cached_property
+    def shown_escalation(self) -> tuple[tuple[str, str], ...]:
+        """What its escalation shows: its condition's facts and escalate_when's."""
+        used = {t.fact.key: t.fact for t in checks_in(self.condition)}
+        if self.escalate_when is not None:
+            used.update({t.fact.key: t.fact for t in checks_in(self.escalate_when)})
+        return tuple((key, fact.describe) for key, fact in used.items())

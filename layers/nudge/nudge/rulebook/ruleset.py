@@ -33,9 +33,6 @@ from nudge.rulebook.journey_rules import journey_entry_condition, journey_rule_s
 from nudge.rulebook.journeys import Journey, load_journeys
 from nudge.rulebook.plan import TrackingPlan, load_plan
 from nudge.rulebook.rule_specs import (
-    ESCALATE as ESCALATE,
-)
-from nudge.rulebook.rule_specs import (
     SCORING_FILE as SCORING_FILE,
 )
 from nudge.rulebook.rule_specs import (
@@ -75,12 +72,16 @@ from nudge.rulebook.rule_specs import (
     SignalSpec as SignalSpec,
 )
 from nudge.rulebook.rule_specs import (
+    Trigger as Trigger,
+)
+from nudge.rulebook.rule_specs import (
     TriggersFile as TriggersFile,
 )
 from nudge.rulebook.rule_specs import (
     TriggerSpec as TriggerSpec,
 )
 from nudge.rulebook.templates import TEMPLATES_DIR, TemplateFile, TemplateRef, check_refs, load_templates
+from nudge.rulebook.trigger_journeys import one_step_journey
 from nudge.rulebook.yamlfile import (
     RuleFileError,
     RuleProblem,
@@ -126,17 +127,6 @@ class Score:
 
 
 @dataclass(frozen=True)
-class Trigger:
-    spec: TriggerSpec
-    condition: Node
-    escalate_when: Node | None
-
-    @property
-    def id(self) -> str:
-        return self.spec.id
-
-
-@dataclass(frozen=True)
 class RuleSet:
     plan: TrackingPlan
     segments: list[Segment]
@@ -144,11 +134,10 @@ class RuleSet:
     account_score: Score
     triggers: list[Trigger]
     templates: dict[str, TemplateFile]
-    # Three durable_rules passes per evaluation: scores, then segments (may use scores), then
-    # triggers and escalations (may use segment and scores). Escalations are named escalate__<id>.
+    # Three durable_rules passes per evaluation: scores, then segments (may use scores), then the
+    # entries (`entry_rules`, may use segment and scores).
     score_rules: ConditionGroup
     segment_rules: ConditionGroup
-    trigger_rules: ConditionGroup
     guardrails: Guardrails
     # When no segment reads a score or band, segments are matched in the scores' pass (one
     # durable_rules call fewer) and segment_rules is empty.
@@ -187,8 +176,23 @@ class RuleSet:
 
     files: list[str] = field(default_factory=list)
     destinations: Destinations = field(default_factory=Destinations)
-    # rules/journeys/*.yaml (nudge.rulebook.journeys), run by nudge.domain.journeys.
+    # rules/journeys/*.yaml (nudge.rulebook.journeys).
     journeys: list[Journey] = field(default_factory=list)
+
+    @cached_property
+    def programs(self) -> list[Journey]:
+        """What the engine (nudge.domain.journeys) runs: each trigger compiled into a one-step
+        journey (nudge.rulebook.trigger_journeys), then the journeys. Derived, so a rule set
+        changed with dataclasses.replace (tests) runs what it holds."""
+        file = next((f for f in self.files if f.endswith(TRIGGERS_FILE)), TRIGGERS_FILE)
+        return [one_step_journey(t, file) for t in self.triggers] + self.journeys
+
+    @cached_property
+    def entry_rules(self) -> ConditionGroup:
+        """The entries pass: every program's `when` entry (a trigger's condition), named by its id."""
+        return ConditionGroup(
+            "entries", [NamedCondition(p.id, p.entry) for p in self.programs if p.entry is not None]
+        )
 
     @cached_property
     def journey_by_id(self) -> dict[str, Journey]:
@@ -335,6 +339,12 @@ def load_rules(rules_dir: Path) -> RuleSet:
             problems.extend(check_refs(refs.get(spec.template, []), spec.id, node, plan))
 
     journey_files = load_journeys(rules_dir, base, plan, templates, problems)
+    trigger_ids = {t.id for t in triggers}
+    problems.extend(
+        RuleProblem(j.file, 1, f"journey id '{j.id}' is also a trigger's id ({TRIGGERS_FILE}); rename one")
+        for j in journey_files
+        if j.id in trigger_ids
+    )
     for journey in journey_files:
         entered_on = journey_entry_condition(journey)
         for name in journey_templates(journey):
@@ -358,7 +368,7 @@ def load_rules(rules_dir: Path) -> RuleSet:
     merged = not any(
         check.fact.key in SCORE_FACT_KEYS for rule in segment_rules for check in checks_in(rule.condition)
     )
-    return RuleSet(
+    rules = RuleSet(
         plan=plan,
         segments=segments,
         user_score=scores["user"],
@@ -371,15 +381,6 @@ def load_rules(rules_dir: Path) -> RuleSet:
         segments_with_scores=merged,
         guardrails=guardrails,
         destinations=destinations,
-        trigger_rules=ConditionGroup(
-            "triggers",
-            [NamedCondition(t.id, t.condition) for t in triggers]
-            + [
-                NamedCondition(ESCALATE + t.id, t.escalate_when)
-                for t in triggers
-                if t.escalate_when is not None
-            ],
-        ),
         journeys=journey_files,
         files=[
             display_path(rules_dir, n)
@@ -394,6 +395,8 @@ def load_rules(rules_dir: Path) -> RuleSet:
         ]
         + [j.file for j in journey_files],
     )
+    _ = rules.programs  # each trigger compiled into its one-step journey now, at load
+    return rules
 
 
 def _destination_problems(

@@ -374,7 +374,7 @@ def _case(
     """What customer success gets: the account, its health and usage, the rule and what next."""
     rollup = ports.usage.load_rollup(d.account) if d.account else AccountRollup()
     facts = AccountFacts(dict(account_traits), rollup)
-    evaluation = evaluate(rules, user, facts, None, now)
+    evaluation = evaluate(rules, user, facts, None, now, programs=())  # the account's score: no program runs
     spec = rules.spec_by_rule[d.rule]  # a trigger's, or a journey's as a rule
     return EscalationCase(
         case_id=case_id,

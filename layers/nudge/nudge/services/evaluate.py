@@ -2,8 +2,10 @@
 
 `evaluate_user` wires ports around the pure `nudge.domain.evaluate.evaluate`:
 
-    account facts (traits + rollup, cached per batch) -> previous SegmentRecord -> evaluate
+    account facts (traits + rollup, cached per batch) -> previous SegmentRecord -> evaluate (the
+    one engine: triggers as one-step journeys, and the user's journey instances)
     -> publish the decisions not published yet -> versioned save of the new record + next check
+    -> the journeys' trait updates
 
 Order and retries, and why:
 - Decisions are published BEFORE the record that remembers them is saved. A crash between the two
@@ -14,6 +16,8 @@ Order and retries, and why:
   (and counted) once, by the writer that won.
 - A record that would not change is not written: most usage changes move no segment and fire
   nothing new, and a write would cost a WCU and a stream record for nothing.
+- A journey's `update` step sets its trait after the save that moved the instance won (only the
+  winner's path sets anything), by an identify whose message id is the step's (set once).
 - A stream record older than the state the record was last written from (the sweep already read
   a newer one) is skipped: it must not move the user back to a segment they already left.
 
@@ -31,9 +35,8 @@ from datetime import datetime
 
 from nudge.backoff import CONTENTION
 from nudge.conditions.features import AccountFacts
-from nudge.conditions.tree import Context
-from nudge.domain.evaluate import Evaluation, evaluate
-from nudge.domain.journeys import JourneyRun, blocked_end, run_journeys
+from nudge.domain.evaluate import evaluate
+from nudge.domain.journeys import blocked_end
 from nudge.model.decisions import Decision, Value
 from nudge.model.errors import StateConflict
 from nudge.model.journeys import JourneyInstance
@@ -111,7 +114,9 @@ def _set_traits(
 ) -> None:
     """A journey's `update` steps, as identify calls through ingest: one implementation of a trait
     change, deduplicated by message id (the same step of the same instance sets it once, whoever
-    evaluates it), and a stream record that evaluates the user again with the trait set."""
+    evaluates it), and a stream record that evaluates the user again with the trait set. Called
+    after the instance's save won, never before: the loser of a race must not set its path's trait
+    (a crash between the save and this call loses the trait, which the other order leaked)."""
     messages: list[Message] = [
         Identify(userId=user_id, traits={trait: value}, timestamp=now, messageId=f"journey-{message_id}")
         for message_id, (trait, value) in updates.items()
@@ -122,35 +127,6 @@ def _set_traits(
             "journey trait update refused",
             extra={"user_id": user_id, "errors": [e.message for e in result.errors]},
         )
-
-
-def _journeys(
-    rules: RuleSet,
-    user: UserState,
-    account: AccountFacts | None,
-    evaluation: Evaluation,
-    record: SegmentRecord,
-    now: datetime,
-) -> JourneyRun:
-    """The user's journeys moved on by this evaluation (nudge.domain.journeys)."""
-    if not rules.journeys and not record.journeys:
-        return JourneyRun(dict(record.journeys))
-    ctx = Context(user, now, account).scored(
-        evaluation.segment or "",
-        evaluation.score,
-        evaluation.band,
-        evaluation.account_score,
-        evaluation.account_band,
-    )
-    quiet = rules.guardrails.spec.quiet_hours
-    return run_journeys(
-        rules.journeys,
-        record.journeys,
-        ctx,
-        evaluation.facts,
-        entered_segment=evaluation.entered,
-        fallback_timezone=quiet.fallback_timezone if quiet else "UTC",
-    )
 
 
 def evaluate_user(
@@ -199,7 +175,9 @@ def evaluate_user(
             ports.metrics.outcome(outcome)
             return outcome
 
-        evaluation = evaluate(rules, user, account, record.segments if current.version else None, now)
+        evaluation = evaluate(
+            rules, user, account, record.segments if current.version else None, now, record.journeys
+        )
         if evaluation.ignored:
             # A trait out of range (kept before the bounds existed): answered as missing, so this
             # user and the account's others are still evaluated. Fact names only: no value, no id.
@@ -207,11 +185,15 @@ def evaluate_user(
                 "facts out of range answered as missing",
                 extra={"facts": list(evaluation.ignored), "account_id": user.account_id},
             )
+        # The engine's decisions: a trigger's is made at each evaluation its condition holds, under
+        # its window's id, and is fresh only when the record has not decided that id (its window
+        # re-enters it); a journey's is made once, at the step its instance advances through.
         decided = {
             decision_key(d): d.model_copy(update={"correlation_id": correlation_id}) if correlation_id else d
             for d in evaluation.decisions
+            if not d.journey
         }
-        journeys = _journeys(rules, user, account, evaluation, record, now)
+        journeys = evaluation.journeys
         live = {k for k, i in journeys.instances.items() if i.live}
         # Deferrals that came due: the rule still holds -> the deferred decision goes back to
         # dispatch under its own id (judged again); it does not -> dispatch cancels it. A journey's
@@ -230,7 +212,8 @@ def evaluate_user(
             + returning
             + [
                 d.model_copy(update={"correlation_id": correlation_id}) if correlation_id else d
-                for d in journeys.decisions
+                for d in evaluation.decisions
+                if d.journey
             ]
         )
         waiting = {k: v for k, v in record.deferred.items() if k not in due}
@@ -270,8 +253,6 @@ def evaluate_user(
                     "lapsed": lapsed,
                 },
             )
-        if journeys.updates:
-            _set_traits(user.user_id, journeys.updates, rules, ports, now)
         # The state version alone is no reason to write (it moves with every usage change).
         if updated.model_copy(update={"state_version": record.state_version}) == record:
             outcome = UserOutcome(
@@ -294,6 +275,10 @@ def evaluate_user(
             conflicts += 1
             current = ports.segments.load([user.user_id])[user.user_id]
             continue
+        if journeys.updates:
+            # Only the evaluation whose save won sets a trait: the loser of a race (another path of
+            # the same instance) must not, and its re-read finds the instance already moved on.
+            _set_traits(user.user_id, journeys.updates, rules, ports, now)
         outcome = UserOutcome(
             user.user_id,
             True,

@@ -27,7 +27,7 @@ def journey_over(
     if journey is None:
         return "journey_removed"
     account = AccountFactsCache(usage, rules.reads_account_usage).get(user.account_id)
-    evaluation = evaluate(rules, user, account, None, now)
+    evaluation = evaluate(rules, user, account, None, now, programs=())  # its facts: no program runs
     ctx = Context(user, now, account).scored(
         evaluation.segment or "",
         evaluation.score,

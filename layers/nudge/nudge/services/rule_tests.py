@@ -26,7 +26,6 @@ from nudge.conditions import features as F
 from nudge.conditions import tree as C
 from nudge.conditions.features import AccountFacts
 from nudge.domain.evaluate import Evaluation, evaluate
-from nudge.domain.journeys import run_journeys
 from nudge.domain.verdicts import channel_for
 from nudge.model.decisions import Decision, SegmentState
 from nudge.model.journeys import JourneyInstance
@@ -150,7 +149,6 @@ def run_journey_case(rules: RuleSet, case: LoadedCase, store: UsageStore) -> tup
     journeys = [
         dataclasses.replace(j, spec=j.spec.model_copy(update={"holdout": 0.0})) for j in rules.journeys
     ]
-    quiet = rules.guardrails.spec.quiet_hours
     pending = sorted(case.messages, key=lambda m: m.timestamp or case.at)
     segments: SegmentState | None = None
     instances: dict[str, JourneyInstance] = {}
@@ -167,16 +165,10 @@ def run_journey_case(rules: RuleSet, case: LoadedCase, store: UsageStore) -> tup
         stored = store.load_users([CASE_USER]).get(CASE_USER)
         user = stored.value if stored else UserState(user_id=CASE_USER)
         account = AccountFactsCache(store).get(user.account_id)
-        evaluation = evaluate(rules, user, account, segments, now)  # segment history: entries seen
+        # Segment history: entries seen. The engine runs the journeys alone (no trigger beside them).
+        evaluation = evaluate(rules, user, account, segments, now, instances, programs=journeys)
         segments = evaluation.segments
-        run = run_journeys(
-            journeys,
-            instances,
-            Judged(user, account, evaluation, now).context,
-            evaluation.facts,
-            entered_segment=evaluation.entered,
-            fallback_timezone=quiet.fallback_timezone if quiet else "UTC",
-        )
+        run = evaluation.journeys
         instances = run.instances
         # An `update` step's trait, through ingest as the evaluate service sets it.
         updates: list[Message] = [
