@@ -328,3 +328,32 @@ def test_a_deferred_push_is_cancelled_when_the_user_converts_before_it_goes(tmp_
     assert world.instance("jay", "nightly").reason == "converted"
     assert world.router.routed == []
     assert world.outcomes("jay") == [("nudge", "cancelled")]
+
+
+LAST_STEP = """
+id: last_push
+kind: upgrade
+entry: {event: {name: premium_feature_attempted}}
+steps:
+  - id: nudge
+    send: {channel: push, template: upgrade_offer}
+"""
+
+
+def test_a_deferred_push_on_the_last_step_still_goes_once_the_journey_has_completed(tmp_path: Path) -> None:
+    # Given a journey whose only step is a push, entered at 02:00 in Tokyo: the instance walks past
+    # the step (it completes) while the push waits for the quiet hours' end
+    world = World(rules_with(tmp_path, "last_push", LAST_STEP))
+    world.send("kim", NOON, "premium_feature_attempted", zone="Asia/Tokyo")
+    world.evaluate("kim", NOON)
+    world.dispatch_all(NOON)
+    assert world.outcomes("kim") == [("nudge", "deferred")]
+    assert world.instance("kim", "last_push").reason == "completed"
+    # When the sweep wakes them at 08:00, the deferred push resumes and goes out, once
+    world.evaluate("kim", TOKYO_MORNING)
+    world.dispatch_all(TOKYO_MORNING)
+    assert world.outcomes("kim") == [("nudge", "send")]
+    assert [d.channel for d in world.router.routed] == ["push"]
+    world.evaluate("kim", TOKYO_MORNING + DAY)
+    world.dispatch_all(TOKYO_MORNING + DAY)
+    assert len(world.router.routed) == 1

@@ -194,17 +194,19 @@ def evaluate_user(
             if not d.journey
         }
         journeys = evaluation.journeys
-        live = {k for k, i in journeys.instances.items() if i.live}
+        # A journey's deferred send resumes while its instance is live, or completed (the send was
+        # its last step: the instance walked past it while the send waited out quiet hours).
+        resumable = {k for k, i in journeys.instances.items() if i.live or i.reason == "completed"}
         # Deferrals that came due: the rule still holds -> the deferred decision goes back to
         # dispatch under its own id (judged again); it does not -> dispatch cancels it. A journey's
-        # goes back while its instance is live (it was decided at its step, which is behind it now:
-        # it resumes, never repeats), and is cancelled once the user converted or left.
+        # goes back while its instance is resumable (it was decided at its step, which is behind it
+        # now: it resumes, never repeats), and is cancelled once the user converted or left.
         due = {k: v for k, v in record.deferred.items() if v.until <= now}
         returning = [
             decided[k].model_copy(update={"decision_id": v.decision_id})
             for k, v in due.items()
             if k in decided
-        ] + [v.decision for v in due.values() if v.decision is not None and v.decision.instance in live]
+        ] + [v.decision for v in due.values() if v.decision is not None and v.decision.instance in resumable]
         returning_ids = {d.decision_id for d in returning}
         lapsed = [v.decision_id for v in due.values() if v.decision_id not in returning_ids]
         fresh = (
