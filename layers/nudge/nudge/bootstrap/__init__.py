@@ -24,8 +24,8 @@ from aws_lambda_powertools.utilities import parameters
 
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
+from nudge.domain.tokens import parse_secrets
 from nudge.services.suppression import SuppressionList
-from nudge.services.unsubscribe import parse_secrets
 from nudge.settings import Settings, get_settings
 
 T = TypeVar("T")

@@ -19,6 +19,7 @@ from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.bootstrap import UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS, built_once, state_ttl
 from nudge.domain.fold import FoldWindow
+from nudge.domain.tokens import parse_secrets
 from nudge.observability import logger
 from nudge.ports import Inbox, Ledger, RateCounter, SegmentStore, UsageStore
 from nudge.rulebook.plan import TrackingPlan, load_plan
@@ -26,7 +27,6 @@ from nudge.services.auth import ApiKeys
 from nudge.services.erasure import AccountLedger
 from nudge.services.ingest import IngestLimits
 from nudge.services.suppression import SuppressionList
-from nudge.services.unsubscribe import parse_secrets
 from nudge.settings import Settings, get_settings
 
 
