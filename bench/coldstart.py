@@ -71,6 +71,9 @@ sys.modules["app"] = module
 spec.loader.exec_module(module)
 elapsed, cpu = time.perf_counter() - started, time.process_time() - started_cpu
 print(repr(elapsed), repr(cpu), len(sys.modules))
+if len(sys.argv) > 3:  # the names of the modules loaded, for tests/integration/test_cold_start_imports.py
+    with open(sys.argv[3], "w") as out:
+        out.write("\\n".join(sorted(sys.modules)))
 """
 
 
@@ -205,9 +208,12 @@ class Target:
     task_root: Path
     env: dict[str, str]  # the child's whole environment
 
-    def run(self, *python_flags: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *python_flags: str, modules_to: Path | None = None) -> subprocess.CompletedProcess[str]:
+        args = [str(self.task_root / "app.py"), str(self.task_root)]
+        if modules_to:
+            args.append(str(modules_to))
         done = subprocess.run(  # noqa: S603 - our own interpreter and script
-            [sys.executable, *python_flags, "-c", CHILD, str(self.task_root / "app.py"), str(self.task_root)],
+            [sys.executable, *python_flags, "-c", CHILD, *args],
             env=self.env,
             cwd=self.task_root,
             capture_output=True,
@@ -217,6 +223,13 @@ class Target:
         if done.returncode != 0:
             raise RuntimeError(f"{self.name}: import failed\n{done.stderr[-2000:]}")
         return done
+
+    def modules(self) -> set[str]:
+        """The names in sys.modules once the module is imported, in a fresh process."""
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "modules.txt"
+            self.run(modules_to=out)
+            return set(out.read_text().split("\n"))
 
 
 @contextmanager
