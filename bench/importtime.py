@@ -5,9 +5,9 @@ the minimal handler (bench/coldstart.py's targets, same environment), summed by 
 
 Each module's own ("self") import time is the least of `--runs` fresh processes, so one slow run on
 a busy machine does not inflate it; the modules' self times add up to the time spent importing.
-"init" is the rest of the least import+init of those runs (the module's own work at import:
-settings, rule files, clients, SSM reads). Packages are the top-level name (the standard
-library as one row); `nudge` by subpackage.
+"init" is the module's own work at import that is not an import (settings, rule files, clients,
+SSM reads): import+init less the imports, the least of the runs. Packages are the top-level name
+(the standard library as one row); `nudge` by subpackage.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ INIT = "(init: work at import that is not an import)"
 class Profile:
     name: str
     self_us: dict[str, int]  # module -> least self time over the runs, microseconds
-    elapsed_ms: float  # the least import+init of the same runs
+    init_us: int  # the least, over the runs, of import+init less that run's imports
     modules: int
 
     def by_package(self) -> Counter[str]:
         out: Counter[str] = Counter()
         for module, us in self.self_us.items():
             out[package(module)] += us
-        out[INIT] = max(0, round(self.elapsed_ms * 1000) - sum(self.self_us.values()))
+        out[INIT] = self.init_us
         return out
 
 
@@ -54,19 +54,21 @@ def package(module: str) -> str:
 def profile(runs: int = 5) -> list[Profile]:
     with targets() as every:
         self_us: dict[str, dict[str, int]] = {t.name: {} for t in every}
-        elapsed: dict[str, list[float]] = {t.name: [] for t in every}
+        init_us: dict[str, list[int]] = {t.name: [] for t in every}
         modules: dict[str, int] = {}
         for _ in range(runs):
             for target in every:
                 done = target.run("-X", "importtime")
                 seconds, _cpu, count = done.stdout.split()[-3:]
-                elapsed[target.name].append(float(seconds))
                 modules[target.name] = int(count)
                 mine = self_us[target.name]
+                imports = 0
                 for match in LINE.finditer(done.stderr):
                     module, us = match.group(4), int(match.group(1))
                     mine[module] = min(us, mine.get(module, us))
-    return [Profile(t.name, self_us[t.name], min(elapsed[t.name]) * 1000, modules[t.name]) for t in every]
+                    imports += us
+                init_us[target.name].append(max(0, round(float(seconds) * 1_000_000) - imports))
+    return [Profile(t.name, self_us[t.name], min(init_us[t.name]), modules[t.name]) for t in every]
 
 
 def report(profiles: list[Profile], runs: int, top: int = 12) -> str:
@@ -83,7 +85,8 @@ def report(profiles: list[Profile], runs: int, top: int = 12) -> str:
         "",
         f"`.venv/bin/python -m bench.importtime --runs {runs}`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. "
         "Milliseconds: each module's least self time over the runs, summed by package; the init row "
-        "is the least import+init less the imports. Rows under 2 ms in every column are left out.",
+        "is import+init less that run's imports, the least of the runs. Rows under 2 ms in every "
+        "column are left out.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" + "---:|" * (len(header) - 1),
