@@ -24,6 +24,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,13 +64,16 @@ CHILD = """\
 import importlib.util, sys, time
 path, task_root = sys.argv[1], sys.argv[2]
 sys.path.insert(0, task_root)
-started = time.perf_counter()
+started, started_cpu = time.perf_counter(), time.process_time()
 spec = importlib.util.spec_from_file_location("app", path)
 module = importlib.util.module_from_spec(spec)
 sys.modules["app"] = module
 spec.loader.exec_module(module)
-elapsed = time.perf_counter() - started
-print(repr(elapsed), len(sys.modules))
+elapsed, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+print(repr(elapsed), repr(cpu), len(sys.modules))
+if len(sys.argv) > 3:  # the names of the modules loaded, for tests/integration/test_cold_start_imports.py
+    with open(sys.argv[3], "w") as out:
+        out.write("\\n".join(sorted(sys.modules)))
 """
 
 
@@ -84,11 +89,16 @@ class Function:
 class Timing:
     name: str
     runs: tuple[float, ...]  # seconds, one per fresh process
+    cpu: tuple[float, ...]  # the same processes' CPU seconds (time.process_time) over the same span
     modules: int  # sys.modules after the import
 
     @property
     def median_ms(self) -> float:
         return statistics.median(self.runs) * 1000
+
+    @property
+    def median_cpu_ms(self) -> float:
+        return statistics.median(self.cpu) * 1000
 
 
 @dataclass(frozen=True)
@@ -161,7 +171,12 @@ def _ref(name: str, parameters: dict[str, str], resources: dict[str, Any], endpo
 
 def _base_env(endpoint: str) -> dict[str, str]:
     """What every child gets: the parent's PATH and venv, moto's credentials, Lambda's markers."""
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "VIRTUAL_ENV", "TMPDIR")}
+    # PYTHONPATH: a before/after comparison runs an older tree's `nudge` first on the path.
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if k in ("PATH", "HOME", "LANG", "VIRTUAL_ENV", "TMPDIR", "PYTHONPATH")
+    }
     return {
         **keep,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -185,8 +200,42 @@ def _bench_key_record() -> str:
     ).to_json()
 
 
-def measure(repeats: int = 5) -> list[Timing]:
-    """Import time of each function and of the baseline: `repeats` fresh processes each, round-robin."""
+@dataclass(frozen=True)
+class Target:
+    """One module to import in a fresh process: the baseline or a function's app.py."""
+
+    name: str
+    task_root: Path
+    env: dict[str, str]  # the child's whole environment
+
+    def run(self, *python_flags: str, modules_to: Path | None = None) -> subprocess.CompletedProcess[str]:
+        args = [str(self.task_root / "app.py"), str(self.task_root)]
+        if modules_to:
+            args.append(str(modules_to))
+        done = subprocess.run(  # noqa: S603 - our own interpreter and script
+            [sys.executable, *python_flags, "-c", CHILD, *args],
+            env=self.env,
+            cwd=self.task_root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{self.name}: import failed\n{done.stderr[-2000:]}")
+        return done
+
+    def modules(self) -> set[str]:
+        """The names in sys.modules once the module is imported, in a fresh process."""
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "modules.txt"
+            self.run(modules_to=out)
+            return set(out.read_text().split("\n"))
+
+
+@contextmanager
+def targets() -> Iterator[list[Target]]:
+    """The baseline and every function, with a moto server (and the SSM parameters the functions
+    read at cold start) up for as long as the block runs."""
     import boto3
 
     from nudge.tools.local.aws import LockedMotoServer
@@ -210,34 +259,33 @@ def measure(repeats: int = 5) -> list[Timing]:
         baseline_dir = Path(tmp) / BASELINE
         baseline_dir.mkdir()
         (baseline_dir / "app.py").write_text(BASELINE_SOURCE)
-        targets: list[tuple[str, Path, dict[str, str]]] = [
+        own: list[tuple[str, Path, dict[str, str]]] = [
             (BASELINE, baseline_dir, {"POWERTOOLS_SERVICE_NAME": BASELINE})
         ]
-        targets += [(f.logical_id, ROOT / "functions" / f.name, f.env) for f in functions(endpoint)]
-        runs: dict[str, list[float]] = {name: [] for name, _, _ in targets}
+        own += [(f.logical_id, ROOT / "functions" / f.name, f.env) for f in functions(endpoint)]
+        yield [
+            Target(
+                name,
+                task_root,
+                {**env, **variables, "LAMBDA_TASK_ROOT": str(task_root), "AWS_LAMBDA_FUNCTION_NAME": name},
+            )
+            for name, task_root, variables in own
+        ]
+
+
+def measure(repeats: int = 5) -> list[Timing]:
+    """Import time of each function and of the baseline: `repeats` fresh processes each, round-robin."""
+    with targets() as every:
+        runs: dict[str, list[float]] = {t.name: [] for t in every}
+        cpu: dict[str, list[float]] = {t.name: [] for t in every}
         modules: dict[str, int] = {}
         for _ in range(repeats):
-            for name, task_root, own in targets:
-                child_env = {
-                    **env,
-                    **own,
-                    "LAMBDA_TASK_ROOT": str(task_root),
-                    "AWS_LAMBDA_FUNCTION_NAME": name,
-                }
-                done = subprocess.run(  # noqa: S603 - our own interpreter and script
-                    [sys.executable, "-c", CHILD, str(task_root / "app.py"), str(task_root)],
-                    env=child_env,
-                    cwd=task_root,
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
-                if done.returncode != 0:
-                    raise RuntimeError(f"{name}: import failed\n{done.stderr[-2000:]}")
-                elapsed, count = done.stdout.split()[-2:]
-                runs[name].append(float(elapsed))
-                modules[name] = int(count)
-    return [Timing(name, tuple(runs[name]), modules[name]) for name, _, _ in targets]
+            for target in every:
+                elapsed, process, count = target.run().stdout.split()[-3:]
+                runs[target.name].append(float(elapsed))
+                cpu[target.name].append(float(process))
+                modules[target.name] = int(count)
+    return [Timing(t.name, tuple(runs[t.name]), tuple(cpu[t.name]), modules[t.name]) for t in every]
 
 
 def sizes() -> tuple[list[Size], datetime] | None:

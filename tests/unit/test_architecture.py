@@ -100,13 +100,16 @@ def test_an_app_reaching_past_the_entrypoints_is_caught() -> None:
 
 
 # Imports inside functions, each with its reason: the CLI starts without moto (the local stack's
-# modules import it), so `nudge --help` stays fast.
+# modules import it), so `nudge --help` stays fast; Powertools' OpenAPI models (some sixty pydantic
+# models built at import) are needed only to serve the OpenAPI document, not in the ingest function's
+# cold start (Powertools itself defers them the same way).
 DEFERRED_IMPORTS = {
     "nudge/tools/local/commands.py": {
         "nudge.tools.local.http",
         "nudge.tools.local.stack",
         "nudge.tools.local.demo",
     },
+    "nudge/entrypoints/http/access.py": {"aws_lambda_powertools.event_handler.openapi.models"},
 }
 
 

@@ -18,7 +18,12 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.base import SingleMetric
 
 logger = Logger()
-tracer = Tracer()
+# Only botocore is patched for X-Ray: every call Nudge makes to AWS goes through it. Tracer's
+# default, the X-Ray SDK's patch_all, tries to import and patch every library it knows (requests,
+# sqlite3, mysql, sqlalchemy, httpx, aiobotocore, ...) in every cold start, and Nudge uses none of
+# them (webhooks go out through urllib3, which patch_all does not patch either).
+TRACED_MODULES = ("botocore",)
+tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics(namespace="Nudge")
 
 

@@ -21,11 +21,13 @@ from typing import TypeVar
 
 import boto3
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+from aws_lambda_powertools.utilities.parameters.ssm import SSMProvider
 
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
+from nudge.domain.tokens import parse_secrets
 from nudge.services.suppression import SuppressionList
-from nudge.services.unsubscribe import parse_secrets
 from nudge.settings import Settings, get_settings
 
 T = TypeVar("T")
@@ -65,9 +67,19 @@ def ledger_from(settings: Settings) -> DynamoLedger:
     )
 
 
+def ssm_on_default_session() -> None:
+    """Call before `parameters.get_parameter(s)`. Powertools' own default provider makes a boto3
+    session of its own, which loads botocore's endpoint data a second time in the cold start; this
+    one shares the session every other client here is made on. A provider already in place (a
+    test's, one a caller set) is kept."""
+    if "ssm" not in DEFAULT_PROVIDERS:
+        DEFAULT_PROVIDERS["ssm"] = SSMProvider(boto3_client=boto3.client("ssm"))
+
+
 def read_secrets(parameter: str, what: str) -> tuple[bytes, ...]:
     """Comma-separated secrets from an SSM SecureString, read at cold start: a function that cannot
     read them fails there, loudly, rather than sending without them."""
+    ssm_on_default_session()
     value = parameters.get_parameter(parameter, decrypt=True, max_age=UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS)
     secrets = parse_secrets(str(value))
     if not secrets:

@@ -18,8 +18,9 @@ from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.sqs import SqsIngestBuffer
-from nudge.bootstrap import UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS, built_once, state_ttl
+from nudge.bootstrap import UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS, built_once, ssm_on_default_session, state_ttl
 from nudge.domain.fold import FoldWindow
+from nudge.domain.tokens import parse_secrets
 from nudge.observability import logger
 from nudge.ports import Inbox, IngestBuffer, Ledger, RateCounter, SegmentStore, UsageStore
 from nudge.rulebook.plan import TrackingPlan, load_plan
@@ -28,7 +29,6 @@ from nudge.services.erasure import AccountLedger
 from nudge.services.ingest import IngestLimits
 from nudge.services.rate_limit import LeasedRateCounter
 from nudge.services.suppression import SuppressionList
-from nudge.services.unsubscribe import parse_secrets
 from nudge.settings import Settings, get_settings
 
 
@@ -76,6 +76,7 @@ def services() -> Services:
     def fetch_keys() -> dict[str, str]:
         # One GetParametersByPath (paged) per max_age at most; a revoked key's parameter is gone
         # from the next read, so it stops working within keys_max_age_seconds.
+        ssm_on_default_session()
         values = parameters.get_parameters(
             settings.keys_path, decrypt=True, recursive=False, max_age=settings.keys_max_age_seconds
         )
@@ -83,6 +84,7 @@ def services() -> Services:
 
     def fetch_user_token_secrets() -> tuple[bytes, ...]:
         try:
+            ssm_on_default_session()
             value = parameters.get_parameter(
                 settings.user_token_secret_param, decrypt=True, max_age=settings.keys_max_age_seconds
             )
@@ -92,12 +94,14 @@ def services() -> Services:
         return parse_secrets(str(value))
 
     def fetch_unsubscribe_secrets() -> tuple[bytes, ...]:
+        ssm_on_default_session()
         value = parameters.get_parameter(
             settings.unsubscribe_secret_param, decrypt=True, max_age=UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS
         )
         return parse_secrets(str(value))
 
     def fetch_suppression_secrets() -> tuple[bytes, ...]:
+        ssm_on_default_session()
         value = parameters.get_parameter(
             settings.suppression_secret_param, decrypt=True, max_age=UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS
         )

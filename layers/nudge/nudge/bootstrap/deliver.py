@@ -13,7 +13,7 @@ from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.ses import SesEmailSender
 from nudge.adapters.sns import SnsNotifier, SnsPushEndpoints
 from nudge.adapters.webhooks import HttpDestinations
-from nudge.bootstrap import ledger_from, read_secrets, suppression_list_from
+from nudge.bootstrap import ledger_from, read_secrets, ssm_on_default_session, suppression_list_from
 from nudge.bootstrap.rules import load_rules_or_explain
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.deliver import Channels, DeliverPorts
@@ -64,13 +64,15 @@ def wire_deliver(channel: str) -> DeliverService:
         )
     elif channel == "webhook":
         path = settings.destinations_path.rstrip("/")
+
+        def destination_secret(destination: str) -> str:
+            ssm_on_default_session()
+            name = f"{path}/{destination}"
+            return str(parameters.get_parameter(name, decrypt=True, max_age=DESTINATION_MAX_AGE))
+
         channels = Channels(
             destinations=HttpDestinations(
-                lambda destination: str(
-                    parameters.get_parameter(
-                        f"{path}/{destination}", decrypt=True, max_age=DESTINATION_MAX_AGE
-                    )
-                ),
+                destination_secret,
                 allow_local_http=settings.webhook_allow_local_http,
             )
         )

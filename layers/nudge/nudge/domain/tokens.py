@@ -50,6 +50,11 @@ class TokenInvalid(TokenError):
     """Malformed, or not signed by any of our secrets (tampered, or made by someone else)."""
 
 
+def parse_secrets(raw: str) -> tuple[bytes, ...]:
+    """Secrets as the parameter stores them: comma-separated, the signing one first."""
+    return tuple(s.strip().encode() for s in raw.split(",") if s.strip())
+
+
 def _b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 

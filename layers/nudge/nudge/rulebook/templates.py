@@ -110,8 +110,9 @@ class TemplateRef:
     path: tuple[str, ...]  # ("trigger", "properties", X) or ("last", E, P)
 
 
-def _check_template(env: jinja2.Environment, source: str) -> None:
-    """Parse a template and check its filters and tests exist.
+def _check_template(env: jinja2.Environment, source: str) -> jinja2.nodes.Template:
+    """Parse a template and check its filters and tests exist; the tree, for the other checks
+    (each part is parsed once: parsing is most of what loading the rules costs a cold start).
 
     Jinja only notices an unknown filter when it renders the branch that uses it: at send time,
     in a Lambda. A marketer's `| upcase` must be refused at lint, like any other typo.
@@ -124,6 +125,7 @@ def _check_template(env: jinja2.Environment, source: str) -> None:
             raise jinja2.TemplateSyntaxError(
                 f"no {kind} named '{node.name}'{did_you_mean(node.name, known)}", node.lineno
             )
+    return tree
 
 
 def _path(node: jinja2.nodes.Node) -> tuple[str, ...] | None:
@@ -143,11 +145,11 @@ def _path(node: jinja2.nodes.Node) -> tuple[str, ...] | None:
             return None
 
 
-def _refs(env: jinja2.Environment, source: str) -> list[tuple[int, tuple[str, ...]]]:
+def _refs(tree: jinja2.nodes.Template) -> list[tuple[int, tuple[str, ...]]]:
     """(line in the source, path) of each property read: the longest chains only."""
     found: list[tuple[int, tuple[str, ...]]] = []
     inner: set[int] = set()
-    for node in env.parse(source).find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
+    for node in tree.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
         if id(node) in inner:
             continue
         inner.update(id(n) for n in node.find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)))
@@ -159,10 +161,9 @@ def _refs(env: jinja2.Environment, source: str) -> list[tuple[int, tuple[str, ..
     return found
 
 
-def _variables(env: jinja2.Environment, source: str) -> dict[tuple[str, ...], int]:
+def _variables(tree: jinja2.nodes.Template) -> dict[tuple[str, ...], int]:
     """Each variable a template reads (the longest chain: `links.dashboard`, `user.first_name`),
     with the line of the source it is first read on. Names the template sets itself are not."""
-    tree = env.parse(source)
     free = meta.find_undeclared_variables(tree)
     found: dict[tuple[str, ...], int] = {}
     inner: set[int] = set()
@@ -185,9 +186,8 @@ DATES_ONE_WAY = "strftime formats dates one way for everyone; use | date or | da
 NUMBERS_ONE_WAY = "| format writes numbers one way for everyone; use | number, | percent or | currency"
 
 
-def _unlocalized(env: jinja2.Environment, source: str) -> list[tuple[int, str]]:
+def _unlocalized(tree: jinja2.nodes.Template) -> list[tuple[int, str]]:
     """(line, problem) for each date or number formatted in a fixed way instead of per locale."""
-    tree = env.parse(source)
     problems = [
         (call.lineno, DATES_ONE_WAY)
         for call in tree.find_all(jinja2.nodes.Call)
@@ -251,14 +251,14 @@ def load_templates(
             first = doc.line_of((part,)) + (1 if "\n" in source else 0)
             seen.parts[part] = first
             try:
-                _check_template(env, source)
+                tree = _check_template(env, source)
                 if refs is not None:
                     refs.setdefault(stem, []).extend(
-                        TemplateRef(doc.file, first + line - 1, ref) for line, ref in _refs(env, source)
+                        TemplateRef(doc.file, first + line - 1, ref) for line, ref in _refs(tree)
                     )
-                for variable, line in _variables(env, source).items():
+                for variable, line in _variables(tree).items():
                     seen.variables.setdefault(variable, (part, first + line - 1))
-                for line, problem in _unlocalized(env, source):
+                for line, problem in _unlocalized(tree):
                     problems.append(RuleProblem(doc.file, first + line - 1, f"{part}: {problem}"))
             except jinja2.TemplateSyntaxError as exc:
                 line = first + max(0, (exc.lineno or 1) - 1)

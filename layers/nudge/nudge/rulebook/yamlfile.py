@@ -85,8 +85,7 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
     except UnicodeDecodeError as exc:
         raise RuleFileError([RuleProblem(name, 1, "file is not UTF-8 text; save it as UTF-8")]) from exc
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _parse(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -107,6 +106,22 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
     if duplicates:
         raise RuleFileError([RuleProblem(name, line, message) for line, message in duplicates])
     return YamlDoc(name, data, lines)
+
+
+# libyaml (PyYAML's C parser) when the wheel carries it, as the Lambda layer's does: the pure-Python
+# parser took most of a cold start's rule loading.
+_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+
+
+def _parse(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for the lines) and its data. A text the C parser refuses is parsed
+    again by the pure-Python one, so a syntax error reads exactly as it always has."""
+    if _FAST_LOADER is not None:
+        try:
+            return yaml.compose(text, Loader=_FAST_LOADER), yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 - CSafeLoader is safe_load's loader in C
+        except yaml.YAMLError:
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
 
 
 # PyYAML's words for the syntax errors marketers make most, and what they mean.

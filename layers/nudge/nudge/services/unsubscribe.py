@@ -47,11 +47,6 @@ class Unsubscribed:
         return self.scope.partition(":")[2]
 
 
-def parse_secrets(raw: str) -> tuple[bytes, ...]:
-    """Secrets as the parameter stores them: comma-separated, the signing one first."""
-    return tuple(s.strip().encode() for s in raw.split(",") if s.strip())
-
-
 def _claim(token: str, secrets: Callable[[], Sequence[bytes]]) -> UnsubscribeClaim:
     try:
         keys = list(secrets())

@@ -29,9 +29,9 @@ from nudge.domain.keys import (
     normalize_origin,
     user_token,
 )
+from nudge.domain.tokens import parse_secrets
 from nudge.model.limits import INBOX_TOKEN_MAX_LIFETIME_SECONDS
 from nudge.services.auth import load_records
-from nudge.services.unsubscribe import parse_secrets
 from nudge.tools.args import positive
 
 if TYPE_CHECKING:

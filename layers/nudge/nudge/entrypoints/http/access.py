@@ -15,16 +15,13 @@ is answered with `Access-Control-Allow-Origin: <origin>`, anything else is refus
 
 from __future__ import annotations
 
-from aws_lambda_powertools.event_handler.openapi.models import (
-    APIKey,
-    APIKeyIn,
-    HTTPBase,
-    HTTPBearer,
-    SecurityScheme,
-)
+from typing import TYPE_CHECKING
 
 from nudge.domain.keys import Scope
 from nudge.entrypoints.http.sdk_settings import settings_key
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.models import SecurityScheme
 
 # Every tracking route, long and short (/v1/a and /v1/alias included: alias is part of Segment's
 # API, whichever module serves it).
@@ -49,27 +46,36 @@ EXPOSE_HEADERS = "Retry-After, x-ratelimit-reset"
 PREFLIGHT_MAX_AGE_SECONDS = 600
 
 
-# The OpenAPI document says which key each route takes, as the header can carry it (the body's
-# writeKey, which the browser and mobile SDKs send, is beyond what OpenAPI can say). The key kind is
-# in the scheme's name: a client or server key for the tracking routes, an admin key for the rest.
-SECURITY_SCHEMES: dict[str, SecurityScheme] = {
-    "writeKey": HTTPBase(
-        scheme="basic",
-        description="A server or client write key as the Basic username, the password empty (Segment's "
-        "way); or the body's `writeKey`.",
-    ),
-    "writeKeyBearer": HTTPBearer(description="A server or client write key as a Bearer token."),
-    "adminKey": HTTPBase(
-        scheme="basic", description="An admin key as the Basic username, the password empty."
-    ),
-    "adminKeyBearer": HTTPBearer(description="An admin key as a Bearer token."),
-    "userToken": APIKey(
-        name="X-Nudge-User-Token",
-        **{"in": APIKeyIn.header},
-        description="The signed-in user's inbox token, `<base64url user id>.<expiry>.<signature>`, signed "
-        "by the product's server (README, In-app messages); with a client or server key.",
-    ),
-}
+def security_schemes() -> dict[str, SecurityScheme]:
+    """The OpenAPI document says which key each route takes, as the header can carry it (the body's
+    writeKey, which the browser and mobile SDKs send, is beyond what OpenAPI can say). The key kind
+    is in the scheme's name: a client or server key for the tracking routes, an admin key for the rest.
+    """
+    # Imported here, the one place: Powertools' OpenAPI models build about sixty pydantic models at
+    # import, which only the OpenAPI document needs (Powertools itself imports them only to build
+    # it); at the top of this module they were a third of the ingest function's cold start.
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBase, HTTPBearer
+
+    return {
+        "writeKey": HTTPBase(
+            scheme="basic",
+            description="A server or client write key as the Basic username, the password empty (Segment's "
+            "way); or the body's `writeKey`.",
+        ),
+        "writeKeyBearer": HTTPBearer(description="A server or client write key as a Bearer token."),
+        "adminKey": HTTPBase(
+            scheme="basic", description="An admin key as the Basic username, the password empty."
+        ),
+        "adminKeyBearer": HTTPBearer(description="An admin key as a Bearer token."),
+        "userToken": APIKey(
+            name="X-Nudge-User-Token",
+            **{"in": APIKeyIn.header},
+            description="The signed-in user's inbox token, `<base64url user id>.<expiry>.<signature>`, "
+            "signed by the product's server (README, In-app messages); with a client or server key.",
+        ),
+    }
+
+
 INGEST_SECURITY: list[dict[str, list[str]]] = [{"writeKey": []}, {"writeKeyBearer": []}]
 ADMIN_SECURITY: list[dict[str, list[str]]] = [{"adminKey": []}, {"adminKeyBearer": []}]
 # Both at once: a key (which product) and the user's token (which user).

@@ -19,11 +19,11 @@ from nudge.entrypoints.http import privacy_api
 from nudge.entrypoints.http.access import (
     INGEST_PATHS,
     INGEST_SECURITY,
-    SECURITY_SCHEMES,
     cors_route,
     granted,
     preflight_granted,
     scope_of,
+    security_schemes,
 )
 from nudge.entrypoints.http.body import BodyError, as_json, header, load_json, normalize, take_body_key
 from nudge.entrypoints.http.inbox_api import SCRIPT_PATH
@@ -268,7 +268,7 @@ def openapi() -> Response[Any]:
 
 def openapi_json() -> str:
     return app.get_openapi_json_schema(
-        title=API_TITLE, version=API_VERSION, security_schemes=SECURITY_SCHEMES
+        title=API_TITLE, version=API_VERSION, security_schemes=security_schemes()
     )
 
 

@@ -1,0 +1,104 @@
+"""What each function loads at cold start: no module that costs import time and that the function
+does not run may creep back into its import (BENCHMARKS.md section 7; bench/importtime.py says
+what each costs). Names, not timings: each function's app.py imported in a fresh process, in the
+environment template.yaml gives it, as bench/coldstart.py measures it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bench.coldstart import BASELINE, ROOT, targets
+from nudge.tools.local.template import load_template
+
+# Loaded by no function: each with what brought it in, once.
+NOWHERE = {
+    # Some sixty pydantic models: only the OpenAPI document needs them (entrypoints/http/access.py).
+    "aws_lambda_powertools.event_handler.openapi.models": "Powertools' OpenAPI models",
+    # The X-Ray SDK's patch_all imports every library it can patch; Tracer patches botocore only
+    # (nudge/observability.py).
+    "aws_xray_sdk.ext.requests": "X-Ray patching requests",
+    "aws_xray_sdk.ext.sqlite3": "X-Ray patching sqlite3",
+    "aws_xray_sdk.ext.httpx": "X-Ray patching httpx",
+    "requests": "requests",
+    "sqlite3": "sqlite3",
+    "sqlalchemy": "sqlalchemy",
+    # Compiled on first evaluation, never at import (nudge.domain.engine).
+    "durable_rules": "durable_rules",
+    "rich": "the CLI's terminal output",
+    "moto": "the local stack's AWS",
+}
+
+# Loaded only by the functions named (at most): everyone else must do without. A new function that
+# needs one of these is added to its set here. IngestQueueFunction (the front door's consumer)
+# folds Segment messages as ingest does.
+ONLY = {
+    # Powertools' HTTP resolver: the API.
+    "aws_lambda_powertools.event_handler.api_gateway": {"IngestFunction"},
+    # The rule files (YAML) and the templates they hold (Jinja): the functions that load the rules.
+    "nudge.rulebook.ruleset": {
+        "EvaluateFunction",
+        "SweepFunction",
+        "DispatchFunction",
+        "EmailFunction",
+        "WebhookFunction",
+        "NotifyFunction",
+        "EscalateFunction",
+    },
+    "jinja2": {
+        "EvaluateFunction",
+        "SweepFunction",
+        "DispatchFunction",
+        "EmailFunction",
+        "WebhookFunction",
+        "NotifyFunction",
+        "EscalateFunction",
+    },
+    # CLDR's dates and numbers: the functions that render messages (nudge.services.deliver).
+    "babel": {"EmailFunction", "WebhookFunction", "NotifyFunction", "EscalateFunction"},
+    # Segment's message models: ingest, and the rules functions (an identify from the product
+    # re-evaluates a user); not the feedback or changes functions.
+    "nudge.model.messages": {
+        "IngestFunction",
+        "IngestQueueFunction",
+        "EvaluateFunction",
+        "SweepFunction",
+        "DispatchFunction",
+        "EmailFunction",
+        "WebhookFunction",
+        "NotifyFunction",
+        "EscalateFunction",
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def loaded() -> Iterator[dict[str, set[str]]]:
+    with targets() as every:
+        yield {t.name: t.modules() for t in every if t.name != BASELINE}
+
+
+def _has(modules: set[str], name: str) -> bool:
+    return name in modules or any(m.startswith(name + ".") for m in modules)
+
+
+def test_no_function_loads_what_none_of_them_runs(loaded: dict[str, set[str]]) -> None:
+    found = {name: sorted(m for m in NOWHERE if _has(modules, m)) for name, modules in loaded.items()}
+    assert found == {name: [] for name in loaded}
+
+
+def test_each_heavy_module_loads_only_where_it_runs(loaded: dict[str, set[str]]) -> None:
+    beyond = {
+        module: sorted(
+            name for name, modules in loaded.items() if _has(modules, module) and name not in allowed
+        )
+        for module, allowed in ONLY.items()
+    }
+    assert beyond == {module: [] for module in ONLY}
+
+
+def test_every_function_in_the_template_is_checked(loaded: dict[str, set[str]]) -> None:
+    resources = load_template(ROOT / "template.yaml")["Resources"]
+    functions = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert set(loaded) == functions
