@@ -31,11 +31,12 @@ NOWHERE = {
 }
 
 # Loaded only by the functions named (at most): everyone else must do without. A new function that
-# needs one of these is added to its set here. IngestQueueFunction (the front door's consumer)
-# folds Segment messages as ingest does.
+# needs one of these is added to its set here. FrontDoorFunction runs the ingest code's HTTP
+# resolver for one-event requests; IngestQueueFunction (its consumer) folds Segment messages as
+# ingest does.
 ONLY = {
     # Powertools' HTTP resolver: the API.
-    "aws_lambda_powertools.event_handler.api_gateway": {"IngestFunction"},
+    "aws_lambda_powertools.event_handler.api_gateway": {"IngestFunction", "FrontDoorFunction"},
     # The rule files (YAML) and the templates they hold (Jinja): the functions that load the rules.
     "nudge.rulebook.ruleset": {
         "EvaluateFunction",
@@ -61,6 +62,7 @@ ONLY = {
     # re-evaluates a user); not the feedback or changes functions.
     "nudge.model.messages": {
         "IngestFunction",
+        "FrontDoorFunction",
         "IngestQueueFunction",
         "EvaluateFunction",
         "SweepFunction",
