@@ -218,6 +218,7 @@ def _run(
         stack.stop()
     console.print(f"Function logs and metrics (what CloudWatch would hold): {logs}")
     console.print(f"[bold]Report:[/bold] {report}")
+    alive.set("done")
     return code
 
 
