@@ -1,5 +1,5 @@
 """The demo's plain progress line, for output that is not a terminal (CI logs, `| tee`): at least
-one line every 10 s, the latest status each time. A fake ticker stands in for the clock."""
+one line every 10 s (5 s asked), the latest status each time. A fake ticker stands in for the clock."""
 
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ def test_a_line_with_the_latest_status_at_each_tick_of_at_most_ten_seconds() -> 
 
     # Then each tick wrote the status of the moment, and one more line at the end
     assert lines == ["day 1/90", "day 2/90", "day 3/90", "done"]
-    # And no tick was longer than ten seconds
-    assert EVERY_SECONDS <= 10.0
+    # And no tick was longer than half of ten seconds (a loaded machine wakes the thread late)
+    assert EVERY_SECONDS <= 5.0
     assert ticker.asked == [EVERY_SECONDS] * 4
 
 
