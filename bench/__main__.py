@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         default=front_door_bench.CONSUMER_BATCH,
         help="one-event cost: messages the ingest queue's consumer folds at a time",
     )
-    parser.add_argument("--load-clients", type=int, default=16, help="load: concurrent clients")
+    parser.add_argument("--load-clients", type=int, default=8, help="load: concurrent clients")
     parser.add_argument("--load-requests", type=int, default=50, help="load: /v1/batch requests per client")
+    parser.add_argument("--load-batch", type=int, default=100, help="load: track events per /v1/batch")
     parser.add_argument("--load-users", type=int, default=2_000, help="load: distinct users")
     parser.add_argument("--load-accounts", type=int, default=5, help="load: hot accounts")
     parser.add_argument(
@@ -230,10 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     if "load" in only:
         print(
             f"\n9. Load: {args.load_clients} concurrent clients x {args.load_requests} /v1/batch requests "
-            f"(50 tracks + 2 group calls each) for {args.load_users:,} users and {args.load_accounts} hot "
-            "accounts, over loopback to LocalStack + LocalApiServer (moto, 3 containers)"
+            f"({args.load_batch} tracks + 2 group calls each) for {args.load_users:,} users and "
+            f"{args.load_accounts} hot accounts, over loopback to LocalStack + LocalApiServer (moto, "
+            f"{LOAD_CONTAINERS} containers)"
         )
-        print(_load_report(args.load_clients, args.load_requests, args.load_users, args.load_accounts))
+        print(
+            _load_report(
+                args.load_clients, args.load_requests, args.load_users, args.load_accounts, args.load_batch
+            )
+        )
 
     if "bodies" in only:
         print(
@@ -306,7 +312,10 @@ def _machine(args: list[str]) -> str:
     )
 
 
-def _load_report(clients: int, per_client: int, users: int, accounts: int) -> str:
+LOAD_CONTAINERS = 3
+
+
+def _load_report(clients: int, per_client: int, users: int, accounts: int, batch: int) -> str:
     from bench import load as load_bench
     from nudge.tools.local.http import LocalApiServer
     from nudge.tools.local.stack import LocalStack
@@ -315,11 +324,20 @@ def _load_report(clients: int, per_client: int, users: int, accounts: int) -> st
     with tempfile.TemporaryDirectory(prefix="nudge-load-") as logs:
         # The functions' logs and metrics go to a file, not into this report.
         stack = LocalStack(
-            write_keys=[key], containers=3, log_level="WARNING", function_logs=Path(logs) / "functions.log"
+            write_keys=[key],
+            containers=LOAD_CONTAINERS,
+            log_level="WARNING",
+            function_logs=Path(logs) / "functions.log",
         )
         with LocalApiServer(stack) as api, stack:  # the server first: links point at its port
-            result = load_bench.run_load(api.base_url, key, clients, per_client, users, accounts, seed=6)
+            before = load_bench.cpu_seconds()
+            result = load_bench.run_load(
+                api.base_url, key, clients, per_client, users, accounts, seed=6, events_per_batch=batch
+            )
+            result.cpu_seconds = load_bench.cpu_seconds() - before
+            began = time.perf_counter()
             result = load_bench.verify(api.base_url, result)
+            result.settle_seconds = time.perf_counter() - began
     return "\n".join(load_bench.summary(result))
 
 

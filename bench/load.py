@@ -10,6 +10,8 @@ retry, and as an error only if the retries run out. Any other status but 200 is 
 from __future__ import annotations
 
 import base64
+import multiprocessing
+import os
 import random
 import threading
 import time
@@ -40,6 +42,10 @@ class LoadResult:
     users: set[str] = field(default_factory=set)  # users holding at least one accepted event
     counted_events: int | None = None  # filled by verify()
     missing_users: int = 0
+    # CPU of this process (stack and clients) and its worker containers during the run, and the
+    # settle + read-back after it: filled by the caller, which knows the stack ran in this process.
+    cpu_seconds: float | None = None
+    settle_seconds: float | None = None
 
     @property
     def error_count(self) -> int:
@@ -233,6 +239,21 @@ def verify(
     return result
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its live children (the stack's containers),
+    from /proc; this process alone where there is no /proc."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in [os.getpid(), *(child.pid for child in multiprocessing.active_children())]:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
+    except (OSError, ValueError):
+        return time.process_time()
+
+
 def summary(result: LoadResult) -> list[str]:
     """The figures, as lines for a report."""
     retries = ", ".join(f"{s}: {n}" for s, n in sorted(result.retries.items())) or "none"
@@ -246,10 +267,21 @@ def summary(result: LoadResult) -> list[str]:
         f"the group calls) for {len(result.users):,} users",
         f"  retried (503 + Retry-After): {retries}   errors: {errors}",
     ]
+    if result.cpu_seconds:
+        # What the wall time would be with the machine to itself: on a shared machine the wall
+        # time measures the neighbours too, the CPU the stack (and the clients) really used does not.
+        cores = os.cpu_count() or 1
+        bound = cores * result.accepted_events / result.cpu_seconds
+        lines.append(
+            f"  CPU: {result.cpu_seconds:,.1f} s (stack, its containers and the clients) = "
+            f"{result.accepted_events / result.cpu_seconds:,.0f} events per CPU-second, "
+            f"at most {bound:,.0f} events/s on {cores} idle cores"
+        )
     if result.counted_events is not None:
         verdict = "nothing lost" if result.lost == 0 and not result.missing_users else "MISMATCH"
+        settle = f" (settle + read-back {result.settle_seconds:,.1f} s)" if result.settle_seconds else ""
         lines.append(
-            f"  loss check: {result.counted_events:,} events in state for {result.accepted_events:,} "
+            f"  loss check{settle}: {result.counted_events:,} events in state for {result.accepted_events:,} "
             f"accepted, {result.missing_users} users missing: {verdict}"
         )
     return lines

@@ -57,6 +57,7 @@ from nudge.tools.local.demo_summary import (
     segment_records,
     segment_sizes,
 )
+from nudge.tools.local.heartbeat import Heartbeat, Status
 from nudge.tools.local.http import LocalApiServer
 from nudge.tools.local.simulated_clock import SimulatedClock
 from nudge.tools.local.stack import LocalStack
@@ -169,6 +170,30 @@ def run_demo(
 ) -> int:
     console = console or Console()
     began = time.monotonic()
+    # rich draws its progress only on a terminal: elsewhere (CI logs, `| tee`) a plain line at
+    # least every 10 s says how far the demo got.
+    alive = Status("starting the local stack")
+    heartbeat = Heartbeat(lambda line: console.print(line, highlight=False, soft_wrap=True), alive)
+    if not console.is_terminal:
+        heartbeat.start()
+    try:
+        return _run(users, accounts, days, seed, start, senders, containers, console, began, alive)
+    finally:
+        heartbeat.stop()
+
+
+def _run(
+    users: int,
+    accounts: int,
+    days: int,
+    seed: int,
+    start: datetime | None,
+    senders: int,
+    containers: int,
+    console: Console,
+    began: float,
+    alive: Status,
+) -> int:
     # The handlers' own logs and metrics (what CloudWatch would get) go to a file, not over the
     # progress bar.
     logs = Path(tempfile.mkdtemp(prefix="nudge-demo-")) / "functions.log"
@@ -184,8 +209,9 @@ def run_demo(
             raise
     try:
         with server:
-            code = _replay(stack, server, users, accounts, days, seed, start, senders, console, began)
+            code = _replay(stack, server, users, accounts, days, seed, start, senders, console, began, alive)
             report = logs.parent / "report.html"
+            alive.set("writing the report")
             with console.status("Writing the report (segments, transitions, funnel, messages, lift)..."):
                 data = stack.report_data()
                 report.write_text(render(data), encoding="utf-8")
@@ -194,6 +220,7 @@ def run_demo(
         stack.stop()
     console.print(f"Function logs and metrics (what CloudWatch would hold): {logs}")
     console.print(f"[bold]Report:[/bold] {report}")
+    alive.set("done")
     return code
 
 
@@ -208,6 +235,7 @@ def _replay(
     senders: int,
     console: Console,
     began: float,
+    alive: Status,
 ) -> int:
     # Given, the history starts exactly there (the clock has run on while the stack started), so
     # the same seed and start replay the same messages.
@@ -222,6 +250,7 @@ def _replay(
         f"(again: --seed {seed} --start {start:%Y-%m-%dT%H:%M:%SZ})"
     )
     replay_began = time.monotonic()
+    alive.set(f"replaying day 0/{days}")
     sent = 0
     last_batch: list[dict[str, Any]] = []
     replay_stats = ReplayStats()
@@ -289,6 +318,10 @@ def _replay(
                 replay_stats.samples.append(WeekSample(week, sizes))
                 week = week_key(end_of_day.date())
             elapsed = time.monotonic() - replay_began
+            alive.set(
+                f"day {(step + 1) / STEPS_PER_DAY:.1f}/{days} ({end_of_day:%Y-%m-%d}): {sent:,} messages "
+                f"sent, {sent / elapsed if elapsed else 0.0:,.0f}/s"
+            )
             progress.update(
                 task,
                 completed=(step + 1) / STEPS_PER_DAY,
@@ -299,6 +332,7 @@ def _replay(
         progress.update(task, completed=days)
     stack.stop_background()
     replay_seconds = time.monotonic() - replay_began
+    alive.set(f"replayed {days} days ({sent:,} messages); checking and summing up")
 
     # The same batch again: every messageId was seen, so nothing may change.
     ids = sorted({m["userId"] for m in last_batch if "userId" in m})
