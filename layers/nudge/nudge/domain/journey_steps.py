@@ -45,6 +45,7 @@ def assigned(user_id: str, salt: str, weights: list[int]) -> int:
 
 
 def ended(instance: JourneyInstance, now: datetime, reason: Ended) -> JourneyInstance:
+    """The instance ended now for `reason`: no step, no timer; its decisions kept (dispatch checks them)."""
     return instance.model_copy(
         update={
             "step": None,
