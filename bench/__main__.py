@@ -28,8 +28,8 @@ from bench import dispatch as dispatch_bench
 from bench import front_door as front_door_bench
 from bench import journeys as journeys_bench
 from bench import latency as latency_bench
+from bench import latency_report, sample
 from bench import rules as rules_bench
-from bench import sample
 from bench import sweep as sweep_bench
 from bench.ingest import (
     DynamoRun,
@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = latency_bench.measure(
                 rates, args.latency_seconds, Path(work), batch=args.latency_batch, progress=print
             )
-        print("\n".join(latency_bench.report(runs, latency_bench.hops())))
+        print("\n".join(latency_report.report(runs, latency_report.hops())))
 
     if args.profile and "ingest" in only:
         _profile(cpu_bodies, plan, now)

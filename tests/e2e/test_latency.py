@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from moto.moto_api._internal.models import moto_api_backend
 
-from bench.latency import hops, measure, percentile, report
+from bench.latency import measure
+from bench.latency_report import hops, percentile, report
 from tests.e2e.conftest import SHARED
 
 pytestmark = [pytest.mark.e2e, pytest.mark.own_stack]

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from bench.latency import DISPATCH, EMAIL, EVALUATE, POLLING, ROOT, aws_implied, hops, percentile, window_wait
+from bench.latency_report import (
+    DISPATCH,
+    EMAIL,
+    EVALUATE,
+    POLLING,
+    ROOT,
+    aws_implied,
+    hops,
+    percentile,
+    window_wait,
+)
 from nudge.tools.local.template import load_template
 
 

@@ -15,7 +15,8 @@ import pytest
 from nudge.conditions.tree import Context
 from nudge.domain.evaluate import evaluate
 from nudge.domain.fold import fold
-from nudge.domain.journeys import JourneyRun, assigned, run_journey, run_journeys
+from nudge.domain.journey_steps import assigned
+from nudge.domain.journeys import JourneyRun, run_journey, run_journeys
 from nudge.domain.verdicts import in_group
 from nudge.model.journeys import HOLDOUT, Decided, JourneyInstance, instance_key
 from nudge.model.limits import JOURNEY_DECISIONS_KEPT
