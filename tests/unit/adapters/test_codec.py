@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nudge import bootstrap
 from nudge.adapters.dynamo import codec
 from nudge.domain.fold import FoldWindow, fold
 from nudge.model.delivery import DeliveryRecord, Sent
@@ -124,3 +125,28 @@ def test_every_stored_kind_round_trips(
 def test_what_nudge_did_not_write_fails_with_a_reason(blob: bytes, reason: str) -> None:
     with pytest.raises((ValueError, zlib.error), match=reason):
         codec.decode(blob, UserState)
+
+
+def test_state_format_0_writes_what_a_nudge_from_before_format_1_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a function configured with StateFormat 0 (the first deploy of an upgrade)
+    monkeypatch.setenv("NUDGE_STATE_FORMAT", "0")
+    bootstrap.reset()
+    try:
+        bootstrap.configured()
+        blob = codec.encode(STATE)
+        # Then its blobs are plain zlib: the code before format 1 decoded exactly this way
+        assert UserState.model_validate_json(zlib.decompress(blob)) == STATE
+        assert codec.decode(blob, UserState) == STATE
+    finally:
+        monkeypatch.delenv("NUDGE_STATE_FORMAT")
+        bootstrap.reset()
+        bootstrap.configured()
+    # And with the default (1) blobs are format 1 again
+    assert codec.encode(STATE)[:1] == b"\x01"
+
+
+def test_a_state_format_nudge_does_not_write_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"use 0 \(zlib\) or 1"):
+        codec.write_format(2)

@@ -24,6 +24,7 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 from aws_lambda_powertools.utilities.parameters.ssm import SSMProvider
 
+from nudge.adapters.dynamo import codec
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
 from nudge.domain.tokens import parse_secrets
@@ -51,6 +52,13 @@ def reset() -> None:
     get_settings.cache_clear()
     for forget in _forget:
         forget()
+
+
+def configured() -> Settings:
+    """The settings, with what they set process-wide applied: the layout state blobs are written in."""
+    settings = get_settings()
+    codec.write_format(settings.state_format)
+    return settings
 
 
 def state_ttl(settings: Settings) -> timedelta:

@@ -18,7 +18,13 @@ from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.sqs import SqsIngestBuffer
-from nudge.bootstrap import UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS, built_once, ssm_on_default_session, state_ttl
+from nudge.bootstrap import (
+    UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS,
+    built_once,
+    configured,
+    ssm_on_default_session,
+    state_ttl,
+)
 from nudge.domain.fold import FoldWindow
 from nudge.domain.tokens import parse_secrets
 from nudge.observability import logger
@@ -29,7 +35,7 @@ from nudge.services.erasure import AccountLedger
 from nudge.services.ingest import IngestLimits
 from nudge.services.rate_limit import LeasedRateCounter
 from nudge.services.suppression import SuppressionList
-from nudge.settings import Settings, get_settings
+from nudge.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ def limits_from(settings: Settings) -> IngestLimits:
 
 @built_once
 def services() -> Services:
-    settings = get_settings()
+    settings = configured()
     # A bad rule file fails here, at cold start, with file:line in the log: never half-evaluated.
     plan = load_plan(settings.rules_dir)
     client = boto3.client("dynamodb")

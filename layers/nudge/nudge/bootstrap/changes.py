@@ -5,11 +5,11 @@ from __future__ import annotations
 import boto3
 
 from nudge.adapters.eventbridge import EventBridgeChanges
-from nudge.settings import get_settings
+from nudge.bootstrap import configured
 
 
 def wire_changes() -> EventBridgeChanges:
-    settings = get_settings()
+    settings = configured()
     if not settings.event_bus_name:
         raise ValueError("NUDGE_EVENT_BUS_NAME is not set: segment changes would have nowhere to go")
     return EventBridgeChanges(boto3.client("events"), settings.event_bus_name)

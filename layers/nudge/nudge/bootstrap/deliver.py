@@ -13,11 +13,17 @@ from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.ses import SesEmailSender
 from nudge.adapters.sns import SnsNotifier, SnsPushEndpoints
 from nudge.adapters.webhooks import HttpDestinations
-from nudge.bootstrap import ledger_from, read_secrets, ssm_on_default_session, suppression_list_from
+from nudge.bootstrap import (
+    configured,
+    ledger_from,
+    read_secrets,
+    ssm_on_default_session,
+    suppression_list_from,
+)
 from nudge.bootstrap.rules import load_rules_or_explain
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.deliver import Channels, DeliverPorts
-from nudge.settings import Settings, get_settings
+from nudge.settings import Settings
 
 # How long a destination's secret is cached: a rotation reaches every container within it.
 DESTINATION_MAX_AGE = 300
@@ -33,7 +39,7 @@ class DeliverService:
 def wire_deliver(channel: str) -> DeliverService:
     """One action function's collaborators: `email`, `notify` (push, SMS, in-app), `escalate` or
     `webhook` (webhooks and Slack; each destination's secret read from SSM when first posted to)."""
-    settings = get_settings()
+    settings = configured()
     rules = load_rules_or_explain(settings.rules_dir)
     channels = Channels()
     if channel == "email":

@@ -9,12 +9,12 @@ import boto3
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.sqs import SqsDeliveryRouter
-from nudge.bootstrap import ledger_from, state_ttl, suppression_list_from
+from nudge.bootstrap import configured, ledger_from, state_ttl, suppression_list_from
 from nudge.bootstrap.rules import load_rules_or_explain
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.dispatch import DispatchPorts
 from nudge.services.evaluate import SegmentRechecks
-from nudge.settings import Settings, get_settings
+from nudge.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class DispatchService:
 def wire_dispatch() -> DispatchService:
     """Rules, ledger, usage store, channel queues; a bad rule file or a missing queue fails here."""
 
-    settings = get_settings()
+    settings = configured()
     rules = load_rules_or_explain(settings.rules_dir)
     queues = {
         "email": settings.email_queue_url,

@@ -5,14 +5,13 @@ from __future__ import annotations
 import boto3
 
 from nudge.adapters.dynamo.soft_bounces import DynamoSoftBounces
-from nudge.bootstrap import built_once, ledger_from, suppression_list_from
+from nudge.bootstrap import built_once, configured, ledger_from, suppression_list_from
 from nudge.services.feedback import FeedbackPorts
-from nudge.settings import get_settings
 
 
 @built_once
 def wire_feedback() -> FeedbackPorts:
-    settings = get_settings()
+    settings = configured()
     return FeedbackPorts(
         ledger=ledger_from(settings),
         suppressions=suppression_list_from(settings),

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 import boto3
 
 from nudge.adapters.dynamo.usage import DynamoUsageStore
-from nudge.bootstrap import built_once, state_ttl
+from nudge.bootstrap import built_once, configured, state_ttl
 from nudge.bootstrap.api import limits_from
 from nudge.ports import UsageStore
 from nudge.rulebook.plan import TrackingPlan, load_plan
 from nudge.services.ingest import IngestLimits
-from nudge.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -25,7 +24,7 @@ class IngestQueueServices:
 
 @built_once
 def ingest_queue_services() -> IngestQueueServices:
-    settings = get_settings()
+    settings = configured()
     # A bad rule file fails here, at cold start, with file:line in the log.
     plan = load_plan(settings.rules_dir)
     store = DynamoUsageStore(

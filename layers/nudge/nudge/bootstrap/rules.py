@@ -12,13 +12,13 @@ from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.metrics import PowertoolsEvaluationMetrics
 from nudge.adapters.sqs import SqsDecisionPublisher
-from nudge.bootstrap import built_once, state_ttl
+from nudge.bootstrap import built_once, configured, state_ttl
 from nudge.observability import logger, metrics
 from nudge.rulebook.ruleset import RuleSet, load_rules
 from nudge.rulebook.yamlfile import RuleFileError
 from nudge.services.evaluate import RulesPorts
 from nudge.services.sweep import SweepOptions
-from nudge.settings import Settings, get_settings
+from nudge.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def sweep_options(settings: Settings) -> SweepOptions:
 def wire() -> RulesService:
     """Rules, DynamoDB stores and the SQS publisher from settings; a bad rule file fails here."""
 
-    settings = get_settings()
+    settings = configured()
     rules = load_rules_or_explain(settings.rules_dir)
     if not settings.decision_queue_url:
         raise ValueError("NUDGE_DECISION_QUEUE_URL is not set: decisions would have nowhere to go")

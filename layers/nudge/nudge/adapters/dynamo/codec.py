@@ -12,6 +12,8 @@ Formats, told apart by the first byte (items written by an older Nudge stay read
 - 0x78: zlib (RFC 1950) of the JSON, no dictionary: the layout before format 1;
 - 0x01: format 1, raw deflate against `DICTIONARY`.
 `DICTIONARY` must never change once blobs use it: a better one is a new format byte.
+Blobs are written in format 1 unless `write_format(0)` was called (the StateFormat setting): zlib,
+which a Nudge from before format 1 reads, for the first deploy of an upgrade.
 """
 
 from __future__ import annotations
@@ -61,7 +63,20 @@ DICTIONARY = (
 )
 
 
+_writing = {"format": FORMAT_1}
+
+
+def write_format(state_format: int) -> None:
+    """Write blobs as zlib (0: readable by a Nudge from before format 1) or format 1 (1), from
+    now on in this process (set once at cold start from settings.state_format)."""
+    if state_format not in (0, 1):
+        raise ValueError(f"state format {state_format} is not one Nudge writes: use 0 (zlib) or 1")
+    _writing["format"] = FORMAT_1 if state_format == 1 else FORMAT_ZLIB
+
+
 def encode(model: BaseModel) -> bytes:
+    if _writing["format"] == FORMAT_ZLIB:
+        return zlib.compress(model.model_dump_json().encode(), LEVEL)
     deflater = zlib.compressobj(LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, zdict=DICTIONARY)
     return bytes((FORMAT_1,)) + deflater.compress(model.model_dump_json().encode()) + deflater.flush()
 
