@@ -6,9 +6,11 @@ path's message is ever sent. In-memory fakes, through evaluate_user and dispatch
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
+from nudge.model.errors import StoreUnavailable
 from nudge.model.queue import DecisionBatch
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.dispatch import DispatchPorts, JourneyNotSaved, dispatch
@@ -172,3 +174,56 @@ def test_the_losing_path_of_a_race_sets_no_trait(
         assert "tag_lapsed" in saved.path
         assert plan is not None
         assert plan.v == "lapsed"
+
+
+def test_a_trait_whose_set_failed_after_the_save_is_set_by_the_retry(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a user waiting at `ask` whose wait times out into an update step
+    world = World(rules_with(tmp_path_factory.mktemp("tagging"), "invite_tagging", TAGGING))
+    world.send("di", NOON, "premium_feature_attempted")
+    world.evaluate("di", NOON)
+    later = DEADLINE + timedelta(minutes=1)
+
+    # When the evaluation's save wins but setting the trait finds the store unavailable
+    save_user = world.usage.save_user
+    failures = iter([StoreUnavailable("usage table throttled")])
+
+    def flaky_save_user(*args: Any, **kwargs: Any) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        save_user(*args, **kwargs)
+
+    monkeypatch.setattr(world.usage, "save_user", flaky_save_user)
+    with pytest.raises(StoreUnavailable):
+        world.evaluate("di", later)
+    assert "tag_lapsed" in world.segments.records["di"].value.journeys["invite_tagging"].path
+    assert world.usage.users["di"].value.traits.get("plan") is None
+    pending = world.segments.records["di"].value
+
+    # Then the stream's retry of that evaluation sets it, and clears what was pending
+    world.evaluate("di", later + timedelta(seconds=5))
+    plan = world.usage.users["di"].value.traits.get("plan")
+    assert plan is not None
+    assert plan.v == "lapsed"
+    assert world.segments.records["di"].value.pending_traits == {}
+    # (meanwhile the record kept it pending, and due so that the sweep would finish it too)
+    assert list(pending.pending_traits.values()) == [("plan", "lapsed")]
+    assert pending.next_check_at == later.replace(microsecond=0)
+
+
+def test_a_trait_set_after_the_save_is_not_left_pending(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Given a user whose wait times out into an update step, evaluated without a failure
+    world = World(rules_with(tmp_path_factory.mktemp("tagging"), "invite_tagging", TAGGING))
+    world.send("ed", NOON, "premium_feature_attempted")
+    world.evaluate("ed", NOON)
+    world.evaluate("ed", DEADLINE + timedelta(minutes=1))
+
+    # Then the trait is set, nothing stays pending, and the record is not due now for it
+    record = world.segments.records["ed"].value
+    plan = world.usage.users["ed"].value.traits.get("plan")
+    assert plan is not None
+    assert plan.v == "lapsed"
+    assert record.pending_traits == {}
+    assert record.next_check_at is None or record.next_check_at > DEADLINE + timedelta(minutes=1)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
-from nudge.model.decisions import Decision, SegmentState
+from nudge.model.decisions import Decision, SegmentState, Value
 from nudge.model.journeys import JourneyInstance
 
 BUCKET = timedelta(days=1)
@@ -46,6 +46,11 @@ class SegmentRecord(BaseModel):
     # instance_key (journey#key) -> the user's journey instances, live and ended (for re-entry);
     # at most limits.JOURNEY_INSTANCES_KEPT. Their timers ride on next_check_at.
     journeys: dict[str, JourneyInstance] = Field(default_factory=dict)
+    # message id -> (trait, value): the journeys' `update` steps saved with the instance that moved
+    # past them, set (ingest) after that save won, then cleared. Kept here so a failed set (store
+    # unavailable, contention) is finished by the next evaluation instead of lost. At most one per
+    # update step an evaluation walks through.
+    pending_traits: dict[str, tuple[str, Value]] = Field(default_factory=dict)
     # Stored as due_at, not in the blob: it is the GSI's sort key. Whole seconds (see due_time).
     next_check_at: datetime | None = Field(default=None, exclude=True)
 

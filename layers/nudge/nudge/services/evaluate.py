@@ -17,7 +17,10 @@ Order and retries, and why:
 - A record that would not change is not written: most usage changes move no segment and fire
   nothing new, and a write would cost a WCU and a stream record for nothing.
 - A journey's `update` step sets its trait after the save that moved the instance won (only the
-  winner's path sets anything), by an identify whose message id is the step's (set once).
+  winner's path sets anything), by an identify whose message id is the step's (set once). The
+  same save keeps it pending in the record (and due for the sweep); a later save clears it once
+  set. Every evaluation first sets what a record still has pending, so a failed set (store
+  unavailable, contention) is finished by the stream's retry or the sweep, never lost.
 - A stream record older than the state the record was last written from (the sweep already read
   a newer one) is skipped: it must not move the user back to a segment they already left.
 
@@ -30,6 +33,7 @@ The sweep (services/sweep.py) evaluates the users whose re-check is due with `ev
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -115,8 +119,8 @@ def _set_traits(
     """A journey's `update` steps, as identify calls through ingest: one implementation of a trait
     change, deduplicated by message id (the same step of the same instance sets it once, whoever
     evaluates it), and a stream record that evaluates the user again with the trait set. Called
-    after the instance's save won, never before: the loser of a race must not set its path's trait
-    (a crash between the save and this call loses the trait, which the other order leaked)."""
+    after the save that stored them as pending won, never before: the loser of a race must not set
+    its path's trait (its save failed, so nothing of its is pending), and repeating is harmless."""
     messages: list[Message] = [
         Identify(userId=user_id, traits={trait: value}, timestamp=now, messageId=f"journey-{message_id}")
         for message_id, (trait, value) in updates.items()
@@ -160,6 +164,10 @@ def evaluate_user(
     conflicts = 0
     for _ in CONTENTION.with_attempts(attempts).tries():
         record = current.value
+        if record.pending_traits:
+            # An earlier evaluation's save won but its trait set failed: finish it first (this
+            # evaluation's save then clears it). Raises as that set did: the retry tries again.
+            _set_traits(user.user_id, record.pending_traits, rules, ports, now)
         if state_version is not None and state_version < record.state_version:
             outcome = UserOutcome(
                 user.user_id,
@@ -224,13 +232,16 @@ def evaluate_user(
             for c in (evaluation.next_check_at, journeys.wake_at, *(v.until for v in waiting.values()))
             if c is not None
         ]
+        next_check_at = due_time(min(checks)) if checks else None
         updated = SegmentRecord(
             segments=evaluation.segments,
             decided={**record.decided, **{k: d.decision_id for k, d in decided.items()}},
             state_version=max(record.state_version, state_version or 0),
             deferred=waiting,
             journeys=journeys.instances,
-            next_check_at=due_time(min(checks)) if checks else None,
+            pending_traits=journeys.updates,
+            # Due now while a trait is pending: if setting it fails, the sweep finishes it.
+            next_check_at=due_time(now) if journeys.updates else next_check_at,
             band=evaluation.band,
             band_since=record.band_since if evaluation.band == record.band else now,
             account_id=user.account_id,
@@ -281,6 +292,11 @@ def evaluate_user(
             # Only the evaluation whose save won sets a trait: the loser of a race (another path of
             # the same instance) must not, and its re-read finds the instance already moved on.
             _set_traits(user.user_id, journeys.updates, rules, ports, now)
+            updated = updated.model_copy(update={"pending_traits": {}, "next_check_at": next_check_at})
+            # A conflict: another evaluation wrote since. It set what was pending (the first thing
+            # an evaluation does) and its save cleared it, or the next one will; a repeat is harmless.
+            with suppress(StateConflict):
+                ports.segments.save(user.user_id, updated, current.version + 1, now)
         outcome = UserOutcome(
             user.user_id,
             True,
