@@ -357,3 +357,25 @@ def test_a_deferred_push_on_the_last_step_still_goes_once_the_journey_has_comple
     world.evaluate("kim", TOKYO_MORNING + DAY)
     world.dispatch_all(TOKYO_MORNING + DAY)
     assert len(world.router.routed) == 1
+
+
+def test_a_queued_decision_of_a_trigger_a_deploy_removed_is_suppressed_not_a_crash(rules: RuleSet) -> None:
+    # Given a decision on the queue of a trigger the running rules no longer have (a deploy removed
+    # it while the message waited): a one-shot decision of a rule named nowhere
+    world = World(rules)
+    world.send("lee", NOON, "premium_feature_attempted")
+    world.evaluate("lee", NOON)
+    batch = world.publisher.batches[-1]
+    retired = [
+        d.model_copy(update={"rule": "retired_rule", "journey": "", "step": "", "instance": "", "seq": None})
+        for d in batch.decisions
+    ]
+    world.publisher.batches[-1] = batch.model_copy(update={"decisions": retired})
+    # When dispatch reads it
+    world.dispatch_all(NOON)
+    # Then it is recorded as suppressed, saying why, and nothing is routed (no KeyError, no retry)
+    for decision in retired:
+        entry = world.ledger.get("USER#lee", decision.decision_id)
+        assert entry is not None
+        assert (entry.outcome, entry.reason) == ("suppressed", "rule_removed")
+    assert world.router.routed == []

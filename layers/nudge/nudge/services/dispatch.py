@@ -204,12 +204,9 @@ def dispatch(
             except StateConflict:
                 result.conflicts += 1
             continue  # judge against the record as it is now
-        # A journey's decision whose user converted or left since it was decided: not sent.
-        over = {
-            d.decision_id: why
-            for d in fresh
-            if d.journey and (why := _journey_over(rules, d, state, ports, now))
-        }
+        # A journey's decision whose user converted or left since it was decided, or any decision
+        # whose journey or trigger a deploy removed since: not sent.
+        over = {d.decision_id: why for d in fresh if (why := _journey_over(rules, d, state, ports, now))}
         # Only the saved path's: a decision of an evaluation that lost the race for the record is not.
         paths = _paths(batch.user, [d for d in fresh if d.journey and d.decision_id not in over], ports)
         if "pending" in paths.values():

@@ -20,9 +20,11 @@ def journey_over(
     rules: RuleSet, decision: Decision, user: UserState, usage: UsageStore, now: datetime
 ) -> str | None:
     """converted | exited | journey_removed when the decision's journey no longer wants it sent;
-    None for a trigger's decision, or a journey's that still holds."""
+    rule_removed for a trigger's decision whose trigger a deploy removed while it was queued (judged
+    by nothing: suppressed with that reason, never a crash and a retry loop); None for a trigger's
+    that still exists, or a journey's that still holds."""
     if not decision.journey:
-        return None
+        return None if decision.rule in rules.spec_by_rule else "rule_removed"
     journey = rules.journey_by_id.get(decision.journey)
     if journey is None:
         return "journey_removed"
