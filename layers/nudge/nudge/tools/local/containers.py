@@ -35,10 +35,6 @@ from typing import Any
 from nudge import clock
 from nudge.tools.local.aws import HandlerFailed
 from nudge.tools.local.functions import FunctionCode, Handler, LocalLambdaContext, load_handler
-from nudge.tools.local.moto_relay import relay_to
-
-# Where a container's calls to moto go instead of HTTP: (moto endpoint, relay socket, its key).
-Relay = tuple[str, str, bytes]
 
 
 class Containers:
@@ -69,18 +65,12 @@ class WorkerProcesses(Containers):
     """`count` worker processes, each a container with every function's handler loaded."""
 
     def __init__(
-        self,
-        functions: Mapping[str, FunctionCode],
-        count: int,
-        env: Mapping[str, str],
-        logs: Path | None,
-        relay: Relay | None = None,
+        self, functions: Mapping[str, FunctionCode], count: int, env: Mapping[str, str], logs: Path | None
     ) -> None:
         self._functions = dict(functions)
         self._count = count
         self._env = dict(env)
         self._logs = logs
-        self._relay = relay
         self._lock = threading.Lock()
         self._pool = self._new_pool()
 
@@ -91,7 +81,7 @@ class WorkerProcesses(Containers):
             max_workers=self._count,
             mp_context=get_context("spawn"),
             initializer=_container_start,
-            initargs=(self._env, self._functions, self._logs, self._relay),
+            initargs=(self._env, self._functions, self._logs),
         )
         # Cold-start the containers together now rather than on the first requests.
         for ready in [pool.submit(_container_ping) for _ in range(self._count)]:
@@ -143,9 +133,7 @@ def _call(handler: Handler, code: FunctionCode, event: dict[str, Any]) -> dict[s
 _container_handlers: dict[str, tuple[FunctionCode, Handler]] = {}
 
 
-def _container_start(
-    env: dict[str, str], functions: dict[str, FunctionCode], logs: Path | None, relay: Relay | None
-) -> None:
+def _container_start(env: dict[str, str], functions: dict[str, FunctionCode], logs: Path | None) -> None:
     # Ctrl-C reaches the whole process group: the parent stops the containers, in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # If the parent dies without stopping them (SIGKILL, a crash), no container outlives it.
@@ -159,9 +147,6 @@ def _container_start(
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.close(log_fd)
-    if relay is not None:
-        # Before any handler makes a boto3 client: its calls to moto go down the relay.
-        relay_to(*relay)
     for fid, code in functions.items():
         _container_handlers[fid] = (code, load_handler(code))
 
