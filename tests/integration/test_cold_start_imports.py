@@ -34,44 +34,20 @@ NOWHERE = {
 # needs one of these is added to its set here. FrontDoorFunction runs the ingest code's HTTP
 # resolver for one-event requests; IngestQueueFunction (its consumer) folds Segment messages as
 # ingest does.
+# The functions that render messages (nudge.services.deliver), and those that load the rules.
+RENDERING = {"EmailFunction", "WebhookFunction", "NotifyFunction", "EscalateFunction"}
+LOADING_RULES = {"EvaluateFunction", "SweepFunction", "DispatchFunction", *RENDERING}
 ONLY = {
     # Powertools' HTTP resolver: the API.
     "aws_lambda_powertools.event_handler.api_gateway": {"IngestFunction", "FrontDoorFunction"},
     # The rule files (YAML) and the templates they hold (Jinja): the functions that load the rules.
-    "nudge.rulebook.ruleset": {
-        "EvaluateFunction",
-        "SweepFunction",
-        "DispatchFunction",
-        "EmailFunction",
-        "WebhookFunction",
-        "NotifyFunction",
-        "EscalateFunction",
-    },
-    "jinja2": {
-        "EvaluateFunction",
-        "SweepFunction",
-        "DispatchFunction",
-        "EmailFunction",
-        "WebhookFunction",
-        "NotifyFunction",
-        "EscalateFunction",
-    },
-    # CLDR's dates and numbers: the functions that render messages (nudge.services.deliver).
-    "babel": {"EmailFunction", "WebhookFunction", "NotifyFunction", "EscalateFunction"},
+    "nudge.rulebook.ruleset": LOADING_RULES,
+    "jinja2": LOADING_RULES,
+    # CLDR's dates and numbers: the functions that render messages.
+    "babel": RENDERING,
     # Segment's message models: ingest, and the rules functions (an identify from the product
     # re-evaluates a user); not the feedback or changes functions.
-    "nudge.model.messages": {
-        "IngestFunction",
-        "FrontDoorFunction",
-        "IngestQueueFunction",
-        "EvaluateFunction",
-        "SweepFunction",
-        "DispatchFunction",
-        "EmailFunction",
-        "WebhookFunction",
-        "NotifyFunction",
-        "EscalateFunction",
-    },
+    "nudge.model.messages": {"IngestFunction", "FrontDoorFunction", "IngestQueueFunction", *LOADING_RULES},
 }
 
 
