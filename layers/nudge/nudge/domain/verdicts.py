@@ -234,11 +234,20 @@ def channel_for(spec: TriggerSpec, traits: Mapping[str, Any], g: Guardrails, now
     if not spec.channels:
         return None
     rule = choices(spec, g)
+    _, held, _ = quiet_hold(g, traits, now)
+    held_now = () if rule.transactional else held
+    return choose_channel(spec.channels, rule, traits, DeliveryRecord(), g, None, held_now)
+
+
+def quiet_hold(
+    g: Guardrails, traits: Mapping[str, Any], now: datetime
+) -> tuple[ZoneInfo, Collection[str], datetime | None]:
+    """The user's zone, the channels quiet hours hold at `now` (for marketing: transactional
+    messages ignore them) and when those quiet hours end (None outside them)."""
     quiet = g.spec.quiet_hours
     zone = user_zone(traits, quiet.fallback_timezone if quiet else "UTC")
     until = quiet_until(quiet, zone, now) if quiet else None
-    quiet_now = quiet.channels if quiet and until is not None and not rule.transactional else ()
-    return choose_channel(spec.channels, rule, traits, DeliveryRecord(), g, None, quiet_now)
+    return zone, (quiet.channels if quiet and until is not None else ()), until
 
 
 def guard(
@@ -257,9 +266,7 @@ def guard(
     (channel -> records). A decision coming back from a quiet-hours deferral is judged again like a
     new one: the world may have changed (caps included).
     """
-    zone = user_zone(
-        traits, guardrails.spec.quiet_hours.fallback_timezone if guardrails.spec.quiet_hours else "UTC"
-    )
+    zone, held_quiet, until = quiet_hold(guardrails, traits, now)
     sends = list(record.sends)
     last_by_rule = dict(record.last_by_rule)
     slot_taken = False
@@ -270,8 +277,6 @@ def guard(
         else False
     )
 
-    quiet = guardrails.spec.quiet_hours
-    until = quiet_until(quiet, zone, now) if quiet else None
     for decision in sorted(decisions, key=lambda d: (-d.priority, d.rule)):
         spec = rules.spec_by_rule[decision.rule]
         rule = choices(spec, guardrails)
@@ -290,9 +295,9 @@ def guard(
                 verdicts.append(Verdict(decision, "send", ""))
                 last_by_rule[decision.rule] = now
             continue
-        quiet_now = quiet.channels if quiet and until is not None and not rule.transactional else ()
+        held_now = () if rule.transactional else held_quiet
         choice = choose_channel(
-            decision.channels or [decision.channel], rule, traits, current, guardrails, suppressed, quiet_now
+            decision.channels or [decision.channel], rule, traits, current, guardrails, suppressed, held_now
         )
         if choice.channel != decision.channel:
             decision = decision.model_copy(update={"channel": choice.channel})
@@ -330,7 +335,7 @@ def guard(
             verdicts.append(Verdict(decision, "held_out", held, channel_why=why))
             last_by_rule[decision.rule] = now
             continue
-        if decision.channel in quiet_now:
+        if decision.channel in held_now:
             if rule.quiet == "drop":
                 verdicts.append(Verdict(decision, "suppressed", "quiet_hours", channel_why=why))
             else:
