@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/nudge/nudge functions
+	$(BIN)/mypy layers/nudge/nudge functions bench
 
 # In a random order (pytest-randomly), so no test leans on another having run first; one seed per run
 # orders the tests and seeds the hypothesis tests (the fuzzer's cases too). Printed first: replay a

@@ -224,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             front_door_bench.report(
-                front_door_bench.measure(single, rules, args.consumer_batch, front_door_bench.WINDOW_SECONDS)
+                front_door_bench.measure(
+                    single, rules, args.consumer_batch, front_door_bench.CONSUMER_WINDOW_SECONDS
+                )
             )
         )
 
@@ -265,9 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.latency_seconds:g} s at each of {', '.join(f'{r:,.0f}' for r in rates)} events/s "
             f"offered, bodies of {args.latency_batch}; each event an email at once (bench rule set)"
         )
-        with tempfile.TemporaryDirectory(prefix="nudge-latency-") as work:
+        with tempfile.TemporaryDirectory(prefix="nudge-latency-") as scratch:
             runs = latency_bench.measure(
-                rates, args.latency_seconds, Path(work), batch=args.latency_batch, progress=print
+                rates, args.latency_seconds, Path(scratch), batch=args.latency_batch, progress=print
             )
         print("\n".join(latency_report.report(runs, latency_report.hops())))
 

@@ -67,7 +67,7 @@ RATE_WRU_PER_REQUEST_TODAY = 1.0
 RATE_WRU_PER_REQUEST_LEASED = 1 / max(1, DEFAULT_RATE_LIMIT * WINDOW_SECONDS // LEASE_SHARE)
 # template.yaml's IngestQueueFunction event source: BatchSize and MaximumBatchingWindowInSeconds.
 CONSUMER_BATCH = 1000
-WINDOW_SECONDS = 5
+CONSUMER_WINDOW_SECONDS = 5
 
 ASSUMPTIONS = [
     "one event a request: each sample message its own request (the SDK's /v1/t, /v1/p, ... as a "

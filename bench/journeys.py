@@ -27,7 +27,7 @@ from nudge.domain.evaluate import evaluate
 from nudge.domain.fold import fold
 from nudge.domain.journeys import run_journeys
 from nudge.model.journeys import JourneyInstance
-from nudge.model.messages import Identify, Track
+from nudge.model.messages import Identify, Message, Track
 from nudge.model.state import UserState
 from nudge.observability import quiet_logs
 from nudge.rulebook.ruleset import RuleSet, load_rules
@@ -77,7 +77,7 @@ def users(rules: RuleSet, count: int) -> list[UserState]:
     made = []
     for i in range(count):
         uid = f"bench-{i}"
-        messages = [
+        messages: list[Message] = [
             Identify(
                 userId=uid, traits={"email": f"{uid}@example.com"}, timestamp=START, messageId=f"{uid}-i"
             ),
