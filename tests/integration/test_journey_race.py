@@ -13,7 +13,6 @@ sends only the saved path's message.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -31,57 +30,22 @@ from nudge.model.messages import Identify, Message, Track
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import UserState
 from nudge.model.versioned import Versioned
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.ruleset import RuleSet
 from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.services.evaluate import RulesPorts, SegmentRechecks, evaluate_user
 from nudge.services.ingest import ingest
 from nudge.settings import Settings
 from nudge.tools.local.aws import LockedMotoServer, create_usage_resources
-from tests.shipped import ONE_SHOT_DIR, without_holdouts
+from tests.journey_fixtures import INVITE, UPGRADE, rules_with
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 26, 17, 0, tzinfo=UTC)
 REGION = "us-east-1"
-JOURNEY = """
-id: upgrade_sequence
-kind: upgrade
-entry: {event: {name: premium_feature_attempted}}
-goal: {event: invoice_paid, within: 14d}
-steps:
-  - id: offer
-    send: {channel: email, template: upgrade_offer}
-  - id: pause
-    wait: 2d
-  - id: reminder
-    send: {channel: email, template: sso_offer}
-"""
-
-
-INVITE = """
-id: invite_nudge
-kind: upgrade
-entry: {event: {name: premium_feature_attempted}}
-steps:
-  - id: ask
-    wait_until: {event: teammate_invited, timeout: 2d, then: thanks, on_timeout: reminder}
-  - id: thanks
-    send: {channel: email, template: upgrade_offer}
-    next: end
-  - id: reminder
-    send: {channel: email, template: sso_offer}
-"""
-
-
-def rules_with(tmp: Path, name: str, text: str) -> RuleSet:
-    target = tmp / "rules"
-    shutil.copytree(ONE_SHOT_DIR, target)  # no shipped journey beside this one
-    (target / "journeys" / f"{name}.yaml").write_text(text, encoding="utf-8")
-    return without_holdouts(load_rules(target))
 
 
 @pytest.fixture(scope="module")
 def rules(tmp_path_factory: pytest.TempPathFactory) -> RuleSet:
-    return rules_with(tmp_path_factory.mktemp("race"), "upgrade_sequence", JOURNEY)
+    return rules_with(tmp_path_factory.mktemp("race"), "upgrade_sequence", UPGRADE)
 
 
 @pytest.fixture(scope="module")

@@ -15,21 +15,9 @@ from nudge.model.queue import DecisionBatch
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.dispatch import DispatchPorts, JourneyNotSaved, dispatch
 from nudge.services.evaluate import RulesPorts, SegmentRechecks, evaluate_user
-from tests.unit.services.test_journeys_flow import DAY, NOON, World, rules_with
+from tests.journey_fixtures import INVITE, rules_with
+from tests.unit.services.test_journeys_flow import DAY, NOON, World
 
-INVITE = """
-id: invite_nudge
-kind: upgrade
-entry: {event: {name: premium_feature_attempted}}
-steps:
-  - id: ask
-    wait_until: {event: teammate_invited, timeout: 2d, then: thanks, on_timeout: reminder}
-  - id: thanks
-    send: {channel: email, template: upgrade_offer}
-    next: end
-  - id: reminder
-    send: {channel: email, template: sso_offer}
-"""
 DEADLINE = NOON + 2 * DAY
 
 

@@ -6,7 +6,6 @@ once and publish one decision once."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,32 +23,16 @@ from nudge.model.journeys import JourneyInstance
 from nudge.model.messages import Identify, Message, Track
 from nudge.model.segments import SegmentRecord
 from nudge.model.versioned import Versioned
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.ruleset import RuleSet
 from nudge.services.deliver import Channels, DeliverPorts, deliver
 from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.services.evaluate import RulesPorts, SegmentRechecks, evaluate_user
 from nudge.services.ingest import ingest
-from tests.shipped import ONE_SHOT_DIR, without_holdouts
+from tests.journey_fixtures import UPGRADE, rules_with
 
 ROOT = Path(__file__).resolve().parents[3]
 NOON = datetime(2025, 3, 4, 17, 0, tzinfo=UTC)  # 12:00 in New York: no quiet hours
 DAY = timedelta(days=1)
-UPGRADE = """
-id: upgrade_sequence
-kind: upgrade
-description: Tried a premium feature; an offer, two days, a reminder; ends when they pay.
-entry: {event: {name: premium_feature_attempted}}
-goal: {event: invoice_paid, within: 14d}
-steps:
-  - id: offer
-    send: {channel: email, template: upgrade_offer}
-  - id: pause
-    wait: 2d
-  - id: reminder
-    send: {channel: email, template: sso_offer}
-"""
-
-
 BURST = """
 id: burst
 kind: upgrade
@@ -63,13 +46,6 @@ steps:
   - id: pause
     wait: 7d
 """
-
-
-def rules_with(tmp: Path, name: str, text: str) -> RuleSet:
-    target = tmp / "rules"
-    shutil.copytree(ONE_SHOT_DIR, target)  # no shipped journey beside this one
-    (target / "journeys" / f"{name}.yaml").write_text(text, encoding="utf-8")
-    return without_holdouts(load_rules(target))
 
 
 @pytest.fixture(scope="module")
