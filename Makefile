@@ -35,12 +35,13 @@ typecheck: $(STAMP)
 # orders the tests and seeds the hypothesis tests (the fuzzer's cases too). Printed first: replay a
 # run with `make unit SEED=<seed>`. Unit and integration tests run on every core (pytest-xdist, each
 # worker its own process, so its own moto); e2e then in one process, around its one shared local stack.
+# Each prints its ten slowest tests: `make test` must stay under 10 minutes on 2 cores.
 unit: $(STAMP) browser sdks
 	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; \
 	  echo "test seed $$seed (replay this order and these examples: make unit SEED=$$seed)"; \
 	  NUDGE_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -p randomly --randomly-seed=$$seed --hypothesis-seed=$$seed \
-	    -n auto tests/unit tests/integration && \
-	  NUDGE_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -p randomly --randomly-seed=$$seed --hypothesis-seed=$$seed tests/e2e
+	    --durations=10 -n auto tests/unit tests/integration && \
+	  NUDGE_CHROMIUM=$(CHROMIUM) $(BIN)/pytest -p randomly --randomly-seed=$$seed --hypothesis-seed=$$seed --durations=10 tests/e2e
 
 # The official Node SDKs the e2e tests drive unchanged (tests/sdk/package.json, versions locked),
 # from the npm registry; again only when the lock changes.
