@@ -74,6 +74,9 @@ print(repr(elapsed), repr(cpu), len(sys.modules))
 if len(sys.argv) > 3:  # the names of the modules loaded, for tests/integration/test_cold_start_imports.py
     with open(sys.argv[3], "w") as out:
         out.write("\\n".join(sorted(sys.modules)))
+    import gc  # and whether the module resumed garbage collection, having frozen what it built
+    with open(sys.argv[3] + ".gc", "w") as out:
+        out.write(f"{gc.isenabled()} {gc.get_freeze_count()}")
 """
 
 
@@ -226,10 +229,23 @@ class Target:
 
     def modules(self) -> set[str]:
         """The names in sys.modules once the module is imported, in a fresh process."""
+        return self.loaded().modules
+
+    def loaded(self) -> Loaded:
+        """What a fresh process holds once the module is imported: its modules, and the state of
+        garbage collection (the functions pause it while they load, then freeze what they built)."""
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "modules.txt"
             self.run(modules_to=out)
-            return set(out.read_text().split("\n"))
+            enabled, frozen = Path(f"{out}.gc").read_text().split()
+            return Loaded(set(out.read_text().split("\n")), enabled == "True", int(frozen))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    modules: set[str]
+    gc_enabled: bool
+    frozen: int  # objects in the permanent generation (gc.freeze)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.coldstart import BASELINE, ROOT, targets
+from bench.coldstart import BASELINE, ROOT, Loaded, targets
 from nudge.tools.local.template import load_template
 
 # Loaded by no function: each with what brought it in, once.
@@ -52,9 +52,14 @@ ONLY = {
 
 
 @pytest.fixture(scope="module")
-def loaded() -> Iterator[dict[str, set[str]]]:
+def after_import() -> Iterator[dict[str, Loaded]]:
     with targets() as every:
-        yield {t.name: t.modules() for t in every if t.name != BASELINE}
+        yield {t.name: t.loaded() for t in every if t.name != BASELINE}
+
+
+@pytest.fixture(scope="module")
+def loaded(after_import: dict[str, Loaded]) -> dict[str, set[str]]:
+    return {name: state.modules for name, state in after_import.items()}
 
 
 def _has(modules: set[str], name: str) -> bool:
@@ -80,3 +85,13 @@ def test_every_function_in_the_template_is_checked(loaded: dict[str, set[str]]) 
     resources = load_template(ROOT / "template.yaml")["Resources"]
     functions = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
     assert set(loaded) == functions
+
+
+def test_every_function_resumes_garbage_collection_having_frozen_its_init(
+    after_import: dict[str, Loaded],
+) -> None:
+    # Each app.py pauses collection while it loads (collections then cost a tenth of its CPU and
+    # found nothing) and must resume it: a handler that forgot would never collect again. What
+    # init built is frozen, so the first collection of the first invocation does not scan it all.
+    state = {name: (s.gc_enabled, s.frozen > 10_000) for name, s in after_import.items()}
+    assert state == {name: (True, True) for name in after_import}
