@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -128,7 +129,7 @@ def functions(endpoint: str) -> list[Function]:
         props = resource["Properties"]
         variables = {**globals_env, **props.get("Environment", {}).get("Variables", {})}
         env = {k: _resolve(v, parameters, resources, endpoint) for k, v in variables.items()}
-        env["NUDGE_RULES_DIR"] = str(ROOT / "rules")  # RulesLayer's /opt/rules
+        env["NUDGE_RULES_DIR"] = str(ROOT / "rules")  # RulesLayer's /opt/rules (targets: as built)
         layers = tuple(layer["Ref"] for layer in props.get("Layers", []) if isinstance(layer, dict))
         out.append(Function(logical_id, Path(props["CodeUri"]).name, env, layers))
     return out
@@ -248,6 +249,20 @@ class Loaded:
     frozen: int  # objects in the permanent generation (gc.freeze)
 
 
+def _built_rules(into: Path, env: dict[str, str]) -> Path:
+    """rules/ as the rules layer's build leaves it (/opt/rules): the files, and the checked rule set
+    beside them (`nudge rules snapshot`, run by rules/Makefile). A tree from before the snapshot
+    has no such command: its functions load the files, as they did."""
+    shutil.copytree(ROOT / "rules", into, ignore=shutil.ignore_patterns("Makefile"))
+    subprocess.run(  # noqa: S603 - our own interpreter and CLI
+        [sys.executable, "-m", "nudge.tools.cli", "rules", "snapshot", str(into)],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    return into
+
+
 @contextmanager
 def targets() -> Iterator[list[Target]]:
     """The baseline and every function, with a moto server (and the SSM parameters the functions
@@ -278,7 +293,11 @@ def targets() -> Iterator[list[Target]]:
         own: list[tuple[str, Path, dict[str, str]]] = [
             (BASELINE, baseline_dir, {"POWERTOOLS_SERVICE_NAME": BASELINE})
         ]
-        own += [(f.logical_id, ROOT / "functions" / f.name, f.env) for f in functions(endpoint)]
+        rules = _built_rules(Path(tmp) / "rules", env)
+        own += [
+            (f.logical_id, ROOT / "functions" / f.name, {**f.env, "NUDGE_RULES_DIR": str(rules)})
+            for f in functions(endpoint)
+        ]
         yield [
             Target(
                 name,
