@@ -8,6 +8,10 @@ the files and code it finds is the same, so a stale snapshot (a rule file or the
 changed without the other layer being rebuilt) is never used: the files are loaded instead, as the
 local stack and the CLI always do.
 
+The rule files' models (nudge.rulebook.*_specs, plan, guardrails, templates, destinations) are
+built on their first validation (pydantic's defer_build), not at import: a function that loads the
+snapshot never validates a rule file, so it never builds them.
+
 The pickle is Nudge's own build output, shipped in its own layer like its code; the loader still
 refuses any class outside those three packages (and a few value types of the standard library).
 """
