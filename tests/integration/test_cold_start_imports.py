@@ -27,6 +27,9 @@ NOWHERE = {
     # Compiled on first evaluation, never at import (nudge.domain.engine).
     "durable_rules": "durable_rules",
     "rich": "the CLI's terminal output",
+    # nudge.settings reads its plain fields from the environment itself (25 modules fewer).
+    "pydantic_settings": "pydantic-settings",
+    "dotenv": "python-dotenv (pydantic-settings' .env files)",
     "moto": "the local stack's AWS",
 }
 
