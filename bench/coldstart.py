@@ -75,9 +75,18 @@ print(repr(elapsed), repr(cpu), len(sys.modules))
 if len(sys.argv) > 3:  # the names of the modules loaded, for tests/integration/test_cold_start_imports.py
     with open(sys.argv[3], "w") as out:
         out.write("\\n".join(sorted(sys.modules)))
-    import gc  # and whether the module resumed garbage collection, having frozen what it built
-    with open(sys.argv[3] + ".gc", "w") as out:
-        out.write(f"{gc.isenabled()} {gc.get_freeze_count()}")
+    import gc, json  # and whether it resumed garbage collection, having frozen what it built,
+    def models(cls):  # and which of Nudge's pydantic models it built (the others are deferred)
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from models(sub)
+    pydantic = sys.modules.get("pydantic")
+    built = sorted(
+        {f"{m.__module__}.{m.__qualname__}" for m in models(pydantic.BaseModel) if m.__pydantic_complete__}
+        if pydantic else ()
+    )
+    with open(sys.argv[3] + ".state", "w") as out:
+        json.dump({"gc_enabled": gc.isenabled(), "frozen": gc.get_freeze_count(), "built": built}, out)
 """
 
 
@@ -233,13 +242,15 @@ class Target:
         return self.loaded().modules
 
     def loaded(self) -> Loaded:
-        """What a fresh process holds once the module is imported: its modules, and the state of
-        garbage collection (the functions pause it while they load, then freeze what they built)."""
+        """What a fresh process holds once the module is imported: its modules, the state of garbage
+        collection (the functions pause it while they load, then freeze what they built) and the
+        pydantic models built."""
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "modules.txt"
             self.run(modules_to=out)
-            enabled, frozen = Path(f"{out}.gc").read_text().split()
-            return Loaded(set(out.read_text().split("\n")), enabled == "True", int(frozen))
+            state = json.loads(Path(f"{out}.state").read_text())
+            modules = set(out.read_text().split("\n"))
+            return Loaded(modules, state["gc_enabled"], state["frozen"], frozenset(state["built"]))
 
 
 @dataclass(frozen=True)
@@ -247,6 +258,7 @@ class Loaded:
     modules: set[str]
     gc_enabled: bool
     frozen: int  # objects in the permanent generation (gc.freeze)
+    built: frozenset[str]  # the pydantic models whose validators are built (module.Class)
 
 
 def _built_rules(into: Path, env: dict[str, str]) -> Path:

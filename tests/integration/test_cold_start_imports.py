@@ -98,3 +98,33 @@ def test_every_function_resumes_garbage_collection_having_frozen_its_init(
     # init built is frozen, so the first collection of the first invocation does not scan it all.
     state = {name: (s.gc_enabled, s.frozen > 10_000) for name, s in after_import.items()}
     assert state == {name: (True, True) for name in after_import}
+
+
+# Segment's message models (nudge.model.messages) are deferred: built at cold start by the functions
+# that validate them on every request, and by no other (evaluate builds Identify only for a journey's
+# update step, on first use).
+BUILDING_MESSAGES = {"IngestFunction", "FrontDoorFunction", "IngestQueueFunction"}
+MESSAGE_MODELS = {f"nudge.model.messages.{name}" for name in ("Track", "Identify", "Group", "Alias", "Batch")}
+
+
+def test_only_the_ingest_functions_build_the_message_models_at_cold_start(
+    after_import: dict[str, Loaded],
+) -> None:
+    built = {name: sorted(MESSAGE_MODELS & state.built) for name, state in after_import.items()}
+    assert built == {
+        name: sorted(MESSAGE_MODELS) if name in BUILDING_MESSAGES else [] for name in after_import
+    }
+
+
+def test_no_function_builds_the_rule_file_models_at_cold_start(after_import: dict[str, Loaded]) -> None:
+    # The functions that load the rules read the snapshot the rules layer's build wrote (no rule
+    # file validated); the ingest functions validate the tracking plan's files alone.
+    def validated(name: str, model: str) -> bool:
+        return model.startswith("nudge.rulebook.") and not (
+            name in BUILDING_MESSAGES and model.startswith("nudge.rulebook.plan.")
+        )
+
+    built = {
+        name: sorted(m for m in state.built if validated(name, m)) for name, state in after_import.items()
+    }
+    assert built == {name: [] for name in after_import}
