@@ -4,6 +4,7 @@ matches the files and the code."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import nudge.bootstrap.rules as bootstrap_rules
+from nudge.conditions.facts import count_fact
 from nudge.rulebook import snapshot
 from nudge.rulebook.cases import load_cases
 from nudge.rulebook.ruleset import load_rules
@@ -121,3 +123,12 @@ def test_the_cold_start_loads_the_files_when_the_snapshot_is_stale(
     assert "renamed_after_build" in {t.id for t in rules.triggers}
     (record,) = [r for r in caplog.records if r.getMessage().startswith("rules snapshot not used")]
     assert "stale" in record.reason
+
+
+def test_a_fact_changed_after_its_factory_made_it_refuses_to_pickle() -> None:
+    # A fact pickles as the call that made it; one changed since is not that call's any more
+    made = count_fact("project_created", 7)
+    assert pickle.loads(pickle.dumps(made)).key == made.key  # noqa: S301 - pickled just above
+    changed = dataclasses.replace(made, key="something_else")
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        pickle.dumps(changed)

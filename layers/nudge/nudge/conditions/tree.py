@@ -139,8 +139,10 @@ class Fact:
     subject: Subject | None = None
     # The factory call that made the fact (`rebuildable`): a fact's functions are closures, so it
     # pickles (the rule set's snapshot, nudge.rulebook.snapshot) as that call, made again on load.
+    # Not an init field: a fact changed with dataclasses.replace is no longer that call's, and
+    # then fails to pickle rather than coming back as the original.
     made_by: tuple[Callable[..., Fact], tuple[Any, ...], dict[str, Any]] | None = field(
-        default=None, compare=False, repr=False
+        default=None, init=False, compare=False, repr=False
     )
 
     def __reduce__(self) -> str | tuple[Any, ...]:
