@@ -49,16 +49,28 @@ class SnapshotError(Exception):
 def fingerprint(rules_dir: Path) -> str:
     """SHA-256 of every file under `rules_dir` (but the snapshot) and of the code in _CODE."""
     digest = hashlib.sha256(_FORMAT)
-    for root, label in [(_PACKAGE / name, f"nudge/{name}") for name in _CODE] + [(rules_dir, "rules")]:
-        pattern = "*.py" if label.startswith("nudge/") else "*"
-        for path in sorted(root.rglob(pattern)):
-            if path.name == SNAPSHOT_FILE or not path.is_file() or "__pycache__" in path.parts:
-                continue
-            data = path.read_bytes()
-            name = f"{label}/{path.relative_to(root).as_posix()}".encode()
-            digest.update(b"%s\0%d\0" % (name, len(data)))
-            digest.update(data)
+    digest.update(code_fingerprint().encode())
+    _add_files(digest, rules_dir, "*", "rules")
     return digest.hexdigest()
+
+
+def code_fingerprint() -> str:
+    """SHA-256 of the code in _CODE. `make sam-build` writes it into rules/ first, so that a cached
+    build (samconfig.toml) rebuilds the rules layer, and its snapshot, when only the code changed."""
+    digest = hashlib.sha256(_FORMAT)
+    for name in _CODE:
+        _add_files(digest, _PACKAGE / name, "*.py", f"nudge/{name}")
+    return digest.hexdigest()
+
+
+def _add_files(digest: Any, root: Path, pattern: str, label: str) -> None:
+    for path in sorted(root.rglob(pattern)):
+        if path.name == SNAPSHOT_FILE or not path.is_file() or "__pycache__" in path.parts:
+            continue
+        data = path.read_bytes()
+        name = f"{label}/{path.relative_to(root).as_posix()}".encode()
+        digest.update(b"%s\0%d\0" % (name, len(data)))
+        digest.update(data)
 
 
 def write_snapshot(rules: RuleSet, rules_dir: Path) -> Path:
