@@ -87,7 +87,11 @@ sam-validate: $(STAMP)
 
 # The python3.11 build workflow looks up `python3.11` on PATH: the venv's comes first.
 # No container: durable_rules compiles here with gcc for python3.11 x86_64.
+# rules/.nudge-code: the fingerprint of the code a rules snapshot depends on (nudge.rulebook.snapshot),
+# so that the cached build (samconfig.toml) rebuilds the rules layer when only that code changed.
 sam-build: $(STAMP)
+	$(BIN)/python -c "from nudge.rulebook.snapshot import code_fingerprint; print(code_fingerprint())" \
+	  > rules/.nudge-code
 	PATH="$(abspath $(BIN)):$$PATH" $(SAM_ENV) $(BIN)/sam build
 	$(BIN)/python .ci/check_layer_imports.py .aws-sam/build
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -74,6 +75,18 @@ print(repr(elapsed), repr(cpu), len(sys.modules))
 if len(sys.argv) > 3:  # the names of the modules loaded, for tests/integration/test_cold_start_imports.py
     with open(sys.argv[3], "w") as out:
         out.write("\\n".join(sorted(sys.modules)))
+    import gc, json  # and whether it resumed garbage collection, having frozen what it built,
+    def models(cls):  # and which of Nudge's pydantic models it built (the others are deferred)
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from models(sub)
+    pydantic = sys.modules.get("pydantic")
+    built = sorted(
+        {f"{m.__module__}.{m.__qualname__}" for m in models(pydantic.BaseModel) if m.__pydantic_complete__}
+        if pydantic else ()
+    )
+    with open(sys.argv[3] + ".state", "w") as out:
+        json.dump({"gc_enabled": gc.isenabled(), "frozen": gc.get_freeze_count(), "built": built}, out)
 """
 
 
@@ -125,7 +138,7 @@ def functions(endpoint: str) -> list[Function]:
         props = resource["Properties"]
         variables = {**globals_env, **props.get("Environment", {}).get("Variables", {})}
         env = {k: _resolve(v, parameters, resources, endpoint) for k, v in variables.items()}
-        env["NUDGE_RULES_DIR"] = str(ROOT / "rules")  # RulesLayer's /opt/rules
+        env["NUDGE_RULES_DIR"] = str(ROOT / "rules")  # RulesLayer's /opt/rules (targets: as built)
         layers = tuple(layer["Ref"] for layer in props.get("Layers", []) if isinstance(layer, dict))
         out.append(Function(logical_id, Path(props["CodeUri"]).name, env, layers))
     return out
@@ -226,10 +239,40 @@ class Target:
 
     def modules(self) -> set[str]:
         """The names in sys.modules once the module is imported, in a fresh process."""
+        return self.loaded().modules
+
+    def loaded(self) -> Loaded:
+        """What a fresh process holds once the module is imported: its modules, the state of garbage
+        collection (the functions pause it while they load, then freeze what they built) and the
+        pydantic models built."""
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "modules.txt"
             self.run(modules_to=out)
-            return set(out.read_text().split("\n"))
+            state = json.loads(Path(f"{out}.state").read_text())
+            modules = set(out.read_text().split("\n"))
+            return Loaded(modules, state["gc_enabled"], state["frozen"], frozenset(state["built"]))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    modules: set[str]
+    gc_enabled: bool
+    frozen: int  # objects in the permanent generation (gc.freeze)
+    built: frozenset[str]  # the pydantic models whose validators are built (module.Class)
+
+
+def _built_rules(into: Path, env: dict[str, str]) -> Path:
+    """rules/ as the rules layer's build leaves it (/opt/rules): the files, and the checked rule set
+    beside them (`nudge rules snapshot`, run by rules/Makefile). A tree from before the snapshot
+    has no such command: its functions load the files, as they did."""
+    shutil.copytree(ROOT / "rules", into, ignore=shutil.ignore_patterns("Makefile"))
+    subprocess.run(  # noqa: S603 - our own interpreter and CLI
+        [sys.executable, "-m", "nudge.tools.cli", "rules", "snapshot", str(into)],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    return into
 
 
 @contextmanager
@@ -262,7 +305,11 @@ def targets() -> Iterator[list[Target]]:
         own: list[tuple[str, Path, dict[str, str]]] = [
             (BASELINE, baseline_dir, {"POWERTOOLS_SERVICE_NAME": BASELINE})
         ]
-        own += [(f.logical_id, ROOT / "functions" / f.name, f.env) for f in functions(endpoint)]
+        rules = _built_rules(Path(tmp) / "rules", env)
+        own += [
+            (f.logical_id, ROOT / "functions" / f.name, {**f.env, "NUDGE_RULES_DIR": str(rules)})
+            for f in functions(endpoint)
+        ]
         yield [
             Target(
                 name,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import gc
 import importlib.util
 import shutil
 import tempfile
@@ -68,5 +69,11 @@ def load_handler(path: Path, name: str) -> ModuleType:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        # app.py pauses collection while it loads and freezes what it built: a test process
+        # loads many handlers, and what they froze must stay collectable.
+        gc.unfreeze()
+        gc.enable()
     return module

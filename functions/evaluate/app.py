@@ -1,6 +1,12 @@
 """Evaluate Lambda: the usage table's stream -> each changed user's segments, next check, decisions;
 an account whose traits changed -> the same for each of its users."""
 
+import gc
+
+# No garbage collection while the modules load and the function initialises: collections then
+# found next to nothing and cost a tenth of the cold start's CPU. Resumed below.
+gc.disable()
+
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -11,6 +17,10 @@ from nudge.observability import logger, metrics, tracer
 
 # Rules, settings and clients at cold start: a bad rule file fails here, every problem logged.
 changes = UsageStreamHandler()
+
+# What init built stays: frozen, later collections never scan it (BENCHMARKS.md section 7).
+gc.freeze()
+gc.enable()
 
 
 @logger.inject_lambda_context

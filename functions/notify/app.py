@@ -1,5 +1,11 @@
 """Notify Lambda: the push/SMS queue -> render -> SNS (push endpoint or SMS), at most once per decision."""
 
+import gc
+
+# No garbage collection while the modules load and the function initialises: collections then
+# found next to nothing and cost a tenth of the cold start's CPU. Resumed below.
+gc.disable()
+
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -10,6 +16,10 @@ from nudge.observability import logger, metrics, tracer
 
 # Rules, clients and the unsubscribe secret at cold start: a bad rule file fails here.
 deliveries = DeliveryHandler("notify")
+
+# What init built stays: frozen, later collections never scan it (BENCHMARKS.md section 7).
+gc.freeze()
+gc.enable()
 
 
 @logger.inject_lambda_context

@@ -2,6 +2,12 @@
 once per decision and destination; a receiver that is down is retried by the queue, then kept in
 its DLQ."""
 
+import gc
+
+# No garbage collection while the modules load and the function initialises: collections then
+# found next to nothing and cost a tenth of the cold start's CPU. Resumed below.
+gc.disable()
+
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -12,6 +18,10 @@ from nudge.observability import logger, metrics, tracer
 
 # Rules and the HTTP pool at cold start: a bad rule file fails here. Secrets are read per destination.
 deliveries = DeliveryHandler("webhook")
+
+# What init built stays: frozen, later collections never scan it (BENCHMARKS.md section 7).
+gc.freeze()
+gc.enable()
 
 
 @logger.inject_lambda_context

@@ -12,6 +12,7 @@ os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 os.environ["AWS_SESSION_TOKEN"] = "testing"
 os.environ.pop("AWS_PROFILE", None)
 
+import gc
 import importlib.util
 import uuid
 from collections.abc import Iterator
@@ -71,5 +72,9 @@ def load_ingest_app(module_name: str) -> ModuleType:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        gc.unfreeze()  # app.py froze what it built (see tests/shipped.py load_handler)
+        gc.enable()
     return module

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.coldstart import BASELINE, ROOT, targets
+from bench.coldstart import BASELINE, ROOT, Loaded, targets
 from nudge.tools.local.template import load_template
 
 # Loaded by no function: each with what brought it in, once.
@@ -27,6 +27,9 @@ NOWHERE = {
     # Compiled on first evaluation, never at import (nudge.domain.engine).
     "durable_rules": "durable_rules",
     "rich": "the CLI's terminal output",
+    # nudge.settings reads its plain fields from the environment itself (25 modules fewer).
+    "pydantic_settings": "pydantic-settings",
+    "dotenv": "python-dotenv (pydantic-settings' .env files)",
     "moto": "the local stack's AWS",
 }
 
@@ -52,9 +55,14 @@ ONLY = {
 
 
 @pytest.fixture(scope="module")
-def loaded() -> Iterator[dict[str, set[str]]]:
+def after_import() -> Iterator[dict[str, Loaded]]:
     with targets() as every:
-        yield {t.name: t.modules() for t in every if t.name != BASELINE}
+        yield {t.name: t.loaded() for t in every if t.name != BASELINE}
+
+
+@pytest.fixture(scope="module")
+def loaded(after_import: dict[str, Loaded]) -> dict[str, set[str]]:
+    return {name: state.modules for name, state in after_import.items()}
 
 
 def _has(modules: set[str], name: str) -> bool:
@@ -80,3 +88,43 @@ def test_every_function_in_the_template_is_checked(loaded: dict[str, set[str]]) 
     resources = load_template(ROOT / "template.yaml")["Resources"]
     functions = {name for name, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
     assert set(loaded) == functions
+
+
+def test_every_function_resumes_garbage_collection_having_frozen_its_init(
+    after_import: dict[str, Loaded],
+) -> None:
+    # Each app.py pauses collection while it loads (collections then cost a tenth of its CPU and
+    # found nothing) and must resume it: a handler that forgot would never collect again. What
+    # init built is frozen, so the first collection of the first invocation does not scan it all.
+    state = {name: (s.gc_enabled, s.frozen > 10_000) for name, s in after_import.items()}
+    assert state == {name: (True, True) for name in after_import}
+
+
+# Segment's message models (nudge.model.messages) are deferred: built at cold start by the functions
+# that validate them on every request, and by no other (evaluate builds Identify only for a journey's
+# update step, on first use).
+BUILDING_MESSAGES = {"IngestFunction", "FrontDoorFunction", "IngestQueueFunction"}
+MESSAGE_MODELS = {f"nudge.model.messages.{name}" for name in ("Track", "Identify", "Group", "Alias", "Batch")}
+
+
+def test_only_the_ingest_functions_build_the_message_models_at_cold_start(
+    after_import: dict[str, Loaded],
+) -> None:
+    built = {name: sorted(MESSAGE_MODELS & state.built) for name, state in after_import.items()}
+    assert built == {
+        name: sorted(MESSAGE_MODELS) if name in BUILDING_MESSAGES else [] for name in after_import
+    }
+
+
+def test_no_function_builds_the_rule_file_models_at_cold_start(after_import: dict[str, Loaded]) -> None:
+    # The functions that load the rules read the snapshot the rules layer's build wrote (no rule
+    # file validated); the ingest functions validate the tracking plan's files alone.
+    def validated(name: str, model: str) -> bool:
+        return model.startswith("nudge.rulebook.") and not (
+            name in BUILDING_MESSAGES and model.startswith("nudge.rulebook.plan.")
+        )
+
+    built = {
+        name: sorted(m for m in state.built if validated(name, m)) for name, state in after_import.items()
+    }
+    assert built == {name: [] for name in after_import}

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PREFIX = "NUDGE_"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="NUDGE_", extra="ignore")
+class Settings(BaseModel):
+    """Each field from the environment variable NUDGE_<FIELD> (in any case; a keyword argument wins
+    over it), validated as the field says. What pydantic-settings' BaseSettings did with these plain
+    fields, without its 25 modules in every function's cold start (BENCHMARKS.md section 7)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        found = {k[len(PREFIX) :].lower(): v for k, v in os.environ.items() if k.upper().startswith(PREFIX)}
+        return {**found, **data}
 
     usage_table: str = "nudge-usage"
     # The SSM path holding one SecureString per API key (nudge.domain.keys: kind, SHA-256, origins,

@@ -15,6 +15,7 @@ from nudge.adapters.sqs import SqsDecisionPublisher
 from nudge.bootstrap import built_once, configured, state_ttl
 from nudge.observability import logger, metrics
 from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.snapshot import read_snapshot
 from nudge.rulebook.yamlfile import RuleFileError
 from nudge.services.evaluate import RulesPorts
 from nudge.services.sweep import SweepOptions
@@ -34,7 +35,13 @@ class RulesService:
 
 
 def load_rules_or_explain(rules_dir: Path) -> RuleSet:
-    """load_rules, logging every problem as file:line: message before failing the cold start."""
+    """The rule set `sam build` checked (its snapshot, when it is of these very files and code),
+    else load_rules, logging every problem as file:line: message before failing the cold start."""
+    snapshot, why_not = read_snapshot(rules_dir)
+    if snapshot is not None:
+        return snapshot
+    if why_not:
+        logger.warning("rules snapshot not used; loading the rule files", extra={"reason": why_not})
     try:
         return load_rules(rules_dir)
     except RuleFileError as exc:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from nudge.conditions import features as F
-from nudge.conditions.tree import Context, Fact, Op, Subject, anchored
+from nudge.conditions.tree import Context, Fact, Op, Subject, anchored, rebuildable
 from nudge.model.decisions import Value
 from nudge.model.durations import format_duration
 from nudge.model.numbers import trait_number_in_range
@@ -105,6 +105,7 @@ def _days_since(ctx: Context, event: str, key: str, where: Where = None) -> floa
     return since
 
 
+@rebuildable
 def days_without_fact(event: str, where: Where = None) -> Fact:
     memo_key = f"since:{event}:{where}"
 
@@ -124,6 +125,7 @@ def days_without_fact(event: str, where: Where = None) -> Fact:
     )
 
 
+@rebuildable
 def days_since_fact(event: str, where: Where = None) -> Fact:
     memo_key = f"since:{event}:{where}"
 
@@ -147,6 +149,7 @@ def _event_words(event: str) -> str:
     return "meaningful event (any)" if event == "any" else event
 
 
+@rebuildable
 def milestone_days_fact(milestone: str) -> Fact:
     def compute(ctx: Context) -> Value:
         at = ctx.user.milestones.get(milestone)  # F.days_since_milestone, as in _days_since
@@ -162,6 +165,7 @@ def milestone_days_fact(milestone: str) -> Fact:
     )
 
 
+@rebuildable
 def age_fact() -> Fact:
     def compute(ctx: Context) -> Value:
         return round(_age(ctx), 4)
@@ -173,6 +177,7 @@ def _at_week_start(ctx: Context, op: Op, value: Value) -> datetime | None:
     return ctx.instant.next_week
 
 
+@rebuildable
 def count_fact(event: str, days: int) -> Fact:
     def compute(ctx: Context) -> Value:
         return F.count_within_at(ctx.user, event, days, ctx.instant)
@@ -192,6 +197,7 @@ def count_fact(event: str, days: int) -> Fact:
     )
 
 
+@rebuildable
 def active_days_fact(days: int) -> Fact:
     def compute(ctx: Context) -> Value:
         return F.active_days_within_at(ctx.user, days, ctx.instant)
@@ -208,6 +214,7 @@ def active_days_fact(days: int) -> Fact:
     )
 
 
+@rebuildable
 def feature_fact(feature: str) -> Fact:
     memo_key = f"feature:{feature}"
 
@@ -238,6 +245,7 @@ def feature_fact(feature: str) -> Fact:
     )
 
 
+@rebuildable
 def weeks_below_fact(metric: F.Metric, threshold: int) -> Fact:
     def compute(ctx: Context) -> Value:
         return F.weeks_below_at(ctx.user, metric, threshold, ctx.instant, _signed_up_since(ctx))
@@ -251,6 +259,7 @@ def weeks_below_fact(metric: F.Metric, threshold: int) -> Fact:
     )
 
 
+@rebuildable
 def trend_fact(metric: F.Metric) -> Fact:
     def compute(ctx: Context) -> Value:
         return F.trend_percent_at(ctx.user, metric, ctx.instant)
@@ -264,6 +273,7 @@ def trend_fact(metric: F.Metric) -> Fact:
     )
 
 
+@rebuildable
 def frequency_fact() -> Fact:
     def compute(ctx: Context) -> Value:
         return F.frequency_band_at(ctx.user, ctx.instant)
@@ -273,6 +283,7 @@ def frequency_fact() -> Fact:
     )
 
 
+@rebuildable
 def did_not_fact(did: str, not_: str, within: timedelta) -> Fact:
     def compute(ctx: Context) -> Value:
         # F.did_but_not_within, on times since EPOCH (an event's first time is shared by the
@@ -348,6 +359,7 @@ def _trait(ctx: Context, name: str, account: bool) -> Any:
     return _user_trait(ctx, name)
 
 
+@rebuildable
 def trait_number_fact(name: str, account: bool = False) -> Fact:
     """A trait as a number: durable_rules must never compare a number with a string. A value out of
     a numeric trait's range (an mrr of 1e19, "NaN") is missing: no rule acts on it."""
@@ -363,6 +375,7 @@ def trait_number_fact(name: str, account: bool = False) -> Fact:
     return Fact(key, f"{'account ' if account else ''}trait {name} (number)", compute)
 
 
+@rebuildable
 def _trait_fact(name: str, account: bool) -> Fact:
     key = fact_key("account_trait" if account else "trait", name)
 
@@ -376,14 +389,17 @@ def _trait_fact(name: str, account: bool) -> Fact:
     return Fact(key, f"{'account ' if account else ''}trait {name}", compute)
 
 
+@rebuildable
 def trait_fact(name: str) -> Fact:
     return _trait_fact(name, account=False)
 
 
+@rebuildable
 def account_trait_fact(name: str) -> Fact:
     return _trait_fact(name, account=True)
 
 
+@rebuildable
 def account_metric_fact(metric: str) -> Fact:
     def compute(ctx: Context) -> Value:
         if metric == "score":
@@ -403,17 +419,34 @@ def account_metric_fact(metric: str) -> Fact:
     )
 
 
-SEGMENT_FACT = Fact("segment", "lifecycle segment", lambda ctx: ctx.segment)
+def _segment(ctx: Context) -> Value:
+    return ctx.segment
+
+
+# Named functions, not lambdas: a fact pickles with them (nudge.rulebook.snapshot).
+SEGMENT_FACT = Fact("segment", "lifecycle segment", _segment)
 
 
 # Facts known only after the scoring pass.
 SCORE_FACT_KEYS = frozenset({"score", "band", "account_band", fact_key("account", "score")})
 
 
-SCORE_FACT = Fact("score", "user score", lambda ctx: ctx.score)
+def _score(ctx: Context) -> Value:
+    return ctx.score
 
 
-BAND_FACT = Fact("band", "user score band", lambda ctx: ctx.band)
+SCORE_FACT = Fact("score", "user score", _score)
 
 
-ACCOUNT_BAND_FACT = Fact("account_band", "account score band", lambda ctx: ctx.account_band)
+def _band(ctx: Context) -> Value:
+    return ctx.band
+
+
+BAND_FACT = Fact("band", "user score band", _band)
+
+
+def _account_band(ctx: Context) -> Value:
+    return ctx.account_band
+
+
+ACCOUNT_BAND_FACT = Fact("account_band", "account score band", _account_band)

@@ -10,7 +10,7 @@ from typing import Any
 
 from nudge.conditions import features as F
 from nudge.conditions.facts import MISSING_NUMBER, Where, fact_key, where_key, where_words
-from nudge.conditions.tree import Context, Fact, Op, Subject
+from nudge.conditions.tree import Context, Fact, Op, Subject, rebuildable
 from nudge.model.decisions import Value
 from nudge.model.properties import canonical
 from nudge.model.state import PropertyStats
@@ -21,6 +21,7 @@ def _props(ctx: Context, event: str) -> PropertyStats | None:
     return stats.props if stats is not None else None
 
 
+@rebuildable
 def count_where_fact(event: str, where: Where, days: int) -> Fact:
     """How often the user did `event` with one of the `where:` values in the last `days` days."""
     assert where is not None
@@ -53,6 +54,7 @@ def count_where_fact(event: str, where: Where, days: int) -> Fact:
     )
 
 
+@rebuildable
 def sum_fact(event: str, prop: str, days: int | None) -> Fact:
     """The sum of `prop` over the user's `event`s: lifetime, or in the last `days` days."""
 
@@ -89,6 +91,7 @@ def _last_value(ctx: Context, event: str, prop: str) -> Any:
     return stamped.v if stamped is not None else None
 
 
+@rebuildable
 def last_fact(event: str, prop: str) -> Fact:
     """The latest value of `prop` on the user's `event`, as text ("" when never seen): what
     equals, in and exists compare (true/false for booleans, 3 for an integral number)."""
@@ -100,6 +103,7 @@ def last_fact(event: str, prop: str) -> Fact:
     return Fact(fact_key("last", event, prop), f"last {prop} of {event}", compute, subject=Subject(event))
 
 
+@rebuildable
 def last_number_fact(event: str, prop: str) -> Fact:
     """The latest value as a number, for at_least / at_most (MISSING_NUMBER when never seen)."""
 

@@ -24,10 +24,11 @@ sweep). The tree compiles to durable_rules (nudge.domain.engine) and also evalua
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec
 
 from nudge.conditions import features as F
 from nudge.model.decisions import Value
@@ -136,6 +137,38 @@ class Fact:
     # The event the fact is about, when the user doing it is what the fact tests (a count, a
     # recency, a sum, a last value; not an absence).
     subject: Subject | None = None
+    # The factory call that made the fact (`rebuildable`): a fact's functions are closures, so it
+    # pickles (the rule set's snapshot, nudge.rulebook.snapshot) as that call, made again on load.
+    # Not an init field: a fact changed with dataclasses.replace is no longer that call's, and
+    # then fails to pickle rather than coming back as the original.
+    made_by: tuple[Callable[..., Fact], tuple[Any, ...], dict[str, Any]] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        if self.made_by is None:
+            return super().__reduce__()  # module-level functions pickle; a closure fails loudly
+        return (_remake, self.made_by)
+
+
+def _remake(factory: Callable[..., Fact], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Fact:
+    return factory(*args, **kwargs)
+
+
+P = ParamSpec("P")
+
+
+def rebuildable(factory: Callable[P, Fact]) -> Callable[P, Fact]:
+    """A fact factory whose facts remember the call that made them (its arguments picklable), so
+    they pickle as that call."""
+
+    @functools.wraps(factory)
+    def make(*args: P.args, **kwargs: P.kwargs) -> Fact:
+        fact = factory(*args, **kwargs)
+        object.__setattr__(fact, "made_by", (make, args, kwargs))
+        return fact
+
+    return make
 
 
 def anchored(

@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge import clock
 from nudge.bootstrap.ingest_queue import IngestQueueServices, ingest_queue_services
 from nudge.model.errors import StoreUnavailable
-from nudge.model.messages import Message
+from nudge.model.messages import Message, build_models
 from nudge.observability import logger, metrics
 from nudge.services.buffer import BadQueueBody, drain, unpack
 from nudge.services.ingest import Contention
@@ -33,6 +33,7 @@ class IngestQueueHandler:
 
     def __init__(self) -> None:
         self.services: IngestQueueServices = ingest_queue_services()
+        build_models()  # every batch validates them
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
         records = list(SQSEvent(event).records)

@@ -66,7 +66,7 @@ def _not_anonymous_key(value: str | None) -> str | None:
 class _Message(BaseModel):
     """Fields every Segment message shares. Unknown top-level keys are kept, as Segment does."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
     userId: Id | None = Field(default=None, description="Your id for the user.")
     anonymousId: Id | None = Field(default=None, description="A device or session id when no userId.")
@@ -146,7 +146,7 @@ def _unicode_text(value: Any) -> None:
 
 
 class _Traits(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     @model_validator(mode="after")
     def _text(self) -> Self:
@@ -403,7 +403,7 @@ LenientMessage = Annotated[Message, WrapValidator(_keep_errors)]
 
 
 class Batch(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     batch: list[LenientMessage] = Field(description="Up to 2,500 messages, 500 KB in all.")
     context: dict[str, Any] = Field(default_factory=dict, description="Merged into each message's context.")
@@ -415,3 +415,12 @@ class Batch(BaseModel):
     def _numbers(cls, data: Any) -> Any:
         # The envelope's own fields; each message of `batch` checks its own numbers.
         return _numbers_in_range(cls.__name__, data, skip=frozenset({"batch"}))
+
+
+def build_models() -> None:
+    """Build the message models now. They are deferred (defer_build): only the ingest functions
+    validate them on every request, and they call this at cold start so that their first request
+    does not pay for it; every other function loads them but builds one only on the rare path that
+    makes one (a journey's update step), so never at its cold start."""
+    for model in (Track, Page, Screen, Identify, Group, Alias, UserTraits, AccountTraits, Batch):
+        model.model_rebuild()

@@ -11,7 +11,7 @@ from nudge.model.durations import Duration
 
 
 class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Bounds(Spec):
@@ -71,7 +71,7 @@ class FeatureSpec(Spec):
     name: str
     is_: Literal["never", "tried", "habitual"] | list[Literal["never", "tried", "habitual"]]
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, populate_by_name=True)
 
     def __init__(self, **data: Any) -> None:
         if "is" in data:

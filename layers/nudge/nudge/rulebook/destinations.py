@@ -37,7 +37,7 @@ _SLACK_HOOK_HOSTS = ("hooks.slack.com",)
 
 
 class DestinationSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     id: str = Field(pattern=NAME_PATTERN)
     description: str = ""
@@ -51,7 +51,7 @@ class DestinationSpec(BaseModel):
 
 
 class DestinationsFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     destinations: list[DestinationSpec] = Field(default_factory=list)
     escalations: list[str] = Field(

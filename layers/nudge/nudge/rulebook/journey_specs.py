@@ -36,7 +36,7 @@ SendChannel = Literal["email", "push", "sms", "in_app"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class EventEntry(_Strict):
@@ -116,7 +116,7 @@ class BranchCase(_Strict):
     step: str | None = None
     else_: str | None = Field(default=None, alias="else")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, populate_by_name=True)
 
 
 class SplitPath(_Strict):

@@ -32,7 +32,7 @@ PropertyPolicy = Literal["flag", "reject"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class EventSpec(_Strict):

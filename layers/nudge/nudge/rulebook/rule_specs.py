@@ -46,7 +46,7 @@ ChannelChoice = Annotated[
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class SegmentSpec(_Strict):
@@ -102,6 +102,7 @@ class TriggerSpec(_Strict):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        defer_build=True,
         json_schema_extra={"oneOf": [{"required": ["action"]}, {"required": ["channel"]}]},
     )
 

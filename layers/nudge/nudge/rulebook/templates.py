@@ -37,7 +37,7 @@ PARTS = ("subject", "text", "html")
 
 
 class SurveySpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     question: str = Field(min_length=1, description="The one question, e.g. What is getting in your way?")
     choices: list[str] = Field(
@@ -71,7 +71,7 @@ class SurveySpec(BaseModel):
 class InAppSpec(BaseModel):
     """What an in-app message needs beyond a title (`subject`) and a body (`text`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     link: str = Field(
         default="", description="Where the message's button goes (a template, e.g. {{ links.dashboard }})."
@@ -91,7 +91,7 @@ class InAppSpec(BaseModel):
 
 
 class TemplateFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     subject: str = ""
     text: str

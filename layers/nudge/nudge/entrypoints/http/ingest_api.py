@@ -43,6 +43,7 @@ from nudge.model.messages import (
     Page,
     Screen,
     Track,
+    build_models,
     capped,
     describe,
 )
@@ -331,8 +332,10 @@ BATCH_PATHS = {"/v1/batch", "/v1/b"}
 
 
 def cold_start() -> None:
-    """Load settings, the tracking plan and clients now: a bad rule file fails the cold start."""
+    """Load settings, the tracking plan and clients now: a bad rule file fails the cold start.
+    Build the message models every request validates."""
     services()
+    build_models()
 
 
 def resolve(event: dict[str, Any], context: LambdaContext, *, front_door: bool = False) -> dict[str, Any]:

@@ -9,6 +9,7 @@ is the context object it is called with.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import re
 import sys
@@ -176,6 +177,10 @@ def load_handler(code: FunctionCode) -> Handler:
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(code.code_dir))
+        # The module pauses collection while it loads and freezes what it built (one container,
+        # one handler); in this long-running process, what it froze must be collectable again.
+        gc.unfreeze()
+        gc.enable()
     handler: Handler = getattr(module, code.attribute)
     return handler
 

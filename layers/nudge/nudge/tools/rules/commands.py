@@ -7,6 +7,7 @@
     explain   why one user (of an NDJSON history, or live: --local, --table, --stack) is or is not in
               each segment and rule; live, also the ledger's verdicts and what is next
     schema    JSON Schemas of the rule files, so editors complete and check them (rules/schema/)
+    snapshot  the checked rule set, written beside the files for the Lambdas' cold start (sam build)
 
 Marketers run these before deploying, so none of them ever shows a Python traceback: problems in
 their files come out as file:line: message, and a crash of Nudge itself as one line that says so.
@@ -34,6 +35,7 @@ from nudge.domain.journey_changes import changes
 from nudge.rulebook.cases import DEFAULT_CASE_AT as DEFAULT_CASE_AT
 from nudge.rulebook.cases import LoadedCase, load_cases
 from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.snapshot import SNAPSHOT_FILE, write_snapshot
 from nudge.rulebook.yamlfile import RuleFileError, RuleProblem
 from nudge.tools.args import iso_time
 from nudge.tools.journey_state import StateFileError, read_state
@@ -166,6 +168,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--check", action="store_true", help="write nothing; exit 1 if the files in DIR are out of date"
     )
     schema.set_defaults(run=_guarded("schema", run_schema))
+
+    snapshot = sub.add_parser(
+        "snapshot",
+        help=f"Write DIR/{SNAPSHOT_FILE}: the checked rule set, for the Lambdas' cold start.",
+        description=f"Load and check DIR as lint does, then write DIR/{SNAPSHOT_FILE}: the rule set, "
+        "which a Lambda loads without parsing and checking the files again, as long as the files "
+        "and Nudge's code are the very ones it was written from (else it loads the files). The rules "
+        "layer's build (sam build) runs it on the files it packs; you never need to.",
+    )
+    snapshot.add_argument("dir", type=Path, help="the rules folder to load and write into")
+    snapshot.set_defaults(run=_guarded("snapshot", run_snapshot))
 
 
 def _guarded(command: str, run: Run) -> Run:
@@ -314,3 +327,11 @@ def run_explain(args: argparse.Namespace) -> int:
 def run_backtest(args: argparse.Namespace) -> int:
     rules = load_or_report(args.rules)
     return 1 if rules is None else backtest_history(args, rules)
+
+
+def run_snapshot(args: argparse.Namespace) -> int:
+    rules = load_or_report(args.dir)
+    if rules is None:
+        return 1
+    print(f"{write_snapshot(rules, args.dir)}: the checked rule set, for the Lambdas' cold start")
+    return 0

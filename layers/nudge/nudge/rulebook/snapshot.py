@@ -1,0 +1,119 @@
+"""The rule set as `sam build` checked it, so a Lambda's cold start does not check it again.
+
+The rules layer's build (rules/Makefile) lints and tests the rule files, copies them, then writes
+`.ruleset.snapshot` beside them: the loaded RuleSet, pickled, under a fingerprint of those files
+and of the code that loaded them (nudge.model, nudge.conditions, nudge.rulebook: every class the
+pickle names lives there). At cold start, `read_snapshot` returns it only when the fingerprint of
+the files and code it finds is the same, so a stale snapshot (a rule file or the layer's code
+changed without the other layer being rebuilt) is never used: the files are loaded instead, as the
+local stack and the CLI always do.
+
+The rule files' models (nudge.rulebook.*_specs, plan, guardrails, templates, destinations) are
+built on their first validation (pydantic's defer_build), not at import: a function that loads the
+snapshot never validates a rule file, so it never builds them.
+
+The pickle is Nudge's own build output, shipped in its own layer like its code; the loader still
+refuses any class outside those three packages (and a few value types of the standard library).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+from nudge.rulebook.ruleset import RuleSet
+
+SNAPSHOT_FILE = ".ruleset.snapshot"
+# Bumped when the file's layout changes; part of the first line.
+_FORMAT = b"nudge-ruleset-snapshot 1"
+# The packages whose classes a rule set holds: their code is part of the fingerprint.
+_CODE = ("model", "conditions", "rulebook")
+_PACKAGE = Path(__file__).resolve().parent.parent
+# What else a rule set's pickle may name: value types (and how pickle rebuilds objects).
+_STDLIB = {
+    "builtins": {"object", "set", "frozenset", "list", "dict", "tuple"},
+    "copyreg": {"_reconstructor", "__newobj__", "__newobj_ex__"},
+    "datetime": {"date", "datetime", "time", "timedelta", "timezone"},
+    "pathlib": {"Path", "PosixPath", "PurePosixPath"},
+    "decimal": {"Decimal"},
+}
+
+
+class SnapshotError(Exception):
+    """A snapshot could not be written or read back (a rule set holding something unpicklable)."""
+
+
+def fingerprint(rules_dir: Path) -> str:
+    """SHA-256 of every file under `rules_dir` (but the snapshot) and of the code in _CODE."""
+    digest = hashlib.sha256(_FORMAT)
+    digest.update(code_fingerprint().encode())
+    _add_files(digest, rules_dir, "*", "rules")
+    return digest.hexdigest()
+
+
+def code_fingerprint() -> str:
+    """SHA-256 of the code in _CODE. `make sam-build` writes it into rules/ first, so that a cached
+    build (samconfig.toml) rebuilds the rules layer, and its snapshot, when only the code changed."""
+    digest = hashlib.sha256(_FORMAT)
+    for name in _CODE:
+        _add_files(digest, _PACKAGE / name, "*.py", f"nudge/{name}")
+    return digest.hexdigest()
+
+
+def _add_files(digest: Any, root: Path, pattern: str, label: str) -> None:
+    for path in sorted(root.rglob(pattern)):
+        if path.name == SNAPSHOT_FILE or not path.is_file() or "__pycache__" in path.parts:
+            continue
+        data = path.read_bytes()
+        name = f"{label}/{path.relative_to(root).as_posix()}".encode()
+        digest.update(b"%s\0%d\0" % (name, len(data)))
+        digest.update(data)
+
+
+def write_snapshot(rules: RuleSet, rules_dir: Path) -> Path:
+    """Write `rules` (loaded from `rules_dir`) as rules_dir/.ruleset.snapshot; read it back to be sure."""
+    try:
+        body = pickle.dumps(rules, protocol=pickle.HIGHEST_PROTOCOL)
+        _load(body)
+    except (pickle.PicklingError, TypeError, AttributeError, SnapshotError) as exc:
+        raise SnapshotError(f"the rule set cannot be snapshot: {exc}") from exc
+    path = rules_dir / SNAPSHOT_FILE
+    path.write_bytes(_FORMAT + b" " + fingerprint(rules_dir).encode() + b"\n" + body)
+    return path
+
+
+def read_snapshot(rules_dir: Path) -> tuple[RuleSet | None, str]:
+    """The snapshot's rule set and "", or None and why not ("" when there is no snapshot: the
+    rules were never built, as in the local stack). Never a rule set of other files or code."""
+    path = rules_dir / SNAPSHOT_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, ""
+    header, _, body = data.partition(b"\n")
+    form, _, stamp = header.rpartition(b" ")
+    if form != _FORMAT:
+        return None, f"{path.name}: written by another version of Nudge"
+    if stamp.decode() != fingerprint(rules_dir):
+        return None, f"{path.name}: stale (the rule files or Nudge's code changed since it was written)"
+    try:
+        return _load(body), ""
+    except (pickle.UnpicklingError, SnapshotError, AttributeError, ImportError, EOFError) as exc:
+        return None, f"{path.name}: unreadable ({exc})"
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if name in _STDLIB.get(module, ()) or any(module.startswith(f"nudge.{p}.") for p in _CODE):
+            return super().find_class(module, name)
+        raise SnapshotError(f"{module}.{name} is not a rule set's type")
+
+
+def _load(body: bytes) -> RuleSet:
+    rules = _Unpickler(io.BytesIO(body)).load()
+    if not isinstance(rules, RuleSet):
+        raise SnapshotError(f"holds a {type(rules).__name__}, not a rule set")
+    return rules
