@@ -814,7 +814,9 @@ def _cost_report(run: cost_bench.Run, cpu: cost_bench.Cpu) -> str:
             _table(rows),
             "  by service: " + ", ".join(f"{name} ${dollars:.3f}" for name, dollars in groups.items()),
             f"  pipeline per 1,000 events: {run.bodies * per_k:.0f} ingest requests; "
-            f"{run.stream_records * per_k:.1f} stream records after the filter "
+            f"{run.rollup_records * per_k:.1f} rollup records "
+            f"({s['rollups'].invocations * per_k:.2f} batches); "
+            f"{run.stream_records * per_k:.1f} stream records after the evaluator's filter "
             f"({run.account_changes * per_k:.1f} account trait changes); "
             f"{run.users_evaluated * per_k:.1f} user evaluations; {run.batches * per_k:.1f} decision batches "
             f"({run.decisions * per_k:.1f} decisions); {run.routed * per_k:.1f} deliveries routed",
