@@ -63,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dynamo-events", type=int, default=20_000, help="sample messages for the DynamoDB benchmark"
     )
+    parser.add_argument(
+        "--rollup-every",
+        type=int,
+        default=1,
+        help="DynamoDB benchmark: requests whose stream records reach the rollup function in one batch "
+        "(1: each request's own, a quiet stream; 70: about 1,000 records, a busy one)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="CPU timings: best of this many runs")
     parser.add_argument(
         "--rule-repeats", type=int, default=5, help="rule evaluation timings: best of this many runs"
@@ -168,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{sum(b.messages for b in dynamo_bodies):,} messages in {len(dynamo_bodies)} requests, "
             "each posted twice"
         )
-        print(_dynamo_report(dynamo_writes(dynamo_bodies, plan)))
+        print(_dynamo_report(dynamo_writes(dynamo_bodies, plan, args.rollup_every)))
 
     if whole:
         rules = load_rules(ROOT / "rules")

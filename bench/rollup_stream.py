@@ -20,6 +20,7 @@ from moto.events.models import EventPattern
 from nudge.adapters.dynamo.rollups import DynamoRollupLedger
 from nudge.domain.rollups import StreamDelta
 from nudge.entrypoints.rollups import RollupStreamHandler, stream_deltas
+from nudge.observability import metrics
 from nudge.ports import RollupLedger
 from nudge.tools.local.sources import StreamSource, stream_sources
 from nudge.tools.local.streams import lambda_record
@@ -91,6 +92,8 @@ class RollupPump:
             self.deltas += stream_deltas(event)
             self.events.append(event)
             self.handler.handle(event)
+            # The function's decorator flushes its metrics per invocation: here, nobody reads them.
+            metrics.clear_metrics()
             self.invocations += 1
         self.records += len(records)
         return len(records)

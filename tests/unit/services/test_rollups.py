@@ -104,6 +104,17 @@ def test_a_batch_over_the_accounts_of_one_transaction_is_split_each_with_its_mar
     assert ledger.rollups == expected(batch)
 
 
+def test_every_record_delivered_twice_in_any_order_counts_once() -> None:
+    ledger = MemoryRollupLedger()
+    batch = [d(1, "a"), d(2, "b"), d(3, "a", sessions=4)]
+
+    outcome = apply_rollups([*reversed(batch), *batch], ledger, NOW, attempts=NO_WAIT)
+
+    assert (outcome.applied, outcome.replayed) == (3, 3)
+    assert ledger.rollups == expected(batch)
+    assert ledger.markers == {"1000001": "1000003"}
+
+
 def test_two_batches_on_one_account_both_count() -> None:
     ledger = MemoryRollupLedger()
     apply_rollups([d(1, "hot"), d(2, "hot")], ledger, NOW, attempts=NO_WAIT)
