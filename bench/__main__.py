@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         help="DynamoDB benchmark: requests whose stream records reach the rollup function in one batch "
         "(1: each request's own, a quiet stream; 70: about 1,000 records, a busy one)",
     )
+    parser.add_argument(
+        "--cost-rollup-every",
+        type=int,
+        default=1,
+        help="cost: requests whose stream records reach the rollup function in one batch (1: quiet)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="CPU timings: best of this many runs")
     parser.add_argument(
         "--rule-repeats", type=int, default=5, help="rule evaluation timings: best of this many runs"
@@ -223,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             "counted on moto, CPU of the pure work in memory"
         )
         cpu = cost_bench.cpu_pass(cost_bodies, rules)
-        print(_cost_report(cost_bench.requests_pass(cost_bodies, rules), cpu))
+        print(_cost_report(cost_bench.requests_pass(cost_bodies, rules, args.cost_rollup_every), cpu))
         single = messages[: args.cost_single_events]
         print(
             f"\n8b. Cost per million events at one event a request: first {len(single):,} messages, each "
