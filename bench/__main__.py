@@ -63,6 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dynamo-events", type=int, default=20_000, help="sample messages for the DynamoDB benchmark"
     )
+    parser.add_argument(
+        "--rollup-every",
+        type=int,
+        default=1,
+        help="DynamoDB benchmark: requests whose stream records reach the rollup function in one batch "
+        "(1: each request's own, a quiet stream; 70: about 1,000 records, a busy one)",
+    )
+    parser.add_argument(
+        "--cost-rollup-every",
+        type=int,
+        default=1,
+        help="cost: requests whose stream records reach the rollup function in one batch (1: quiet)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="CPU timings: best of this many runs")
     parser.add_argument(
         "--rule-repeats", type=int, default=5, help="rule evaluation timings: best of this many runs"
@@ -168,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{sum(b.messages for b in dynamo_bodies):,} messages in {len(dynamo_bodies)} requests, "
             "each posted twice"
         )
-        print(_dynamo_report(dynamo_writes(dynamo_bodies, plan)))
+        print(_dynamo_report(dynamo_writes(dynamo_bodies, plan, args.rollup_every)))
 
     if whole:
         rules = load_rules(ROOT / "rules")
@@ -216,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             "counted on moto, CPU of the pure work in memory"
         )
         cpu = cost_bench.cpu_pass(cost_bodies, rules)
-        print(_cost_report(cost_bench.requests_pass(cost_bodies, rules), cpu))
+        print(_cost_report(cost_bench.requests_pass(cost_bodies, rules, args.cost_rollup_every), cpu))
         single = messages[: args.cost_single_events]
         print(
             f"\n8b. Cost per million events at one event a request: first {len(single):,} messages, each "
@@ -816,7 +829,9 @@ def _cost_report(run: cost_bench.Run, cpu: cost_bench.Cpu) -> str:
             _table(rows),
             "  by service: " + ", ".join(f"{name} ${dollars:.3f}" for name, dollars in groups.items()),
             f"  pipeline per 1,000 events: {run.bodies * per_k:.0f} ingest requests; "
-            f"{run.stream_records * per_k:.1f} stream records after the filter "
+            f"{run.rollup_records * per_k:.1f} rollup records "
+            f"({s['rollups'].invocations * per_k:.2f} batches); "
+            f"{run.stream_records * per_k:.1f} stream records after the evaluator's filter "
             f"({run.account_changes * per_k:.1f} account trait changes); "
             f"{run.users_evaluated * per_k:.1f} user evaluations; {run.batches * per_k:.1f} decision batches "
             f"({run.decisions * per_k:.1f} decisions); {run.routed * per_k:.1f} deliveries routed",

@@ -1,10 +1,13 @@
 """What the pipeline costs per million events, sends excluded: ingest API and function, the
-stream evaluator, the decision queue, dispatch and the channel queues it fills.
+rollup function, the stream evaluator, the decision queue, dispatch and the channel queues it fills.
 
 Two passes over the same SDK-sized /v1/batch bodies (bench.sample):
 
 - **Requests** (moto, `mock_aws`): the real services on the real adapters, wired as the functions
-  wire them. Each body is ingested (`ingest` on DynamoUsageStore); the usage table's stream
+  wire them. Each body is ingested (`ingest` on DynamoUsageStore); the rollup function's handler
+  then gets the stream records since the previous body that its FilterCriteria passes, as Lambda
+  delivers them (bench.rollup_stream: the real handler on DynamoRollupLedger, one batch per body,
+  before the evaluator as in the local stack); the usage table's stream
   records since the previous body (moto's DynamoDB Streams, filtered as the template's
   FilterCriteria filter) are evaluated as the evaluate function does (`account_from_stream`,
   `evaluate_account`, `user_from_stream`, `evaluate_user`; one AccountFactsCache per body) with
@@ -15,7 +18,8 @@ Two passes over the same SDK-sized /v1/batch bodies (bench.sample):
 - **CPU** (in memory, one thread, `time.process_time`): the same bodies through the same
   services on the in-memory ports: parse + validate + ingest per body, `evaluate_user` per user
   a body touched, `dispatch` per published batch. That is the work a function does besides
-  waiting for AWS.
+  waiting for AWS. The rollup function's is its handler run again over the same events on the
+  in-memory ledger.
 
 The dollars are computed from those counts with the public us-east-1 prices below and the
 assumptions in ASSUMPTIONS.
@@ -78,6 +82,7 @@ ROUND_TRIP_SECONDS = 0.010  # billed wall time per AWS request a function makes,
 INVOCATION_OVERHEAD_SECONDS = 0.005  # handler decorators, Powertools logging and metrics flush
 SQS_BATCH_SIZE = 10  # the dispatch event source's BatchSize
 STREAM_BATCH_SIZE = 100  # the evaluate event source's BatchSize
+STAGES = ("ingest", "rollups", "evaluate", "dispatch")
 
 ASSUMPTIONS = [
     "prices: public us-east-1 on-demand: HTTP API $1.00/M requests; Lambda $0.20/M requests and "
@@ -89,6 +94,9 @@ ASSUMPTIONS = [
     "ingest: one HTTP API request and one ingest invocation per body of 100 messages",
     f"evaluate: the stream records one ingest request writes reach the evaluator together: one "
     f"invocation per body per {STREAM_BATCH_SIZE} records (low traffic; busier streams batch more)",
+    "rollups: the same, one invocation (one stream batch, one transaction per 99 accounts with its "
+    "marker) per body that wrote a rollup delta: the quiet case; busier streams sum more writes per "
+    "account update",
     f"dispatch: the batches one evaluate invocation publishes arrive together: one invocation per "
     f"{SQS_BATCH_SIZE} of them",
     "SQS: every message is sent, received and deleted by its own request (no batching of receives "
@@ -176,6 +184,8 @@ class Run:
     events: int
     stages: dict[str, Stage]
     stream_records: int  # after the template's filter
+    rollup_records: int  # delivered to the rollup function (after its filter)
+    rollup_cpu_seconds: float  # its handler's pure work over the same events, in memory
     evaluate_invocations: int
     users_evaluated: int
     account_changes: int
@@ -185,19 +195,24 @@ class Run:
     seconds: float
 
 
-def requests_pass(bodies: list[Body], rules: RuleSet) -> Run:
+def requests_pass(bodies: list[Body], rules: RuleSet, rollup_every: int = 1) -> Run:
+    """`rollup_every`: bodies whose stream records reach the rollup function in one batch (1: each
+    body's own; bench.front_door passes more for one-event requests under busy traffic)."""
     import boto3
     from boto3.dynamodb.types import TypeDeserializer
     from moto import mock_aws
 
+    from bench.rollup_stream import RollupPump
     from nudge.adapters.dynamo.ledger import DynamoLedger
     from nudge.adapters.dynamo.segments import DynamoSegmentStore
     from nudge.adapters.dynamo.usage import DynamoUsageStore
+    from nudge.adapters.memory.rollups import MemoryRollupLedger
     from nudge.adapters.sqs import SqsDecisionPublisher, SqsDeliveryRouter
+    from nudge.entrypoints.rollups import RollupStreamHandler
     from nudge.settings import Settings
     from nudge.tools.local.aws import create_usage_resources
 
-    stages = {name: Stage(name) for name in ("ingest", "evaluate", "dispatch")}
+    stages = {name: Stage(name) for name in STAGES}
     started = time.perf_counter()
     deserialize = TypeDeserializer().deserialize
     stream_records = evaluate_invocations = users = account_changes = 0
@@ -245,12 +260,13 @@ def requests_pass(bodies: list[Body], rules: RuleSet) -> Run:
             DynamoSuppressionStore(dynamodb, settings.suppression_table), lambda: [KEYING]
         )
         dispatch_ports = DispatchPorts(ledger, usage, router, SegmentRechecks(segments), suppressions)
+        rollups = RollupPump(dynamodb, streams, USAGE_TABLE, settings.rollup_shards)
         arn = dynamodb.describe_table(TableName=USAGE_TABLE)["Table"]["LatestStreamArn"]
         shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
         iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
             "ShardIterator"
         ]
-        for body in bodies:
+        for n, body in enumerate(bodies, 1):
             counters.into(stages["ingest"])
             stages["ingest"].invocations += 1
             batch = Batch.model_validate(json.loads(body.json))
@@ -258,6 +274,10 @@ def requests_pass(bodies: list[Body], rules: RuleSet) -> Run:
             result = ingest(messages, rules.plan, usage, body.received)
             if result.errors:
                 raise RuntimeError(f"sample messages refused: {result.errors[:3]}")
+            # The rollup function first (its writes are filtered out of the evaluator's stream).
+            counters.into(stages["rollups"])
+            if n % rollup_every == 0 or n == len(bodies):
+                rollups.pump()
 
             got: dict[str, Any] = dict(streams.get_records(ShardIterator=iterator))
             iterator = got["NextShardIterator"]
@@ -300,14 +320,24 @@ def requests_pass(bodies: list[Body], rules: RuleSet) -> Run:
                 all_batches.append(decision_batch)
                 routed += dispatch(decision_batch, rules, dispatch_ports, decision_batch.decided_at).routed
         stages["evaluate"].invocations = evaluate_invocations
+        stages["rollups"].invocations = rollups.invocations
         for stage in stages.values():
             if stage.tally.failed_requests:
                 raise RuntimeError(f"{stage.tally.failed_requests} DynamoDB requests failed ({stage.name})")
+    # The rollup function's own work: its handler over the same events, on the in-memory ledger.
+    memory = RollupStreamHandler(MemoryRollupLedger())
+    began = time.process_time()
+    with quiet_logs():
+        for event in rollups.events:
+            memory.handle(event)
+    rollup_cpu = time.process_time() - began
     return Run(
         bodies=len(bodies),
         events=sum(b.messages for b in bodies),
         stages=stages,
         stream_records=stream_records,
+        rollup_records=rollups.records,
+        rollup_cpu_seconds=rollup_cpu,
         evaluate_invocations=evaluate_invocations,
         users_evaluated=users,
         account_changes=account_changes,
@@ -409,6 +439,7 @@ def price(run: Run, cpu: Cpu) -> list[Line]:
     }
     work = {
         "ingest": cpu_per["ingest"] * run.bodies,
+        "rollups": run.rollup_cpu_seconds,
         "evaluate": cpu_per["evaluate"] * run.users_evaluated,
         "dispatch": cpu_per["dispatch"] * run.batches,
     }
@@ -419,7 +450,7 @@ def price(run: Run, cpu: Cpu) -> list[Line]:
             run.bodies * per_k * m * PRICE_HTTP_API_REQUEST,
         )
     ]
-    for name in ("ingest", "evaluate", "dispatch"):
+    for name in STAGES:
         stage = s[name]
         seconds = (
             work[name]
@@ -441,7 +472,7 @@ def price(run: Run, cpu: Cpu) -> list[Line]:
                 seconds * per_k * m * MEMORY_GB * PRICE_LAMBDA_GB_SECOND,
             )
         )
-    for name in ("ingest", "evaluate", "dispatch"):
+    for name in STAGES:
         t = s[name].tally
         wru = t.write_units + s[name].index_writes
         lines.append(

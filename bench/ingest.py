@@ -234,16 +234,19 @@ class DynamoRun:
     phases: list[Phase] = field(default_factory=list)
 
 
-def dynamo_writes(bodies: list[Body], plan: TrackingPlan) -> DynamoRun:
+def dynamo_writes(bodies: list[Body], plan: TrackingPlan, rollup_every: int = 1) -> DynamoRun:
     """Run the real ingest service on DynamoUsageStore against moto, posting every body twice.
 
     Each body is ingested at the time it reaches the API (its last message + the SDK's flush
     delay), then posted again at once, as an SDK retries a request whose answer it lost. The
     two posts are counted apart: the first is what ingest costs, the second what a retry costs.
+    The rollup function gets the stream's records every `rollup_every` requests (1: each request's
+    own batch, the quiet stream; more: a busy one, whose batches span many requests).
     """
     import boto3
     from moto import mock_aws
 
+    from bench.rollup_stream import RollupPump
     from nudge.adapters.dynamo.usage import DynamoUsageStore
 
     with _fake_aws_env(), mock_aws(), _no_table_backup_per_transaction():
@@ -252,13 +255,19 @@ def dynamo_writes(bodies: list[Body], plan: TrackingPlan) -> DynamoRun:
         meter = Meter(kind_of=item_kind)
         meter.attach(client)
         store = DynamoUsageStore(client, TABLE)
+        # The rollup function on the table's stream: one batch per request (as section 8 forms
+        # the stream's batches), its writes counted with the request's.
+        rollups = RollupPump(client, boto3.client("dynamodbstreams", region_name="us-east-1"), TABLE)
         first = Phase("first post", 0, 0, 0, Tally(), 0.0)
         again = Phase("posted twice", 0, 0, 0, Tally(), 0.0)
-        for body in bodies:
+        for n, body in enumerate(bodies, 1):
             for phase in (first, again):
                 meter.tally = phase.tally
                 started = time.perf_counter()
                 messages = _post(body, plan, store)
+                # A request posted again writes nothing, so nothing of it reaches the stream.
+                if phase is first and (n % rollup_every == 0 or n == len(bodies)):
+                    rollups.pump()
                 phase.seconds += time.perf_counter() - started
                 phase.events += len(messages)
                 phase.ingest_requests += 1
@@ -282,6 +291,8 @@ def item_kind(key: dict[str, Any]) -> str:
         return "account rollup, week shard"
     if sk.startswith("FEATURES#"):
         return "account rollup, features shard"
+    if pk.startswith("ROLLUPRUN#"):
+        return "rollup batch marker"
     return "other"
 
 

@@ -170,6 +170,39 @@ def test_sixteen_concurrent_clients_on_one_user_lose_no_event(api: Api, uid: str
     assert [week["active_users"] for week in weeks.values()] == [1] * len(weeks)
 
 
+def test_an_accounts_rollup_is_applied_by_the_rollup_function_right_after_the_pump(
+    api: Api, uid: str
+) -> None:
+    # Given three users of one account, each starting a session and creating a project
+    account = f"acct-roll-{uid}"
+    rollups = next(p for p in api.stack.pumps if p.source.function == "RollupFunction")
+    before = rollups.stats.invocations
+    batch = []
+    for n in range(3):
+        user = f"{uid}-r{n}"
+        batch += [
+            {
+                "type": "group",
+                "userId": user,
+                "groupId": account,
+                "messageId": mid(),
+                "timestamp": ago(api, minutes=3),
+            },
+            track(api, user, "project_created", timestamp=ago(api, minutes=2)),
+        ]
+    assert api.post("/v1/batch", {"batch": batch}).status_code == 200
+    # When the account is read (the stack pumps the stream first, the rollup function before the evaluator)
+    document = api.account(account)
+    # Then its rollup counts each user once, applied by the rollup function off the users' writes
+    (week,) = document["rollup"]["weeks"].values()
+    assert week["active_users"] == 3
+    assert document["rollup"]["feature_adopters"] == {"projects": 3}
+    assert rollups.stats.invocations > before
+    # and posted again, nothing changes
+    assert api.post("/v1/batch", {"batch": batch}).status_code == 200
+    assert api.account(account)["rollup"] == document["rollup"]
+
+
 # ---------------------------------------------------------------------------- (d) gzip
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
+from bench.rollup_stream import RollupPump
 from nudge import clock
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.usage import DynamoUsageStore
@@ -98,6 +99,8 @@ def an_account_with_a_user(usage: DynamoUsageStore, account: str, user: str) -> 
         ),
     ]
     assert not ingest(list(enumerate(messages)), PLAN, usage, NOW).errors
+    # The account's rollup is applied off the user's write, by the rollup function from the stream.
+    RollupPump(usage.client, boto3.client("dynamodbstreams"), usage.table, usage.shards).pump()
 
 
 def decision(rule: str, user: str, account: str, decision_id: str, at: datetime = NOW) -> Decision:

@@ -19,7 +19,9 @@ import pytest
 from moto.events.models import EventPattern
 
 from nudge import bootstrap, clock
+from nudge.adapters.dynamo.rollups import DynamoRollupLedger
 from nudge.adapters.dynamo.usage import DynamoUsageStore
+from nudge.entrypoints.rollups import RollupStreamHandler
 from nudge.model.messages import Group, Identify, Message, Track
 from nudge.rulebook.plan import load_plan
 from nudge.services.ingest import ingest
@@ -401,12 +403,18 @@ def test_the_filter_passes_account_traits_and_still_rejects_segments_and_rollups
 ) -> None:
     stack.ingest(declining_in("dee", "acme", 100), NOW)
     records = stack.stream.read()
+    # The rollup function's writes (the account's rollup shard, its batch marker) land on the stream too
+    RollupStreamHandler(DynamoRollupLedger(boto3.client("dynamodb"), stack.settings.usage_table)).handle(
+        {"Records": [r for r in records if "rd" in r["dynamodb"].get("NewImage", {})]}
+    )
+    rollups = stack.stream.read()
     stack.evaluate.handler({"Records": records}, Context())
     own = stack.stream.read()
     assert {key_of(r) for r in own} == {("USER#dee", "SEGMENTS")}
-    passed = {key_of(r) for r in records + own if matches_filter(template_path, r)}
+    passed = {key_of(r) for r in records + rollups + own if matches_filter(template_path, r)}
     assert passed == {("USER#dee", "STATE"), ("ACCOUNT#acme", "TRAITS")}
-    assert any(key_of(r)[1].startswith("ROLLUP#") for r in records)  # rollups were there, rejected
+    assert any(key_of(r)[1].startswith("ROLLUP#") for r in rollups)  # rollups were there, rejected
+    assert any(key_of(r)[0].startswith("ROLLUPRUN#") for r in rollups)
 
 
 # ---------------------------------------------------------------------------- sweep

@@ -17,6 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from bench.rollup_stream import RollupPump
 from nudge import bootstrap
 from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.usage import DynamoUsageStore
@@ -121,7 +122,9 @@ def test_identify_merges_the_anonymous_onboarding_in_one_transaction(handler: Mo
     assert "account_id" not in pointer
     assert f"MERGED#anon:{device}" in items(f"USER#{user}")
     assert api.services().store.users_of_account(f"acct-{device}") == [user]
-    # and the account counts the person once, from the merge (the device counted nothing)
+    # and the account counts the person once, from the merge (the device counted nothing), once
+    # the rollup function has applied the stream's deltas
+    RollupPump(boto3.client("dynamodb"), boto3.client("dynamodbstreams"), USAGE_TABLE).pump()
     rollup = api.services().store.load_rollup(f"acct-{device}")
     assert sum(w.active_users for w in rollup.weeks.values()) == 1
 

@@ -16,6 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from bench.rollup_stream import RollupPump
 from nudge import bootstrap
 from nudge.bootstrap import api
 from nudge.settings import Settings
@@ -149,6 +150,8 @@ def test_identify_group_and_track_fold_into_user_and_account_state(handler: Modu
     account = store.load_account("acme-it")
     assert account is not None
     assert account.value.trait_values()["mrr"] == 900
+    # The rollup is applied off the user's write, by the rollup function from the table's stream.
+    RollupPump(boto3.client("dynamodb"), boto3.client("dynamodbstreams"), Settings().usage_table).pump()
     assert store.load_rollup("acme-it").feature_adopters == {"collaboration": 1}
 
 

@@ -1,7 +1,8 @@
 """The usage table's item layout (nudge.adapters.dynamo.usage, codec), on moto with the table from
 template.yaml: items a deployed table holds in the layout before this one (zlib state blobs,
 WEEK#/FEATURES# rollup items) are read and added to; rollups land exactly once whatever is
-posted again; a write carries one rollup item, and weeks past the kept ones leave it."""
+posted again or redelivered by the stream; a user's write is one PutItem carrying its delta, which
+the rollup consumer applies, and weeks past the kept ones leave the rollup."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any
 import boto3
 import pytest
 
+from bench.rollup_stream import RollupPump
+from nudge.adapters.dynamo.rollups import DELTA_ATTRIBUTE, RUN, decode_delta
 from nudge.adapters.dynamo.usage import ROLLUP, DynamoUsageStore, account_key, shard_of, user_key
 from nudge.model.limits import ROLLUP_WEEKS_KEPT
 from nudge.model.messages import Group, Message, Track
@@ -33,6 +36,11 @@ def client(aws: None) -> Any:
     dynamodb = boto3.client("dynamodb")
     create_usage_resources(dynamodb, boto3.client("ssm"), Path("template.yaml"), SETTINGS, ["k"])
     return dynamodb
+
+
+def pump(client: Any, shards: int = 16) -> RollupPump:
+    """The rollup function on this table's stream, as Lambda drives it."""
+    return RollupPump(client, boto3.client("dynamodbstreams"), TABLE, shards)
 
 
 def messages(user: str, prefix: str, at: datetime) -> list[Message]:
@@ -83,9 +91,11 @@ def test_a_user_item_in_the_old_layout_loads_and_takes_the_next_write(client: An
 
 def test_rollups_in_both_layouts_add_up(client: Any) -> None:
     store = DynamoUsageStore(client, TABLE)
+    consumer = pump(client)
     old_layout(client, store)
 
     ingest([(0, m) for m in messages("new-user", "b", NOW)], PLAN, store, NOW)
+    consumer.pump()
 
     rollup = store.load_rollup("acme")
     assert {w: (r.active_users, r.sessions) for w, r in rollup.weeks.items()} == {
@@ -97,10 +107,15 @@ def test_rollups_in_both_layouts_add_up(client: Any) -> None:
 
 def test_a_request_posted_again_or_redelivered_counts_once(client: Any) -> None:
     store = DynamoUsageStore(client, TABLE)
+    consumer = pump(client)
     batch = [(0, m) for m in messages("u1", "c", NOW)]
     for _ in range(3):  # the SDK's retry, and the same messages in a later request
         ingest(batch, PLAN, store, NOW + timedelta(seconds=10))
     ingest([(0, m) for m in messages("u1", "c", NOW)][::-1], PLAN, store, NOW + timedelta(minutes=5))
+    records = consumer.read()
+    # The stream batch delivered, then retried whole after its transaction committed.
+    for _ in range(2):
+        consumer.handler.handle({"Records": records})
 
     rollup = store.load_rollup("acme")
     assert rollup.weeks["2026-W50"].active_users == 1
@@ -108,30 +123,61 @@ def test_a_request_posted_again_or_redelivered_counts_once(client: Any) -> None:
     assert rollup.feature_adopters == {"projects": 1}
 
 
-def test_a_write_updates_one_rollup_item_in_its_transaction(client: Any) -> None:
+def test_a_write_is_one_put_carrying_its_delta_and_the_consumer_one_update_per_account(client: Any) -> None:
     store = DynamoUsageStore(client, TABLE)
-    sent: list[dict[str, Any]] = []
-    client.meta.events.register(
-        "provide-client-params.dynamodb.TransactWriteItems", lambda params, **_: sent.append(params)
-    )
+    consumer = pump(client)
+    sent: list[tuple[str, dict[str, Any]]] = []
+    for operation in ("PutItem", "UpdateItem", "TransactWriteItems"):
+        client.meta.events.register(
+            f"provide-client-params.dynamodb.{operation}",
+            lambda params, model, **_: sent.append((model.name, params)),
+        )
 
     ingest([(0, m) for m in messages("u2", "d", NOW)], PLAN, store, NOW)
+    ingest([(0, m) for m in messages("u5", "d2", NOW)], PLAN, store, NOW)
+    writes = list(sent)
+    sent.clear()
+    consumer.pump()
 
-    (transaction,) = sent
-    keys = [
-        next(iter(entry.values()))["Key" if "Update" in entry else "Item"]
-        for entry in transaction["TransactItems"]
+    # Then each user's write was one conditional PutItem, its rollup delta on the item
+    assert sorted((name, p["Item"]["pk"]["S"]) for name, p in writes) == [
+        ("PutItem", "ACCOUNT#acme"),
+        ("PutItem", "USER#u2"),
+        ("PutItem", "USER#u5"),
     ]
-    assert [k["sk"]["S"] for k in keys] == ["STATE", f"{ROLLUP}{shard_of('u2', store.shards):02d}"]
+    (u2,) = [p["Item"] for _, p in writes if p["Item"]["pk"]["S"] == "USER#u2"]
+    delta = decode_delta(u2[DELTA_ATTRIBUTE]["S"])
+    assert (delta.account_id, delta.week_users, delta.feature_adopters) == (
+        "acme",
+        {"2026-W50": 1},
+        {"projects": 1},
+    )
+    # and the consumer's one transaction holds one Update for the account (both users summed)
+    # and the batch's marker
+    ((name, transaction),) = sent
+    assert name == "TransactWriteItems"
+    updates = [e["Update"] for e in transaction["TransactItems"] if "Update" in e]
+    (marker,) = [e["Put"] for e in transaction["TransactItems"] if "Put" in e]
+    assert [u["Key"]["pk"]["S"] for u in updates] == ["ACCOUNT#acme"]
+    assert updates[0]["Key"]["sk"]["S"].startswith(ROLLUP)
+    assert ":a0" in updates[0]["ExpressionAttributeValues"]
+    assert marker["Item"]["pk"]["S"].startswith(RUN)
+    assert marker["ConditionExpression"] == "attribute_not_exists(pk)"
+    rollup = store.load_rollup("acme")
+    assert rollup.weeks["2026-W50"].active_users == 2
+    assert rollup.feature_adopters == {"projects": 2}
 
 
 def test_weeks_past_the_kept_ones_leave_the_rollup(client: Any) -> None:
     store = DynamoUsageStore(client, TABLE, rollup_shards=1)
+    consumer = pump(client, shards=1)
     long_ago = NOW - timedelta(weeks=ROLLUP_WEEKS_KEPT + 1)
     ingest([(0, m) for m in messages("u3", "e", long_ago)], PLAN, store, long_ago)
+    consumer.pump()
     assert len(store.load_rollup("acme").weeks) == 1
 
     ingest([(0, m) for m in messages("u4", "f", NOW)], PLAN, store, NOW)
+    consumer.pump()
 
     item = client.get_item(TableName=TABLE, Key=account_key("acme", f"{ROLLUP}00"))["Item"]
     assert sorted(name for name in item if name.startswith(("u:", "s:"))) == ["s:2026-W50", "u:2026-W50"]

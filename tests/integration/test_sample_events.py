@@ -72,6 +72,11 @@ def source_of(event: dict[str, Any], stack: LocalStack) -> Source:
         # Several functions may read one stream, each through its filter: Lambda hands a record
         # only to the sources whose FilterCriteria it matches.
         hits = [s for s in hits if passes(s, records[0])]
+        assert hits, f"{origin} record from {arn}: no event source of template.yaml reads it"
+        # A user's write that carries a rollup delta reaches both the evaluate and the rollup
+        # functions: the sample is named for the one it is about (`-rollup`), the other has its own.
+        if len(hits) > 1 and "rd" in records[0].get("dynamodb", {}).get("NewImage", {}):
+            hits = [s for s in hits if s.function == "RollupFunction"]
         assert len(hits) == 1, f"{origin} record from {arn}: no single event source of template.yaml reads it"
         return hits[0]
     if event.get("detail-type") == "Scheduled Event":

@@ -17,6 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from bench.rollup_stream import RollupPump
 from nudge import bootstrap
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.bootstrap import api
@@ -286,6 +287,8 @@ def test_delete_erases_that_user_only_and_a_second_delete_answers_zeros(handler:
     api.services().ledger.commit(Commit(gone, None, 0, (entry,), frozenset(), (ACCOUNT, escalation, 0)), now)
     assert len(items(USAGE_TABLE, f"USER#{gone}")) == 2  # STATE, SEGMENTS
     assert len(items(LEDGER_TABLE, f"USER#{gone}")) == 2  # DELIVERY, DECISION#
+    # and the account's rollup, applied off the users' writes by the rollup function
+    RollupPump(boto3.client("dynamodb"), boto3.client("dynamodbstreams"), USAGE_TABLE).pump()
 
     # When the first is erased
     erase = event("DELETE", f"/v1/users/{gone}", key=ADMIN_KEY, path_parameters={"userId": gone})

@@ -56,7 +56,11 @@ class UsageStore(Protocol):
         """Versioned as save_user (StateConflict); ItemTooLarge past the store's bound."""
         ...
 
-    def load_rollup(self, account_id: str) -> AccountRollup: ...
+    def load_rollup(self, account_id: str) -> AccountRollup:
+        """The account's usage: every user write's rollup delta counted exactly once, eventually
+        (the DynamoDB store applies them off the user's write, from the table's stream: a read may
+        be a stream batch behind; the in-memory store applies them with the write)."""
+        ...
 
     def users_of_account(self, account_id: str, limit: int | None = None) -> list[str]:
         """The ids of the users whose state names `account_id`, sorted; at most `limit` of them."""
@@ -64,6 +68,25 @@ class UsageStore(Protocol):
 
     def erase_user(self, user_id: str) -> int:
         """Delete everything stored under the user (erasure); how many items. Idempotent."""
+        ...
+
+
+class RollupLedger(Protocol):
+    """Where the rollup consumer adds a stream batch's deltas to the accounts' rollups."""
+
+    def apply(
+        self,
+        run: str,
+        through: str,
+        deltas: Sequence[RollupDelta],
+        now: datetime,
+        applied_through: str | None = None,
+    ) -> str | None:
+        """Add `deltas` to their accounts' rollups and record run `run` (its first record's sequence
+        number) as applied through sequence number `through`, all at once, if the run's marker is
+        still as the caller knows it: absent (`applied_through` None) or at `applied_through`.
+        None when applied; otherwise the sequence number the marker holds (nothing written).
+        StateConflict when a concurrent writer cancelled it (try again)."""
         ...
 
 

@@ -413,6 +413,7 @@ def test_every_function_has_a_throttles_alarm_and_the_consumers_an_error_rate_al
         "ChangesFunction",
         "FeedbackFunction",
         "IngestQueueFunction",
+        "RollupFunction",
     }
     assert set(alarmed_functions("Invocations")) == rated
     for alarm in alarms():

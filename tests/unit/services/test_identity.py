@@ -296,13 +296,13 @@ def test_ids_merged_earlier_in_the_request_count_toward_the_limit_of_the_user_ab
 
 
 def test_the_memory_store_refuses_a_write_dynamodb_could_not_make_in_one_transaction() -> None:
-    # A person, a pointer and a back-reference per absorbed id, and one rollup item (the account
-    # shard holds the weeks and the feature adopters): at most 100 items
+    # A person, a pointer and a back-reference per absorbed id: at most 100 items (the rollup
+    # delta rides on the person's item, applied off the write: it adds none)
     store = MemoryUsageStore()
     rollup = RollupDelta(account_id="acme", week_users={"2025-W01": 1}, feature_adopters={"export": 1})
     with pytest.raises(StoreUnavailable, match="101 items"):
         store.save_user(UserState(user_id="u"), 0, None, NOW, absorbed=[(f"anon:{i}", 0) for i in range(50)])
-    with pytest.raises(StoreUnavailable, match="102 items"):
+    with pytest.raises(StoreUnavailable, match="101 items"):
         store.save_user(
             UserState(user_id="u"), 0, rollup, NOW, absorbed=[(f"anon:{i}", 0) for i in range(50)]
         )

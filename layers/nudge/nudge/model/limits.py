@@ -58,6 +58,11 @@ SEGMENT_HISTORY_KEPT = 20
 # --- per account ----------------------------------------------------------------------------------
 # Rollup week items (active users, sessions) outlive the users' own kept weeks, then expire (TTL).
 ROLLUP_WEEKS_KEPT = 26
+# Accounts one rollup transaction updates: DynamoDB's TransactWriteItems takes 100 items, and one
+# more is the batch's idempotency marker. A stream batch touching more is split into several.
+ROLLUP_ACCOUNTS_PER_TRANSACTION = 99
+# A rollup batch's marker outlives the stream's 24 h retention (and so any retry of its batch).
+ROLLUP_MARKER_TTL_HOURS = 48
 
 # --- the item ---------------------------------------------------------------------------------------
 # DynamoDB refuses an item over 400 KB (names and values, as it counts them). Nudge writes a user's

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from nudge.adapters.dynamo import codec
+from nudge.adapters.dynamo.rollups import DELTA_ATTRIBUTE, decode_delta
 from nudge.model.segments import SegmentRecord
-from nudge.model.state import AccountState, UserState
+from nudge.model.state import AccountState, RollupDelta, UserState
 from nudge.model.versioned import Versioned
 
 
@@ -40,6 +41,18 @@ def user_from_stream(keys: Mapping[str, Any], image: Mapping[str, Any]) -> Versi
         # key are enough to find the item.
         raise UndecodableRecord(f"{pk}: state cannot be decoded ({type(exc).__name__})") from None
     return Versioned(state, version)
+
+
+def rollup_from_stream(keys: Mapping[str, Any], image: Mapping[str, Any] | None) -> RollupDelta | None:
+    """The rollup delta a user's write stored (`rd` in a STATE record's NewImage), or None: not a
+    user's state, or a write that changed no rollup. UndecodableRecord if `rd` is not Nudge's."""
+    pk, sk = str(keys.get("pk", "")), str(keys.get("sk", ""))
+    if sk != "STATE" or not pk.startswith("USER#") or not image or DELTA_ATTRIBUTE not in image:
+        return None
+    try:
+        return decode_delta(str(image[DELTA_ATTRIBUTE]))
+    except ValueError:
+        raise UndecodableRecord(f"{pk}: rollup delta cannot be decoded") from None
 
 
 @dataclass(frozen=True)

@@ -18,23 +18,33 @@ Keys:  USER#<id> / STATE               one item per user: version, account, comp
        ACCOUNT#<id> / FEATURES#<k>     one for features): still read and summed, no longer written
 Index by_account (sparse, keys only): account_id -> the USER#<id> STATE items that carry it
 (people only: an anonymous profile or a pointer carries no account_id).
-A user's write and the rollup deltas it implies go in one transaction, so they apply together
-exactly once; shards (by a hash of the user id) spread a hot account over many items. One rollup
-item per shard, weeks and features together, so a transaction holds two items, not three
-(each item of a transaction bills twice its kilobytes: bench section 3).
+A user's write is one conditional PutItem carrying the rollup delta it implies (`rd`); the rollup
+consumer applies the deltas off the stream, summed per account per batch, exactly once
+(nudge.adapters.dynamo.rollups). A merge that turns other profiles into pointers stays one
+transaction (the person, each pointer and back-reference), its delta on the person's item too.
+Rollup shards spread a hot account over several items; each is written by ADD, so writers never
+conflict on a version.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from nudge.adapters.dynamo import calls, codec
-from nudge.model.calendar import week_key
+from nudge.adapters.dynamo.rollups import (
+    ACTIVE,
+    ADOPTERS,
+    DELTA_ATTRIBUTE,
+    ROLLUP,
+    SESSIONS,
+    encode_delta,
+    weeks_past,
+)
 from nudge.model.errors import ItemTooLarge
-from nudge.model.limits import MAX_ITEM_BYTES, ROLLUP_WEEKS_KEPT, STATE_TTL_DAYS
+from nudge.model.limits import MAX_ITEM_BYTES, STATE_TTL_DAYS
 from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState, WeekRollup
 from nudge.model.versioned import Versioned
 
@@ -51,15 +61,9 @@ EXPIRES = "expires_at"
 # TTL deletes within days of expiry, in no set order: a back-reference expires this much after the
 # pointer it records, so erasure can always find a pointer that is still there.
 BACK_REFERENCE_GRACE = timedelta(days=7)
-# What `fits` leaves for the item's version digits and write time, which only the write knows.
-FITS_MARGIN = 64
-ROLLUP = "ROLLUP#"
-ACTIVE = "u:"
-SESSIONS = "s:"
-ADOPTERS = "adopters:"
-# Each rollup write removes the weeks this many weeks past the kept ones: a shard written at least
-# that often holds no older week (and older ones are not read).
-WEEKS_REMOVED = 4
+# What `fits` leaves for what only the write knows: the item's version digits, its write time, and
+# its rollup delta (`rd`: the weeks and features one request changes, some tens of bytes each).
+FITS_MARGIN = 1024
 
 
 def user_key(user_id: str) -> dict[str, Any]:
@@ -128,11 +132,14 @@ class DynamoUsageStore:
         absorbed: Sequence[tuple[str, int]] = (),
     ) -> None:
         item = self._state_item(state, version, now, correlation_id)
+        if rollup is not None and not rollup.is_empty():
+            # Applied off this write by the rollup consumer (the table's stream), exactly once.
+            item[DELTA_ATTRIBUTE] = {"S": encode_delta(rollup)}
         size = codec.item_bytes(item)
         if size > self.max_item_bytes:
             raise ItemTooLarge(size, self.max_item_bytes)
         put = calls.versioned_put(self.table, item, version)
-        if rollup is None and not absorbed:
+        if not absorbed:
             calls.write(self.client.put_item, **put)
             return
         items: list[TransactWriteItemTypeDef] = [{"Put": put}]  # type: ignore[typeddict-item]
@@ -151,8 +158,6 @@ class DynamoUsageStore:
                 EXPIRES: self._expires(now + BACK_REFERENCE_GRACE),
             }
             items.append({"Put": {"TableName": self.table, "Item": back}})
-        if rollup is not None:
-            items.extend(self._rollup_updates(state.user_id, rollup))
         calls.write(self.client.transact_write_items, TransactItems=items)
 
     def fits(self, state: UserState, correlation_id: str = "") -> bool:
@@ -197,40 +202,6 @@ class DynamoUsageStore:
             found += sources
             targets = sources
         return found
-
-    def _rollup_updates(self, user_id: str, delta: RollupDelta) -> list[TransactWriteItemTypeDef]:
-        """One Update of the user's rollup shard: ADD the week and feature counts, and REMOVE the
-        weeks just past the kept ones (those no write adds to any more)."""
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        adds: list[str] = []
-        counts = [
-            *((ACTIVE + week, n) for week, n in sorted(delta.week_users.items())),
-            *((SESSIONS + week, n) for week, n in sorted(delta.week_sessions.items())),
-            *((ADOPTERS + feature, n) for feature, n in sorted(delta.feature_adopters.items())),
-        ]
-        for i, (name, n) in enumerate(counts):
-            names[f"#a{i}"] = name
-            values[f":a{i}"] = {"N": str(n)}
-            adds.append(f"#a{i} :a{i}")
-        expression = "ADD " + ", ".join(adds)
-        weeks = set(delta.week_users) | set(delta.week_sessions)
-        if weeks:
-            gone = sorted(set(_weeks_past(max(weeks))) - weeks)
-            for i, week in enumerate(w for old in gone for w in (ACTIVE + old, SESSIONS + old)):
-                names[f"#r{i}"] = week
-            expression += " REMOVE " + ", ".join(n for n in names if n.startswith("#r"))
-        return [
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": account_key(delta.account_id, f"{ROLLUP}{shard_of(user_id, self.shards):02d}"),
-                    "UpdateExpression": expression,
-                    "ExpressionAttributeNames": names,
-                    "ExpressionAttributeValues": values,
-                }
-            }
-        ]
 
     def load_account(self, account_id: str) -> Versioned[AccountState] | None:
         response = calls.read(
@@ -288,7 +259,7 @@ class DynamoUsageStore:
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         # The kept weeks only (as the TTL of WEEK# items kept them): a shard not written for a
         # while may still hold older ones.
-        horizon = _weeks_past(max(rollup.weeks))[0] if rollup.weeks else ""
+        horizon = weeks_past(max(rollup.weeks))[0] if rollup.weeks else ""
         rollup.weeks = {week: rollup.weeks[week] for week in sorted(rollup.weeks) if week > horizon}
         return rollup
 
@@ -321,10 +292,3 @@ class DynamoUsageStore:
 
 def _week(rollup: AccountRollup, week: str) -> WeekRollup:
     return rollup.weeks.setdefault(week, WeekRollup())
-
-
-def _weeks_past(latest: str) -> list[str]:
-    """The WEEKS_REMOVED ISO weeks just before the ROLLUP_WEEKS_KEPT weeks that end with `latest`."""
-    year, week = latest.split("-W")
-    monday = date.fromisocalendar(int(year), int(week), 1)
-    return [week_key(monday - timedelta(weeks=ROLLUP_WEEKS_KEPT + i)) for i in range(WEEKS_REMOVED)]

@@ -16,15 +16,17 @@ TRANSACTION_ITEMS = 100
 
 
 def transaction_items(rollup: RollupDelta | None, absorbed: Sequence[tuple[str, int]]) -> int:
-    """How many items the DynamoDB store's save_user writes in its transaction: the person, a
-    pointer and a back-reference per absorbed id, and one rollup item (the user's shard holds
-    the weeks and the feature adopters). (With neither rollup nor absorbed ids it is a single
-    PutItem.)"""
-    return 1 + 2 * len(absorbed) + (0 if rollup is None else 1)
+    """How many items the DynamoDB store's save_user writes at once: the person, and a pointer and
+    a back-reference per absorbed id (a transaction when there are any; else one PutItem). The
+    rollup delta rides on the person's item and is applied off the write (from the stream), so
+    it adds none."""
+    return 1 + 2 * len(absorbed)
 
 
 class MemoryUsageStore:
-    """`max_item_bytes`: the bound on a user's encoded state (as DynamoUsageStore bounds the item
+    """Rollup deltas are applied with the write (the DynamoDB store applies them from the stream,
+    a batch later): the port's contract, exactly once, eventually, holds for both.
+    `max_item_bytes`: the bound on a user's encoded state (as DynamoUsageStore bounds the item
     holding it); None, the default, checks none, so tests and benchmarks that never come near it
     pay no encoding."""
 

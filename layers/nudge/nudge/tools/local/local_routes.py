@@ -184,6 +184,8 @@ def _user(stack: LocalStack, user_id: str) -> tuple[int, Any]:
 
 
 def _account(stack: LocalStack, account_id: str) -> tuple[int, Any]:
+    # The rollup is applied off the users' writes, by the rollup function from the stream.
+    stack.settle()
     stored = stack.store.load_account(account_id)
     rollup = stack.store.load_rollup(account_id)
     if stored is None and not rollup.weeks and not rollup.feature_adopters:

@@ -1,0 +1,104 @@
+"""The rollup function as Lambda drives it, on moto: read the usage table's stream since the last
+call, keep what the RollupFunction's FilterCriteria (template.yaml) lets through, put each record
+in the shape Lambda delivers (nudge.tools.local.streams.lambda_record) and hand the real handler
+(nudge.entrypoints.rollups) batches of at most the event source's BatchSize.
+
+bench/cost.py and bench/ingest.py call `pump()` after each ingest request: one stream batch per
+request, as section 8 forms the evaluator's batches. Integration tests use it to settle rollups.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from moto.events.models import EventPattern
+
+from nudge.adapters.dynamo.rollups import DynamoRollupLedger
+from nudge.domain.rollups import StreamDelta
+from nudge.entrypoints.rollups import RollupStreamHandler, stream_deltas
+from nudge.observability import metrics
+from nudge.ports import RollupLedger
+from nudge.tools.local.sources import StreamSource, stream_sources
+from nudge.tools.local.streams import lambda_record
+from nudge.tools.local.template import load_template
+
+ROOT = Path(__file__).resolve().parent.parent
+FUNCTION = "RollupFunction"
+
+
+def rollup_source(template: Path = ROOT / "template.yaml") -> StreamSource:
+    found = [s for s in stream_sources(load_template(template)) if s.function == FUNCTION]
+    if len(found) != 1:
+        raise LookupError(f"{template}: {FUNCTION} has no single DynamoDB event source")
+    return found[0]
+
+
+@dataclass
+class RollupPump:
+    """One reader of one table's stream (moto keeps a table's stream in one shard)."""
+
+    dynamodb: Any
+    streams: Any
+    table: str
+    shards: int = 16
+    ledger: RollupLedger | None = None
+    source: StreamSource = field(default_factory=rollup_source)
+    records: int = 0  # delivered to the handler (after the filter)
+    invocations: int = 0
+    deltas: list[StreamDelta] = field(default_factory=list)  # every delta delivered, in order
+    events: list[dict[str, Any]] = field(default_factory=list)  # every event the handler was given
+
+    def __post_init__(self) -> None:
+        arn = self.dynamodb.describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
+        self.arn = arn
+        shard = self.streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        self._iterator = self.streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard, ShardIteratorType=self.source.starting_position
+        )["ShardIterator"]
+        self._patterns = [EventPattern.load(p) for p in self.source.filters]
+        self.handler = RollupStreamHandler(
+            self.ledger
+            if self.ledger is not None
+            else DynamoRollupLedger(self.dynamodb, self.table, self.shards)
+        )
+
+    def read(self) -> list[dict[str, Any]]:
+        """The records written since the last read that the event source's filter passes, as Lambda
+        delivers them."""
+        out: list[dict[str, Any]] = []
+        while True:
+            got = self.streams.get_records(ShardIterator=self._iterator, Limit=1000)
+            self._iterator = got["NextShardIterator"]
+            for raw in got["Records"]:
+                created = raw["dynamodb"].get("ApproximateCreationDateTime")
+                record = lambda_record(
+                    raw, self.arn, created if isinstance(created, datetime) else datetime.now(UTC)
+                )
+                if not self._patterns or any(p.matches_event(cast(Any, record)) for p in self._patterns):
+                    out.append(record)
+            if not got["Records"]:
+                return out
+
+    def pump(self) -> int:
+        """Deliver what was written since the last call, in batches of BatchSize; the records delivered."""
+        records = self.read()
+        size = self.source.batch_size
+        for start in range(0, len(records), size):
+            event = {"Records": records[start : start + size]}
+            self.deltas += stream_deltas(event)
+            self.events.append(event)
+            self.handler.handle(event)
+            # The function's decorator flushes its metrics per invocation: here, nobody reads them.
+            metrics.clear_metrics()
+            self.invocations += 1
+        self.records += len(records)
+        return len(records)
+
+
+def event_of(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """A stream event of `records` (a copy, as each Lambda invocation gets its own)."""
+    return {"Records": json.loads(json.dumps(records))}
