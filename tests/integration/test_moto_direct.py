@@ -119,3 +119,36 @@ def test_a_request_for_another_url_is_left_to_http() -> None:
         )
         is None
     )
+
+
+def test_a_session_that_already_has_the_hook_sends_each_call_once(stopped_server: str) -> None:
+    # Given boto3's default session made after moto_direct was imported (it carries the hook from
+    # botocore's built-in handlers), then handed to serve_in_process as a session made before, as
+    # a second stack in the process does. botocore runs every before-send handler, answer or not,
+    # so a hook registered twice ran each call twice in moto: a message sent once was queued twice.
+    before = boto3.DEFAULT_SESSION
+    boto3.setup_default_session()
+    lock = CountingLock(threading.Lock())
+    moto_direct.serve_in_process(stopped_server, lock, (boto3.DEFAULT_SESSION,))  # type: ignore[arg-type]
+    moto_direct.serve_in_process(stopped_server, lock, (boto3.DEFAULT_SESSION,))  # type: ignore[arg-type]
+    try:
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=stopped_server,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        url = sqs.create_queue(QueueName=f"once-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        taken = lock.taken
+        # When one message is sent
+        sqs.send_message(QueueUrl=url, MessageBody="once")
+        sent_calls = lock.taken - taken
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    finally:
+        moto_direct.stop_serving(stopped_server)
+        boto3.DEFAULT_SESSION = before
+
+    # Then moto ran it once, and the queue holds one message
+    assert sent_calls == 1
+    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "1"

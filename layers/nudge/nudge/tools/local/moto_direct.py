@@ -130,14 +130,16 @@ _HOOK = _InProcess()
 # Sessions made from now on carry the hook (as moto registers its own stubber); sessions made
 # before, boto3's default one included, get it when a server is served (see _register).
 BUILTIN_HANDLERS.append(("before-send", _HOOK))
-_registered: set[int] = set()
 
 
 def _register(session: botocore.session.Session) -> None:
-    if id(session) in _registered:
-        return
+    # Exactly once per session, whether it carries the hook already or not: botocore calls every
+    # before-send handler even after one has answered, so a second copy ran each call twice in
+    # moto (a message sent once was queued twice, a receive hid what it received). A session
+    # made after this module was imported (boto3's default one, made during a first stack) has
+    # it from BUILTIN_HANDLERS; unregistering a handler it lacks does nothing.
+    session.unregister("before-send", _HOOK)  # type: ignore[arg-type]
     session.register("before-send", _HOOK)  # type: ignore[arg-type]
-    _registered.add(id(session))
 
 
 def serve_in_process(endpoint: str, lock: threading.Lock, sessions: tuple[Any, ...] = ()) -> None:
