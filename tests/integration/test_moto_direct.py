@@ -12,6 +12,8 @@ import boto3
 import botocore.session
 import pytest
 from botocore.exceptions import ClientError
+from moto.dynamodb.responses import DynamoHandler
+from moto.sqs.responses import SQSResponse
 
 from nudge.tools.local import moto_direct
 from nudge.tools.local.aws import LockedMotoServer
@@ -152,3 +154,13 @@ def test_a_session_that_already_has_the_hook_sends_each_call_once(stopped_server
     # Then moto ran it once, and the queue holds one message
     assert sent_calls == 1
     assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "1"
+
+
+def test_a_root_url_is_routed_once_to_the_handler_motos_stubber_finds() -> None:
+    # The handler for each service's root URL is looked up once (moto's stubber tries every
+    # pattern of every service on each request): the same one, and only for root URLs
+    assert moto_direct._route("https://dynamodb.us-east-1.amazonaws.com/") == DynamoHandler.dispatch
+    assert moto_direct._route("https://sqs.us-east-1.amazonaws.com/") == SQSResponse.dispatch
+    assert "https://sqs.us-east-1.amazonaws.com/" in moto_direct._ROUTES
+    # SES v2's paths name resources: left to the stubber, and not kept
+    assert moto_direct._route("https://email.us-east-1.amazonaws.com/v2/email/outbound-emails") is None

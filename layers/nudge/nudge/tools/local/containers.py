@@ -34,6 +34,7 @@ from typing import Any
 
 from nudge import clock
 from nudge.tools.local.aws import HandlerFailed
+from nudge.tools.local.botocore_speedups import speed_up_botocore
 from nudge.tools.local.functions import FunctionCode, Handler, LocalLambdaContext, load_handler
 from nudge.tools.local.moto_relay import relay_to
 
@@ -162,6 +163,7 @@ def _container_start(
     if relay is not None:
         # Before any handler makes a boto3 client: its calls to moto go down the relay.
         relay_to(*relay)
+    speed_up_botocore()
     for fid, code in functions.items():
         _container_handlers[fid] = (code, load_handler(code))
 

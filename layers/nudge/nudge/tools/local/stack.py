@@ -41,6 +41,7 @@ from nudge.domain.report import build
 from nudge.rulebook.ruleset import load_rules
 from nudge.settings import Settings
 from nudge.tools.local.aws import LockedMotoServer, table_names
+from nudge.tools.local.botocore_speedups import speed_up_botocore
 from nudge.tools.local.containers import Containers, InProcess, WorkerProcesses
 from nudge.tools.local.environment import (
     LEDGER_TABLE,
@@ -173,6 +174,7 @@ class LocalStack:
         if self._moto is not None:
             raise RuntimeError("the local stack is already started")
         speed_up_moto()
+        speed_up_botocore()
         capture_send_tags()
         moto = LockedMotoServer()
         moto.start()
