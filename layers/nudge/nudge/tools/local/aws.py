@@ -185,9 +185,9 @@ class _SerializedApp:
     DynamoDB itself never allows that, and Nudge's "no lost update" bar rests on it.
     """
 
-    def __init__(self, app: WSGIApplication) -> None:
+    def __init__(self, app: WSGIApplication, lock: threading.Lock) -> None:
         self._app = app
-        self._lock = threading.Lock()
+        self._lock = lock
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         with self._lock:
@@ -225,6 +225,8 @@ class LockedMotoServer:
         self._quiet = quiet
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        # Held by each request while moto runs it, over HTTP or in process (moto_direct).
+        self.lock = threading.Lock()
 
     @property
     def endpoint_url(self) -> str:
@@ -237,7 +239,7 @@ class LockedMotoServer:
             raise RuntimeError("LockedMotoServer is already started")
         # Requests run one at a time (below), so transactions can skip moto's per-item table copy.
         moto_transactions.install()
-        app = _SerializedApp(DomainDispatcherApplication(create_backend_app))
+        app = _SerializedApp(DomainDispatcherApplication(create_backend_app), self.lock)
         # Threaded: slow or idle keep-alive connections don't block other clients;
         # the lock, not the server, decides that requests run one at a time.
         self._server = make_server(

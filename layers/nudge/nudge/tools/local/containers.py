@@ -34,7 +34,12 @@ from typing import Any
 
 from nudge import clock
 from nudge.tools.local.aws import HandlerFailed
+from nudge.tools.local.botocore_speedups import speed_up_botocore
 from nudge.tools.local.functions import FunctionCode, Handler, LocalLambdaContext, load_handler
+from nudge.tools.local.moto_relay import relay_to
+
+# Where a container's calls to moto go instead of HTTP: (moto endpoint, relay socket, its key).
+Relay = tuple[str, str, bytes]
 
 
 class Containers:
@@ -65,12 +70,18 @@ class WorkerProcesses(Containers):
     """`count` worker processes, each a container with every function's handler loaded."""
 
     def __init__(
-        self, functions: Mapping[str, FunctionCode], count: int, env: Mapping[str, str], logs: Path | None
+        self,
+        functions: Mapping[str, FunctionCode],
+        count: int,
+        env: Mapping[str, str],
+        logs: Path | None,
+        relay: Relay | None = None,
     ) -> None:
         self._functions = dict(functions)
         self._count = count
         self._env = dict(env)
         self._logs = logs
+        self._relay = relay
         self._lock = threading.Lock()
         self._pool = self._new_pool()
 
@@ -81,7 +92,7 @@ class WorkerProcesses(Containers):
             max_workers=self._count,
             mp_context=get_context("spawn"),
             initializer=_container_start,
-            initargs=(self._env, self._functions, self._logs),
+            initargs=(self._env, self._functions, self._logs, self._relay),
         )
         # Cold-start the containers together now rather than on the first requests.
         for ready in [pool.submit(_container_ping) for _ in range(self._count)]:
@@ -133,7 +144,9 @@ def _call(handler: Handler, code: FunctionCode, event: dict[str, Any]) -> dict[s
 _container_handlers: dict[str, tuple[FunctionCode, Handler]] = {}
 
 
-def _container_start(env: dict[str, str], functions: dict[str, FunctionCode], logs: Path | None) -> None:
+def _container_start(
+    env: dict[str, str], functions: dict[str, FunctionCode], logs: Path | None, relay: Relay | None
+) -> None:
     # Ctrl-C reaches the whole process group: the parent stops the containers, in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # If the parent dies without stopping them (SIGKILL, a crash), no container outlives it.
@@ -147,6 +160,10 @@ def _container_start(env: dict[str, str], functions: dict[str, FunctionCode], lo
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.close(log_fd)
+    if relay is not None:
+        # Before any handler makes a boto3 client: its calls to moto go down the relay.
+        relay_to(*relay)
+    speed_up_botocore()
     for fid, code in functions.items():
         _container_handlers[fid] = (code, load_handler(code))
 

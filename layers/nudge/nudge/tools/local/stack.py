@@ -41,6 +41,7 @@ from nudge.domain.report import build
 from nudge.rulebook.ruleset import load_rules
 from nudge.settings import Settings
 from nudge.tools.local.aws import LockedMotoServer, table_names
+from nudge.tools.local.botocore_speedups import speed_up_botocore
 from nudge.tools.local.containers import Containers, InProcess, WorkerProcesses
 from nudge.tools.local.environment import (
     LEDGER_TABLE,
@@ -57,6 +58,8 @@ from nudge.tools.local.functions import (
     functions_from_template,
 )
 from nudge.tools.local.mailbox_simulator import capture_send_tags, forget_sent
+from nudge.tools.local.moto_direct import serve_in_process, stop_serving
+from nudge.tools.local.moto_relay import MotoRelay
 from nudge.tools.local.moto_speedups import speed_up_moto
 from nudge.tools.local.outbox import outbox
 from nudge.tools.local.queues import QueuePump
@@ -151,6 +154,7 @@ class LocalStack:
         self.functions = functions_from_template(self.template_path)
         self.queue_urls: dict[str, str] = {}
         self._moto: LockedMotoServer | None = None
+        self._relay: MotoRelay | None = None
         self._runner: Containers | None = None
         self._env: ExitStack | None = None
         self._store: DynamoUsageStore | None = None
@@ -170,10 +174,14 @@ class LocalStack:
         if self._moto is not None:
             raise RuntimeError("the local stack is already started")
         speed_up_moto()
+        speed_up_botocore()
         capture_send_tags()
         moto = LockedMotoServer()
         moto.start()
         self._moto = moto
+        # This process's calls to the server skip HTTP (sessions made before count too).
+        earlier = (boto3.DEFAULT_SESSION,) if boto3.DEFAULT_SESSION else ()
+        serve_in_process(moto.endpoint_url, moto.lock, earlier)
         try:
             self._env = ExitStack()
             fixed = stack_environment(
@@ -212,8 +220,14 @@ class LocalStack:
             bootstrap.reset()
             parameters.clear_caches()  # type: ignore[no-untyped-call]
             if self.containers > 0:
+                # The containers' calls to moto come here over a pipe, not HTTP (moto_relay).
+                self._relay = MotoRelay(moto.lock)
                 self._runner = WorkerProcesses(
-                    self.functions, self.containers, dict(os.environ), self.function_logs
+                    self.functions,
+                    self.containers,
+                    dict(os.environ),
+                    self.function_logs,
+                    (moto.endpoint_url, self._relay.address, self._relay.authkey),
                 )
             else:
                 self._runner = InProcess(self.functions)
@@ -241,8 +255,12 @@ class LocalStack:
         runner, self._runner = self._runner, None
         if runner is not None:
             runner.close()
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.close()
         moto, self._moto = self._moto, None
         if moto is not None:
+            stop_serving(moto.endpoint_url)
             moto.stop()
         env, self._env = self._env, None
         if env is not None:
