@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from nudge.conditions import features as F
-from nudge.conditions.tree import Context, Fact, Op, Subject, anchored
+from nudge.conditions.tree import Context, Fact, Op, Subject, anchored, compare
 from nudge.model.decisions import Value
 from nudge.model.durations import format_duration
 from nudge.model.numbers import trait_number_in_range
@@ -173,6 +174,36 @@ def _at_week_start(ctx: Context, op: Op, value: Value) -> datetime | None:
     return ctx.instant.next_week
 
 
+_WEEK = timedelta(weeks=1)
+# With no new event, a weekly figure is settled once every week it reads has closed empty: the
+# longest reach is weeks_below's (WEEKS_KEPT complete weeks), plus the week now open.
+_WEEKS_TO_SETTLE = F.WEEKS_KEPT + 1
+
+
+def _week_closes(compute: Callable[[Context], Value]) -> Callable[[Context, Op, Value], datetime | None]:
+    """changes_at of a fact read from complete weeks: the first week start at which its test
+    flips, not every week start. Such a value moves only when a week closes, so trying each close
+    in turn (until every week it reads has closed with no new event) finds the exact instant;
+    a test that holds the same way through all of them never flips by time alone. Values at a
+    close are kept in the context's memo, shared by the fact's tests."""
+
+    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+        holds = compare(compute(ctx), op, value)
+        at = ctx.instant.next_week
+        memo = ctx.memo
+        for week in range(_WEEKS_TO_SETTLE):
+            key = (id(compute), week)
+            later = memo.get(key)
+            if later is None:
+                later = memo[key] = (compute(Context(ctx.user, at, ctx.account)),)
+            if compare(later[0], op, value) != holds:
+                return at
+            at += _WEEK
+        return None
+
+    return changes_at
+
+
 def count_fact(event: str, days: int) -> Fact:
     def compute(ctx: Context) -> Value:
         return F.count_within_at(ctx.user, event, days, ctx.instant)
@@ -246,8 +277,7 @@ def weeks_below_fact(metric: F.Metric, threshold: int) -> Fact:
         fact_key("weeks_below", metric, threshold),
         f"complete weeks in a row with fewer than {threshold} {metric.replace('_', ' ')}",
         compute,
-        _at_week_start,
-        by_threshold=False,
+        _week_closes(compute),
     )
 
 
@@ -259,8 +289,7 @@ def trend_fact(metric: F.Metric) -> Fact:
         fact_key("trend", metric),
         f"week-over-week change of {metric} (%)",
         compute,
-        _at_week_start,
-        by_threshold=False,
+        _week_closes(compute),
     )
 
 
@@ -269,7 +298,7 @@ def frequency_fact() -> Fact:
         return F.frequency_band_at(ctx.user, ctx.instant)
 
     return Fact(
-        "frequency", "frequency band (light/medium/heavy)", compute, _at_week_start, by_threshold=False
+        "frequency", "frequency band (light/medium/heavy)", compute, _week_closes(compute)
     )
 
 
@@ -394,12 +423,15 @@ def account_metric_fact(metric: str) -> Fact:
             return ctx.account.active_users_trend_at(ctx.instant)
         return ctx.account.active_users(ctx.instant.weeks[0])
 
+    if metric == "score":
+        # The account's score is known only after the scoring pass (a context at a later week
+        # close has none): re-checked at every week close, as its signals may read the weeks.
+        return Fact(fact_key("account", metric), "account score", compute, _at_week_start, by_threshold=False)
     return Fact(
         fact_key("account", metric),
         f"account {metric.replace('_', ' ')}",
         compute,
-        _at_week_start,
-        by_threshold=False,
+        _week_closes(compute),
     )
 
 

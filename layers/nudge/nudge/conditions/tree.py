@@ -53,7 +53,7 @@ class Context:
     # What several facts of this user at this instant share (the signup time, days since an
     # event, a feature's status; by id, the user's datetimes less EPOCH), computed once by the
     # first fact that needs it. Only values of user, now and account, so `scored` hands it on.
-    memo: dict[str | int, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
+    memo: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
     # What facts derive from `now` alone (today, the complete weeks): one per instant.
     instant: F.Instant = field(init=False, compare=False, repr=False)
 
@@ -67,7 +67,7 @@ class Context:
         band: str = "",
         account_score: float = 0.0,
         account_band: str = "",
-        memo: dict[str | int, Any] | None = None,
+        memo: dict[Any, Any] | None = None,
     ) -> None:
         # Written to __dict__ at once: a frozen dataclass's own __init__ sets each field through
         # object.__setattr__, and a context is made twice per evaluation.
