@@ -195,7 +195,11 @@ def _week_closes(compute: Callable[[Context], Value]) -> Callable[[Context, Op, 
             key = (id(compute), week)
             later = memo.get(key)
             if later is None:
-                later = memo[key] = (compute(Context(ctx.user, at, ctx.account)),)
+                # One context per coming close, shared by the facts tried there (and their memo).
+                closed = memo.get(("week close", week))
+                if closed is None:
+                    closed = memo[("week close", week)] = Context(ctx.user, at, ctx.account)
+                later = memo[key] = (compute(closed),)
             if compare(later[0], op, value) != holds:
                 return at
             at += _WEEK
@@ -297,9 +301,7 @@ def frequency_fact() -> Fact:
     def compute(ctx: Context) -> Value:
         return F.frequency_band_at(ctx.user, ctx.instant)
 
-    return Fact(
-        "frequency", "frequency band (light/medium/heavy)", compute, _week_closes(compute)
-    )
+    return Fact("frequency", "frequency band (light/medium/heavy)", compute, _week_closes(compute))
 
 
 def did_not_fact(did: str, not_: str, within: timedelta) -> Fact:
