@@ -5,9 +5,14 @@ events and dispatch, evaluated every few hours instead of when the sweep finds t
 
 from __future__ import annotations
 
+import shutil
+import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,13 +27,13 @@ from nudge.domain.evaluate import evaluate
 from nudge.model.messages import Batch, InvalidMessage, Message, Track
 from nudge.model.queue import DecisionBatch
 from nudge.model.segments import SegmentRecord, due_time, kept_check
-from nudge.rulebook.ruleset import RuleSet
+from nudge.rulebook.ruleset import RuleSet, load_rules
 from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.services.evaluate import RulesPorts, SegmentRechecks, evaluate_user
 from nudge.services.ingest import ingest
 from nudge.services.sweep import sweep
 from nudge.tools.samples.generator import generate
-from tests.shipped import RULES, SHIPPED
+from tests.shipped import ROOT, RULES, SHIPPED, without_holdouts
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -212,13 +217,51 @@ def run(
     advance_to(until)
 
 
-@pytest.mark.parametrize("rules", [RULES, SHIPPED], ids=["triggers", "journeys"])
+def guarded(tmp_path: Path) -> RuleSet:
+    """The shipped journeys under tight guardrails, with no holdout: quiet hours from 22:00 to 12:00,
+    email waiting them out too, and one message a week in all, so sends are deferred (quiet hours) and journey sends held by the
+    cap are retried (`blocked: retry`, within `retry_within`). The hours left to send in (12:00 to
+    22:00) are longer than the oracle's step, so its looks fall in them as Nudge's do."""
+    folder = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", folder)
+    guardrails = folder / "guardrails.yaml"
+    text = guardrails.read_text(encoding="utf-8")
+    for old, new in (
+        ("  channels: [push, sms]", "  channels: [email, push, sms]"),
+        ('  start: "21:00"\n  end: "08:00"', '  start: "22:00"\n  end: "12:00"'),
+        ("    - {max: 2, per: day}\n    - {max: 5, per: 7d}", "    - {max: 1, per: 7d}"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    guardrails.write_text(text, encoding="utf-8")
+    return without_holdouts(load_rules(folder))
+
+
+class Verdicts:
+    """Dispatch's verdicts, counted by outcome and reason (what the history exercised)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.seen: Counter[str] = Counter()
+        real = dispatch
+
+        def counted(batch: DecisionBatch, rules: RuleSet, ports: DispatchPorts, now: datetime) -> Any:
+            result = real(batch, rules, ports, now)
+            self.seen.update(f"{v.outcome}:{v.reason}" for v in result.verdicts)
+            return result
+
+        monkeypatch.setattr(sys.modules[__name__], "dispatch", counted)
+
+
+@pytest.mark.parametrize("kind", ["triggers", "journeys", "guarded journeys"])
 def test_no_decision_or_send_is_later_than_an_evaluation_every_six_hours_would_make_it(
-    rules: RuleSet,
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the sample product's history of a few users (dormant and declining users, journeys with
-    # waits, quiet hours, caps), run twice: as Nudge runs it (stream + sweep at each user's due
-    # re-check), and as an oracle evaluating every user every six hours
+    # waits; under tight guardrails, quiet-hours deferrals and journey retries), run twice: as Nudge
+    # runs it (stream + sweep at each user's due re-check), and as an oracle evaluating every user
+    # every six hours
+    rules = {"triggers": RULES, "journeys": SHIPPED}.get(kind) or guarded(tmp_path)
+    verdicts = Verdicts(monkeypatch)
     step = 6 * HOUR
     flushes = list(history(users=6, days=42, seed=11))
     until = flushes[-1][0] + 35 * DAY
@@ -236,6 +279,9 @@ def test_no_decision_or_send_is_later_than_an_evaluation_every_six_hours_would_m
         assert not late, late
     # And Nudge looked far less often than every six hours
     assert nudge.evaluations < oracle.evaluations / 2
+    if kind == "guarded journeys":  # the history did defer for quiet hours and retry capped sends
+        assert any(v.startswith("deferred:quiet") for v in verdicts.seen), verdicts.seen
+        assert any(v.startswith("deferred:retry") for v in verdicts.seen), verdicts.seen
 
 
 def test_the_index_moves_less_than_when_every_session_moved_it(monkeypatch: pytest.MonkeyPatch) -> None:
