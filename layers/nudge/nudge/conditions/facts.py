@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from nudge.conditions import features as F
-from nudge.conditions.tree import Context, Fact, Op, Subject, anchored, compare
+from nudge.conditions.tree import HORIZON, Context, Fact, Op, Subject, anchored, compare
 from nudge.model.decisions import Value
 from nudge.model.durations import format_duration
 from nudge.model.numbers import trait_number_in_range
@@ -175,23 +175,28 @@ def _at_week_start(ctx: Context, op: Op, value: Value) -> datetime | None:
 
 
 _WEEK = timedelta(weeks=1)
-# With no new event, a weekly figure is settled once every week it reads has closed empty: the
-# longest reach is weeks_below's (WEEKS_KEPT complete weeks), plus the week now open.
-_WEEKS_TO_SETTLE = F.WEEKS_KEPT + 1
+# Coming closes tried per re-check (each computes the fact again): a test that flips at none of
+# them is re-checked at the next one, so a settled user is looked at every few weeks, not weekly,
+# and an evaluation computes the fact at most this many times more.
+_WEEKS_TRIED = 4
 
 
 def _week_closes(compute: Callable[[Context], Value]) -> Callable[[Context, Op, Value], datetime | None]:
     """changes_at of a fact read from complete weeks: the first week start at which its test
     flips, not every week start. Such a value moves only when a week closes, so trying each close
-    in turn (until every week it reads has closed with no new event) finds the exact instant;
-    a test that holds the same way through all of them never flips by time alone. Values at a
-    close are kept in the context's memo, shared by the fact's tests."""
+    in turn finds the exact instant; after _WEEKS_TRIED closes with no flip, the next close is
+    the answer (a look then, which tries the following ones: never later than the flip). Values
+    at a close are kept in the context's memo, shared by the fact's tests."""
 
     def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
         holds = compare(compute(ctx), op, value)
         at = ctx.instant.next_week
         memo = ctx.memo
-        for week in range(_WEEKS_TO_SETTLE):
+        horizon = memo.get(HORIZON)
+        last = ctx.now + horizon if horizon is not None else None
+        for week in range(_WEEKS_TRIED):
+            if last is not None and at >= last:
+                return None  # a flip from here on would not be the next check
             key = (id(compute), week)
             later = memo.get(key)
             if later is None:
@@ -203,7 +208,7 @@ def _week_closes(compute: Callable[[Context], Value]) -> Callable[[Context, Op, 
             if compare(later[0], op, value) != holds:
                 return at
             at += _WEEK
-        return None
+        return at  # not flipped yet: look again then
 
     return changes_at
 
@@ -282,6 +287,7 @@ def weeks_below_fact(metric: F.Metric, threshold: int) -> Fact:
         f"complete weeks in a row with fewer than {threshold} {metric.replace('_', ' ')}",
         compute,
         _week_closes(compute),
+        scans=True,
     )
 
 
@@ -294,6 +300,7 @@ def trend_fact(metric: F.Metric) -> Fact:
         f"week-over-week change of {metric} (%)",
         compute,
         _week_closes(compute),
+        scans=True,
     )
 
 
@@ -301,7 +308,9 @@ def frequency_fact() -> Fact:
     def compute(ctx: Context) -> Value:
         return F.frequency_band_at(ctx.user, ctx.instant)
 
-    return Fact("frequency", "frequency band (light/medium/heavy)", compute, _week_closes(compute))
+    return Fact(
+        "frequency", "frequency band (light/medium/heavy)", compute, _week_closes(compute), scans=True
+    )
 
 
 def did_not_fact(did: str, not_: str, within: timedelta) -> Fact:
@@ -434,6 +443,7 @@ def account_metric_fact(metric: str) -> Fact:
         f"account {metric.replace('_', ' ')}",
         compute,
         _week_closes(compute),
+        scans=True,
     )
 
 

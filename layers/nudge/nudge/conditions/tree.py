@@ -136,6 +136,15 @@ class Fact:
     # The event the fact is about, when the user doing it is what the fact tests (a count, a
     # recency, a sum, a last value; not an absence).
     subject: Subject | None = None
+    # True when `changes_at` tries coming instants one by one (a week close at a time): next_check
+    # asks it last, with the soonest instant found so far in the memo (HORIZON), past which it
+    # need not look.
+    scans: bool = False
+
+
+# ctx.memo key: how far from ctx.now next_check's soonest candidate is (a timedelta) while it asks
+# a scanning fact: a change after it would not be the next check.
+HORIZON = "next check horizon"
 
 
 def anchored(
