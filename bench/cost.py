@@ -30,8 +30,9 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from bench.dispatch import KEYING, LedgerMeter, Phase
 from bench.ingest import _create_table, _fake_aws_env, _no_table_backup_per_transaction, item_kind
 from bench.sample import Body
 from bench.units import Tally
+from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.stream import account_from_stream, user_from_stream
 from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
 from nudge.adapters.memory import (
@@ -51,6 +53,8 @@ from nudge.adapters.memory import (
 )
 from nudge.model.messages import Batch, InvalidMessage
 from nudge.model.queue import DecisionBatch
+from nudge.model.segments import DuePage
+from nudge.model.versioned import Versioned
 from nudge.observability import quiet_logs
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.dispatch import DispatchPorts, dispatch
@@ -63,6 +67,7 @@ from nudge.services.evaluate import (
 )
 from nudge.services.ingest import ingest
 from nudge.services.suppression import SuppressionList
+from nudge.services.sweep import sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 USAGE_TABLE = "nudge-usage-bench"  # bench.ingest creates the usage table under this name
@@ -103,9 +108,13 @@ ASSUMPTIONS = [
     "and deletes: the dearest case); the sends are counted as made",
     "DynamoDB Streams reads by Lambda are free; index writes: 1 WRU per index entry put or "
     "removed (2 when its key moves), entries under 1 KB",
-    "not counted: the sends (email/notify/escalate functions, SES, SNS), the sweep (a fixed "
-    "cost per run, not per event), idle queue polling, storage, PITR, CloudWatch Logs and "
-    "metrics, X-Ray traces, data transfer, free tiers",
+    "the sweep: run at each body's time, so each re-check that comes due during the history is "
+    "handled (read, evaluated, rescheduled) as the scheduled sweep would; counted: its work per user "
+    "due (state and record reads, evaluations, writes, index moves; CPU as evaluate's per user); "
+    "not counted: its fixed cost per run (one index query per shard and day bucket, the watermark, "
+    "the invocation: every 15 minutes whatever the traffic)",
+    "not counted: the sends (email/notify/escalate functions, SES, SNS), idle queue polling, "
+    "storage, PITR, CloudWatch Logs and metrics, X-Ray traces, data transfer, free tiers",
 ]
 
 
@@ -189,6 +198,7 @@ class Run:
     evaluate_invocations: int
     users_evaluated: int
     account_changes: int
+    swept: int  # users the sweep found due (their re-check came due during the history)
     batches: int
     decisions: int
     routed: int
@@ -204,7 +214,6 @@ def requests_pass(bodies: list[Body], rules: RuleSet, rollup_every: int = 1) -> 
 
     from bench.rollup_stream import RollupPump
     from nudge.adapters.dynamo.ledger import DynamoLedger
-    from nudge.adapters.dynamo.segments import DynamoSegmentStore
     from nudge.adapters.dynamo.usage import DynamoUsageStore
     from nudge.adapters.memory.rollups import MemoryRollupLedger
     from nudge.adapters.sqs import SqsDecisionPublisher, SqsDeliveryRouter
@@ -212,7 +221,7 @@ def requests_pass(bodies: list[Body], rules: RuleSet, rollup_every: int = 1) -> 
     from nudge.settings import Settings
     from nudge.tools.local.aws import create_usage_resources
 
-    stages = {name: Stage(name) for name in STAGES}
+    stages = {name: Stage(name) for name in (*STAGES, "sweep", "sweep runs")}
     started = time.perf_counter()
     deserialize = TypeDeserializer().deserialize
     stream_records = evaluate_invocations = users = account_changes = 0
@@ -228,15 +237,15 @@ def requests_pass(bodies: list[Body], rules: RuleSet, rollup_every: int = 1) -> 
         create_usage_resources(dynamodb, ssm, ROOT / "template.yaml", settings, ["bench-write-key"])
         queues = {
             name: sqs.create_queue(QueueName=f"bench-{name}")["QueueUrl"]
-            for name in ("decisions", "email", "notify", "escalation")
+            for name in ("decisions", "email", "notify", "escalation", "webhook")
         }
         counters = Counters()
         counters.attach(dynamodb, sqs)
         usage = DynamoUsageStore(
             dynamodb, USAGE_TABLE, settings.rollup_shards, account_index=settings.account_index
         )
-        segments = DynamoSegmentStore(
-            dynamodb, USAGE_TABLE, index=settings.due_index, due_shards=settings.due_shards
+        segments = _SweepRunsApart(
+            counters, stages, dynamodb, USAGE_TABLE, index=settings.due_index, due_shards=settings.due_shards
         )
         published: list[DecisionBatch] = []
 
@@ -252,7 +261,9 @@ def requests_pass(bodies: list[Body], rules: RuleSet, rollup_every: int = 1) -> 
                 "email": queues["email"],
                 "push": queues["notify"],
                 "sms": queues["notify"],
+                "in_app": queues["notify"],
                 "cs": queues["escalation"],
+                "webhook": queues["webhook"],
             },
         )
         ledger = DynamoLedger(dynamodb, LEDGER_TABLE, timedelta(days=settings.ledger_retention_days))
@@ -266,7 +277,13 @@ def requests_pass(bodies: list[Body], rules: RuleSet, rollup_every: int = 1) -> 
         iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")[
             "ShardIterator"
         ]
+        swept = 0
         for n, body in enumerate(bodies, 1):
+            # The sweep first: the checks due by the time this body arrives (its decisions are
+            # dispatched with the body's).
+            published.clear()
+            counters.into(stages["sweep"])
+            swept += sweep(rules, rules_ports, body.received).due
             counters.into(stages["ingest"])
             stages["ingest"].invocations += 1
             batch = Batch.model_validate(json.loads(body.json))
@@ -287,7 +304,6 @@ def requests_pass(bodies: list[Body], rules: RuleSet, rollup_every: int = 1) -> 
             if records:
                 evaluate_invocations += -(-len(records) // STREAM_BATCH_SIZE)
             accounts = AccountFactsCache(usage, rules.reads_account_usage)
-            published.clear()
             for record in records:
                 ddb = record["dynamodb"]
                 keys = {k: deserialize(v) for k, v in ddb["Keys"].items()}
@@ -341,11 +357,46 @@ def requests_pass(bodies: list[Body], rules: RuleSet, rollup_every: int = 1) -> 
         evaluate_invocations=evaluate_invocations,
         users_evaluated=users,
         account_changes=account_changes,
+        swept=swept,
         batches=len(all_batches),
         decisions=sum(len(b.decisions) for b in all_batches),
         routed=routed,
         seconds=time.perf_counter() - started,
     )
+
+
+class _SweepRunsApart(DynamoSegmentStore):
+    """DynamoSegmentStore counting the sweep's fixed work per run (index queries, watermark) into
+    its own stage, so the "sweep" stage holds only its work per user due."""
+
+    def __init__(self, counters: Counters, stages: dict[str, Stage], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.counters = counters
+        self.stages = stages
+
+    def due(self, since: datetime, now: datetime, page_size: int = 100) -> Iterator[DuePage]:
+        pages = super().due(since, now, page_size)
+        while True:
+            self.counters.into(self.stages["sweep runs"])
+            page = next(pages, None)
+            self.counters.into(self.stages["sweep"])
+            if page is None:
+                return
+            yield page
+
+    def load_watermark(self) -> Versioned[datetime] | None:
+        self.counters.into(self.stages["sweep runs"])
+        try:
+            return super().load_watermark()
+        finally:
+            self.counters.into(self.stages["sweep"])
+
+    def save_watermark(self, through: datetime, version: int, now: datetime) -> None:
+        self.counters.into(self.stages["sweep runs"])
+        try:
+            super().save_watermark(through, version, now)
+        finally:
+            self.counters.into(self.stages["sweep"])
 
 
 def _passes_filter(record: dict[str, Any]) -> bool:
@@ -472,7 +523,17 @@ def price(run: Run, cpu: Cpu) -> list[Line]:
                 seconds * per_k * m * MEMORY_GB * PRICE_LAMBDA_GB_SECOND,
             )
         )
-    for name in STAGES:
+    # The sweep's work per user due: reads, evaluations and writes (its fixed cost per run apart).
+    sweep_seconds = cpu_per["evaluate"] * run.swept + s["sweep"].aws_requests * ROUND_TRIP_SECONDS
+    lines.append(
+        Line(
+            "Lambda sweep: duration",
+            f"{sweep_seconds * per_k * 1000:,.0f} ms ({run.swept * per_k:.1f} users due, "
+            f"{s['sweep'].aws_requests * per_k:.1f} AWS requests)",
+            sweep_seconds * per_k * m * MEMORY_GB * PRICE_LAMBDA_GB_SECOND,
+        )
+    )
+    for name in (*STAGES, "sweep"):
         t = s[name].tally
         wru = t.write_units + s[name].index_writes
         lines.append(
@@ -490,14 +551,12 @@ def price(run: Run, cpu: Cpu) -> list[Line]:
                 t.read_units * per_k * m * PRICE_DYNAMO_READ_UNIT,
             )
         )
+    # The decisions the stream evaluator and the sweep publish.
+    published = s["evaluate"].sqs + s["sweep"].sqs
     decision_messages = (
-        s["evaluate"].sqs["SendMessage"]
-        + s["evaluate"].sqs["SendMessageBatch"]
-        + s["evaluate"].sqs["messages in SendMessageBatch"]
+        published["SendMessage"] + published["SendMessageBatch"] + published["messages in SendMessageBatch"]
     )
-    decision_requests = (
-        s["evaluate"].sqs["SendMessage"] + s["evaluate"].sqs["SendMessageBatch"] + 2 * decision_messages
-    )
+    decision_requests = published["SendMessage"] + published["SendMessageBatch"] + 2 * decision_messages
     lines.append(
         Line(
             "SQS decision queue",

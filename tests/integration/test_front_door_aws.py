@@ -5,6 +5,7 @@ usage table, one write per user however many requests their events came in."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
+from nudge.adapters.dynamo.usage import CORRELATION_ATTRIBUTE
+from nudge.model.errors import StoreUnavailable
 from tests.integration.conftest import REPO, IngestContext
 from tests.integration.ingest_api import CLIENT_KEY, CLIENT_ORIGIN, Api, deployed_api
 
@@ -144,3 +147,53 @@ def test_a_queue_outage_answers_503_so_the_sdk_sends_again(
     # Then it is refused with 503 and a pause (SDKs retry), not answered 200 and lost
     assert status == 503
     assert "Retry-After" in headers
+
+
+def test_one_users_failing_write_sends_back_only_that_users_records(front: Api, queue_url: str) -> None:
+    # Given one-event requests of two users, queued, and the store refusing one user's writes
+    ok, failing = f"fo-{uuid.uuid4().hex[:6]}", f"ff-{uuid.uuid4().hex[:6]}"
+    for n, user in enumerate([ok, failing, ok, failing]):
+        body = {"userId": user, "event": "login", "messageId": f"{user}-{n}"}
+        assert front.call("POST", "/v1/track", body)[0] == 200
+    event = drain_queue(queue_url)
+    of_failing = {r["messageId"] for r in event["Records"] if failing in r["body"]}
+    app = consumer()
+    store = app.queue.services.store
+    original = store.save_user
+
+    def refusing(state: Any, *args: Any, **kwargs: Any) -> Any:
+        if state.user_id == failing:
+            raise StoreUnavailable("DynamoDB InternalServerError (test)")
+        return original(state, *args, **kwargs)
+
+    store.save_user = refusing
+    # When the consumer gets the batch
+    response = app.handler(event, IngestContext("c-4"))
+    # Then only the failing user's records go back to the queue; the other user's are folded
+    assert {f["itemIdentifier"] for f in response["batchItemFailures"]} == of_failing
+    assert front.counts(ok) == {"login": 2}
+    assert front.counts(failing) == {}
+    # When the queue delivers them again, the store back
+    store.save_user = original
+    again = {"Records": [r for r in event["Records"] if r["messageId"] in of_failing]}
+    assert app.handler(again, IngestContext("c-5")) == {"batchItemFailures": []}
+    # Then they land, and nothing is counted twice
+    assert front.counts(failing) == {"login": 2}
+    assert front.counts(ok) == {"login": 2}
+
+
+def test_the_front_doors_request_id_is_kept_on_the_state_it_wrote(front: Api, queue_url: str) -> None:
+    # Given a one-event request through the front door
+    user = f"fc-{uuid.uuid4().hex[:6]}"
+    assert front.call("POST", "/v1/track", {"userId": user, "event": "login"})[0] == 200
+    event = drain_queue(queue_url)
+    [request] = {json.loads(r["body"])["request"] for r in event["Records"]}
+    assert request.startswith("req-")
+    # When the consumer folds it
+    assert consumer().handler(event, IngestContext("consumer-7")) == {"batchItemFailures": []}
+    # Then the user's state carries the front door's request id (what the evaluator logs and puts
+    # on its decisions), not the consumer's invocation id
+    item = front.dynamodb.get_item(
+        TableName=front.settings.usage_table, Key={"pk": {"S": f"USER#{user}"}, "sk": {"S": "STATE"}}
+    )["Item"]
+    assert item[CORRELATION_ATTRIBUTE]["S"] == request

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nudge.adapters.memory import MemoryIngestBuffer, MemoryUsageStore
 from nudge.model.errors import StoreUnavailable
+from nudge.model.limits import INGEST_QUEUE_OUTAGE_BODIES
 from nudge.model.messages import Alias, Group, Identify, Message, Page, Track
+from nudge.model.state import UserState
 from nudge.rulebook.plan import load_plan
 from nudge.services.buffer import BadQueueBody, drain, enqueue, pack, unpack
 from nudge.services.ingest import IngestLimits, ingest
@@ -147,3 +150,92 @@ def test_bodies_stay_under_the_queue_limit_and_keep_the_order() -> None:
 def test_an_unreadable_body_is_named_not_folded(body: str) -> None:
     with pytest.raises(BadQueueBody):
         unpack(body)
+
+
+# ---------------------------------------------------------------------------- partial failures
+
+
+class Flaky(MemoryUsageStore):
+    """A usage store whose writes of the users in `broken` fail (StoreUnavailable), and which keeps
+    the correlation id each user was last written with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken: set[str] = set()
+        self.corr: dict[str, str] = {}
+
+    def save_user(self, state: UserState, version: int, *args: Any, **kwargs: Any) -> None:
+        if state.user_id in self.broken:
+            raise StoreUnavailable(f"DynamoDB InternalServerError writing {state.user_id}")
+        super().save_user(state, version, *args, **kwargs)
+        self.corr[state.user_id] = kwargs.get("correlation_id", args[2] if len(args) > 2 else "")
+
+
+def one_a_request(*messages: Message) -> tuple[list[list[Message]], list[str]]:
+    """Each message its own request through the front door: the queue bodies and their request ids."""
+    queue = MemoryIngestBuffer()
+    requests = []
+    for n, message in enumerate(messages):
+        requests.append(f"req-{n}")
+        assert enqueue([(0, message)], PLAN, queue, NOW, request_id=requests[-1]).accepted == 1
+    return [unpack(b) for b in queue.bodies], requests
+
+
+def test_one_users_failing_write_sends_back_only_that_users_bodies_and_the_retry_counts_once() -> None:
+    # Given four one-event requests of three users in one batch, and u2's writes failing
+    bodies, requests = one_a_request(
+        Track(userId="u1", event="login", timestamp=AGO, messageId="m1"),
+        Track(userId="u2", event="login", timestamp=AGO, messageId="m2"),
+        Track(userId="u1", event="project_created", timestamp=AGO, messageId="m3"),
+        Track(userId="u3", event="login", timestamp=AGO, messageId="m4"),
+    )
+    store = Flaky()
+    store.broken = {"u2"}
+    # When the consumer folds the batch
+    drained = drain(bodies, PLAN, store, NOW, requests=requests, sleep=lambda _: None)
+    # Then only u2's body is to be delivered again; the others are folded
+    assert drained.failed == [1]
+    assert store.users["u1"].value.event_counts == {"login": 1, "project_created": 1}
+    assert store.users["u3"].value.event_counts == {"login": 1}
+    assert "u2" not in store.users
+    # When the queue redelivers u2's body once the store is back, and (at least once) the others too
+    store.broken = set()
+    again = drain(bodies, PLAN, store, NOW + timedelta(minutes=3), requests=requests, sleep=lambda _: None)
+    # Then u2's login lands, and nothing of the first fold is counted twice
+    assert again.failed == []
+    assert store.users["u2"].value.event_counts == {"login": 1}
+    assert store.users["u1"].value.event_counts == {"login": 1, "project_created": 1}
+    assert store.users["u3"].value.event_counts == {"login": 1}
+
+
+def test_a_store_outage_gives_up_on_the_rest_of_the_batch_after_a_few_bodies() -> None:
+    bodies, requests = one_a_request(
+        *(Track(userId=f"u{n}", event="login", timestamp=AGO, messageId=f"m{n}") for n in range(10))
+    )
+    store = Flaky()
+    store.broken = {f"u{n}" for n in range(10)}
+    tries: list[str] = []
+    original = store.load_users
+
+    def counted(user_ids: Any) -> Any:
+        tries.extend(user_ids)
+        return original(user_ids)
+
+    store.load_users = counted  # type: ignore[method-assign]
+    drained = drain(bodies, PLAN, store, NOW, requests=requests, sleep=lambda _: None)
+    # Every body comes back, and the body-by-body pass stopped after INGEST_QUEUE_OUTAGE_BODIES
+    assert drained.failed == list(range(10))
+    assert len(tries) <= 10 + INGEST_QUEUE_OUTAGE_BODIES
+
+
+def test_each_users_write_carries_the_front_door_request_of_their_newest_message() -> None:
+    # Given u1 in two requests and u2 in one, folded in one batch
+    bodies, requests = one_a_request(
+        Track(userId="u1", event="login", timestamp=AGO, messageId="m1"),
+        Track(userId="u2", event="login", timestamp=AGO, messageId="m2"),
+        Track(userId="u1", event="project_created", timestamp=AGO, messageId="m3"),
+    )
+    store = Flaky()
+    drain(bodies, PLAN, store, NOW, requests=requests)
+    # Then each state written keeps the request behind it (what the evaluator logs its decisions under)
+    assert store.corr == {"u1": "req-2", "u2": "req-1"}

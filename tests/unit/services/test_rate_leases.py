@@ -3,11 +3,11 @@ one-event requests cost one shared write per lease, and never let more than the 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from nudge.adapters.memory.rate_limits import FakeRateCounter
 from nudge.domain.keys import KeyKind, KeyRecord
-from nudge.services.rate_limit import WINDOW_SECONDS, LeasedRateCounter, check_rate
+from nudge.services.rate_limit import LEASES_KEPT, WINDOW_SECONDS, LeasedRateCounter, check_rate
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
@@ -65,3 +65,23 @@ def test_a_new_window_takes_a_new_lease() -> None:
     check_rate(leased, key(100), 1, later)
     assert shared.calls == 2
     assert len(shared.counts) == 2
+
+
+def test_a_key_in_the_middle_of_its_lease_keeps_it_when_old_windows_are_forgotten() -> None:
+    # Given a container that has counted LEASES_KEPT - 1 past windows, and a key now mid-lease
+    shared = CountingCounter()
+    leased = LeasedRateCounter(shared)
+    for n in range(LEASES_KEPT - 1):
+        old = NOW - timedelta(seconds=WINDOW_SECONDS * (n + 1))
+        assert check_rate(leased, key(100), 1, old).allowed
+    assert check_rate(leased, key(100), 1, NOW).allowed  # takes a lease of 10, spends 1
+    writes = shared.calls
+    # When another key's first request makes the container forget (its bucket count is full)
+    other = KeyRecord(key_id="app", kind=KeyKind.CLIENT, sha256="1" * 64, rate_limit=100)
+    assert check_rate(leased, other, 1, NOW).allowed
+    # Then the first key spends what is left of its lease without asking the shared count again
+    # (forgetting it would refuse the key early: the lease was counted there already)
+    assert all(check_rate(leased, key(100), 1, NOW).allowed for _ in range(9))
+    assert shared.calls == writes + 1  # the other key's lease only
+    # And nothing was let through that the shared count did not count
+    assert sum(shared.counts.values()) >= LEASES_KEPT + 10

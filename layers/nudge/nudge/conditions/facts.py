@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from nudge.conditions import features as F
-from nudge.conditions.tree import Context, Fact, Op, Subject, anchored, rebuildable
+from nudge.conditions.tree import HORIZON, Context, Fact, Op, Subject, anchored, compare, rebuildable
 from nudge.model.decisions import Value
 from nudge.model.durations import format_duration
 from nudge.model.numbers import trait_number_in_range
@@ -177,6 +178,45 @@ def _at_week_start(ctx: Context, op: Op, value: Value) -> datetime | None:
     return ctx.instant.next_week
 
 
+_WEEK = timedelta(weeks=1)
+# Coming closes tried per re-check (each computes the fact again): a test that flips at none of
+# them is re-checked at the next one, so a settled user is looked at every few weeks, not weekly,
+# and an evaluation computes the fact at most this many times more.
+_WEEKS_TRIED = 4
+
+
+def _week_closes(compute: Callable[[Context], Value]) -> Callable[[Context, Op, Value], datetime | None]:
+    """changes_at of a fact read from complete weeks: the first week start at which its test
+    flips, not every week start. Such a value moves only when a week closes, so trying each close
+    in turn finds the exact instant; after _WEEKS_TRIED closes with no flip, the next close is
+    the answer (a look then, which tries the following ones: never later than the flip). Values
+    at a close are kept in the context's memo, shared by the fact's tests."""
+
+    def changes_at(ctx: Context, op: Op, value: Value) -> datetime | None:
+        holds = compare(compute(ctx), op, value)
+        at = ctx.instant.next_week
+        memo = ctx.memo
+        horizon = memo.get(HORIZON)
+        last = ctx.now + horizon if horizon is not None else None
+        for week in range(_WEEKS_TRIED):
+            if last is not None and at >= last:
+                return None  # a flip from here on would not be the next check
+            key = (id(compute), week)
+            later = memo.get(key)
+            if later is None:
+                # One context per coming close, shared by the facts tried there (and their memo).
+                closed = memo.get(("week close", week))
+                if closed is None:
+                    closed = memo[("week close", week)] = Context(ctx.user, at, ctx.account)
+                later = memo[key] = (compute(closed),)
+            if compare(later[0], op, value) != holds:
+                return at
+            at += _WEEK
+        return at  # not flipped yet: look again then
+
+    return changes_at
+
+
 @rebuildable
 def count_fact(event: str, days: int) -> Fact:
     def compute(ctx: Context) -> Value:
@@ -254,8 +294,8 @@ def weeks_below_fact(metric: F.Metric, threshold: int) -> Fact:
         fact_key("weeks_below", metric, threshold),
         f"complete weeks in a row with fewer than {threshold} {metric.replace('_', ' ')}",
         compute,
-        _at_week_start,
-        by_threshold=False,
+        _week_closes(compute),
+        scans=True,
     )
 
 
@@ -268,8 +308,8 @@ def trend_fact(metric: F.Metric) -> Fact:
         fact_key("trend", metric),
         f"week-over-week change of {metric} (%)",
         compute,
-        _at_week_start,
-        by_threshold=False,
+        _week_closes(compute),
+        scans=True,
     )
 
 
@@ -279,7 +319,7 @@ def frequency_fact() -> Fact:
         return F.frequency_band_at(ctx.user, ctx.instant)
 
     return Fact(
-        "frequency", "frequency band (light/medium/heavy)", compute, _at_week_start, by_threshold=False
+        "frequency", "frequency band (light/medium/heavy)", compute, _week_closes(compute), scans=True
     )
 
 
@@ -410,12 +450,16 @@ def account_metric_fact(metric: str) -> Fact:
             return ctx.account.active_users_trend_at(ctx.instant)
         return ctx.account.active_users(ctx.instant.weeks[0])
 
+    if metric == "score":
+        # The account's score is known only after the scoring pass (a context at a later week
+        # close has none): re-checked at every week close, as its signals may read the weeks.
+        return Fact(fact_key("account", metric), "account score", compute, _at_week_start, by_threshold=False)
     return Fact(
         fact_key("account", metric),
         f"account {metric.replace('_', ' ')}",
         compute,
-        _at_week_start,
-        by_threshold=False,
+        _week_closes(compute),
+        scans=True,
     )
 
 

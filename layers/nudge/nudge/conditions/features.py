@@ -222,6 +222,11 @@ def instant_at(now: datetime) -> Instant:
     last = _last_instant
     if last is not None and last.now == now:
         return last
+    # The week closes a re-check tries (conditions.facts._week_closes) are the same for every user
+    # of a batch: kept apart, so they do not push out the instant being evaluated.
+    closing = _week_close_instants.get(now)
+    if closing is not None:
+        return closing
     this_monday = monday(now.astimezone(UTC).date())
     mondays = [this_monday - timedelta(weeks=i) for i in range(1, WEEKS_KEPT + 1)]
     instant = Instant(
@@ -232,11 +237,22 @@ def instant_at(now: datetime) -> Instant:
         next_week=next_week_start(now),
         since=now - EPOCH,
     )
-    _last_instant = instant
+    if now == this_monday_start(now):
+        if len(_week_close_instants) >= 64:
+            _week_close_instants.clear()
+        _week_close_instants[now] = instant
+    else:
+        _last_instant = instant
     return instant
 
 
+def this_monday_start(now: datetime) -> datetime:
+    day = monday(now.astimezone(UTC).date())
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
 _last_instant: Instant | None = None
+_week_close_instants: dict[datetime, Instant] = {}
 
 
 def count_within_at(state: UserState, event: str, days: int, instant: Instant) -> int:

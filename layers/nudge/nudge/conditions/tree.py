@@ -54,7 +54,7 @@ class Context:
     # What several facts of this user at this instant share (the signup time, days since an
     # event, a feature's status; by id, the user's datetimes less EPOCH), computed once by the
     # first fact that needs it. Only values of user, now and account, so `scored` hands it on.
-    memo: dict[str | int, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
+    memo: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
     # What facts derive from `now` alone (today, the complete weeks): one per instant.
     instant: F.Instant = field(init=False, compare=False, repr=False)
 
@@ -68,7 +68,7 @@ class Context:
         band: str = "",
         account_score: float = 0.0,
         account_band: str = "",
-        memo: dict[str | int, Any] | None = None,
+        memo: dict[Any, Any] | None = None,
     ) -> None:
         # Written to __dict__ at once: a frozen dataclass's own __init__ sets each field through
         # object.__setattr__, and a context is made twice per evaluation.
@@ -137,6 +137,11 @@ class Fact:
     # The event the fact is about, when the user doing it is what the fact tests (a count, a
     # recency, a sum, a last value; not an absence).
     subject: Subject | None = None
+    # True when `changes_at` tries coming instants one by one (a week close at a time): next_check
+    # asks it last, with the soonest instant found so far in the memo (HORIZON), past which it
+    # need not look.
+    scans: bool = False
+
     # The factory call that made the fact (`rebuildable`): a fact's functions are closures, so it
     # pickles (the rule set's snapshot, nudge.rulebook.snapshot) as that call, made again on load.
     # Not an init field: a fact changed with dataclasses.replace is no longer that call's, and
@@ -169,6 +174,11 @@ def rebuildable(factory: Callable[P, Fact]) -> Callable[P, Fact]:
         return fact
 
     return make
+
+
+# ctx.memo key: how far from ctx.now next_check's soonest candidate is (a timedelta) while it asks
+# a scanning fact: a change after it would not be the next check.
+HORIZON = "next check horizon"
 
 
 def anchored(

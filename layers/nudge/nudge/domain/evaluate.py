@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from nudge.conditions.facts import IGNORED, MISSING_NUMBER
 from nudge.conditions.features import AccountFacts
-from nudge.conditions.tree import Check, Context, Fact, Op, checks_in, no_change
+from nudge.conditions.tree import HORIZON, Check, Context, Fact, Op, checks_in, no_change
 from nudge.domain.engine import CompiledGroup, UnreadableFact, compiled
 from nudge.domain.journeys import JourneyRun, run_journeys
 from nudge.domain.trigger_decisions import window_end as window_end
@@ -142,7 +142,8 @@ def _plan(rules: RuleSet) -> _Plan:
             unique.setdefault((check.fact.key, check.op, check.value), check)
     probes: list[Probe] = []
     asked: set[object] = set()
-    for check in unique.values():
+    # Facts that scan coming instants go last: by then the soonest candidate bounds their scan.
+    for check in sorted(unique.values(), key=lambda c: c.fact.scans):
         fact = check.fact
         if fact.changes_at is no_change:
             continue
@@ -203,11 +204,14 @@ def next_check(rules: RuleSet, ctx: Context, fired: list[str]) -> datetime | Non
                 if _ZERO < until < soonest:
                     best, best_anchor, best_wait, soonest = None, base[0], wait, until
         else:
+            if soonest is not _NEVER:
+                ctx.memo[HORIZON] = soonest
             at = changes_at(ctx, op, value)
             if at is not None:
                 until = at - now
                 if _ZERO < until < soonest:
                     best, best_anchor, soonest = at, None, until
+    ctx.memo.pop(HORIZON, None)
     if best_anchor is not None:
         best = best_anchor + best_wait  # what the fact's changes_at gives
     by_id = rules.trigger_by_id

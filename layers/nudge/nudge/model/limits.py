@@ -127,3 +127,9 @@ JOURNEY_TEST_EVALUATIONS = 2000
 INGEST_QUEUE_BODY_BYTES = 256 * KB
 # SendMessageBatch takes at most this many entries.
 INGEST_QUEUE_BATCH_ENTRIES = 10
+# The ingest queue's consumer, after a batch failed to fold whole (one user's write failed), folds
+# it again body by body so only the failing user's records are retried; it gives up on the rest
+# (all retried) after this many bodies in a row find the store unavailable (an outage, not one
+# user), or when fewer than INGEST_QUEUE_MARGIN_SECONDS of the invocation remain.
+INGEST_QUEUE_OUTAGE_BODIES = 3
+INGEST_QUEUE_MARGIN_SECONDS = 5.0

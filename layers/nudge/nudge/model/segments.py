@@ -62,6 +62,20 @@ def due_time(at: datetime | None) -> datetime | None:
     return datetime.fromtimestamp(math.ceil(at.timestamp()), tz=UTC)
 
 
+def kept_check(scheduled: datetime | None, wanted: datetime | None, now: datetime) -> datetime | None:
+    """The re-check to store: `wanted`, unless the one already `scheduled` is still ahead of `now`
+    and earlier (then it is kept: the sweep looks early once and stores the later one then).
+
+    Why: a rule that waits N days after the last session moves `wanted` with every session, and
+    each move rewrites the user's `due` index entry (2 WRU); keeping the earlier check moves it
+    once per N days instead of once per session. Never later than `wanted`, so no time-based
+    decision is made later; an evaluation at the kept time finds nothing due and sets `wanted`.
+    None (nothing left to check) is taken at once: removing the entry is cheaper than a look."""
+    if scheduled is not None and wanted is not None and now < scheduled < wanted:
+        return scheduled
+    return wanted
+
+
 def bucket_start(at: datetime) -> datetime:
     """The start of the (UTC day) bucket that holds checks due at `at`."""
     return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -19,17 +19,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import accumulate
 from typing import Any
 
 from pydantic import TypeAdapter
 
-from nudge.model.limits import INGEST_QUEUE_BODY_BYTES
+from nudge.model.errors import StoreUnavailable
+from nudge.model.limits import (
+    INGEST_QUEUE_BODY_BYTES,
+    INGEST_QUEUE_MARGIN_SECONDS,
+    INGEST_QUEUE_OUTAGE_BODIES,
+)
 from nudge.model.messages import Alias, Message
+from nudge.observability import logger
 from nudge.ports import IngestBuffer, UsageStore
 from nudge.rulebook.plan import TrackingPlan
-from nudge.services.ingest import IngestLimits, IngestResult, admit, store_admitted
+from nudge.services.ingest import Contention, IngestLimits, IngestResult, admit, store_admitted
 
 # Bumped when the body's shape changes, so a consumer can tell an old body from a new one.
 BODY_VERSION = 1
@@ -109,11 +116,13 @@ def unpack(body: str) -> list[Message]:
 
 @dataclass(frozen=True)
 class Drained:
-    """What a batch of queue bodies came to: the ingest result (indexes into `messages`), and the
-    messages in the order folded."""
+    """What a batch of queue bodies came to: the ingest result (indexes into `messages`), the
+    messages in the order folded, and the bodies not folded (positions in the batch): the queue
+    must deliver those again; every other body is done."""
 
     result: IngestResult
     messages: list[Message]
+    failed: list[int] = field(default_factory=list)
 
 
 def drain(
@@ -123,13 +132,55 @@ def drain(
     now: datetime,
     limits: IngestLimits = DEFAULT_LIMITS,
     sleep: Callable[[float], None] = time.sleep,
-    correlation_id: str = "",
+    requests: Sequence[str] = (),
+    time_left: Callable[[], float] | None = None,
 ) -> Drained:
     """Fold the messages of many queue bodies at once (each user written once), as admitted at the
     front door: they are not checked again, so a message accepted there is not refused here for
-    the time it waited. Raises Contention or StoreUnavailable: the whole batch is then retried."""
+    the time it waited.
+
+    requests: the front door's request id of each body: each user's write carries the request of
+    their newest message (the evaluator logs it with the decisions it makes).
+
+    When the batch cannot be folded whole (a user's write contended past every retry, or refused
+    by the store), it is folded again body by body, and only the bodies whose fold failed are
+    `failed`: the other users' records are done, and the failing user's come back alone. What the
+    first try wrote is not written twice: every message carries the dedupe key pinned at the front
+    door, so folding it again adds nothing. Stops (the rest `failed`) after INGEST_QUEUE_OUTAGE_BODIES
+    bodies in a row find the store unavailable (an outage), or when `time_left()` (seconds) runs low.
+    """
     messages = [m for body in bodies for m in body]
-    result = store_admitted(
-        list(enumerate(messages)), plan, store, now, limits, sleep, correlation_id, IngestResult()
+    starts = list(accumulate((len(body) for body in bodies), initial=0))
+    by_message: str | dict[int, str] = (
+        {i: requests[p] for p in range(len(bodies)) for i in range(starts[p], starts[p + 1])}
+        if requests
+        else ""
     )
-    return Drained(result, messages)
+    try:
+        result = store_admitted(
+            list(enumerate(messages)), plan, store, now, limits, sleep, by_message, IngestResult()
+        )
+        return Drained(result, messages)
+    except (Contention, StoreUnavailable) as exc:
+        logger.warning("ingest queue batch not folded whole; folding body by body", extra={"why": str(exc)})
+    result = IngestResult()
+    failed: list[int] = []
+    outage = 0
+    for position, body in enumerate(bodies):
+        if outage >= INGEST_QUEUE_OUTAGE_BODIES or (
+            time_left is not None and time_left() < INGEST_QUEUE_MARGIN_SECONDS
+        ):
+            failed.append(position)
+            continue
+        indexed = [(starts[position] + i, m) for i, m in enumerate(body)]
+        request = requests[position] if requests else ""
+        try:
+            store_admitted(indexed, plan, store, now, limits, sleep, request, result)
+            outage = 0
+        except (Contention, StoreUnavailable) as exc:
+            outage = outage + 1 if isinstance(exc, StoreUnavailable) else 0
+            failed.append(position)
+            logger.warning(
+                "ingest queue body not folded; retried", extra={"request": request, "why": str(exc)}
+            )
+    return Drained(result, messages, failed)

@@ -47,7 +47,7 @@ from nudge.model.journeys import JourneyInstance
 from nudge.model.messages import Identify, Message
 from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.model.queue import DecisionBatch
-from nudge.model.segments import DeferredSend, SegmentRecord, due_time
+from nudge.model.segments import DeferredSend, SegmentRecord, due_time, kept_check
 from nudge.model.state import AccountRollup, UserState
 from nudge.model.versioned import Versioned
 from nudge.observability import logger
@@ -232,7 +232,8 @@ def evaluate_user(
             for c in (evaluation.next_check_at, journeys.wake_at, *(v.until for v in waiting.values()))
             if c is not None
         ]
-        next_check_at = due_time(min(checks)) if checks else None
+        # A re-check still ahead and earlier than this one is kept (model.segments.kept_check).
+        next_check_at = kept_check(record.next_check_at, due_time(min(checks)) if checks else None, now)
         updated = SegmentRecord(
             segments=evaluation.segments,
             decided={**record.decided, **{k: d.decision_id for k, d in decided.items()}},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -219,10 +219,14 @@ def store_admitted(
     now: datetime,
     limits: IngestLimits,
     sleep: Callable[[float], None],
-    correlation_id: str,
+    correlation_id: str | Mapping[int, str],
     result: IngestResult,
 ) -> IngestResult:
-    """Fold admitted messages into usage state and write it (the second half of `ingest`)."""
+    """Fold admitted messages into usage state and write it (the second half of `ingest`).
+
+    correlation_id: one for all (an API request's), or by message index (the ingest queue's
+    consumer folds many requests at once): a person's write then carries the request of their
+    newest message."""
     groups: dict[str, list[tuple[int, Group]]] = defaultdict(list)
     # Another writer got there first: re-read, fold again, write again, after a jittered pause.
     backoff = replace(CONTENTION.with_attempts(limits.write_attempts), sleep=sleep)
@@ -285,7 +289,7 @@ def _write_users(
     now: datetime,
     limits: IngestLimits,
     backoff: Backoff,
-    correlation_id: str,
+    correlation_id: str | Mapping[int, str],
     result: IngestResult,
 ) -> set[int]:
     """Resolve, merge, fold and write each person; the indexes of the messages refused (an alias
@@ -306,7 +310,9 @@ def _write_users(
             retry: list[tuple[int, Message]] = []
             for profile in resolution.profiles.values():
                 try:
-                    written = _write_profile(profile, plan, store, now, limits, correlation_id)
+                    written = _write_profile(
+                        profile, plan, store, now, limits, _request_of(profile, correlation_id)
+                    )
                 except StateConflict:
                     result.conflicts += 1
                     retry += profile.messages
@@ -324,6 +330,13 @@ def _write_users(
         for errors, warnings in issues.values():
             result.errors += [Problem(i.index, i.field, i.message) for i in errors]
             result.warnings += [Problem(i.index, i.field, i.message) for i in warnings]
+
+
+def _request_of(profile: Profile, correlation_id: str | Mapping[int, str]) -> str:
+    if isinstance(correlation_id, str):
+        return correlation_id
+    newest = max((index for index, _ in profile.messages), default=None)
+    return correlation_id.get(newest, "") if newest is not None else ""
 
 
 @dataclass

@@ -47,7 +47,8 @@ def check_rate(counter: RateCounter, record: KeyRecord, amount: int, now: dateti
 
 # A container takes its share of a window's budget this many at a time: 1/LEASE_SHARE of it.
 LEASE_SHARE = 100
-# Counted buckets a container remembers (one per key and window); past it, it starts afresh.
+# Counted buckets a container remembers (one per key and window); past it, the older half (by the
+# end of their window) is forgotten.
 LEASES_KEPT = 1024
 
 
@@ -59,12 +60,20 @@ class LeasedRateCounter:
     Never more than the budget is let through: every message spent was taken from the shared
     count first. A lease left unspent when its window ends counts as used: with C containers the
     key may be refused up to (C - 1) leases early, 1% of the budget each. When a lease no longer
-    fits, the exact amount is asked for, so the window's last messages still pass."""
+    fits, the exact amount is asked for, so the window's last messages still pass.
+
+    Buckets are remembered up to LEASES_KEPT (a bucket per key and window: old windows pile up);
+    then the older half, by when their window ends, is forgotten: past windows first, so a key in
+    the middle of its lease keeps it. Forgetting a lease never lets more through (it was taken from
+    the shared count already); it only refuses the key early by what was left of it, which is why
+    a live window's lease is kept (clearing all at once lost every live lease, up to a lease per
+    key each time)."""
 
     def __init__(self, shared: RateCounter, share: int = LEASE_SHARE) -> None:
         self.shared = shared
         self._share = share
-        self._left: dict[str, int] = {}
+        # bucket -> (messages left of its lease, when the bucket expires: its window's end + keep)
+        self._left: dict[str, tuple[int, int]] = {}
         # The local stack serves requests on threads of one process: a lease is spent once.
         self._lock = threading.Lock()
 
@@ -73,17 +82,21 @@ class LeasedRateCounter:
             return self._take(bucket, amount, limit, expires_at)
 
     def _take(self, bucket: str, amount: int, limit: int, expires_at: int) -> bool:
-        left = self._left.get(bucket, 0)
+        left = self._left.get(bucket, (0, expires_at))[0]
         if left >= amount:
-            self._left[bucket] = left - amount
+            self._left[bucket] = (left - amount, expires_at)
             return True
         lease = max(amount, limit // self._share)
         if lease > amount and self.shared.take(bucket, lease, limit, expires_at):
-            self._remember(bucket, left + lease - amount)
+            self._remember(bucket, left + lease - amount, expires_at)
             return True
         return self.shared.take(bucket, amount, limit, expires_at)
 
-    def _remember(self, bucket: str, left: int) -> None:
-        if len(self._left) >= LEASES_KEPT:
-            self._left.clear()  # old windows' leftovers: spent or expired, never needed again
-        self._left[bucket] = left
+    def _remember(self, bucket: str, left: int, expires_at: int) -> None:
+        if bucket not in self._left and len(self._left) >= LEASES_KEPT:
+            # Forget the older half: windows that ended (their leftovers are never needed again)
+            # before any live one.
+            by_end = sorted(self._left, key=lambda b: self._left[b][1])
+            for old in by_end[: LEASES_KEPT // 2]:
+                del self._left[old]
+        self._left[bucket] = (left, expires_at)
