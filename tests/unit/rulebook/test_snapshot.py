@@ -132,3 +132,20 @@ def test_a_fact_changed_after_its_factory_made_it_refuses_to_pickle() -> None:
     changed = dataclasses.replace(made, key="something_else")
     with pytest.raises((pickle.PicklingError, AttributeError)):
         pickle.dumps(changed)
+
+
+def test_a_snapshot_whose_body_is_garbage_is_refused_not_raised(built: Path) -> None:
+    # A body cut short (a partial copy): whatever unpickling raises, the files load instead
+    data = (built / SNAPSHOT_FILE).read_bytes()
+    (built / SNAPSHOT_FILE).write_bytes(data[: len(data) // 2] + b"\x00garbage")
+    rules, why_not = read_snapshot(built)
+    assert rules is None
+    assert "unreadable" in why_not
+
+
+def test_the_pydantic_version_is_part_of_the_fingerprint(
+    built: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = fingerprint(built)
+    monkeypatch.setattr(snapshot.pydantic, "VERSION", "0.0.0")
+    assert fingerprint(built) != before

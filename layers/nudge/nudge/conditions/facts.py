@@ -450,16 +450,16 @@ def account_metric_fact(metric: str) -> Fact:
             return ctx.account.active_users_trend_at(ctx.instant)
         return ctx.account.active_users(ctx.instant.weeks[0])
 
-    if metric == "score":
-        # The account's score is known only after the scoring pass (a context at a later week
-        # close has none): re-checked at every week close, as its signals may read the weeks.
-        return Fact(fact_key("account", metric), "account score", compute, _at_week_start, by_threshold=False)
+    # Re-checked at every week close, not at the close the figure now predicts a flip: an
+    # account's figures move with its other users' activity, which re-evaluates none of this
+    # user's rules, so a prediction from the rollup as it is now can be weeks late (and the
+    # score is known only after the scoring pass: a context at a later close has none).
     return Fact(
         fact_key("account", metric),
-        f"account {metric.replace('_', ' ')}",
+        "account score" if metric == "score" else f"account {metric.replace('_', ' ')}",
         compute,
-        _week_closes(compute),
-        scans=True,
+        _at_week_start,
+        by_threshold=False,
     )
 
 

@@ -24,6 +24,9 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import pydantic
+import pydantic_core
+
 from nudge.rulebook.ruleset import RuleSet
 
 SNAPSHOT_FILE = ".ruleset.snapshot"
@@ -58,6 +61,9 @@ def code_fingerprint() -> str:
     """SHA-256 of the code in _CODE. `make sam-build` writes it into rules/ first, so that a cached
     build (samconfig.toml) rebuilds the rules layer, and its snapshot, when only the code changed."""
     digest = hashlib.sha256(_FORMAT)
+    # The models pickle through pydantic: a layer built with another pydantic (requirements allow
+    # a range) might not read them back the same.
+    digest.update(f"pydantic {pydantic.VERSION} pydantic-core {pydantic_core.__version__}\0".encode())
     for name in _CODE:
         _add_files(digest, _PACKAGE / name, "*.py", f"nudge/{name}")
     return digest.hexdigest()
@@ -101,8 +107,8 @@ def read_snapshot(rules_dir: Path) -> tuple[RuleSet | None, str]:
         return None, f"{path.name}: stale (the rule files or Nudge's code changed since it was written)"
     try:
         return _load(body), ""
-    except (pickle.UnpicklingError, SnapshotError, AttributeError, ImportError, EOFError) as exc:
-        return None, f"{path.name}: unreadable ({exc})"
+    except Exception as exc:  # whatever a bad snapshot raises, the rule files still load
+        return None, f"{path.name}: unreadable ({type(exc).__name__}: {exc})"
 
 
 class _Unpickler(pickle.Unpickler):
