@@ -82,8 +82,8 @@ class RollupLedger(Protocol):
         now: datetime,
         applied_through: str | None = None,
     ) -> str | None:
-        """Add `deltas` to their accounts' rollups and record run `run` (its first record's sequence
-        number) as applied through sequence number `through`, all at once, if the run's marker is
+        """Add `deltas` to their accounts' rollups and record run `run` (its first record's eventID)
+        as applied through sequence number `through`, all at once, if the run's marker is
         still as the caller knows it: absent (`applied_through` None) or at `applied_through`.
         None when applied; otherwise the sequence number the marker holds (nothing written).
         StateConflict when a concurrent writer cancelled it (try again)."""

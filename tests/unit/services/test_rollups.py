@@ -148,3 +148,15 @@ def test_whatever_is_retried_every_delta_counts_once(
                 continue
     # Then the accounts' rollups are every delta added exactly once
     assert nonzero(ledger.rollups) == nonzero(expected(records))
+
+
+def test_batches_of_two_shards_starting_at_the_same_sequence_number_are_both_applied() -> None:
+    # Sequence numbers are ordered within a shard, not documented unique across shards: a run is
+    # named by its first record's eventID, so another shard's batch is never taken for a retry
+    ledger = MemoryRollupLedger()
+    first = StreamDelta("1000001", d(1, "a").delta, event_id="shard-1-event")
+    second = StreamDelta("1000001", d(1, "a").delta, event_id="shard-2-event")
+    apply_rollups([first], ledger, NOW, attempts=NO_WAIT)
+    outcome = apply_rollups([second], ledger, NOW, attempts=NO_WAIT)
+    assert (outcome.applied, outcome.replayed) == (1, 0)
+    assert ledger.rollups["a"].weeks["2026-W50"].active_users == 2

@@ -16,14 +16,23 @@ from nudge.model.state import RollupDelta
 
 @dataclass(frozen=True)
 class StreamDelta:
-    """One stream record's rollup delta and the record's sequence number (a decimal string)."""
+    """One stream record's rollup delta, the record's sequence number (a decimal string, ordered
+    within its shard) and its eventID (unique in the stream: AWS documents sequence numbers as
+    ordered within a shard, not as unique across shards)."""
 
     sequence: str
     delta: RollupDelta
+    event_id: str = ""
 
     @property
     def position(self) -> int:
         return position(self.sequence)
+
+    @property
+    def run_key(self) -> str:
+        """What names a run that starts with this record: its eventID (its sequence number when the
+        record has none, as in tests that build records by hand)."""
+        return self.event_id or self.sequence
 
 
 def position(sequence: str) -> int:

@@ -40,7 +40,7 @@ def stream_deltas(event: dict[str, Any]) -> list[StreamDelta]:
             metrics.add_metric(name="RollupUndecodable", unit=MetricUnit.Count, value=1)
             continue
         if delta is not None and stream.sequence_number:
-            found.append(StreamDelta(stream.sequence_number, delta))
+            found.append(StreamDelta(stream.sequence_number, delta, record.event_id or ""))
     return found
 
 

@@ -48,7 +48,7 @@ def apply_rollups(
     ordered = sorted(unique.values(), key=lambda r: r.position)
     outcome.replayed += len(records) - len(ordered)
     for run in chunks(ordered, max_accounts):
-        key = run[0].sequence
+        key = run[0].run_key
         pending, marker = list(run), None
         for _ in attempts.tries():
             deltas = summed(pending)

@@ -4,13 +4,15 @@ A user's write stores the delta it implies on the user's STATE item as `rd` (com
 `["<account>", {"<week>": [users, sessions]}, {"<feature>": adopters}]`; the next write replaces
 it). The rollup consumer reads `rd` from the table's stream and applies a batch's deltas, summed
 per account, in one TransactWriteItems: one Update per account (ADD, on shard ROLLUP#<k>, k a hash
-of the run's first sequence number, so a hot account's batches spread over its shards) and one
+of the run's key, so a hot account's batches spread over its shards) and one
 Put of the run's marker:
 
-       ROLLUPRUN#<first sequence number> / MARK    `through`: the last sequence number applied,
+       ROLLUPRUN#<first record's eventID> / MARK   `through`: the last sequence number applied,
                                                    `expires_at`: past the stream's 24 h retention
 
-A retried batch finds its marker (the Put's condition fails, nothing is written) and applies only
+The key is the run's first record's eventID, unique in the stream (sequence numbers are documented
+as ordered within a shard only; `through` compares them within the run's own shard). A retried
+batch finds its marker (the Put's condition fails, nothing is written) and applies only
 the records past `through`. The marker is keyed by the run, never by the account, so nothing on
 the account's items grows with its users or batches.
 """
