@@ -42,8 +42,8 @@ class UsageStore(Protocol):
         ItemTooLarge, writing nothing, when the user's item would be over the store's bound."""
         ...
 
-    def fits(self, state: UserState, correlation_id: str = "") -> bool:
-        """Whether save_user would take `state` (its item within the store's bound)."""
+    def fits(self, state: UserState, correlation_id: str = "", rollup: RollupDelta | None = None) -> bool:
+        """Whether save_user would take `state` with `rollup` (its item within the store's bound)."""
         ...
 
     def merged_ids(self, user_id: str) -> list[str]:

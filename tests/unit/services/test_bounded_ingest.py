@@ -14,7 +14,7 @@ from nudge.adapters.memory import MemoryUsageStore
 from nudge.domain.fold import fold
 from nudge.model.limits import TRAIT_VALUE_BYTES, TRAITS_PER_ACCOUNT, TRAITS_PER_USER, UNPLANNED_EVENTS_KEPT
 from nudge.model.messages import Alias, Group, Identify, Message, Track
-from nudge.model.state import UserState
+from nudge.model.state import RollupDelta, UserState
 from nudge.model.versioned import Versioned
 from nudge.rulebook.plan import load_plan
 from nudge.services import bounded
@@ -241,9 +241,9 @@ class CountingFits(MemoryUsageStore):
         super().__init__(max_item_bytes)
         self.measured = 0
 
-    def fits(self, state: UserState, correlation_id: str = "") -> bool:
+    def fits(self, state: UserState, correlation_id: str = "", rollup: RollupDelta | None = None) -> bool:
         self.measured += 1
-        return super().fits(state, correlation_id)
+        return super().fits(state, correlation_id, rollup)
 
 
 def test_a_user_at_the_bound_costs_a_bounded_number_of_measures_whatever_the_batch() -> None:

@@ -16,7 +16,7 @@ from nudge.domain.identity import merge_states
 from nudge.model.errors import ItemTooLarge, StateConflict
 from nudge.model.limits import VALUE_CHARS_KEPT
 from nudge.model.messages import Group, Identify, Message, Page, Screen, Track, event_name, event_properties
-from nudge.model.state import AccountState, UserState, is_anonymous
+from nudge.model.state import AccountState, RollupDelta, UserState, is_anonymous
 from nudge.model.versioned import Versioned
 from nudge.ports import UsageStore
 from nudge.rulebook.plan import TrackingPlan
@@ -387,7 +387,7 @@ def _write_profile(
     # The slow path: what has room, message by message (the state as merged, with no message,
     # first: if even that is too large, the merge or the stored state is).
     base = fold_in(merged, [])
-    if not store.fits(base, correlation_id):
+    if not store.fits(base, correlation_id, _rollup(profile, old, base, others)):
         if others:
             refused = merge_issues(messages, list(profile.absorbed), limit) or [
                 bounded.full_issue(i, limit) for i, _ in messages
@@ -399,7 +399,10 @@ def _write_profile(
             written.refused += [bounded.full_issue(i, limit) for i, _ in messages]
         return written
     new, left_out, unjudged = fitting(
-        base, messages, fold_in, lambda state: store.fits(state, correlation_id)
+        base,
+        messages,
+        fold_in,
+        lambda state: store.fits(state, correlation_id, _rollup(profile, old, state, others)),
     )
     try:
         written.users = _save(profile, old, new, others, store, now, correlation_id)
@@ -409,6 +412,16 @@ def _write_profile(
     written.refused += [bounded.over_issue(i, limit) for i in left_out]
     written.refused += [bounded.rest_issue(i, limit) for i in unjudged]
     return written
+
+
+def _rollup(
+    profile: Profile, old: UserState | None, new: UserState, others: list[UserState]
+) -> RollupDelta | None:
+    """The account rollup delta of the person's write (anonymous profiles count in no account
+    rollup: the person counts once they are known)."""
+    if is_anonymous(profile.user_id):
+        return None
+    return rollup_delta(old, new, [o for o in others if not is_anonymous(o.user_id)])
 
 
 def _save(
@@ -423,14 +436,10 @@ def _save(
     """Write the person's new state (and the pointers of what merged into them); 1 if written."""
     if new == old:
         return 0  # every message was a duplicate, nothing merged: nothing to write
-    # Anonymous profiles count in no account rollup: the person counts once they are known.
-    rollup = None
-    if not is_anonymous(profile.user_id):
-        rollup = rollup_delta(old, new, [o for o in others if not is_anonymous(o.user_id)])
     store.save_user(
         new,
         profile.stored.version if profile.stored else 0,
-        rollup,
+        _rollup(profile, old, new, others),
         now,
         correlation_id=correlation_id,
         absorbed=[(k, v.version if v else 0) for k, v in profile.absorbed.items()],

@@ -61,9 +61,9 @@ EXPIRES = "expires_at"
 # TTL deletes within days of expiry, in no set order: a back-reference expires this much after the
 # pointer it records, so erasure can always find a pointer that is still there.
 BACK_REFERENCE_GRACE = timedelta(days=7)
-# What `fits` leaves for what only the write knows: the item's version digits, its write time, and
-# its rollup delta (`rd`: the weeks and features one request changes, some tens of bytes each).
-FITS_MARGIN = 1024
+# What `fits` leaves for what only the write knows: the item's version digits and its write time
+# (the rollup delta, `rd`, it measures with the item).
+FITS_MARGIN = 64
 
 
 def user_key(user_id: str) -> dict[str, Any]:
@@ -131,10 +131,7 @@ class DynamoUsageStore:
         correlation_id: str = "",
         absorbed: Sequence[tuple[str, int]] = (),
     ) -> None:
-        item = self._state_item(state, version, now, correlation_id)
-        if rollup is not None and not rollup.is_empty():
-            # Applied off this write by the rollup consumer (the table's stream), exactly once.
-            item[DELTA_ATTRIBUTE] = {"S": encode_delta(rollup)}
+        item = self._state_item(state, version, now, correlation_id, rollup)
         size = codec.item_bytes(item)
         if size > self.max_item_bytes:
             raise ItemTooLarge(size, self.max_item_bytes)
@@ -160,17 +157,22 @@ class DynamoUsageStore:
             items.append({"Put": {"TableName": self.table, "Item": back}})
         calls.write(self.client.transact_write_items, TransactItems=items)
 
-    def fits(self, state: UserState, correlation_id: str = "") -> bool:
-        """Whether save_user would take `state`'s item (with a few bytes to spare: its version
-        and the time of the write are not known yet)."""
-        item = self._state_item(state, 0, datetime.now(UTC), correlation_id)
+    def fits(self, state: UserState, correlation_id: str = "", rollup: RollupDelta | None = None) -> bool:
+        """Whether save_user would take `state`'s item with `rollup` (with a few bytes to spare:
+        its version and the time of the write are not known yet)."""
+        item = self._state_item(state, 0, datetime.now(UTC), correlation_id, rollup)
         return codec.item_bytes(item) + FITS_MARGIN <= self.max_item_bytes
 
     def _expires(self, now: datetime) -> dict[str, str]:
         return {"N": str(int((now + self.state_ttl).timestamp()))}
 
     def _state_item(
-        self, state: UserState, version: int, now: datetime, correlation_id: str
+        self,
+        state: UserState,
+        version: int,
+        now: datetime,
+        correlation_id: str,
+        rollup: RollupDelta | None = None,
     ) -> dict[str, Any]:
         # Every write of the user's state moves its expiry: only a user inactive for the whole
         # state TTL expires (a pointer expires with the TTL from its merge).
@@ -185,6 +187,9 @@ class DynamoUsageStore:
             item["account_id"] = {"S": state.account_id}
         if correlation_id:
             item[CORRELATION_ATTRIBUTE] = {"S": correlation_id}
+        if rollup is not None and not rollup.is_empty():
+            # Applied off this write by the rollup consumer (the table's stream), exactly once.
+            item[DELTA_ATTRIBUTE] = {"S": encode_delta(rollup)}
         return item
 
     def merged_ids(self, user_id: str) -> list[str]:

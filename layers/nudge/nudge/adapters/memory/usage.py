@@ -73,7 +73,7 @@ class MemoryUsageStore:
             if rollup is not None:
                 self._apply(rollup)
 
-    def fits(self, state: UserState, correlation_id: str = "") -> bool:
+    def fits(self, state: UserState, correlation_id: str = "", rollup: RollupDelta | None = None) -> bool:
         return self.max_item_bytes is None or len(codec.encode(state)) <= self.max_item_bytes
 
     def merged_ids(self, user_id: str) -> list[str]:
