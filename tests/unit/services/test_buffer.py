@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from nudge.adapters.memory import MemoryIngestBuffer, MemoryUsageStore
-from nudge.model.errors import StoreUnavailable
+from nudge.model.errors import StateConflict, StoreUnavailable
 from nudge.model.limits import INGEST_QUEUE_OUTAGE_BODIES
 from nudge.model.messages import Alias, Group, Identify, Message, Page, Track
 from nudge.model.state import UserState
@@ -239,3 +239,22 @@ def test_each_users_write_carries_the_front_door_request_of_their_newest_message
     drain(bodies, PLAN, store, NOW, requests=requests)
     # Then each state written keeps the request behind it (what the evaluator logs its decisions under)
     assert store.corr == {"u1": "req-2", "u2": "req-1"}
+
+
+def test_a_body_sent_back_leaves_nothing_in_what_the_batch_reports() -> None:
+    # Given u2's writes always contended (another writer wins every time)
+    class Contended(Flaky):
+        def save_user(self, state: UserState, version: int, *args: Any, **kwargs: Any) -> None:
+            if state.user_id == "u2":
+                raise StateConflict(f"{state.user_id} changed meanwhile")
+            super().save_user(state, version, *args, **kwargs)
+
+    bodies, requests = one_a_request(
+        Track(userId="u1", event="login", timestamp=AGO, messageId="m1"),
+        Track(userId="u2", event="login", timestamp=AGO, messageId="m2"),
+    )
+    drained = drain(bodies, PLAN, Contended(), NOW, requests=requests, sleep=lambda _: None)
+    # Then u2's body comes back, and what the batch reports (logged, counted) holds nothing of it:
+    # the body sent back is judged again, and reported then
+    assert drained.failed == [1]
+    assert drained.result.conflicts == 0

@@ -174,9 +174,13 @@ def drain(
             continue
         indexed = [(starts[position] + i, m) for i, m in enumerate(body)]
         request = requests[position] if requests else ""
+        # Each body into its own result, kept only when the body folded: a body sent back is
+        # judged again on redelivery, and its refusals must not be logged and counted twice.
+        folded = IngestResult()
         try:
-            store_admitted(indexed, plan, store, now, limits, sleep, request, result)
+            store_admitted(indexed, plan, store, now, limits, sleep, request, folded)
             outage = 0
+            _add(result, folded)
         except (Contention, StoreUnavailable) as exc:
             outage = outage + 1 if isinstance(exc, StoreUnavailable) else 0
             failed.append(position)
@@ -184,3 +188,12 @@ def drain(
                 "ingest queue body not folded; retried", extra={"request": request, "why": str(exc)}
             )
     return Drained(result, messages, failed)
+
+
+def _add(total: IngestResult, body: IngestResult) -> None:
+    total.accepted += body.accepted
+    total.errors += body.errors
+    total.warnings += body.warnings
+    total.users_written += body.users_written
+    total.accounts_written += body.accounts_written
+    total.conflicts += body.conflicts
