@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from nudge.adapters.dynamo import codec
+from nudge.adapters.memory.rollups import add
 from nudge.model.errors import ItemTooLarge, StateConflict, StoreUnavailable
-from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState, WeekRollup
+from nudge.model.state import AccountRollup, AccountState, RollupDelta, UserState
 from nudge.model.versioned import Versioned
 
 # DynamoDB's TransactWriteItems takes at most this many items; more is a ValidationException.
@@ -87,13 +88,7 @@ class MemoryUsageStore:
             return found
 
     def _apply(self, delta: RollupDelta) -> None:
-        rollup = self.rollups.setdefault(delta.account_id, AccountRollup())
-        for week, users in delta.week_users.items():
-            rollup.weeks.setdefault(week, WeekRollup()).active_users += users
-        for week, sessions in delta.week_sessions.items():
-            rollup.weeks.setdefault(week, WeekRollup()).sessions += sessions
-        for feature, adopters in delta.feature_adopters.items():
-            rollup.feature_adopters[feature] = rollup.feature_adopters.get(feature, 0) + adopters
+        add(self.rollups.setdefault(delta.account_id, AccountRollup()), delta)
 
     def load_account(self, account_id: str) -> Versioned[AccountState] | None:
         with self._lock:
