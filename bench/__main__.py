@@ -24,11 +24,11 @@ import pydantic
 from bench import bodies as bodies_bench
 from bench import coldstart as coldstart_bench
 from bench import cost as cost_bench
+from bench import cost_prices, latency_report, sample
 from bench import dispatch as dispatch_bench
 from bench import front_door as front_door_bench
 from bench import journeys as journeys_bench
 from bench import latency as latency_bench
-from bench import latency_report, sample
 from bench import rules as rules_bench
 from bench import sweep as sweep_bench
 from bench.ingest import (
@@ -805,7 +805,7 @@ def _coldstart_report(
 
 
 def _cost_report(run: cost_bench.Run, cpu: cost_bench.Cpu) -> str:
-    lines = cost_bench.price(run, cpu)
+    lines = cost_prices.price(run, cpu)
     total = sum(line.dollars_per_million for line in lines)
     rows = [("component", "per 1,000 events", "$ per million events", "share")]
     for line in lines:

@@ -37,12 +37,11 @@ from bench.cost import (
     SQS_BATCH_SIZE,
     STREAM_BATCH_SIZE,
     Cpu,
-    Line,
     Run,
     cpu_pass,
-    price,
     requests_pass,
 )
+from bench.cost_prices import Line, price
 from bench.sample import Body, batches
 from nudge.adapters.memory import MemoryIngestBuffer
 from nudge.domain.keys import DEFAULT_RATE_LIMIT
