@@ -9,6 +9,7 @@ that a safe loader accepts; here they load as the long form they stand for
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,13 @@ class TemplateError(ValueError):
     """template.yaml lacks something the local stack needs, or holds what it cannot resolve."""
 
 
-class CfnLoader(yaml.SafeLoader):
-    """SafeLoader that turns CloudFormation short-form tags into their long-form dicts."""
+# libyaml's parser where PyYAML was built with it: the pure-Python one took over a second per read
+# of template.yaml, which every local stack and most integration tests read several times.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class CfnLoader(_SafeLoader):  # type: ignore[valid-type, misc]
+    """A safe loader that turns CloudFormation short-form tags into their long-form dicts."""
 
 
 def _construct_intrinsic(loader: CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
@@ -51,13 +57,21 @@ def _construct_intrinsic(loader: CfnLoader, tag_suffix: str, node: yaml.Node) ->
 CfnLoader.add_multi_constructor("!", _construct_intrinsic)
 
 
+# Parsed templates by (path, mtime, size): a file changed on disk is read again.
+_PARSED: dict[tuple[Path, int, int], dict[str, Any]] = {}
+
+
 def load_template(template_path: Path) -> dict[str, Any]:
-    """The template as plain data, intrinsic functions in their long form."""
-    with template_path.open(encoding="utf-8") as stream:
-        data = yaml.load(stream, Loader=CfnLoader)  # noqa: S506 - CfnLoader is a SafeLoader
-    if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
-        raise TemplateError(f"{template_path}: not a CloudFormation template (no Resources)")
-    return data
+    """The template as plain data, intrinsic functions in their long form (a copy the caller may change)."""
+    status = template_path.stat()
+    key = (template_path.resolve(), status.st_mtime_ns, status.st_size)
+    if key not in _PARSED:
+        with template_path.open(encoding="utf-8") as stream:
+            data = yaml.load(stream, Loader=CfnLoader)  # noqa: S506 - CfnLoader is a safe loader
+        if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
+            raise TemplateError(f"{template_path}: not a CloudFormation template (no Resources)")
+        _PARSED[key] = data
+    return copy.deepcopy(_PARSED[key])
 
 
 def tables(template_path: Path) -> list[str]:
