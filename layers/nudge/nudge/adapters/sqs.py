@@ -4,6 +4,7 @@ the ingest queue the buffered front door fills (nudge.services.buffer)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -143,3 +144,43 @@ class SqsIngestBuffer:
             retry = {f["Id"] for f in failed}
             entries = [e for e in entries if e["Id"] in retry]
         raise StoreUnavailable(f"ingest queue still busy after {self.backoff.attempts} attempts")
+
+
+@dataclass(frozen=True)
+class Received:
+    """A message taken from a queue: hidden for the visibility timeout, gone once deleted."""
+
+    body: str
+    receipt: str
+
+
+class SqsQueueReader:
+    """Receive and delete on one queue, for the commands that work a failure queue by hand."""
+
+    def __init__(self, client: SQSClient, queue_url: str, visibility_seconds: int = 300) -> None:
+        self.client = client
+        self.queue_url = queue_url
+        self.visibility_seconds = visibility_seconds
+
+    def receive(self, limit: int = 10) -> list[Received]:
+        """Up to `limit` (at most 10) messages, waiting a second for one; none when it stays empty."""
+        response = self.client.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=max(1, min(limit, 10)),
+            VisibilityTimeout=self.visibility_seconds,
+            WaitTimeSeconds=1,
+        )
+        return [
+            Received(m.get("Body", ""), m.get("ReceiptHandle", ""))
+            for m in response.get("Messages", [])
+            if m.get("ReceiptHandle")
+        ]
+
+    def delete(self, message: Received) -> None:
+        self.client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message.receipt)
+
+    def release(self, message: Received) -> None:
+        """Visible again at once: left on the queue for a later try."""
+        self.client.change_message_visibility(
+            QueueUrl=self.queue_url, ReceiptHandle=message.receipt, VisibilityTimeout=0
+        )

@@ -13,6 +13,7 @@ from nudge.adapters.dynamo.ledger import DynamoLedger
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.bootstrap import state_ttl
+from nudge.bootstrap.stacks import stack_outputs
 from nudge.services.explain import ExplainPorts
 from nudge.settings import Settings
 
@@ -22,10 +23,6 @@ if TYPE_CHECKING:
 
 # The outputs of template.yaml that name the tables explain reads.
 USAGE_OUTPUT, LEDGER_OUTPUT = "UsageTableName", "LedgerTableName"
-
-
-class StackNotReadable(Exception):
-    """The stack, or the outputs naming its tables, could not be found; the message says which."""
 
 
 def explain_ports(
@@ -66,15 +63,5 @@ def explain_ports(
 
 def stack_tables(stack: str, client: CloudFormationClient | None = None) -> tuple[str, str]:
     """(usage table, ledger table) from the stack's outputs."""
-    cloudformation: CloudFormationClient = client if client is not None else boto3.client("cloudformation")
-    try:
-        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
-    except cloudformation.exceptions.ClientError as exc:
-        raise StackNotReadable(f"stack {stack}: {exc.response.get('Error', {}).get('Message', exc)}") from exc
-    outputs = {o.get("OutputKey", ""): o.get("OutputValue", "") for s in stacks for o in s.get("Outputs", [])}
-    missing = [key for key in (USAGE_OUTPUT, LEDGER_OUTPUT) if not outputs.get(key)]
-    if missing:
-        raise StackNotReadable(
-            f"stack {stack} has no output {', '.join(missing)}: is it a Nudge stack (template.yaml)?"
-        )
+    outputs = stack_outputs(stack, (USAGE_OUTPUT, LEDGER_OUTPUT), client)
     return outputs[USAGE_OUTPUT], outputs[LEDGER_OUTPUT]

@@ -14,11 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBStreamEvent
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
+    DynamoDBStreamEvent,
+    StreamRecord,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import clock
-from nudge.adapters.dynamo.stream import UndecodableRecord, rollup_from_stream
+from nudge.adapters.dynamo.stream import UndecodableRecord, has_rollup_delta, rollup_from_stream
 from nudge.bootstrap.rollups import wire_rollups
 from nudge.domain.rollups import StreamDelta
 from nudge.observability import logger, metrics
@@ -26,13 +29,25 @@ from nudge.ports import RollupLedger
 from nudge.services.rollups import RollupOutcome, apply_rollups
 
 
+def delta_records(event: dict[str, Any]) -> list[tuple[str, StreamRecord]]:
+    """(eventID, stream record) of the records of a stream event that carry a rollup delta, in
+    order: those the event source's FilterCriteria passes (template.yaml), whatever else it holds."""
+    found: list[tuple[str, StreamRecord]] = []
+    for record in DynamoDBStreamEvent(event).records:
+        stream = record.dynamodb  # a new object per access: its images are deserialized once, here
+        if (
+            stream is not None
+            and record.raw_event.get("eventName") in ("INSERT", "MODIFY")
+            and has_rollup_delta(stream.keys, stream.new_image)
+        ):
+            found.append((record.event_id or "", stream))
+    return found
+
+
 def stream_deltas(event: dict[str, Any]) -> list[StreamDelta]:
     """The rollup deltas of a stream event's records, in order (records without one left out)."""
     found: list[StreamDelta] = []
-    for record in DynamoDBStreamEvent(event).records:
-        stream = record.dynamodb
-        if stream is None or record.raw_event.get("eventName") not in ("INSERT", "MODIFY"):
-            continue
+    for event_id, stream in delta_records(event):
         try:
             delta = rollup_from_stream(stream.keys, stream.new_image)
         except UndecodableRecord:
@@ -40,7 +55,7 @@ def stream_deltas(event: dict[str, Any]) -> list[StreamDelta]:
             metrics.add_metric(name="RollupUndecodable", unit=MetricUnit.Count, value=1)
             continue
         if delta is not None and stream.sequence_number:
-            found.append(StreamDelta(stream.sequence_number, delta, record.event_id or ""))
+            found.append(StreamDelta(stream.sequence_number, delta, event_id))
     return found
 
 
@@ -51,6 +66,11 @@ class RollupStreamHandler:
     def handle(self, event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
         """No failed record once every delta of the batch is applied; any error fails the batch
         (retried whole). The event source reads no batchItemFailures: the answer only says so."""
+        self.apply(event)
+        return {"batchItemFailures": []}
+
+    def apply(self, event: dict[str, Any]) -> RollupOutcome:
+        """Every delta of the event's records applied once (the Lambda's batch, or a redrive's)."""
         outcome: RollupOutcome = apply_rollups(stream_deltas(event), self.ledger, clock.now())
         for name, value in (
             ("RollupRecords", outcome.applied),
@@ -63,4 +83,4 @@ class RollupStreamHandler:
             logger.info(
                 "rollup batch retried", extra={"replayed": outcome.replayed, "applied": outcome.applied}
             )
-        return {"batchItemFailures": []}
+        return outcome

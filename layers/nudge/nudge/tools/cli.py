@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from nudge.tools import escalations as cs_commands
 from nudge.tools import journeys as journey_commands
 from nudge.tools import keys as key_commands
+from nudge.tools import rollups as rollup_commands
 from nudge.tools.local import commands as local_commands
 from nudge.tools.report import commands as report_commands
 from nudge.tools.rules import commands as rules_commands
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     report_commands.register(sub)
     key_commands.register(sub)
     journey_commands.register(sub)
+    rollup_commands.register(sub)
     return parser
 
 

@@ -43,12 +43,18 @@ def user_from_stream(keys: Mapping[str, Any], image: Mapping[str, Any]) -> Versi
     return Versioned(state, version)
 
 
+def has_rollup_delta(keys: Mapping[str, Any], image: Mapping[str, Any] | None) -> bool:
+    """A user's STATE write that stored a rollup delta: what RollupFunction's FilterCriteria passes."""
+    pk, sk = str(keys.get("pk", "")), str(keys.get("sk", ""))
+    return sk == "STATE" and pk.startswith("USER#") and bool(image) and DELTA_ATTRIBUTE in (image or {})
+
+
 def rollup_from_stream(keys: Mapping[str, Any], image: Mapping[str, Any] | None) -> RollupDelta | None:
     """The rollup delta a user's write stored (`rd` in a STATE record's NewImage), or None: not a
     user's state, or a write that changed no rollup. UndecodableRecord if `rd` is not Nudge's."""
-    pk, sk = str(keys.get("pk", "")), str(keys.get("sk", ""))
-    if sk != "STATE" or not pk.startswith("USER#") or not image or DELTA_ATTRIBUTE not in image:
+    if image is None or not has_rollup_delta(keys, image):
         return None
+    pk = str(keys.get("pk", ""))
     try:
         return decode_delta(str(image[DELTA_ATTRIBUTE]))
     except ValueError:

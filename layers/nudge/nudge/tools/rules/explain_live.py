@@ -20,7 +20,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from nudge.bootstrap.explain import StackNotReadable, explain_ports, stack_tables
+from nudge.bootstrap.explain import explain_ports, stack_tables
+from nudge.bootstrap.stacks import StackNotReadable
 from nudge.model.errors import StoreUnavailable
 from nudge.model.ledger import LedgerEntry
 from nudge.rulebook.ruleset import RuleSet
