@@ -6,7 +6,8 @@ applied through the real handler, each delta once, whatever the failed tries had
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from nudge.settings import Settings
 from nudge.tools.cli import main
 from nudge.tools.local import moto_transactions
 from nudge.tools.local.aws import HandlerFailed, create_queues, create_usage_resources
-from nudge.tools.local.streams import StreamPump
+from nudge.tools.local.streams import PumpStats, StreamPump
 
 PLAN = load_plan(Path("rules"))
 SETTINGS = Settings(usage_table="usage-redrive", keys_path="/nudge/redrive/keys")
@@ -47,9 +48,14 @@ class LosingLedger:
         self.broken = True
 
     def apply(
-        self, key: str, through: str, deltas: dict[str, RollupDelta], now: datetime, marker: str | None
+        self,
+        run: str,
+        through: str,
+        deltas: Sequence[RollupDelta],
+        now: datetime,
+        applied_through: str | None = None,
     ) -> str | None:
-        held = self.ledger.apply(key, through, deltas, now, marker)
+        held = self.ledger.apply(run, through, deltas, now, applied_through)
         if self.broken:
             raise StoreUnavailable("the answer was lost")
         return held
@@ -90,6 +96,31 @@ def wide_request(tag: str) -> list[tuple[int, Any]]:
             }
         )
     return list(enumerate(Batch.model_validate({"batch": messages}).batch))
+
+
+@dataclass
+class Failed:
+    store: DynamoUsageStore
+    memory: MemoryUsageStore  # the reference: each delta applied with its write
+    ledger: LosingLedger
+    stats: PumpStats
+    failure: dict[str, Any]  # the message on RollupFailureQueue
+
+
+def a_failed_request(world: dict[str, Any], tag: str) -> Failed:
+    """A request of ACCOUNTS users ingested, its rollup batch failed as Lambda lets one fail: its
+    first run of 99 accounts committed on each try but the function never got the answer, so it
+    was retried, then sent to RollupFailureQueue."""
+    store, memory = DynamoUsageStore(world["dynamodb"], TABLE), MemoryUsageStore()
+    ledger = LosingLedger(DynamoRollupLedger(world["dynamodb"], TABLE, SETTINGS.rollup_shards))
+    pump = failed_batch_on_the_queue(world, ledger)
+    request = wide_request(tag)
+    ingest(request, PLAN, store, RECEIVED)
+    ingest(request, PLAN, memory, RECEIVED)
+    stats = pump.pump()
+    pump.close()
+    [failure] = queued(world)
+    return Failed(store, memory, ledger, stats, failure)
 
 
 def failed_batch_on_the_queue(world: dict[str, Any], ledger: LosingLedger) -> StreamPump:
@@ -141,24 +172,16 @@ def test_a_batch_failed_after_its_first_run_committed_is_redriven_and_each_delta
     world: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a request whose users' rollup batch failed as Lambda lets one fail: its first run of 99
-    # accounts committed on each try but the function never got the answer, so it was retried,
-    # then sent to RollupFailureQueue
-    store, memory = DynamoUsageStore(world["dynamodb"], TABLE), MemoryUsageStore()
-    ledger = LosingLedger(DynamoRollupLedger(world["dynamodb"], TABLE, SETTINGS.rollup_shards))
-    pump = failed_batch_on_the_queue(world, ledger)
-    request = wide_request("w")
-    ingest(request, PLAN, store, RECEIVED)
-    ingest(request, PLAN, memory, RECEIVED)
-    stats = pump.pump()
-    pump.close()
-    assert (stats.retries, stats.failed_batches) == (1, 1)
-    [failure] = queued(world)
+    # accounts committed on each try but the function never got the answer
+    failed = a_failed_request(world, "w")
+    store, memory, failure = failed.store, failed.memory, failed.failure
+    assert (failed.stats.retries, failed.stats.failed_batches) == (1, 1)
     assert failure["DDBStreamBatchInfo"]["batchSize"] == ACCOUNTS
     applied = rollups(store, "w")
     assert sum(1 for r in applied.values() if r.feature_adopters) == 99  # the first run only
 
     # When the cause is fixed and the queue redriven
-    ledger.broken = False
+    failed.ledger.broken = False
     assert redrive(world) == 0
 
     # Then every account holds its users' deltas once: the first run was found applied, the rest applied
@@ -178,20 +201,14 @@ def test_a_message_that_cannot_be_redriven_is_left_on_the_queue_with_its_reason(
     world: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given a failed batch on the queue, and two messages that are not what it says
-    store, memory = DynamoUsageStore(world["dynamodb"], TABLE), MemoryUsageStore()
-    ledger = LosingLedger(DynamoRollupLedger(world["dynamodb"], TABLE, SETTINGS.rollup_shards))
-    pump = failed_batch_on_the_queue(world, ledger)
-    ingest(wide_request("x"), PLAN, store, RECEIVED)
-    ingest(wide_request("x"), PLAN, memory, RECEIVED)
-    pump.pump()
-    pump.close()
-    [failure] = queued(world)
+    failed = a_failed_request(world, "x")
+    store, memory, failure = failed.store, failed.memory, failed.failure
     before = rollups(store, "x")
     wrong_size = json.loads(json.dumps(failure))
     wrong_size["DDBStreamBatchInfo"]["batchSize"] = ACCOUNTS - 1
     world["sqs"].send_message(QueueUrl=world["queue"], MessageBody=json.dumps(wrong_size))
     world["sqs"].send_message(QueueUrl=world["queue"], MessageBody='{"Records": []}')
-    ledger.broken = False
+    failed.ledger.broken = False
 
     # When a dry run reads them, then a redrive
     assert redrive(world, "--dry-run") == 1
