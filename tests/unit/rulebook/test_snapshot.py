@@ -15,9 +15,9 @@ import pytest
 
 import nudge.bootstrap.rules as bootstrap_rules
 from nudge.conditions.facts import count_fact
-from nudge.rulebook import snapshot
+from nudge.rulebook import loader, snapshot
 from nudge.rulebook.cases import load_cases
-from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.loader import load_rules
 from nudge.rulebook.snapshot import SNAPSHOT_FILE, fingerprint, read_snapshot, write_snapshot
 from nudge.tools.rules.test import run_case
 from tests.shipped import ONE_SHOT_DIR, ROOT
@@ -104,7 +104,7 @@ def test_the_cold_start_loads_the_snapshot_without_checking_the_files(
     def must_not_load(rules_dir: Path) -> None:
         raise AssertionError("the files were loaded")
 
-    monkeypatch.setattr(bootstrap_rules, "load_rules", must_not_load)
+    monkeypatch.setattr(loader, "load_rules", must_not_load)
     rules = bootstrap_rules.load_rules_or_explain(built)
     assert {t.id for t in rules.triggers} == {t.id for t in load_rules(built).triggers}
 

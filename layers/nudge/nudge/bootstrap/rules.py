@@ -14,7 +14,7 @@ from nudge.adapters.metrics import PowertoolsEvaluationMetrics
 from nudge.adapters.sqs import SqsDecisionPublisher
 from nudge.bootstrap import built_once, configured, state_ttl
 from nudge.observability import logger, metrics
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.ruleset import RuleSet
 from nudge.rulebook.snapshot import read_snapshot
 from nudge.rulebook.yamlfile import RuleFileError
 from nudge.services.evaluate import RulesPorts
@@ -42,6 +42,10 @@ def load_rules_or_explain(rules_dir: Path) -> RuleSet:
         return snapshot
     if why_not:
         logger.warning("rules snapshot not used; loading the rule files", extra={"reason": why_not})
+    # Imported here, in the fallback alone: the loader brings YAML, the condition parsers and Jinja,
+    # which a cold start reading the snapshot never runs (BENCHMARKS.md section 7).
+    from nudge.rulebook.loader import load_rules
+
     try:
         return load_rules(rules_dir)
     except RuleFileError as exc:
