@@ -18,13 +18,8 @@ from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.sqs import SqsIngestBuffer
-from nudge.bootstrap import (
-    UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS,
-    built_once,
-    configured,
-    ssm_on_default_session,
-    state_ttl,
-)
+from nudge.bootstrap import built_once, configured, state_ttl
+from nudge.bootstrap.shared import UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS, ssm_on_default_session
 from nudge.domain.fold import FoldWindow
 from nudge.domain.tokens import parse_secrets
 from nudge.observability import logger
