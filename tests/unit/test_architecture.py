@@ -114,7 +114,7 @@ DEFERRED_IMPORTS = {
     },
     "nudge/entrypoints/http/access.py": {"aws_lambda_powertools.event_handler.openapi.models"},
     "nudge/rulebook/yamlfile.py": {"nudge.rulebook.yamlparse"},
-    "nudge/bootstrap/rules.py": {"nudge.rulebook.loader"},
+    "nudge/bootstrap/ruleset.py": {"nudge.rulebook.loader"},
     "nudge/domain/formats.py": {"nudge.domain.cldr"},
 }
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import nudge.bootstrap.rules as bootstrap_rules
+import nudge.bootstrap.ruleset as bootstrap_rules
 from nudge.conditions.facts import count_fact
 from nudge.rulebook import loader, snapshot
 from nudge.rulebook.cases import load_cases

@@ -14,7 +14,7 @@ from nudge.adapters.ses import SesEmailSender
 from nudge.adapters.sns import SnsNotifier, SnsPushEndpoints
 from nudge.adapters.webhooks import HttpDestinations
 from nudge.bootstrap import configured
-from nudge.bootstrap.rules import load_rules_or_explain
+from nudge.bootstrap.ruleset import load_rules_or_explain
 from nudge.bootstrap.shared import ledger_from, read_secrets, ssm_on_default_session, suppression_list_from
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.deliver import Channels, DeliverPorts
