@@ -38,6 +38,9 @@ NOWHERE = {
     "nudge.rulebook.template_loader": "the templates' loader and checks (Jinja's parser)",
     "nudge.rulebook.conditions": "the condition parser",
     "nudge.rulebook.property_conditions": "the property conditions' parser",
+    # PyYAML: every function reads the rules snapshot (the ingest functions its tracking plan alone).
+    "yaml": "PyYAML",
+    "nudge.rulebook.yamlparse": "the rule files' YAML reader",
     # CLDR's dates and numbers (nudge.domain.cldr): imported by the first value a template formats;
     # the shipped templates format none.
     "babel": "Babel",
@@ -48,7 +51,7 @@ NOWHERE = {
 # resolver for one-event requests; IngestQueueFunction (its consumer) folds Segment messages as
 # ingest does.
 # The functions that render messages (nudge.services.deliver), those that load the rules, those that
-# validate Segment's messages against the tracking plan's files, and those that read the ledger, the
+# validate Segment's messages against the tracking plan, and those that read the ledger, the
 # suppression list or a secret from SSM (nudge.bootstrap.shared).
 RENDERING = {"EmailFunction", "WebhookFunction", "NotifyFunction", "EscalateFunction"}
 LOADING_RULES = {"EvaluateFunction", "SweepFunction", "DispatchFunction", *RENDERING}
@@ -59,9 +62,6 @@ ONLY = {
     "aws_lambda_powertools.event_handler.api_gateway": {"IngestFunction", "FrontDoorFunction"},
     # The rule set's types: the functions that read the rules snapshot.
     "nudge.rulebook.ruleset": LOADING_RULES,
-    # YAML: the tracking plan's files, which the ingest functions load (the snapshot is read without).
-    "yaml": INGESTING,
-    "nudge.rulebook.yamlparse": INGESTING,
     # Jinja: the functions that render (the snapshot's templates are parsed when first rendered).
     "jinja2": RENDERING,
     # Powertools' parameters (SSM), the ledger and the suppression list: what nudge.bootstrap.shared builds.
@@ -137,14 +137,10 @@ def test_only_the_ingest_functions_build_the_message_models_at_cold_start(
 
 
 def test_no_function_builds_the_rule_file_models_at_cold_start(after_import: dict[str, Loaded]) -> None:
-    # The functions that load the rules read the snapshot the rules layer's build wrote (no rule
-    # file validated); the ingest functions validate the tracking plan's files alone.
-    def validated(name: str, model: str) -> bool:
-        return model.startswith("nudge.rulebook.") and not (
-            name in BUILDING_MESSAGES and model.startswith("nudge.rulebook.plan.")
-        )
-
+    # Every function reads the snapshot the rules layer's build wrote (the ingest functions its
+    # tracking plan alone): no rule file is validated at cold start.
     built = {
-        name: sorted(m for m in state.built if validated(name, m)) for name, state in after_import.items()
+        name: sorted(m for m in state.built if m.startswith("nudge.rulebook."))
+        for name, state in after_import.items()
     }
     assert built == {name: [] for name in after_import}
