@@ -39,8 +39,9 @@ from bench.ingest import (
     throughput,
     validate_and_fold,
 )
+from nudge.rulebook.loader import load_rules
 from nudge.rulebook.plan import TrackingPlan, load_plan
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.ruleset import RuleSet
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = (

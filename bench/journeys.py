@@ -30,7 +30,8 @@ from nudge.model.journeys import JourneyInstance
 from nudge.model.messages import Identify, Message, Track
 from nudge.model.state import UserState
 from nudge.observability import quiet_logs
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.ruleset import RuleSet
 from nudge.services.evaluate import RulesPorts, evaluate_user
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_usage_resources

@@ -43,7 +43,7 @@ import yaml
 
 from bench.latency_report import DISPATCH, EMAIL, EVALUATE, ROOT, Post, Run, Stamps, hops, report
 from nudge.model.queue import DecisionBatch, Delivery
-from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.loader import load_rules
 from nudge.tools.local.http import LocalApiServer
 from nudge.tools.local.stack import LocalStack
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.ruleset import RuleSet
 from tests.shipped import ONE_SHOT_DIR, without_holdouts
 
 # Tried a premium feature: an offer, two days, a reminder; ends when they pay.

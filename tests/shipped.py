@@ -21,7 +21,8 @@ from pathlib import Path
 from types import ModuleType
 
 from nudge.rulebook.guardrails import Guardrails
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.ruleset import RuleSet
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_SHOT = ROOT / "tests" / "one_shot"

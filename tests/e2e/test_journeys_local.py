@@ -23,7 +23,7 @@ from moto.moto_api._internal.models import moto_api_backend
 
 from nudge.domain.inbox import inbox_token
 from nudge.domain.verdicts import in_group
-from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.loader import load_rules
 from nudge.tools.cli import main
 from nudge.tools.local.http import LocalApiServer
 from nudge.tools.local.stack import LocalStack

@@ -31,23 +31,43 @@ NOWHERE = {
     "pydantic_settings": "pydantic-settings",
     "dotenv": "python-dotenv (pydantic-settings' .env files)",
     "moto": "the local stack's AWS",
+    # The rule files' loaders: a function reads the snapshot `sam build` checked, and loads the files
+    # (nudge.rulebook.loader, imported then) only when the snapshot cannot be used.
+    "nudge.rulebook.loader": "the rule set's loader",
+    "nudge.rulebook.journey_loader": "the journey files' loader and checks",
+    "nudge.rulebook.template_loader": "the templates' loader and checks (Jinja's parser)",
+    "nudge.rulebook.conditions": "the condition parser",
+    "nudge.rulebook.property_conditions": "the property conditions' parser",
+    # PyYAML: every function reads the rules snapshot (the ingest functions its tracking plan alone).
+    "yaml": "PyYAML",
+    "nudge.rulebook.yamlparse": "the rule files' YAML reader",
+    # CLDR's dates and numbers (nudge.domain.cldr): imported by the first value a template formats;
+    # the shipped templates format none.
+    "babel": "Babel",
 }
 
 # Loaded only by the functions named (at most): everyone else must do without. A new function that
 # needs one of these is added to its set here. FrontDoorFunction runs the ingest code's HTTP
 # resolver for one-event requests; IngestQueueFunction (its consumer) folds Segment messages as
 # ingest does.
-# The functions that render messages (nudge.services.deliver), and those that load the rules.
+# The functions that render messages (nudge.services.deliver), those that load the rules, those that
+# validate Segment's messages against the tracking plan, and those that read the ledger, the
+# suppression list or a secret from SSM (nudge.bootstrap.shared).
 RENDERING = {"EmailFunction", "WebhookFunction", "NotifyFunction", "EscalateFunction"}
 LOADING_RULES = {"EvaluateFunction", "SweepFunction", "DispatchFunction", *RENDERING}
+INGESTING = {"IngestFunction", "FrontDoorFunction", "IngestQueueFunction"}
+SHARING = {"DispatchFunction", "FeedbackFunction", *INGESTING, *RENDERING}
 ONLY = {
     # Powertools' HTTP resolver: the API.
     "aws_lambda_powertools.event_handler.api_gateway": {"IngestFunction", "FrontDoorFunction"},
-    # The rule files (YAML) and the templates they hold (Jinja): the functions that load the rules.
+    # The rule set's types: the functions that read the rules snapshot.
     "nudge.rulebook.ruleset": LOADING_RULES,
-    "jinja2": LOADING_RULES,
-    # CLDR's dates and numbers: the functions that render messages.
-    "babel": RENDERING,
+    # Jinja: the functions that render (the snapshot's templates are parsed when first rendered).
+    "jinja2": RENDERING,
+    # Powertools' parameters (SSM), the ledger and the suppression list: what nudge.bootstrap.shared builds.
+    "nudge.bootstrap.shared": SHARING,
+    "aws_lambda_powertools.utilities.parameters": SHARING,
+    "nudge.services.suppression": SHARING,
     # Segment's message models: ingest, and the rules functions (an identify from the product
     # re-evaluates a user); not the feedback or changes functions.
     "nudge.model.messages": {"IngestFunction", "FrontDoorFunction", "IngestQueueFunction", *LOADING_RULES},
@@ -117,14 +137,10 @@ def test_only_the_ingest_functions_build_the_message_models_at_cold_start(
 
 
 def test_no_function_builds_the_rule_file_models_at_cold_start(after_import: dict[str, Loaded]) -> None:
-    # The functions that load the rules read the snapshot the rules layer's build wrote (no rule
-    # file validated); the ingest functions validate the tracking plan's files alone.
-    def validated(name: str, model: str) -> bool:
-        return model.startswith("nudge.rulebook.") and not (
-            name in BUILDING_MESSAGES and model.startswith("nudge.rulebook.plan.")
-        )
-
+    # Every function reads the snapshot the rules layer's build wrote (the ingest functions its
+    # tracking plan alone): no rule file is validated at cold start.
     built = {
-        name: sorted(m for m in state.built if validated(name, m)) for name, state in after_import.items()
+        name: sorted(m for m in state.built if m.startswith("nudge.rulebook."))
+        for name, state in after_import.items()
     }
     assert built == {name: [] for name in after_import}

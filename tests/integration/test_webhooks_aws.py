@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from nudge import bootstrap, clock
+from nudge.bootstrap import shared
 from nudge.model.queue import DecisionBatch
 from nudge.settings import Settings
 from nudge.tools.local.aws import create_queues, create_usage_resources
@@ -78,7 +79,7 @@ def hooks(
                 dispatch=load_handler(REPO / "functions/dispatch/app.py", f"dispatch_app_{suffix}"),
                 email=None,  # type: ignore[arg-type]  # not used here
                 escalate=load_handler(REPO / "functions/escalate/app.py", f"escalate_app_{suffix}"),
-                ledger=bootstrap.ledger_from(bootstrap.get_settings()),
+                ledger=shared.ledger_from(bootstrap.get_settings()),
             )
             webhook = load_handler(REPO / "functions/webhook/app.py", f"webhook_app_{suffix}")
             yield pipeline, webhook, crm, slack

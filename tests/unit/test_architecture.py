@@ -102,7 +102,10 @@ def test_an_app_reaching_past_the_entrypoints_is_caught() -> None:
 # Imports inside functions, each with its reason: the CLI starts without moto (the local stack's
 # modules import it), so `nudge --help` stays fast; Powertools' OpenAPI models (some sixty pydantic
 # models built at import) are needed only to serve the OpenAPI document, not in the ingest function's
-# cold start (Powertools itself defers them the same way).
+# cold start (Powertools itself defers them the same way); a function reading the rules snapshot
+# parses no YAML and runs no rule-file loader (YAML, the condition parsers, Jinja), so both are
+# imported only when the files are loaded; Babel, by the first value a template formats (BENCHMARKS.md
+# section 7).
 DEFERRED_IMPORTS = {
     "nudge/tools/local/commands.py": {
         "nudge.tools.local.http",
@@ -110,6 +113,9 @@ DEFERRED_IMPORTS = {
         "nudge.tools.local.demo",
     },
     "nudge/entrypoints/http/access.py": {"aws_lambda_powertools.event_handler.openapi.models"},
+    "nudge/rulebook/yamlfile.py": {"nudge.rulebook.yamlparse"},
+    "nudge/bootstrap/ruleset.py": {"nudge.rulebook.loader"},
+    "nudge/domain/formats.py": {"nudge.domain.cldr"},
 }
 
 

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from nudge.conditions.tree import AnyOf, Check, Fact, NamedCondition, Not, checks_in, holds_in
 from nudge.domain.engine import CompiledGroup, to_durable
 from nudge.model.decisions import Value
-from nudge.rulebook.ruleset import RuleSet, all_conditions, load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.ruleset import RuleSet, all_conditions
 
 RULES: RuleSet = load_rules(Path("rules"))
 NAMED = [(s.id, s.condition) for s in RULES.segments if s.condition is not None] + [

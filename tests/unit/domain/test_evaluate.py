@@ -26,7 +26,8 @@ from nudge.domain.evaluate import evaluate, facts_for, next_check, rules_checks,
 from nudge.model.decisions import Value
 from nudge.model.messages import Batch, InvalidMessage, Message
 from nudge.model.state import UserState
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.ruleset import RuleSet
 from nudge.services.ingest import IngestLimits, ingest
 from nudge.tools.samples.generator import generate
 

@@ -17,7 +17,8 @@ from nudge.model.journeys import HOLDOUT, JourneyInstance
 from nudge.model.ledger import LedgerEntry
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import EventStats, UserState
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.ruleset import RuleSet
 from nudge.tools.report.html import render
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -23,7 +23,8 @@ from nudge.model.limits import JOURNEY_DECISIONS_KEPT
 from nudge.model.messages import Identify, Message, Track
 from nudge.model.state import UserState
 from nudge.rulebook.journeys import Journey
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.ruleset import RuleSet
 
 ROOT = Path(__file__).resolve().parents[3]
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday

@@ -12,7 +12,8 @@ from nudge.domain.lift import LiftRow, exposures, lift
 from nudge.model.decisions import Decision
 from nudge.model.ledger import LedgerEntry
 from nudge.model.state import AccountState, EventStats, Stamped, UserState
-from nudge.rulebook.ruleset import GoalSpec, RuleSet, load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.ruleset import GoalSpec, RuleSet
 from tests.shipped import ONE_SHOT_DIR
 
 RULES = load_rules(ONE_SHOT_DIR)

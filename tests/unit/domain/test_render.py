@@ -15,7 +15,8 @@ from nudge.domain.render import (
     render,
     with_footer,
 )
-from nudge.rulebook.templates import TemplateFile, load_templates
+from nudge.rulebook.template_loader import load_templates
+from nudge.rulebook.templates import TemplateFile
 from nudge.rulebook.yamlfile import RuleProblem
 
 REPO = Path(__file__).resolve().parents[3]

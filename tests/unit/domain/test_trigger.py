@@ -10,7 +10,7 @@ from nudge.domain.fold import fold
 from nudge.domain.render import render
 from nudge.domain.trigger import last_values, trigger_of
 from nudge.model.messages import Identify, Message, Track
-from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.loader import load_rules
 from nudge.rulebook.templates import TemplateFile
 from tests.shipped import ONE_SHOT_DIR
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nudge.rulebook.destinations import url_problem
-from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.loader import load_rules
 from nudge.rulebook.yamlfile import RuleFileError
 from nudge.tools.local.write_keys import destination_secrets
 from tests.shipped import ROOT

@@ -94,10 +94,17 @@ def test_a_region_cldr_does_not_know_formats_as_its_language() -> None:
     assert render(FIGURES, context, locale="fr-QQ").text.startswith("1\u202f234,5")
 
 
-def test_only_the_send_path_imports_babel() -> None:
-    # ingest, evaluate, dispatch and the sweep load the rules: they must not pay Babel's import
+def test_babel_is_imported_by_the_first_value_a_template_formats() -> None:
+    # ingest, evaluate, dispatch and the sweep load the rules, and the send path loads the renderer:
+    # none pays Babel's import until a template formats a date or a number
     code = (
         "import sys; import nudge.rulebook.ruleset, nudge.services.dispatch, nudge.services.sweep; "
-        "assert 'babel' not in sys.modules; import nudge.services.deliver; assert 'babel' in sys.modules"
+        "import nudge.services.deliver; from nudge.domain.render import render; "
+        "from nudge.rulebook.templates import TemplateFile; "
+        "assert 'babel' not in sys.modules; "
+        "render(TemplateFile(text='Hi {{ user.name }}'), {'user': {'name': 'A'}}, locale='fr'); "
+        "assert 'babel' not in sys.modules; "
+        "render(TemplateFile(text='{{ 1234.5 | number }}'), {}, locale='fr'); "
+        "assert 'babel' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)  # noqa: S603 - this interpreter, our own script

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-import nudge.bootstrap.rules as bootstrap_rules
+import nudge.bootstrap.plan as bootstrap_plan
+import nudge.bootstrap.ruleset as bootstrap_rules
 from nudge.conditions.facts import count_fact
-from nudge.rulebook import snapshot
+from nudge.rulebook import loader, snapshot
 from nudge.rulebook.cases import load_cases
-from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.plan import load_plan
 from nudge.rulebook.snapshot import SNAPSHOT_FILE, fingerprint, read_snapshot, write_snapshot
 from nudge.tools.rules.test import run_case
 from tests.shipped import ONE_SHOT_DIR, ROOT
@@ -92,7 +94,7 @@ def test_a_snapshot_naming_any_other_type_is_refused(built: Path) -> None:
     # A pickle of something else, under the right fingerprint
     body = pickle.dumps(OrderedDict(a=1))
     stamp = fingerprint(built).encode()
-    (built / SNAPSHOT_FILE).write_bytes(snapshot._FORMAT + b" " + stamp + b"\n" + body)
+    (built / SNAPSHOT_FILE).write_bytes(snapshot._FORMAT + b" " + stamp + b"\n" + b"0\n" + body)
     rules, why_not = read_snapshot(built)
     assert rules is None
     assert "collections.OrderedDict is not a rule set's type" in why_not
@@ -104,7 +106,7 @@ def test_the_cold_start_loads_the_snapshot_without_checking_the_files(
     def must_not_load(rules_dir: Path) -> None:
         raise AssertionError("the files were loaded")
 
-    monkeypatch.setattr(bootstrap_rules, "load_rules", must_not_load)
+    monkeypatch.setattr(loader, "load_rules", must_not_load)
     rules = bootstrap_rules.load_rules_or_explain(built)
     assert {t.id for t in rules.triggers} == {t.id for t in load_rules(built).triggers}
 
@@ -149,3 +151,37 @@ def test_the_pydantic_version_is_part_of_the_fingerprint(
     before = fingerprint(built)
     monkeypatch.setattr(snapshot.pydantic, "VERSION", "0.0.0")
     assert fingerprint(built) != before
+
+
+def test_the_ingest_cold_start_reads_the_snapshots_plan_without_loading_the_files(
+    built: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def must_not_load(rules_dir: Path) -> None:
+        raise AssertionError("the plan's files were loaded")
+
+    monkeypatch.setattr(bootstrap_plan, "load_plan", must_not_load)
+    plan = bootstrap_plan.plan_or_explain(built)
+    assert plan == load_plan(built)
+    assert plan.events.keys() == load_rules(built).plan.events.keys()
+
+
+def test_the_ingest_cold_start_loads_the_plan_when_the_snapshot_is_stale(
+    built: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given an event added to the tracking plan after the snapshot was written
+    plan_file = built / "tracking-plan.yaml"
+    assert "added_after_build" not in plan_file.read_text()
+    plan_file.write_text(plan_file.read_text().replace("events:\n", "events:\n  added_after_build: {}\n", 1))
+    # When an ingest function starts
+    with caplog.at_level(logging.WARNING):
+        plan = bootstrap_plan.plan_or_explain(built)
+    # Then it runs what the files say, and says why it did not use the snapshot
+    assert "added_after_build" in plan.events
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("rules snapshot not used")]
+    assert "stale" in record.reason
+
+
+def test_each_half_of_the_snapshot_refuses_the_other_halfs_type(built: Path) -> None:
+    assert snapshot._load(pickle.dumps(load_plan(built)), snapshot._PLAN) is not None
+    with pytest.raises(snapshot.SnapshotError, match="not a RuleSet"):
+        snapshot._load(pickle.dumps(load_plan(built)), snapshot._RULE_SET)

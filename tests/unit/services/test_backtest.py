@@ -22,7 +22,8 @@ from nudge.adapters.memory import (
 )
 from nudge.domain.journey_report import journey_instances, journey_tally
 from nudge.model.messages import Message
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.ruleset import RuleSet
 from nudge.services.backtest import BacktestResult, BacktestStores, backtest
 from nudge.tools.rules.backtest import print_backtest
 from nudge.tools.rules.history import parse_messages

@@ -27,7 +27,8 @@ from nudge.domain.evaluate import evaluate
 from nudge.model.messages import Batch, InvalidMessage, Message, Track
 from nudge.model.queue import DecisionBatch
 from nudge.model.segments import SegmentRecord, due_time, kept_check
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.ruleset import RuleSet
 from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.services.evaluate import RulesPorts, SegmentRechecks, evaluate_user
 from nudge.services.ingest import ingest

@@ -25,7 +25,8 @@ from nudge.model.queue import DecisionBatch
 from nudge.model.segments import SegmentRecord, bucket_start, due_time
 from nudge.model.state import Stamped, UserState
 from nudge.ports import PublishFailed
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.ruleset import RuleSet
 from nudge.services.evaluate import (
     AccountEvaluationFailed,
     AccountFactsCache,

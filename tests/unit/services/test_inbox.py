@@ -23,7 +23,7 @@ from nudge.model.decisions import Decision
 from nudge.model.queue import DecisionBatch
 from nudge.model.state import Stamped, UserState
 from nudge.model.versioned import Versioned
-from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.loader import load_rules
 from nudge.services.deliver import Channels, DeliverPorts, deliver
 from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.services.export import export_user

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from nudge.adapters.memory import MemoryDecisionPublisher, MemorySegmentStore, MemoryUsageStore
 from nudge.model.messages import Track
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.ruleset import RuleSet
 from nudge.services.evaluate import RulesPorts, evaluate_user
 from nudge.services.ingest import ingest
 from nudge.services.sweep import sweep

@@ -16,7 +16,7 @@ from nudge.domain.report_model import ReportData
 from nudge.model.decisions import Decision
 from nudge.model.ledger import LedgerEntry
 from nudge.model.state import EventStats, UserState
-from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.loader import load_rules
 from nudge.tools.report.flow import depths, flow_svg
 from nudge.tools.report.html import render
 from tests.shipped import ONE_SHOT_DIR

@@ -13,7 +13,7 @@ import yaml
 
 from nudge.rulebook.cases import LoadedCase, load_cases, resolve_when
 from nudge.rulebook.condition_specs import LEAVES
-from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.loader import load_rules
 from nudge.rulebook.schema import rule_schemas
 from nudge.tools.cli import main
 from nudge.tools.rules import commands

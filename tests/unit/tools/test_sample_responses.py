@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.loader import load_rules
 from nudge.tools.samples.responses import MODEL, engagement, respond, response_key
 from tests.shipped import ROOT
 

@@ -18,18 +18,14 @@ from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.suppression import DynamoSuppressionStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.sqs import SqsIngestBuffer
-from nudge.bootstrap import (
-    UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS,
-    built_once,
-    configured,
-    ssm_on_default_session,
-    state_ttl,
-)
+from nudge.bootstrap import built_once, configured, state_ttl
+from nudge.bootstrap.plan import plan_or_explain
+from nudge.bootstrap.shared import UNSUBSCRIBE_SECRETS_MAX_AGE_SECONDS, ssm_on_default_session
 from nudge.domain.fold import FoldWindow
 from nudge.domain.tokens import parse_secrets
 from nudge.observability import logger
 from nudge.ports import Inbox, IngestBuffer, Ledger, RateCounter, SegmentStore, UsageStore
-from nudge.rulebook.plan import TrackingPlan, load_plan
+from nudge.rulebook.plan import TrackingPlan
 from nudge.services.auth import ApiKeys
 from nudge.services.erasure import AccountLedger
 from nudge.services.ingest import IngestLimits
@@ -76,7 +72,7 @@ def limits_from(settings: Settings) -> IngestLimits:
 def services() -> Services:
     settings = configured()
     # A bad rule file fails here, at cold start, with file:line in the log: never half-evaluated.
-    plan = load_plan(settings.rules_dir)
+    plan = plan_or_explain(settings.rules_dir)
     client = boto3.client("dynamodb")
 
     def fetch_keys() -> dict[str, str]:

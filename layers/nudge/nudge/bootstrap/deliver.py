@@ -13,14 +13,9 @@ from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.ses import SesEmailSender
 from nudge.adapters.sns import SnsNotifier, SnsPushEndpoints
 from nudge.adapters.webhooks import HttpDestinations
-from nudge.bootstrap import (
-    configured,
-    ledger_from,
-    read_secrets,
-    ssm_on_default_session,
-    suppression_list_from,
-)
-from nudge.bootstrap.rules import load_rules_or_explain
+from nudge.bootstrap import configured
+from nudge.bootstrap.ruleset import load_rules_or_explain
+from nudge.bootstrap.shared import ledger_from, read_secrets, ssm_on_default_session, suppression_list_from
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.deliver import Channels, DeliverPorts
 from nudge.settings import Settings

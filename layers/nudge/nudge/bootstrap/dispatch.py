@@ -9,8 +9,9 @@ import boto3
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.sqs import SqsDeliveryRouter
-from nudge.bootstrap import configured, ledger_from, state_ttl, suppression_list_from
-from nudge.bootstrap.rules import load_rules_or_explain
+from nudge.bootstrap import configured, state_ttl
+from nudge.bootstrap.ruleset import load_rules_or_explain
+from nudge.bootstrap.shared import ledger_from, suppression_list_from
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services.dispatch import DispatchPorts
 from nudge.services.evaluate import SegmentRechecks

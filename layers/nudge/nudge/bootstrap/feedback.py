@@ -5,7 +5,8 @@ from __future__ import annotations
 import boto3
 
 from nudge.adapters.dynamo.soft_bounces import DynamoSoftBounces
-from nudge.bootstrap import built_once, configured, ledger_from, suppression_list_from
+from nudge.bootstrap import built_once, configured
+from nudge.bootstrap.shared import ledger_from, suppression_list_from
 from nudge.services.feedback import FeedbackPorts
 
 

@@ -10,8 +10,9 @@ import boto3
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.bootstrap import built_once, configured, state_ttl
 from nudge.bootstrap.api import limits_from
+from nudge.bootstrap.plan import plan_or_explain
 from nudge.ports import UsageStore
-from nudge.rulebook.plan import TrackingPlan, load_plan
+from nudge.rulebook.plan import TrackingPlan
 from nudge.services.ingest import IngestLimits
 
 
@@ -26,7 +27,7 @@ class IngestQueueServices:
 def ingest_queue_services() -> IngestQueueServices:
     settings = configured()
     # A bad rule file fails here, at cold start, with file:line in the log.
-    plan = load_plan(settings.rules_dir)
+    plan = plan_or_explain(settings.rules_dir)
     store = DynamoUsageStore(
         boto3.client("dynamodb"), settings.usage_table, settings.rollup_shards, state_ttl=state_ttl(settings)
     )

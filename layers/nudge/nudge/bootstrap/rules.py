@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import boto3
 
@@ -13,10 +12,9 @@ from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.adapters.metrics import PowertoolsEvaluationMetrics
 from nudge.adapters.sqs import SqsDecisionPublisher
 from nudge.bootstrap import built_once, configured, state_ttl
-from nudge.observability import logger, metrics
-from nudge.rulebook.ruleset import RuleSet, load_rules
-from nudge.rulebook.snapshot import read_snapshot
-from nudge.rulebook.yamlfile import RuleFileError
+from nudge.bootstrap.ruleset import load_rules_or_explain
+from nudge.observability import metrics
+from nudge.rulebook.ruleset import RuleSet
 from nudge.services.evaluate import RulesPorts
 from nudge.services.sweep import SweepOptions
 from nudge.settings import Settings
@@ -32,24 +30,6 @@ class RulesService:
     options: SweepOptions
     attempts: int
     metrics: PowertoolsEvaluationMetrics
-
-
-def load_rules_or_explain(rules_dir: Path) -> RuleSet:
-    """The rule set `sam build` checked (its snapshot, when it is of these very files and code),
-    else load_rules, logging every problem as file:line: message before failing the cold start."""
-    snapshot, why_not = read_snapshot(rules_dir)
-    if snapshot is not None:
-        return snapshot
-    if why_not:
-        logger.warning("rules snapshot not used; loading the rule files", extra={"reason": why_not})
-    try:
-        return load_rules(rules_dir)
-    except RuleFileError as exc:
-        logger.error(
-            "rule files are invalid; fix them (nudge rules lint) and deploy again",
-            extra={"rules_dir": str(rules_dir), "problems": [str(p) for p in exc.problems]},
-        )
-        raise
 
 
 def sweep_options(settings: Settings) -> SweepOptions:

@@ -4,9 +4,9 @@
     {{ rate | percent }}  {{ account.mrr | currency('EUR') }}
 
 The locale is the render context's `locale` (nudge.rulebook.locales says which); dates and times are
-shown in the user's timezone trait when they have one. Only the send path imports this module (and
-Babel with it, tens of milliseconds): ingest, evaluate, dispatch and the sweep never pay for it. A
-locale's data loads on its first use in a container, then stays cached.
+shown in the user's timezone trait when they have one. Only the send path imports this module, and
+Babel (nudge.domain.cldr) is imported by the first value a template formats: a function whose
+templates format nothing never pays for it.
 """
 
 from __future__ import annotations
@@ -14,34 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
-from babel import Locale, UnknownLocaleError
-from babel.dates import format_date, format_datetime
-from babel.numbers import format_currency, format_decimal, format_percent
 
-from nudge.rulebook.locales import DEFAULT_LOCALE, FILTER_NAMES
-
-
-@lru_cache(maxsize=256)
-def _babel(tag: str) -> Locale | None:
-    try:
-        return Locale.parse(tag, sep="-")
-    except (UnknownLocaleError, ValueError):
-        return None
-
-
-def _locale_of(context: Any) -> Locale:
-    """The context's locale; a region CLDR does not know formats as its language does."""
-    tag = context.get("locale")
-    if isinstance(tag, str):
-        found = _babel(tag) or _babel(tag.split("-")[0])
-        if found is not None:
-            return found
-    return Locale.parse(DEFAULT_LOCALE)
+from nudge.rulebook.locales import FILTER_NAMES
 
 
 def _zone_of(context: Any) -> ZoneInfo | None:
@@ -80,7 +58,8 @@ def _number(value: Any) -> int | float | Decimal | None:
 
 
 # Each filter shows a value it cannot read as it is (an empty trait stays empty): a template's
-# data is the user's, and a send must not fail on it.
+# data is the user's, and a send must not fail on it. Each imports Babel's half (nudge.domain.cldr)
+# when it has a value to format: the lazy import is what keeps Babel out of the cold start.
 
 
 @jinja2.pass_context
@@ -91,8 +70,9 @@ def date_filter(context: Any, value: Any, format: str = "medium") -> str:
     zone = _zone_of(context)
     if isinstance(when, datetime) and when.tzinfo is not None and zone is not None:
         when = when.astimezone(zone)
-    day = when.date() if isinstance(when, datetime) else when
-    return format_date(day, format, locale=_locale_of(context))
+    import nudge.domain.cldr as cldr
+
+    return cldr.day(when.date() if isinstance(when, datetime) else when, format, context.get("locale"))
 
 
 @jinja2.pass_context
@@ -100,8 +80,10 @@ def datetime_filter(context: Any, value: Any, format: str = "medium") -> str:
     when = _when(value)
     if not isinstance(when, datetime):
         return date_filter(context, value)
+    import nudge.domain.cldr as cldr
+
     zone = _zone_of(context)
-    return format_datetime(when, format, tzinfo=zone if when.tzinfo else None, locale=_locale_of(context))
+    return cldr.moment(when, format, zone if when.tzinfo else None, context.get("locale"))
 
 
 @jinja2.pass_context
@@ -109,11 +91,13 @@ def number_filter(context: Any, value: Any, digits: int | None = None) -> str:
     number = _number(value)
     if number is None:
         return "" if isinstance(value, jinja2.Undefined) or value is None else str(value)
+    import nudge.domain.cldr as cldr
+
     if digits is not None:
         number = round(Decimal(str(number)), digits)
         pattern = "#,##0" + ("." + "0" * digits if digits > 0 else "")
-        return format_decimal(number, pattern, locale=_locale_of(context))
-    return format_decimal(number, locale=_locale_of(context))
+        return cldr.decimal(number, pattern, context.get("locale"))
+    return cldr.decimal(number, None, context.get("locale"))
 
 
 @jinja2.pass_context
@@ -121,7 +105,9 @@ def percent_filter(context: Any, value: Any) -> str:
     number = _number(value)
     if number is None:
         return "" if isinstance(value, jinja2.Undefined) or value is None else str(value)
-    return format_percent(number, locale=_locale_of(context))
+    import nudge.domain.cldr as cldr
+
+    return cldr.percent(number, context.get("locale"))
 
 
 @jinja2.pass_context
@@ -129,7 +115,9 @@ def currency_filter(context: Any, value: Any, currency: str = "USD") -> str:
     number = _number(value)
     if number is None:
         return "" if isinstance(value, jinja2.Undefined) or value is None else str(value)
-    return format_currency(number, currency, locale=_locale_of(context))
+    import nudge.domain.cldr as cldr
+
+    return cldr.currency(number, currency, context.get("locale"))
 
 
 # One per name lint knows (nudge.rulebook.locales.FILTER_NAMES).

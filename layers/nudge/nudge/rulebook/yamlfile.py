@@ -1,4 +1,8 @@
-"""Load marketer YAML keeping the line of every key, so errors can say file:line."""
+"""Load marketer YAML keeping the line of every key, so errors can say file:line.
+
+The problems, the document and its validation live here; the parsing (PyYAML) in
+nudge.rulebook.yamlparse, imported on the first `load_yaml` only.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, TypeVar, Union, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 Loc = tuple[str | int, ...]
@@ -53,25 +56,6 @@ class YamlDoc:
         return RuleProblem(self.file, self.line_of(loc), message)
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], duplicates: list[tuple[int, str]]) -> None:
-    lines.setdefault(loc, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = (*loc, key.value)
-            if child in lines and isinstance(key, yaml.ScalarNode):
-                # PyYAML keeps the last of two equal keys without a word: a marketer's copy-paste
-                # of an event or a milestone would silently replace the first.
-                duplicates.append(
-                    (key.start_mark.line + 1, f"duplicate key '{key.value}' (also on line {lines[child]})")
-                )
-                continue  # its own keys would all repeat the first one's: one problem is enough
-            lines[child] = key.start_mark.line + 1
-            _walk(value, child, lines, duplicates)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*loc, index), lines, duplicates)
-
-
 def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
     name = display or str(path)
     try:
@@ -84,60 +68,10 @@ def load_yaml(path: Path, display: str | None = None) -> YamlDoc:
         raise RuleFileError([RuleProblem(name, 1, f"cannot read file: {exc.strerror}")]) from exc
     except UnicodeDecodeError as exc:
         raise RuleFileError([RuleProblem(name, 1, "file is not UTF-8 text; save it as UTF-8")]) from exc
-    try:
-        node, data = _parse(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        what = _yaml_words(exc.problem or exc.context or "invalid YAML")
-        # The problem is often found lines after its cause (an unclosed { or [): name where the
-        # construct that went wrong started, too.
-        start = exc.context_mark.line + 1 if exc.context_mark and exc.context else line
-        where = f"; {exc.context} on line {start}" if start != line else ""
-        raise RuleFileError(
-            [RuleProblem(name, line, f"YAML syntax error: {what}{where} (check indentation and quoting)")]
-        ) from exc
-    except yaml.YAMLError as exc:
-        raise RuleFileError([RuleProblem(name, 1, f"YAML error: {exc}")]) from exc
-    lines: dict[Loc, int] = {}
-    duplicates: list[tuple[int, str]] = []
-    if node is not None:
-        _walk(node, (), lines, duplicates)
-    if duplicates:
-        raise RuleFileError([RuleProblem(name, line, message) for line, message in duplicates])
-    return YamlDoc(name, data, lines)
+    # PyYAML on first use only (see nudge.rulebook.yamlparse): the one lazy import of the rulebook.
+    from nudge.rulebook.yamlparse import parse_document
 
-
-# libyaml (PyYAML's C parser) when the wheel carries it, as the Lambda layer's does: the pure-Python
-# parser took most of a cold start's rule loading.
-_FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
-
-
-def _parse(text: str) -> tuple[yaml.Node | None, Any]:
-    """The document's node tree (for the lines) and its data. A text the C parser refuses is parsed
-    again by the pure-Python one, so a syntax error reads exactly as it always has."""
-    if _FAST_LOADER is not None:
-        try:
-            return yaml.compose(text, Loader=_FAST_LOADER), yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 - CSafeLoader is safe_load's loader in C
-        except yaml.YAMLError:
-            pass
-    return yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
-
-
-# PyYAML's words for the syntax errors marketers make most, and what they mean.
-_YAML_PROBLEMS = {
-    "expected <block end>, but found": "this line's indentation does not match the lines above it",
-    "mapping values are not allowed here": "unexpected ':' (quote text holding ': ', or fix the indentation)",
-    "found character '\\t' that cannot start any token": "a tab; indent with spaces",
-    "could not find expected ':'": "a key without ':' after it, or a line indented too far",
-}
-
-
-def _yaml_words(problem: str) -> str:
-    for words, meaning in _YAML_PROBLEMS.items():
-        if problem.startswith(words):
-            return f"{meaning} [{problem}]"
-    return problem
+    return parse_document(name, text)
 
 
 def validate(doc: YamlDoc, model: type[M]) -> M:

@@ -33,7 +33,7 @@ from nudge import clock
 from nudge.bootstrap.cs import aws_repository
 from nudge.domain.cs_view import EscalationsView, format_age
 from nudge.model.errors import StoreUnavailable
-from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.loader import load_rules
 from nudge.rulebook.yamlfile import RuleFileError
 from nudge.services.escalations import (
     HandledEscalation,

@@ -31,7 +31,8 @@ from nudge.model.journeys import HOLDOUT
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import UserState
 from nudge.model.suppression import Suppression
-from nudge.rulebook.ruleset import SEGMENTS_FILE, SegmentsFile, load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.ruleset import SEGMENTS_FILE, SegmentsFile
 from nudge.rulebook.yamlfile import load_yaml, validate
 from nudge.tools.local.environment import SUPPRESSION_TABLE
 from nudge.tools.local.stack import LocalStack

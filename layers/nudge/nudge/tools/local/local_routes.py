@@ -44,7 +44,7 @@ from nudge.model.ledger import LedgerEntry
 from nudge.model.segments import SegmentRecord
 from nudge.model.state import UserState
 from nudge.model.versioned import Versioned
-from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.loader import load_rules
 from nudge.services.escalations import CaseRepository, NoOpenEscalation, handle_escalation, open_escalations
 from nudge.services.identity import MAX_HOPS
 from nudge.tools.local.aws import REGION

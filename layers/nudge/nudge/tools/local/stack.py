@@ -38,7 +38,7 @@ from nudge.adapters.dynamo.segments import DynamoSegmentStore
 from nudge.adapters.dynamo.snapshot import snapshot_from_tables
 from nudge.adapters.dynamo.usage import DynamoUsageStore
 from nudge.domain.report import build
-from nudge.rulebook.ruleset import load_rules
+from nudge.rulebook.loader import load_rules
 from nudge.settings import Settings
 from nudge.tools.local.aws import LockedMotoServer, table_names
 from nudge.tools.local.botocore_speedups import speed_up_botocore

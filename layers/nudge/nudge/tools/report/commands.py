@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 
 from nudge.adapters.dynamo.snapshot import snapshot_from_tables
-from nudge.bootstrap.rules import load_rules_or_explain
+from nudge.bootstrap.ruleset import load_rules_or_explain
 from nudge.domain.report import build
 from nudge.settings import get_settings
 from nudge.tools.report.html import render

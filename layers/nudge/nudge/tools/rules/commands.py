@@ -34,7 +34,8 @@ from pathlib import Path
 from nudge.domain.journey_changes import changes
 from nudge.rulebook.cases import DEFAULT_CASE_AT as DEFAULT_CASE_AT
 from nudge.rulebook.cases import LoadedCase, load_cases
-from nudge.rulebook.ruleset import RuleSet, load_rules
+from nudge.rulebook.loader import load_rules
+from nudge.rulebook.ruleset import RuleSet
 from nudge.rulebook.snapshot import SNAPSHOT_FILE, write_snapshot
 from nudge.rulebook.yamlfile import RuleFileError, RuleProblem
 from nudge.tools.args import iso_time
