@@ -1,5 +1,6 @@
 """Import every module the Lambdas can load, from what `sam build` put in the layer, and nothing else;
-and check that the layer holds no nudge/tools (CLI, local stack, demo: never run by a Lambda).
+check that the layer holds no nudge/tools (CLI, local stack, demo: never run by a Lambda); and read
+the rules layer's snapshot under the layer's packages, as a cold start does.
 
 The Lambda runtime has the standard library and boto3 (with botocore, s3transfer, jmespath,
 dateutil, urllib3, six); everything else must come from the NudgeLayer. A dependency the code
@@ -62,6 +63,35 @@ def main(build: Path) -> int:
             print("add what it needs to layers/nudge/requirements.txt", file=sys.stderr)
             return 1
         print(f"{len(modules)} nudge modules import from the layer alone (+ the runtime's boto3)")
+        # The rules snapshot, read as a cold start reads it: under the layer's pydantic, not .venv's.
+        rules = build / "RulesLayer" / "rules"
+        check = (
+            "import sys\n"
+            f"sys.path[:0] = {[str(layer), runtime]!r}\n"
+            "from pathlib import Path\n"
+            "from nudge.rulebook.snapshot import read_plan_snapshot, read_snapshot\n"
+            "for read in (read_snapshot, read_plan_snapshot):\n"
+            "    found, why_not = read(Path(sys.argv[1]))\n"
+            "    if found is None:\n"
+            "        sys.exit(f'{read.__name__}: {why_not or \"no snapshot in the rules layer\"}')\n"
+        )
+        result = subprocess.run(  # noqa: S603 - our own interpreter and path
+            [sys.executable, "-S", "-c", check, str(rules)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            print(f"the functions would not read the rules snapshot:\n{result.stderr}", file=sys.stderr)
+            print(
+                "a snapshot is read only with the rule files, code and pydantic that wrote it; when the"
+                " layer's pydantic differs from .venv's, pin one version in pyproject.toml and"
+                " layers/nudge/requirements.txt",
+                file=sys.stderr,
+            )
+            return 1
+        print("the rules layer's snapshot reads under the layer's packages")
     return 0
 
 

@@ -32,11 +32,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return resolve(event, context)
 
 
-# What init built stays: frozen, later collections never scan it (BENCHMARKS.md section 7).
-gc.freeze()
-gc.enable()
-
-
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL, log_event=False)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
