@@ -7,10 +7,21 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test demo serve bench lint typecheck unit browser sdks rules sam-validate sam-build rules-lint checkov clean
 
-$(STAMP): pyproject.toml layers/nudge/requirements.txt
+# Both installs go through uv (from PyPI, into the venv itself): the same packages pip resolves, in
+# a fifth to a half of pip's time (BENCHMARKS.md, "The demo from a fresh clone"). .venv stays a plain
+# venv with pip in it (sam build's python workflow runs the venv's pip). uv keeps its own cache
+# (~/.cache/uv) and reads no pip.conf: it asks PyPI, as pip does.
+UV_VERSION := uv>=0.13,<0.14
+UV := $(BIN)/uv
+UV_INSTALL := $(UV) pip install --quiet --python $(BIN)/python
+
+$(UV):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet '$(UV_VERSION)'
+
+$(STAMP): pyproject.toml layers/nudge/requirements.txt | $(UV)
+	$(UV_INSTALL) --upgrade pip
+	$(UV_INSTALL) -e '.[dev]'
 	touch $(STAMP) $(RUN_STAMP)
 
 # The demo and `nudge serve` need only what the app runs (no test, lint, SAM or browser tools): a
@@ -18,9 +29,8 @@ $(STAMP): pyproject.toml layers/nudge/requirements.txt
 # dev install covers it too (`make test` after `make demo` adds the rest to the same .venv).
 RUN_STAMP := $(VENV)/.installed-run
 
-$(RUN_STAMP): pyproject.toml layers/nudge/requirements.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e .
+$(RUN_STAMP): pyproject.toml layers/nudge/requirements.txt | $(UV)
+	$(UV_INSTALL) -e .
 	touch $(RUN_STAMP)
 
 lint: $(STAMP)
@@ -103,10 +113,9 @@ sam-build: $(STAMP)
 TOOLS_VENV := .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
 
-$(TOOLS_STAMP): pyproject.toml
+$(TOOLS_STAMP): pyproject.toml | $(UV)
 	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
-	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade 'pip>=25.1'
-	$(TOOLS_VENV)/bin/python -m pip install --quiet --group tools
+	$(UV) pip install --quiet --python $(TOOLS_VENV)/bin/python --group tools
 	touch $(TOOLS_STAMP)
 
 checkov: $(TOOLS_STAMP)

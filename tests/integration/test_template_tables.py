@@ -276,3 +276,16 @@ def test_concurrent_conditional_writes_through_the_server_lose_no_update(
         ConsistentRead=True,
     )["Item"]
     assert int(item["n"]["N"]) == threads_count * times
+
+
+def test_the_template_is_parsed_once_per_version_and_each_reader_gets_its_own_copy(tmp_path: Path) -> None:
+    # Given a template read once, and the copy read changed by its reader
+    path = tmp_path / "template.yaml"
+    path.write_text("Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n", encoding="utf-8")
+    first = load_template(path)
+    first["Resources"]["Queue"]["Type"] = "changed by a reader"
+    # Then the next reader gets the file's content, not the change
+    assert load_template(path)["Resources"]["Queue"]["Type"] == "AWS::SQS::Queue"
+    # And once the file changes, the new content
+    path.write_text("Resources:\n  Topic:\n    Type: AWS::SNS::Topic\n", encoding="utf-8")
+    assert list(load_template(path)["Resources"]) == ["Topic"]

@@ -90,8 +90,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "segment is empty at the end."
         ),
     )
-    demo.add_argument("--users", type=positive, default=1000, help="users (default 1000)")
-    demo.add_argument("--accounts", type=positive, default=100, help="accounts (default 100)")
+    # 500 users show every table 1,000 did (three journeys' funnels, lift, feedback, in-app,
+    # escalations, every lifecycle segment) in half the replay (BENCHMARKS.md, section 9b); the same
+    # defaults as nudge.tools.local.demo.run_demo's.
+    demo.add_argument("--users", type=positive, default=500, help="users (default 500)")
+    demo.add_argument("--accounts", type=positive, default=50, help="accounts (default 50)")
     demo.add_argument("--days", type=positive, default=90, help="days of history (default 90)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument(

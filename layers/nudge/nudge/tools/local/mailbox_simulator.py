@@ -153,13 +153,20 @@ class MailboxSimulator:
         self.wiring = wiring
         self.now = now
         self.seen: set[str] = set()
+        # moto's list of sent messages only grows: each pump looks at what was added since the last
+        # one (a pump going over every message sent so far made a replay quadratic). A shorter list
+        # is a new one (moto reset): looked at from its start, `seen` keeping ids from publishing twice.
+        self._looked_at = 0
         self.lock = threading.Lock()
 
     def pump(self) -> int:
         """Publish the events of every message sent since the last pump; how many were published."""
         with self.lock:
             published = 0
-            for message in list(ses_backends[ACCOUNT_ID][REGION].sent_messages):
+            sent_messages = list(ses_backends[ACCOUNT_ID][REGION].sent_messages)
+            start = self._looked_at if self._looked_at <= len(sent_messages) else 0
+            self._looked_at = len(sent_messages)
+            for message in sent_messages[start:]:
                 if message.id in self.seen or getattr(message, "raw_data", None) is None:
                     continue
                 self.seen.add(message.id)

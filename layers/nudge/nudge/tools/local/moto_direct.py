@@ -208,3 +208,9 @@ def serve_in_process(endpoint: str, lock: threading.Lock, sessions: tuple[Any, .
 def stop_serving(endpoint: str) -> None:
     with _lock:
         _HOOK.endpoints = {k: v for k, v in _HOOK.endpoints.items() if k != endpoint.rstrip("/")}
+
+
+def served_lock(endpoint: str) -> threading.Lock | None:
+    """The request lock of the server at `endpoint` when this process answers its calls, else None
+    (``nudge.tools.local.moto_peek`` reads such a server's backends directly)."""
+    return _HOOK.endpoints.get(endpoint.rstrip("/"))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from nudge.tools.local.aws import REGION, HandlerFailed
 from nudge.tools.local.functions import Invoker
+from nudge.tools.local.moto_peek import queue_is_empty
 from nudge.tools.local.simulated_clock import Now
 from nudge.tools.local.sources import SQS_RECEIVE_LIMIT, QueueSource
 from nudge.tools.local.streams import PumpStats
@@ -122,6 +123,9 @@ class QueuePump:
 
     def _receive(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
+        # Most polls find the queue empty: moto in this process says so without a call (moto_peek).
+        if queue_is_empty(self._sqs.meta.endpoint_url, self.queue_url):
+            return messages
         while len(messages) < self.source.batch_size:
             response = self._sqs.receive_message(
                 QueueUrl=self.queue_url,
@@ -188,7 +192,7 @@ class QueueTap:
     def drain(self) -> int:
         taken = 0
         with self._lock:
-            while True:
+            while not queue_is_empty(self._sqs.meta.endpoint_url, self.queue_url):
                 response = self._sqs.receive_message(
                     QueueUrl=self.queue_url,
                     MaxNumberOfMessages=SQS_RECEIVE_LIMIT,
@@ -218,6 +222,7 @@ class QueueTap:
                     ],
                 )
                 taken += len(received)
+            return taken
 
     def messages(self) -> Sequence[TappedMessage]:
         with self._lock:

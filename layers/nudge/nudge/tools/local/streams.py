@@ -33,6 +33,7 @@ from moto.events.models import EventPattern
 
 from nudge.tools.local.aws import REGION, HandlerFailed
 from nudge.tools.local.functions import Invoker, destination_time, function_arn
+from nudge.tools.local.moto_peek import DirectStream
 from nudge.tools.local.simulated_clock import Now
 from nudge.tools.local.sources import StreamSource
 
@@ -54,6 +55,8 @@ def _as_delivered(value: Mapping[str, Any]) -> dict[str, Any]:
         return {"B": base64.b64encode(inner).decode("ascii")}
     if kind == "BS":
         return {"BS": [base64.b64encode(b).decode("ascii") for b in inner]}
+    if kind in ("SS", "NS"):
+        return {kind: list(inner)}  # a copy: the record read may be moto's own (moto_peek)
     if kind == "M":
         return {"M": {k: _as_delivered(v) for k, v in inner.items()}}
     if kind == "L":
@@ -197,6 +200,10 @@ class StreamPump:
         self._iterators: dict[str, str | None] = {}
         # shard id -> last sequence number read, to get a fresh iterator if one expires
         self._positions: dict[str, str] = {}
+        # moto's shard read directly when moto runs in this process (moto_peek): shard id -> the
+        # sequence number to read next.
+        self._direct = DirectStream.find(streams.meta.endpoint_url, stream_arn)
+        self._next: dict[str, int] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=self._lanes, thread_name_prefix=f"pump-{source.function}")
         self.stats = PumpStats()
@@ -245,6 +252,11 @@ class StreamPump:
     # -- reading
 
     def _discover(self, position: str) -> None:
+        if self._direct is not None:
+            for shard_id in self._direct.shards():
+                if shard_id not in self._next:
+                    self._next[shard_id] = self._direct.first(shard_id, position)
+            return
         kwargs: dict[str, Any] = {"StreamArn": self.stream_arn}
         while True:
             description = self._streams.describe_stream(**kwargs)["StreamDescription"]
@@ -263,6 +275,13 @@ class StreamPump:
 
     def _read(self) -> list[tuple[str, dict[str, Any]]]:
         records: list[tuple[str, dict[str, Any]]] = []
+        if self._direct is not None:
+            for shard_id, first in self._next.items():
+                kept = self._direct.read(shard_id, first)
+                if kept:
+                    records.extend((shard_id, r) for r in kept)
+                    self._next[shard_id] = int(kept[-1]["dynamodb"]["SequenceNumber"]) + 1
+            return records
         for shard_id, iterator in self._iterators.items():
             while iterator is not None:
                 try:
