@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import threading
-import traceback
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -41,6 +39,7 @@ from nudge.domain.report import build
 from nudge.rulebook.loader import load_rules
 from nudge.settings import Settings
 from nudge.tools.local.aws import LockedMotoServer, table_names
+from nudge.tools.local.background import Background
 from nudge.tools.local.botocore_speedups import speed_up_botocore
 from nudge.tools.local.containers import Containers, InProcess, WorkerProcesses
 from nudge.tools.local.environment import (
@@ -164,13 +163,11 @@ class LocalStack:
         # One driver at a time: an HTTP request moving the clock, the background loop, the demo.
         # Re-entrant: advance_clock runs run_due, which runs settle.
         self._drive = threading.RLock()
-        self._background: threading.Thread | None = None
-        self._background_stop = threading.Event()
+        self._background = Background("nudge-local-due")
 
     # -- lifecycle
 
     def start(self) -> Self:
-
         if self._moto is not None:
             raise RuntimeError("the local stack is already started")
         speed_up_moto()
@@ -248,7 +245,6 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-
         self.stop_background()
         sources, self._sources = self._sources, EventSources()
         sources.close()
@@ -460,7 +456,6 @@ class LocalStack:
 
     @property
     def ledger(self) -> DynamoLedger:
-
         if self._store is None:
             raise RuntimeError("the local stack is not started")
         return DynamoLedger(self._store.client, LEDGER_TABLE)
@@ -486,7 +481,6 @@ class LocalStack:
             return build(load_rules(self.rules_dir), snapshot, self.clock.now(), "the local stack")
 
     def report_html(self) -> str:
-
         return render(self.report_data())
 
     def escalations(self) -> list[TappedMessage]:
@@ -503,25 +497,7 @@ class LocalStack:
         on their own (the clock runs at real speed under `nudge serve`): run_due(), or only
         settle() when `schedules` is false (the demo runs the sweep itself). Stopped by
         stop_background() or stop()."""
-        if self._background is not None:
-            return
-        self._background_stop.clear()
-        step = self.run_due if schedules else self.settle
-
-        def loop() -> None:
-            while not self._background_stop.wait(interval_seconds):
-                try:
-                    step()
-                except Exception:
-                    # A failing handler is already retried and dead-lettered by the pumps; this
-                    # is the stack itself failing: say so, and keep serving.
-                    traceback.print_exc(file=sys.stderr)
-
-        self._background = threading.Thread(target=loop, name="nudge-local-due", daemon=True)
-        self._background.start()
+        self._background.start(self.run_due if schedules else self.settle, interval_seconds)
 
     def stop_background(self) -> None:
-        thread, self._background = self._background, None
-        if thread is not None:
-            self._background_stop.set()
-            thread.join()
+        self._background.stop()
