@@ -39,6 +39,7 @@ from bench.ingest import (
     throughput,
     validate_and_fold,
 )
+from bench.rollup_stream import QUIET_INTERVAL, batching_window, quiet_requests_per_batch
 from nudge.rulebook.loader import load_rules
 from nudge.rulebook.plan import TrackingPlan, load_plan
 from nudge.rulebook.ruleset import RuleSet
@@ -67,15 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rollup-every",
         type=int,
-        default=1,
+        default=None,
         help="DynamoDB benchmark: requests whose stream records reach the rollup function in one batch "
-        "(1: each request's own, a quiet stream; 70: about 1,000 records, a busy one)",
+        "(default: a quiet stream, a request every 5 s within template.yaml's batching window; "
+        "1: each request's own; 70: about 1,000 records, a busy one)",
     )
     parser.add_argument(
         "--cost-rollup-every",
         type=int,
-        default=1,
-        help="cost: requests whose stream records reach the rollup function in one batch (1: quiet)",
+        default=None,
+        help="cost: requests whose stream records reach the rollup function in one batch (default: quiet)",
     )
     parser.add_argument("--repeats", type=int, default=5, help="CPU timings: best of this many runs")
     parser.add_argument(
@@ -182,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{sum(b.messages for b in dynamo_bodies):,} messages in {len(dynamo_bodies)} requests, "
             "each posted twice"
         )
-        print(_dynamo_report(dynamo_writes(dynamo_bodies, plan, args.rollup_every)))
+        print(_rollup_batches(args.rollup_every))
+        print(
+            _dynamo_report(
+                dynamo_writes(dynamo_bodies, plan, args.rollup_every or quiet_requests_per_batch())
+            )
+        )
 
     if whole:
         rules = load_rules(ROOT / "rules")
@@ -230,7 +237,15 @@ def main(argv: list[str] | None = None) -> int:
             "counted on moto, CPU of the pure work in memory"
         )
         cpu = cost_bench.cpu_pass(cost_bodies, rules)
-        print(_cost_report(cost_bench.requests_pass(cost_bodies, rules, args.cost_rollup_every), cpu))
+        print(_rollup_batches(args.cost_rollup_every))
+        print(
+            _cost_report(
+                cost_bench.requests_pass(
+                    cost_bodies, rules, args.cost_rollup_every or quiet_requests_per_batch()
+                ),
+                cpu,
+            )
+        )
         single = messages[: args.cost_single_events]
         print(
             f"\n8b. Cost per million events at one event a request: first {len(single):,} messages, each "
@@ -388,6 +403,16 @@ def _cpu_table(results: list[Throughput]) -> str:
             )
         )
     return _table(rows)
+
+
+def _rollup_batches(every: int | None) -> str:
+    if every:
+        return f"  rollup function: the stream records of {every} requests a batch (--rollup-every)"
+    return (
+        f"  rollup function: the stream records of {quiet_requests_per_batch()} requests a batch (a quiet "
+        f"stream: a request every {QUIET_INTERVAL:g} s, RollupFunction's MaximumBatchingWindowInSeconds "
+        f"{batching_window():g} in template.yaml)"
+    )
 
 
 def _dynamo_report(run: DynamoRun) -> str:

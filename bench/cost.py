@@ -99,9 +99,10 @@ ASSUMPTIONS = [
     "ingest: one HTTP API request and one ingest invocation per body of 100 messages",
     f"evaluate: the stream records one ingest request writes reach the evaluator together: one "
     f"invocation per body per {STREAM_BATCH_SIZE} records (low traffic; busier streams batch more)",
-    "rollups: the same, one invocation (one stream batch, one transaction per 99 accounts with its "
-    "marker) per body that wrote a rollup delta: the quiet case; busier streams sum more writes per "
-    "account update",
+    "rollups: the records of the bodies one batching window gathers reach the rollup function together "
+    "(one invocation, one transaction per 99 accounts with its marker; by default a quiet stream, a body "
+    "every 5 s within RollupFunction's MaximumBatchingWindowInSeconds, bench/rollup_stream.py); busier "
+    "streams sum more writes per account update",
     f"dispatch: the batches one evaluate invocation publishes arrive together: one invocation per "
     f"{SQS_BATCH_SIZE} of them",
     "SQS: every message is sent, received and deleted by its own request (no batching of receives "

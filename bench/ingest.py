@@ -241,7 +241,8 @@ def dynamo_writes(bodies: list[Body], plan: TrackingPlan, rollup_every: int = 1)
     delay), then posted again at once, as an SDK retries a request whose answer it lost. The
     two posts are counted apart: the first is what ingest costs, the second what a retry costs.
     The rollup function gets the stream's records every `rollup_every` requests (1: each request's
-    own batch, the quiet stream; more: a busy one, whose batches span many requests).
+    own batch; the quiet stream's is bench.rollup_stream.quiet_requests_per_batch(); more: a busy
+    one, whose batches span many requests).
     """
     import boto3
     from moto import mock_aws

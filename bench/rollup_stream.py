@@ -3,8 +3,10 @@ call, keep what the RollupFunction's FilterCriteria (template.yaml) lets through
 in the shape Lambda delivers (nudge.tools.local.streams.lambda_record) and hand the real handler
 (nudge.entrypoints.rollups) batches of at most the event source's BatchSize.
 
-bench/cost.py and bench/ingest.py call `pump()` after each ingest request: one stream batch per
-request, as section 8 forms the evaluator's batches. Integration tests use it to settle rollups.
+bench/cost.py and bench/ingest.py call `pump()` every `quiet_requests_per_batch()` ingest requests
+by default (the quiet stream: a request every QUIET_INTERVAL seconds, gathered for as long as the
+event source's MaximumBatchingWindowInSeconds lets Lambda wait), or every N requests when told (a
+busy stream fills BatchSize sooner). Integration tests use it to settle rollups.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from nudge.tools.local.template import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTION = "RollupFunction"
+# The quiet stream the benchmarks model: an SDK-sized request (100 events) every 5 seconds, 20
+# events/s (with the 5 s window the template had before, exactly one request a batch).
+QUIET_INTERVAL = 5.0
 
 
 def rollup_source(template: Path = ROOT / "template.yaml") -> StreamSource:
@@ -35,6 +40,21 @@ def rollup_source(template: Path = ROOT / "template.yaml") -> StreamSource:
     if len(found) != 1:
         raise LookupError(f"{template}: {FUNCTION} has no single DynamoDB event source")
     return found[0]
+
+
+def batching_window(template: Path = ROOT / "template.yaml") -> float:
+    """The RollupFunction event source's MaximumBatchingWindowInSeconds (Lambda's default: 0)."""
+    events = load_template(template)["Resources"][FUNCTION]["Properties"]["Events"]
+    (props,) = [e["Properties"] for e in events.values() if e["Type"] == "DynamoDB"]
+    return float(props.get("MaximumBatchingWindowInSeconds", 0))
+
+
+def quiet_requests_per_batch(
+    interval: float = QUIET_INTERVAL, template: Path = ROOT / "template.yaml"
+) -> int:
+    """Requests whose records one rollup batch gathers on the quiet stream: Lambda waits up to the
+    batching window (or until BatchSize records, which `pump` enforces) before it invokes."""
+    return max(1, int(batching_window(template) // interval))
 
 
 @dataclass

@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from bench.rollup_stream import RollupPump
+from nudge.adapters.dynamo import codec
 from nudge.adapters.dynamo.rollups import DELTA_ATTRIBUTE, RUN, decode_delta
 from nudge.adapters.dynamo.usage import ROLLUP, DynamoUsageStore, account_key, shard_of, user_key
 from nudge.model.limits import ROLLUP_WEEKS_KEPT
@@ -86,7 +87,39 @@ def test_a_user_item_in_the_old_layout_loads_and_takes_the_next_write(client: An
     stored = store.load_users(["old-user"])["old-user"]
     assert stored.version == 4
     assert stored.value.account_id == "acme"
-    assert client.get_item(TableName=TABLE, Key=user_key("old-user"))["Item"]["state"]["B"][0] == 0x01
+    assert (
+        client.get_item(TableName=TABLE, Key=user_key("old-user"))["Item"]["state"]["B"][0] == codec.FORMAT_2
+    )
+
+
+def test_a_user_item_in_format_1_with_dedupe_digests_loads_dedupes_and_takes_the_next_write(
+    client: Any,
+) -> None:
+    # Given a user written by the Nudge before format 2 (format 1), having seen message a-p
+    store = DynamoUsageStore(client, TABLE)
+    codec.write_format(1)
+    try:
+        ingest([(0, m) for m in messages("f1-user", "a", NOW)], PLAN, store, NOW)
+    finally:
+        codec.write_format(2)
+    assert (
+        client.get_item(TableName=TABLE, Key=user_key("f1-user"))["Item"]["state"]["B"][0] == codec.FORMAT_1
+    )
+    before = store.load_users(["f1-user"])["f1-user"]
+    # When a-p comes again with a new message
+    later = NOW + timedelta(hours=1)
+    again = [
+        messages("f1-user", "a", NOW)[1],
+        Track(userId="f1-user", event="login", timestamp=later, messageId="b-l"),
+    ]
+    ingest(list(enumerate(again)), PLAN, store, later)
+    # Then a-p counts once (its digest, stored in format 1, is still found), and the write is format 2
+    after = store.load_users(["f1-user"])["f1-user"]
+    assert after.value.events["project_created"].count == before.value.events["project_created"].count == 1
+    assert after.value.events["login"].count == 1
+    assert (
+        client.get_item(TableName=TABLE, Key=user_key("f1-user"))["Item"]["state"]["B"][0] == codec.FORMAT_2
+    )
 
 
 def test_rollups_in_both_layouts_add_up(client: Any) -> None:

@@ -35,8 +35,8 @@ def test_every_function_writes_state_blobs_in_the_format_one_parameter_chooses()
     parameter = TEMPLATE["Parameters"]["StateFormat"]
     variables = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["NUDGE_STATE_FORMAT"] == {"Ref": "StateFormat"}
-    assert parameter["AllowedValues"] == ["0", "1"]
-    assert int(parameter["Default"]) == Settings().state_format == 1
+    assert parameter["AllowedValues"] == ["0", "1", "2"]
+    assert int(parameter["Default"]) == Settings().state_format == 2
     for name, resource in TEMPLATE["Resources"].items():
         own = ((resource.get("Properties") or {}).get("Environment") or {}).get("Variables") or {}
         assert "NUDGE_STATE_FORMAT" not in own, name

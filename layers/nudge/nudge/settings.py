@@ -51,11 +51,12 @@ class Settings(BaseModel):
     retention_days: int = Field(default=180, gt=0)
 
     dedupe_days: int = Field(default=7, ge=7)
-    # The layout state blobs are written in (nudge.adapters.dynamo.codec; both are always read):
-    # 1, deflate against a preset dictionary (smaller); 0, plain zlib, which a Nudge from before
-    # format 1 can read. The template's StateFormat: deploy an upgrade with 0 first, then 1 once no
-    # older function runs (a rollback across the switch cannot read format 1 blobs).
-    state_format: int = Field(default=1, ge=0, le=1)
+    # The layout state blobs are written in (nudge.adapters.dynamo.codec; all are always read):
+    # 2, user states with compact times and raw dedupe digests (smallest); 1, deflate against a
+    # preset dictionary; 0, plain zlib, which a Nudge from before format 1 can read. The template's
+    # StateFormat: deploy an upgrade with the format the running Nudge reads first, then the new
+    # one once no older function runs (a rollback across the switch cannot read the newer blobs).
+    state_format: int = Field(default=2, ge=0, le=2)
     # A user's items expire (DynamoDB TTL) this many days after their last write; the template's
     # StateTtlDays parameter. The default is nudge.model.limits.STATE_TTL_DAYS (two years), which
     # settings, at the bottom of the layers, cannot import (a unit test keeps the two equal).

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, NamedTuple
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    WrapSerializer,
+)
 
 from nudge.model.limits import DIMENSION_VALUES_KEPT
 
@@ -14,10 +21,40 @@ class _State(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+# --- Times in a stored blob ---------------------------------------------------------------------
+# Dumped with `context={EPOCH_MS: True}` (the DynamoDB codec's format 2), a time is written as epoch
+# milliseconds when that is exact: 13 digits instead of a 27-character ISO string, read back as the
+# same instant by pydantic (an integer past 2e10 is milliseconds). Anything else (microseconds, an
+# offset other than UTC, before mid-1970) stays ISO. Without the context nothing changes.
+EPOCH_MS = "epoch_ms"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_MS_FROM = 2 * 10**10  # pydantic reads a smaller integer as seconds
+
+
+def _compact(value: datetime) -> int | datetime:
+    if value.microsecond % 1000 or value.utcoffset() != timedelta(0):
+        return value
+    ms = (value - _EPOCH) // _MS
+    return ms if ms > _MS_FROM else value
+
+
+def _time_json(value: datetime, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+    if info.context and info.context.get(EPOCH_MS):
+        compact = _compact(value)
+        if isinstance(compact, int):
+            return compact
+    return handler(value)
+
+
+# A time of the state: ISO in JSON, epoch milliseconds in a format-2 blob.
+Time = Annotated[datetime, WrapSerializer(_time_json, when_used="json")]
+
+
 class EventStats(_State):
     count: int = 0
-    first: datetime
-    last: datetime
+    first: Time
+    last: Time
     # Occurrences per UTC day (date ordinal) within the kept weeks: "N times in the last 7 days".
     daily: dict[int, int] = Field(default_factory=dict)
     # What the plan keeps of this event's properties (None: it keeps none, the common case).
@@ -39,8 +76,8 @@ class EventStats(_State):
 
 
 class FeatureStats(_State):
-    first: datetime
-    last: datetime
+    first: Time
+    last: Time
     count: int = 0
     days: list[int] = Field(default_factory=list, description="Distinct UTC days of use (date ordinals).")
 
@@ -62,7 +99,7 @@ class Stamped(_State):
     """A value with the time and message that set it: the latest timestamp wins, in any order."""
 
     v: Any
-    at: datetime
+    at: Time
     mid: str
 
     def newer_than(self, other: Stamped | None) -> bool:
@@ -92,8 +129,8 @@ class ValueStats(NamedTuple):
     Stored as a JSON array [count, first, last, daily]."""
 
     count: int  # type: ignore[assignment]  # the field, over tuple.count (a tuple keeps the fold cheap)
-    first: datetime
-    last: datetime
+    first: Time
+    last: Time
     daily: dict[int, int]
 
     def count_since(self, day: int) -> int:
@@ -117,6 +154,18 @@ def cap_values(values: dict[str, ValueStats], cap: int = DIMENSION_VALUES_KEPT) 
     return {v: values[v] for v in sorted(newest)}
 
 
+def _value_stats_json(
+    value: ValueStats, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+) -> Any:
+    # pydantic leaves a NamedTuple's own field annotations out of its serializer: compact it here.
+    if info.context and info.context.get(EPOCH_MS):
+        return [value.count, _compact(value.first), _compact(value.last), value.daily]
+    return handler(value)
+
+
+StoredValueStats = Annotated[ValueStats, WrapSerializer(_value_stats_json, when_used="json")]
+
+
 class SumStats(_State):
     """A summed property: in millionths, as integers, because integers add up the same in any
     order and floats do not (0.1 + 0.2 + 0.3 depends on which pair is added first)."""
@@ -138,7 +187,7 @@ class SumStats(_State):
 class PropertyStats(_State):
     """What is kept of one event's declared properties."""
 
-    values: dict[str, dict[str, ValueStats]] = Field(
+    values: dict[str, dict[str, StoredValueStats]] = Field(
         default_factory=dict, description="Dimension -> value -> stats (at most DIMENSION_VALUES_KEPT)."
     )
     sums: dict[str, SumStats] = Field(default_factory=dict)
@@ -204,12 +253,12 @@ def is_anonymous(user_id: str) -> bool:
 
 class UserState(_State):
     user_id: str
-    first_seen: datetime | None = None
-    last_seen: datetime | None = None
-    last_meaningful: datetime | None = None
+    first_seen: Time | None = None
+    last_seen: Time | None = None
+    last_meaningful: Time | None = None
     events: dict[str, EventStats] = Field(default_factory=dict)
     features: dict[str, FeatureStats] = Field(default_factory=dict)
-    milestones: dict[str, datetime] = Field(default_factory=dict)
+    milestones: dict[str, Time] = Field(default_factory=dict)
     traits: dict[str, Stamped] = Field(default_factory=dict)
     context: dict[str, Stamped] = Field(default_factory=dict, description="CONTEXT_KEPT -> latest value.")
     account: Stamped | None = None
