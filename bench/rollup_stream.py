@@ -1,6 +1,6 @@
 """The rollup function as Lambda drives it, on moto: read the usage table's stream since the last
 call, keep what the RollupFunction's FilterCriteria (template.yaml) lets through, put each record
-in the shape Lambda delivers (nudge.tools.local.streams.lambda_record) and hand the real handler
+in the shape Lambda delivers (nudge.adapters.dynamo.stream_range.lambda_record) and hand the real handler
 (nudge.entrypoints.rollups) batches of at most the event source's BatchSize.
 
 bench/cost.py and bench/ingest.py call `pump()` every `quiet_requests_per_batch()` ingest requests
@@ -20,12 +20,12 @@ from typing import Any, cast
 from moto.events.models import EventPattern
 
 from nudge.adapters.dynamo.rollups import DynamoRollupLedger
+from nudge.adapters.dynamo.stream_range import lambda_record
 from nudge.domain.rollups import StreamDelta
 from nudge.entrypoints.rollups import RollupStreamHandler, stream_deltas
 from nudge.observability import metrics
 from nudge.ports import RollupLedger
 from nudge.tools.local.sources import StreamSource, stream_sources
-from nudge.tools.local.streams import lambda_record
 from nudge.tools.local.template import load_template
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,10 +15,10 @@ import pytest
 
 from nudge import bootstrap
 from nudge.adapters.dynamo.segments import DynamoSegmentStore
+from nudge.adapters.dynamo.stream_range import lambda_record
 from nudge.model.journeys import JourneyInstance
 from nudge.model.segments import SegmentRecord
 from nudge.tools.local.aws import _create_table
-from nudge.tools.local.streams import lambda_record
 from tests.integration.conftest import REPO
 from tests.shipped import load_handler
 

@@ -200,7 +200,7 @@ def test_a_batch_failed_after_its_first_run_committed_is_redriven_and_each_delta
 def test_a_message_that_cannot_be_redriven_is_left_on_the_queue_with_its_reason(
     world: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Given a failed batch on the queue, and two messages that are not what it says
+    # Given a failed batch on the queue, and three messages that are not what it says
     failed = a_failed_request(world, "x")
     store, memory, failure = failed.store, failed.memory, failed.failure
     before = rollups(store, "x")
@@ -208,6 +208,10 @@ def test_a_message_that_cannot_be_redriven_is_left_on_the_queue_with_its_reason(
     wrong_size["DDBStreamBatchInfo"]["batchSize"] = ACCOUNTS - 1
     world["sqs"].send_message(QueueUrl=world["queue"], MessageBody=json.dumps(wrong_size))
     world["sqs"].send_message(QueueUrl=world["queue"], MessageBody='{"Records": []}')
+    elsewhere = json.loads(json.dumps(failure))
+    info = elsewhere["DDBStreamBatchInfo"]
+    info["streamArn"] = info["streamArn"].replace(f":table/{TABLE}/", ":table/another-table/")
+    world["sqs"].send_message(QueueUrl=world["queue"], MessageBody=json.dumps(elsewhere))
     failed.ledger.broken = False
 
     # When a dry run reads them, then a redrive
@@ -217,19 +221,20 @@ def test_a_message_that_cannot_be_redriven_is_left_on_the_queue_with_its_reason(
     out = capsys.readouterr().out
 
     # Then the dry run applied and deleted nothing; the redrive applied the good one only, and left
-    # the other two on the queue, each with what is wrong, and exits 1
+    # the other three on the queue, each with what is wrong, and exits 1
     assert "would be applied" in dry
-    assert "0 batches redriven, 2 left on the queue" in dry
+    assert "0 batches redriven, 3 left on the queue" in dry
     assert exit_code == 1
     assert (
         f"the stream holds {ACCOUNTS} records with a rollup delta in that range, the failed batch had {ACCOUNTS - 1}"
         in out
     )
     assert "not a DynamoDB stream batch's failure record" in out
-    assert "1 batches redriven, 2 left on the queue" in out
+    assert "not the usage table usage-redrive's" in out
+    assert "1 batches redriven, 3 left on the queue" in out
     assert rollups(store, "x") == rollups(memory, "x") != before
     left = queued(world)
-    assert len(left) == 2
+    assert len(left) == 3
     assert failure not in left
 
 

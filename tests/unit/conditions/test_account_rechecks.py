@@ -4,7 +4,7 @@ rules (the review of the fewer-`due`-moves change found them predicted weeks ahe
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,6 +12,7 @@ from nudge.conditions import features as F
 from nudge.conditions.facts import account_metric_fact
 from nudge.conditions.tree import Context
 from nudge.model.calendar import week_key
+from nudge.model.limits import ROLLUP_SETTLE_SECONDS
 from nudge.model.state import AccountRollup, UserState, WeekRollup
 
 WEDNESDAY = datetime(2026, 3, 4, 12, tzinfo=UTC)
@@ -24,5 +25,25 @@ def test_an_account_figure_is_rechecked_at_the_next_week_close(metric: str) -> N
     ctx = Context(UserState(user_id="u1", account_id="acme"), WEDNESDAY, F.AccountFacts({}, rollup))
     # When the sweep asks when `account <metric> >= 3` could next flip
     at = account_metric_fact(metric).changes_at(ctx, "gte", 3)
-    # Then it is the coming Monday: two more users may be active by then
-    assert at == F.next_week_start(WEDNESDAY)
+    # Then it is the coming Monday, once the week's last rollups are in: two more users may be
+    # active by then
+    assert at == F.next_week_start(WEDNESDAY) + timedelta(seconds=ROLLUP_SETTLE_SECONDS)
+
+
+def test_a_week_close_is_read_once_the_rollup_window_has_passed() -> None:
+    # Given an evaluation minutes after a week closed, before the rollup function has applied the
+    # week's last deltas (its batching window, template.yaml)
+    monday = F.next_week_start(WEDNESDAY)
+    rollup = AccountRollup(weeks={week_key(WEDNESDAY.date()): WeekRollup(active_users=1)})
+    early = Context(
+        UserState(user_id="u1", account_id="acme"), monday + timedelta(minutes=2), F.AccountFacts({}, rollup)
+    )
+    settled = Context(
+        UserState(user_id="u1", account_id="acme"), monday + timedelta(minutes=11), F.AccountFacts({}, rollup)
+    )
+    fact = account_metric_fact("active_users")
+    # Then the closed week is read again once they are in, this Monday; after that, next Monday's
+    assert fact.changes_at(early, "gte", 3) == monday + timedelta(seconds=ROLLUP_SETTLE_SECONDS)
+    assert fact.changes_at(settled, "gte", 3) == F.next_week_start(monday) + timedelta(
+        seconds=ROLLUP_SETTLE_SECONDS
+    )

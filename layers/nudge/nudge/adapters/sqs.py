@@ -152,6 +152,11 @@ class Received:
 
     body: str
     receipt: str
+    message_id: str
+
+
+# ChangeMessageVisibility's answers for a receipt that is no longer the message's latest.
+STALE_RECEIPT = {"ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight"}
 
 
 class SqsQueueReader:
@@ -171,7 +176,7 @@ class SqsQueueReader:
             WaitTimeSeconds=1,
         )
         return [
-            Received(m.get("Body", ""), m.get("ReceiptHandle", ""))
+            Received(m.get("Body", ""), m.get("ReceiptHandle", ""), m.get("MessageId", ""))
             for m in response.get("Messages", [])
             if m.get("ReceiptHandle")
         ]
@@ -180,7 +185,12 @@ class SqsQueueReader:
         self.client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message.receipt)
 
     def release(self, message: Received) -> None:
-        """Visible again at once: left on the queue for a later try."""
-        self.client.change_message_visibility(
-            QueueUrl=self.queue_url, ReceiptHandle=message.receipt, VisibilityTimeout=0
-        )
+        """Visible again at once: left on the queue for a later try. A receipt that has gone stale
+        (the message was handed out again) changes nothing: it is visible again already."""
+        try:
+            self.client.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=message.receipt, VisibilityTimeout=0
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "") not in STALE_RECEIPT:
+                raise

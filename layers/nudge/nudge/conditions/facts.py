@@ -13,6 +13,7 @@ from nudge.conditions import features as F
 from nudge.conditions.tree import HORIZON, Context, Fact, Op, Subject, anchored, compare, rebuildable
 from nudge.model.decisions import Value
 from nudge.model.durations import format_duration
+from nudge.model.limits import ROLLUP_SETTLE_SECONDS
 from nudge.model.numbers import trait_number_in_range
 
 
@@ -174,8 +175,12 @@ def age_fact() -> Fact:
     return anchored("age_days", "days since signup", compute, _signed_up, _crossing)
 
 
-def _at_week_start(ctx: Context, op: Op, value: Value) -> datetime | None:
-    return ctx.instant.next_week
+def _after_week_close(ctx: Context, op: Op, value: Value) -> datetime | None:
+    """The next week close once the account's rollups have settled: ROLLUP_SETTLE_SECONDS after
+    it, so the closed week's last deltas are in (this week's, when that is still to come)."""
+    settle = timedelta(seconds=ROLLUP_SETTLE_SECONDS)
+    this_week = ctx.instant.next_week - _WEEK + settle
+    return this_week if this_week > ctx.instant.now else ctx.instant.next_week + settle
 
 
 _WEEK = timedelta(weeks=1)
@@ -450,15 +455,16 @@ def account_metric_fact(metric: str) -> Fact:
             return ctx.account.active_users_trend_at(ctx.instant)
         return ctx.account.active_users(ctx.instant.weeks[0])
 
-    # Re-checked at every week close, not at the close the figure now predicts a flip: an
-    # account's figures move with its other users' activity, which re-evaluates none of this
-    # user's rules, so a prediction from the rollup as it is now can be weeks late (and the
-    # score is known only after the scoring pass: a context at a later close has none).
+    # Re-checked at every week close (once its rollups settled), not at the close the figure now
+    # predicts a flip: an account's figures move with its other users' activity, which
+    # re-evaluates none of this user's rules, so a prediction from the rollup as it is now can be
+    # weeks late (and the score is known only after the scoring pass: a context at a later close
+    # has none).
     return Fact(
         fact_key("account", metric),
         "account score" if metric == "score" else f"account {metric.replace('_', ' ')}",
         compute,
-        _at_week_start,
+        _after_week_close,
         by_threshold=False,
     )
 

@@ -63,6 +63,10 @@ ROLLUP_WEEKS_KEPT = 26
 ROLLUP_ACCOUNTS_PER_TRANSACTION = 99
 # A rollup batch's marker outlives the stream's 24 h retention (and so any retry of its batch).
 ROLLUP_MARKER_TTL_HOURS = 48
+# How long after a week closes its account figures are read: the rollup function applies users'
+# deltas up to its batching window late (template.yaml, 300 s), so a figure read at the close
+# itself could miss the week's last minutes. Twice the window (a test keeps it so).
+ROLLUP_SETTLE_SECONDS = 600
 
 # --- the item ---------------------------------------------------------------------------------------
 # DynamoDB refuses an item over 400 KB (names and values, as it counts them). Nudge writes a user's

@@ -1,11 +1,12 @@
 """`nudge rollups redrive`: the rollup function's failed stream batches applied again, once.
 
-RollupFunction's event source retries a failing batch for 20 hours, then sends where it was (shard,
+RollupFunction's event source retries a failing batch for 6 hours, then sends where it was (shard,
 first and last sequence numbers, size) to RollupFailureQueue. Once the cause is fixed, this reads
 each such message, reads its range back from the usage table's stream (which keeps records 24
-hours), and hands the records to the rollup function's own handler as one batch: cut into the same
-runs as the failed batch, so the runs an earlier try committed are found by their markers and
-applied nothing more (docs/ARCHITECTURE.md, "Account rollups off the user's write"). A message is
+hours: 18 are left when the batch gives up), and hands the records to the rollup function's own
+handler as one batch: cut into the same runs as the failed batch, so the runs an earlier try
+committed are found by their markers and applied nothing more (docs/ARCHITECTURE.md, "Account
+rollups off the user's write"). A message is
 deleted once its batch is applied; one that cannot be (the stream no longer holds the range, the
 range holds other records than the batch had, the table refused) is left on the queue, and the
 command exits 1 naming why.
@@ -18,13 +19,21 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from nudge.adapters.dynamo.stream_range import FailedBatch, NotAFailedBatch, RangeNotReadable, failed_batch
+from botocore.exceptions import BotoCoreError, ClientError
+
+from nudge.adapters.dynamo.stream_range import (
+    FailedBatch,
+    NotAFailedBatch,
+    RangeNotReadable,
+    failed_batch,
+    lambda_record,
+)
 from nudge.adapters.sqs import Received
 from nudge.bootstrap.redrive import RedriveParts, wire_redrive
 from nudge.bootstrap.stacks import StackNotReadable
 from nudge.entrypoints.rollups import RollupStreamHandler, delta_records
 from nudge.model.errors import StateConflict, StoreUnavailable
-from nudge.tools.local.streams import lambda_record
+from nudge.observability import metrics
 
 
 class NotTheBatch(Exception):
@@ -41,9 +50,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="Apply the batches on RollupFailureQueue again, each delta once.",
         description=(
             "Read RollupFailureQueue, read each failed batch's range back from the usage table's "
-            "stream (it keeps records 24 hours: redrive within that) and apply it through the "
-            "rollup function's handler as one batch, so what an earlier try applied is not applied "
-            "again. Deleted from the queue once applied; left there, with the reason printed and "
+            "stream (it keeps records 24 hours: redrive within 18 hours of the alarm) and apply it "
+            "through the rollup function's handler as one batch, so what an earlier try applied is "
+            "not applied again. Deleted from the queue once applied; left there, with the reason printed and "
             "exit status 1, when it cannot be."
         ),
     )
@@ -86,9 +95,11 @@ def redrive(
     (with --dry-run: would not be)."""
     out = out if out is not None else sys.stdout
     kept: list[Received] = []  # released at the end: visible again for the next run, not in 5 minutes
+    seen: set[str] = set()  # a long run may be handed a kept message again once its hiding times out
     redriven = failed = 0
-    while messages := parts.failures.receive():
+    while messages := [m for m in parts.failures.receive() if m.message_id not in seen]:
         for message in messages:
+            seen.add(message.message_id)
             try:
                 batch = failed_batch(message.body)
                 event = _event(parts, batch)
@@ -102,6 +113,14 @@ def redrive(
                 kept.append(message)
                 failed += 1
                 continue
+            except (ClientError, BotoCoreError) as exc:
+                print(f"left on the queue: the usage table refused the batch's write: {exc}", file=out)
+                kept.append(message)
+                failed += 1
+                continue
+            finally:
+                # The handler's metrics are the Lambda's: here they would only pile up and print.
+                metrics.clear_metrics()
             parts.failures.delete(message)
             redriven += 1
             print(
@@ -116,11 +135,19 @@ def redrive(
 
 
 def _event(parts: RedriveParts, batch: FailedBatch) -> dict[str, Any]:
-    """The range as the Lambda event that failed, checked to hold as many delta records as it did."""
+    """The range as the Lambda event that failed, checked to be of this table's stream and to hold
+    as many records as the failed batch did."""
+    if f":table/{parts.table}/stream/" not in batch.stream_arn:
+        raise NotTheBatch(
+            f"batch {batch}: of the stream {batch.stream_arn}, not the usage table {parts.table}'s: redrive"
+            " it with that table's name (or the stack's)"
+        )
     records = [lambda_record(raw, batch.stream_arn, _created(raw)) for raw in parts.stream.read(batch)]
     event: dict[str, Any] = {"Records": records}
     carried = len(delta_records(event))
-    if carried != batch.size:
+    # The failed batch held the records the event source's filter passed; its size is checked
+    # against that count and, should Lambda count a batch before its filter, against the range's.
+    if batch.size not in (carried, len(records)):
         raise NotTheBatch(
             f"batch {batch}: the stream holds {carried} records with a rollup delta in that range, the"
             f" failed batch had {batch.size}: applied, it would be cut into other runs than the failed"

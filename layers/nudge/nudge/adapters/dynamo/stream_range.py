@@ -9,12 +9,17 @@ Lambda sends a stream source's on-failure destination where a batch was, not its
 sequence number to the last, both included, in stream order (GetRecords' shape), while the stream
 still holds them (24 hours). Nothing is returned unless the whole range is: a redrive of part of a
 range would be cut into other runs than the failed batch was (nudge.services.rollups).
+`lambda_record` puts a GetRecords record in the shape Lambda delivers it (the local stack's pumps
+and the redrive both hand records to handlers so).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -122,3 +127,43 @@ def _whole(records: list[dict[str, Any]], batch: FailedBatch, first: int) -> lis
     if not records or int(records[0]["dynamodb"]["SequenceNumber"]) != first:
         raise RangeNotReadable(f"the stream no longer holds the first record of batch {batch}")
     return records
+
+
+def _as_delivered(value: Mapping[str, Any]) -> dict[str, Any]:
+    """An AttributeValue as Lambda delivers it: boto3 decoded binary to bytes, the event has base64."""
+    kind, inner = next(iter(value.items()))
+    if kind == "B":
+        return {"B": base64.b64encode(inner).decode("ascii")}
+    if kind == "BS":
+        return {"BS": [base64.b64encode(b).decode("ascii") for b in inner]}
+    if kind in ("SS", "NS"):
+        return {kind: list(inner)}  # a copy: the record read may be moto's own (moto_peek)
+    if kind == "M":
+        return {"M": {k: _as_delivered(v) for k, v in inner.items()}}
+    if kind == "L":
+        return {"L": [_as_delivered(v) for v in inner]}
+    return {kind: inner}
+
+
+def lambda_record(
+    record: Mapping[str, Any], stream_arn: str, created: datetime, region: str = "us-east-1"
+) -> dict[str, Any]:
+    """A GetRecords record (boto3 shape) as Lambda puts it in the event's Records list."""
+    stream = record["dynamodb"]
+    dynamodb: dict[str, Any] = {"ApproximateCreationDateTime": int(created.timestamp())}
+    for image in ("Keys", "NewImage", "OldImage"):
+        if image in stream:
+            dynamodb[image] = {name: _as_delivered(v) for name, v in stream[image].items()}
+    dynamodb["SequenceNumber"] = str(stream["SequenceNumber"])
+    dynamodb["SizeBytes"] = int(stream.get("SizeBytes", 0))
+    dynamodb["StreamViewType"] = str(stream.get("StreamViewType", "NEW_AND_OLD_IMAGES"))
+    return {
+        "eventID": str(record["eventID"]),
+        "eventName": str(record["eventName"]),
+        # What Lambda sends today, whatever version the stream API itself reports.
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": str(record.get("awsRegion") or region),
+        "dynamodb": dynamodb,
+        "eventSourceARN": stream_arn,
+    }

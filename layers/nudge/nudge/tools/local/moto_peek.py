@@ -81,7 +81,7 @@ class DirectStream:
 def _as_boto3(record: Mapping[str, Any]) -> dict[str, Any]:
     # moto keeps the record as GetRecords answers it (binary already bytes); boto3 parses the
     # creation time into an aware datetime. The images are shared, never written: the pump builds
-    # the Lambda event from them (nudge.tools.local.streams.lambda_record makes new values).
+    # the Lambda event from them (nudge.adapters.dynamo.stream_range.lambda_record makes new values).
     stream = dict(record["dynamodb"])
     created = stream.get("ApproximateCreationDateTime")
     if isinstance(created, datetime) and created.tzinfo is None:

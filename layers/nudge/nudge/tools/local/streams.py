@@ -15,7 +15,6 @@ pump. ``PumpStats`` counts what a pump did; queue pumps count in the same terms.
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -31,7 +30,8 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore.exceptions import ClientError
 from moto.events.models import EventPattern
 
-from nudge.tools.local.aws import REGION, HandlerFailed
+from nudge.adapters.dynamo.stream_range import lambda_record
+from nudge.tools.local.aws import HandlerFailed
 from nudge.tools.local.functions import Invoker, destination_time, function_arn
 from nudge.tools.local.moto_peek import DirectStream
 from nudge.tools.local.simulated_clock import Now
@@ -46,44 +46,6 @@ GET_RECORDS_LIMIT = 1000  # the most GetRecords returns at once
 # on a user's record) usually clears in that time. Capped: the local stack waits for it.
 RETRY_BACKOFF_SECONDS = 0.05
 RETRY_BACKOFF_CAP_SECONDS = 1.0
-
-
-def _as_delivered(value: Mapping[str, Any]) -> dict[str, Any]:
-    """An AttributeValue as Lambda delivers it: boto3 decoded binary to bytes, the event has base64."""
-    kind, inner = next(iter(value.items()))
-    if kind == "B":
-        return {"B": base64.b64encode(inner).decode("ascii")}
-    if kind == "BS":
-        return {"BS": [base64.b64encode(b).decode("ascii") for b in inner]}
-    if kind in ("SS", "NS"):
-        return {kind: list(inner)}  # a copy: the record read may be moto's own (moto_peek)
-    if kind == "M":
-        return {"M": {k: _as_delivered(v) for k, v in inner.items()}}
-    if kind == "L":
-        return {"L": [_as_delivered(v) for v in inner]}
-    return {kind: inner}
-
-
-def lambda_record(record: Mapping[str, Any], stream_arn: str, created: datetime) -> dict[str, Any]:
-    """A GetRecords record (boto3 shape) as Lambda puts it in the event's Records list."""
-    stream = record["dynamodb"]
-    dynamodb: dict[str, Any] = {"ApproximateCreationDateTime": int(created.timestamp())}
-    for image in ("Keys", "NewImage", "OldImage"):
-        if image in stream:
-            dynamodb[image] = {name: _as_delivered(v) for name, v in stream[image].items()}
-    dynamodb["SequenceNumber"] = str(stream["SequenceNumber"])
-    dynamodb["SizeBytes"] = int(stream.get("SizeBytes", 0))
-    dynamodb["StreamViewType"] = str(stream.get("StreamViewType", "NEW_AND_OLD_IMAGES"))
-    return {
-        "eventID": str(record["eventID"]),
-        "eventName": str(record["eventName"]),
-        # What Lambda sends today, whatever version the stream API itself reports.
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": str(record.get("awsRegion") or REGION),
-        "dynamodb": dynamodb,
-        "eventSourceARN": stream_arn,
-    }
 
 
 @dataclass
