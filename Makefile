@@ -12,6 +12,20 @@ STAMP := $(VENV)/.installed
 # venv with pip in it (sam build's python workflow runs the venv's pip). uv keeps its own cache
 # (~/.cache/uv) and reads no pip.conf: it asks PyPI, as pip does.
 UV_VERSION := uv>=0.13,<0.14
+# What the environment tells pip about where packages are and which certificates to trust, uv is
+# told too (it reads none of pip's settings): a mirror or a proxy's CA that pip uses, uv uses.
+ifdef PIP_INDEX_URL
+export UV_INDEX_URL ?= $(PIP_INDEX_URL)
+endif
+ifdef PIP_EXTRA_INDEX_URL
+export UV_EXTRA_INDEX_URL ?= $(PIP_EXTRA_INDEX_URL)
+endif
+ifneq ($(wildcard $(PIP_FIND_LINKS)),)
+export UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
+endif
+ifdef PIP_CERT
+export SSL_CERT_FILE ?= $(PIP_CERT)
+endif
 UV := $(BIN)/uv
 UV_INSTALL := $(UV) pip install --quiet --python $(BIN)/python
 
