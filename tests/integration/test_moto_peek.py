@@ -11,6 +11,9 @@ from typing import Any
 
 import boto3
 import pytest
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.dynamodb.models import dynamodb_backends
+from moto.sqs.models import sqs_backends
 
 from nudge.tools.local import moto_direct
 from nudge.tools.local.aws import LockedMotoServer
@@ -118,3 +121,29 @@ def test_an_empty_queue_is_told_as_receive_message_would_find_it(
     # And a queue or an endpoint not served here is not known: the pump asks through boto3
     assert queue_is_empty(endpoint, url + "-gone") is None
     assert queue_is_empty("http://127.0.0.1:9", url) is None
+
+
+def test_a_moto_whose_internals_moved_is_read_through_boto3(
+    served: tuple[str, LockedMotoServer], template_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a served table with a stream and a queue holding a message
+    endpoint, _ = served
+    session = boto3.session.Session(region_name="us-east-1")
+    table = f"peek-{uuid.uuid4().hex[:8]}"
+    created = session.client("dynamodb", endpoint_url=endpoint).create_table(
+        **table_create_kwargs(template_path, "UsageTable", table)
+    )
+    arn = created["TableDescription"]["LatestStreamArn"]
+    sqs = session.client("sqs", endpoint_url=endpoint)
+    url = sqs.create_queue(QueueName=f"peek-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+    assert DirectStream.find(endpoint, arn) is not None
+    assert queue_is_empty(endpoint, url) is False
+    # When a moto release has renamed what the direct reads use
+    backend_table = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables[table]
+    monkeypatch.delattr(backend_table.stream_shard, "items")
+    queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues[url.rsplit("/", 1)[-1]]
+    monkeypatch.delattr(queue, "_messages")
+    # Then the pumps are told to ask through boto3, not stopped
+    assert DirectStream.find(endpoint, arn) is None
+    assert queue_is_empty(endpoint, url) is None

@@ -13,8 +13,9 @@ queue polls another tenth. When the moto serving the client's endpoint runs in t
 * ``queue_is_empty`` tells a queue with no visible message, which a ReceiveMessage would only
   have confirmed (moto applies a redrive policy to messages it receives, so none is skipped).
 
-Anything not served in this process (another endpoint, a table or queue moto does not know)
-gives None, and the pump goes through boto3 as before.
+Anything not served in this process (another endpoint, a table or queue moto does not know),
+or a moto whose internals these reads do not find (a release that renamed them), gives None, and
+the pump goes through boto3 as before.
 """
 
 from __future__ import annotations
@@ -49,7 +50,12 @@ class DirectStream:
         if lock is None:
             return None
         direct = cls(stream_arn, lock)
-        return direct if direct._shard() is not None else None
+        try:
+            shard = direct._shard()
+            _ = shard.items, shard.starting_sequence_number, shard.id
+        except AttributeError:
+            return None  # not the moto this was written against: boto3 reads it
+        return direct
 
     def _shard(self) -> Any:
         table = dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION].tables.get(self._table_name)
@@ -98,4 +104,7 @@ def queue_is_empty(endpoint_url: str | None, queue_url: str) -> bool | None:
     if queue is None:
         return None
     # No lock: a message sent while this looks is one sent just after it; the next poll takes it.
-    return not any(message.visible and not message.delayed for message in list(queue._messages))
+    try:
+        return not any(message.visible and not message.delayed for message in list(queue._messages))
+    except AttributeError:
+        return None  # not the moto this was written against: boto3 asks
