@@ -57,9 +57,9 @@ from nudge.model.segments import DuePage
 from nudge.model.versioned import Versioned
 from nudge.observability import quiet_logs
 from nudge.rulebook.ruleset import RuleSet
+from nudge.services.account_facts import AccountFactsCache
 from nudge.services.dispatch import DispatchPorts, dispatch
 from nudge.services.evaluate import (
-    AccountFactsCache,
     RulesPorts,
     SegmentRechecks,
     evaluate_account,

@@ -46,8 +46,9 @@ from nudge.observability import quiet_logs
 from nudge.ports import SuppressionStore
 from nudge.rulebook.ruleset import RuleSet
 from nudge.services import dispatch as dispatch_service
+from nudge.services.account_facts import AccountFactsCache
 from nudge.services.dispatch import DispatchPorts, DispatchResult, dispatch
-from nudge.services.evaluate import AccountFactsCache, RulesPorts, SegmentRechecks, evaluate_user
+from nudge.services.evaluate import RulesPorts, SegmentRechecks, evaluate_user
 from nudge.services.ingest import IngestLimits, ingest
 from nudge.services.suppression import SuppressionList
 

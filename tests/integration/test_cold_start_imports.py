@@ -68,9 +68,12 @@ ONLY = {
     "nudge.bootstrap.shared": SHARING,
     "aws_lambda_powertools.utilities.parameters": SHARING,
     "nudge.services.suppression": SHARING,
-    # Segment's message models: ingest, and the rules functions (an identify from the product
-    # re-evaluates a user); not the feedback or changes functions.
-    "nudge.model.messages": {"IngestFunction", "FrontDoorFunction", "IngestQueueFunction", *LOADING_RULES},
+    # Segment's message models: ingest, and the evaluating functions (an identify from the product
+    # re-evaluates a user) with dispatch (its deferrals, SegmentRechecks, live in the evaluate
+    # service); not the sending functions (their journey check reads account facts alone:
+    # nudge.services.account_facts), nor the feedback or changes functions.
+    "nudge.model.messages": {*INGESTING, "EvaluateFunction", "SweepFunction", "DispatchFunction"},
+    "nudge.services.evaluate": {"EvaluateFunction", "SweepFunction", "DispatchFunction"},
 }
 
 

@@ -27,9 +27,9 @@ from nudge.model.state import Stamped, UserState
 from nudge.ports import PublishFailed
 from nudge.rulebook.loader import load_rules
 from nudge.rulebook.ruleset import RuleSet
+from nudge.services.account_facts import AccountFactsCache
 from nudge.services.evaluate import (
     AccountEvaluationFailed,
-    AccountFactsCache,
     EvaluationContention,
     RulesPorts,
     SegmentRechecks,

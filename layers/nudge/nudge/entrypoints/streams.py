@@ -15,7 +15,8 @@ from nudge.adapters.dynamo.stream import account_from_stream, user_from_stream
 from nudge.adapters.dynamo.usage import CORRELATION_ATTRIBUTE
 from nudge.bootstrap.rules import RulesService, wire
 from nudge.observability import logger
-from nudge.services.evaluate import AccountFactsCache, evaluate_account, evaluate_user
+from nudge.services.account_facts import AccountFactsCache
+from nudge.services.evaluate import evaluate_account, evaluate_user
 
 
 class UsageStreamHandler:

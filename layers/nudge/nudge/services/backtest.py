@@ -42,9 +42,9 @@ from nudge.model.queue import DecisionBatch
 from nudge.model.segments import due_time
 from nudge.ports import DecisionPublisher, DeliveryRouter, Ledger, SegmentStore, UsageStore
 from nudge.rulebook.ruleset import RuleSet
+from nudge.services.account_facts import AccountFactsCache
 from nudge.services.dispatch import DispatchPorts, DispatchResult, dispatch
 from nudge.services.evaluate import (
-    AccountFactsCache,
     RulesPorts,
     SegmentRechecks,
     evaluate_account,

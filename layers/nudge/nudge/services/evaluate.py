@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from nudge.backoff import CONTENTION
-from nudge.conditions.features import AccountFacts
 from nudge.domain.evaluate import evaluate
 from nudge.domain.journeys import blocked_end
 from nudge.model.decisions import Decision, Value
@@ -48,11 +47,12 @@ from nudge.model.messages import Identify, Message
 from nudge.model.outcomes import SweepResult, UserOutcome
 from nudge.model.queue import DecisionBatch
 from nudge.model.segments import DeferredSend, SegmentRecord, due_time, kept_check
-from nudge.model.state import AccountRollup, UserState
+from nudge.model.state import UserState
 from nudge.model.versioned import Versioned
 from nudge.observability import logger
 from nudge.ports import DecisionPublisher, EvaluationMetrics, SegmentStore, UsageStore
 from nudge.rulebook.ruleset import RuleSet
+from nudge.services.account_facts import AccountFactsCache
 from nudge.services.ingest import ingest
 
 # ------------------------------------------------------------------------------------ ports
@@ -72,32 +72,6 @@ class RulesPorts:
     segments: SegmentStore
     publisher: DecisionPublisher
     metrics: EvaluationMetrics = field(default_factory=NoMetrics)
-
-
-class AccountFactsCache:
-    """Account traits and rollup, read once per account per batch (many users share an account)."""
-
-    def __init__(self, usage: UsageStore, with_rollup: bool = True) -> None:
-        self.usage = usage
-        # The rollup (weekly active users per shard) is the largest read; skip it when no rule
-        # reads account usage (RuleSet.reads_account_usage).
-        self.with_rollup = with_rollup
-        self._facts: dict[str, AccountFacts] = {}
-
-    def get(self, account_id: str | None) -> AccountFacts | None:
-        if not account_id:
-            return None
-        facts = self._facts.get(account_id)
-        if facts is None:
-            account = self.usage.load_account(account_id)
-            traits: dict[str, object] = dict(account.value.trait_values()) if account else {}
-            rollup = self.usage.load_rollup(account_id) if self.with_rollup else AccountRollup()
-            facts = self._facts[account_id] = AccountFacts(traits, rollup)
-        return facts
-
-    def forget(self, account_id: str) -> None:
-        """Drop what was read of the account: its traits changed, the next `get` reads them again."""
-        self._facts.pop(account_id, None)
 
 
 # ------------------------------------------------------------------------------------ evaluate

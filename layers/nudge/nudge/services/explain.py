@@ -18,8 +18,8 @@ from nudge.model.ledger import LedgerEntry
 from nudge.model.segments import SegmentRecord
 from nudge.ports import Ledger, SegmentStore, UsageStore
 from nudge.rulebook.ruleset import RuleSet
+from nudge.services.account_facts import AccountFactsCache
 from nudge.services.erasure import chain_of
-from nudge.services.evaluate import AccountFactsCache
 from nudge.services.rule_tests import Judged
 
 

@@ -13,7 +13,7 @@ from nudge.model.decisions import Decision
 from nudge.model.state import UserState
 from nudge.ports import UsageStore
 from nudge.rulebook.ruleset import RuleSet
-from nudge.services.evaluate import AccountFactsCache
+from nudge.services.account_facts import AccountFactsCache
 
 
 def journey_over(

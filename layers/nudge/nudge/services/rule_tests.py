@@ -35,7 +35,7 @@ from nudge.model.state import UserState
 from nudge.ports import UsageStore
 from nudge.rulebook.cases import CASE_USER, LoadedCase
 from nudge.rulebook.ruleset import RuleSet
-from nudge.services.evaluate import AccountFactsCache
+from nudge.services.account_facts import AccountFactsCache
 from nudge.services.ingest import IngestLimits, ingest
 
 

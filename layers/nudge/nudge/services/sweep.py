@@ -12,7 +12,8 @@ from nudge.model.outcomes import SweepResult
 from nudge.model.segments import bucket_start
 from nudge.observability import logger
 from nudge.rulebook.ruleset import RuleSet
-from nudge.services.evaluate import AccountFactsCache, RulesPorts, evaluate_user
+from nudge.services.account_facts import AccountFactsCache
+from nudge.services.evaluate import RulesPorts, evaluate_user
 
 
 @dataclass(frozen=True)
