@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -94,10 +93,7 @@ class RollupPump:
             got = self.streams.get_records(ShardIterator=self._iterator, Limit=1000)
             self._iterator = got["NextShardIterator"]
             for raw in got["Records"]:
-                created = raw["dynamodb"].get("ApproximateCreationDateTime")
-                record = lambda_record(
-                    raw, self.arn, created if isinstance(created, datetime) else datetime.now(UTC)
-                )
+                record = lambda_record(raw, self.arn)
                 if not self._patterns or any(p.matches_event(cast(Any, record)) for p in self._patterns):
                     out.append(record)
             if not got["Records"]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -142,7 +141,7 @@ def _event(parts: RedriveParts, batch: FailedBatch) -> dict[str, Any]:
             f"batch {batch}: of the stream {batch.stream_arn}, not the usage table {parts.table}'s: redrive"
             " it with that table's name (or the stack's)"
         )
-    records = [lambda_record(raw, batch.stream_arn, _created(raw)) for raw in parts.stream.read(batch)]
+    records = [lambda_record(raw, batch.stream_arn) for raw in parts.stream.read(batch)]
     event: dict[str, Any] = {"Records": records}
     carried = len(delta_records(event))
     # The failed batch held the records the event source's filter passed; its size is checked
@@ -154,8 +153,3 @@ def _event(parts: RedriveParts, batch: FailedBatch) -> dict[str, Any]:
             " batch and could count a delta twice (is this the usage table's stream?)"
         )
     return event
-
-
-def _created(raw: dict[str, Any]) -> datetime:
-    created = raw["dynamodb"].get("ApproximateCreationDateTime")
-    return created if isinstance(created, datetime) else datetime.now(UTC)

@@ -19,7 +19,7 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -146,10 +146,14 @@ def _as_delivered(value: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def lambda_record(
-    record: Mapping[str, Any], stream_arn: str, created: datetime, region: str = "us-east-1"
+    record: Mapping[str, Any], stream_arn: str, created: datetime | None = None, region: str = "us-east-1"
 ) -> dict[str, Any]:
-    """A GetRecords record (boto3 shape) as Lambda puts it in the event's Records list."""
+    """A GetRecords record (boto3 shape) as Lambda puts it in the event's Records list, dated
+    `created` (the local stack's simulated clock) or, by default, by the record itself."""
     stream = record["dynamodb"]
+    if created is None:
+        own = stream.get("ApproximateCreationDateTime")
+        created = own if isinstance(own, datetime) else datetime.now(UTC)
     dynamodb: dict[str, Any] = {"ApproximateCreationDateTime": int(created.timestamp())}
     for image in ("Keys", "NewImage", "OldImage"):
         if image in stream:
