@@ -23,7 +23,11 @@ class RedriveParts:
     ledger: DynamoRollupLedger
     failures: SqsQueueReader
     stream: StreamRangeReader
-    table: str
+
+    @property
+    def table(self) -> str:
+        """The usage table the ledger writes: the one whose stream a batch must come from."""
+        return self.ledger.table
 
 
 def wire_redrive(
@@ -51,5 +55,4 @@ def wire_redrive(
         ),
         failures=SqsQueueReader(boto3.client("sqs", endpoint_url=endpoint_url), queue),
         stream=StreamRangeReader(boto3.client("dynamodbstreams", endpoint_url=endpoint_url)),
-        table=table,
     )
