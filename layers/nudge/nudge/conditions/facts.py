@@ -175,19 +175,19 @@ def age_fact() -> Fact:
     return anchored("age_days", "days since signup", compute, _signed_up, _crossing)
 
 
+_WEEK = timedelta(weeks=1)
+# Coming closes tried per re-check (each computes the fact again): a test that flips at none of
+# them is re-checked at the next one, so a settled user is looked at every few weeks, not weekly,
+# and an evaluation computes the fact at most this many times more.
+_WEEKS_TRIED = 4
+
+
 def _after_week_close(ctx: Context, op: Op, value: Value) -> datetime | None:
     """The next week close once the account's rollups have settled: ROLLUP_SETTLE_SECONDS after
     it, so the closed week's last deltas are in (this week's, when that is still to come)."""
     settle = timedelta(seconds=ROLLUP_SETTLE_SECONDS)
     this_week = ctx.instant.next_week - _WEEK + settle
     return this_week if this_week > ctx.instant.now else ctx.instant.next_week + settle
-
-
-_WEEK = timedelta(weeks=1)
-# Coming closes tried per re-check (each computes the fact again): a test that flips at none of
-# them is re-checked at the next one, so a settled user is looked at every few weeks, not weekly,
-# and an evaluation computes the fact at most this many times more.
-_WEEKS_TRIED = 4
 
 
 def _week_closes(compute: Callable[[Context], Value]) -> Callable[[Context, Op, Value], datetime | None]:

@@ -46,7 +46,7 @@ def user_from_stream(keys: Mapping[str, Any], image: Mapping[str, Any]) -> Versi
 def has_rollup_delta(keys: Mapping[str, Any], image: Mapping[str, Any] | None) -> bool:
     """A user's STATE write that stored a rollup delta: what RollupFunction's FilterCriteria passes."""
     pk, sk = str(keys.get("pk", "")), str(keys.get("sk", ""))
-    return sk == "STATE" and pk.startswith("USER#") and bool(image) and DELTA_ATTRIBUTE in (image or {})
+    return sk == "STATE" and pk.startswith("USER#") and image is not None and DELTA_ATTRIBUTE in image
 
 
 def rollup_from_stream(keys: Mapping[str, Any], image: Mapping[str, Any] | None) -> RollupDelta | None:
